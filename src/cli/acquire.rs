@@ -1,0 +1,93 @@
+//! `custody acquire file|host`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::{Env, Outcome};
+use crate::collect::file::FileCollector;
+use crate::collect::host::HostCollector;
+use crate::collect::{Collected, Collector};
+use crate::evidence::{Artefact, ArtefactKind};
+use crate::ids::CaseId;
+
+#[derive(Debug, Subcommand)]
+pub enum AcquireCommand {
+    /// A file, a raw image or a block device.
+    File(FileArgs),
+    /// Volatile triage of this machine, in order of volatility.
+    Host(HostArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CaseArg {
+    /// Case to add the evidence to; a new id is generated when omitted.
+    #[arg(long, value_name = "ID")]
+    pub case: Option<CaseId>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FileArgs {
+    /// File, image or block device to read.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// What the bytes are.
+    #[arg(long, value_enum, default_value = "file")]
+    pub kind: ArtefactKind,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// Also dump this process's readable memory (repeatable).
+    #[arg(long = "memory-pid", value_name = "PID")]
+    pub memory_pids: Vec<u32>,
+    /// Leave /var/log out of the bundle.
+    #[arg(long)]
+    pub skip_logs: bool,
+    /// Root of the file system to triage (a mounted image, for example).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Report<'a> {
+    case: &'a CaseId,
+    store: String,
+    artefacts: &'a [Artefact],
+    failures: &'a [String],
+}
+
+pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
+    let (case_arg, collector): (&CaseArg, Box<dyn Collector>) = match &cmd {
+        AcquireCommand::File(a) => (&a.case, Box::new(FileCollector { path: a.path.clone(), kind: a.kind })),
+        AcquireCommand::Host(a) => (
+            &a.case,
+            Box::new(HostCollector { root: a.root.clone(), memory_pids: a.memory_pids.clone(), skip_logs: a.skip_logs }),
+        ),
+    };
+    let case = case_arg.case.clone().unwrap_or_else(|| CaseId::generate(env.clock.now()));
+    let ctx = env.acquire_context()?;
+    tracing::info!(%case, what = %collector.describe(), store = %ctx.store.location(), "acquiring");
+    let Collected { artefacts, failures } = collector
+        .collect(&ctx, &case)
+        .await
+        .with_context(|| format!("{} into case {case} failed", collector.describe()))?;
+    let report = Report { case: &case, store: ctx.store.location(), artefacts: &artefacts, failures: &failures };
+    env.print(&report, || human(&report))?;
+    if !failures.is_empty() {
+        anyhow::bail!("{} of the requested artefacts could not be acquired: {}", failures.len(), failures.join("; "));
+    }
+    Ok(Outcome::Ok)
+}
+
+fn human(r: &Report<'_>) -> String {
+    let mut s = format!("case {} in {}\n", r.case, r.store);
+    for a in r.artefacts {
+        s.push_str(&super::cases::artefact_line(a));
+    }
+    s
+}

@@ -1,0 +1,61 @@
+//! The `Collector` seam: something that captures one or more artefacts into a case.
+//!
+//! - [`file`]: a file, a raw image or a block device.
+//! - [`host`]: volatile triage of the machine custody runs on, and process memory.
+//! - [`channel`]: turns a producer that writes (a tar builder, a memory
+//!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
+
+pub mod channel;
+pub mod file;
+pub mod host;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::evidence::Artefact;
+use crate::evidence::case::{AcquireContext, EvidenceError};
+use crate::ids::CaseId;
+
+pub use crate::evidence::pipeline::{SourceEnd, SourceReader};
+
+/// What a collector captured, and what it could not.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub artefacts: Vec<Artefact>,
+    /// Whole artefacts that could not be captured, each with its reason.
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectError {
+    #[error("cannot open {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is a directory; give a file, an image or a block device")]
+    IsDirectory { path: String },
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+}
+
+#[async_trait]
+pub trait Collector: Send + Sync + fmt::Debug {
+    /// What will be collected, for logs and plans: `file /dev/sda`.
+    fn describe(&self) -> String;
+
+    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError>;
+}
+
+/// This machine's host name, for artefact sources.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

@@ -1,0 +1,179 @@
+//! Settings: defaults < `custody.toml` in the custody home < `CUSTODY_*`
+//! environment < flags. (clap applies environment and flags; this module the
+//! file and the defaults.)
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::evidence::pipeline::{DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, PipelineOptions};
+
+pub const CONFIG_FILE: &str = "custody.toml";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no custody home: set CUSTODY_HOME or pass --home (no home directory was found)")]
+    NoHome,
+    #[error("{key} = {value} in {path} is out of range: {reason}")]
+    Range { path: PathBuf, key: &'static str, value: i64, reason: &'static str },
+}
+
+/// What `custody.toml` may hold. Unknown keys are refused so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    store: Option<String>,
+    compression_level: Option<i32>,
+    frame_size_mib: Option<u32>,
+    operator: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// Holds the config file, keys, the local ledger and, by default, the local evidence store.
+    pub home: PathBuf,
+    /// Evidence store URL.
+    pub store: String,
+    pub pipeline: PipelineOptions,
+    /// Who is acting, recorded with each action.
+    pub operator: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("home", &self.home)
+            .field("store", &redact_url(&self.store))
+            .field("pipeline", &self.pipeline)
+            .field("operator", &self.operator)
+            .finish()
+    }
+}
+
+/// A URL safe to log: no user info, no query (SAS tokens and presigned
+/// signatures live there).
+pub fn redact_url(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            if u.query().is_some() {
+                u.set_query(Some("REDACTED"));
+            }
+            u.to_string()
+        }
+        Err(_) => s.split('?').next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// The platform's data directory for custody (`~/.local/share/custody` on Linux).
+pub fn default_home() -> Result<PathBuf, ConfigError> {
+    directories::ProjectDirs::from("", "", "custody")
+        .map(|d| d.data_dir().to_path_buf())
+        .ok_or(ConfigError::NoHome)
+}
+
+impl Config {
+    /// Resolves settings. `home` and `store` are what flags or the environment gave, if anything.
+    pub fn load(home: Option<PathBuf>, store: Option<String>) -> Result<Self, ConfigError> {
+        let home = match home {
+            Some(h) => h,
+            None => default_home()?,
+        };
+        let home = std::path::absolute(&home).unwrap_or(home);
+        let path = home.join(CONFIG_FILE);
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileConfig>(&text)
+                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.message().to_owned() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let mut pipeline = PipelineOptions {
+            level: file.compression_level.unwrap_or(DEFAULT_LEVEL),
+            ..PipelineOptions::default()
+        };
+        if !(1..=19).contains(&pipeline.level) {
+            return Err(ConfigError::Range {
+                path,
+                key: "compression_level",
+                value: i64::from(pipeline.level),
+                reason: "zstd levels 1 to 19",
+            });
+        }
+        if let Some(mib) = file.frame_size_mib {
+            if !(1..=1024).contains(&mib) {
+                return Err(ConfigError::Range { path, key: "frame_size_mib", value: i64::from(mib), reason: "1 to 1024 MiB" });
+            }
+            pipeline.frame_size = mib as usize * (1 << 20);
+        } else {
+            pipeline.frame_size = DEFAULT_FRAME_SIZE;
+        }
+        let store = store.or(file.store).unwrap_or_else(|| default_store(&home));
+        let operator = file
+            .operator
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_owned());
+        Ok(Self { home, store, pipeline, operator })
+    }
+}
+
+fn default_store(home: &Path) -> String {
+    let dir = home.join("evidence");
+    url::Url::from_file_path(&dir).map(|u| u.to_string()).unwrap_or_else(|()| dir.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_explicit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = Config::load(Some(dir.path().to_path_buf()), None).expect("defaults");
+        assert!(c.store.starts_with("file://") && c.store.ends_with("/evidence"), "{}", c.store);
+        assert_eq!(c.pipeline.level, DEFAULT_LEVEL);
+
+        std::fs::write(dir.path().join(CONFIG_FILE), "store = \"file:///srv/evidence\"\ncompression_level = 3\n").expect("write");
+        let c = Config::load(Some(dir.path().to_path_buf()), None).expect("file");
+        assert_eq!(c.store, "file:///srv/evidence");
+        assert_eq!(c.pipeline.level, 3);
+
+        let c = Config::load(Some(dir.path().to_path_buf()), Some("file:///flag".into())).expect("flag");
+        assert_eq!(c.store, "file:///flag");
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join(CONFIG_FILE), "stroe = \"x\"\n").expect("write");
+        let err = Config::load(Some(dir.path().to_path_buf()), None).expect_err("typo");
+        let text = err.to_string();
+        assert!(text.contains("custody.toml") && text.contains("stroe"), "{text}");
+        std::fs::write(dir.path().join(CONFIG_FILE), "compression_level = 40\n").expect("write");
+        assert!(Config::load(Some(dir.path().to_path_buf()), None).is_err());
+    }
+
+    #[test]
+    fn debug_redacts_secrets_in_store_urls() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = Config::load(
+            Some(dir.path().to_path_buf()),
+            Some("https://acct.blob.core.windows.net/evidence?sv=2024&sig=SECRETSIG".into()),
+        )
+        .expect("load");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("SECRETSIG"), "{shown}");
+        assert!(redact_url("https://user:pw@host/x").contains("host/x"));
+        assert!(!redact_url("https://user:pw@host/x").contains("pw"));
+    }
+}

@@ -1,0 +1,328 @@
+//! Case operations on a store: acquire an artefact into a case, list cases
+//! and artefacts, verify them, export raw bytes.
+//!
+//! Keys: `cases/<case>/artefacts/<id>.zst` holds the stored object and
+//! `cases/<case>/manifests/<id>.json` its [`Artefact`] record. The manifest is
+//! written only after the store confirmed the object and both digests are
+//! known, so an object without a manifest was never recorded complete.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use bytes::Bytes;
+
+use super::model::{ARTEFACT_SCHEMA, Artefact, ArtefactKind, Digest, ManifestError, Source, StoredDigest, Tool};
+use super::pipeline::{self, PipelineError, PipelineOptions, SourceReader};
+use super::seekable::{self, ReadError};
+use crate::clock::Clock;
+use crate::ids::{ArtefactId, CaseId};
+use crate::progress::Progress;
+use crate::store::{EvidenceStore, ObjectKey, StoreError};
+
+/// Encoding recorded for stored objects.
+pub const STORED_FORMAT: &str = "zstd-seekable";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("acquisition of {what} failed")]
+    Pipeline {
+        what: String,
+        #[source]
+        source: PipelineError,
+    },
+    #[error("the store received {received} bytes of {key} but the pipeline produced {produced}")]
+    SizeMismatch { key: ObjectKey, received: u64, produced: u64 },
+    #[error("manifest {key} cannot be read")]
+    Manifest {
+        key: ObjectKey,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("case {case} has no artefact {artefact}")]
+    NoSuchArtefact { case: CaseId, artefact: ArtefactId },
+    #[error("case {case} not found in {location}")]
+    NoSuchCase { case: CaseId, location: String },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("failed to write {path}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("exported bytes of {artefact} do not match the recorded digests: {problems}")]
+    ExportMismatch { artefact: ArtefactId, problems: String },
+}
+
+pub fn object_key(case: &CaseId, id: &ArtefactId) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("cases/{case}/artefacts/{id}.zst"))
+}
+
+pub fn manifest_key(case: &CaseId, id: &ArtefactId) -> Result<ObjectKey, StoreError> {
+    ObjectKey::new(format!("cases/{case}/manifests/{id}.json"))
+}
+
+/// Everything an acquisition needs besides its source.
+#[derive(Debug, Clone)]
+pub struct AcquireContext {
+    pub store: Arc<dyn EvidenceStore>,
+    pub clock: Arc<dyn Clock>,
+    pub progress: Arc<dyn Progress>,
+    pub cancel: Arc<AtomicBool>,
+    pub pipeline: PipelineOptions,
+}
+
+/// One source to capture as one artefact.
+pub struct AcquireRequest {
+    pub case: CaseId,
+    pub kind: ArtefactKind,
+    pub source: Source,
+    pub reader: Box<dyn SourceReader>,
+    /// Expected raw size, for progress only.
+    pub size_hint: Option<u64>,
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Debug for AcquireRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireRequest")
+            .field("case", &self.case)
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the source once through the pipeline into the store, then records
+/// the artefact's manifest. Nothing is recorded if any step fails.
+pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefact, EvidenceError> {
+    let id = ArtefactId::generate();
+    let key = object_key(&req.case, &id)?;
+    let what = if req.source.path.is_some() {
+        format!("{} ({})", req.source.resource, req.source.path.as_deref().unwrap_or_default())
+    } else {
+        req.source.resource.clone()
+    };
+    let started = ctx.clock.now();
+    ctx.progress.start(&what, req.size_hint);
+    let (stream, running) = pipeline::start(req.reader, &ctx.pipeline, ctx.progress.clone(), ctx.cancel.clone());
+    let put = ctx.store.put(&key, stream).await;
+    // The pipeline's own error says more than the store's "source failed".
+    let out = running.finish().await.map_err(|source| EvidenceError::Pipeline { what: what.clone(), source })?;
+    let stored = put?;
+    ctx.progress.finish();
+    if stored.size != out.stored_size {
+        return Err(EvidenceError::SizeMismatch {
+            key,
+            received: stored.size,
+            produced: out.stored_size,
+        });
+    }
+    let finished = ctx.clock.now();
+    let artefact = Artefact {
+        schema: ARTEFACT_SCHEMA,
+        id: id.clone(),
+        case: req.case.clone(),
+        kind: req.kind,
+        source: req.source,
+        started,
+        finished,
+        raw: Digest { size: out.raw_size, sha256: out.raw_sha256 },
+        stored: StoredDigest {
+            size: out.stored_size,
+            sha256: out.stored_sha256,
+            format: STORED_FORMAT.to_owned(),
+            frame_size: ctx.pipeline.frame_size as u64,
+            location: ctx.store.location(),
+            key: key.to_string(),
+            version_id: stored.version_id,
+            etag: stored.etag,
+        },
+        source_changed: out.source_end.changed,
+        notes: req.notes.into_iter().chain(out.source_end.notes).collect(),
+        tool: Tool::this(),
+    };
+    ctx.store
+        .put_bytes(&manifest_key(&req.case, &id)?, Bytes::from(artefact.to_json()))
+        .await?;
+    tracing::info!(case = %req.case, artefact = %id, raw = artefact.raw.size, stored = artefact.stored.size, "artefact recorded");
+    Ok(artefact)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CaseSummary {
+    pub case: CaseId,
+    pub artefacts: usize,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// Cases in the store with their recorded artefacts (cases holding only
+/// unrecorded objects are listed with zero artefacts).
+pub async fn list_cases(store: &dyn EvidenceStore) -> Result<Vec<CaseSummary>, EvidenceError> {
+    let mut cases: BTreeMap<CaseId, CaseSummary> = BTreeMap::new();
+    for key in store.list("cases/").await? {
+        let mut parts = key.as_str().split('/').skip(1);
+        let Some(Ok(case)) = parts.next().map(str::parse::<CaseId>) else { continue };
+        let entry = cases.entry(case.clone()).or_insert(CaseSummary {
+            case,
+            artefacts: 0,
+            raw_bytes: 0,
+            stored_bytes: 0,
+        });
+        if parts.next() == Some("manifests") {
+            let a = read_manifest(store, &key).await?;
+            entry.artefacts += 1;
+            entry.raw_bytes += a.raw.size;
+            entry.stored_bytes += a.stored.size;
+        }
+    }
+    Ok(cases.into_values().collect())
+}
+
+async fn read_manifest(store: &dyn EvidenceStore, key: &ObjectKey) -> Result<Artefact, EvidenceError> {
+    let bytes = store.get_bytes(key).await?;
+    Artefact::from_json(&bytes).map_err(|source| EvidenceError::Manifest { key: key.clone(), source })
+}
+
+/// A case's recorded artefacts, in acquisition order.
+pub async fn artefacts(store: &dyn EvidenceStore, case: &CaseId) -> Result<Vec<Artefact>, EvidenceError> {
+    let keys = store.list(&format!("cases/{case}/")).await?;
+    if keys.is_empty() {
+        return Err(EvidenceError::NoSuchCase { case: case.clone(), location: store.location() });
+    }
+    let mut out = Vec::new();
+    for key in keys.iter().filter(|k| k.as_str().starts_with(&format!("cases/{case}/manifests/"))) {
+        out.push(read_manifest(store, key).await?);
+    }
+    out.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+pub async fn artefact(store: &dyn EvidenceStore, case: &CaseId, id: &ArtefactId) -> Result<Artefact, EvidenceError> {
+    match read_manifest(store, &manifest_key(case, id)?).await {
+        Err(EvidenceError::Store(StoreError::NotFound { .. })) => {
+            Err(EvidenceError::NoSuchArtefact { case: case.clone(), artefact: id.clone() })
+        }
+        other => other,
+    }
+}
+
+/// The outcome of re-reading one artefact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ArtefactCheck {
+    pub artefact: ArtefactId,
+    pub key: String,
+    pub ok: bool,
+    /// Each mismatch or read failure, named.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CaseVerification {
+    pub case: CaseId,
+    pub location: String,
+    pub checks: Vec<ArtefactCheck>,
+    /// Objects under the case with no manifest: never recorded complete.
+    pub unrecorded: Vec<String>,
+}
+
+impl CaseVerification {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+fn compare(problems: &mut Vec<String>, what: &str, recorded: &Digest, found_size: u64, found_sha: &str) {
+    if recorded.size != found_size {
+        problems.push(format!("{what} size is {found_size}, recorded {}", recorded.size));
+    }
+    if recorded.sha256 != found_sha {
+        problems.push(format!("{what} SHA-256 is {found_sha}, recorded {}", recorded.sha256));
+    }
+}
+
+/// Re-reads one artefact's stored object and compares both digests.
+pub async fn check_artefact(store: &dyn EvidenceStore, a: &Artefact) -> ArtefactCheck {
+    let mut problems = Vec::new();
+    match ObjectKey::new(a.stored.key.clone()) {
+        Err(e) => problems.push(e.to_string()),
+        Ok(key) if key != object_key(&a.case, &a.id).unwrap_or_else(|_| key.clone()) => {
+            problems.push(format!("manifest points at {key}, not at this artefact's own key"));
+        }
+        Ok(key) => match seekable::read_back(store, &key, std::io::sink()).await {
+            Ok((got, _)) => {
+                compare(&mut problems, "stored", &stored_digest(a), got.stored_size, &got.stored_sha256);
+                compare(&mut problems, "raw", &a.raw, got.raw_size, &got.raw_sha256);
+            }
+            Err(e) => problems.push(crate::error_chain(&e)),
+        },
+    }
+    ArtefactCheck { artefact: a.id.clone(), key: a.stored.key.clone(), ok: problems.is_empty(), problems }
+}
+
+fn stored_digest(a: &Artefact) -> Digest {
+    Digest { size: a.stored.size, sha256: a.stored.sha256.clone() }
+}
+
+/// Re-reads every recorded artefact of a case and compares both digests.
+pub async fn verify_case(store: &dyn EvidenceStore, case: &CaseId) -> Result<CaseVerification, EvidenceError> {
+    let list = artefacts(store, case).await?;
+    let mut checks = Vec::with_capacity(list.len());
+    for a in &list {
+        checks.push(check_artefact(store, a).await);
+    }
+    let recorded: Vec<&str> = list.iter().map(|a| a.stored.key.as_str()).collect();
+    let unrecorded = store
+        .list(&format!("cases/{case}/artefacts/"))
+        .await?
+        .into_iter()
+        .map(|k| k.to_string())
+        .filter(|k| !recorded.contains(&k.as_str()))
+        .collect();
+    Ok(CaseVerification { case: case.clone(), location: store.location(), checks, unrecorded })
+}
+
+/// Writes an artefact's raw bytes to `out`, checking both digests. The file
+/// appears under its name only if they match; otherwise nothing is left.
+pub async fn export(store: &dyn EvidenceStore, a: &Artefact, out: &Path) -> Result<(), EvidenceError> {
+    let key = object_key(&a.case, &a.id)?;
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out_err = |source| EvidenceError::Output { path: out.to_path_buf(), source };
+    let tmp = tempfile::Builder::new()
+        .prefix(".custody-export-")
+        .tempfile_in(dir)
+        .map_err(out_err)?;
+    let (file, tmp_path) = tmp.into_parts();
+    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let (got, writer) = seekable::read_back(store, &key, writer).await?;
+    let file = writer.into_inner().map_err(|e| out_err(e.into_error()))?;
+    file.sync_all().map_err(out_err)?;
+    let mut problems = Vec::new();
+    compare(&mut problems, "stored", &stored_digest(a), got.stored_size, &got.stored_sha256);
+    compare(&mut problems, "raw", &a.raw, got.raw_size, &got.raw_sha256);
+    if !problems.is_empty() {
+        // `tmp_path` removes the partial file when dropped.
+        return Err(EvidenceError::ExportMismatch { artefact: a.id.clone(), problems: problems.join("; ") });
+    }
+    tmp_path.persist_noclobber(out).map_err(|e| out_err(e.error))?;
+    Ok(())
+}
+
+/// Writes raw bytes `offset..offset+len` of an artefact to `out`.
+pub async fn export_range(
+    store: &dyn EvidenceStore,
+    a: &Artefact,
+    offset: u64,
+    len: u64,
+    out: &mut (dyn Write + Send),
+) -> Result<u64, EvidenceError> {
+    let key = object_key(&a.case, &a.id)?;
+    Ok(seekable::read_range(store, &key, offset, len, out).await?)
+}

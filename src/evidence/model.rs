@@ -1,0 +1,194 @@
+//! The artefact record. It is written as the artefact's manifest once, after
+//! both digests are known and the store has confirmed the write; an object
+//! without a manifest was never recorded complete.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{ArtefactId, CaseId};
+
+/// Schema version of [`Artefact`]. Readers refuse manifests from a newer schema.
+pub const ARTEFACT_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtefactKind {
+    DiskImage,
+    MemoryImage,
+    LogBundle,
+    HostTriage,
+    File,
+}
+
+impl ArtefactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DiskImage => "disk_image",
+            Self::MemoryImage => "memory_image",
+            Self::LogBundle => "log_bundle",
+            Self::HostTriage => "host_triage",
+            Self::File => "file",
+        }
+    }
+}
+
+/// Where the bytes came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Cloud resource id (`i-…`, `snap-…`) or a local description (`file`, `host`, `pid:123`).
+    pub resource: String,
+    /// Host the bytes were read on or from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path on that host, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// Size and SHA-256 of the raw content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Size and SHA-256 of the object as stored, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDigest {
+    pub size: u64,
+    pub sha256: String,
+    /// Encoding of the stored bytes: `zstd-seekable` (independent frames plus a seek table).
+    pub format: String,
+    /// Raw bytes per zstd frame.
+    pub frame_size: u64,
+    /// Store URL (never with credentials) and key of the object.
+    pub location: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+impl Tool {
+    pub fn this() -> Self {
+        Self {
+            name: crate::TOOL_NAME.to_owned(),
+            version: crate::TOOL_VERSION.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artefact {
+    pub schema: u32,
+    pub id: ArtefactId,
+    pub case: CaseId,
+    pub kind: ArtefactKind,
+    pub source: Source,
+    /// Collection window: first byte requested to last byte confirmed by the store.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished: OffsetDateTime,
+    pub raw: Digest,
+    pub stored: StoredDigest,
+    /// Set when the source's size or modification time changed while it was
+    /// read: the bytes are what was read, not a point-in-time copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_changed: Option<String>,
+    /// What could not be read and why (a triage item, a memory region). Nothing is dropped silently.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    pub tool: Tool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON of an artefact")]
+    Parse(#[source] serde_json::Error),
+    #[error("manifest schema {found} is newer than this build understands ({ARTEFACT_SCHEMA})")]
+    Schema { found: u32 },
+}
+
+impl Artefact {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data into memory cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let a: Artefact = serde_json::from_slice(bytes).map_err(ManifestError::Parse)?;
+        if a.schema > ARTEFACT_SCHEMA {
+            return Err(ManifestError::Schema { found: a.schema });
+        }
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Artefact {
+        let t = time::macros::datetime!(2026-11-28 04:00 UTC);
+        Artefact {
+            schema: ARTEFACT_SCHEMA,
+            id: ArtefactId::generate(),
+            case: "case-1".parse().unwrap_or_else(|_| unreachable!()),
+            kind: ArtefactKind::DiskImage,
+            source: Source {
+                resource: "vol-0abc".into(),
+                ..Source::default()
+            },
+            started: t,
+            finished: t,
+            raw: Digest {
+                size: 1,
+                sha256: "00".into(),
+            },
+            stored: StoredDigest {
+                size: 2,
+                sha256: "11".into(),
+                format: "zstd-seekable".into(),
+                frame_size: 2,
+                location: "file:///x".into(),
+                key: "k".into(),
+                version_id: None,
+                etag: None,
+            },
+            source_changed: None,
+            notes: vec![],
+            tool: Tool::this(),
+        }
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        let a = sample();
+        let back = Artefact::from_json(&a.to_json()).expect("parse");
+        assert_eq!(a, back);
+        let text = String::from_utf8(a.to_json()).expect("utf8");
+        assert!(text.contains("\"kind\": \"disk_image\""), "{text}");
+        assert!(text.contains("2026-11-28T04:00:00Z"), "{text}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let mut a = sample();
+        a.schema = ARTEFACT_SCHEMA + 1;
+        let err = Artefact::from_json(&a.to_json()).expect_err("newer");
+        assert!(matches!(err, ManifestError::Schema { .. }));
+    }
+}

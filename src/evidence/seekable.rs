@@ -1,0 +1,214 @@
+//! Reading stored objects back: whole (checking both digests on the way) or
+//! by raw byte range through the seek table, fetching only the frames that
+//! hold the range.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use sha2::{Digest as _, Sha256};
+use tokio_util::io::SyncIoBridge;
+
+use crate::store::{EvidenceStore, ObjectKey, StoreError};
+
+/// Size of the seekable format's footer: frame count, descriptor, magic.
+const FOOTER_LEN: u64 = 9;
+const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
+/// Skippable frame header: magic and frame size.
+const SKIPPABLE_HEADER_LEN: u64 = 8;
+
+/// Digests of an object as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    pub raw_size: u64,
+    pub raw_sha256: String,
+    pub stored_size: u64,
+    pub stored_sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{key} is not a valid zstd stream at raw byte {raw_offset}")]
+    Decode {
+        key: String,
+        raw_offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{key} has no valid seek table: {reason}")]
+    SeekTable { key: String, reason: String },
+    #[error("range {offset}+{len} is past the end of {key} ({size} raw bytes)")]
+    OutOfRange { key: String, offset: u64, len: u64, size: u64 },
+    #[error("failed to write the output")]
+    Output(#[source] io::Error),
+    #[error("a reader thread failed")]
+    Thread,
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    n: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or_default());
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    n: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(buf.get(..n).unwrap_or_default());
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads a whole object once: hashes the stored bytes, decompresses them and
+/// hashes the raw bytes, writing the raw bytes to `out` as it goes.
+pub async fn read_back<W: Write + Send + 'static>(
+    store: &dyn EvidenceStore,
+    key: &ObjectKey,
+    out: W,
+) -> Result<(ReadBack, W), ReadError> {
+    let reader = store.get(key).await?;
+    let key_text = key.to_string();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let bridge = SyncIoBridge::new_with_handle(reader, handle);
+        let mut stored = BufReader::with_capacity(
+            1 << 20,
+            HashingReader { inner: bridge, hash: Sha256::new(), n: 0 },
+        );
+        let mut raw = HashingWriter { inner: out, hash: Sha256::new(), n: 0 };
+        let decode_err = |raw: &HashingWriter<W>, source| ReadError::Decode {
+            key: key_text.clone(),
+            raw_offset: raw.n,
+            source,
+        };
+        {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(&mut stored).map_err(|e| decode_err(&raw, e))?;
+            io::copy(&mut decoder, &mut raw).map_err(|e| {
+                if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
+                    decode_err(&raw, e)
+                } else {
+                    ReadError::Output(e)
+                }
+            })?;
+        }
+        // Anything after the last frame still counts towards the stored digest.
+        loop {
+            let n = stored.fill_buf().map_err(|e| decode_err(&raw, e))?.len();
+            if n == 0 {
+                break;
+            }
+            stored.consume(n);
+        }
+        raw.flush().map_err(ReadError::Output)?;
+        let stored = stored.into_inner();
+        Ok((
+            ReadBack {
+                raw_size: raw.n,
+                raw_sha256: hex::encode(raw.hash.finalize()),
+                stored_size: stored.n,
+                stored_sha256: hex::encode(stored.hash.finalize()),
+            },
+            raw.inner,
+        ))
+    })
+    .await
+    .map_err(|_| ReadError::Thread)?
+}
+
+/// The seek table of a stored object, fetched from its tail.
+pub async fn seek_table(store: &dyn EvidenceStore, key: &ObjectKey) -> Result<zeekstd::SeekTable, ReadError> {
+    let bad = |reason: String| ReadError::SeekTable { key: key.to_string(), reason };
+    let size = store.size(key).await?;
+    if size < FOOTER_LEN + SKIPPABLE_HEADER_LEN {
+        return Err(bad(format!("object is only {size} bytes")));
+    }
+    let footer = store.get_range(key, size - FOOTER_LEN, FOOTER_LEN).await?;
+    let word = |at: usize| -> u32 {
+        let mut b = [0u8; 4];
+        if let Some(s) = footer.get(at..at + 4) {
+            b.copy_from_slice(s);
+        }
+        u32::from_le_bytes(b)
+    };
+    if word(5) != SEEKABLE_MAGIC {
+        return Err(bad("the seekable footer magic is missing".into()));
+    }
+    let frames = u64::from(word(0));
+    let descriptor = footer.get(4).copied().unwrap_or(0);
+    let entry_len = if descriptor & 0x80 != 0 { 12 } else { 8 };
+    let table_len = SKIPPABLE_HEADER_LEN + frames * entry_len + FOOTER_LEN;
+    if table_len > size {
+        return Err(bad(format!("seek table of {frames} frames is larger than the object")));
+    }
+    let table = store.get_range(key, size - table_len, table_len).await?;
+    let mut cursor = io::Cursor::new(table.to_vec());
+    let table = zeekstd::SeekTable::from_seekable(&mut cursor).map_err(|e| bad(e.to_string()))?;
+    // The table's compressed total must account for every byte before it.
+    if table.size_comp() + table_len != size {
+        return Err(bad("frame sizes do not add up to the object's size".into()));
+    }
+    Ok(table)
+}
+
+/// Writes raw bytes `offset..offset+len` of a stored object to `out`,
+/// fetching and decompressing only the frames that hold them.
+pub async fn read_range(
+    store: &dyn EvidenceStore,
+    key: &ObjectKey,
+    offset: u64,
+    len: u64,
+    out: &mut (dyn Write + Send),
+) -> Result<u64, ReadError> {
+    let table = seek_table(store, key).await?;
+    let size = table.size_decomp();
+    let end = offset.checked_add(len).filter(|&e| e <= size).ok_or(ReadError::OutOfRange {
+        key: key.to_string(),
+        offset,
+        len,
+        size,
+    })?;
+    if len == 0 {
+        return Ok(0);
+    }
+    let table_err = |e: zeekstd::Error| ReadError::SeekTable { key: key.to_string(), reason: e.to_string() };
+    let first = table.frame_index_decomp(offset);
+    let last = table.frame_index_decomp(end - 1);
+    let mut written = 0u64;
+    for i in first..=last {
+        let c_start = table.frame_start_comp(i).map_err(table_err)?;
+        let c_len = table.frame_size_comp(i).map_err(table_err)?;
+        let d_start = table.frame_start_decomp(i).map_err(table_err)?;
+        let compressed = store.get_range(key, c_start, c_len).await?;
+        let raw = zstd::decode_all(&compressed[..]).map_err(|source| ReadError::Decode {
+            key: key.to_string(),
+            raw_offset: d_start,
+            source,
+        })?;
+        let from = usize::try_from(offset.saturating_sub(d_start)).unwrap_or(0);
+        let to = usize::try_from((end - d_start).min(raw.len() as u64)).unwrap_or(0);
+        let part = raw.get(from..to).unwrap_or_default();
+        out.write_all(part).map_err(ReadError::Output)?;
+        written += part.len() as u64;
+    }
+    Ok(written)
+}

@@ -1,0 +1,49 @@
+//! custody: capture disk, memory and logs from ephemeral cloud resources and
+//! prove afterwards that every byte is exactly what was collected.
+//!
+//! # Layout
+//!
+//! | module | role |
+//! |---|---|
+//! | [`clock`] | the `Clock` seam: every timestamp custody records comes from it |
+//! | [`ids`] | validated case and artefact identifiers (safe as path and key parts) |
+//! | [`evidence`] | the artefact model, the streaming hash + seekable-zstd pipeline, and case operations (record, list, verify, export) |
+//! | [`store`] | the `EvidenceStore` seam and its backends; `local` is the embedded default |
+//! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory |
+//! | [`progress`] | how long work reports progress without deciding what a terminal shows |
+//! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |
+//! | [`cli`] | one module per subcommand of the `custody` binary: `Args` + `run()` |
+//!
+//! The binary (`src/main.rs`) only parses arguments, sets up tracing, calls
+//! [`cli::run`] and maps the outcome to an exit code: 0 ok, 1 verification
+//! failed, 2 operational error.
+
+pub mod cli;
+pub mod clock;
+pub mod collect;
+pub mod config;
+pub mod evidence;
+pub mod ids;
+pub mod progress;
+pub mod store;
+
+/// Name and version recorded in every artefact this build produces.
+pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");
+/// See [`TOOL_NAME`].
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// An error and its causes on one line: `outer: cause: root cause`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        // `#[error(transparent)]` wrappers repeat their source's text.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

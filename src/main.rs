@@ -1,0 +1,52 @@
+//! The `custody` binary: parse, set up logging, run, map the outcome to an
+//! exit code (0 ok, 1 verification failed, 2 operational error).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use custody::cli::{self, Cli, Outcome};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = cli::run(cli, cancel.clone()) => r,
+            _ = tokio::signal::ctrl_c() => {
+                // Dropping the command's future drops any put in flight, which
+                // removes its temporary object: nothing partial looks complete.
+                cancel.store(true, Ordering::SeqCst);
+                Err(anyhow::anyhow!("interrupted; nothing partial was recorded"))
+            }
+        }
+    });
+    let code = match result {
+        Ok(Outcome::Ok) => 0,
+        Ok(Outcome::VerificationFailed) => 1,
+        Err(e) => {
+            eprintln!("error: {}", custody::error_chain(e.as_ref()));
+            2
+        }
+    };
+    // Do not wait for threads blocked on a source (a FIFO, a hung device).
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}

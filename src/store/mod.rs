@@ -1,0 +1,184 @@
+//! The `EvidenceStore` seam: where artefacts and their manifests live.
+//!
+//! A store holds objects under slash-separated keys. It never overwrites an
+//! object, and it commits an object only when its whole body arrived: a body
+//! stream that ends in an error, or a put that is dropped part-way (Ctrl-C),
+//! leaves nothing behind under the key.
+//!
+//! Backends: [`local`] (a directory, the embedded default). Cloud backends sit
+//! behind the same trait; their SDK types never cross it.
+
+pub mod azure_auth;
+pub mod local;
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::io::AsyncRead;
+
+pub use crate::evidence::pipeline::EvidenceStream;
+
+/// A validated object key: relative, slash-separated, no empty, `.` or `..` parts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn new(key: impl Into<String>) -> Result<Self, StoreError> {
+        let key = key.into();
+        let ok = !key.is_empty()
+            && key.len() <= 1024
+            && !key.contains('\\')
+            && !key.contains('\0')
+            && key.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+        if ok {
+            Ok(Self(key))
+        } else {
+            Err(StoreError::InvalidKey { key })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a store reports about an object it committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: ObjectKey,
+    pub size: u64,
+    /// Object version, where the store versions objects.
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+}
+
+pub type EvidenceReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("invalid object key {key:?}")]
+    InvalidKey { key: String },
+    #[error("invalid store location {url:?}: {reason}")]
+    InvalidLocation { url: String, reason: String },
+    #[error("object {key} already exists in {location}; evidence is never overwritten")]
+    AlreadyExists { key: ObjectKey, location: String },
+    #[error("object {key} not found in {location}")]
+    NotFound { key: ObjectKey, location: String },
+    #[error("the data for {key} failed before it was complete; nothing was stored")]
+    SourceFailed {
+        key: ObjectKey,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to {op} {key} in {location}")]
+    Io {
+        op: &'static str,
+        key: String,
+        location: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[async_trait]
+pub trait EvidenceStore: Send + Sync + fmt::Debug {
+    /// The store's URL, without credentials; recorded in manifests.
+    fn location(&self) -> String;
+
+    /// Stores `body` under `key`. Fails if `key` exists. Commits only when the
+    /// stream ended without error.
+    async fn put(&self, key: &ObjectKey, body: EvidenceStream) -> Result<StoredObject, StoreError>;
+
+    /// Reads an object from its start.
+    async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError>;
+
+    /// Reads `len` bytes of an object from `offset` (fewer at its end).
+    async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, StoreError>;
+
+    /// Size of an object in bytes.
+    async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError>;
+
+    /// Keys under `prefix` (a key prefix, not necessarily ending in `/`), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError>;
+
+    /// Stores a small object held in memory.
+    async fn put_bytes(&self, key: &ObjectKey, body: Bytes) -> Result<StoredObject, StoreError> {
+        let stream = futures::stream::once(async move { Ok::<_, io::Error>(body) });
+        self.put(key, Box::pin(stream)).await
+    }
+
+    /// Reads a whole small object into memory.
+    async fn get_bytes(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let mut r = self.get(key).await?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.map_err(|source| StoreError::Io {
+            op: "read",
+            key: key.to_string(),
+            location: self.location(),
+            source,
+        })?;
+        Ok(out)
+    }
+}
+
+/// Opens the store named by `url`: `file:///path` or a plain path.
+pub fn open(url: &str) -> Result<Box<dyn EvidenceStore>, StoreError> {
+    let invalid = |reason: &str| StoreError::InvalidLocation {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if let Some((scheme, _)) = url.split_once("://") {
+        return match scheme {
+            "file" => {
+                let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| invalid("a file URL needs an absolute local path"))?;
+                Ok(Box::new(local::LocalStore::new(path)))
+            }
+            "s3" | "az" | "https" | "http" => Err(invalid(
+                "cloud evidence stores are not available in this build yet; use file:///path",
+            )),
+            _ => Err(invalid("unknown scheme; expected file://")),
+        };
+    }
+    if url.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let path = std::path::absolute(url).map_err(|e| invalid(&e.to_string()))?;
+    Ok(Box::new(local::LocalStore::new(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_refuse_traversal() {
+        for bad in ["", "/abs", "a//b", "a/../b", "..", "a/./b", "a\\b", "trailing/"] {
+            assert!(ObjectKey::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(ObjectKey::new("cases/c1/artefacts/a.zst").is_ok());
+    }
+
+    #[test]
+    fn open_understands_locations() {
+        assert!(open("file:///tmp/x").expect("file url").location().starts_with("file:///tmp/x"));
+        assert!(open("relative/dir").is_ok());
+        let err = open("s3://bucket/prefix").expect_err("not yet");
+        assert!(err.to_string().contains("s3://bucket/prefix"), "{err}");
+        assert!(open("gopher://x").is_err());
+        assert!(open("file://host/x").is_err());
+    }
+}
