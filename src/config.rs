@@ -25,7 +25,12 @@ pub enum ConfigError {
     #[error("no custody home: set CUSTODY_HOME or pass --home (no home directory was found)")]
     NoHome,
     #[error("{key} = {value} in {path} is out of range: {reason}")]
-    Range { path: PathBuf, key: &'static str, value: i64, reason: &'static str },
+    Range {
+        path: PathBuf,
+        key: &'static str,
+        value: i64,
+        reason: &'static str,
+    },
 }
 
 /// What `custody.toml` may hold. Unknown keys are refused so a typo is not silently ignored.
@@ -93,8 +98,10 @@ impl Config {
         let home = std::path::absolute(&home).unwrap_or(home);
         let path = home.join(CONFIG_FILE);
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<FileConfig>(&text)
-                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.message().to_owned() })?,
+            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.message().to_owned(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
@@ -112,7 +119,12 @@ impl Config {
         }
         if let Some(mib) = file.frame_size_mib {
             if !(1..=1024).contains(&mib) {
-                return Err(ConfigError::Range { path, key: "frame_size_mib", value: i64::from(mib), reason: "1 to 1024 MiB" });
+                return Err(ConfigError::Range {
+                    path,
+                    key: "frame_size_mib",
+                    value: i64::from(mib),
+                    reason: "1 to 1024 MiB",
+                });
             }
             pipeline.frame_size = mib as usize * (1 << 20);
         } else {
@@ -123,13 +135,20 @@ impl Config {
             .operator
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".to_owned());
-        Ok(Self { home, store, pipeline, operator })
+        Ok(Self {
+            home,
+            store,
+            pipeline,
+            operator,
+        })
     }
 }
 
 fn default_store(home: &Path) -> String {
     let dir = home.join("evidence");
-    url::Url::from_file_path(&dir).map(|u| u.to_string()).unwrap_or_else(|()| dir.display().to_string())
+    url::Url::from_file_path(&dir)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|()| dir.display().to_string())
 }
 
 #[cfg(test)]
@@ -140,15 +159,24 @@ mod tests {
     fn defaults_then_file_then_explicit() {
         let dir = tempfile::tempdir().expect("tmp");
         let c = Config::load(Some(dir.path().to_path_buf()), None).expect("defaults");
-        assert!(c.store.starts_with("file://") && c.store.ends_with("/evidence"), "{}", c.store);
+        assert!(
+            c.store.starts_with("file://") && c.store.ends_with("/evidence"),
+            "{}",
+            c.store
+        );
         assert_eq!(c.pipeline.level, DEFAULT_LEVEL);
 
-        std::fs::write(dir.path().join(CONFIG_FILE), "store = \"file:///srv/evidence\"\ncompression_level = 3\n").expect("write");
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "store = \"file:///srv/evidence\"\ncompression_level = 3\n",
+        )
+        .expect("write");
         let c = Config::load(Some(dir.path().to_path_buf()), None).expect("file");
         assert_eq!(c.store, "file:///srv/evidence");
         assert_eq!(c.pipeline.level, 3);
 
-        let c = Config::load(Some(dir.path().to_path_buf()), Some("file:///flag".into())).expect("flag");
+        let c = Config::load(Some(dir.path().to_path_buf()), Some("file:///flag".into()))
+            .expect("flag");
         assert_eq!(c.store, "file:///flag");
     }
 
@@ -158,7 +186,10 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "stroe = \"x\"\n").expect("write");
         let err = Config::load(Some(dir.path().to_path_buf()), None).expect_err("typo");
         let text = err.to_string();
-        assert!(text.contains("custody.toml") && text.contains("stroe"), "{text}");
+        assert!(
+            text.contains("custody.toml") && text.contains("stroe"),
+            "{text}"
+        );
         std::fs::write(dir.path().join(CONFIG_FILE), "compression_level = 40\n").expect("write");
         assert!(Config::load(Some(dir.path().to_path_buf()), None).is_err());
     }

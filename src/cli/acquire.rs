@@ -9,6 +9,7 @@ use super::{Env, Outcome};
 use crate::collect::file::FileCollector;
 use crate::collect::host::HostCollector;
 use crate::collect::{Collected, Collector};
+use crate::evidence::case::{ArtefactCheck, check_artefact};
 use crate::evidence::{Artefact, ArtefactKind};
 use crate::ids::CaseId;
 
@@ -25,6 +26,9 @@ pub struct CaseArg {
     /// Case to add the evidence to; a new id is generated when omitted.
     #[arg(long, value_name = "ID")]
     pub case: Option<CaseId>,
+    /// Read each artefact back from the store and check both digests before reporting.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,35 +63,92 @@ struct Report<'a> {
     store: String,
     artefacts: &'a [Artefact],
     failures: &'a [String],
+    /// Read-back checks, with `--verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<Vec<ArtefactCheck>>,
 }
 
 pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     let (case_arg, collector): (&CaseArg, Box<dyn Collector>) = match &cmd {
-        AcquireCommand::File(a) => (&a.case, Box::new(FileCollector { path: a.path.clone(), kind: a.kind })),
+        AcquireCommand::File(a) => (
+            &a.case,
+            Box::new(FileCollector {
+                path: a.path.clone(),
+                kind: a.kind,
+            }),
+        ),
         AcquireCommand::Host(a) => (
             &a.case,
-            Box::new(HostCollector { root: a.root.clone(), memory_pids: a.memory_pids.clone(), skip_logs: a.skip_logs }),
+            Box::new(HostCollector {
+                root: a.root.clone(),
+                memory_pids: a.memory_pids.clone(),
+                skip_logs: a.skip_logs,
+            }),
         ),
     };
-    let case = case_arg.case.clone().unwrap_or_else(|| CaseId::generate(env.clock.now()));
+    let case = case_arg
+        .case
+        .clone()
+        .unwrap_or_else(|| CaseId::generate(env.clock.now()));
     let ctx = env.acquire_context()?;
     tracing::info!(%case, what = %collector.describe(), store = %ctx.store.location(), "acquiring");
-    let Collected { artefacts, failures } = collector
+    let Collected {
+        artefacts,
+        failures,
+    } = collector
         .collect(&ctx, &case)
         .await
         .with_context(|| format!("{} into case {case} failed", collector.describe()))?;
-    let report = Report { case: &case, store: ctx.store.location(), artefacts: &artefacts, failures: &failures };
+    let verified = if case_arg.verify {
+        let mut checks = Vec::with_capacity(artefacts.len());
+        for a in &artefacts {
+            checks.push(check_artefact(ctx.store.as_ref(), a).await);
+        }
+        Some(checks)
+    } else {
+        None
+    };
+    let report = Report {
+        case: &case,
+        store: ctx.store.location(),
+        artefacts: &artefacts,
+        failures: &failures,
+        verified,
+    };
     env.print(&report, || human(&report))?;
     if !failures.is_empty() {
-        anyhow::bail!("{} of the requested artefacts could not be acquired: {}", failures.len(), failures.join("; "));
+        anyhow::bail!(
+            "{} of the requested artefacts could not be acquired: {}",
+            failures.len(),
+            failures.join("; ")
+        );
     }
-    Ok(Outcome::Ok)
+    let all_ok = report.verified.iter().flatten().all(|c| c.ok);
+    Ok(if all_ok {
+        Outcome::Ok
+    } else {
+        Outcome::VerificationFailed
+    })
 }
 
 fn human(r: &Report<'_>) -> String {
     let mut s = format!("case {} in {}\n", r.case, r.store);
     for a in r.artefacts {
         s.push_str(&super::cases::artefact_line(a));
+    }
+    for c in r.verified.iter().flatten() {
+        if c.ok {
+            s.push_str(&format!(
+                "verified {}: read back from the store, both digests match\n",
+                c.artefact
+            ));
+        } else {
+            s.push_str(&format!(
+                "FAILED   {}: {}\n",
+                c.artefact,
+                c.problems.join("; ")
+            ));
+        }
     }
     s
 }

@@ -23,7 +23,12 @@ pub async fn run_cases(env: &Env) -> anyhow::Result<Outcome> {
         }
         cases
             .iter()
-            .map(|c| format!("{}\t{} artefacts\t{} raw bytes\t{} stored bytes\n", c.case, c.artefacts, c.raw_bytes, c.stored_bytes))
+            .map(|c| {
+                format!(
+                    "{}\t{} artefacts\t{} raw bytes\t{} stored bytes\n",
+                    c.case, c.artefacts, c.raw_bytes, c.stored_bytes
+                )
+            })
             .collect()
     })?;
     Ok(Outcome::Ok)
@@ -31,7 +36,9 @@ pub async fn run_cases(env: &Env) -> anyhow::Result<Outcome> {
 
 pub async fn run_show(env: &Env, args: ShowArgs) -> anyhow::Result<Outcome> {
     let store = env.store()?;
-    let list = case::artefacts(store.as_ref(), &args.case).await.with_context(|| format!("cannot read case {}", args.case))?;
+    let list = case::artefacts(store.as_ref(), &args.case)
+        .await
+        .with_context(|| format!("cannot read case {}", args.case))?;
     env.print(&list, || {
         let mut s = format!("case {} in {}\n", args.case, store.location());
         for a in &list {
@@ -49,7 +56,11 @@ pub fn artefact_line(a: &Artefact) -> String {
         a.id,
         a.kind.as_str(),
         a.source.resource,
-        a.source.path.as_deref().map(|p| format!(" {p}")).unwrap_or_default(),
+        a.source
+            .path
+            .as_deref()
+            .map(|p| format!(" {p}"))
+            .unwrap_or_default(),
         a.raw.size,
         a.raw.sha256,
         a.stored.size,

@@ -36,9 +36,14 @@ struct Report {
 
 pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
     let store = env.store()?;
-    let a = case::artefact(store.as_ref(), &args.case, &args.artefact).await.context("cannot export")?;
+    let a = case::artefact(store.as_ref(), &args.case, &args.artefact)
+        .await
+        .context("cannot export")?;
     if args.output.exists() {
-        anyhow::bail!("{} already exists; export never overwrites", args.output.display());
+        anyhow::bail!(
+            "{} already exists; export never overwrites",
+            args.output.display()
+        );
     }
     let report = if let (Some(offset), Some(length)) = (args.offset, args.length) {
         let mut file = std::fs::OpenOptions::new()
@@ -51,10 +56,18 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
             Ok(n) => n,
             Err(e) => {
                 let _ = std::fs::remove_file(&args.output);
-                return Err(e).context(format!("cannot export bytes {offset}+{length} of {}", a.id));
+                return Err(e)
+                    .context(format!("cannot export bytes {offset}+{length} of {}", a.id));
             }
         };
-        Report { case: a.case, artefact: a.id, output: args.output.display().to_string(), bytes: n, sha256: None, verified: false }
+        Report {
+            case: a.case,
+            artefact: a.id,
+            output: args.output.display().to_string(),
+            bytes: n,
+            sha256: None,
+            verified: false,
+        }
     } else {
         match case::export(store.as_ref(), &a, &args.output).await {
             Ok(()) => {}
@@ -74,8 +87,18 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
         }
     };
     env.print(&report, || {
-        let check = if report.verified { format!(" sha256:{} verified", report.sha256.as_deref().unwrap_or_default()) } else { String::new() };
-        format!("wrote {} bytes of {} to {}{}\n", report.bytes, report.artefact, report.output, check)
+        let check = if report.verified {
+            format!(
+                " sha256:{} verified",
+                report.sha256.as_deref().unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "wrote {} bytes of {} to {}{}\n",
+            report.bytes, report.artefact, report.output, check
+        )
     })?;
     Ok(Outcome::Ok)
 }

@@ -22,7 +22,11 @@ use crate::progress::{NoProgress, Progress};
 use crate::store::EvidenceStore;
 
 #[derive(Debug, Parser)]
-#[command(name = "custody", version, about = "Capture evidence from cloud workloads and hosts with a verifiable chain of custody")]
+#[command(
+    name = "custody",
+    version,
+    about = "Capture evidence from cloud workloads and hosts with a verifiable chain of custody"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -35,8 +39,14 @@ pub struct GlobalArgs {
     /// Custody home: config (custody.toml), keys, local ledger, default local store.
     #[arg(long, env = "CUSTODY_HOME", global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// Evidence store URL (file:///path or a path). Default: <home>/evidence.
-    #[arg(long, env = "CUSTODY_STORE", global = true, value_name = "URL", hide_env_values = true)]
+    /// Evidence store URL (file:///path or a path). Default: HOME/evidence, under the custody home.
+    #[arg(
+        long,
+        env = "CUSTODY_STORE",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub store: Option<String>,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
@@ -84,8 +94,12 @@ pub struct Env {
 
 impl Env {
     pub fn store(&self) -> anyhow::Result<Arc<dyn EvidenceStore>> {
-        let store = crate::store::open(&self.config.store)
-            .with_context(|| format!("cannot open the evidence store {}", redact_url(&self.config.store)))?;
+        let store = crate::store::open(&self.config.store).with_context(|| {
+            format!(
+                "cannot open the evidence store {}",
+                redact_url(&self.config.store)
+            )
+        })?;
         Ok(Arc::from(store))
     }
 
@@ -108,9 +122,16 @@ impl Env {
     }
 
     /// Prints a result: JSON with `--json`, otherwise the human text.
-    pub fn print<T: serde::Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+    pub fn print<T: serde::Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).context("cannot encode the result as JSON")?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).context("cannot encode the result as JSON")?
+            );
         } else {
             print!("{}", human());
         }
@@ -119,7 +140,8 @@ impl Env {
 }
 
 pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
-    let config = Config::load(cli.global.home.clone(), cli.global.store.clone()).context("cannot load settings")?;
+    let config = Config::load(cli.global.home.clone(), cli.global.store.clone())
+        .context("cannot load settings")?;
     tracing::debug!(?config, "settings");
     let env = Env {
         config,

@@ -9,7 +9,10 @@ pub struct Bar(ProgressBar);
 
 impl Bar {
     pub fn new() -> Self {
-        Self(ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()))
+        Self(ProgressBar::with_draw_target(
+            None,
+            ProgressDrawTarget::stderr(),
+        ))
     }
 }
 
@@ -25,7 +28,9 @@ impl Progress for Bar {
             Some(_) => ProgressStyle::with_template(
                 "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             ),
-            None => ProgressStyle::with_template("{msg} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}"),
+            None => ProgressStyle::with_template(
+                "{msg} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}",
+            ),
         };
         if let Ok(style) = style {
             self.0.set_style(style.progress_chars("=> "));

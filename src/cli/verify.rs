@@ -13,18 +13,26 @@ pub struct VerifyArgs {
 
 pub async fn run(env: &Env, args: VerifyArgs) -> anyhow::Result<Outcome> {
     let store = env.store()?;
-    let v = case::verify_case(store.as_ref(), &args.case).await.with_context(|| format!("cannot verify case {}", args.case))?;
+    let v = case::verify_case(store.as_ref(), &args.case)
+        .await
+        .with_context(|| format!("cannot verify case {}", args.case))?;
     env.print(&v, || {
         let mut s = String::new();
         for c in &v.checks {
             if c.ok {
                 s.push_str(&format!("OK      {}\n", c.artefact));
             } else {
-                s.push_str(&format!("FAILED  {}: {}\n", c.artefact, c.problems.join("; ")));
+                s.push_str(&format!(
+                    "FAILED  {}: {}\n",
+                    c.artefact,
+                    c.problems.join("; ")
+                ));
             }
         }
         for u in &v.unrecorded {
-            s.push_str(&format!("NOTE    {u} has no manifest: it was never recorded complete\n"));
+            s.push_str(&format!(
+                "NOTE    {u} has no manifest: it was never recorded complete\n"
+            ));
         }
         let failed = v.checks.iter().filter(|c| !c.ok).count();
         s.push_str(&format!(
@@ -36,5 +44,9 @@ pub async fn run(env: &Env, args: VerifyArgs) -> anyhow::Result<Outcome> {
         ));
         s
     })?;
-    Ok(if v.ok() { Outcome::Ok } else { Outcome::VerificationFailed })
+    Ok(if v.ok() {
+        Outcome::Ok
+    } else {
+        Outcome::VerificationFailed
+    })
 }

@@ -21,7 +21,8 @@ impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let room = CHUNK - self.buf.len();
         let n = data.len().min(room);
-        self.buf.extend_from_slice(data.get(..n).unwrap_or_default());
+        self.buf
+            .extend_from_slice(data.get(..n).unwrap_or_default());
         if self.buf.len() >= CHUNK {
             self.flush()?;
         }
@@ -33,9 +34,9 @@ impl Write for ChannelWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the acquisition stopped reading"))
+        self.tx.send(chunk).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the acquisition stopped reading")
+        })
     }
 }
 
@@ -56,12 +57,21 @@ where
 {
     let (tx, rx) = sync_channel(DEPTH);
     let producer = std::thread::spawn(move || {
-        let mut w = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK) };
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
         let end = produce(&mut w)?;
         w.flush()?;
         Ok(end)
     });
-    ChannelReader { rx, cur: Vec::new(), pos: 0, producer: Some(producer), end: None }
+    ChannelReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+        producer: Some(producer),
+        end: None,
+    }
 }
 
 impl Read for ChannelReader {
@@ -69,7 +79,9 @@ impl Read for ChannelReader {
         loop {
             if let Some(rest) = self.cur.get(self.pos..).filter(|r| !r.is_empty()) {
                 let n = rest.len().min(buf.len());
-                buf.get_mut(..n).unwrap_or_default().copy_from_slice(rest.get(..n).unwrap_or_default());
+                buf.get_mut(..n)
+                    .unwrap_or_default()
+                    .copy_from_slice(rest.get(..n).unwrap_or_default());
                 self.pos += n;
                 return Ok(n);
             }
@@ -81,7 +93,9 @@ impl Read for ChannelReader {
                 Err(_) => {
                     // The producer is done: its result decides between EOF and an error.
                     if let Some(p) = self.producer.take() {
-                        let end = p.join().map_err(|_| io::Error::other("the producer thread panicked"))??;
+                        let end = p
+                            .join()
+                            .map_err(|_| io::Error::other("the producer thread panicked"))??;
                         self.end = Some(end);
                     }
                     return Ok(0);
@@ -107,13 +121,19 @@ mod tests {
             for i in 0..3000u32 {
                 w.write_all(&i.to_le_bytes().repeat(100))?;
             }
-            Ok(SourceEnd { changed: None, notes: vec!["x unreadable".into()] })
+            Ok(SourceEnd {
+                changed: None,
+                notes: vec!["x unreadable".into()],
+            })
         });
         let mut all = Vec::new();
         r.read_to_end(&mut all).expect("read");
         assert_eq!(all.len(), 3000 * 400);
         assert_eq!(&all[400..404], &1u32.to_le_bytes());
-        assert_eq!(r.finish().expect("end").notes, vec!["x unreadable".to_string()]);
+        assert_eq!(
+            r.finish().expect("end").notes,
+            vec!["x unreadable".to_string()]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::{Collected, CollectError, Collector, SourceEnd, SourceReader};
+use super::{CollectError, Collected, Collector, SourceEnd, SourceReader};
 use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
 use crate::evidence::{ArtefactKind, Source};
 use crate::ids::CaseId;
@@ -35,7 +35,10 @@ pub struct FileSource {
 impl FileSource {
     pub fn open(path: &Path) -> Result<Self, CollectError> {
         let shown = path.display().to_string();
-        let open_err = |source| CollectError::Open { path: shown.clone(), source };
+        let open_err = |source| CollectError::Open {
+            path: shown.clone(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(open_err)?;
         if meta.is_dir() {
             return Err(CollectError::IsDirectory { path: shown });
@@ -43,7 +46,13 @@ impl FileSource {
         let mut file = File::open(path).map_err(open_err)?;
         let block_device = meta.file_type().is_block_device();
         let before = shape(&mut file, block_device).map_err(open_err)?;
-        Ok(Self { file, path: path.to_path_buf(), block_device, before, read: 0 })
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            block_device,
+            before,
+            read: 0,
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -66,7 +75,11 @@ fn shape(file: &mut File, block_device: bool) -> io::Result<Shape> {
     } else {
         meta.len()
     };
-    Ok(Shape { len, modified: meta.modified().ok(), inode: meta.ino() })
+    Ok(Shape {
+        len,
+        modified: meta.modified().ok(),
+        inode: meta.ino(),
+    })
 }
 
 impl Read for FileSource {
@@ -82,10 +95,16 @@ impl SourceReader for FileSource {
         let after = shape(&mut self.file, self.block_device)?;
         let mut changes = Vec::new();
         if after.len != self.before.len {
-            changes.push(format!("size went from {} to {} bytes", self.before.len, after.len));
+            changes.push(format!(
+                "size went from {} to {} bytes",
+                self.before.len, after.len
+            ));
         }
         if self.read != self.before.len && after.len == self.before.len {
-            changes.push(format!("read {} bytes of a {}-byte source", self.read, self.before.len));
+            changes.push(format!(
+                "read {} bytes of a {}-byte source",
+                self.read, self.before.len
+            ));
         }
         if after.modified != self.before.modified {
             changes.push("modification time changed".to_owned());
@@ -98,9 +117,16 @@ impl SourceReader for FileSource {
             changes.push("the path now names another file".to_owned());
         }
         let changed = (!changes.is_empty()).then(|| {
-            format!("{} changed during acquisition: {}", self.path.display(), changes.join("; "))
+            format!(
+                "{} changed during acquisition: {}",
+                self.path.display(),
+                changes.join("; ")
+            )
         });
-        Ok(SourceEnd { changed, notes: Vec::new() })
+        Ok(SourceEnd {
+            changed,
+            notes: Vec::new(),
+        })
     }
 }
 
@@ -117,11 +143,19 @@ impl Collector for FileCollector {
         format!("file {}", self.path.display())
     }
 
-    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError> {
+    async fn collect(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+    ) -> Result<Collected, CollectError> {
         let path = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
         let source = FileSource::open(&path)?;
         let size = source.len();
-        let resource = if source.block_device { "block-device" } else { "file" };
+        let resource = if source.block_device {
+            "block-device"
+        } else {
+            "file"
+        };
         let artefact = acquire(
             ctx,
             AcquireRequest {
@@ -139,7 +173,10 @@ impl Collector for FileCollector {
             },
         )
         .await?;
-        Ok(Collected { artefacts: vec![artefact], failures: Vec::new() })
+        Ok(Collected {
+            artefacts: vec![artefact],
+            failures: Vec::new(),
+        })
     }
 }
 
@@ -156,12 +193,20 @@ mod tests {
         let mut src = FileSource::open(&p).expect("open");
         let mut buf = vec![0u8; 4096];
         src.read_exact(&mut buf).expect("read");
-        std::fs::OpenOptions::new().append(true).open(&p).expect("append").write_all(b"more").expect("write");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .expect("append")
+            .write_all(b"more")
+            .expect("write");
         let mut rest = Vec::new();
         src.read_to_end(&mut rest).expect("read");
         let end = src.finish().expect("finish");
         let changed = end.changed.expect("must notice");
-        assert!(changed.contains("size went from 10000 to 10004"), "{changed}");
+        assert!(
+            changed.contains("size went from 10000 to 10004"),
+            "{changed}"
+        );
     }
 
     #[test]
@@ -172,7 +217,12 @@ mod tests {
         let mut src = FileSource::open(&p).expect("open");
         let mut buf = vec![0u8; 100];
         src.read_exact(&mut buf).expect("read");
-        std::fs::OpenOptions::new().write(true).open(&p).expect("open").set_len(500).expect("truncate");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .expect("open")
+            .set_len(500)
+            .expect("truncate");
         let mut rest = Vec::new();
         src.read_to_end(&mut rest).expect("read");
         let changed = src.finish().expect("finish").changed.expect("must notice");

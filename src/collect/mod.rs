@@ -1,6 +1,6 @@
 //! The `Collector` seam: something that captures one or more artefacts into a case.
 //!
-//! - [`file`]: a file, a raw image or a block device.
+//! - [`file`](mod@file): a file, a raw image or a block device.
 //! - [`host`]: volatile triage of the machine custody runs on, and process memory.
 //! - [`channel`]: turns a producer that writes (a tar builder, a memory
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
@@ -47,7 +47,8 @@ pub trait Collector: Send + Sync + fmt::Debug {
     /// What will be collected, for logs and plans: `file /dev/sda`.
     fn describe(&self) -> String;
 
-    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError>;
+    async fn collect(&self, ctx: &AcquireContext, case: &CaseId)
+    -> Result<Collected, CollectError>;
 }
 
 /// This machine's host name, for artefact sources.

@@ -14,7 +14,9 @@ use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 
-use super::model::{ARTEFACT_SCHEMA, Artefact, ArtefactKind, Digest, ManifestError, Source, StoredDigest, Tool};
+use super::model::{
+    ARTEFACT_SCHEMA, Artefact, ArtefactKind, Digest, ManifestError, Source, StoredDigest, Tool,
+};
 use super::pipeline::{self, PipelineError, PipelineOptions, SourceReader};
 use super::seekable::{self, ReadError};
 use crate::clock::Clock;
@@ -37,7 +39,11 @@ pub enum EvidenceError {
         source: PipelineError,
     },
     #[error("the store received {received} bytes of {key} but the pipeline produced {produced}")]
-    SizeMismatch { key: ObjectKey, received: u64, produced: u64 },
+    SizeMismatch {
+        key: ObjectKey,
+        received: u64,
+        produced: u64,
+    },
     #[error("manifest {key} cannot be read")]
     Manifest {
         key: ObjectKey,
@@ -57,7 +63,10 @@ pub enum EvidenceError {
         source: std::io::Error,
     },
     #[error("exported bytes of {artefact} do not match the recorded digests: {problems}")]
-    ExportMismatch { artefact: ArtefactId, problems: String },
+    ExportMismatch {
+        artefact: ArtefactId,
+        problems: String,
+    },
 }
 
 pub fn object_key(case: &CaseId, id: &ArtefactId) -> Result<ObjectKey, StoreError> {
@@ -105,16 +114,31 @@ pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefa
     let id = ArtefactId::generate();
     let key = object_key(&req.case, &id)?;
     let what = if req.source.path.is_some() {
-        format!("{} ({})", req.source.resource, req.source.path.as_deref().unwrap_or_default())
+        format!(
+            "{} ({})",
+            req.source.resource,
+            req.source.path.as_deref().unwrap_or_default()
+        )
     } else {
         req.source.resource.clone()
     };
     let started = ctx.clock.now();
     ctx.progress.start(&what, req.size_hint);
-    let (stream, running) = pipeline::start(req.reader, &ctx.pipeline, ctx.progress.clone(), ctx.cancel.clone());
+    let (stream, running) = pipeline::start(
+        req.reader,
+        &ctx.pipeline,
+        ctx.progress.clone(),
+        ctx.cancel.clone(),
+    );
     let put = ctx.store.put(&key, stream).await;
     // The pipeline's own error says more than the store's "source failed".
-    let out = running.finish().await.map_err(|source| EvidenceError::Pipeline { what: what.clone(), source })?;
+    let out = running
+        .finish()
+        .await
+        .map_err(|source| EvidenceError::Pipeline {
+            what: what.clone(),
+            source,
+        })?;
     let stored = put?;
     ctx.progress.finish();
     if stored.size != out.stored_size {
@@ -133,7 +157,10 @@ pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefa
         source: req.source,
         started,
         finished,
-        raw: Digest { size: out.raw_size, sha256: out.raw_sha256 },
+        raw: Digest {
+            size: out.raw_size,
+            sha256: out.raw_sha256,
+        },
         stored: StoredDigest {
             size: out.stored_size,
             sha256: out.stored_sha256,
@@ -149,7 +176,10 @@ pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefa
         tool: Tool::this(),
     };
     ctx.store
-        .put_bytes(&manifest_key(&req.case, &id)?, Bytes::from(artefact.to_json()))
+        .put_bytes(
+            &manifest_key(&req.case, &id)?,
+            Bytes::from(artefact.to_json()),
+        )
         .await?;
     tracing::info!(case = %req.case, artefact = %id, raw = artefact.raw.size, stored = artefact.stored.size, "artefact recorded");
     Ok(artefact)
@@ -169,7 +199,9 @@ pub async fn list_cases(store: &dyn EvidenceStore) -> Result<Vec<CaseSummary>, E
     let mut cases: BTreeMap<CaseId, CaseSummary> = BTreeMap::new();
     for key in store.list("cases/").await? {
         let mut parts = key.as_str().split('/').skip(1);
-        let Some(Ok(case)) = parts.next().map(str::parse::<CaseId>) else { continue };
+        let Some(Ok(case)) = parts.next().map(str::parse::<CaseId>) else {
+            continue;
+        };
         let entry = cases.entry(case.clone()).or_insert(CaseSummary {
             case,
             artefacts: 0,
@@ -186,29 +218,51 @@ pub async fn list_cases(store: &dyn EvidenceStore) -> Result<Vec<CaseSummary>, E
     Ok(cases.into_values().collect())
 }
 
-async fn read_manifest(store: &dyn EvidenceStore, key: &ObjectKey) -> Result<Artefact, EvidenceError> {
+async fn read_manifest(
+    store: &dyn EvidenceStore,
+    key: &ObjectKey,
+) -> Result<Artefact, EvidenceError> {
     let bytes = store.get_bytes(key).await?;
-    Artefact::from_json(&bytes).map_err(|source| EvidenceError::Manifest { key: key.clone(), source })
+    Artefact::from_json(&bytes).map_err(|source| EvidenceError::Manifest {
+        key: key.clone(),
+        source,
+    })
 }
 
 /// A case's recorded artefacts, in acquisition order.
-pub async fn artefacts(store: &dyn EvidenceStore, case: &CaseId) -> Result<Vec<Artefact>, EvidenceError> {
+pub async fn artefacts(
+    store: &dyn EvidenceStore,
+    case: &CaseId,
+) -> Result<Vec<Artefact>, EvidenceError> {
     let keys = store.list(&format!("cases/{case}/")).await?;
     if keys.is_empty() {
-        return Err(EvidenceError::NoSuchCase { case: case.clone(), location: store.location() });
+        return Err(EvidenceError::NoSuchCase {
+            case: case.clone(),
+            location: store.location(),
+        });
     }
     let mut out = Vec::new();
-    for key in keys.iter().filter(|k| k.as_str().starts_with(&format!("cases/{case}/manifests/"))) {
+    for key in keys
+        .iter()
+        .filter(|k| k.as_str().starts_with(&format!("cases/{case}/manifests/")))
+    {
         out.push(read_manifest(store, key).await?);
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
     Ok(out)
 }
 
-pub async fn artefact(store: &dyn EvidenceStore, case: &CaseId, id: &ArtefactId) -> Result<Artefact, EvidenceError> {
+pub async fn artefact(
+    store: &dyn EvidenceStore,
+    case: &CaseId,
+    id: &ArtefactId,
+) -> Result<Artefact, EvidenceError> {
     match read_manifest(store, &manifest_key(case, id)?).await {
         Err(EvidenceError::Store(StoreError::NotFound { .. })) => {
-            Err(EvidenceError::NoSuchArtefact { case: case.clone(), artefact: id.clone() })
+            Err(EvidenceError::NoSuchArtefact {
+                case: case.clone(),
+                artefact: id.clone(),
+            })
         }
         other => other,
     }
@@ -239,12 +293,24 @@ impl CaseVerification {
     }
 }
 
-fn compare(problems: &mut Vec<String>, what: &str, recorded: &Digest, found_size: u64, found_sha: &str) {
+fn compare(
+    problems: &mut Vec<String>,
+    what: &str,
+    recorded: &Digest,
+    found_size: u64,
+    found_sha: &str,
+) {
     if recorded.size != found_size {
-        problems.push(format!("{what} size is {found_size}, recorded {}", recorded.size));
+        problems.push(format!(
+            "{what} size is {found_size}, recorded {}",
+            recorded.size
+        ));
     }
     if recorded.sha256 != found_sha {
-        problems.push(format!("{what} SHA-256 is {found_sha}, recorded {}", recorded.sha256));
+        problems.push(format!(
+            "{what} SHA-256 is {found_sha}, recorded {}",
+            recorded.sha256
+        ));
     }
 }
 
@@ -254,25 +320,52 @@ pub async fn check_artefact(store: &dyn EvidenceStore, a: &Artefact) -> Artefact
     match ObjectKey::new(a.stored.key.clone()) {
         Err(e) => problems.push(e.to_string()),
         Ok(key) if key != object_key(&a.case, &a.id).unwrap_or_else(|_| key.clone()) => {
-            problems.push(format!("manifest points at {key}, not at this artefact's own key"));
+            problems.push(format!(
+                "manifest points at {key}, not at this artefact's own key"
+            ));
         }
         Ok(key) => match seekable::read_back(store, &key, std::io::sink()).await {
-            Ok((got, _)) => {
-                compare(&mut problems, "stored", &stored_digest(a), got.stored_size, &got.stored_sha256);
-                compare(&mut problems, "raw", &a.raw, got.raw_size, &got.raw_sha256);
-            }
+            Ok((got, _)) => problems = mismatches(a, &got),
             Err(e) => problems.push(crate::error_chain(&e)),
         },
     }
-    ArtefactCheck { artefact: a.id.clone(), key: a.stored.key.clone(), ok: problems.is_empty(), problems }
+    ArtefactCheck {
+        artefact: a.id.clone(),
+        key: a.stored.key.clone(),
+        ok: problems.is_empty(),
+        problems,
+    }
+}
+
+/// Every way `got` differs from what `a` recorded.
+fn mismatches(a: &Artefact, got: &seekable::ReadBack) -> Vec<String> {
+    let mut problems = Vec::new();
+    compare(
+        &mut problems,
+        "stored",
+        &stored_digest(a),
+        got.stored_size,
+        &got.stored_sha256,
+    );
+    if let Some(e) = &got.decode_error {
+        problems.push(e.clone());
+    }
+    compare(&mut problems, "raw", &a.raw, got.raw_size, &got.raw_sha256);
+    problems
 }
 
 fn stored_digest(a: &Artefact) -> Digest {
-    Digest { size: a.stored.size, sha256: a.stored.sha256.clone() }
+    Digest {
+        size: a.stored.size,
+        sha256: a.stored.sha256.clone(),
+    }
 }
 
 /// Re-reads every recorded artefact of a case and compares both digests.
-pub async fn verify_case(store: &dyn EvidenceStore, case: &CaseId) -> Result<CaseVerification, EvidenceError> {
+pub async fn verify_case(
+    store: &dyn EvidenceStore,
+    case: &CaseId,
+) -> Result<CaseVerification, EvidenceError> {
     let list = artefacts(store, case).await?;
     let mut checks = Vec::with_capacity(list.len());
     for a in &list {
@@ -286,15 +379,30 @@ pub async fn verify_case(store: &dyn EvidenceStore, case: &CaseId) -> Result<Cas
         .map(|k| k.to_string())
         .filter(|k| !recorded.contains(&k.as_str()))
         .collect();
-    Ok(CaseVerification { case: case.clone(), location: store.location(), checks, unrecorded })
+    Ok(CaseVerification {
+        case: case.clone(),
+        location: store.location(),
+        checks,
+        unrecorded,
+    })
 }
 
 /// Writes an artefact's raw bytes to `out`, checking both digests. The file
 /// appears under its name only if they match; otherwise nothing is left.
-pub async fn export(store: &dyn EvidenceStore, a: &Artefact, out: &Path) -> Result<(), EvidenceError> {
+pub async fn export(
+    store: &dyn EvidenceStore,
+    a: &Artefact,
+    out: &Path,
+) -> Result<(), EvidenceError> {
     let key = object_key(&a.case, &a.id)?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let out_err = |source| EvidenceError::Output { path: out.to_path_buf(), source };
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out_err = |source| EvidenceError::Output {
+        path: out.to_path_buf(),
+        source,
+    };
     let tmp = tempfile::Builder::new()
         .prefix(".custody-export-")
         .tempfile_in(dir)
@@ -304,14 +412,17 @@ pub async fn export(store: &dyn EvidenceStore, a: &Artefact, out: &Path) -> Resu
     let (got, writer) = seekable::read_back(store, &key, writer).await?;
     let file = writer.into_inner().map_err(|e| out_err(e.into_error()))?;
     file.sync_all().map_err(out_err)?;
-    let mut problems = Vec::new();
-    compare(&mut problems, "stored", &stored_digest(a), got.stored_size, &got.stored_sha256);
-    compare(&mut problems, "raw", &a.raw, got.raw_size, &got.raw_sha256);
+    let problems = mismatches(a, &got);
     if !problems.is_empty() {
         // `tmp_path` removes the partial file when dropped.
-        return Err(EvidenceError::ExportMismatch { artefact: a.id.clone(), problems: problems.join("; ") });
+        return Err(EvidenceError::ExportMismatch {
+            artefact: a.id.clone(),
+            problems: problems.join("; "),
+        });
     }
-    tmp_path.persist_noclobber(out).map_err(|e| out_err(e.error))?;
+    tmp_path
+        .persist_noclobber(out)
+        .map_err(|e| out_err(e.error))?;
     Ok(())
 }
 

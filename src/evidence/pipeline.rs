@@ -186,7 +186,9 @@ pub fn start(
         let (work_tx, work_rx) = sync_channel::<Frame>(QUEUE_DEPTH);
         let (done_tx, done_rx) = sync_channel::<Result<(u32, Bytes), PipelineError>>(1);
         let level = opts.level;
-        workers.push(thread::spawn(move || compress_worker(level, work_rx, done_tx)));
+        workers.push(thread::spawn(move || {
+            compress_worker(level, work_rx, done_tx)
+        }));
         work_txs.push(work_tx);
         done_rxs.push(done_rx);
     }
@@ -200,7 +202,8 @@ pub fn start(
         (n, hex::encode(h.finalize()))
     });
     let frame_size = opts.frame_size;
-    let reader = thread::spawn(move || read_frames(source, frame_size, hash_tx, work_txs, progress, cancel));
+    let reader =
+        thread::spawn(move || read_frames(source, frame_size, hash_tx, work_txs, progress, cancel));
 
     thread::spawn(move || {
         let out = write_frames(done_rxs, &store_tx, reader, hasher, workers);
@@ -251,14 +254,17 @@ fn read_frames(
             return Err(PipelineError::Interrupted { offset });
         }
         let mut buf = BytesMut::zeroed(frame_size);
-        let n = read_full(&mut source, &mut buf).map_err(|source| PipelineError::Read { offset, source })?;
+        let n = read_full(&mut source, &mut buf)
+            .map_err(|source| PipelineError::Read { offset, source })?;
         buf.truncate(n);
         // An empty source still gets one (empty) frame so the object is a valid zstd stream.
         if n == 0 && index > 0 {
             break;
         }
         let raw = buf.freeze();
-        hash_tx.send(raw.clone()).map_err(|_| PipelineError::Thread("hasher"))?;
+        hash_tx
+            .send(raw.clone())
+            .map_err(|_| PipelineError::Thread("hasher"))?;
         let slot = usize::try_from(index % work_txs.len() as u64).unwrap_or(0);
         let tx = work_txs.get(slot).ok_or(PipelineError::Thread("worker"))?;
         if tx.send(Frame { index, raw }).is_err() {
@@ -277,7 +283,11 @@ fn read_frames(
         .map_err(|source| PipelineError::Read { offset, source })
 }
 
-fn compress_worker(level: i32, rx: Receiver<Frame>, tx: SyncSender<Result<(u32, Bytes), PipelineError>>) {
+fn compress_worker(
+    level: i32,
+    rx: Receiver<Frame>,
+    tx: SyncSender<Result<(u32, Bytes), PipelineError>>,
+) {
     let mut compressor = match zstd::bulk::Compressor::new(level) {
         Ok(c) => c,
         Err(source) => {
@@ -316,14 +326,17 @@ fn write_frames(
     let mut send = |bytes: Bytes| -> Result<(), PipelineError> {
         stored.update(&bytes);
         stored_size += bytes.len() as u64;
-        store_tx.blocking_send(Ok(bytes)).map_err(|_| PipelineError::StoreGone)
+        store_tx
+            .blocking_send(Ok(bytes))
+            .map_err(|_| PipelineError::StoreGone)
     };
     let mut write_err = None;
     'frames: loop {
         for rx in &done_rxs {
             match rx.recv() {
                 Ok(Ok((raw_len, compressed))) => {
-                    let c_len = u32::try_from(compressed.len()).map_err(|_| PipelineError::TooManyFrames { frames })?;
+                    let c_len = u32::try_from(compressed.len())
+                        .map_err(|_| PipelineError::TooManyFrames { frames })?;
                     if table.log_frame(c_len, raw_len).is_err() {
                         write_err = Some(PipelineError::TooManyFrames { frames });
                         break 'frames;
@@ -396,7 +409,9 @@ mod tests {
         let mut v = Vec::with_capacity(len);
         let mut i = 0u64;
         while v.len() < len {
-            v.extend_from_slice(format!("line {i} of evidence {}\n", i * 7919 % 104_729).as_bytes());
+            v.extend_from_slice(
+                format!("line {i} of evidence {}\n", i * 7919 % 104_729).as_bytes(),
+            );
             i += 1;
         }
         v.truncate(len);
@@ -405,9 +420,23 @@ mod tests {
 
     #[tokio::test]
     async fn round_trips_through_plain_zstd() {
-        for (len, frame, workers) in [(0, 4096, 2), (1, 4096, 1), (4096, 4096, 2), (100_000, 4096, 3), (1 << 20, 65536, 2)] {
+        for (len, frame, workers) in [
+            (0, 4096, 2),
+            (1, 4096, 1),
+            (4096, 4096, 2),
+            (100_000, 4096, 3),
+            (1 << 20, 65536, 2),
+        ] {
             let data = sample(len);
-            let (stored, out) = run(data.clone(), PipelineOptions { frame_size: frame, level: 1, workers }).await;
+            let (stored, out) = run(
+                data.clone(),
+                PipelineOptions {
+                    frame_size: frame,
+                    level: 1,
+                    workers,
+                },
+            )
+            .await;
             assert_eq!(out.raw_size, len as u64);
             assert_eq!(out.raw_sha256, super::super::sha256_hex(&data));
             assert_eq!(out.stored_size, stored.len() as u64);
@@ -422,7 +451,11 @@ mod tests {
 
     #[test]
     fn memory_bound_does_not_depend_on_input() {
-        let o = PipelineOptions { frame_size: DEFAULT_FRAME_SIZE, level: 1, workers: 2 };
+        let o = PipelineOptions {
+            frame_size: DEFAULT_FRAME_SIZE,
+            level: 1,
+            workers: 2,
+        };
         // 2 workers at 2 MiB frames: stays under 64 MiB whatever the input size.
         assert!(o.memory_bound() < 64 << 20, "{}", o.memory_bound());
         assert_eq!(o.max_frames_in_flight(), 1 + 4 + 2 + 2 + 1 + 2);
@@ -448,7 +481,11 @@ mod tests {
     async fn a_read_error_poisons_the_stream() {
         let (mut stream, running) = start(
             Box::new(Failing { left: 10_000 }),
-            &PipelineOptions { frame_size: 4096, level: 1, workers: 2 },
+            &PipelineOptions {
+                frame_size: 4096,
+                level: 1,
+                workers: 2,
+            },
             crate::progress::none(),
             Arc::new(AtomicBool::new(false)),
         );
@@ -460,7 +497,10 @@ mod tests {
         }
         assert!(saw_err, "the store must be told to discard");
         let err = running.finish().await.expect_err("must fail");
-        assert!(matches!(err, PipelineError::Read { offset: 8192, .. }), "{err:?}");
+        assert!(
+            matches!(err, PipelineError::Read { offset: 8192, .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -468,12 +508,19 @@ mod tests {
         let cancel = Arc::new(AtomicBool::new(true));
         let (mut stream, running) = start(
             Box::new(io::Cursor::new(sample(100_000))),
-            &PipelineOptions { frame_size: 4096, level: 1, workers: 2 },
+            &PipelineOptions {
+                frame_size: 4096,
+                level: 1,
+                workers: 2,
+            },
             crate::progress::none(),
             cancel,
         );
         while stream.next().await.is_some() {}
         let err = running.finish().await.expect_err("cancelled");
-        assert!(matches!(err, PipelineError::Interrupted { offset: 0 }), "{err:?}");
+        assert!(
+            matches!(err, PipelineError::Interrupted { offset: 0 }),
+            "{err:?}"
+        );
     }
 }

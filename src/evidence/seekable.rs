@@ -22,6 +22,9 @@ pub struct ReadBack {
     pub raw_sha256: String,
     pub stored_size: u64,
     pub stored_sha256: String,
+    /// Set when the stored bytes are not a valid zstd stream; the raw digest
+    /// then covers only what decoded before the failure.
+    pub decode_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +42,12 @@ pub enum ReadError {
     #[error("{key} has no valid seek table: {reason}")]
     SeekTable { key: String, reason: String },
     #[error("range {offset}+{len} is past the end of {key} ({size} raw bytes)")]
-    OutOfRange { key: String, offset: u64, len: u64, size: u64 },
+    OutOfRange {
+        key: String,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
     #[error("failed to write the output")]
     Output(#[source] io::Error),
     #[error("a reader thread failed")]
@@ -65,11 +73,12 @@ struct HashingWriter<W> {
     inner: W,
     hash: Sha256,
     n: u64,
+    failed: bool,
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = self.inner.write(buf).inspect_err(|_| self.failed = true)?;
         self.hash.update(buf.get(..n).unwrap_or_default());
         self.n += n as u64;
         Ok(n)
@@ -80,7 +89,9 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Reads a whole object once: hashes the stored bytes, decompresses them and
-/// hashes the raw bytes, writing the raw bytes to `out` as it goes.
+/// hashes the raw bytes, writing the raw bytes to `out` as it goes. Stored
+/// bytes that do not decode are reported in [`ReadBack::decode_error`], and
+/// still read to the end so the stored digest is complete.
 pub async fn read_back<W: Write + Send + 'static>(
     store: &dyn EvidenceStore,
     key: &ObjectKey,
@@ -93,25 +104,31 @@ pub async fn read_back<W: Write + Send + 'static>(
         let bridge = SyncIoBridge::new_with_handle(reader, handle);
         let mut stored = BufReader::with_capacity(
             1 << 20,
-            HashingReader { inner: bridge, hash: Sha256::new(), n: 0 },
+            HashingReader {
+                inner: bridge,
+                hash: Sha256::new(),
+                n: 0,
+            },
         );
-        let mut raw = HashingWriter { inner: out, hash: Sha256::new(), n: 0 };
+        let mut raw = HashingWriter {
+            inner: out,
+            hash: Sha256::new(),
+            n: 0,
+            failed: false,
+        };
         let decode_err = |raw: &HashingWriter<W>, source| ReadError::Decode {
             key: key_text.clone(),
             raw_offset: raw.n,
             source,
         };
-        {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(&mut stored).map_err(|e| decode_err(&raw, e))?;
-            io::copy(&mut decoder, &mut raw).map_err(|e| {
-                if e.kind() == io::ErrorKind::Other || e.kind() == io::ErrorKind::InvalidData || e.kind() == io::ErrorKind::UnexpectedEof {
-                    decode_err(&raw, e)
-                } else {
-                    ReadError::Output(e)
-                }
-            })?;
-        }
-        // Anything after the last frame still counts towards the stored digest.
+        let decoded = zstd::stream::read::Decoder::with_buffer(&mut stored)
+            .and_then(|mut decoder| io::copy(&mut decoder, &mut raw));
+        let decode_error = match decoded {
+            Ok(_) => None,
+            Err(e) if raw.failed => return Err(ReadError::Output(e)),
+            Err(e) => Some(crate::error_chain(&decode_err(&raw, e))),
+        };
+        // Anything after the last frame (or after a corrupt one) still counts towards the stored digest.
         loop {
             let n = stored.fill_buf().map_err(|e| decode_err(&raw, e))?.len();
             if n == 0 {
@@ -127,6 +144,7 @@ pub async fn read_back<W: Write + Send + 'static>(
                 raw_sha256: hex::encode(raw.hash.finalize()),
                 stored_size: stored.n,
                 stored_sha256: hex::encode(stored.hash.finalize()),
+                decode_error,
             },
             raw.inner,
         ))
@@ -136,8 +154,14 @@ pub async fn read_back<W: Write + Send + 'static>(
 }
 
 /// The seek table of a stored object, fetched from its tail.
-pub async fn seek_table(store: &dyn EvidenceStore, key: &ObjectKey) -> Result<zeekstd::SeekTable, ReadError> {
-    let bad = |reason: String| ReadError::SeekTable { key: key.to_string(), reason };
+pub async fn seek_table(
+    store: &dyn EvidenceStore,
+    key: &ObjectKey,
+) -> Result<zeekstd::SeekTable, ReadError> {
+    let bad = |reason: String| ReadError::SeekTable {
+        key: key.to_string(),
+        reason,
+    };
     let size = store.size(key).await?;
     if size < FOOTER_LEN + SKIPPABLE_HEADER_LEN {
         return Err(bad(format!("object is only {size} bytes")));
@@ -158,7 +182,9 @@ pub async fn seek_table(store: &dyn EvidenceStore, key: &ObjectKey) -> Result<ze
     let entry_len = if descriptor & 0x80 != 0 { 12 } else { 8 };
     let table_len = SKIPPABLE_HEADER_LEN + frames * entry_len + FOOTER_LEN;
     if table_len > size {
-        return Err(bad(format!("seek table of {frames} frames is larger than the object")));
+        return Err(bad(format!(
+            "seek table of {frames} frames is larger than the object"
+        )));
     }
     let table = store.get_range(key, size - table_len, table_len).await?;
     let mut cursor = io::Cursor::new(table.to_vec());
@@ -181,16 +207,22 @@ pub async fn read_range(
 ) -> Result<u64, ReadError> {
     let table = seek_table(store, key).await?;
     let size = table.size_decomp();
-    let end = offset.checked_add(len).filter(|&e| e <= size).ok_or(ReadError::OutOfRange {
-        key: key.to_string(),
-        offset,
-        len,
-        size,
-    })?;
+    let end = offset
+        .checked_add(len)
+        .filter(|&e| e <= size)
+        .ok_or(ReadError::OutOfRange {
+            key: key.to_string(),
+            offset,
+            len,
+            size,
+        })?;
     if len == 0 {
         return Ok(0);
     }
-    let table_err = |e: zeekstd::Error| ReadError::SeekTable { key: key.to_string(), reason: e.to_string() };
+    let table_err = |e: zeekstd::Error| ReadError::SeekTable {
+        key: key.to_string(),
+        reason: e.to_string(),
+    };
     let first = table.frame_index_decomp(offset);
     let last = table.frame_index_decomp(end - 1);
     let mut written = 0u64;

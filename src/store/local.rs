@@ -75,7 +75,11 @@ impl EvidenceStore for LocalStore {
             .unwrap_or_else(|()| self.root.display().to_string())
     }
 
-    async fn put(&self, key: &ObjectKey, mut body: EvidenceStream) -> Result<StoredObject, StoreError> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        mut body: EvidenceStream,
+    ) -> Result<StoredObject, StoreError> {
         let final_path = self.path(key);
         let dir = final_path
             .parent()
@@ -90,8 +94,14 @@ impl EvidenceStore for LocalStore {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| self.err("create the directory for", key, e))?;
-        let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!("{PARTIAL_PREFIX}{name}.{}", uuid::Uuid::new_v4().simple()));
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(
+            "{PARTIAL_PREFIX}{name}.{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let mut guard = TempGuard(Some(tmp.clone()));
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -101,12 +111,19 @@ impl EvidenceStore for LocalStore {
             .map_err(|e| self.err("create a temporary file for", key, e))?;
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|source| StoreError::SourceFailed { key: key.clone(), source })?;
-            file.write_all(&chunk).await.map_err(|e| self.err("write", key, e))?;
+            let chunk = chunk.map_err(|source| StoreError::SourceFailed {
+                key: key.clone(),
+                source,
+            })?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| self.err("write", key, e))?;
             size += chunk.len() as u64;
         }
         file.flush().await.map_err(|e| self.err("write", key, e))?;
-        file.sync_all().await.map_err(|e| self.err("fsync", key, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| self.err("fsync", key, e))?;
         drop(file);
         // link(2) refuses an existing target: the no-overwrite rule holds even
         // against a concurrent writer of the same key.
@@ -121,8 +138,12 @@ impl EvidenceStore for LocalStore {
             Err(e) => return Err(self.err("commit", key, e)),
         }
         drop(guard.0.take());
-        tokio::fs::remove_file(&tmp).await.map_err(|e| self.err("clean up after", key, e))?;
-        fsync_dir(&dir).await.map_err(|e| self.err("fsync the directory of", key, e))?;
+        tokio::fs::remove_file(&tmp)
+            .await
+            .map_err(|e| self.err("clean up after", key, e))?;
+        fsync_dir(&dir)
+            .await
+            .map_err(|e| self.err("fsync the directory of", key, e))?;
         Ok(StoredObject {
             key: key.clone(),
             size,
@@ -132,20 +153,31 @@ impl EvidenceStore for LocalStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError> {
-        let f = tokio::fs::File::open(self.path(key)).await.map_err(|e| self.err("open", key, e))?;
+        let f = tokio::fs::File::open(self.path(key))
+            .await
+            .map_err(|e| self.err("open", key, e))?;
         Ok(Box::pin(f))
     }
 
     async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, StoreError> {
-        let mut f = tokio::fs::File::open(self.path(key)).await.map_err(|e| self.err("open", key, e))?;
-        f.seek(io::SeekFrom::Start(offset)).await.map_err(|e| self.err("seek in", key, e))?;
+        let mut f = tokio::fs::File::open(self.path(key))
+            .await
+            .map_err(|e| self.err("open", key, e))?;
+        f.seek(io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| self.err("seek in", key, e))?;
         let mut buf = Vec::with_capacity(usize::try_from(len.min(64 << 20)).unwrap_or(0));
-        f.take(len).read_to_end(&mut buf).await.map_err(|e| self.err("read", key, e))?;
+        f.take(len)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| self.err("read", key, e))?;
         Ok(Bytes::from(buf))
     }
 
     async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError> {
-        let m = tokio::fs::metadata(self.path(key)).await.map_err(|e| self.err("open", key, e))?;
+        let m = tokio::fs::metadata(self.path(key))
+            .await
+            .map_err(|e| self.err("open", key, e))?;
         Ok(m.len())
     }
 
@@ -189,7 +221,9 @@ fn walk(root: &Path, prefix: &str) -> io::Result<Vec<ObjectKey>> {
             if entry.file_type()?.is_dir() {
                 stack.push(path);
             } else if let Ok(rel) = path.strip_prefix(root) {
-                let rel = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                let rel = rel
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
                 if rel.starts_with(prefix)
                     && let Ok(k) = ObjectKey::new(rel)
                 {
@@ -215,17 +249,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let store = LocalStore::new(dir.path());
         let k = key("cases/c1/artefacts/a.zst");
-        let o = store.put_bytes(&k, Bytes::from_static(b"hello")).await.expect("put");
+        let o = store
+            .put_bytes(&k, Bytes::from_static(b"hello"))
+            .await
+            .expect("put");
         assert_eq!(o.size, 5);
         assert_eq!(store.get_bytes(&k).await.expect("get"), b"hello");
         assert_eq!(&store.get_range(&k, 1, 3).await.expect("range")[..], b"ell");
         assert_eq!(&store.get_range(&k, 3, 99).await.expect("range")[..], b"lo");
-        let err = store.put_bytes(&k, Bytes::from_static(b"other")).await.expect_err("overwrite");
+        let err = store
+            .put_bytes(&k, Bytes::from_static(b"other"))
+            .await
+            .expect_err("overwrite");
         assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
         assert_eq!(store.get_bytes(&k).await.expect("get"), b"hello");
-        store.put_bytes(&key("cases/c2/x"), Bytes::new()).await.expect("put");
+        store
+            .put_bytes(&key("cases/c2/x"), Bytes::new())
+            .await
+            .expect("put");
         let all = store.list("cases/").await.expect("list");
-        assert_eq!(all, vec![key("cases/c1/artefacts/a.zst"), key("cases/c2/x")]);
+        assert_eq!(
+            all,
+            vec![key("cases/c1/artefacts/a.zst"), key("cases/c2/x")]
+        );
         assert_eq!(store.list("cases/c1/").await.expect("list").len(), 1);
         assert!(store.list("nothing/").await.expect("list").is_empty());
         let missing = store.get(&key("cases/none")).await.err().expect("missing");
@@ -237,12 +283,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let store = LocalStore::new(dir.path());
         let k = key("cases/c1/artefacts/a.zst");
-        let body = futures::stream::iter(vec![Ok(Bytes::from_static(b"part")), Err(io::Error::other("source died"))]);
+        let body = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"part")),
+            Err(io::Error::other("source died")),
+        ]);
         let err = store.put(&k, Box::pin(body)).await.expect_err("must fail");
         assert!(matches!(err, StoreError::SourceFailed { .. }), "{err}");
         assert!(store.list("").await.expect("list").is_empty());
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("cases/c1/artefacts")).expect("dir").collect();
-        assert!(leftovers.is_empty(), "temporary file left behind: {leftovers:?}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("cases/c1/artefacts"))
+            .expect("dir")
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary file left behind: {leftovers:?}"
+        );
     }
 
     #[tokio::test]
@@ -251,11 +305,17 @@ mod tests {
         let store = LocalStore::new(dir.path());
         let k = key("cases/c1/a");
         // A body that yields once, then never ends: the put is cancelled mid-way.
-        let body = futures::stream::once(async { Ok(Bytes::from_static(b"part")) }).chain(futures::stream::pending());
+        let body = futures::stream::once(async { Ok(Bytes::from_static(b"part")) })
+            .chain(futures::stream::pending());
         let put = store.put(&k, Box::pin(body));
         let r = tokio::time::timeout(std::time::Duration::from_millis(200), put).await;
         assert!(r.is_err(), "put must still be running");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("cases/c1")).expect("dir").collect();
-        assert!(leftovers.is_empty(), "temporary file left behind: {leftovers:?}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("cases/c1"))
+            .expect("dir")
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary file left behind: {leftovers:?}"
+        );
     }
 }

@@ -32,7 +32,9 @@ impl ObjectKey {
             && key.len() <= 1024
             && !key.contains('\\')
             && !key.contains('\0')
-            && key.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+            && key
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..");
         if ok {
             Ok(Self(key))
         } else {
@@ -122,12 +124,14 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
         use tokio::io::AsyncReadExt;
         let mut r = self.get(key).await?;
         let mut out = Vec::new();
-        r.read_to_end(&mut out).await.map_err(|source| StoreError::Io {
-            op: "read",
-            key: key.to_string(),
-            location: self.location(),
-            source,
-        })?;
+        r.read_to_end(&mut out)
+            .await
+            .map_err(|source| StoreError::Io {
+                op: "read",
+                key: key.to_string(),
+                location: self.location(),
+                source,
+            })?;
         Ok(out)
     }
 }
@@ -166,7 +170,16 @@ mod tests {
 
     #[test]
     fn keys_refuse_traversal() {
-        for bad in ["", "/abs", "a//b", "a/../b", "..", "a/./b", "a\\b", "trailing/"] {
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/../b",
+            "..",
+            "a/./b",
+            "a\\b",
+            "trailing/",
+        ] {
             assert!(ObjectKey::new(bad).is_err(), "{bad:?}");
         }
         assert!(ObjectKey::new("cases/c1/artefacts/a.zst").is_ok());
@@ -174,7 +187,12 @@ mod tests {
 
     #[test]
     fn open_understands_locations() {
-        assert!(open("file:///tmp/x").expect("file url").location().starts_with("file:///tmp/x"));
+        assert!(
+            open("file:///tmp/x")
+                .expect("file url")
+                .location()
+                .starts_with("file:///tmp/x")
+        );
         assert!(open("relative/dir").is_ok());
         let err = open("s3://bucket/prefix").expect_err("not yet");
         assert!(err.to_string().contains("s3://bucket/prefix"), "{err}");

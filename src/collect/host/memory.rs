@@ -9,8 +9,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::super::channel::{self, ChannelReader};
 use super::super::SourceEnd;
+use super::super::channel::{self, ChannelReader};
 
 /// "EMiL" read as a little-endian u32: the LiME header magic.
 const LIME_MAGIC: u32 = 0x4C69_4D45;
@@ -55,19 +55,33 @@ pub struct ProcessMemory {
 impl ProcessMemory {
     pub fn open(root: &Path, pid: u32) -> io::Result<Self> {
         let proc_dir = root.join("proc").join(pid.to_string());
-        let with = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{}/{what}: {e}", proc_dir.display()));
+        let with = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("{}/{what}: {e}", proc_dir.display()))
+        };
         let maps = std::fs::read_to_string(proc_dir.join("maps")).map_err(|e| with("maps", e))?;
-        let comm = std::fs::read_to_string(proc_dir.join("comm")).unwrap_or_default().trim().to_owned();
+        let comm = std::fs::read_to_string(proc_dir.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         let mem = File::open(proc_dir.join("mem")).map_err(|e| with("mem", e))?;
         let regions: Vec<Region> = parse_maps(&maps)
             .into_iter()
             // vvar has no backing pages a reader may touch; [vsyscall] is not in the address space.
-            .filter(|r| r.perms.starts_with('r') && !r.name.starts_with("[vvar") && r.name != "[vsyscall]")
+            .filter(|r| {
+                r.perms.starts_with('r') && !r.name.starts_with("[vvar") && r.name != "[vsyscall]"
+            })
             .collect();
         if regions.is_empty() {
-            return Err(io::Error::other(format!("process {pid} has no readable memory regions")));
+            return Err(io::Error::other(format!(
+                "process {pid} has no readable memory regions"
+            )));
         }
-        Ok(Self { pid, comm, mem, regions })
+        Ok(Self {
+            pid,
+            comm,
+            mem,
+            regions,
+        })
     }
 
     pub fn command(&self) -> &str {
@@ -92,7 +106,10 @@ impl ProcessMemory {
             let first = (r.end - r.start).min(CHUNK) as usize;
             let head = buf.get_mut(..first).unwrap_or_default();
             if let Err(e) = self.read_at(r.start, head) {
-                notes.push(format!("pid {} region {:x}-{:x} {} {}: not read: {e}", self.pid, r.start, r.end, r.perms, r.name));
+                notes.push(format!(
+                    "pid {} region {:x}-{:x} {} {}: not read: {e}",
+                    self.pid, r.start, r.end, r.perms, r.name
+                ));
                 continue;
             }
             w.write_all(&lime_header(r.start, r.end - 1))?;
@@ -103,13 +120,22 @@ impl ProcessMemory {
                 let chunk = buf.get_mut(..n).unwrap_or_default();
                 if let Err(e) = self.read_at(at, chunk) {
                     chunk.fill(0);
-                    notes.push(format!("pid {} {:x}-{:x} ({}): written as zeros: {e}", self.pid, at, at + n as u64, r.name));
+                    notes.push(format!(
+                        "pid {} {:x}-{:x} ({}): written as zeros: {e}",
+                        self.pid,
+                        at,
+                        at + n as u64,
+                        r.name
+                    ));
                 }
                 w.write_all(chunk)?;
                 at += n as u64;
             }
         }
-        Ok(SourceEnd { changed: None, notes })
+        Ok(SourceEnd {
+            changed: None,
+            notes,
+        })
     }
 
     fn read_at(&mut self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -174,8 +200,15 @@ mod tests {
         pm.into_reader().read_to_end(&mut dump).expect("read");
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(&dump[0..4], &LIME_MAGIC.to_le_bytes(), "starts with a LiME header");
-        assert!(dump.windows(marker.len()).any(|w| w == marker.as_bytes()), "marker not in the dump");
+        assert_eq!(
+            &dump[0..4],
+            &LIME_MAGIC.to_le_bytes(),
+            "starts with a LiME header"
+        );
+        assert!(
+            dump.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "marker not in the dump"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Collected, CollectError, Collector};
+use super::{CollectError, Collected, Collector};
 use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
 use crate::evidence::{ArtefactKind, Source};
 use crate::ids::CaseId;
@@ -31,7 +31,11 @@ pub struct HostCollector {
 
 impl Default for HostCollector {
     fn default() -> Self {
-        Self { root: PathBuf::from("/"), memory_pids: Vec::new(), skip_logs: false }
+        Self {
+            root: PathBuf::from("/"),
+            memory_pids: Vec::new(),
+            skip_logs: false,
+        }
     }
 }
 
@@ -46,7 +50,11 @@ impl Collector for HostCollector {
         d
     }
 
-    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError> {
+    async fn collect(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+    ) -> Result<Collected, CollectError> {
         let host = super::hostname();
         let mut out = Collected::default();
         // Process memory is the most volatile: take it first.
@@ -55,7 +63,8 @@ impl Collector for HostCollector {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(pid, error = %e, "process memory not acquired");
-                    out.failures.push(format!("memory of pid {pid} not acquired: {e}"));
+                    out.failures
+                        .push(format!("memory of pid {pid} not acquired: {e}"));
                     continue;
                 }
             };
@@ -80,10 +89,16 @@ impl Collector for HostCollector {
             .await;
             match artefact {
                 Ok(a) => out.artefacts.push(a),
-                Err(e) => out.failures.push(format!("memory of pid {pid} not acquired: {}", crate::error_chain(&e))),
+                Err(e) => out.failures.push(format!(
+                    "memory of pid {pid} not acquired: {}",
+                    crate::error_chain(&e)
+                )),
             }
         }
-        let plan = triage::TriagePlan { root: self.root.clone(), skip_logs: self.skip_logs };
+        let plan = triage::TriagePlan {
+            root: self.root.clone(),
+            skip_logs: self.skip_logs,
+        };
         let artefact = acquire(
             ctx,
             AcquireRequest {

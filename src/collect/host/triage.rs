@@ -115,14 +115,25 @@ impl<'w> Triage<'w> {
         let mut tar = tar::Builder::new(w);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
-        Self { plan, tar, items: Vec::new(), socket_owners: HashMap::new() }
+        Self {
+            plan,
+            tar,
+            items: Vec::new(),
+            socket_owners: HashMap::new(),
+        }
     }
 
     fn host_path(&self, abs: &str) -> PathBuf {
         self.plan.root.join(abs.trim_start_matches('/'))
     }
 
-    fn record(&mut self, category: &'static str, source: &str, status: Status, reason: Option<String>) {
+    fn record(
+        &mut self,
+        category: &'static str,
+        source: &str,
+        status: Status,
+        reason: Option<String>,
+    ) {
         self.items.push(Item {
             category,
             source: source.to_owned(),
@@ -144,7 +155,13 @@ impl<'w> Triage<'w> {
     }
 
     /// Adds bytes held in memory (parsed summaries, procfs reads).
-    fn add_bytes(&mut self, category: &'static str, source: &str, bundle_path: &str, data: &[u8]) -> io::Result<()> {
+    fn add_bytes(
+        &mut self,
+        category: &'static str,
+        source: &str,
+        bundle_path: &str,
+        data: &[u8],
+    ) -> io::Result<()> {
         let mut h = Self::header(data.len() as u64, 0);
         self.tar.append_data(&mut h, bundle_path, data)?;
         self.items.push(Item {
@@ -177,7 +194,9 @@ impl<'w> Triage<'w> {
         let bundle_path = format!("files/{}", abs.trim_start_matches('/'));
         let ft = meta.file_type();
         if ft.is_symlink() {
-            let target = std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default();
+            let target = std::fs::read_link(&path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
@@ -204,7 +223,12 @@ impl<'w> Triage<'w> {
             } else {
                 "a device"
             };
-            self.record(category, abs, Status::Skipped, Some(format!("{what}, not a regular file")));
+            self.record(
+                category,
+                abs,
+                Status::Skipped,
+                Some(format!("{what}, not a regular file")),
+            );
             return Ok(());
         }
         let mut file = match File::open(&path) {
@@ -229,16 +253,36 @@ impl<'w> Triage<'w> {
         // tar needs the size up front: read exactly the size seen at open, and
         // say so if the file shrank (zeros pad it) or could not be read through.
         let len = meta.len();
-        let mut src = Hashing { inner: LenientReader { inner: file, failed: None }, hash: Sha256::new(), n: 0 };
+        let mut src = Hashing {
+            inner: LenientReader {
+                inner: file,
+                failed: None,
+            },
+            hash: Sha256::new(),
+            n: 0,
+        };
         let mut h = Self::header(len, mtime);
-        self.tar.append_data(&mut h, &bundle_path, (&mut src).take(len).chain(io::repeat(0)).take(len))?;
-        let reason = src.inner.failed.take().map(|e| format!("read failed after {} bytes ({e}); the rest is zeros", src.n));
-        let short = (reason.is_none() && src.n < len).then(|| format!("shrank to {} bytes while read; padded with zeros", src.n));
+        self.tar.append_data(
+            &mut h,
+            &bundle_path,
+            (&mut src).take(len).chain(io::repeat(0)).take(len),
+        )?;
+        let reason = src
+            .inner
+            .failed
+            .take()
+            .map(|e| format!("read failed after {} bytes ({e}); the rest is zeros", src.n));
+        let short = (reason.is_none() && src.n < len)
+            .then(|| format!("shrank to {} bytes while read; padded with zeros", src.n));
         let note = reason.or(short);
         self.items.push(Item {
             category,
             source: abs.to_owned(),
-            status: if note.is_some() { Status::Error } else { Status::Ok },
+            status: if note.is_some() {
+                Status::Error
+            } else {
+                Status::Ok
+            },
             bundle_path: Some(bundle_path),
             size: Some(src.n),
             sha256: Some(hex::encode(src.hash.finalize())),
@@ -248,7 +292,12 @@ impl<'w> Triage<'w> {
     }
 
     /// Copies every file below a directory, sorted, without following links.
-    fn copy_tree(&mut self, category: &'static str, abs_dir: &str, max_depth: usize) -> io::Result<()> {
+    fn copy_tree(
+        &mut self,
+        category: &'static str,
+        abs_dir: &str,
+        max_depth: usize,
+    ) -> io::Result<()> {
         let dir = self.host_path(abs_dir);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -268,7 +317,9 @@ impl<'w> Triage<'w> {
         names.sort();
         for name in names {
             let abs = format!("{}/{name}", abs_dir.trim_end_matches('/'));
-            let is_dir = std::fs::symlink_metadata(self.host_path(&abs)).map(|m| m.is_dir()).unwrap_or(false);
+            let is_dir = std::fs::symlink_metadata(self.host_path(&abs))
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
             if is_dir && max_depth > 0 {
                 self.copy_tree(category, &abs, max_depth - 1)?;
             } else {
@@ -287,10 +338,22 @@ impl<'w> Triage<'w> {
             self.copy("mounts", f)?;
         }
         self.copy("crontabs", "/etc/crontab")?;
-        for d in ["/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly", "/var/spool/cron"] {
+        for d in [
+            "/etc/cron.d",
+            "/etc/cron.hourly",
+            "/etc/cron.daily",
+            "/etc/cron.weekly",
+            "/etc/cron.monthly",
+            "/var/spool/cron",
+        ] {
             self.copy_tree("crontabs", d, 3)?;
         }
-        for d in ["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"] {
+        for d in [
+            "/etc/systemd/system",
+            "/run/systemd/system",
+            "/lib/systemd/system",
+            "/usr/lib/systemd/system",
+        ] {
             self.copy_tree("systemd_units", d, 3)?;
         }
         let homes = self.homes();
@@ -299,14 +362,27 @@ impl<'w> Triage<'w> {
         }
         for home in &homes {
             for f in ["authorized_keys", "authorized_keys2"] {
-                self.copy("ssh_authorized_keys", &format!("{}/.ssh/{f}", home.trim_end_matches('/')))?;
+                self.copy(
+                    "ssh_authorized_keys",
+                    &format!("{}/.ssh/{f}", home.trim_end_matches('/')),
+                )?;
             }
         }
-        for f in ["/etc/passwd", "/etc/group", "/etc/sudoers", "/etc/ssh/sshd_config"] {
+        for f in [
+            "/etc/passwd",
+            "/etc/group",
+            "/etc/sudoers",
+            "/etc/ssh/sshd_config",
+        ] {
             self.copy("accounts", f)?;
         }
         if self.plan.skip_logs {
-            self.record("logs", "/var/log", Status::Skipped, Some("skipped on request (--skip-logs)".into()));
+            self.record(
+                "logs",
+                "/var/log",
+                Status::Skipped,
+                Some("skipped on request (--skip-logs)".into()),
+            );
         } else {
             self.copy_tree("logs", "/var/log", 8)?;
         }
@@ -318,7 +394,13 @@ impl<'w> Triage<'w> {
             .items
             .iter()
             .filter(|i| i.status == Status::Error)
-            .map(|i| format!("{}: {}", i.source, i.reason.as_deref().unwrap_or("unreadable")))
+            .map(|i| {
+                format!(
+                    "{}: {}",
+                    i.source,
+                    i.reason.as_deref().unwrap_or("unreadable")
+                )
+            })
             .collect();
         let index = Index {
             format: "custody-host-triage/1",
@@ -336,7 +418,10 @@ impl<'w> Triage<'w> {
             notes.push(format!("{} triage items could not be read completely; index.json in the bundle lists each with its reason", failed.len()));
             notes.extend(failed.into_iter().take(NOTES_LISTED));
         }
-        Ok(SourceEnd { changed: None, notes })
+        Ok(SourceEnd {
+            changed: None,
+            notes,
+        })
     }
 
     /// Home directories from the host's /etc/passwd, plus /root.
@@ -357,7 +442,9 @@ impl<'w> Triage<'w> {
     }
 
     fn histories(&mut self, home: &str) -> io::Result<()> {
-        let Ok(entries) = std::fs::read_dir(self.host_path(home)) else { return Ok(()) };
+        let Ok(entries) = std::fs::read_dir(self.host_path(home)) else {
+            return Ok(());
+        };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -365,7 +452,10 @@ impl<'w> Triage<'w> {
             .collect();
         names.sort();
         for n in names {
-            self.copy("shell_histories", &format!("{}/{n}", home.trim_end_matches('/')))?;
+            self.copy(
+                "shell_histories",
+                &format!("{}/{n}", home.trim_end_matches('/')),
+            )?;
         }
         Ok(())
     }
@@ -392,13 +482,19 @@ impl<'w> Triage<'w> {
             }
             let p = self.host_path(&base);
             let cmdline = std::fs::read(p.join("cmdline"))
-                .map(|b| b.split(|&c| c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>())
+                .map(|b| {
+                    b.split(|&c| c == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default();
             let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
             let field = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.split_whitespace().next().unwrap_or("").to_owned()))
+                status.lines().find_map(|l| {
+                    l.strip_prefix(name)
+                        .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+                })
             };
             let exe = std::fs::read_link(p.join("exe")).map(|t| t.display().to_string());
             let mut errors = Vec::new();
@@ -431,7 +527,11 @@ impl<'w> Triage<'w> {
                     for fd in fds.filter_map(Result::ok) {
                         if let Ok(t) = std::fs::read_link(fd.path()) {
                             let t = t.display().to_string();
-                            if let Some(inode) = t.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse().ok()) {
+                            if let Some(inode) = t
+                                .strip_prefix("socket:[")
+                                .and_then(|s| s.strip_suffix(']'))
+                                .and_then(|s| s.parse().ok())
+                            {
                                 self.socket_owners.entry(inode).or_default().push(pid);
                             }
                             open_files.push(serde_json::json!({ "fd": fd.file_name().to_string_lossy(), "target": t }));
@@ -463,13 +563,19 @@ impl<'w> Triage<'w> {
 
     fn network(&mut self) -> io::Result<()> {
         let mut sockets = Vec::new();
-        for proto in ["tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "packet"] {
+        for proto in [
+            "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "packet",
+        ] {
             let abs = format!("/proc/net/{proto}");
             self.copy("network", &abs)?;
             if matches!(proto, "tcp" | "tcp6" | "udp" | "udp6") {
                 let text = std::fs::read_to_string(self.host_path(&abs)).unwrap_or_default();
                 for s in parse_inet_sockets(proto, &text) {
-                    let pids = self.socket_owners.get(&s.inode).cloned().unwrap_or_default();
+                    let pids = self
+                        .socket_owners
+                        .get(&s.inode)
+                        .cloned()
+                        .unwrap_or_default();
                     sockets.push(serde_json::json!({
                         "proto": proto, "local": s.local, "remote": s.remote,
                         "state": s.state, "uid": s.uid, "inode": s.inode, "pids": pids,
@@ -482,11 +588,17 @@ impl<'w> Triage<'w> {
     }
 
     fn users(&mut self) -> io::Result<()> {
-        let utmp = if self.host_path("/run/utmp").exists() { "/run/utmp" } else { "/var/run/utmp" };
+        let utmp = if self.host_path("/run/utmp").exists() {
+            "/run/utmp"
+        } else {
+            "/var/run/utmp"
+        };
         for f in [utmp, "/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog"] {
             self.copy("users", f)?;
         }
-        let sessions = std::fs::read(self.host_path(utmp)).map(|b| parse_utmp(&b)).unwrap_or_default();
+        let sessions = std::fs::read(self.host_path(utmp))
+            .map(|b| parse_utmp(&b))
+            .unwrap_or_default();
         let json = serde_json::to_vec_pretty(&sessions).map_err(io::Error::other)?;
         self.add_bytes("users", utmp, "volatile/users.json", &json)
     }
@@ -560,7 +672,13 @@ fn decode_addr(s: &str) -> Option<String> {
         fixed.extend(w.iter().rev());
     }
     let ip: std::net::IpAddr = match fixed.len() {
-        4 => std::net::Ipv4Addr::new(*fixed.first()?, *fixed.get(1)?, *fixed.get(2)?, *fixed.get(3)?).into(),
+        4 => std::net::Ipv4Addr::new(
+            *fixed.first()?,
+            *fixed.get(1)?,
+            *fixed.get(2)?,
+            *fixed.get(3)?,
+        )
+        .into(),
         16 => {
             let mut a = [0u8; 16];
             a.copy_from_slice(&fixed);
@@ -580,7 +698,11 @@ pub fn parse_inet_sockets(proto: &str, text: &str) -> Vec<InetSocket> {
             Some(InetSocket {
                 local: decode_addr(f.get(1)?)?,
                 remote: decode_addr(f.get(2)?)?,
-                state: if proto.starts_with("udp") && state == 7 { "UNCONN" } else { tcp_state(state) },
+                state: if proto.starts_with("udp") && state == 7 {
+                    "UNCONN"
+                } else {
+                    tcp_state(state)
+                },
                 uid: f.get(7)?.parse().ok()?,
                 inode: f.get(9)?.parse().ok()?,
             })
@@ -624,11 +746,26 @@ mod tests {
 
     #[test]
     fn decodes_proc_net_addresses() {
-        assert_eq!(decode_addr("0100007F:0035").as_deref(), Some("127.0.0.1:53"));
-        assert_eq!(decode_addr("00000000000000000000000001000000:01BB").as_deref(), Some("[::1]:443"));
+        assert_eq!(
+            decode_addr("0100007F:0035").as_deref(),
+            Some("127.0.0.1:53")
+        );
+        assert_eq!(
+            decode_addr("00000000000000000000000001000000:01BB").as_deref(),
+            Some("[::1]:443")
+        );
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0\n";
         let s = parse_inet_sockets("tcp", text);
-        assert_eq!(s, vec![InetSocket { local: "127.0.0.1:8080".into(), remote: "0.0.0.0:0".into(), state: "LISTEN", uid: 1000, inode: 4242 }]);
+        assert_eq!(
+            s,
+            vec![InetSocket {
+                local: "127.0.0.1:8080".into(),
+                remote: "0.0.0.0:0".into(),
+                state: "LISTEN",
+                uid: 1000,
+                inode: 4242
+            }]
+        );
     }
 
     #[test]

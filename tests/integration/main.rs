@@ -1,0 +1,15 @@
+//! Integration tests, built as one binary. Tests that need an emulator read
+//! its endpoint from the environment (`scripts/test` starts them); under
+//! `CI=true` a missing emulator fails the test instead of skipping it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod azure;
+mod cli;
+mod common;
+mod faults;
+mod s3;
