@@ -2,7 +2,7 @@
 //!
 //! Needs `CUSTODY_TEST_AZURE_BLOB_ENDPOINT=http://127.0.0.1:PORT/devstoreaccount1`
 //! (an Azurite blob service started with `--skipApiVersionCheck`, never
-//! `--loose`; see EMULATORS.md). Without it the tests print why and pass,
+//! `--loose`; see the README's test rig). Without it the tests print why and pass,
 //! except under `CI=true`, where a missing emulator is a failure.
 
 use azure_core::http::{RequestContent, StatusCode};
@@ -16,24 +16,7 @@ const ENDPOINT_VAR: &str = "CUSTODY_TEST_AZURE_BLOB_ENDPOINT";
 /// The Azurite blob endpoint, or `None` (after saying why) when it is not
 /// configured outside CI.
 fn azurite_endpoint() -> Option<String> {
-    match std::env::var(ENDPOINT_VAR) {
-        Ok(endpoint) if !endpoint.trim().is_empty() => Some(endpoint.trim().to_owned()),
-        _ => {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(
-                !in_ci,
-                "{ENDPOINT_VAR} is not set but CI=true: the Azure tests must run in CI \
-                 (start Azurite and export {ENDPOINT_VAR}=http://127.0.0.1:PORT/devstoreaccount1)"
-            );
-            eprintln!(
-                "skipping Azure test: {ENDPOINT_VAR} is not set; start Azurite \
-                 (node node_modules/azurite/dist/src/blob/main.js --blobHost 127.0.0.1 \
-                 --blobPort 0 --inMemoryPersistence --disableTelemetry --skipApiVersionCheck) \
-                 and export {ENDPOINT_VAR}=http://127.0.0.1:PORT/devstoreaccount1"
-            );
-            None
-        }
-    }
+    crate::common::emulator(ENDPOINT_VAR)
 }
 
 /// A container name no other test run will use.
