@@ -8,6 +8,7 @@
 //! | [`clock`] | the `Clock` seam: every timestamp custody records comes from it |
 //! | [`ids`] | validated case and artefact identifiers (safe as path and key parts) |
 //! | [`evidence`] | the artefact model, the streaming hash + seekable-zstd pipeline, and case operations (record, list, verify, export) |
+//! | [`ledger`] | the custody ledger: entries, Merkle tree, signed checkpoints, proofs, verification |
 //! | [`store`] | the `EvidenceStore` seam and its backends; `local` is the embedded default |
 //! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
@@ -24,6 +25,7 @@ pub mod collect;
 pub mod config;
 pub mod evidence;
 pub mod ids;
+pub mod ledger;
 pub mod progress;
 pub mod store;
 

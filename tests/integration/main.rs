@@ -13,3 +13,4 @@ mod cli;
 mod common;
 mod faults;
 mod s3;
+mod vectors;

@@ -1,0 +1,363 @@
+//! Offline verification: of a whole ledger directory, and of an exported
+//! case bundle. Both read files only and need nothing but the verifier key.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::entry::{Action, Entry};
+use super::merkle::{self, Tree, leaf_hash};
+use super::note::{self, NoteError, SignedCheckpoint};
+use super::proof::TlogProof;
+use super::{CHECKPOINTS_DIR, LedgerError, LedgerPaths, Meta, rotated_key};
+use crate::ids::CaseId;
+
+/// The key that signs checkpoints of `size`: the last key whose first signed size is at most `size`.
+pub fn key_for(keys: &[(u64, String)], size: u64) -> &str {
+    keys.iter()
+        .rev()
+        .find(|(from, _)| *from <= size)
+        .or(keys.first())
+        .map(|(_, k)| k.as_str())
+        .unwrap_or_default()
+}
+
+/// Opens a checkpoint with the key in force at its size.
+pub fn open_with_chain(
+    note_bytes: &[u8],
+    keys: &[(u64, String)],
+    origin: &str,
+) -> Result<SignedCheckpoint, NoteError> {
+    // The size is only known after parsing; try the chain's keys from the newest.
+    let mut last_err = None;
+    for (_, k) in keys.iter().rev() {
+        match note::open_checkpoint(note_bytes, k, origin) {
+            Ok(cp) if key_for(keys, cp.size) == k => return Ok(cp),
+            Ok(cp) => {
+                last_err = Some(NoteError::BadSignature {
+                    reason: format!(
+                        "checkpoint of size {} is signed by a key not in force at that size",
+                        cp.size
+                    ),
+                })
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or(NoteError::BadSignature {
+        reason: "no verifier key".into(),
+    }))
+}
+
+/// What `verify` found. `problems` empty means the ledger verifies.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub entries: u64,
+    pub checkpoints: usize,
+    pub latest_size: u64,
+    pub latest_root: String,
+    pub key_rotations: usize,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn b64(h: &merkle::Hash) -> String {
+    base64::engine::general_purpose::STANDARD.encode(h.0)
+}
+
+/// Checks per entry that need its parsed form: canonical encoding, `prev` links, monotonic time.
+fn check_entries(lines: &[&[u8]], problems: &mut Vec<String>) -> Vec<(u64, String)> {
+    let mut keys = Vec::new();
+    let mut case_last: HashMap<CaseId, u64> = HashMap::new();
+    let mut last_time: Option<OffsetDateTime> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let i = i as u64;
+        let e = match Entry::parse(line) {
+            Ok(e) => e,
+            Err(err) => {
+                problems.push(format!("entry {i}: {}", crate::error_chain(&err)));
+                continue;
+            }
+        };
+        if let Some(case) = &e.case {
+            let expected = case_last.get(case).copied();
+            if e.prev != expected {
+                problems.push(format!(
+                    "entry {i}: prev is {:?} but case {case}'s previous entry is {:?}",
+                    e.prev, expected
+                ));
+            }
+            case_last.insert(case.clone(), i);
+        } else if e.prev.is_some() {
+            problems.push(format!("entry {i}: prev set on an entry without a case"));
+        }
+        match OffsetDateTime::parse(&e.time, &Rfc3339) {
+            Ok(t) => {
+                if last_time.is_some_and(|l| t < l) {
+                    problems.push(format!(
+                        "entry {i}: time {} is earlier than the entry before it",
+                        e.time
+                    ));
+                }
+                last_time = Some(t);
+            }
+            Err(_) => problems.push(format!("entry {i}: time {:?} is not RFC 3339", e.time)),
+        }
+        if e.action == Action::KeyRotated {
+            match rotated_key(e.detail.as_ref()) {
+                Some(k) => keys.push((i + 2, k)),
+                None => problems.push(format!("entry {i}: key rotation names no new verifier key")),
+            }
+        }
+    }
+    keys
+}
+
+/// Verifies a ledger directory: every leaf, every checkpoint's signature and
+/// root, consistency between all checkpoints, `prev` links, monotonic times.
+/// `trusted_key` is the verifier key the caller trusts; without it the one in
+/// `ledger.json` is used (and the report says so only through that file).
+pub fn verify_ledger(
+    paths: &LedgerPaths,
+    trusted_key: Option<&str>,
+) -> Result<Report, LedgerError> {
+    let meta: Meta = std::fs::read(paths.meta())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(LedgerError::BadMeta { path: paths.meta() })?;
+    let mut report = Report::default();
+    let initial = trusted_key.unwrap_or(&meta.initial_verifier_key).to_owned();
+    if initial != meta.initial_verifier_key {
+        report
+            .problems
+            .push("ledger.json names a different initial verifier key than the trusted one".into());
+    }
+    let data =
+        std::fs::read(paths.entries()).map_err(super::io("cannot read", &paths.entries()))?;
+    let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    if lines.pop().is_some_and(|rest| !rest.is_empty()) {
+        report
+            .problems
+            .push("the entries file ends with an incomplete line".into());
+    }
+    // Hash on this thread while another parses: the two passes are independent.
+    let (tree, keys) = std::thread::scope(|s| {
+        let checker = s.spawn(|| {
+            let mut problems = Vec::new();
+            let keys = check_entries(&lines, &mut problems);
+            (keys, problems)
+        });
+        let mut tree = Tree::new();
+        for line in &lines {
+            if tree.push_leaf_hash(leaf_hash(line)).is_err() {
+                break;
+            }
+        }
+        (tree, checker.join())
+    });
+    let (rotations, problems) = keys.map_err(|_| LedgerError::Poisoned)?;
+    report.problems.extend(problems);
+    report.entries = tree.size();
+    report.key_rotations = rotations.len();
+    let mut chain = vec![(0u64, initial)];
+    chain.extend(rotations);
+
+    let mut names: Vec<(u64, std::path::PathBuf)> =
+        std::fs::read_dir(paths.dir.join(CHECKPOINTS_DIR))
+            .map_err(super::io("cannot list", &paths.checkpoints()))?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.parse::<u64>()
+                    .ok()
+                    .filter(|_| name.len() == 12)
+                    .map(|n| (n, e.path()))
+            })
+            .collect();
+    names.sort();
+    let mut prev: Option<SignedCheckpoint> = None;
+    for (named, path) in &names {
+        let bytes = std::fs::read(path).map_err(super::io("cannot read", path))?;
+        let cp = match open_with_chain(&bytes, &chain, &meta.origin) {
+            Ok(cp) => cp,
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("checkpoint {}: {e}", path.display()));
+                continue;
+            }
+        };
+        report.checkpoints += 1;
+        if cp.size != *named {
+            report.problems.push(format!(
+                "checkpoint {} is for size {}",
+                path.display(),
+                cp.size
+            ));
+        }
+        match tree.root(cp.size) {
+            Ok(root) if root == cp.root => {}
+            Ok(_) => report.problems.push(format!(
+                "checkpoint of size {}: the entries do not hash to its root",
+                cp.size
+            )),
+            Err(_) => {
+                report.problems.push(format!(
+                    "checkpoint of size {} covers more entries than the log holds ({})",
+                    cp.size,
+                    tree.size()
+                ));
+                continue;
+            }
+        }
+        if let Some(p) = &prev
+            && p.size > 0
+        {
+            let ok = tree
+                .consistency_proof(p.size, cp.size)
+                .map_err(|e| e.to_string())
+                .and_then(|proof| {
+                    merkle::verify_consistency(p.size, cp.size, &proof, &p.root, &cp.root)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = ok {
+                report.problems.push(format!(
+                    "checkpoints {} and {} are not consistent: {e}",
+                    p.size, cp.size
+                ));
+            }
+        }
+        prev = Some(cp);
+    }
+    match std::fs::read(paths.checkpoint()) {
+        Ok(latest) => match &prev {
+            Some(p) if p.note == latest => {
+                report.latest_size = p.size;
+                report.latest_root = b64(&p.root);
+                if tree.size() > p.size {
+                    report.problems.push(format!(
+                        "{} entries after entry {} are not covered by any signed checkpoint",
+                        tree.size() - p.size,
+                        p.size
+                    ));
+                }
+            }
+            _ => report
+                .problems
+                .push("the latest checkpoint is not the newest in checkpoints/".into()),
+        },
+        Err(e) => report
+            .problems
+            .push(format!("cannot read the latest checkpoint: {e}")),
+    }
+    Ok(report)
+}
+
+/// Files of an exported case bundle.
+pub mod bundle {
+    pub const CHECKPOINT: &str = "checkpoint";
+    pub const VERIFIER_KEY: &str = "verifier.key";
+    pub const KEY_HISTORY: &str = "key-history.txt";
+    pub const ENTRIES: &str = "entries";
+    pub const PROOFS: &str = "proofs";
+    pub const MANIFESTS: &str = "manifests";
+    pub const README: &str = "README.txt";
+}
+
+/// Verifies an exported case bundle with the verifier key in it (or `trusted_key`).
+pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, LedgerError> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(super::io("cannot read", &dir.join(name)))
+    };
+    let key_text = String::from_utf8(read(bundle::VERIFIER_KEY)?).unwrap_or_default();
+    let key = trusted_key
+        .map(str::to_owned)
+        .unwrap_or_else(|| key_text.trim().to_owned());
+    let mut report = Report::default();
+    let origin = note::key_name(&key).to_owned();
+    let checkpoint = read(bundle::CHECKPOINT)?;
+    let cp = match note::open_checkpoint(&checkpoint, &key, &origin) {
+        Ok(cp) => cp,
+        Err(e) => {
+            report.problems.push(format!("checkpoint: {e}"));
+            return Ok(report);
+        }
+    };
+    report.latest_size = cp.size;
+    report.latest_root = b64(&cp.root);
+    report.checkpoints = 1;
+    let mut indexes: Vec<u64> = std::fs::read_dir(dir.join(bundle::ENTRIES))
+        .map_err(super::io("cannot list", &dir.join(bundle::ENTRIES)))?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".json")
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    indexes.sort_unstable();
+    let mut case_last: HashMap<CaseId, u64> = HashMap::new();
+    for i in indexes {
+        let bytes = read(&format!("{}/{i}.json", bundle::ENTRIES))?;
+        let e = match Entry::parse(&bytes) {
+            Ok(e) => e,
+            Err(err) => {
+                report
+                    .problems
+                    .push(format!("entry {i}: {}", crate::error_chain(&err)));
+                continue;
+            }
+        };
+        report.entries += 1;
+        if let Some(c) = &e.case
+            && let Some(last) = case_last.insert(c.clone(), i)
+            && e.prev != Some(last)
+        {
+            report.problems.push(format!("entry {i}: prev is {:?}, but the bundle's previous entry of case {c} is {last}: an entry is missing", e.prev));
+        }
+        let proof = match read(&format!("{}/{i}.tlog-proof", bundle::PROOFS))
+            .map(|b| TlogProof::parse(&b))
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                report.problems.push(format!("proof of entry {i}: {e}"));
+                continue;
+            }
+            Err(e) => {
+                report.problems.push(format!("proof of entry {i}: {e}"));
+                continue;
+            }
+        };
+        if proof.index != i {
+            report
+                .problems
+                .push(format!("proof of entry {i} is for index {}", proof.index));
+        }
+        let pcp = match note::open_checkpoint(&proof.checkpoint, &key, &origin) {
+            Ok(c) => c,
+            Err(e) => {
+                report
+                    .problems
+                    .push(format!("proof of entry {i}: its checkpoint: {e}"));
+                continue;
+            }
+        };
+        if let Err(e) =
+            merkle::verify_inclusion(i, pcp.size, &leaf_hash(&bytes), &proof.hashes, &pcp.root)
+        {
+            report
+                .problems
+                .push(format!("entry {i} is not in the signed log: {e}"));
+        }
+    }
+    Ok(report)
+}
