@@ -271,7 +271,7 @@ pub fn is_valid_subtree(start: u64, end: u64) -> bool {
         return false;
     }
     let width = (end - start).checked_next_power_of_two().unwrap_or(0);
-    width != 0 && start % width == 0
+    width != 0 && start.is_multiple_of(width)
 }
 
 /// Verifies that `leaf` is entry `index` of the subtree `[start, end)` whose hash is `subtree_root`.
