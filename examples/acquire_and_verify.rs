@@ -32,6 +32,7 @@ async fn main() -> anyhow::Result<()> {
         progress: custody::progress::none(),
         cancel: Arc::new(AtomicBool::new(false)),
         pipeline: PipelineOptions::default(),
+        recorder: None,
     };
     let case: CaseId = "example".parse()?;
     let collector = FileCollector {

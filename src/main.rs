@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 use custody::cli::{self, Cli, Outcome};
 
+/// How long an interrupted command may take to stop cleanly.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.global.verbose {
@@ -34,13 +37,19 @@ fn main() -> ExitCode {
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let result = runtime.block_on(async {
+        let run = cli::run(cli, cancel.clone());
+        tokio::pin!(run);
         tokio::select! {
-            r = cli::run(cli, cancel.clone()) => r,
+            r = &mut run => r,
             _ = tokio::signal::ctrl_c() => {
-                // Dropping the command's future drops any put in flight, which
-                // removes its temporary object: nothing partial looks complete.
+                // Ask the work to stop at its next frame, so it can record the
+                // interruption in the ledger; if it is stuck on a read, drop it:
+                // dropping a put in flight removes its temporary object.
                 cancel.store(true, Ordering::SeqCst);
-                Err(anyhow::anyhow!("interrupted; nothing partial was recorded"))
+                match tokio::time::timeout(INTERRUPT_GRACE, &mut run).await {
+                    Ok(Err(e)) => Err(e.context("interrupted")),
+                    Ok(Ok(_)) | Err(_) => Err(anyhow::anyhow!("interrupted; nothing partial was recorded")),
+                }
             }
         }
     });

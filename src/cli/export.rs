@@ -61,8 +61,8 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
             }
         };
         Report {
-            case: a.case,
-            artefact: a.id,
+            case: a.case.clone(),
+            artefact: a.id.clone(),
             output: args.output.display().to_string(),
             bytes: n,
             sha256: None,
@@ -78,14 +78,24 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
             Err(e) => return Err(e).with_context(|| format!("cannot export {}", a.id)),
         }
         Report {
-            case: a.case,
-            artefact: a.id,
+            case: a.case.clone(),
+            artefact: a.id.clone(),
             output: args.output.display().to_string(),
             bytes: a.raw.size,
-            sha256: Some(a.raw.sha256),
+            sha256: Some(a.raw.sha256.clone()),
             verified: true,
         }
     };
+    let detail = serde_json::json!({ "output": report.output, "bytes": report.bytes, "verified": report.verified });
+    env.recorder()?
+        .record(
+            Some(&report.case),
+            crate::ledger::entry::Action::Exported,
+            Some(crate::ledger::evidence_ref(&a)),
+            None,
+            Some(detail),
+        )
+        .context("cannot record the export in the ledger")?;
     env.print(&report, || {
         let check = if report.verified {
             format!(

@@ -4,6 +4,7 @@
 pub mod acquire;
 pub mod cases;
 pub mod export;
+pub mod ledger;
 pub mod progress_bar;
 pub mod verify;
 
@@ -18,6 +19,8 @@ use clap::{Parser, Subcommand};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, redact_url};
 use crate::evidence::case::AcquireContext;
+use crate::ledger::entry::{Actor, Reason};
+use crate::ledger::{Ledger, LedgerPaths, Recorder, SharedLedger};
 use crate::progress::{NoProgress, Progress};
 use crate::store::EvidenceStore;
 
@@ -54,6 +57,9 @@ pub struct GlobalArgs {
     /// No progress bar, even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Why this is being done, recorded in the ledger with each action (a ticket, a request).
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub reason: Option<String>,
     /// More log detail on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -70,8 +76,11 @@ pub enum Command {
     Show(cases::ShowArgs),
     /// Write an artefact's raw bytes to a file, checking its digests.
     Export(export::ExportArgs),
-    /// Re-read every artefact of a case and compare both digests.
+    /// Re-read every artefact of a case and compare both digests and the ledger.
     Verify(verify::VerifyArgs),
+    /// The custody ledger: init, checkpoint, prove, consistency, verify, export.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -90,6 +99,8 @@ pub struct Env {
     pub show_progress: bool,
     pub cancel: Arc<AtomicBool>,
     pub clock: Arc<dyn Clock>,
+    pub reason: Option<String>,
+    ledger: std::sync::OnceLock<SharedLedger>,
 }
 
 impl Env {
@@ -111,6 +122,53 @@ impl Env {
         }
     }
 
+    pub fn ledger_paths(&self) -> LedgerPaths {
+        LedgerPaths::in_home(&self.config.home)
+    }
+
+    /// The ledger, opened once per command; created on first use so the
+    /// embedded default works with no set-up step.
+    pub fn ledger(&self) -> anyhow::Result<SharedLedger> {
+        if let Some(l) = self.ledger.get() {
+            return Ok(l.clone());
+        }
+        let paths = self.ledger_paths();
+        let ledger = if paths.exists() {
+            Ledger::open(&paths, self.clock.clone())
+                .with_context(|| format!("cannot open the ledger at {}", paths.dir.display()))?
+        } else {
+            let origin = crate::ledger::default_origin();
+            tracing::info!(dir = %paths.dir.display(), %origin, "creating the custody ledger");
+            Ledger::init(&paths, &origin, self.clock.clone(), self.actor())
+                .with_context(|| format!("cannot create the ledger at {}", paths.dir.display()))?
+        };
+        Ok(self
+            .ledger
+            .get_or_init(|| SharedLedger::new(ledger))
+            .clone())
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.config.operator.clone(),
+            role: "operator".to_owned(),
+            host: crate::collect::hostname(),
+            tool: crate::TOOL_NAME.to_owned(),
+            tool_version: crate::TOOL_VERSION.to_owned(),
+        }
+    }
+
+    pub fn recorder(&self) -> anyhow::Result<Recorder> {
+        Ok(Recorder {
+            ledger: self.ledger()?,
+            actor: self.actor(),
+            reason: Reason::Manual {
+                operator: self.config.operator.clone(),
+                note: self.reason.clone(),
+            },
+        })
+    }
+
     pub fn acquire_context(&self) -> anyhow::Result<AcquireContext> {
         Ok(AcquireContext {
             store: self.store()?,
@@ -118,6 +176,7 @@ impl Env {
             progress: self.progress(),
             cancel: self.cancel.clone(),
             pipeline: self.config.pipeline.clone(),
+            recorder: Some(self.recorder()?),
         })
     }
 
@@ -149,6 +208,8 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         show_progress: !cli.global.no_progress && std::io::stderr().is_terminal(),
         cancel,
         clock: Arc::new(SystemClock),
+        reason: cli.global.reason.clone(),
+        ledger: std::sync::OnceLock::new(),
     };
     match cli.command {
         Command::Acquire(cmd) => acquire::run(&env, cmd).await,
@@ -156,5 +217,6 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Show(args) => cases::run_show(&env, args).await,
         Command::Export(args) => export::run(&env, args).await,
         Command::Verify(args) => verify::run(&env, args).await,
+        Command::Ledger(cmd) => ledger::run(&env, cmd).await,
     }
 }

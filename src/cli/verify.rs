@@ -29,6 +29,9 @@ pub async fn run(env: &Env, args: VerifyArgs) -> anyhow::Result<Outcome> {
                 ));
             }
         }
+        for p in &v.ledger_problems {
+            s.push_str(&format!("FAILED  ledger: {p}\n"));
+        }
         for u in &v.unrecorded {
             s.push_str(&format!(
                 "NOTE    {u} has no manifest: it was never recorded complete\n"

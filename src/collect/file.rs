@@ -9,9 +9,10 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{CollectError, Collected, Collector, SourceEnd, SourceReader};
-use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
+use crate::evidence::case::{AcquireContext, AcquireRequest, acquire, record_failure};
 use crate::evidence::{ArtefactKind, Source};
 use crate::ids::CaseId;
+use crate::ledger::entry::Place;
 
 /// What a file looked like, to tell whether it changed while it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +150,14 @@ impl Collector for FileCollector {
         case: &CaseId,
     ) -> Result<Collected, CollectError> {
         let path = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-        let source = FileSource::open(&path)?;
+        let source = FileSource::open(&path).inspect_err(|e| {
+            let place = Place {
+                resource: "file".into(),
+                path: Some(path.display().to_string()),
+                ..Place::default()
+            };
+            record_failure(ctx, case, Some(place), &crate::error_chain(e));
+        })?;
         let size = source.len();
         let resource = if source.block_device {
             "block-device"

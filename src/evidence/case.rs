@@ -21,6 +21,8 @@ use super::pipeline::{self, PipelineError, PipelineOptions, SourceReader};
 use super::seekable::{self, ReadError};
 use crate::clock::Clock;
 use crate::ids::{ArtefactId, CaseId};
+use crate::ledger::entry::{Action, Entry, Place};
+use crate::ledger::{LedgerError, Recorder, evidence_ref, place_of};
 use crate::progress::Progress;
 use crate::store::{EvidenceStore, ObjectKey, StoreError};
 
@@ -67,6 +69,8 @@ pub enum EvidenceError {
         artefact: ArtefactId,
         problems: String,
     },
+    #[error("the artefact was stored but its ledger entry could not be written")]
+    Ledger(#[source] LedgerError),
 }
 
 pub fn object_key(case: &CaseId, id: &ArtefactId) -> Result<ObjectKey, StoreError> {
@@ -85,6 +89,8 @@ pub struct AcquireContext {
     pub progress: Arc<dyn Progress>,
     pub cancel: Arc<AtomicBool>,
     pub pipeline: PipelineOptions,
+    /// Where acquisitions and failures are recorded; `None` records nothing.
+    pub recorder: Option<Recorder>,
 }
 
 /// One source to capture as one artefact.
@@ -109,8 +115,60 @@ impl std::fmt::Debug for AcquireRequest {
 }
 
 /// Reads the source once through the pipeline into the store, then records
-/// the artefact's manifest. Nothing is recorded if any step fails.
+/// the artefact's manifest and its ledger entry. If any step fails, no
+/// manifest is written and the ledger gets a signed failure entry instead.
 pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefact, EvidenceError> {
+    let case = req.case.clone();
+    let place = place_of(&req.source);
+    let result = acquire_unrecorded(ctx, req).await;
+    let Some(rec) = &ctx.recorder else {
+        return result;
+    };
+    match &result {
+        Ok(a) => {
+            let detail = (!a.notes.is_empty() || a.source_changed.is_some()).then(|| {
+                serde_json::json!({ "notes": a.notes.len(), "source_changed": a.source_changed })
+            });
+            rec.record(
+                Some(&case),
+                Action::Acquired,
+                Some(evidence_ref(a)),
+                Some(place),
+                detail,
+            )
+            .map_err(EvidenceError::Ledger)?;
+        }
+        Err(e) => {
+            let detail = serde_json::json!({ "error": crate::error_chain(e) });
+            if let Err(le) =
+                rec.record(Some(&case), Action::Failed, None, Some(place), Some(detail))
+            {
+                tracing::error!(error = %crate::error_chain(&le), "cannot record the failed acquisition in the ledger");
+            }
+        }
+    }
+    result
+}
+
+/// Records a failure that happened before an acquisition could start.
+pub fn record_failure(ctx: &AcquireContext, case: &CaseId, place: Option<Place>, what: &str) {
+    if let Some(rec) = &ctx.recorder
+        && let Err(e) = rec.record(
+            Some(case),
+            Action::Failed,
+            None,
+            place,
+            Some(serde_json::json!({ "error": what })),
+        )
+    {
+        tracing::error!(error = %crate::error_chain(&e), "cannot record a failure in the ledger");
+    }
+}
+
+async fn acquire_unrecorded(
+    ctx: &AcquireContext,
+    req: AcquireRequest,
+) -> Result<Artefact, EvidenceError> {
     let id = ArtefactId::generate();
     let key = object_key(&req.case, &id)?;
     let what = if req.source.path.is_some() {
@@ -285,12 +343,51 @@ pub struct CaseVerification {
     pub checks: Vec<ArtefactCheck>,
     /// Objects under the case with no manifest: never recorded complete.
     pub unrecorded: Vec<String>,
+    /// Disagreements between the store and the ledger (empty when no ledger was given).
+    pub ledger_problems: Vec<String>,
 }
 
 impl CaseVerification {
     pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
+        self.checks.iter().all(|c| c.ok) && self.ledger_problems.is_empty()
     }
+}
+
+/// Compares a case's manifests with its ledger entries: every artefact must
+/// have an `acquired` entry with the same digests and location, and every
+/// `acquired` entry must still have its artefact.
+pub fn compare_with_ledger(artefacts: &[Artefact], entries: &[(u64, Entry)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let acquired: Vec<(u64, &crate::ledger::entry::EvidenceRef)> = entries
+        .iter()
+        .filter(|(_, e)| e.action == Action::Acquired)
+        .filter_map(|(i, e)| e.evidence.as_ref().map(|ev| (*i, ev)))
+        .collect();
+    for a in artefacts {
+        match acquired.iter().find(|(_, ev)| ev.artefact == a.id) {
+            None => problems.push(format!(
+                "artefact {} has no acquisition entry in the ledger",
+                a.id
+            )),
+            Some((i, ev)) => {
+                if **ev != evidence_ref(a) {
+                    problems.push(format!(
+                        "artefact {}'s manifest differs from ledger entry {i}",
+                        a.id
+                    ));
+                }
+            }
+        }
+    }
+    for (i, ev) in &acquired {
+        if !artefacts.iter().any(|a| a.id == ev.artefact) {
+            problems.push(format!(
+                "ledger entry {i} records artefact {}, which is missing from the store",
+                ev.artefact
+            ));
+        }
+    }
+    problems
 }
 
 fn compare(
@@ -384,6 +481,7 @@ pub async fn verify_case(
         location: store.location(),
         checks,
         unrecorded,
+        ledger_problems: Vec::new(),
     })
 }
 

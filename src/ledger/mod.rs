@@ -136,6 +136,23 @@ impl LedgerPaths {
     }
 }
 
+/// A new ledger's origin (and key name): this host and a random id, so two
+/// ledgers never share one.
+pub fn default_origin() -> String {
+    let host: String = crate::collect::hostname()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("custody/{host}/{}", id.get(..8).unwrap_or("0"))
+}
+
 /// Name of a checkpoint in `checkpoints/`.
 pub fn checkpoint_name(size: u64) -> String {
     format!("{size:012}")
@@ -629,5 +646,77 @@ impl SharedLedger {
 
     pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Records actions on behalf of one actor and reason: what collectors and
+/// commands hold to append their entries.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    pub ledger: SharedLedger,
+    pub actor: entry::Actor,
+    pub reason: entry::Reason,
+}
+
+impl Recorder {
+    pub fn record(
+        &self,
+        case: Option<&CaseId>,
+        action: Action,
+        evidence: Option<entry::EvidenceRef>,
+        place: Option<entry::Place>,
+        detail: Option<serde_json::Value>,
+    ) -> Result<Receipt, LedgerError> {
+        self.ledger.append(vec![EntryDraft {
+            case: case.cloned(),
+            action,
+            actor: self.actor.clone(),
+            reason: self.reason.clone(),
+            evidence,
+            place,
+            detail,
+        }])
+    }
+
+    /// The entries of one case, each with its index, read from the ledger's file.
+    pub fn case_entries(&self, case: &CaseId) -> Result<Vec<(u64, Vec<u8>, Entry)>, LedgerError> {
+        let path = self.ledger.with(|l| l.paths.entries());
+        let mut out = Vec::new();
+        for (i, line) in read_entries(&path)?.into_iter().enumerate() {
+            let index = i as u64;
+            let e =
+                Entry::parse(&line).map_err(|source| LedgerError::BadEntry { index, source })?;
+            if e.case.as_ref() == Some(case) {
+                out.push((index, line, e));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An entry's reference to an artefact, from its manifest.
+pub fn evidence_ref(a: &crate::evidence::Artefact) -> entry::EvidenceRef {
+    entry::EvidenceRef {
+        artefact: a.id.clone(),
+        kind: a.kind.as_str().to_owned(),
+        raw_size: a.raw.size,
+        raw_sha256: a.raw.sha256.clone(),
+        stored_size: a.stored.size,
+        stored_sha256: a.stored.sha256.clone(),
+        location: a.stored.location.clone(),
+        key: a.stored.key.clone(),
+        version_id: a.stored.version_id.clone(),
+        etag: a.stored.etag.clone(),
+    }
+}
+
+/// Where an artefact came from, as an entry records it.
+pub fn place_of(s: &crate::evidence::Source) -> entry::Place {
+    entry::Place {
+        resource: s.resource.clone(),
+        host: s.host.clone(),
+        path: s.path.clone(),
+        region: s.region.clone(),
+        account: s.account.clone(),
     }
 }

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use super::{CollectError, Collected, Collector};
-use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
+use crate::evidence::case::{AcquireContext, AcquireRequest, acquire, record_failure};
 use crate::evidence::{ArtefactKind, Source};
 use crate::ids::CaseId;
+use crate::ledger::entry::Place;
 
 #[derive(Debug, Clone)]
 pub struct HostCollector {
@@ -63,6 +64,12 @@ impl Collector for HostCollector {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(pid, error = %e, "process memory not acquired");
+                    let place = Place {
+                        resource: format!("pid:{pid}"),
+                        host: Some(host.clone()),
+                        ..Place::default()
+                    };
+                    record_failure(ctx, case, Some(place), &format!("memory not acquired: {e}"));
                     out.failures
                         .push(format!("memory of pid {pid} not acquired: {e}"));
                     continue;

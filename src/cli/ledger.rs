@@ -1,0 +1,264 @@
+//! `custody ledger …`: the custody ledger's commands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use clap::Subcommand;
+
+use super::{Env, Outcome};
+use crate::evidence::case;
+use crate::ids::CaseId;
+use crate::ledger::verify::{self, bundle};
+use crate::ledger::{Ledger, checkpoint_name, default_origin, read_entries, write_atomic};
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Create the ledger and its signing key.
+    Init {
+        /// Log origin and key name (default: custody/<host>/<random id>).
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Print the latest signed checkpoint (a C2SP signed note).
+    Checkpoint,
+    /// Print a C2SP tlog-proof of entry INDEX against the latest checkpoint.
+    Prove { index: u64 },
+    /// Print a consistency proof between two checkpointed tree sizes.
+    Consistency {
+        old_size: u64,
+        /// Default: the latest checkpoint's size.
+        new_size: Option<u64>,
+    },
+    /// Verify the whole ledger: every entry, checkpoint, signature and link. Exit 1 on any problem.
+    Verify {
+        /// The verifier key you trust (default: the one in ledger.json).
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
+    },
+    /// Write a self-contained bundle of one case's entries, proofs, checkpoint, key and manifests.
+    Export {
+        #[arg(long)]
+        case: CaseId,
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
+    },
+    /// Verify an exported bundle. Exit 1 on any problem.
+    VerifyBundle {
+        dir: PathBuf,
+        /// The verifier key you trust (default: the bundle's verifier.key).
+        #[arg(long, value_name = "VKEY")]
+        key: Option<String>,
+    },
+    /// Replace the signing key; the change is an entry signed under the old key.
+    RotateKey,
+}
+
+pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        LedgerCommand::Init { origin } => {
+            let paths = env.ledger_paths();
+            let origin = origin.unwrap_or_else(default_origin);
+            let l = Ledger::init(&paths, &origin, env.clock.clone(), env.actor())
+                .with_context(|| format!("cannot create the ledger at {}", paths.dir.display()))?;
+            let out = serde_json::json!({ "dir": paths.dir, "origin": origin, "verifier_key": l.verifier_key(), "key_file": paths.key });
+            env.print(&out, || {
+                format!(
+                    "ledger created at {}\norigin        {origin}\nverifier key  {}\n",
+                    paths.dir.display(),
+                    l.verifier_key()
+                )
+            })?;
+        }
+        LedgerCommand::Checkpoint => {
+            let note = env.ledger()?.with(|l| l.latest_checkpoint().note.clone());
+            let text = String::from_utf8_lossy(&note).into_owned();
+            env.print(&serde_json::json!({ "checkpoint": text }), || text.clone())?;
+        }
+        LedgerCommand::Prove { index } => {
+            let p = env
+                .ledger()?
+                .with(|l| l.prove(index))
+                .with_context(|| format!("cannot prove entry {index}"))?;
+            let text = String::from_utf8_lossy(&p.to_bytes()).into_owned();
+            env.print(&serde_json::json!({ "tlog_proof": text }), || text.clone())?;
+        }
+        LedgerCommand::Consistency { old_size, new_size } => {
+            let ledger = env.ledger()?;
+            let (new, proof, r1, r2) = ledger.with(|l| -> anyhow::Result<_> {
+                let new = new_size.unwrap_or(l.latest_checkpoint().size);
+                let checkpoints = l.paths().checkpoints();
+                for size in [old_size, new] {
+                    if !checkpoints.join(checkpoint_name(size)).exists() {
+                        bail!("no checkpoint was signed at tree size {size}");
+                    }
+                }
+                let proof = l.tree().consistency_proof(old_size, new)?;
+                Ok((new, proof, l.root(old_size)?, l.root(new)?))
+            })?;
+            let b64 = |h: &crate::ledger::merkle::Hash| {
+                base64::engine::general_purpose::STANDARD.encode(h.0)
+            };
+            let hashes: Vec<String> = proof.iter().map(b64).collect();
+            let out = serde_json::json!({ "old_size": old_size, "new_size": new, "old_root": b64(&r1), "new_root": b64(&r2), "proof": hashes });
+            env.print(&out, || {
+                let mut s = format!("old {old_size} {}\nnew {new} {}\n", b64(&r1), b64(&r2));
+                for h in &hashes {
+                    s.push_str(h);
+                    s.push('\n');
+                }
+                s
+            })?;
+        }
+        LedgerCommand::Verify { key } => {
+            let paths = env.ledger_paths();
+            let report = verify::verify_ledger(&paths, key.as_deref())
+                .with_context(|| format!("cannot read the ledger at {}", paths.dir.display()))?;
+            print_report(env, &report, "ledger")?;
+            if !report.ok() {
+                return Ok(Outcome::VerificationFailed);
+            }
+        }
+        LedgerCommand::VerifyBundle { dir, key } => {
+            let report = verify::verify_bundle(&dir, key.as_deref())
+                .with_context(|| format!("cannot read the bundle at {}", dir.display()))?;
+            print_report(env, &report, "bundle")?;
+            if !report.ok() {
+                return Ok(Outcome::VerificationFailed);
+            }
+        }
+        LedgerCommand::Export { case, output } => export(env, &case, &output).await?,
+        LedgerCommand::RotateKey => {
+            let actor = env.actor();
+            let vkey = env
+                .ledger()?
+                .with(|l| l.rotate_key(actor))
+                .context("cannot rotate the ledger key")?;
+            env.print(&serde_json::json!({ "verifier_key": vkey }), || {
+                format!("new verifier key {vkey}\n")
+            })?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn print_report(env: &Env, r: &verify::Report, what: &str) -> anyhow::Result<()> {
+    env.print(r, || {
+        let mut s = String::new();
+        for p in &r.problems {
+            s.push_str(&format!("FAILED  {p}\n"));
+        }
+        s.push_str(&format!(
+            "{what}: {} entries, {} checkpoints, latest size {} root {}: {}\n",
+            r.entries,
+            r.checkpoints,
+            r.latest_size,
+            r.latest_root,
+            if r.ok() { "verified" } else { "NOT verified" }
+        ));
+        s
+    })
+}
+
+const BUNDLE_README: &str = "\
+A custody case bundle. Everything here can be checked without custody:
+
+checkpoint                 the log's signed checkpoint (C2SP signed-note over a C2SP tlog-checkpoint body)
+verifier.key               the note verifier key that signed it: <name>+<hex key id>+<base64(0x01 || Ed25519 public key)>
+key-history.txt            every verifier key the log has used, oldest first
+entries/<index>.json       each of the case's log entries, byte for byte (RFC 8785 canonical JSON, no newline)
+proofs/<index>.tlog-proof  a C2SP tlog-proof of that entry: index, RFC 9162 inclusion proof, checkpoint
+manifests/<artefact>.json  the artefact records the entries refer to
+
+To verify: check the checkpoint's Ed25519 signature with the verifier key (c2sp.org/signed-note);
+for each entry, compute SHA-256(0x00 || entry bytes) and check its inclusion proof against the
+root in the proof's checkpoint (RFC 9162 section 2.1.3.2). Within the case, each entry's \"prev\" is
+the index of the case's previous entry, so a missing entry shows. Each artefact's stored object has
+the SHA-256 in its manifest (stored.sha256) and decompresses with zstd -d to bytes whose SHA-256 is raw.sha256.
+";
+
+async fn export(env: &Env, case_id: &CaseId, out: &std::path::Path) -> anyhow::Result<()> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!("{} exists and is not empty", out.display());
+    }
+    let recorder = env.recorder()?;
+    let entries = recorder
+        .case_entries(case_id)
+        .context("cannot read the ledger")?;
+    if entries.is_empty() {
+        bail!("the ledger has no entries for case {case_id}");
+    }
+    for d in [bundle::ENTRIES, bundle::PROOFS, bundle::MANIFESTS] {
+        std::fs::create_dir_all(out.join(d))
+            .with_context(|| format!("cannot create {}", out.join(d).display()))?;
+    }
+    let (checkpoint, vkey, history, proofs) = recorder.ledger.with(|l| -> anyhow::Result<_> {
+        let proofs = entries
+            .iter()
+            .map(|(i, _, _)| l.prove(*i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut history = vec![l.meta().initial_verifier_key.clone()];
+        for line in read_entries(&l.paths().entries())? {
+            if let Ok(e) = crate::ledger::entry::Entry::parse(&line)
+                && let Some(k) = crate::ledger::rotated_key(e.detail.as_ref())
+            {
+                history.push(k);
+            }
+        }
+        Ok((
+            l.latest_checkpoint().note.clone(),
+            l.verifier_key().to_owned(),
+            history,
+            proofs,
+        ))
+    })?;
+    write_atomic(&out.join(bundle::CHECKPOINT), &checkpoint)?;
+    write_atomic(
+        &out.join(bundle::VERIFIER_KEY),
+        format!("{vkey}\n").as_bytes(),
+    )?;
+    write_atomic(
+        &out.join(bundle::KEY_HISTORY),
+        (history.join("\n") + "\n").as_bytes(),
+    )?;
+    write_atomic(&out.join(bundle::README), BUNDLE_README.as_bytes())?;
+    for ((i, bytes, _), p) in entries.iter().zip(&proofs) {
+        write_atomic(&out.join(format!("{}/{i}.json", bundle::ENTRIES)), bytes)?;
+        write_atomic(
+            &out.join(format!("{}/{i}.tlog-proof", bundle::PROOFS)),
+            &p.to_bytes(),
+        )?;
+    }
+    let store = env.store()?;
+    let mut manifests = 0;
+    if let Ok(list) = case::artefacts(store.as_ref(), case_id).await {
+        for a in list {
+            write_atomic(
+                &out.join(format!("{}/{}.json", bundle::MANIFESTS, a.id)),
+                &a.to_json(),
+            )?;
+            manifests += 1;
+        }
+    }
+    recorder
+        .record(
+            Some(case_id),
+            crate::ledger::entry::Action::Exported,
+            None,
+            None,
+            Some(serde_json::json!({ "bundle": out, "entries": entries.len() })),
+        )
+        .context("cannot record the export in the ledger")?;
+    let report = serde_json::json!({ "case": case_id, "dir": out, "entries": entries.len(), "manifests": manifests });
+    env.print(&report, || {
+        format!(
+            "bundle of case {case_id}: {} entries, {manifests} manifests in {}\n",
+            entries.len(),
+            out.display()
+        )
+    })
+}
