@@ -39,6 +39,16 @@ pub async fn run_show(env: &Env, args: ShowArgs) -> anyhow::Result<Outcome> {
     let list = case::artefacts(store.as_ref(), &args.case)
         .await
         .with_context(|| format!("cannot read case {}", args.case))?;
+    let detail = serde_json::json!({ "command": "show", "artefacts": list.len() });
+    env.recorder()?
+        .record(
+            Some(&args.case),
+            crate::ledger::entry::Action::Accessed,
+            None,
+            None,
+            Some(detail),
+        )
+        .context("cannot record the access in the ledger")?;
     env.print(&list, || {
         let mut s = format!("case {} in {}\n", args.case, store.location());
         for a in &list {

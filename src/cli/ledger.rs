@@ -52,6 +52,45 @@ pub enum LedgerCommand {
     },
     /// Replace the signing key; the change is an entry signed under the old key.
     RotateKey,
+    /// Record an action taken outside custody (a hand-over, a copy to another medium).
+    Record {
+        #[arg(long)]
+        case: CaseId,
+        #[arg(long, value_enum)]
+        action: ManualAction,
+        /// Facts about the action, as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        detail: Option<String>,
+        /// Append this many entries, one commit each, printing each index as it
+        /// is acknowledged (for durability testing).
+        #[arg(long, default_value_t = 1, hide = true)]
+        repeat: u64,
+    },
+}
+
+/// Actions an operator can record by hand.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ManualAction {
+    Copied,
+    Accessed,
+    Verified,
+    Exported,
+    Released,
+    Failed,
+}
+
+impl From<ManualAction> for crate::ledger::entry::Action {
+    fn from(a: ManualAction) -> Self {
+        use crate::ledger::entry::Action;
+        match a {
+            ManualAction::Copied => Action::Copied,
+            ManualAction::Accessed => Action::Accessed,
+            ManualAction::Verified => Action::Verified,
+            ManualAction::Exported => Action::Exported,
+            ManualAction::Released => Action::Released,
+            ManualAction::Failed => Action::Failed,
+        }
+    }
 }
 
 pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
@@ -128,6 +167,45 @@ pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
             }
         }
         LedgerCommand::Export { case, output } => export(env, &case, &output).await?,
+        LedgerCommand::Record {
+            case,
+            action,
+            detail,
+            repeat,
+        } => {
+            let detail = detail
+                .map(|d| serde_json::from_str::<serde_json::Value>(&d))
+                .transpose()
+                .context("--detail is not valid JSON")?;
+            if detail.as_ref().is_some_and(|d| !d.is_object()) {
+                bail!("--detail must be a JSON object");
+            }
+            let recorder = env.recorder()?;
+            let mut indexes = Vec::new();
+            let mut checkpoint = 0;
+            for _ in 0..repeat {
+                let r = recorder
+                    .record(Some(&case), action.into(), None, None, detail.clone())
+                    .context("cannot append to the ledger")?;
+                checkpoint = r.checkpoint_size;
+                if !env.json {
+                    // One line per acknowledged entry, flushed as it happens.
+                    use std::io::Write as _;
+                    let mut out = std::io::stdout().lock();
+                    for i in &r.indexes {
+                        let _ = writeln!(out, "acknowledged {i} checkpoint {checkpoint}");
+                    }
+                    let _ = out.flush();
+                }
+                indexes.extend(r.indexes);
+            }
+            if env.json {
+                env.print(
+                    &serde_json::json!({ "indexes": indexes, "checkpoint_size": checkpoint }),
+                    String::new,
+                )?;
+            }
+        }
         LedgerCommand::RotateKey => {
             let actor = env.actor();
             let vkey = env

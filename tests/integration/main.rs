@@ -12,5 +12,6 @@ mod azure;
 mod cli;
 mod common;
 mod faults;
+mod ledger;
 mod s3;
 mod vectors;

@@ -1,0 +1,398 @@
+//! The custody ledger through the binary: what commands record, export
+//! bundles, tampering, one writer, and crashes at random moments.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use custody::ledger::entry::Entry;
+use custody::ledger::verify::verify_ledger;
+use custody::ledger::{LedgerPaths, read_entries};
+
+use crate::common::{Home, mixed_bytes, stderr};
+
+fn entries(home: &Home) -> Vec<Entry> {
+    read_entries(&LedgerPaths::in_home(home.path()).entries())
+        .unwrap()
+        .iter()
+        .map(|l| Entry::parse(l).unwrap())
+        .collect()
+}
+
+fn actions(home: &Home) -> Vec<String> {
+    entries(home)
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e.action)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn every_evidence_command_is_recorded_and_the_ledger_verifies() {
+    let home = Home::new();
+    let src = home.path().join("disk.img");
+    std::fs::write(&src, mixed_bytes(200_000, 4)).unwrap();
+    let r = home.json(&[
+        "--reason",
+        "INC-42",
+        "acquire",
+        "file",
+        src.to_str().unwrap(),
+        "--case",
+        "L",
+    ]);
+    let id = r["artefacts"][0]["id"].as_str().unwrap().to_owned();
+    let out = home.run(&["acquire", "file", "/nonexistent/x.img", "--case", "L"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(home.run(&["verify", "L"]).status.success());
+    assert!(home.run(&["show", "L"]).status.success());
+    let dest = home.path().join("out.img");
+    assert!(
+        home.run(&["export", "L", &id, "-o", dest.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    assert_eq!(
+        actions(&home),
+        [
+            "ledger_initialised",
+            "acquired",
+            "failed",
+            "verified",
+            "accessed",
+            "exported"
+        ]
+    );
+    let e = entries(&home);
+    // Per-case links: each entry of case L points at the one before it.
+    assert_eq!(e[1].prev, None);
+    assert_eq!(e[2].prev, Some(1));
+    assert_eq!(e[5].prev, Some(4));
+    let ev = e[1].evidence.as_ref().unwrap();
+    assert_eq!(ev.artefact.as_str(), id);
+    assert_eq!(ev.raw_sha256, r["artefacts"][0]["raw"]["sha256"]);
+    assert!(
+        serde_json::to_string(&e[1].reason)
+            .unwrap()
+            .contains("INC-42")
+    );
+    assert!(
+        e[2].detail.as_ref().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/x.img")
+    );
+
+    let out = home.run(&["ledger", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let cp = home.run(&["ledger", "checkpoint"]);
+    let text = String::from_utf8_lossy(&cp.stdout);
+    assert!(
+        text.starts_with("custody/")
+            && text.contains("\n6\n")
+            && text.contains("\n\u{2014} custody/"),
+        "{text}"
+    );
+    let proof = home.run(&["ledger", "prove", "1"]);
+    assert!(
+        String::from_utf8_lossy(&proof.stdout).starts_with("c2sp.org/tlog-proof@v1\nindex 1\n")
+    );
+    let cons = home.json(&["ledger", "consistency", "1"]);
+    assert_eq!(cons["new_size"], 6);
+}
+
+#[test]
+fn a_case_bundle_verifies_offline_and_catches_tampering() {
+    let home = Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"evidence").unwrap();
+    for _ in 0..3 {
+        home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "B"]);
+        home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "other"]);
+    }
+    let dir = home.path().join("bundle");
+    let out = home.run(&[
+        "ledger",
+        "export",
+        "--case",
+        "B",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(dir.join("entries")).unwrap().count(), 3);
+    assert_eq!(std::fs::read_dir(dir.join("manifests")).unwrap().count(), 3);
+    let ok = home.run(&["ledger", "verify-bundle", dir.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    // Dropping the middle entry of the case breaks the next one's prev link.
+    let mut idx: Vec<u64> = std::fs::read_dir(dir.join("entries"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    idx.sort();
+    let copy = home.path().join("bundle-missing");
+    copy_dir(&dir, &copy);
+    std::fs::remove_file(copy.join(format!("entries/{}.json", idx[1]))).unwrap();
+    let out = home.run(&["ledger", "verify-bundle", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("an entry is missing"));
+
+    // One changed byte in an entry: its inclusion proof fails.
+    let copy = home.path().join("bundle-edited");
+    copy_dir(&dir, &copy);
+    let p = copy.join(format!("entries/{}.json", idx[0]));
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replacen("acquired", "accessed", 1);
+    std::fs::write(&p, text).unwrap();
+    let out = home.run(&["ledger", "verify-bundle", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not in the signed log"));
+
+    // A different trusted key refuses the whole bundle.
+    let other = Home::new();
+    other.json(&["ledger", "init"]);
+    let vkey = std::fs::read_to_string(other.path().join("ledger/ledger.json")).unwrap();
+    let vkey: serde_json::Value = serde_json::from_str(&vkey).unwrap();
+    let out = home.run(&[
+        "ledger",
+        "verify-bundle",
+        dir.to_str().unwrap(),
+        "--key",
+        vkey["initial_verifier_key"].as_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_deleted_manifest_or_object_fails_case_verification() {
+    let home = Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"evidence").unwrap();
+    let r = home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "D"]);
+    home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "D"]);
+    let id = r["artefacts"][0]["id"].as_str().unwrap();
+    std::fs::remove_file(
+        home.store_dir()
+            .join(format!("cases/D/manifests/{id}.json")),
+    )
+    .unwrap();
+    let out = home.run(&["verify", "D"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "records artefact {id}, which is missing from the store"
+        )),
+        "{text}"
+    );
+    // The whole case gone from the store: still a verification failure, not "no such case".
+    std::fs::remove_dir_all(home.store_dir().join("cases/D")).unwrap();
+    let out = home.run(&["verify", "D"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn tampering_with_the_ledger_file_fails_ledger_verify() {
+    let home = Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"evidence").unwrap();
+    home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "T"]);
+    let path = LedgerPaths::in_home(home.path()).entries();
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replacen("\"acquired\"", "\"accessed\"", 1)).unwrap();
+    let out = home.run(&["ledger", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("do not hash to its root"));
+    // Opening it for writing refuses too: signed history does not match.
+    let out = home.run(&["acquire", "file", src.to_str().unwrap(), "--case", "T"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("signed history does not match"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let home = Home::new();
+    home.json(&["ledger", "init"]);
+    let clock = Arc::new(custody::clock::SystemClock);
+    let held = custody::ledger::Ledger::open(&LedgerPaths::in_home(home.path()), clock).unwrap();
+    let out = home.run(&["ledger", "record", "--case", "w", "--action", "accessed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("in use by another process"),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
+    let out = home.run(&["ledger", "record", "--case", "w", "--action", "accessed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    home.json(&["ledger", "init"]);
+    let key = LedgerPaths::in_home(home.path()).key;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = home.run(&["ledger", "record", "--case", "k", "--action", "accessed"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+}
+
+#[test]
+fn rotated_keys_chain_and_verify() {
+    let home = Home::new();
+    home.json(&["ledger", "init"]);
+    for _ in 0..2 {
+        home.json(&["ledger", "record", "--case", "r", "--action", "accessed"]);
+        home.json(&["ledger", "rotate-key"]);
+    }
+    home.json(&["ledger", "record", "--case", "r", "--action", "accessed"]);
+    let out = home.run(&["--json", "ledger", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["key_rotations"], 2);
+    // The bundle carries the current key and verifies with it.
+    let dir = home.path().join("b");
+    assert!(
+        home.run(&[
+            "ledger",
+            "export",
+            "--case",
+            "r",
+            "-o",
+            dir.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        home.run(&["ledger", "verify-bundle", dir.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("key-history.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
+}
+
+/// Kill -9 at random moments while a child appends; every acknowledged entry survives.
+#[test]
+fn kill_9_never_loses_an_acknowledged_entry() {
+    let home = Home::new();
+    home.json(&["ledger", "init"]);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill -9 loop seed {seed}");
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..8 {
+        let mut child = home
+            .cmd()
+            .args([
+                "ledger", "record", "--case", "crash", "--action", "accessed", "--repeat",
+                "1000000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+        let reader = {
+            let acked = acked.clone();
+            let out = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Some(i) = line
+                        .strip_prefix("acknowledged ")
+                        .and_then(|r| r.split(' ').next())
+                    {
+                        acked.lock().unwrap().push(i.parse().unwrap());
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(30 + next() % 300));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        let acked = acked.lock().unwrap().clone();
+        // Reopening recovers (cuts a torn line, commits intact unsigned entries) and verifies.
+        let paths = LedgerPaths::in_home(home.path());
+        let l =
+            custody::ledger::Ledger::open(&paths, Arc::new(custody::clock::SystemClock)).unwrap();
+        let size = l.size();
+        drop(l);
+        let report = verify_ledger(&paths, None).unwrap();
+        assert!(report.ok(), "round {round}: {:?}", report.problems);
+        if let Some(&max) = acked.iter().max() {
+            assert!(
+                size > max,
+                "round {round}: acknowledged entry {max} lost (size {size})"
+            );
+        }
+        eprintln!(
+            "round {round}: {} acknowledged, ledger size {size}",
+            acked.len()
+        );
+    }
+}
