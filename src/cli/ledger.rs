@@ -35,6 +35,9 @@ pub enum LedgerCommand {
         /// The verifier key you trust (default: the one in ledger.json).
         #[arg(long, value_name = "VKEY")]
         key: Option<String>,
+        /// Also check that every entry is canonical JSON of the entry schema (slower).
+        #[arg(long)]
+        strict: bool,
     },
     /// Write a self-contained bundle of one case's entries, proofs, checkpoint, key and manifests.
     Export {
@@ -149,9 +152,9 @@ pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
                 s
             })?;
         }
-        LedgerCommand::Verify { key } => {
+        LedgerCommand::Verify { key, strict } => {
             let paths = env.ledger_paths();
-            let report = verify::verify_ledger(&paths, key.as_deref())
+            let report = verify::verify_ledger(&paths, key.as_deref(), strict)
                 .with_context(|| format!("cannot read the ledger at {}", paths.dir.display()))?;
             print_report(env, &report, "ledger")?;
             if !report.ok() {

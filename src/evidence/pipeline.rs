@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::Stream;
 use sha2::{Digest as _, Sha256};
 
@@ -220,23 +220,6 @@ pub fn start(
     (Box::pin(stream), Running { result: result_rx })
 }
 
-/// Fills `buf` from `r` unless the source ends first; returns the bytes read.
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..) {
-        if rest.is_empty() {
-            break;
-        }
-        match r.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 type ReadResult = Result<SourceEnd, PipelineError>;
 
 fn read_frames(
@@ -253,15 +236,17 @@ fn read_frames(
         if cancel.load(Ordering::Relaxed) {
             return Err(PipelineError::Interrupted { offset });
         }
-        let mut buf = BytesMut::zeroed(frame_size);
-        let n = read_full(&mut source, &mut buf)
-            .map_err(|source| PipelineError::Read { offset, source })?;
-        buf.truncate(n);
+        // read_to_end into spare capacity: no zeroing of a buffer about to be overwritten.
+        let mut buf = Vec::with_capacity(frame_size);
+        let n = (&mut source)
+            .take(frame_size as u64)
+            .read_to_end(&mut buf)
+            .map_err(|source| PipelineError::Read { offset: offset + buf.len() as u64, source })?;
         // An empty source still gets one (empty) frame so the object is a valid zstd stream.
         if n == 0 && index > 0 {
             break;
         }
-        let raw = buf.freeze();
+        let raw = Bytes::from(buf);
         hash_tx
             .send(raw.clone())
             .map_err(|_| PipelineError::Thread("hasher"))?;
@@ -498,7 +483,7 @@ mod tests {
         assert!(saw_err, "the store must be told to discard");
         let err = running.finish().await.expect_err("must fail");
         assert!(
-            matches!(err, PipelineError::Read { offset: 8192, .. }),
+            matches!(err, PipelineError::Read { offset: 10_000, .. }),
             "{err:?}"
         );
     }

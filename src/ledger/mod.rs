@@ -27,6 +27,7 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod scan;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -622,10 +623,8 @@ impl Ledger {
 /// Every complete line of an entries file (without its newline).
 pub fn read_entries(path: &Path) -> Result<Vec<Vec<u8>>, LedgerError> {
     let data = std::fs::read(path).map_err(io("cannot read", path))?;
-    let mut out: Vec<Vec<u8>> = data.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     // The text after the last newline is not a complete line.
-    out.pop();
-    Ok(out)
+    Ok(verify::split_lines(&data).0.into_iter().map(<[u8]>::to_vec).collect())
 }
 
 /// A ledger shared by the tasks of one process; appends are serialised.

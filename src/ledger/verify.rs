@@ -73,49 +73,108 @@ fn b64(h: &merkle::Hash) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.0)
 }
 
-/// Checks per entry that need its parsed form: canonical encoding, `prev` links, monotonic time.
-fn check_entries(lines: &[&[u8]], problems: &mut Vec<String>) -> Vec<(u64, String)> {
-    let mut keys = Vec::new();
-    let mut case_last: HashMap<CaseId, u64> = HashMap::new();
-    let mut last_time: Option<OffsetDateTime> = None;
-    for (i, line) in lines.iter().enumerate() {
-        let i = i as u64;
-        let e = match Entry::parse(line) {
-            Ok(e) => e,
-            Err(err) => {
-                problems.push(format!("entry {i}: {}", crate::error_chain(&err)));
-                continue;
+/// Complete lines (without newlines) and whatever follows the last newline.
+pub fn split_lines(data: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+    let mut lines = Vec::with_capacity(data.len() / 512);
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        lines.push(data.get(start..nl).unwrap_or_default());
+        start = nl + 1;
+    }
+    (lines, data.get(start..).unwrap_or_default())
+}
+
+/// What one line contributes: its leaf hash and the fields the checks need.
+struct Line<'a> {
+    leaf: merkle::Hash,
+    case: Option<&'a str>,
+    prev: Option<u64>,
+    /// Unix time in nanoseconds.
+    time: Option<i128>,
+    rotated_to: Option<String>,
+    problem: Option<String>,
+}
+
+fn read_line(line: &[u8], strict: bool) -> Line<'_> {
+    let leaf = leaf_hash(line);
+    let mut out = Line { leaf, case: None, prev: None, time: None, rotated_to: None, problem: None };
+    let parse_time = |t: &str| {
+        super::scan::fast_time(t).or_else(|| OffsetDateTime::parse(t, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp_nanos))
+    };
+    let fast = if strict { None } else { super::scan::scan(line).ok() };
+    match fast {
+        Some(f) if f.action != Some("key_rotated") => {
+            out.case = f.case;
+            out.prev = f.prev;
+            out.time = f.time.and_then(parse_time);
+            if f.action.is_none() || out.time.is_none() {
+                out.problem = Some("no action, or no RFC 3339 time".into());
             }
-        };
-        if let Some(case) = &e.case {
-            let expected = case_last.get(case).copied();
-            if e.prev != expected {
-                problems.push(format!(
-                    "entry {i}: prev is {:?} but case {case}'s previous entry is {:?}",
-                    e.prev, expected
-                ));
-            }
-            case_last.insert(case.clone(), i);
-        } else if e.prev.is_some() {
-            problems.push(format!("entry {i}: prev set on an entry without a case"));
         }
-        match OffsetDateTime::parse(&e.time, &Rfc3339) {
-            Ok(t) => {
-                if last_time.is_some_and(|l| t < l) {
-                    problems.push(format!(
-                        "entry {i}: time {} is earlier than the entry before it",
-                        e.time
-                    ));
+        // Key rotations, anything the fast reader does not understand, and --strict: the full parser.
+        _ => match Entry::parse(line) {
+            Ok(e) => {
+                out.prev = e.prev;
+                out.time = parse_time(&e.time);
+                if out.time.is_none() {
+                    out.problem = Some(format!("time {:?} is not RFC 3339", e.time));
                 }
-                last_time = Some(t);
+                if e.action == Action::KeyRotated {
+                    out.rotated_to = rotated_key(e.detail.as_ref());
+                    if out.rotated_to.is_none() {
+                        out.problem = Some("key rotation names no new verifier key".into());
+                    }
+                }
+                // The case text borrowed from the line: canonical JSON holds ids unescaped.
+                out.case = e.case.and_then(|c| super::scan::scan(line).ok().and_then(|f| f.case).filter(|s| *s == c.as_str()));
             }
-            Err(_) => problems.push(format!("entry {i}: time {:?} is not RFC 3339", e.time)),
+            Err(err) => out.problem = Some(crate::error_chain(&err)),
+        },
+    }
+    out
+}
+
+/// Reads every line on all cores: leaf hashes and fields.
+fn read_lines<'a>(lines: &[&'a [u8]], strict: bool) -> Vec<Line<'a>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let chunk = lines.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|l| read_line(l, strict)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Checks across entries: `prev` links and monotonic times. Returns the key rotations.
+fn check_links(read: &[Line<'_>], problems: &mut Vec<String>) -> Vec<(u64, String)> {
+    let mut keys = Vec::new();
+    let mut case_last: HashMap<&str, u64> = HashMap::new();
+    let mut last_time: Option<i128> = None;
+    for (i, l) in read.iter().enumerate() {
+        let i = i as u64;
+        if let Some(p) = &l.problem {
+            problems.push(format!("entry {i}: {p}"));
         }
-        if e.action == Action::KeyRotated {
-            match rotated_key(e.detail.as_ref()) {
-                Some(k) => keys.push((i + 2, k)),
-                None => problems.push(format!("entry {i}: key rotation names no new verifier key")),
+        match l.case {
+            Some(case) => {
+                let expected = case_last.insert(case, i);
+                if l.prev != expected {
+                    problems.push(format!("entry {i}: prev is {:?} but case {case}'s previous entry is {expected:?}", l.prev));
+                }
             }
+            None if l.prev.is_some() => problems.push(format!("entry {i}: prev set on an entry without a case")),
+            None => {}
+        }
+        if let Some(t) = l.time {
+            if last_time.is_some_and(|last| t < last) {
+                problems.push(format!("entry {i}: its time is earlier than the entry before it"));
+            }
+            last_time = Some(t);
+        }
+        if let Some(k) = &l.rotated_to {
+            keys.push((i + 2, k.clone()));
         }
     }
     keys
@@ -125,9 +184,12 @@ fn check_entries(lines: &[&[u8]], problems: &mut Vec<String>) -> Vec<(u64, Strin
 /// root, consistency between all checkpoints, `prev` links, monotonic times.
 /// `trusted_key` is the verifier key the caller trusts; without it the one in
 /// `ledger.json` is used (and the report says so only through that file).
+/// `strict` also checks that every entry is canonical JSON of the entry
+/// schema (a full parse of each line; slower).
 pub fn verify_ledger(
     paths: &LedgerPaths,
     trusted_key: Option<&str>,
+    strict: bool,
 ) -> Result<Report, LedgerError> {
     let meta: Meta = std::fs::read(paths.meta())
         .ok()
@@ -142,29 +204,18 @@ pub fn verify_ledger(
     }
     let data =
         std::fs::read(paths.entries()).map_err(super::io("cannot read", &paths.entries()))?;
-    let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
-    if lines.pop().is_some_and(|rest| !rest.is_empty()) {
+    let (lines, rest) = split_lines(&data);
+    if !rest.is_empty() {
         report
             .problems
             .push("the entries file ends with an incomplete line".into());
     }
-    // Hash on this thread while another parses: the two passes are independent.
-    let (tree, keys) = std::thread::scope(|s| {
-        let checker = s.spawn(|| {
-            let mut problems = Vec::new();
-            let keys = check_entries(&lines, &mut problems);
-            (keys, problems)
-        });
-        let mut tree = Tree::new();
-        for line in &lines {
-            if tree.push_leaf_hash(leaf_hash(line)).is_err() {
-                break;
-            }
-        }
-        (tree, checker.join())
-    });
-    let (rotations, problems) = keys.map_err(|_| LedgerError::Poisoned)?;
-    report.problems.extend(problems);
+    let read = read_lines(&lines, strict);
+    let mut tree = Tree::new();
+    for l in &read {
+        tree.push_leaf_hash(l.leaf)?;
+    }
+    let rotations = check_links(&read, &mut report.problems);
     report.entries = tree.size();
     report.key_rotations = rotations.len();
     let mut chain = vec![(0u64, initial)];
@@ -501,7 +552,9 @@ mod tests {
         #[test]
         fn any_history_verifies(batches in proptest::collection::vec(proptest::collection::vec(0u8..3, 1..5), 0..6)) {
             let (_dir, paths) = build(&batches);
-            let r = verify_ledger(&paths, None).expect("verify");
+            let r = verify_ledger(&paths, None, false).expect("verify");
+            let strict = verify_ledger(&paths, None, true).expect("verify");
+            prop_assert!(strict.ok(), "{:?}", strict.problems);
             prop_assert!(r.ok(), "{:?}", r.problems);
             let total: usize = batches.iter().map(Vec::len).sum();
             prop_assert_eq!(r.entries, total as u64 + 1);
@@ -513,7 +566,7 @@ mod tests {
         fn any_damage_is_detected(batches in proptest::collection::vec(proptest::collection::vec(0u8..3, 1..4), 1..5), d in damage()) {
             let (_dir, paths) = build(&batches);
             apply(&paths, &d);
-            let detected = verify_ledger(&paths, None).map(|r| !r.ok()).unwrap_or(true);
+            let detected = verify_ledger(&paths, None, false).map(|r| !r.ok()).unwrap_or(true);
             prop_assert!(detected, "undetected: {:?}", d);
         }
     }

@@ -382,7 +382,7 @@ fn kill_9_never_loses_an_acknowledged_entry() {
             custody::ledger::Ledger::open(&paths, Arc::new(custody::clock::SystemClock)).unwrap();
         let size = l.size();
         drop(l);
-        let report = verify_ledger(&paths, None).unwrap();
+        let report = verify_ledger(&paths, None, false).unwrap();
         assert!(report.ok(), "round {round}: {:?}", report.problems);
         if let Some(&max) = acked.iter().max() {
             assert!(

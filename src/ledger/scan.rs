@@ -1,0 +1,231 @@
+//! A fast reader of an entry's top-level fields, for verifying a whole log
+//! without a full JSON parse of every line. It walks the object once,
+//! skipping nested values, and takes `action`, `case`, `prev` and `time`.
+//! Anything it does not understand is an error; the caller then falls back
+//! to the full parser, so it can only be faster, never more lenient.
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fields<'a> {
+    pub action: Option<&'a str>,
+    pub case: Option<&'a str>,
+    pub prev: Option<u64>,
+    pub time: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry is not a JSON object this reader understands (at byte {0})")]
+pub struct ScanError(pub usize);
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), ScanError> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(ScanError(self.i))
+        }
+    }
+
+    /// A string without escapes, returned as is; one with escapes is skipped and reported as `None`.
+    fn string(&mut self) -> Result<Option<&'a str>, ScanError> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            // Jump to the next quote or backslash: most of an entry's bytes are inside strings.
+            let rest = self.b.get(self.i..).unwrap_or_default();
+            match memchr::memchr2(b'"', b'\\', rest) {
+                None => return Err(ScanError(self.b.len())),
+                Some(n) => self.i += n,
+            }
+            match self.peek() {
+                Some(b'"') => break,
+                _ => {
+                    escaped = true;
+                    self.i += 2;
+                }
+            }
+        }
+        let s = self.b.get(start..self.i).ok_or(ScanError(start))?;
+        self.i += 1;
+        if escaped {
+            return Ok(None);
+        }
+        std::str::from_utf8(s).map(Some).map_err(|_| ScanError(start))
+    }
+
+    fn skip_value(&mut self) -> Result<(), ScanError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{') | Some(b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return Err(ScanError(self.i)),
+                        Some(b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'{') | Some(b'[') => depth += 1,
+                        Some(b'}') | Some(b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Ok(());
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            Some(_) => {
+                let start = self.i;
+                while let Some(c) = self.peek() {
+                    if matches!(c, b',' | b'}' | b']') {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                if self.i == start { Err(ScanError(start)) } else { Ok(()) }
+            }
+            None => Err(ScanError(self.i)),
+        }
+    }
+
+    fn number(&mut self) -> Result<u64, ScanError> {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let digits = self.b.get(start..self.i).ok_or(ScanError(start))?;
+        std::str::from_utf8(digits).ok().and_then(|s| s.parse().ok()).ok_or(ScanError(start))
+    }
+}
+
+/// Unix nanoseconds of an RFC 3339 UTC time as custody writes it
+/// (`YYYY-MM-DDTHH:MM:SS[.f…]Z`); `None` for any other form.
+pub fn fast_time(t: &str) -> Option<i128> {
+    let b = t.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let d = b.get(from..from + len)?;
+        d.iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+    };
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || b.get(10) != Some(&b'T') || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') || b.last() != Some(&b'Z') {
+        return None;
+    }
+    let (y, mo, d, h, mi, s) = (num(0, 4)?, num(5, 2)?, num(8, 2)?, num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let frac = match b.get(19) {
+        Some(b'.') => {
+            let digits = b.get(20..b.len() - 1)?;
+            if digits.is_empty() || digits.len() > 9 {
+                return None;
+            }
+            let v = num(20, digits.len())?;
+            v * 10i64.pow(9 - digits.len() as u32)
+        }
+        Some(b'Z') if b.len() == 20 => 0,
+        _ => return None,
+    };
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
+    let tod = time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(mi).ok()?, u8::try_from(s).ok()?).ok()?;
+    Some(date.with_time(tod).assume_utc().unix_timestamp_nanos() + i128::from(frac))
+}
+
+pub fn scan(line: &[u8]) -> Result<Fields<'_>, ScanError> {
+    let mut c = Cursor { b: line, i: 0 };
+    let mut f = Fields::default();
+    c.expect(b'{')?;
+    if c.peek() == Some(b'}') {
+        c.i += 1;
+    } else {
+        loop {
+            let key = c.string()?.ok_or(ScanError(c.i))?;
+            c.expect(b':')?;
+            match key {
+                "action" => f.action = Some(c.string()?.ok_or(ScanError(c.i))?),
+                "case" => f.case = Some(c.string()?.ok_or(ScanError(c.i))?),
+                "time" => f.time = Some(c.string()?.ok_or(ScanError(c.i))?),
+                "prev" => f.prev = Some(c.number()?),
+                _ => c.skip_value()?,
+            }
+            match c.peek() {
+                Some(b',') => c.i += 1,
+                Some(b'}') => {
+                    c.i += 1;
+                    break;
+                }
+                _ => return Err(ScanError(c.i)),
+            }
+        }
+    }
+    if c.i != line.len() {
+        return Err(ScanError(c.i));
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn fast_time_matches_the_full_parser() {
+        use time::format_description::well_known::Rfc3339;
+        for t in ["2026-11-28T04:00:00Z", "2026-11-28T04:00:00.5Z", "2024-02-29T23:59:59.123456789Z", "1999-01-01T00:00:00.000001Z"] {
+            let full = time::OffsetDateTime::parse(t, &Rfc3339).expect("parse").unix_timestamp_nanos();
+            assert_eq!(fast_time(t), Some(full), "{t}");
+        }
+        for bad in ["2026-11-28 04:00:00Z", "2026-11-28T04:00:00+01:00", "2026-02-30T00:00:00Z", "2026-11-28T04:00:00.Z", "x"] {
+            assert_eq!(fast_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_top_level_fields_only() {
+        let line = br#"{"action":"acquired","actor":{"case":"nested","prev":9},"case":"c1","detail":{"a":["}",{"x":"\"]"}]},"prev":12,"time":"2026-11-28T04:00:00Z","v":1}"#;
+        let f = scan(line).expect("scan");
+        assert_eq!(f, Fields { action: Some("acquired"), case: Some("c1"), prev: Some(12), time: Some("2026-11-28T04:00:00Z") });
+        for bad in [&b"{"[..], b"{\"a\":}", b"{\"a\":1", b"{\"a\":1}x", b"[1]", b"{\"prev\":\"x\"}"] {
+            assert!(scan(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    proptest! {
+        /// On any entry the full parser accepts, the scan agrees with it.
+        #[test]
+        fn agrees_with_the_full_parser(case in "[a-z0-9]{1,12}", prev in proptest::option::of(0u64..1_000_000), note in ".{0,40}") {
+            let e = super::super::entry::Entry {
+                v: 1,
+                time: "2026-11-28T04:00:00Z".into(),
+                case: Some(case.parse().expect("id")),
+                prev,
+                action: super::super::entry::Action::Copied,
+                actor: super::super::entry::Actor { name: note.clone(), role: "r".into(), host: "h".into(), tool: "t".into(), tool_version: "0".into() },
+                reason: super::super::entry::Reason::Manual { operator: "o".into(), note: Some(note.clone()) },
+                evidence: None,
+                place: None,
+                detail: Some(serde_json::json!({ "case": note, "prev": [1, {"}": "]"}] })),
+                nonce: "00".into(),
+            };
+            let bytes = e.to_canonical().expect("encode");
+            let f = scan(&bytes).expect("scan");
+            prop_assert_eq!(f.case, Some(case.as_str()));
+            prop_assert_eq!(f.prev, prev);
+            prop_assert_eq!(f.action, Some("copied"));
+            prop_assert_eq!(f.time, Some("2026-11-28T04:00:00Z"));
+        }
+    }
+}
