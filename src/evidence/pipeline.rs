@@ -241,7 +241,10 @@ fn read_frames(
         let n = (&mut source)
             .take(frame_size as u64)
             .read_to_end(&mut buf)
-            .map_err(|source| PipelineError::Read { offset: offset + buf.len() as u64, source })?;
+            .map_err(|source| PipelineError::Read {
+                offset: offset + buf.len() as u64,
+                source,
+            })?;
         // An empty source still gets one (empty) frame so the object is a valid zstd stream.
         if n == 0 && index > 0 {
             break;

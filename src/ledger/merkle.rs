@@ -147,6 +147,44 @@ impl Tree {
     }
 }
 
+/// The roots of the perfect subtrees that make up a tree, left to right:
+/// enough to append a leaf and to compute the root, in constant memory per level.
+#[derive(Debug, Default, Clone)]
+pub struct CompactRange {
+    size: u64,
+    stack: Vec<Hash>,
+}
+
+impl CompactRange {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        let mut h = leaf;
+        let mut s = self.size;
+        // Each trailing one bit of the old size is a subtree the new leaf completes.
+        while s & 1 == 1 {
+            match self.stack.pop() {
+                Some(left) => h = node_hash(&left, &h),
+                None => break,
+            }
+            s >>= 1;
+        }
+        self.stack.push(h);
+        self.size += 1;
+    }
+
+    /// RFC 6962 root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut it = self.stack.iter().rev();
+        let Some(first) = it.next() else {
+            return empty_root();
+        };
+        it.fold(*first, |right, left| node_hash(left, &right))
+    }
+}
+
 /// Verifies that `leaf` is leaf `index` of the tree of `size` leaves with root `root` (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(
     index: u64,
@@ -425,6 +463,22 @@ mod tests {
                 verify_consistency(old, size, &p, &t.root(old).expect("root"), &root)
                     .expect("consistent");
             }
+        }
+    }
+
+    #[test]
+    fn compact_range_roots_match_the_tree() {
+        let (t, leaves) = tree_of(70);
+        let mut r = CompactRange::default();
+        assert_eq!(r.root(), empty_root());
+        for (i, l) in leaves.iter().enumerate() {
+            r.push(*l);
+            assert_eq!(
+                r.root(),
+                t.root(i as u64 + 1).expect("root"),
+                "size {}",
+                i + 1
+            );
         }
     }
 

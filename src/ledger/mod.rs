@@ -624,7 +624,11 @@ impl Ledger {
 pub fn read_entries(path: &Path) -> Result<Vec<Vec<u8>>, LedgerError> {
     let data = std::fs::read(path).map_err(io("cannot read", path))?;
     // The text after the last newline is not a complete line.
-    Ok(verify::split_lines(&data).0.into_iter().map(<[u8]>::to_vec).collect())
+    Ok(verify::split_lines(&data)
+        .0
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// A ledger shared by the tasks of one process; appends are serialised.

@@ -35,71 +35,42 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A string without escapes, returned as is; one with escapes is skipped and reported as `None`.
-    fn string(&mut self) -> Result<Option<&'a str>, ScanError> {
+    /// The raw bytes of a string (between its quotes) and whether it holds escapes.
+    fn raw_string(&mut self) -> Result<(&'a [u8], bool), ScanError> {
         self.expect(b'"')?;
         let start = self.i;
-        let mut escaped = false;
-        loop {
-            // Jump to the next quote or backslash: most of an entry's bytes are inside strings.
-            let rest = self.b.get(self.i..).unwrap_or_default();
-            match memchr::memchr2(b'"', b'\\', rest) {
-                None => return Err(ScanError(self.b.len())),
-                Some(n) => self.i += n,
-            }
-            match self.peek() {
-                Some(b'"') => break,
-                _ => {
-                    escaped = true;
-                    self.i += 2;
-                }
-            }
+        let rest = self.b.get(start..).unwrap_or_default();
+        let (len, escaped) = string_len(rest).ok_or(ScanError(start))?;
+        let s = rest.get(..len).ok_or(ScanError(start))?;
+        self.i = start + len + 1;
+        Ok((s, escaped))
+    }
+
+    /// A string value without escapes, as UTF-8.
+    fn plain_string(&mut self) -> Result<&'a str, ScanError> {
+        let at = self.i;
+        match self.raw_string()? {
+            (s, false) => std::str::from_utf8(s).map_err(|_| ScanError(at)),
+            (_, true) => Err(ScanError(at)),
         }
-        let s = self.b.get(start..self.i).ok_or(ScanError(start))?;
-        self.i += 1;
-        if escaped {
-            return Ok(None);
-        }
-        std::str::from_utf8(s).map(Some).map_err(|_| ScanError(start))
     }
 
     fn skip_value(&mut self) -> Result<(), ScanError> {
-        match self.peek() {
-            Some(b'"') => self.string().map(|_| ()),
-            Some(b'{') | Some(b'[') => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek() {
-                        None => return Err(ScanError(self.i)),
-                        Some(b'"') => {
-                            self.string()?;
-                            continue;
-                        }
-                        Some(b'{') | Some(b'[') => depth += 1,
-                        Some(b'}') | Some(b']') => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return Ok(());
-                            }
-                        }
-                        Some(_) => {}
-                    }
-                    self.i += 1;
-                }
+        let rest = self.b.get(self.i..).unwrap_or_default();
+        let n = match rest.first() {
+            Some(b'"') => {
+                self.raw_string()?;
+                return Ok(());
             }
-            Some(_) => {
-                let start = self.i;
-                while let Some(c) = self.peek() {
-                    if matches!(c, b',' | b'}' | b']') {
-                        break;
-                    }
-                    self.i += 1;
-                }
-                if self.i == start { Err(ScanError(start)) } else { Ok(()) }
-            }
-            None => Err(ScanError(self.i)),
-        }
+            Some(b'{') | Some(b'[') => nested_len(rest),
+            Some(_) => rest
+                .iter()
+                .position(|&c| matches!(c, b',' | b'}' | b']'))
+                .filter(|&n| n > 0),
+            None => None,
+        };
+        self.i += n.ok_or(ScanError(self.i))?;
+        Ok(())
     }
 
     fn number(&mut self) -> Result<u64, ScanError> {
@@ -108,7 +79,10 @@ impl<'a> Cursor<'a> {
             self.i += 1;
         }
         let digits = self.b.get(start..self.i).ok_or(ScanError(start))?;
-        std::str::from_utf8(digits).ok().and_then(|s| s.parse().ok()).ok_or(ScanError(start))
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(ScanError(start))
     }
 }
 
@@ -118,12 +92,27 @@ pub fn fast_time(t: &str) -> Option<i128> {
     let b = t.as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let d = b.get(from..from + len)?;
-        d.iter().try_fold(0i64, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0')))
+        d.iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || b.get(10) != Some(&b'T') || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') || b.last() != Some(&b'Z') {
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(10) != Some(&b'T')
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+        || b.last() != Some(&b'Z')
+    {
         return None;
     }
-    let (y, mo, d, h, mi, s) = (num(0, 4)?, num(5, 2)?, num(8, 2)?, num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let (y, mo, d, h, mi, s) = (
+        num(0, 4)?,
+        num(5, 2)?,
+        num(8, 2)?,
+        num(11, 2)?,
+        num(14, 2)?,
+        num(17, 2)?,
+    );
     let frac = match b.get(19) {
         Some(b'.') => {
             let digits = b.get(20..b.len() - 1)?;
@@ -137,9 +126,62 @@ pub fn fast_time(t: &str) -> Option<i128> {
         _ => return None,
     };
     let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
-    let tod = time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(mi).ok()?, u8::try_from(s).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    let tod = time::Time::from_hms(
+        u8::try_from(h).ok()?,
+        u8::try_from(mi).ok()?,
+        u8::try_from(s).ok()?,
+    )
+    .ok()?;
     Some(date.with_time(tod).assume_utc().unix_timestamp_nanos() + i128::from(frac))
+}
+
+/// Length of a string's body (up to its closing quote) and whether it has escapes.
+fn string_len(b: &[u8]) -> Option<(usize, bool)> {
+    let mut escaped = false;
+    let mut skip = false;
+    for (k, &c) in b.iter().enumerate() {
+        if skip {
+            skip = false;
+        } else if c == b'\\' {
+            escaped = true;
+            skip = true;
+        } else if c == b'"' {
+            return Some((k, escaped));
+        }
+    }
+    None
+}
+
+/// Length of an object or array starting at `b[0]`, through its closing bracket.
+fn nested_len(b: &[u8]) -> Option<usize> {
+    let mut depth = 0usize;
+    let (mut in_string, mut skip) = (false, false);
+    for (k, &c) in b.iter().enumerate() {
+        if in_string {
+            if skip {
+                skip = false;
+            } else if c == b'\\' {
+                skip = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(k + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 pub fn scan(line: &[u8]) -> Result<Fields<'_>, ScanError> {
@@ -150,13 +192,13 @@ pub fn scan(line: &[u8]) -> Result<Fields<'_>, ScanError> {
         c.i += 1;
     } else {
         loop {
-            let key = c.string()?.ok_or(ScanError(c.i))?;
+            let (key, _) = c.raw_string()?;
             c.expect(b':')?;
             match key {
-                "action" => f.action = Some(c.string()?.ok_or(ScanError(c.i))?),
-                "case" => f.case = Some(c.string()?.ok_or(ScanError(c.i))?),
-                "time" => f.time = Some(c.string()?.ok_or(ScanError(c.i))?),
-                "prev" => f.prev = Some(c.number()?),
+                b"action" => f.action = Some(c.plain_string()?),
+                b"case" => f.case = Some(c.plain_string()?),
+                b"time" => f.time = Some(c.plain_string()?),
+                b"prev" => f.prev = Some(c.number()?),
                 _ => c.skip_value()?,
             }
             match c.peek() {
@@ -184,11 +226,24 @@ mod tests {
     #[test]
     fn fast_time_matches_the_full_parser() {
         use time::format_description::well_known::Rfc3339;
-        for t in ["2026-11-28T04:00:00Z", "2026-11-28T04:00:00.5Z", "2024-02-29T23:59:59.123456789Z", "1999-01-01T00:00:00.000001Z"] {
-            let full = time::OffsetDateTime::parse(t, &Rfc3339).expect("parse").unix_timestamp_nanos();
+        for t in [
+            "2026-11-28T04:00:00Z",
+            "2026-11-28T04:00:00.5Z",
+            "2024-02-29T23:59:59.123456789Z",
+            "1999-01-01T00:00:00.000001Z",
+        ] {
+            let full = time::OffsetDateTime::parse(t, &Rfc3339)
+                .expect("parse")
+                .unix_timestamp_nanos();
             assert_eq!(fast_time(t), Some(full), "{t}");
         }
-        for bad in ["2026-11-28 04:00:00Z", "2026-11-28T04:00:00+01:00", "2026-02-30T00:00:00Z", "2026-11-28T04:00:00.Z", "x"] {
+        for bad in [
+            "2026-11-28 04:00:00Z",
+            "2026-11-28T04:00:00+01:00",
+            "2026-02-30T00:00:00Z",
+            "2026-11-28T04:00:00.Z",
+            "x",
+        ] {
             assert_eq!(fast_time(bad), None, "{bad}");
         }
     }
@@ -197,8 +252,23 @@ mod tests {
     fn reads_top_level_fields_only() {
         let line = br#"{"action":"acquired","actor":{"case":"nested","prev":9},"case":"c1","detail":{"a":["}",{"x":"\"]"}]},"prev":12,"time":"2026-11-28T04:00:00Z","v":1}"#;
         let f = scan(line).expect("scan");
-        assert_eq!(f, Fields { action: Some("acquired"), case: Some("c1"), prev: Some(12), time: Some("2026-11-28T04:00:00Z") });
-        for bad in [&b"{"[..], b"{\"a\":}", b"{\"a\":1", b"{\"a\":1}x", b"[1]", b"{\"prev\":\"x\"}"] {
+        assert_eq!(
+            f,
+            Fields {
+                action: Some("acquired"),
+                case: Some("c1"),
+                prev: Some(12),
+                time: Some("2026-11-28T04:00:00Z")
+            }
+        );
+        for bad in [
+            &b"{"[..],
+            b"{\"a\":}",
+            b"{\"a\":1",
+            b"{\"a\":1}x",
+            b"[1]",
+            b"{\"prev\":\"x\"}",
+        ] {
             assert!(scan(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }

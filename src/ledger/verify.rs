@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::entry::{Action, Entry};
-use super::merkle::{self, Tree, leaf_hash};
+use super::merkle::{self, CompactRange, leaf_hash};
 use super::note::{self, NoteError, SignedCheckpoint};
 use super::proof::TlogProof;
 use super::{CHECKPOINTS_DIR, LedgerError, LedgerPaths, Meta, rotated_key};
@@ -97,11 +97,26 @@ struct Line<'a> {
 
 fn read_line(line: &[u8], strict: bool) -> Line<'_> {
     let leaf = leaf_hash(line);
-    let mut out = Line { leaf, case: None, prev: None, time: None, rotated_to: None, problem: None };
-    let parse_time = |t: &str| {
-        super::scan::fast_time(t).or_else(|| OffsetDateTime::parse(t, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp_nanos))
+    let mut out = Line {
+        leaf,
+        case: None,
+        prev: None,
+        time: None,
+        rotated_to: None,
+        problem: None,
     };
-    let fast = if strict { None } else { super::scan::scan(line).ok() };
+    let parse_time = |t: &str| {
+        super::scan::fast_time(t).or_else(|| {
+            OffsetDateTime::parse(t, &Rfc3339)
+                .ok()
+                .map(OffsetDateTime::unix_timestamp_nanos)
+        })
+    };
+    let fast = if strict {
+        None
+    } else {
+        super::scan::scan(line).ok()
+    };
     match fast {
         Some(f) if f.action != Some("key_rotated") => {
             out.case = f.case;
@@ -126,7 +141,12 @@ fn read_line(line: &[u8], strict: bool) -> Line<'_> {
                     }
                 }
                 // The case text borrowed from the line: canonical JSON holds ids unescaped.
-                out.case = e.case.and_then(|c| super::scan::scan(line).ok().and_then(|f| f.case).filter(|s| *s == c.as_str()));
+                out.case = e.case.and_then(|c| {
+                    super::scan::scan(line)
+                        .ok()
+                        .and_then(|f| f.case)
+                        .filter(|s| *s == c.as_str())
+                });
             }
             Err(err) => out.problem = Some(crate::error_chain(&err)),
         },
@@ -136,48 +156,114 @@ fn read_line(line: &[u8], strict: bool) -> Line<'_> {
 
 /// Reads every line on all cores: leaf hashes and fields.
 fn read_lines<'a>(lines: &[&'a [u8]], strict: bool) -> Vec<Line<'a>> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
     let chunk = lines.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = lines
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|l| read_line(l, strict)).collect::<Vec<_>>()))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|l| read_line(l, strict))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     })
 }
 
-/// Checks across entries: `prev` links and monotonic times. Returns the key rotations.
-fn check_links(read: &[Line<'_>], problems: &mut Vec<String>) -> Vec<(u64, String)> {
-    let mut keys = Vec::new();
-    let mut case_last: HashMap<&str, u64> = HashMap::new();
-    let mut last_time: Option<i128> = None;
-    for (i, l) in read.iter().enumerate() {
-        let i = i as u64;
+/// Checks across entries, fed in order: `prev` links, monotonic times, key rotations.
+#[derive(Default)]
+struct Links {
+    case_last: HashMap<String, u64>,
+    last_time: Option<i128>,
+    keys: Vec<(u64, String)>,
+    next: u64,
+}
+
+impl Links {
+    fn check(&mut self, l: &Line<'_>, problems: &mut Vec<String>) {
+        let i = self.next;
+        self.next += 1;
         if let Some(p) = &l.problem {
             problems.push(format!("entry {i}: {p}"));
         }
         match l.case {
             Some(case) => {
-                let expected = case_last.insert(case, i);
+                let expected = match self.case_last.get_mut(case) {
+                    Some(last) => Some(std::mem::replace(last, i)),
+                    None => {
+                        self.case_last.insert(case.to_owned(), i);
+                        None
+                    }
+                };
                 if l.prev != expected {
-                    problems.push(format!("entry {i}: prev is {:?} but case {case}'s previous entry is {expected:?}", l.prev));
+                    problems.push(format!(
+                        "entry {i}: prev is {:?} but case {case}'s previous entry is {expected:?}",
+                        l.prev
+                    ));
                 }
             }
-            None if l.prev.is_some() => problems.push(format!("entry {i}: prev set on an entry without a case")),
+            None if l.prev.is_some() => {
+                problems.push(format!("entry {i}: prev set on an entry without a case"))
+            }
             None => {}
         }
         if let Some(t) = l.time {
-            if last_time.is_some_and(|last| t < last) {
-                problems.push(format!("entry {i}: its time is earlier than the entry before it"));
+            if self.last_time.is_some_and(|last| t < last) {
+                problems.push(format!(
+                    "entry {i}: its time is earlier than the entry before it"
+                ));
             }
-            last_time = Some(t);
+            self.last_time = Some(t);
         }
         if let Some(k) = &l.rotated_to {
-            keys.push((i + 2, k.clone()));
+            self.keys.push((i + 2, k.clone()));
         }
     }
-    keys
+}
+
+/// Bytes read from the entries file at a time; lines are processed a chunk at once.
+const VERIFY_CHUNK: usize = 16 << 20;
+const _: () = assert!(VERIFY_CHUNK > super::entry::MAX_ENTRY_LEN + 1);
+
+/// Streams the entries file through `each` a chunk of complete lines at a
+/// time, reusing one buffer. Returns the bytes after the last newline.
+fn stream_lines(
+    path: &Path,
+    mut each: impl FnMut(&[&[u8]]) -> Result<(), LedgerError>,
+) -> Result<usize, LedgerError> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).map_err(super::io("cannot read", path))?;
+    let mut buf = vec![0u8; VERIFY_CHUNK];
+    let mut carry = 0usize;
+    loop {
+        let n = f
+            .read(buf.get_mut(carry..).unwrap_or_default())
+            .map_err(super::io("cannot read", path))?;
+        if n == 0 {
+            return Ok(carry);
+        }
+        let filled = carry + n;
+        let data = buf.get(..filled).unwrap_or_default();
+        match memchr::memrchr(b'\n', data) {
+            Some(last) => {
+                let (lines, _) = split_lines(data.get(..=last).unwrap_or_default());
+                each(&lines)?;
+                buf.copy_within(last + 1..filled, 0);
+                carry = filled - last - 1;
+            }
+            // A whole buffer without a newline: far past the entry size limit.
+            None if filled == buf.len() => return Ok(filled),
+            None => carry = filled,
+        }
+    }
 }
 
 /// Verifies a ledger directory: every leaf, every checkpoint's signature and
@@ -202,25 +288,6 @@ pub fn verify_ledger(
             .problems
             .push("ledger.json names a different initial verifier key than the trusted one".into());
     }
-    let data =
-        std::fs::read(paths.entries()).map_err(super::io("cannot read", &paths.entries()))?;
-    let (lines, rest) = split_lines(&data);
-    if !rest.is_empty() {
-        report
-            .problems
-            .push("the entries file ends with an incomplete line".into());
-    }
-    let read = read_lines(&lines, strict);
-    let mut tree = Tree::new();
-    for l in &read {
-        tree.push_leaf_hash(l.leaf)?;
-    }
-    let rotations = check_links(&read, &mut report.problems);
-    report.entries = tree.size();
-    report.key_rotations = rotations.len();
-    let mut chain = vec![(0u64, initial)];
-    chain.extend(rotations);
-
     let mut names: Vec<(u64, std::path::PathBuf)> =
         std::fs::read_dir(paths.dir.join(CHECKPOINTS_DIR))
             .map_err(super::io("cannot list", &paths.checkpoints()))?
@@ -234,6 +301,41 @@ pub fn verify_ledger(
             })
             .collect();
     names.sort();
+    // Roots at every checkpointed size, computed in one pass over the entries
+    // with a compact range: each checkpoint is checked against the same
+    // sequence of leaves, so each is a prefix of the next.
+    let mut wanted = names.iter().map(|(n, _)| *n).peekable();
+    let mut roots: HashMap<u64, merkle::Hash> = HashMap::new();
+    let mut range = CompactRange::default();
+    let mut links = Links::default();
+    let mut problems = Vec::new();
+    let mut record = |range: &CompactRange, roots: &mut HashMap<u64, merkle::Hash>| {
+        while wanted.next_if(|&w| w < range.size()).is_some() {}
+        if wanted.next_if_eq(&range.size()).is_some() {
+            roots.insert(range.size(), range.root());
+        }
+    };
+    record(&range, &mut roots);
+    let trailing = stream_lines(&paths.entries(), |lines| {
+        for l in read_lines(lines, strict) {
+            range.push(l.leaf);
+            links.check(&l, &mut problems);
+            record(&range, &mut roots);
+        }
+        Ok(())
+    })?;
+    report.problems.extend(problems);
+    if trailing > 0 {
+        report
+            .problems
+            .push("the entries file ends with an incomplete line".into());
+    }
+    let rotations = links.keys;
+    report.entries = range.size();
+    report.key_rotations = rotations.len();
+    let mut chain = vec![(0u64, initial)];
+    chain.extend(rotations);
+
     let mut prev: Option<SignedCheckpoint> = None;
     for (named, path) in &names {
         let bytes = std::fs::read(path).map_err(super::io("cannot read", path))?;
@@ -254,37 +356,26 @@ pub fn verify_ledger(
                 cp.size
             ));
         }
-        match tree.root(cp.size) {
-            Ok(root) if root == cp.root => {}
-            Ok(_) => report.problems.push(format!(
+        match roots.get(&cp.size) {
+            Some(root) if *root == cp.root => {}
+            Some(_) => report.problems.push(format!(
                 "checkpoint of size {}: the entries do not hash to its root",
                 cp.size
             )),
-            Err(_) => {
+            None => {
                 report.problems.push(format!(
                     "checkpoint of size {} covers more entries than the log holds ({})",
                     cp.size,
-                    tree.size()
+                    range.size()
                 ));
                 continue;
             }
         }
-        if let Some(p) = &prev
-            && p.size > 0
-        {
-            let ok = tree
-                .consistency_proof(p.size, cp.size)
-                .map_err(|e| e.to_string())
-                .and_then(|proof| {
-                    merkle::verify_consistency(p.size, cp.size, &proof, &p.root, &cp.root)
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = ok {
-                report.problems.push(format!(
-                    "checkpoints {} and {} are not consistent: {e}",
-                    p.size, cp.size
-                ));
-            }
+        if prev.as_ref().is_some_and(|p| p.size >= cp.size) {
+            report.problems.push(format!(
+                "checkpoint of size {} does not grow the log",
+                cp.size
+            ));
         }
         prev = Some(cp);
     }
@@ -293,10 +384,10 @@ pub fn verify_ledger(
             Some(p) if p.note == latest => {
                 report.latest_size = p.size;
                 report.latest_root = b64(&p.root);
-                if tree.size() > p.size {
+                if range.size() > p.size {
                     report.problems.push(format!(
                         "{} entries after entry {} are not covered by any signed checkpoint",
-                        tree.size() - p.size,
+                        range.size() - p.size,
                         p.size
                     ));
                 }
