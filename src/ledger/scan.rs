@@ -184,7 +184,81 @@ fn nested_len(b: &[u8]) -> Option<usize> {
     None
 }
 
+/// The fields of a canonical custody entry found by their places in it,
+/// without walking it: keys are sorted, `v` is last, and a JSON string cannot
+/// hold an unescaped quote, so `},"case":"` or `,"prev":` can only be
+/// structure. `None` when the line does not have the expected shape; the
+/// caller then walks it.
+fn by_position(line: &[u8]) -> Option<Fields<'_>> {
+    use std::sync::LazyLock;
+
+    use memchr::memmem::{Finder, FinderRev};
+    // Built once: constructing a searcher costs more than searching one entry.
+    static REASON: LazyLock<FinderRev<'static>> =
+        LazyLock::new(|| FinderRev::new(b",\"reason\":{"));
+    static CASE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"},\"case\":\""));
+    static DETAIL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b",\"detail\":"));
+    let rest = line.strip_prefix(b"{\"action\":\"")?;
+    let action = rest.get(..memchr::memchr(b'"', rest)?)?;
+    // `time` is the last key before `v`: its value ends the line.
+    let body = line.strip_suffix(b"\",\"v\":1}")?;
+    let q = memchr::memrchr(b'"', body)?;
+    let t = q.checked_sub(8)?;
+    if body.get(t..=q)? != b",\"time\":\"" {
+        return None;
+    }
+    let time = body.get(q + 1..)?;
+    // `reason` is the last object before `time`; `prev`, when present, sits just before it.
+    let r = REASON.rfind(body.get(..t)?)?;
+    let before = body.get(..r)?;
+    let digits = before
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    let prev = if digits > 0
+        && before
+            .get(..before.len() - digits)?
+            .ends_with(b",\"prev\":")
+    {
+        Some(
+            std::str::from_utf8(before.get(before.len() - digits..)?)
+                .ok()?
+                .parse()
+                .ok()?,
+        )
+    } else {
+        None
+    };
+    // `case` follows the `actor` object; inside `detail` (which comes later) it would follow `detail`.
+    let case = match CASE.find(line) {
+        Some(c) if DETAIL.find(line).is_none_or(|d| c < d) => {
+            let v = line.get(c + 10..)?;
+            let v = v.get(..memchr::memchr(b'"', v)?)?;
+            if v.contains(&b'\\') {
+                return None;
+            }
+            Some(std::str::from_utf8(v).ok()?)
+        }
+        _ => None,
+    };
+    Some(Fields {
+        action: Some(std::str::from_utf8(action).ok()?),
+        case,
+        prev,
+        time: Some(std::str::from_utf8(time).ok()?),
+    })
+}
+
 pub fn scan(line: &[u8]) -> Result<Fields<'_>, ScanError> {
+    if let Some(f) = by_position(line) {
+        return Ok(f);
+    }
+    walk(line)
+}
+
+/// Walks the top-level object, skipping nested values.
+fn walk(line: &[u8]) -> Result<Fields<'_>, ScanError> {
     let mut c = Cursor { b: line, i: 0 };
     let mut f = Fields::default();
     c.expect(b'{')?;
@@ -276,24 +350,36 @@ mod tests {
     proptest! {
         /// On any entry the full parser accepts, the scan agrees with it.
         #[test]
-        fn agrees_with_the_full_parser(case in "[a-z0-9]{1,12}", prev in proptest::option::of(0u64..1_000_000), note in ".{0,40}") {
+        fn agrees_with_the_full_parser(
+            case in "[a-z0-9]{1,12}",
+            has_case in any::<bool>(),
+            prev in proptest::option::of(0u64..1_000_000),
+            note in ".{0,40}",
+        ) {
             let e = super::super::entry::Entry {
                 v: 1,
                 time: "2026-11-28T04:00:00Z".into(),
-                case: Some(case.parse().expect("id")),
-                prev,
+                case: has_case.then(|| case.parse().expect("id")),
+                prev: if has_case { prev } else { None },
                 action: super::super::entry::Action::Copied,
                 actor: super::super::entry::Actor { name: note.clone(), role: "r".into(), host: "h".into(), tool: "t".into(), tool_version: "0".into() },
                 reason: super::super::entry::Reason::Manual { operator: "o".into(), note: Some(note.clone()) },
                 evidence: None,
                 place: None,
-                detail: Some(serde_json::json!({ "case": note, "prev": [1, {"}": "]"}] })),
+                // A detail that mimics every top-level key, nested.
+                detail: Some(serde_json::json!({
+                    "case": note, "prev": [1, {"}": "]"}],
+                    "x": {"a": {"b": 1}, "case": "decoy", "m": 1, "prev": 7, "reason": {"a": 1}, "time": "decoy"},
+                    "z": {"y": 1},
+                })),
                 nonce: "00".into(),
             };
             let bytes = e.to_canonical().expect("encode");
             let f = scan(&bytes).expect("scan");
-            prop_assert_eq!(f.case, Some(case.as_str()));
-            prop_assert_eq!(f.prev, prev);
+            prop_assert_eq!(by_position(&bytes), Some(f.clone()), "the positional reader must agree with the walk");
+            prop_assert_eq!(walk(&bytes).expect("walk"), f.clone());
+            prop_assert_eq!(f.case, has_case.then_some(case.as_str()));
+            prop_assert_eq!(f.prev, if has_case { prev } else { None });
             prop_assert_eq!(f.action, Some("copied"));
             prop_assert_eq!(f.time, Some("2026-11-28T04:00:00Z"));
         }

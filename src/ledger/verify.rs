@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use base64::Engine as _;
 use time::OffsetDateTime;
@@ -85,9 +86,9 @@ pub fn split_lines(data: &[u8]) -> (Vec<&[u8]>, &[u8]) {
 }
 
 /// What one line contributes: its leaf hash and the fields the checks need.
-struct Line<'a> {
+struct Line {
     leaf: merkle::Hash,
-    case: Option<&'a str>,
+    case: Option<String>,
     prev: Option<u64>,
     /// Unix time in nanoseconds.
     time: Option<i128>,
@@ -95,7 +96,7 @@ struct Line<'a> {
     problem: Option<String>,
 }
 
-fn read_line(line: &[u8], strict: bool) -> Line<'_> {
+fn read_line(line: &[u8], strict: bool) -> Line {
     let leaf = leaf_hash(line);
     let mut out = Line {
         leaf,
@@ -119,7 +120,7 @@ fn read_line(line: &[u8], strict: bool) -> Line<'_> {
     };
     match fast {
         Some(f) if f.action != Some("key_rotated") => {
-            out.case = f.case;
+            out.case = f.case.map(str::to_owned);
             out.prev = f.prev;
             out.time = f.time.and_then(parse_time);
             if f.action.is_none() || out.time.is_none() {
@@ -140,13 +141,7 @@ fn read_line(line: &[u8], strict: bool) -> Line<'_> {
                         out.problem = Some("key rotation names no new verifier key".into());
                     }
                 }
-                // The case text borrowed from the line: canonical JSON holds ids unescaped.
-                out.case = e.case.and_then(|c| {
-                    super::scan::scan(line)
-                        .ok()
-                        .and_then(|f| f.case)
-                        .filter(|s| *s == c.as_str())
-                });
+                out.case = e.case.map(|c| c.as_str().to_owned());
             }
             Err(err) => out.problem = Some(crate::error_chain(&err)),
         },
@@ -155,7 +150,7 @@ fn read_line(line: &[u8], strict: bool) -> Line<'_> {
 }
 
 /// Reads every line on all cores: leaf hashes and fields.
-fn read_lines<'a>(lines: &[&'a [u8]], strict: bool) -> Vec<Line<'a>> {
+fn read_lines(lines: &[&[u8]], strict: bool) -> Vec<Line> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -188,13 +183,13 @@ struct Links {
 }
 
 impl Links {
-    fn check(&mut self, l: &Line<'_>, problems: &mut Vec<String>) {
+    fn check(&mut self, l: &Line, problems: &mut Vec<String>) {
         let i = self.next;
         self.next += 1;
         if let Some(p) = &l.problem {
             problems.push(format!("entry {i}: {p}"));
         }
-        match l.case {
+        match l.case.as_deref() {
             Some(case) => {
                 let expected = match self.case_last.get_mut(case) {
                     Some(last) => Some(std::mem::replace(last, i)),
@@ -233,35 +228,42 @@ impl Links {
 const VERIFY_CHUNK: usize = 16 << 20;
 const _: () = assert!(VERIFY_CHUNK > super::entry::MAX_ENTRY_LEN + 1);
 
-/// Streams the entries file through `each` a chunk of complete lines at a
-/// time, reusing one buffer. Returns the bytes after the last newline.
-fn stream_lines(
+/// Reads the entries file in chunks that end on a newline, reusing buffers
+/// handed back through `pool`. Returns the bytes after the last newline.
+fn read_chunks(
     path: &Path,
-    mut each: impl FnMut(&[&[u8]]) -> Result<(), LedgerError>,
+    out: SyncSender<Vec<u8>>,
+    pool: Receiver<Vec<u8>>,
 ) -> Result<usize, LedgerError> {
     use std::io::Read as _;
     let mut f = std::fs::File::open(path).map_err(super::io("cannot read", path))?;
-    let mut buf = vec![0u8; VERIFY_CHUNK];
-    let mut carry = 0usize;
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        let n = f
-            .read(buf.get_mut(carry..).unwrap_or_default())
+        let mut buf = pool
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(VERIFY_CHUNK));
+        buf.clear();
+        buf.extend_from_slice(&carry);
+        let room = (VERIFY_CHUNK - buf.len().min(VERIFY_CHUNK)) as u64;
+        // read_to_end into spare capacity: no zeroing of a buffer about to be overwritten.
+        let n = (&mut f)
+            .take(room)
+            .read_to_end(&mut buf)
             .map_err(super::io("cannot read", path))?;
-        if n == 0 {
-            return Ok(carry);
-        }
-        let filled = carry + n;
-        let data = buf.get(..filled).unwrap_or_default();
-        match memchr::memrchr(b'\n', data) {
+        match memchr::memrchr(b'\n', &buf) {
             Some(last) => {
-                let (lines, _) = split_lines(data.get(..=last).unwrap_or_default());
-                each(&lines)?;
-                buf.copy_within(last + 1..filled, 0);
-                carry = filled - last - 1;
+                carry = buf.get(last + 1..).unwrap_or_default().to_vec();
+                buf.truncate(last + 1);
+                if out.send(buf).is_err() {
+                    return Ok(0);
+                }
             }
-            // A whole buffer without a newline: far past the entry size limit.
-            None if filled == buf.len() => return Ok(filled),
-            None => carry = filled,
+            // No newline in a whole chunk: far past the entry size limit; stop here.
+            None if buf.len() >= VERIFY_CHUNK => return Ok(buf.len()),
+            None => carry = buf,
+        }
+        if n == 0 {
+            return Ok(carry.len());
         }
     }
 }
@@ -316,13 +318,31 @@ pub fn verify_ledger(
         }
     };
     record(&range, &mut roots);
-    let trailing = stream_lines(&paths.entries(), |lines| {
-        for l in read_lines(lines, strict) {
-            range.push(l.leaf);
-            links.check(&l, &mut problems);
-            record(&range, &mut roots);
+    // Three stages overlap: reading the file, hashing and reading each line
+    // (on all cores), and the in-order checks here.
+    let entries_path = paths.entries();
+    let trailing = std::thread::scope(|s| -> Result<usize, LedgerError> {
+        let (chunk_tx, chunk_rx) = sync_channel::<Vec<u8>>(1);
+        let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(2);
+        let (lines_tx, lines_rx) = sync_channel::<Vec<Line>>(1);
+        let reader = s.spawn(|| read_chunks(&entries_path, chunk_tx, pool_rx));
+        s.spawn(move || {
+            for chunk in chunk_rx {
+                let lines = read_lines(&split_lines(&chunk).0, strict);
+                let _ = pool_tx.try_send(chunk);
+                if lines_tx.send(lines).is_err() {
+                    break;
+                }
+            }
+        });
+        for batch in lines_rx {
+            for l in batch {
+                range.push(l.leaf);
+                links.check(&l, &mut problems);
+                record(&range, &mut roots);
+            }
         }
-        Ok(())
+        reader.join().map_err(|_| LedgerError::Poisoned)?
     })?;
     report.problems.extend(problems);
     if trailing > 0 {

@@ -396,3 +396,79 @@ fn kill_9_never_loses_an_acknowledged_entry() {
         );
     }
 }
+
+/// A verifier we did not build into custody: examples/verify_bundle.py, from
+/// the public specifications with Python's hashlib and `cryptography`'s Ed25519.
+#[test]
+fn an_independent_verifier_accepts_the_bundle_and_catches_an_edit() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is missing: scripts/test installs it",
+            python.display()
+        );
+        eprintln!("NOT RUN: {} is missing; run scripts/test", python.display());
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/verify_bundle.py");
+    let home = Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"evidence").unwrap();
+    for _ in 0..3 {
+        home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "P"]);
+        home.json(&["ledger", "record", "--case", "Q", "--action", "copied"]);
+    }
+    let dir = home.path().join("bundle");
+    assert!(
+        home.run(&[
+            "ledger",
+            "export",
+            "--case",
+            "P",
+            "-o",
+            dir.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 entries checked, verified"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let entry = std::fs::read_dir(dir.join("entries"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(&entry)
+        .unwrap()
+        .replacen("\"operator\"", "\"0perator\"", 1);
+    std::fs::write(&entry, text).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is not included in the signed log"));
+}
