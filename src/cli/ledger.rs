@@ -16,7 +16,7 @@ use crate::ledger::{Ledger, checkpoint_name, default_origin, read_entries, write
 pub enum LedgerCommand {
     /// Create the ledger and its signing key.
     Init {
-        /// Log origin and key name (default: custody/<host>/<random id>).
+        /// Log origin and key name (default: `custody/HOST/RANDOM-ID`).
         #[arg(long)]
         origin: Option<String>,
     },

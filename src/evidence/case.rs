@@ -22,7 +22,7 @@ use super::seekable::{self, ReadError};
 use crate::clock::Clock;
 use crate::ids::{ArtefactId, CaseId};
 use crate::ledger::entry::{Action, Entry, Place};
-use crate::ledger::{LedgerError, Recorder, evidence_ref, place_of};
+use crate::ledger::{LedgerError, Recorder, evidence_ref};
 use crate::progress::Progress;
 use crate::store::{EvidenceStore, ObjectKey, StoreError};
 
@@ -119,7 +119,7 @@ impl std::fmt::Debug for AcquireRequest {
 /// manifest is written and the ledger gets a signed failure entry instead.
 pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefact, EvidenceError> {
     let case = req.case.clone();
-    let place = place_of(&req.source);
+    let place = req.source.clone();
     let result = acquire_unrecorded(ctx, req).await;
     let Some(rec) = &ctx.recorder else {
         return result;
@@ -189,15 +189,21 @@ async fn acquire_unrecorded(
         ctx.cancel.clone(),
     );
     let put = ctx.store.put(&key, stream).await;
-    // The pipeline's own error says more than the store's "source failed".
-    let out = running
-        .finish()
-        .await
-        .map_err(|source| EvidenceError::Pipeline {
-            what: what.clone(),
-            source,
-        })?;
-    let stored = put?;
+    let finished = running.finish().await;
+    // Report the side that failed first: a store that failed (a full disk)
+    // makes the pipeline say only "store gone"; a source that failed makes
+    // the store say only "source failed".
+    let (stored, out) = match (put, finished) {
+        (Ok(stored), Ok(out)) => (stored, out),
+        (Err(e), _) if !matches!(e, StoreError::SourceFailed { .. }) => return Err(e.into()),
+        (_, Err(source)) => {
+            return Err(EvidenceError::Pipeline {
+                what: what.clone(),
+                source,
+            });
+        }
+        (Err(e), Ok(_)) => return Err(e.into()),
+    };
     ctx.progress.finish();
     if stored.size != out.stored_size {
         return Err(EvidenceError::SizeMismatch {

@@ -74,19 +74,8 @@ pub struct EvidenceRef {
     pub etag: Option<String>,
 }
 
-/// Where the evidence or the action's target is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Place {
-    pub resource: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-}
+/// Where the evidence or the action's target is: the same record an artefact keeps of its source.
+pub use crate::evidence::Source as Place;
 
 /// What a caller asks to append; the ledger adds time, `prev` and nonce.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -201,6 +201,22 @@ pub fn rotated_key(detail: Option<&serde_json::Value>) -> Option<String> {
     detail?.get("new_verifier_key")?.as_str().map(str::to_owned)
 }
 
+/// An entry about the ledger itself (creation, key rotation), on the actor's own request.
+fn ledger_entry(actor: &entry::Actor, action: Action, detail: serde_json::Value) -> EntryDraft {
+    EntryDraft {
+        case: None,
+        action,
+        actor: actor.clone(),
+        reason: entry::Reason::Manual {
+            operator: actor.name.clone(),
+            note: None,
+        },
+        evidence: None,
+        place: None,
+        detail: Some(detail),
+    }
+}
+
 /// An open, locked ledger: the one writer.
 pub struct Ledger {
     paths: LedgerPaths,
@@ -285,18 +301,12 @@ impl Ledger {
             .map_err(|_| LedgerError::BadMeta { path: paths.meta() })?;
         write_atomic(&paths.meta(), &meta_bytes)?;
         let mut ledger = Self::open(paths, clock)?;
-        ledger.append(vec![EntryDraft {
-            case: None,
-            action: Action::LedgerInitialised,
-            actor: actor.clone(),
-            reason: entry::Reason::Manual {
-                operator: actor.name.clone(),
-                note: None,
-            },
-            evidence: None,
-            place: None,
-            detail: Some(serde_json::json!({ "origin": origin, "verifier_key": vkey })),
-        }])?;
+        let detail = serde_json::json!({ "origin": origin, "verifier_key": vkey });
+        ledger.append(vec![ledger_entry(
+            &actor,
+            Action::LedgerInitialised,
+            detail,
+        )])?;
         Ok(ledger)
     }
 
@@ -565,20 +575,9 @@ impl Ledger {
         let _ = std::fs::remove_file(&new_path);
         let new_vkey = note::create_key(&new_path, &self.meta.origin)?;
         let new_signer = note::load_signer(&new_path)?;
-        self.append(vec![EntryDraft {
-            case: None,
-            action: Action::KeyRotated,
-            actor: actor.clone(),
-            reason: entry::Reason::Manual {
-                operator: actor.name.clone(),
-                note: None,
-            },
-            evidence: None,
-            place: None,
-            detail: Some(
-                serde_json::json!({ "old_verifier_key": self.vkey, "new_verifier_key": new_vkey }),
-            ),
-        }])?;
+        let detail =
+            serde_json::json!({ "old_verifier_key": self.vkey, "new_verifier_key": new_vkey });
+        self.append(vec![ledger_entry(&actor, Action::KeyRotated, detail)])?;
         let retired = self.paths.key.with_file_name("retired");
         std::fs::create_dir_all(&retired).map_err(io("cannot create", &retired))?;
         let old_id = self.vkey.split('+').nth(1).unwrap_or("old").to_owned();
@@ -710,16 +709,5 @@ pub fn evidence_ref(a: &crate::evidence::Artefact) -> entry::EvidenceRef {
         key: a.stored.key.clone(),
         version_id: a.stored.version_id.clone(),
         etag: a.stored.etag.clone(),
-    }
-}
-
-/// Where an artefact came from, as an entry records it.
-pub fn place_of(s: &crate::evidence::Source) -> entry::Place {
-    entry::Place {
-        resource: s.resource.clone(),
-        host: s.host.clone(),
-        path: s.path.clone(),
-        region: s.region.clone(),
-        account: s.account.clone(),
     }
 }
