@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def parse_vkey(vkey):
-    name, key_id, key = vkey.strip().split("+")
+    # The base64 key may itself contain "+": split off the name and id only.
+    name, key_id, key = vkey.strip().split("+", 2)
     raw = base64.b64decode(key)
     if raw[0] != 0x01 or len(raw) != 33:
         raise ValueError("not an Ed25519 verifier key")
@@ -126,5 +127,8 @@ if __name__ == "__main__":
     try:
         sys.exit(main(*sys.argv[1:3]))
     except (ValueError, OSError, IndexError) as e:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
         print("FAILED", e)
         sys.exit(1)
