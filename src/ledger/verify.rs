@@ -149,30 +149,6 @@ fn read_line(line: &[u8], strict: bool) -> Line {
     out
 }
 
-/// Reads every line on all cores: leaf hashes and fields.
-fn read_lines(lines: &[&[u8]], strict: bool) -> Vec<Line> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = lines.len().div_ceil(workers).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|l| read_line(l, strict))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-}
-
 /// Checks across entries, fed in order: `prev` links, monotonic times, key rotations.
 #[derive(Default)]
 struct Links {
@@ -232,9 +208,10 @@ const _: () = assert!(VERIFY_CHUNK > super::entry::MAX_ENTRY_LEN + 1);
 /// handed back through `pool`. Returns the bytes after the last newline.
 fn read_chunks(
     path: &Path,
-    out: SyncSender<Vec<u8>>,
+    outs: Vec<SyncSender<Vec<u8>>>,
     pool: Receiver<Vec<u8>>,
 ) -> Result<usize, LedgerError> {
+    let mut next = 0usize;
     use std::io::Read as _;
     let mut f = std::fs::File::open(path).map_err(super::io("cannot read", path))?;
     let mut carry: Vec<u8> = Vec::new();
@@ -254,6 +231,11 @@ fn read_chunks(
             Some(last) => {
                 carry = buf.get(last + 1..).unwrap_or_default().to_vec();
                 buf.truncate(last + 1);
+                // Chunks go round robin to the line readers; the checks take them back in the same order.
+                let Some(out) = outs.get(next % outs.len().max(1)) else {
+                    return Ok(0);
+                };
+                next += 1;
                 if out.send(buf).is_err() {
                     return Ok(0);
                 }
@@ -322,20 +304,39 @@ pub fn verify_ledger(
     // (on all cores), and the in-order checks here.
     let entries_path = paths.entries();
     let trailing = std::thread::scope(|s| -> Result<usize, LedgerError> {
-        let (chunk_tx, chunk_rx) = sync_channel::<Vec<u8>>(1);
-        let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(2);
-        let (lines_tx, lines_rx) = sync_channel::<Vec<Line>>(1);
-        let reader = s.spawn(|| read_chunks(&entries_path, chunk_tx, pool_rx));
-        s.spawn(move || {
-            for chunk in chunk_rx {
-                let lines = read_lines(&split_lines(&chunk).0, strict);
-                let _ = pool_tx.try_send(chunk);
-                if lines_tx.send(lines).is_err() {
-                    break;
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(workers + 1);
+        let mut chunk_txs = Vec::with_capacity(workers);
+        let mut line_rxs = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (chunk_tx, chunk_rx) = sync_channel::<Vec<u8>>(1);
+            let (lines_tx, lines_rx) = sync_channel::<Vec<Line>>(1);
+            let pool_tx = pool_tx.clone();
+            s.spawn(move || {
+                for chunk in chunk_rx {
+                    let lines: Vec<Line> = split_lines(&chunk)
+                        .0
+                        .iter()
+                        .map(|l| read_line(l, strict))
+                        .collect();
+                    let _ = pool_tx.try_send(chunk);
+                    if lines_tx.send(lines).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        for batch in lines_rx {
+            });
+            chunk_txs.push(chunk_tx);
+            line_rxs.push(lines_rx);
+        }
+        drop(pool_tx);
+        let reader = s.spawn(|| read_chunks(&entries_path, chunk_txs, pool_rx));
+        'chunks: for i in 0.. {
+            let Some(rx) = line_rxs.get(i % workers) else {
+                break;
+            };
+            let Ok(batch) = rx.recv() else { break 'chunks };
             for l in batch {
                 range.push(l.leaf);
                 links.check(&l, &mut problems);
