@@ -185,6 +185,49 @@ impl CompactRange {
     }
 }
 
+/// The walk RFC 9162 shares between inclusion (§2.1.3.2) and consistency
+/// (§2.1.4.2) verification: from node `f` of a tree whose last node is `s`,
+/// fold `hashes` into `seed` up to the root. Returns the root of the tree that
+/// ends at `f` (only left-hand siblings folded in) and the root of the whole
+/// tree. `proof_len` is the whole proof's length, for the error.
+fn fold_path(
+    mut f: u64,
+    mut s: u64,
+    seed: Hash,
+    hashes: &[Hash],
+    proof_len: usize,
+) -> Result<(Hash, Hash), ProofError> {
+    let (mut fr, mut sr) = (seed, seed);
+    for c in hashes {
+        if s == 0 {
+            return Err(ProofError::WrongLength {
+                got: proof_len,
+                want: proof_len - 1,
+            });
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            // Climb past the levels where this node is a lone right-border child.
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(ProofError::WrongLength {
+            got: proof_len,
+            want: proof_len + 1,
+        });
+    }
+    Ok((fr, sr))
+}
+
 /// Verifies that `leaf` is leaf `index` of the tree of `size` leaves with root `root` (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(
     index: u64,
@@ -196,34 +239,7 @@ pub fn verify_inclusion(
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
-    let (mut f, mut s) = (index, size - 1);
-    let mut r = *leaf;
-    for p in proof {
-        if s == 0 {
-            return Err(ProofError::WrongLength {
-                got: proof.len(),
-                want: proof.len() - 1,
-            });
-        }
-        if f & 1 == 1 || f == s {
-            r = node_hash(p, &r);
-            // Climb past the levels where this node is a lone right-border child.
-            while f & 1 == 0 && f != 0 {
-                f >>= 1;
-                s >>= 1;
-            }
-        } else {
-            r = node_hash(&r, p);
-        }
-        f >>= 1;
-        s >>= 1;
-    }
-    if s != 0 {
-        return Err(ProofError::WrongLength {
-            got: proof.len(),
-            want: proof.len() + 1,
-        });
-    }
+    let (_, r) = fold_path(index, size - 1, *leaf, proof, proof.len())?;
     if r != *root {
         return Err(ProofError::RootMismatch);
     }
@@ -269,33 +285,7 @@ pub fn verify_consistency(
         f >>= 1;
         s >>= 1;
     }
-    let (mut fr, mut sr) = (*seed, *seed);
-    for c in rest {
-        if s == 0 {
-            return Err(ProofError::WrongLength {
-                got: proof.len(),
-                want: proof.len() - 1,
-            });
-        }
-        if f & 1 == 1 || f == s {
-            fr = node_hash(c, &fr);
-            sr = node_hash(c, &sr);
-            while f & 1 == 0 && f != 0 {
-                f >>= 1;
-                s >>= 1;
-            }
-        } else {
-            sr = node_hash(&sr, c);
-        }
-        f >>= 1;
-        s >>= 1;
-    }
-    if s != 0 {
-        return Err(ProofError::WrongLength {
-            got: proof.len(),
-            want: proof.len() + 1,
-        });
-    }
+    let (fr, sr) = fold_path(f, s, *seed, rest, proof.len())?;
     if fr != *root1 || sr != *root2 {
         return Err(ProofError::RootMismatch);
     }
