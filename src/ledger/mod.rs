@@ -591,17 +591,6 @@ impl Ledger {
         Ok(new_vkey)
     }
 
-    /// The entry at `index`, as stored.
-    pub fn entry_bytes(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        read_entries(&self.paths.entries())?
-            .into_iter()
-            .nth(usize::try_from(index).unwrap_or(usize::MAX))
-            .ok_or(LedgerError::Proof(ProofError::IndexOutOfRange {
-                index,
-                size: self.size(),
-            }))
-    }
-
     /// A tlog-proof of entry `index` against the latest checkpoint.
     pub fn prove(&self, index: u64) -> Result<proof::TlogProof, LedgerError> {
         let hashes = self.tree.inclusion_proof(index, self.last.size)?;
