@@ -675,6 +675,10 @@ impl Recorder {
         let mut out = Vec::new();
         for (i, line) in read_entries(&path)?.into_iter().enumerate() {
             let index = i as u64;
+            // The positional reader skips other cases' entries cheaply; ours get the full parse.
+            if scan::scan(&line).is_ok_and(|f| f.case.is_some_and(|c| c != case.as_str())) {
+                continue;
+            }
             let e =
                 Entry::parse(&line).map_err(|source| LedgerError::BadEntry { index, source })?;
             if e.case.as_ref() == Some(case) {
