@@ -90,7 +90,7 @@ pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
         .case
         .clone()
         .unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let ctx = env.acquire_context()?;
+    let ctx = env.acquire_context().await?;
     tracing::info!(%case, what = %collector.describe(), store = %ctx.store.location(), "acquiring");
     let Collected {
         artefacts,

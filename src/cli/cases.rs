@@ -13,7 +13,7 @@ pub struct ShowArgs {
 }
 
 pub async fn run_cases(env: &Env) -> anyhow::Result<Outcome> {
-    let store = env.store()?;
+    let store = env.store().await?;
     let cases = case::list_cases(store.as_ref())
         .await
         .with_context(|| format!("cannot list the cases in {}", store.location()))?;
@@ -35,7 +35,7 @@ pub async fn run_cases(env: &Env) -> anyhow::Result<Outcome> {
 }
 
 pub async fn run_show(env: &Env, args: ShowArgs) -> anyhow::Result<Outcome> {
-    let store = env.store()?;
+    let store = env.store().await?;
     let list = case::artefacts(store.as_ref(), &args.case)
         .await
         .with_context(|| format!("cannot read case {}", args.case))?;

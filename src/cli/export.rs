@@ -35,7 +35,7 @@ struct Report {
 }
 
 pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
-    let store = env.store()?;
+    let store = env.store().await?;
     let a = case::artefact(store.as_ref(), &args.case, &args.artefact)
         .await
         .context("cannot export")?;

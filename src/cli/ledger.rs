@@ -314,7 +314,7 @@ async fn export(env: &Env, case_id: &CaseId, out: &std::path::Path) -> anyhow::R
             &p.to_bytes(),
         )?;
     }
-    let store = env.store()?;
+    let store = env.store().await?;
     let mut manifests = 0;
     if let Ok(list) = case::artefacts(store.as_ref(), case_id).await {
         for a in list {

@@ -51,6 +51,9 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub store: Option<String>,
+    /// Endpoint for S3-compatible stores and emulators, as the AWS CLI names it.
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -100,17 +103,21 @@ pub struct Env {
     pub cancel: Arc<AtomicBool>,
     pub clock: Arc<dyn Clock>,
     pub reason: Option<String>,
+    /// Endpoint for S3-compatible stores and emulators.
+    pub endpoint_url: Option<String>,
     ledger: std::sync::OnceLock<SharedLedger>,
 }
 
 impl Env {
-    pub fn store(&self) -> anyhow::Result<Arc<dyn EvidenceStore>> {
-        let store = crate::store::open(&self.config.store).with_context(|| {
-            format!(
-                "cannot open the evidence store {}",
-                redact_url(&self.config.store)
-            )
-        })?;
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn EvidenceStore>> {
+        let store = crate::store::open(&self.config.store, self.endpoint_url.as_deref())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the evidence store {}",
+                    redact_url(&self.config.store)
+                )
+            })?;
         Ok(Arc::from(store))
     }
 
@@ -169,9 +176,9 @@ impl Env {
         })
     }
 
-    pub fn acquire_context(&self) -> anyhow::Result<AcquireContext> {
+    pub async fn acquire_context(&self) -> anyhow::Result<AcquireContext> {
         Ok(AcquireContext {
-            store: self.store()?,
+            store: self.store().await?,
             clock: self.clock.clone(),
             progress: self.progress(),
             cancel: self.cancel.clone(),
@@ -209,6 +216,7 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         cancel,
         clock: Arc::new(SystemClock),
         reason: cli.global.reason.clone(),
+        endpoint_url: cli.global.endpoint_url.clone(),
         ledger: std::sync::OnceLock::new(),
     };
     match cli.command {

@@ -15,7 +15,7 @@ pub struct VerifyArgs {
 }
 
 pub async fn run(env: &Env, args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let store = env.store()?;
+    let store = env.store().await?;
     let recorder = env.recorder()?;
     let entries = recorder
         .case_entries(&args.case)

@@ -60,3 +60,190 @@ async fn s3_put_and_get_through_the_sdk() {
     let missing = s3.get_object().bucket(&bucket).key("nope").send().await;
     assert!(missing.is_err(), "a missing key must be an error");
 }
+
+fn chunks(data: &[u8], size: usize) -> custody::store::EvidenceStream {
+    let parts: Vec<std::io::Result<bytes::Bytes>> = data
+        .chunks(size)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures::stream::iter(parts))
+}
+
+async fn bucket(s3: &aws_sdk_s3::Client) -> String {
+    let name = format!("ev-{}", uuid::Uuid::new_v4().simple());
+    s3.create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    name
+}
+
+#[tokio::test]
+async fn s3_store_streams_multipart_and_never_overwrites() {
+    use custody::store::s3::{S3Options, S3Store};
+    use custody::store::{EvidenceStore, ObjectKey, StoreError};
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let s3 = client(&endpoint);
+    let bucket = bucket(&s3).await;
+    let opts = S3Options {
+        part_size: 5 << 20,
+        parts_in_flight: 2,
+        ..S3Options::default()
+    };
+    let store = S3Store::new(s3.clone(), &bucket, "evidence/", opts);
+    assert_eq!(store.location(), format!("s3://{bucket}/evidence"));
+
+    let data = mixed_bytes(17 << 20, 21);
+    let key = ObjectKey::new("cases/c1/artefacts/a.zst").unwrap();
+    let stored = store.put(&key, chunks(&data, 1 << 20)).await.expect("put");
+    assert_eq!(stored.size, data.len() as u64);
+    assert!(stored.etag.is_some());
+    // Four parts went up, and the object is where the prefix says.
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("evidence/cases/c1/artefacts/a.zst")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.content_length, Some(data.len() as i64));
+    let back = store.get_bytes(&key).await.expect("get");
+    assert_eq!(
+        custody::evidence::sha256_hex(&back),
+        custody::evidence::sha256_hex(&data)
+    );
+    assert_eq!(
+        &store.get_range(&key, 6 << 20, 10).await.expect("range")[..],
+        &data[6 << 20..(6 << 20) + 10]
+    );
+    assert_eq!(store.size(&key).await.expect("size"), data.len() as u64);
+
+    let small = ObjectKey::new("cases/c1/manifests/a.json").unwrap();
+    store
+        .put_bytes(&small, bytes::Bytes::from_static(b"{}"))
+        .await
+        .expect("small put");
+    assert_eq!(
+        store.list("cases/").await.expect("list"),
+        vec![key.clone(), small.clone()]
+    );
+    let again = store
+        .put_bytes(&key, bytes::Bytes::from_static(b"other"))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    let missing = store.get(&ObjectKey::new("cases/none").unwrap()).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn s3_store_aborts_an_upload_whose_source_fails() {
+    use custody::store::s3::{S3Options, S3Store};
+    use custody::store::{EvidenceStore, ObjectKey, StoreError};
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let s3 = client(&endpoint);
+    let bucket = bucket(&s3).await;
+    let store = S3Store::new(
+        s3.clone(),
+        &bucket,
+        "",
+        S3Options {
+            part_size: 5 << 20,
+            ..S3Options::default()
+        },
+    );
+    let data = mixed_bytes(12 << 20, 3);
+    let body = futures::StreamExt::chain(
+        chunks(&data, 1 << 20),
+        futures::stream::once(async { Err(std::io::Error::other("disk died")) }),
+    );
+    let key = ObjectKey::new("cases/c/artefacts/x.zst").unwrap();
+    let err = store
+        .put(&key, Box::pin(body))
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, StoreError::SourceFailed { .. }), "{err}");
+    // Nothing under the key, and the multipart upload is gone (aborted in the background).
+    assert!(matches!(
+        store.size(&key).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let mut open = usize::MAX;
+    for _ in 0..50 {
+        let list = s3
+            .list_multipart_uploads()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("list uploads");
+        open = list.uploads.unwrap_or_default().len();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "the failed upload was not aborted");
+}
+
+#[test]
+fn acquire_into_s3_then_verify_and_export() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bucket = rt.block_on(async { bucket(&client(&endpoint)).await });
+    let home = crate::common::Home::new();
+    let src = home.path().join("disk.img");
+    let data = mixed_bytes(9 << 20, 5);
+    std::fs::write(&src, &data).unwrap();
+    let store = format!("s3://{bucket}/custody");
+    let run = |args: &[&str]| {
+        home.cmd()
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .args(["--store", &store, "--endpoint-url", &endpoint])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--json",
+        "acquire",
+        "file",
+        src.to_str().unwrap(),
+        "--case",
+        "s3case",
+        "--verify",
+    ]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &report["artefacts"][0];
+    assert_eq!(a["stored"]["location"], store.as_str());
+    assert!(a["stored"]["etag"].is_string(), "{a}");
+    assert_eq!(report["verified"][0]["ok"], true);
+    let out = run(&["verify", "s3case"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        crate::common::stderr(&out)
+    );
+    let dest = home.path().join("back.img");
+    let out = run(&[
+        "export",
+        "s3case",
+        a["id"].as_str().unwrap(),
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+}

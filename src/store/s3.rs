@@ -1,0 +1,590 @@
+//! The S3 evidence store (and S3-compatible stores through `--endpoint-url`).
+//!
+//! A put streams the pipeline's output as a multipart upload: parts are cut
+//! from the stream as it arrives (no temporary file), each carries its own
+//! SHA-256 checksum that S3 checks, and at most `parts_in_flight` parts are
+//! uploading at once, so memory stays at about `part_size × (parts_in_flight + 1)`.
+//! A stream that fails, or a put that is dropped, aborts the upload: nothing
+//! is left under the key. Objects smaller than one part go up in a single PUT.
+
+use std::fmt;
+use std::io;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ServerSideEncryption,
+};
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+use tokio::task::JoinSet;
+
+use super::{EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, StoreError, StoredObject};
+
+/// 8 MiB parts: above S3's 5 MiB minimum, small enough to keep memory low.
+pub const DEFAULT_PART_SIZE: usize = 8 << 20;
+/// S3 allows at most 10,000 parts per upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// The largest object S3 stores: 5 TiB.
+pub const MAX_OBJECT: u64 = 5 << 40;
+const _: () = assert!(DEFAULT_PART_SIZE >= 5 << 20);
+
+/// Object Lock retention applied to every object written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub compliance: bool,
+    pub days: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    pub part_size: usize,
+    pub parts_in_flight: usize,
+    pub retention: Option<Retention>,
+    /// SSE-KMS key id or ARN; `None` leaves the bucket's default encryption.
+    pub kms_key: Option<String>,
+    /// Raw size the caller expects, when known: parts grow so it fits in 10,000 parts.
+    pub size_hint: Option<u64>,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            part_size: DEFAULT_PART_SIZE,
+            parts_in_flight: 4,
+            retention: None,
+            kms_key: None,
+            size_hint: None,
+        }
+    }
+}
+
+/// Parts per size tier when the object's size is not known in advance.
+const PARTS_PER_TIER: i32 = 1000;
+/// S3's largest part: 5 GiB.
+const MAX_PART: usize = 5 << 30;
+
+impl S3Options {
+    /// Size of part `n` (1-based). With a size hint, one size large enough
+    /// that the object fits in 10,000 parts. Without one, parts start at
+    /// `part_size` and double every 1,000 parts: small objects keep small
+    /// parts (and little memory), and 10,000 parts of 8 MiB upwards reach
+    /// 8 TiB, past S3's 5 TiB limit.
+    pub fn part_size_at(&self, n: i32) -> usize {
+        let base = self.part_size.max(5 << 20);
+        match self.size_hint {
+            Some(size) => {
+                let needed = usize::try_from(size.min(MAX_OBJECT).div_ceil(MAX_PARTS - 1))
+                    .unwrap_or(MAX_PART);
+                base.max(needed).min(MAX_PART)
+            }
+            None => {
+                let tier = u32::try_from((n.max(1) - 1) / PARTS_PER_TIER).unwrap_or(0);
+                base.saturating_mul(1usize << tier.min(20)).min(MAX_PART)
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    opts: S3Options,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sha256_b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b))
+}
+
+/// Aborts a multipart upload that was not completed (error or dropped future).
+struct AbortGuard {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(e) = client.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(&upload_id).send().await {
+                    tracing::warn!(%bucket, %key, error = %DisplayErrorContext(&e), "could not abort an unfinished upload");
+                }
+            });
+        }
+    }
+}
+
+impl S3Store {
+    pub fn new(
+        client: Client,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+        opts: S3Options,
+    ) -> Self {
+        let prefix: String = prefix.into();
+        Self {
+            client,
+            bucket: bucket.into(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            opts,
+        }
+    }
+
+    /// A store for `s3://bucket/prefix`, with the standard AWS credential chain.
+    pub async fn from_url(
+        url: &url::Url,
+        endpoint: Option<&str>,
+        opts: S3Options,
+    ) -> Result<Self, StoreError> {
+        let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+            StoreError::InvalidLocation {
+                url: url.to_string(),
+                reason: "no bucket name".into(),
+            }
+        })?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(e) = endpoint {
+            loader = loader.endpoint_url(e);
+        }
+        let shared = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+        if endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+            // Emulators and most S3-compatible stores serve buckets by path.
+            conf = conf.force_path_style(true);
+        }
+        Ok(Self::new(
+            Client::from_conf(conf.build()),
+            bucket,
+            url.path(),
+            opts,
+        ))
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn full_key(&self, key: &ObjectKey) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn remote(
+        &self,
+        op: &'static str,
+        key: &str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> StoreError {
+        StoreError::Io {
+            op,
+            key: key.to_owned(),
+            location: self.location(),
+            source: io::Error::other(DisplayErrorContext(e).to_string()),
+        }
+    }
+
+    async fn exists(&self, full: &str) -> Result<bool, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(self.remote("check for", full, e)),
+        }
+    }
+
+    async fn put_single(
+        &self,
+        key: &ObjectKey,
+        full: &str,
+        body: Bytes,
+    ) -> Result<StoredObject, StoreError> {
+        let size = body.len() as u64;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(full)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256_b64(&body))
+            .if_none_match("*")
+            .body(ByteStream::from(body));
+        if let Some(r) = self.opts.retention {
+            req = req
+                .object_lock_mode(lock_mode(r))
+                .object_lock_retain_until_date(retain_until(r));
+        }
+        if let Some(k) = &self.opts.kms_key {
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.remote("upload", full, e))?;
+        Ok(StoredObject {
+            key: key.clone(),
+            size,
+            version_id: out.version_id,
+            etag: out.e_tag,
+        })
+    }
+}
+
+fn lock_mode(r: Retention) -> ObjectLockMode {
+    if r.compliance {
+        ObjectLockMode::Compliance
+    } else {
+        ObjectLockMode::Governance
+    }
+}
+
+fn retain_until(r: Retention) -> aws_sdk_s3::primitives::DateTime {
+    let until = time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(r.days));
+    aws_sdk_s3::primitives::DateTime::from_secs(until.unix_timestamp())
+}
+
+#[async_trait]
+impl EvidenceStore for S3Store {
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        mut body: EvidenceStream,
+    ) -> Result<StoredObject, StoreError> {
+        let full = self.full_key(key);
+        if self.exists(&full).await? {
+            return Err(StoreError::AlreadyExists {
+                key: key.clone(),
+                location: self.location(),
+            });
+        }
+        let part_size = self.opts.part_size_at(1);
+        let mut buf = BytesMut::with_capacity(part_size);
+        // Fill the first part before deciding: a small object is one PUT.
+        let mut ended = false;
+        while buf.len() < part_size {
+            match body.next().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(source)) => {
+                    return Err(StoreError::SourceFailed {
+                        key: key.clone(),
+                        source,
+                    });
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            return self.put_single(key, &full, buf.freeze()).await;
+        }
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        if let Some(r) = self.opts.retention {
+            req = req
+                .object_lock_mode(lock_mode(r))
+                .object_lock_retain_until_date(retain_until(r));
+        }
+        if let Some(k) = &self.opts.kms_key {
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
+        }
+        let created = req
+            .send()
+            .await
+            .map_err(|e| self.remote("start the upload of", &full, e))?;
+        let upload_id = created.upload_id.ok_or_else(|| {
+            self.remote(
+                "start the upload of",
+                &full,
+                io::Error::other("no upload id"),
+            )
+        })?;
+        let mut guard = AbortGuard {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: full.clone(),
+            upload_id: Some(upload_id.clone()),
+        };
+
+        let mut inflight: JoinSet<Result<CompletedPart, StoreError>> = JoinSet::new();
+        let mut done: Vec<CompletedPart> = Vec::new();
+        let mut size = 0u64;
+        let mut number = 0i32;
+        let mut send_part =
+            |part: Bytes, inflight: &mut JoinSet<Result<CompletedPart, StoreError>>| {
+                number += 1;
+                size += part.len() as u64;
+                let (client, bucket, full, upload_id, this) = (
+                    self.client.clone(),
+                    self.bucket.clone(),
+                    full.clone(),
+                    upload_id.clone(),
+                    self.clone(),
+                );
+                let n = number;
+                inflight.spawn(async move {
+                    let sum = sha256_b64(&part);
+                    let out = client
+                        .upload_part()
+                        .bucket(&bucket)
+                        .key(&full)
+                        .upload_id(&upload_id)
+                        .part_number(n)
+                        .checksum_sha256(&sum)
+                        .body(ByteStream::from(part))
+                        .send()
+                        .await
+                        .map_err(|e| this.remote("upload a part of", &full, e))?;
+                    Ok(CompletedPart::builder()
+                        .part_number(n)
+                        .set_e_tag(out.e_tag)
+                        .checksum_sha256(sum)
+                        .build())
+                });
+            };
+        send_part(buf.split().freeze(), &mut inflight);
+        loop {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    buf.extend_from_slice(&chunk);
+                    loop {
+                        let target = self.opts.part_size_at(
+                            i32::try_from(inflight.len() + done.len() + 1).unwrap_or(i32::MAX),
+                        );
+                        if buf.len() < target {
+                            break;
+                        }
+                        while inflight.len() >= self.opts.parts_in_flight.max(1) {
+                            if let Some(r) = inflight.join_next().await {
+                                done.push(
+                                    r.map_err(|e| self.remote("upload a part of", &full, e))??,
+                                );
+                            }
+                        }
+                        send_part(buf.split_to(target).freeze(), &mut inflight);
+                    }
+                }
+                // The guard aborts the upload on the way out.
+                Some(Err(source)) => {
+                    return Err(StoreError::SourceFailed {
+                        key: key.clone(),
+                        source,
+                    });
+                }
+                None => break,
+            }
+        }
+        if !buf.is_empty() {
+            send_part(buf.split().freeze(), &mut inflight);
+        }
+        while let Some(r) = inflight.join_next().await {
+            done.push(r.map_err(|e| self.remote("upload a part of", &full, e))??);
+        }
+        if number as u64 > MAX_PARTS {
+            return Err(self.remote(
+                "upload",
+                &full,
+                io::Error::other(format!("{number} parts exceed S3's limit of 10,000")),
+            ));
+        }
+        done.sort_by_key(|p| p.part_number);
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full)
+            .upload_id(&upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.remote("complete the upload of", &full, e))?;
+        guard.upload_id = None;
+        Ok(StoredObject {
+            key: key.clone(),
+            size,
+            version_id: out.version_id,
+            etag: out.e_tag,
+        })
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError> {
+        let full = self.full_key(key);
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Box::pin(out.body.into_async_read())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                Err(StoreError::NotFound {
+                    key: key.clone(),
+                    location: self.location(),
+                })
+            }
+            Err(e) => Err(self.remote("read", &full, e)),
+        }
+    }
+
+    async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let full = self.full_key(key);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+            .map_err(|e| self.remote("read", &full, e))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.remote("read", &full, e))?;
+        Ok(bytes.into_bytes())
+    }
+
+    async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+        let full = self.full_key(key);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(u64::try_from(out.content_length.unwrap_or(0)).unwrap_or(0)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                Err(StoreError::NotFound {
+                    key: key.clone(),
+                    location: self.location(),
+                })
+            }
+            Err(e) => Err(self.remote("read the size of", &full, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+        let full_prefix = if self.prefix.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{}/{prefix}", self.prefix)
+        };
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_prefix)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.remote("list", &full_prefix, e))?;
+            for o in page.contents.unwrap_or_default() {
+                let Some(k) = o.key else { continue };
+                let rel = if self.prefix.is_empty() {
+                    k.as_str()
+                } else {
+                    k.strip_prefix(&format!("{}/", self.prefix))
+                        .unwrap_or_default()
+                };
+                if let Ok(key) = ObjectKey::new(rel) {
+                    out.push(key);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_grow_so_5_tib_fits_in_10000() {
+        let o = S3Options::default();
+        assert_eq!(o.part_size_at(1), DEFAULT_PART_SIZE);
+        assert_eq!(o.part_size_at(1000), DEFAULT_PART_SIZE);
+        assert_eq!(o.part_size_at(1001), 2 * DEFAULT_PART_SIZE);
+        let total: u64 = (1..=MAX_PARTS as i32)
+            .map(|n| o.part_size_at(n) as u64)
+            .sum();
+        assert!(total >= MAX_OBJECT, "{total}");
+        let hinted = S3Options {
+            size_hint: Some(200 << 30),
+            ..S3Options::default()
+        };
+        assert!(hinted.part_size_at(1) as u64 * (MAX_PARTS - 1) >= 200 << 30);
+        let small = S3Options {
+            size_hint: Some(0),
+            part_size: 1,
+            ..S3Options::default()
+        };
+        assert_eq!(small.part_size_at(1), 5 << 20);
+    }
+}
