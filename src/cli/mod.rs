@@ -6,6 +6,7 @@ pub mod cases;
 pub mod export;
 pub mod ledger;
 pub mod progress_bar;
+pub mod store;
 pub mod verify;
 
 use std::io::IsTerminal;
@@ -81,6 +82,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Re-read every artefact of a case and compare both digests and the ledger.
     Verify(verify::VerifyArgs),
+    /// Evidence stores: check one before relying on it.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// The custody ledger: init, checkpoint, prove, consistency, verify, export.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
@@ -226,5 +230,6 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Export(args) => export::run(&env, args).await,
         Command::Verify(args) => verify::run(&env, args).await,
         Command::Ledger(cmd) => ledger::run(&env, cmd).await,
+        Command::Store(cmd) => store::run(&env, cmd).await,
     }
 }

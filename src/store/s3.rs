@@ -266,6 +266,160 @@ impl S3Store {
     }
 }
 
+/// What a bucket offers for evidence, as found before the first write.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Preflight {
+    pub location: String,
+    pub exists: bool,
+    /// A multipart upload could be started (and was aborted): PutObject is allowed.
+    pub writable: bool,
+    /// `Enabled`, `Suspended` or `Off`.
+    pub versioning: String,
+    pub object_lock: bool,
+    /// Default retention, as `COMPLIANCE 365 days`.
+    pub default_retention: Option<String>,
+    /// What is missing or could not be checked, each with its reason.
+    pub findings: Vec<String>,
+}
+
+impl Preflight {
+    /// Versioned and under Object Lock: an object version cannot be rewritten or removed.
+    pub fn is_worm(&self) -> bool {
+        self.versioning == "Enabled" && self.object_lock
+    }
+}
+
+impl S3Store {
+    /// Checks the bucket: exists, writable, versioning and Object Lock state.
+    /// Writes nothing that stays: the write probe is an aborted multipart upload.
+    pub async fn preflight(&self) -> Preflight {
+        let mut p = Preflight {
+            location: self.location(),
+            versioning: "Off".into(),
+            ..Preflight::default()
+        };
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => p.exists = true,
+            Err(e) => {
+                p.findings.push(format!(
+                    "bucket {} cannot be reached: {}",
+                    self.bucket,
+                    brief(&e)
+                ));
+                return p;
+            }
+        }
+        let versioning = self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await;
+        match &versioning {
+            Ok(v) => p.versioning = v.status().map_or("Off".into(), |s| s.as_str().to_owned()),
+            Err(e) => {
+                p.versioning = "Unknown".into();
+                p.findings
+                    .push(format!("versioning could not be read: {}", brief(e)));
+            }
+        }
+        match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                let conf = o.object_lock_configuration();
+                p.object_lock = conf
+                    .and_then(|c| c.object_lock_enabled())
+                    .is_some_and(|e| e.as_str() == "Enabled");
+                p.default_retention = conf
+                    .and_then(|c| c.rule())
+                    .and_then(|r| r.default_retention())
+                    .map(|d| {
+                        let mode = d.mode().map_or("?", |m| m.as_str());
+                        match (d.days(), d.years()) {
+                            (Some(days), _) => format!("{mode} {days} days"),
+                            (_, Some(years)) => format!("{mode} {years} years"),
+                            _ => mode.to_owned(),
+                        }
+                    });
+            }
+            // No configuration at all is the common answer for a bucket without Object Lock.
+            Err(e)
+                if DisplayErrorContext(&e)
+                    .to_string()
+                    .contains("ObjectLockConfigurationNotFound") => {}
+            Err(e) => p.findings.push(format!(
+                "Object Lock state could not be read: {}",
+                brief(&e)
+            )),
+        }
+        // S3 only allows Object Lock on a versioned bucket, and versioning cannot be suspended under it.
+        if p.object_lock && p.versioning == "Unknown" {
+            p.versioning = "Enabled".into();
+            p.findings
+                .push("versioning taken as Enabled: Object Lock requires it".into());
+        }
+        let probe = self.full_key(&ObjectKey(format!(
+            ".custody-preflight/{}",
+            uuid::Uuid::new_v4().simple()
+        )));
+        match self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&probe)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                p.writable = true;
+                if let Some(id) = out.upload_id {
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(&probe)
+                        .upload_id(id)
+                        .send()
+                        .await;
+                }
+            }
+            Err(e) => p.findings.push(format!(
+                "cannot write to {}: {}",
+                self.location(),
+                brief(&e)
+            )),
+        }
+        if p.versioning != "Enabled" && p.versioning != "Unknown" {
+            p.findings.push(format!(
+                "versioning is {}: an overwritten or deleted object cannot be recovered",
+                p.versioning
+            ));
+        }
+        if !p.object_lock {
+            p.findings.push(
+                "Object Lock is off: evidence can be deleted by anyone with delete rights".into(),
+            );
+        } else if p.default_retention.is_none() && self.opts.retention.is_none() {
+            p.findings.push("Object Lock has no default retention and none is configured: objects are not locked".into());
+        }
+        p
+    }
+}
+
+/// An SDK error's message without the raw response it may carry.
+fn brief(e: &(dyn std::error::Error + 'static)) -> String {
+    let full = crate::error_chain(e);
+    match full.char_indices().nth(240) {
+        Some((cut, _)) => format!("{}…", full.get(..cut).unwrap_or_default()),
+        None => full,
+    }
+}
+
 fn lock_mode(r: Retention) -> ObjectLockMode {
     if r.compliance {
         ObjectLockMode::Compliance
