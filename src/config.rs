@@ -41,6 +41,34 @@ struct FileConfig {
     compression_level: Option<i32>,
     frame_size_mib: Option<u32>,
     operator: Option<String>,
+    #[serde(default)]
+    s3: S3Settings,
+}
+
+/// `[s3]` in custody.toml: how evidence is written to S3.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    /// Retention mode on buckets with Object Lock: `compliance`, `governance` or `off`.
+    pub object_lock: String,
+    /// Days each object is retained under Object Lock.
+    pub retention_days: u32,
+    /// SSE-KMS key id or ARN for evidence objects.
+    pub kms_key: Option<String>,
+    /// Refuse to write unless the bucket is write-once (versioning and Object Lock).
+    pub require_worm: bool,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        // COMPLIANCE for a year: no one, root included, can shorten it or delete the evidence meanwhile.
+        Self {
+            object_lock: "compliance".into(),
+            retention_days: 365,
+            kms_key: None,
+            require_worm: false,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -52,6 +80,7 @@ pub struct Config {
     pub pipeline: PipelineOptions,
     /// Who is acting, recorded with each action.
     pub operator: String,
+    pub s3: S3Settings,
 }
 
 impl fmt::Debug for Config {
@@ -117,6 +146,18 @@ impl Config {
                 reason: "zstd levels 1 to 19",
             });
         }
+        if !matches!(
+            file.s3.object_lock.as_str(),
+            "compliance" | "governance" | "off"
+        ) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "s3.object_lock = {:?}: expected compliance, governance or off",
+                    file.s3.object_lock
+                ),
+            });
+        }
         if let Some(mib) = file.frame_size_mib {
             if !(1..=1024).contains(&mib) {
                 return Err(ConfigError::Range {
@@ -139,6 +180,7 @@ impl Config {
             home,
             store,
             pipeline,
+            s3: file.s3.clone(),
             operator,
         })
     }

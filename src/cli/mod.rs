@@ -114,14 +114,18 @@ pub struct Env {
 
 impl Env {
     pub async fn store(&self) -> anyhow::Result<Arc<dyn EvidenceStore>> {
-        let store = crate::store::open(&self.config.store, self.endpoint_url.as_deref())
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the evidence store {}",
-                    redact_url(&self.config.store)
-                )
-            })?;
+        let store = crate::store::open(
+            &self.config.store,
+            self.endpoint_url.as_deref(),
+            &self.config.s3,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the evidence store {}",
+                redact_url(&self.config.store)
+            )
+        })?;
         Ok(Arc::from(store))
     }
 

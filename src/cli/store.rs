@@ -23,11 +23,15 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
     let url = url.unwrap_or_else(|| env.config.store.clone());
     let p = match url::Url::parse(&url) {
         Ok(u) if u.scheme() == "s3" => {
-            S3Store::from_url(&u, env.endpoint_url.as_deref(), S3Options::default())
-                .await
-                .with_context(|| format!("cannot open {}", crate::config::redact_url(&url)))?
-                .preflight()
-                .await
+            S3Store::from_url(
+                &u,
+                env.endpoint_url.as_deref(),
+                S3Options::from_settings(&env.config.s3),
+            )
+            .await
+            .with_context(|| format!("cannot open {}", crate::config::redact_url(&url)))?
+            .preflight()
+            .await
         }
         _ => local_check(env, &url).await?,
     };
@@ -68,7 +72,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
 
 /// A local directory: it can be written, and it is never write-once.
 async fn local_check(env: &Env, url: &str) -> anyhow::Result<Preflight> {
-    let store = crate::store::open(url, env.endpoint_url.as_deref())
+    let store = crate::store::open(url, env.endpoint_url.as_deref(), &env.config.s3)
         .await
         .with_context(|| format!("cannot open {}", crate::config::redact_url(url)))?;
     let probe = crate::store::ObjectKey::new(format!(

@@ -73,6 +73,8 @@ pub enum StoreError {
     InvalidKey { key: String },
     #[error("invalid store location {url:?}: {reason}")]
     InvalidLocation { url: String, reason: String },
+    #[error("{location} is not write-once storage and the configuration requires it: {findings}")]
+    NotWorm { location: String, findings: String },
     #[error("object {key} already exists in {location}; evidence is never overwritten")]
     AlreadyExists { key: ObjectKey, location: String },
     #[error("object {key} not found in {location}")]
@@ -140,7 +142,11 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
 /// Opens the store named by `url`: `file:///path` or a plain path (the
 /// local store), or `s3://bucket/prefix` (with `endpoint` for emulators and
 /// S3-compatible stores).
-pub async fn open(url: &str, endpoint: Option<&str>) -> Result<Box<dyn EvidenceStore>, StoreError> {
+pub async fn open(
+    url: &str,
+    endpoint: Option<&str>,
+    s3: &crate::config::S3Settings,
+) -> Result<Box<dyn EvidenceStore>, StoreError> {
     let invalid = |reason: &str| StoreError::InvalidLocation {
         url: crate::config::redact_url(url),
         reason: reason.to_owned(),
@@ -155,7 +161,7 @@ pub async fn open(url: &str, endpoint: Option<&str>) -> Result<Box<dyn EvidenceS
                 Ok(Box::new(local::LocalStore::new(path)))
             }
             "s3" => Ok(Box::new(
-                s3::S3Store::from_url(&parsed, endpoint, s3::S3Options::default()).await?,
+                s3::S3Store::from_url(&parsed, endpoint, s3::S3Options::from_settings(s3)).await?,
             )),
             "az" | "https" | "http" => Err(invalid(
                 "Azure Blob stores are not available in this build yet; use file:// or s3://",
@@ -193,17 +199,28 @@ mod tests {
 
     #[tokio::test]
     async fn open_understands_locations() {
-        let local = open("file:///tmp/x", None).await.expect("file url");
+        let local = open("file:///tmp/x", None, &Default::default())
+            .await
+            .expect("file url");
         assert!(local.location().starts_with("file:///tmp/x"));
-        assert!(open("relative/dir", None).await.is_ok());
-        let Err(err) = open("az://acct/container?sig=SECRET", None).await else {
+        assert!(
+            open("relative/dir", None, &Default::default())
+                .await
+                .is_ok()
+        );
+        let Err(err) = open("az://acct/container?sig=SECRET", None, &Default::default()).await
+        else {
             panic!("Azure stores are not in this build yet")
         };
         assert!(
             err.to_string().contains("az://acct/container") && !err.to_string().contains("SECRET"),
             "{err}"
         );
-        assert!(open("gopher://x", None).await.is_err());
-        assert!(open("file://host/x", None).await.is_err());
+        assert!(open("gopher://x", None, &Default::default()).await.is_err());
+        assert!(
+            open("file://host/x", None, &Default::default())
+                .await
+                .is_err()
+        );
     }
 }

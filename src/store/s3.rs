@@ -50,6 +50,8 @@ pub struct S3Options {
     pub kms_key: Option<String>,
     /// Raw size the caller expects, when known: parts grow so it fits in 10,000 parts.
     pub size_hint: Option<u64>,
+    /// Refuse to write unless the bucket is write-once.
+    pub require_worm: bool,
 }
 
 impl Default for S3Options {
@@ -60,6 +62,7 @@ impl Default for S3Options {
             retention: None,
             kms_key: None,
             size_hint: None,
+            require_worm: false,
         }
     }
 }
@@ -70,6 +73,19 @@ const PARTS_PER_TIER: i32 = 1000;
 const MAX_PART: usize = 5 << 30;
 
 impl S3Options {
+    pub fn from_settings(s: &crate::config::S3Settings) -> Self {
+        let retention = (s.object_lock != "off").then_some(Retention {
+            compliance: s.object_lock == "compliance",
+            days: s.retention_days,
+        });
+        Self {
+            retention,
+            kms_key: s.kms_key.clone(),
+            require_worm: s.require_worm,
+            ..Self::default()
+        }
+    }
+
     /// Size of part `n` (1-based). With a size hint, one size large enough
     /// that the object fits in 10,000 parts. Without one, parts start at
     /// `part_size` and double every 1,000 parts: small objects keep small
@@ -97,6 +113,8 @@ pub struct S3Store {
     bucket: String,
     prefix: String,
     opts: S3Options,
+    /// The bucket's preflight, taken before the first write.
+    checked: std::sync::Arc<tokio::sync::OnceCell<Preflight>>,
 }
 
 impl fmt::Debug for S3Store {
@@ -149,6 +167,7 @@ impl S3Store {
             bucket: bucket.into(),
             prefix: prefix.trim_matches('/').to_owned(),
             opts,
+            checked: std::sync::Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -243,7 +262,7 @@ impl S3Store {
             .checksum_sha256(sha256_b64(&body))
             .if_none_match("*")
             .body(ByteStream::from(body));
-        if let Some(r) = self.opts.retention {
+        if let Some(r) = self.retention().await? {
             req = req
                 .object_lock_mode(lock_mode(r))
                 .object_lock_retain_until_date(retain_until(r));
@@ -290,6 +309,34 @@ impl Preflight {
 }
 
 impl S3Store {
+    /// The retention to put on a new object: the configured one where the
+    /// bucket has Object Lock, none where it does not (S3 refuses lock
+    /// headers there). Runs the preflight once, before the first write, and
+    /// refuses to write when write-once storage is required but missing.
+    async fn retention(&self) -> Result<Option<Retention>, StoreError> {
+        let p = self.checked.get_or_init(|| self.preflight()).await;
+        if !p.exists {
+            return Err(StoreError::InvalidLocation {
+                url: self.location(),
+                reason: p.findings.join("; "),
+            });
+        }
+        if !p.is_worm() {
+            if self.opts.require_worm {
+                return Err(StoreError::NotWorm {
+                    location: self.location(),
+                    findings: p.findings.join("; "),
+                });
+            }
+            tracing::warn!(store = %self.location(), findings = %p.findings.join("; "), "evidence store is not write-once");
+        }
+        Ok(if p.object_lock {
+            self.opts.retention
+        } else {
+            None
+        })
+    }
+
     /// Checks the bucket: exists, writable, versioning and Object Lock state.
     /// Writes nothing that stays: the write probe is an aborted multipart upload.
     pub async fn preflight(&self) -> Preflight {
@@ -483,7 +530,7 @@ impl EvidenceStore for S3Store {
             .bucket(&self.bucket)
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        if let Some(r) = self.opts.retention {
+        if let Some(r) = self.retention().await? {
             req = req
                 .object_lock_mode(lock_mode(r))
                 .object_lock_retain_until_date(retain_until(r));
