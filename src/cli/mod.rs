@@ -163,6 +163,13 @@ impl Env {
             .clone())
     }
 
+    /// Copies what the store lacks of the committed ledger to the store.
+    pub async fn mirror_ledger(&self) -> anyhow::Result<crate::ledger::mirror::Synced> {
+        let store = self.store().await?;
+        let origin = self.ledger()?.with(|l| l.origin().to_owned());
+        Ok(crate::ledger::mirror::sync(&self.ledger_paths(), &origin, store.as_ref()).await?)
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             name: self.config.operator.clone(),
@@ -227,7 +234,7 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         endpoint_url: cli.global.endpoint_url.clone(),
         ledger: std::sync::OnceLock::new(),
     };
-    match cli.command {
+    let outcome = match cli.command {
         Command::Acquire(cmd) => acquire::run(&env, cmd).await,
         Command::Cases => cases::run_cases(&env).await,
         Command::Show(args) => cases::run_show(&env, args).await,
@@ -235,5 +242,16 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Verify(args) => verify::run(&env, args).await,
         Command::Ledger(cmd) => ledger::run(&env, cmd).await,
         Command::Store(cmd) => store::run(&env, cmd).await,
+    };
+    // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
+    let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");
+    if cloud
+        && env.ledger.get().is_some()
+        && let Err(e) = env.mirror_ledger().await
+    {
+        let why = crate::error_chain(e.as_ref());
+        tracing::warn!(error = %why, "the ledger could not be mirrored to the store; the next command retries");
+        eprintln!("warning: the ledger could not be mirrored to the store: {why}");
     }
+    outcome
 }

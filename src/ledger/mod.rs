@@ -25,6 +25,7 @@
 
 pub mod entry;
 pub mod merkle;
+pub mod mirror;
 pub mod note;
 pub mod proof;
 pub mod scan;

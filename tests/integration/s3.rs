@@ -538,3 +538,106 @@ fn a_256_mib_artefact_round_trips_through_s3() {
         custody::evidence::sha256_hex(&data)
     );
 }
+
+#[test]
+fn the_ledger_mirror_in_s3_matches_the_local_ledger_byte_for_byte() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = client(&endpoint);
+    let bucket = rt.block_on(async { bucket(&s3).await });
+    let home = crate::common::Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"evidence").unwrap();
+    let store = format!("s3://{bucket}/ev");
+    for case in ["m1", "m2"] {
+        let out = custody_s3(
+            &home,
+            &endpoint,
+            &[
+                "--store",
+                &store,
+                "acquire",
+                "file",
+                src.to_str().unwrap(),
+                "--case",
+                case,
+            ],
+        );
+        assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    }
+    let out = custody_s3(&home, &endpoint, &["--store", &store, "verify", "m1"]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+
+    let paths = custody::ledger::LedgerPaths::in_home(home.path());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(paths.meta()).unwrap()).unwrap();
+    let prefix = format!(
+        "ev/{}",
+        custody::ledger::mirror::prefix(meta["origin"].as_str().unwrap())
+    );
+    let (segments, checkpoints) = rt.block_on(async {
+        let list = |p: String| {
+            let s3 = s3.clone();
+            let bucket = bucket.clone();
+            async move {
+                let out = s3
+                    .list_objects_v2()
+                    .bucket(&bucket)
+                    .prefix(p)
+                    .send()
+                    .await
+                    .unwrap();
+                let mut keys: Vec<String> = out
+                    .contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key)
+                    .collect();
+                keys.sort();
+                keys
+            }
+        };
+        (
+            list(format!("{prefix}/entries/")).await,
+            list(format!("{prefix}/checkpoints/")).await,
+        )
+    });
+    let get = |k: &str| {
+        rt.block_on(async {
+            s3.get_object()
+                .bucket(&bucket)
+                .key(k)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec()
+        })
+    };
+    let mirrored: Vec<u8> = segments.iter().flat_map(|k| get(k)).collect();
+    assert!(segments.len() >= 3, "one segment per command: {segments:?}");
+    assert_eq!(
+        mirrored,
+        std::fs::read(paths.entries()).unwrap(),
+        "entries differ"
+    );
+    let local: Vec<_> = std::fs::read_dir(paths.checkpoints())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(checkpoints.len(), local.len());
+    for p in local {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            get(&format!("{prefix}/checkpoints/{name}")),
+            std::fs::read(&p).unwrap(),
+            "checkpoint {name} differs"
+        );
+    }
+}
