@@ -9,6 +9,7 @@
 //! behind the same trait; their SDK types never cross it.
 
 pub mod azure_auth;
+pub mod azure_blob;
 pub mod local;
 pub mod s3;
 
