@@ -33,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         cancel: Arc::new(AtomicBool::new(false)),
         pipeline: PipelineOptions::default(),
         recorder: None,
+        resume_dir: None,
     };
     let case: CaseId = "example".parse()?;
     let collector = FileCollector {

@@ -1,14 +1,22 @@
 """Starts moto's server for custody's tests and benchmarks.
 
-moto reports an EBS snapshot block size of 512 bytes, where AWS (and every
-real EBS direct client) uses 524288. This launcher corrects the emulator,
-not the client: each new EBS snapshot gets AWS's block size, then moto's own
-server entry point runs with the given arguments.
+This launcher corrects the emulator where it answers differently from AWS,
+not the client, then runs moto's own server entry point with the given
+arguments:
+
+- moto reports an EBS snapshot block size of 512 bytes, where AWS (and every
+  real EBS direct client) uses 524288: each new EBS snapshot gets AWS's
+  block size.
+- moto names the XML root of some S3 answers `<Action>Response`, where AWS
+  sends the documented element (`ListPartsResult`,
+  `VersioningConfiguration`); strict clients such as the AWS SDK for Rust
+  refuse the former. Those answers get AWS's root element.
 """
 
 import sys
 
 from moto.ebs import models as ebs_models
+from moto.s3.responses import S3Response
 from moto.server import main
 
 EBS_BLOCK_SIZE = 524288  # AWS's EBS direct API block size (512 KiB)
@@ -22,6 +30,29 @@ def _init_with_aws_block_size(self, *args, **kwargs):
 
 
 ebs_models.EBSSnapshot.__init__ = _init_with_aws_block_size
+
+
+def _with_aws_root(method, wrong, right):
+    original = getattr(S3Response, method)
+
+    def fixed(self, *args, **kwargs):
+        status, headers, body = original(self, *args, **kwargs)
+        swap = [("<" + wrong, "<" + right), ("</" + wrong + ">", "</" + right + ">")]
+        for old, new in swap:
+            if isinstance(body, bytes):
+                body = body.replace(old.encode(), new.encode())
+            elif isinstance(body, str):
+                body = body.replace(old, new)
+        if isinstance(headers, dict):
+            headers.pop("Content-Length", None)
+            headers.pop("content-length", None)
+        return status, headers, body
+
+    setattr(S3Response, method, fixed)
+
+
+_with_aws_root("list_parts", "ListPartsResponse", "ListPartsResult")
+_with_aws_root("get_bucket_versioning", "GetBucketVersioningResponse", "VersioningConfiguration")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

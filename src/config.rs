@@ -43,6 +43,17 @@ struct FileConfig {
     operator: Option<String>,
     #[serde(default)]
     s3: S3Settings,
+    #[serde(default)]
+    azure: AzureSettings,
+}
+
+/// `[azure]` in custody.toml: how evidence is written to Azure Blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureSettings {
+    /// Refuse to write unless the container's immutability (a time-based
+    /// retention policy or a legal hold) is verified.
+    pub require_worm: bool,
 }
 
 /// `[s3]` in custody.toml: how evidence is written to S3.
@@ -57,6 +68,9 @@ pub struct S3Settings {
     pub kms_key: Option<String>,
     /// Refuse to write unless the bucket is write-once (versioning and Object Lock).
     pub require_worm: bool,
+    /// Attempts per S3 request, the first included: throttling and transient
+    /// errors are retried with exponential backoff and jitter; access errors never.
+    pub max_attempts: u32,
 }
 
 impl Default for S3Settings {
@@ -67,6 +81,7 @@ impl Default for S3Settings {
             retention_days: 365,
             kms_key: None,
             require_worm: false,
+            max_attempts: 5,
         }
     }
 }
@@ -81,6 +96,7 @@ pub struct Config {
     /// Who is acting, recorded with each action.
     pub operator: String,
     pub s3: S3Settings,
+    pub azure: AzureSettings,
 }
 
 impl fmt::Debug for Config {
@@ -158,6 +174,14 @@ impl Config {
                 ),
             });
         }
+        if !(1..=20).contains(&file.s3.max_attempts) {
+            return Err(ConfigError::Range {
+                path,
+                key: "s3.max_attempts",
+                value: i64::from(file.s3.max_attempts),
+                reason: "1 to 20 attempts",
+            });
+        }
         if let Some(mib) = file.frame_size_mib {
             if !(1..=1024).contains(&mib) {
                 return Err(ConfigError::Range {
@@ -181,6 +205,7 @@ impl Config {
             store,
             pipeline,
             s3: file.s3.clone(),
+            azure: file.azure.clone(),
             operator,
         })
     }

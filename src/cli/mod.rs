@@ -118,6 +118,7 @@ impl Env {
             &self.config.store,
             self.endpoint_url.as_deref(),
             &self.config.s3,
+            &self.config.azure,
         )
         .await
         .with_context(|| {
@@ -199,6 +200,7 @@ impl Env {
             cancel: self.cancel.clone(),
             pipeline: self.config.pipeline.clone(),
             recorder: Some(self.recorder()?),
+            resume_dir: Some(self.config.home.join("uploads")),
         })
     }
 

@@ -1,25 +1,51 @@
-//! `custody store check URL`: what a store offers for evidence, before the first write.
+//! `custody store check URL`: what a store offers for evidence, before the
+//! first write. `custody store sas URL`: a narrow, expiring Azure credential
+//! to hand to someone who must not hold the account key.
 
 use anyhow::Context;
 use clap::Subcommand;
 
 use super::{Env, Outcome};
-use crate::store::s3::{Preflight, S3Options, S3Store};
+use crate::store::Preflight;
+use crate::store::azure_blob::AzureBlobStore;
+use crate::store::s3::{S3Options, S3Store};
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Check a store: exists, writable, versioning and Object Lock (S3).
+    /// Check a store: exists, writable, versioning and Object Lock (S3),
+    /// immutability where visible (Azure).
     Check {
         /// Store URL (default: the configured store).
         url: Option<String>,
-        /// Exit 1 unless the store is write-once (versioning and Object Lock).
+        /// Exit 1 unless the store is write-once (S3: versioning and Object
+        /// Lock; Azure: a verified immutability policy or legal hold).
         #[arg(long)]
         require_worm: bool,
+    },
+    /// Mint an account SAS for an Azure storage account from the key in
+    /// AZURE_STORAGE_KEY and print it (the token is a secret: it goes to
+    /// stdout only).
+    Sas {
+        /// az://account/container (only the account is used).
+        url: String,
+        /// Letters of racwdl: read, add, create, write, delete, list.
+        #[arg(long, default_value = "rl")]
+        permissions: String,
+        /// Lifetime in hours (at most 168).
+        #[arg(long, default_value_t = 8)]
+        hours: u32,
     },
 }
 
 pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
-    let StoreCommand::Check { url, require_worm } = cmd;
+    let (url, require_worm) = match cmd {
+        StoreCommand::Check { url, require_worm } => (url, require_worm),
+        StoreCommand::Sas {
+            url,
+            permissions,
+            hours,
+        } => return sas(env, &url, &permissions, hours),
+    };
     let url = url.unwrap_or_else(|| env.config.store.clone());
     let p = match url::Url::parse(&url) {
         Ok(u) if u.scheme() == "s3" => {
@@ -33,21 +59,31 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
             .preflight()
             .await
         }
+        Ok(u) if matches!(u.scheme(), "az" | "https" | "http") => {
+            AzureBlobStore::from_url(&u, env.endpoint_url.as_deref(), false)
+                .await
+                .with_context(|| format!("cannot open {}", crate::config::redact_url(&url)))?
+                .preflight()
+                .await
+        }
         _ => local_check(env, &url).await?,
     };
     env.print(&p, || {
         let mut s = format!(
-            "store       {}\nexists      {}\nwritable    {}\nversioning  {}\nobject lock {}{}\n",
-            p.location,
-            p.exists,
-            p.writable,
-            p.versioning,
-            if p.object_lock { "enabled" } else { "off" },
-            p.default_retention
-                .as_deref()
-                .map(|r| format!(" (default retention {r})"))
-                .unwrap_or_default()
+            "store       {}\nexists      {}\nwritable    {}\nversioning  {}\n",
+            p.location, p.exists, p.writable, p.versioning,
         );
+        match &p.immutability {
+            Some(i) => s.push_str(&format!("immutable   {i}\n")),
+            None => s.push_str(&format!(
+                "object lock {}{}\n",
+                if p.object_lock { "enabled" } else { "off" },
+                p.default_retention
+                    .as_deref()
+                    .map(|r| format!(" (default retention {r})"))
+                    .unwrap_or_default()
+            )),
+        }
         for f in &p.findings {
             s.push_str(&format!("WARNING     {f}\n"));
         }
@@ -62,8 +98,13 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
     }
     if require_worm && !p.is_worm() {
         eprintln!(
-            "error: {} is not write-once storage (versioning and Object Lock are required)",
-            p.location
+            "error: {} is not write-once storage ({})",
+            p.location,
+            if p.immutability.is_some() {
+                "a verified immutability policy or legal hold is required"
+            } else {
+                "versioning and Object Lock are required"
+            }
         );
         return Ok(Outcome::VerificationFailed);
     }
@@ -72,9 +113,14 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
 
 /// A local directory: it can be written, and it is never write-once.
 async fn local_check(env: &Env, url: &str) -> anyhow::Result<Preflight> {
-    let store = crate::store::open(url, env.endpoint_url.as_deref(), &env.config.s3)
-        .await
-        .with_context(|| format!("cannot open {}", crate::config::redact_url(url)))?;
+    let store = crate::store::open(
+        url,
+        env.endpoint_url.as_deref(),
+        &env.config.s3,
+        &env.config.azure,
+    )
+    .await
+    .with_context(|| format!("cannot open {}", crate::config::redact_url(url)))?;
     let probe = crate::store::ObjectKey::new(format!(
         ".custody-preflight-{}",
         uuid::Uuid::new_v4().simple()
@@ -105,4 +151,41 @@ async fn local_check(env: &Env, url: &str) -> anyhow::Result<Preflight> {
             .into(),
     );
     Ok(p)
+}
+
+fn sas(env: &Env, url: &str, permissions: &str, hours: u32) -> anyhow::Result<Outcome> {
+    let u = url::Url::parse(url).with_context(|| format!("{url:?} is not an az:// URL"))?;
+    anyhow::ensure!(
+        u.scheme() == "az" && u.query().is_none(),
+        "{} is not an az://account/container URL",
+        crate::config::redact_url(url)
+    );
+    let account = u.host_str().unwrap_or_default();
+    let key = std::env::var(crate::store::azure_blob::KEY_VAR).with_context(|| {
+        format!(
+            "set {} to the key of storage account {account:?}",
+            crate::store::azure_blob::KEY_VAR
+        )
+    })?;
+    let cred = crate::store::azure_auth::SharedKeyCredential::new(account, key)?;
+    // Plain http only where an emulator is named as the endpoint.
+    let allow_http = env
+        .endpoint_url
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    let token = crate::store::azure_sas::account_sas(
+        &cred,
+        permissions,
+        time::OffsetDateTime::now_utc(),
+        time::Duration::hours(i64::from(hours)),
+        allow_http,
+    )?;
+    tracing::info!(
+        account,
+        permissions = token.permissions(),
+        hours,
+        "minted an account SAS"
+    );
+    println!("{}", token.secret());
+    Ok(Outcome::Ok)
 }

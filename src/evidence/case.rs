@@ -91,6 +91,53 @@ pub struct AcquireContext {
     pub pipeline: PipelineOptions,
     /// Where acquisitions and failures are recorded; `None` records nothing.
     pub recorder: Option<Recorder>,
+    /// Where journals of interrupted uploads are kept, so that rerunning the
+    /// same acquisition resumes it; `None` aborts an interrupted upload.
+    pub resume_dir: Option<std::path::PathBuf>,
+}
+
+/// The journal an acquisition of `source` into `case` keeps in `dir`: one
+/// per store, case, kind and source, so the same command finds it again.
+fn resume_spec(
+    dir: &std::path::Path,
+    ctx: &AcquireContext,
+    case: &CaseId,
+    kind: ArtefactKind,
+    source: &Source,
+) -> crate::store::journal::ResumeSpec {
+    use sha2::Digest as _;
+    let ident = format!(
+        "{}\n{case}\n{}\n{}\n{}",
+        ctx.store.location(),
+        kind.as_str(),
+        source.resource,
+        source.path.as_deref().unwrap_or_default()
+    );
+    let name = hex::encode(sha2::Sha256::digest(ident.as_bytes()));
+    crate::store::journal::ResumeSpec {
+        path: dir.join(format!("{}.jsonl", name.get(..32).unwrap_or(&name))),
+        // The stored bytes are reproducible only with the same compressor
+        // and framing.
+        settings: format!(
+            "{} {}; zstd {} level {}; frame {}",
+            crate::TOOL_NAME,
+            crate::TOOL_VERSION,
+            zstd::zstd_safe::version_string(),
+            ctx.pipeline.level,
+            ctx.pipeline.frame_size
+        ),
+    }
+}
+
+/// The artefact id of the interrupted upload a journal describes, when it
+/// is for `case`.
+fn resumed_id(spec: &crate::store::journal::ResumeSpec, case: &CaseId) -> Option<ArtefactId> {
+    let j = crate::store::journal::read(&spec.path).ok().flatten()?;
+    let name = j.header.key.rsplit('/').next()?.strip_suffix(".zst")?;
+    let id: ArtefactId = name.parse().ok()?;
+    let expected = object_key(case, &id).ok()?;
+    let key = j.header.key.as_str();
+    (key == expected.as_str() || key.ends_with(&format!("/{expected}"))).then_some(id)
 }
 
 /// One source to capture as one artefact.
@@ -169,7 +216,19 @@ async fn acquire_unrecorded(
     ctx: &AcquireContext,
     req: AcquireRequest,
 ) -> Result<Artefact, EvidenceError> {
-    let id = ArtefactId::generate();
+    let resume = ctx
+        .resume_dir
+        .as_deref()
+        .map(|dir| resume_spec(dir, ctx, &req.case, req.kind, &req.source));
+    let earlier = resume.as_ref().and_then(|r| resumed_id(r, &req.case));
+    let mut notes = req.notes;
+    if let Some(id) = &earlier {
+        tracing::info!(artefact = %id, "an earlier attempt of this acquisition was interrupted; resuming its upload");
+        notes.push(format!(
+            "resumed the upload of an earlier, interrupted attempt ({id})"
+        ));
+    }
+    let id = earlier.unwrap_or_else(ArtefactId::generate);
     let key = object_key(&req.case, &id)?;
     let what = if req.source.path.is_some() {
         format!(
@@ -188,7 +247,13 @@ async fn acquire_unrecorded(
         ctx.progress.clone(),
         ctx.cancel.clone(),
     );
-    let put = ctx.store.put(&key, stream).await;
+    let meta = crate::store::PutMeta {
+        case: Some(req.case.to_string()),
+        artefact: Some(id.to_string()),
+        raw_digest: Some(running.raw_digest()),
+        resume,
+    };
+    let put = ctx.store.put_with(&key, stream, &meta).await;
     let finished = running.finish().await;
     // Report the side that failed first: a store that failed (a full disk)
     // makes the pipeline say only "store gone"; a source that failed makes
@@ -236,7 +301,7 @@ async fn acquire_unrecorded(
             etag: stored.etag,
         },
         source_changed: out.source_end.changed,
-        notes: req.notes.into_iter().chain(out.source_end.notes).collect(),
+        notes: notes.into_iter().chain(out.source_end.notes).collect(),
         tool: Tool::this(),
     };
     ctx.store

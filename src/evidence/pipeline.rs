@@ -146,9 +146,16 @@ pub type EvidenceStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>>
 #[derive(Debug)]
 pub struct Running {
     result: tokio::sync::oneshot::Receiver<Result<PipelineOutput, PipelineError>>,
+    raw_digest: Arc<std::sync::OnceLock<(u64, String)>>,
 }
 
 impl Running {
+    /// Size and hex SHA-256 of the source, set before the stream's last
+    /// chunk is sent: a store that commits at the end can record them.
+    pub fn raw_digest(&self) -> Arc<std::sync::OnceLock<(u64, String)>> {
+        self.raw_digest.clone()
+    }
+
     /// Waits for every stage to end. Call after the store has consumed the stream.
     pub async fn finish(self) -> Result<PipelineOutput, PipelineError> {
         self.result
@@ -205,8 +212,10 @@ pub fn start(
     let reader =
         thread::spawn(move || read_frames(source, frame_size, hash_tx, work_txs, progress, cancel));
 
+    let raw_digest = Arc::new(std::sync::OnceLock::new());
+    let digest_cell = raw_digest.clone();
     thread::spawn(move || {
-        let out = write_frames(done_rxs, &store_tx, reader, hasher, workers);
+        let out = write_frames(done_rxs, &store_tx, reader, hasher, workers, &digest_cell);
         if let Err(e) = &out {
             // Tell the store to discard what it has: the source did not end cleanly.
             let _ = store_tx.blocking_send(Err(io::Error::other(e.to_string())));
@@ -217,7 +226,13 @@ pub fn start(
     let stream = futures::stream::unfold(store_rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    (Box::pin(stream), Running { result: result_rx })
+    (
+        Box::pin(stream),
+        Running {
+            result: result_rx,
+            raw_digest,
+        },
+    )
 }
 
 type ReadResult = Result<SourceEnd, PipelineError>;
@@ -306,6 +321,7 @@ fn write_frames(
     reader: thread::JoinHandle<ReadResult>,
     hasher: thread::JoinHandle<(u64, String)>,
     workers: Vec<thread::JoinHandle<()>>,
+    raw_digest: &std::sync::OnceLock<(u64, String)>,
 ) -> Result<PipelineOutput, PipelineError> {
     let mut table = zeekstd::SeekTable::new();
     let mut stored = Sha256::new();
@@ -355,6 +371,7 @@ fn write_frames(
         return Err(e);
     }
     let source_end = read?;
+    let _ = raw_digest.set((raw_size, raw_sha256.clone()));
 
     let mut ser = table.into_serializer();
     let mut tail = vec![0u8; ser.encoded_len()];

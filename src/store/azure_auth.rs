@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use azure_core::credentials::Secret;
+use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::policies::{Policy, PolicyResult};
@@ -32,6 +32,8 @@ use azure_core::http::{Context, Method, Request, Url};
 use azure_core::time::{OffsetDateTime, to_rfc7231};
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::Engine as _;
+
+use super::azure_sas::{SasPolicy, SasToken};
 
 /// Account name of the Azurite emulator (public, from Microsoft's docs).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
@@ -330,6 +332,47 @@ pub fn blob_container_client_with_options(
     endpoint: &str,
     container: &str,
     cred: SharedKeyCredential,
+    options: BlobContainerClientOptions,
+) -> Result<BlobContainerClient, SharedKeyError> {
+    container_client(endpoint, container, AzureAuth::SharedKey(cred), options)
+}
+
+/// How requests to a storage account are authorised.
+#[derive(Clone)]
+pub enum AzureAuth {
+    /// The account key, signed per request by [`SharedKeyPolicy`].
+    SharedKey(SharedKeyCredential),
+    /// A SAS token, added per request by [`SasPolicy`].
+    Sas(SasToken),
+    /// An Entra ID identity (managed or workload identity): bearer tokens,
+    /// https only.
+    Entra(Arc<dyn TokenCredential>),
+}
+
+impl fmt::Debug for AzureAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl AzureAuth {
+    /// A name for messages; never the secret.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::SharedKey(_) => "shared key",
+            Self::Sas(_) => "SAS token",
+            Self::Entra(_) => "Entra ID",
+        }
+    }
+}
+
+/// A container client for `endpoint` and `container` authorised by `auth`.
+/// Plain `http` is accepted only for loopback hosts (the emulator), and
+/// Entra ID only over https.
+pub fn container_client(
+    endpoint: &str,
+    container: &str,
+    auth: AzureAuth,
     mut options: BlobContainerClientOptions,
 ) -> Result<BlobContainerClient, SharedKeyError> {
     validate_container(container)?;
@@ -341,11 +384,34 @@ pub fn blob_container_client_with_options(
         })?
         .pop_if_empty()
         .push(container);
-    options
-        .client_options
-        .per_try_policies
-        .push(Arc::new(SharedKeyPolicy::new(cred)));
-    BlobContainerClient::new(url.clone(), None, Some(options)).map_err(|source| {
+    let token = match auth {
+        AzureAuth::SharedKey(cred) => {
+            options
+                .client_options
+                .per_try_policies
+                .push(Arc::new(SharedKeyPolicy::new(cred)));
+            None
+        }
+        AzureAuth::Sas(sas) => {
+            options
+                .client_options
+                .per_try_policies
+                .push(Arc::new(SasPolicy::new(sas)));
+            None
+        }
+        AzureAuth::Entra(cred) => {
+            if url.scheme() != "https" {
+                return Err(SharedKeyError::InvalidEndpoint {
+                    endpoint: endpoint.to_owned(),
+                    reason: "Entra ID tokens are only sent over https; use a shared key or a SAS \
+                             token for a plain-http emulator"
+                        .to_owned(),
+                });
+            }
+            Some(cred)
+        }
+    };
+    BlobContainerClient::new(url.clone(), token, Some(options)).map_err(|source| {
         SharedKeyError::Client {
             url: url.to_string(),
             source,

@@ -25,17 +25,21 @@ use azure_core::http::StatusCode;
 use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
-    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
-    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockLookupList,
+    BlobContainerClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
+    BlockBlobClientStageBlockOptions, BlockLookupList,
 };
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest as _, Md5};
 use tokio::task::JoinSet;
 
-use super::azure_auth::{SharedKeyCredential, blob_container_client};
-use super::s3::Preflight;
-use super::{EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, StoreError, StoredObject};
+use super::Preflight;
+use super::azure_auth::{AzureAuth, SharedKeyCredential, container_client};
+use super::azure_sas::SasToken;
+use super::{
+    EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, PutMeta, StoreError, StoredObject,
+};
 
 /// 4 MiB blocks: small enough to keep memory low, and each one is checked
 /// with its own Content-MD5.
@@ -54,7 +58,16 @@ pub struct AzureBlobStore {
     account: String,
     container: String,
     prefix: String,
+    /// How requests are authorised, for messages.
+    auth: &'static str,
+    require_worm: bool,
+    /// The container's preflight, taken before the first write.
+    checked: Arc<tokio::sync::OnceCell<Preflight>>,
 }
+
+/// Attempts per request, the first included: 408, 429, 5xx and dropped
+/// connections are retried with exponential backoff; 403 and 404 never.
+pub const MAX_ATTEMPTS: u32 = 5;
 
 impl fmt::Debug for AzureBlobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -62,6 +75,7 @@ impl fmt::Debug for AzureBlobStore {
             .field("account", &self.account)
             .field("container", &self.container)
             .field("prefix", &self.prefix)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
@@ -74,10 +88,153 @@ fn block_id(n: u64) -> Vec<u8> {
 
 /// An SDK error's message, shortened (it may carry a response body).
 fn brief(e: &(dyn std::error::Error + 'static)) -> String {
-    let full = crate::error_chain(e);
+    let full = redact_sig(&crate::error_chain(e));
     match full.char_indices().nth(240) {
         Some((cut, _)) => format!("{}…", full.get(..cut).unwrap_or_default()),
         None => full,
+    }
+}
+
+/// Replaces the value of every `sig=` in `s` (a SAS signature that an error
+/// message may have quoted in a URL).
+fn redact_sig(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("sig=") {
+        let (head, tail) = rest.split_at(i + 4);
+        out.push_str(head);
+        out.push_str("REDACTED");
+        let end = tail
+            .find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace() || c == ')')
+            .unwrap_or(tail.len());
+        rest = tail.get(end..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where a location points: the blob service endpoint, account, container
+/// and key prefix.
+#[derive(Debug, PartialEq, Eq)]
+struct LocationParts {
+    endpoint: String,
+    account: String,
+    container: String,
+    prefix: String,
+}
+
+fn parse_location(url: &url::Url, endpoint: Option<&str>) -> Result<LocationParts, String> {
+    if url.fragment().is_some() {
+        return Err("an Azure location takes no fragment".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("an Azure location takes no user information".into());
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| "no storage account or host".to_owned())?;
+    let mut segments: Vec<&str> = url
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let (endpoint, account) = match url.scheme() {
+        "az" => {
+            if url.port().is_some() {
+                return Err("az://account/container takes no port; use --endpoint-url".into());
+            }
+            let endpoint = endpoint.map_or_else(
+                || format!("https://{host}.blob.core.windows.net"),
+                |e| e.trim_end_matches('/').to_owned(),
+            );
+            (endpoint, host.to_owned())
+        }
+        "https" | "http" => {
+            let origin = url.origin().ascii_serialization();
+            let path_style = matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+                || host.eq_ignore_ascii_case("localhost");
+            if path_style {
+                // Emulator layout: the account is the first path segment.
+                if segments.is_empty() {
+                    return Err("no account name in the path (expected /account/container)".into());
+                }
+                let account = segments.remove(0).to_owned();
+                (format!("{origin}/{account}"), account)
+            } else {
+                let Some((account, rest)) = host.split_once('.') else {
+                    return Err("expected a host like ACCOUNT.blob.core.windows.net".into());
+                };
+                if !rest.starts_with("blob.") {
+                    return Err(format!(
+                        "{host} is not a blob service endpoint (expected ACCOUNT.blob.…)"
+                    ));
+                }
+                (origin, account.to_owned())
+            }
+        }
+        other => return Err(format!("{other}:// is not an Azure location")),
+    };
+    let Some(container) = segments.first().map(|c| (*c).to_owned()) else {
+        return Err("no container name".into());
+    };
+    let prefix = segments.get(1..).unwrap_or_default().join("/");
+    Ok(LocationParts {
+        endpoint,
+        account,
+        container,
+        prefix,
+    })
+}
+
+/// Environment variable holding a SAS token for [`AzureBlobStore::from_url`].
+pub const SAS_VAR: &str = "AZURE_STORAGE_SAS_TOKEN";
+
+fn choose_auth(account: &str, query: Option<&str>) -> Result<AzureAuth, String> {
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        return SasToken::parse(q, now)
+            .map(AzureAuth::Sas)
+            .map_err(|e| format!("the SAS token in the URL: {e}"));
+    }
+    if let Ok(key) = std::env::var(KEY_VAR)
+        && !key.is_empty()
+    {
+        // SharedKeyError never carries the key.
+        return SharedKeyCredential::new(account, key)
+            .map(AzureAuth::SharedKey)
+            .map_err(|e| format!("{KEY_VAR}: {e}"));
+    }
+    if let Ok(sas) = std::env::var(SAS_VAR)
+        && !sas.is_empty()
+    {
+        return SasToken::parse(&sas, now)
+            .map(AzureAuth::Sas)
+            .map_err(|e| format!("{SAS_VAR}: {e}"));
+    }
+    let entra = if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        azure_identity::WorkloadIdentityCredential::new(None)
+            .map(|c| c as std::sync::Arc<dyn azure_core::credentials::TokenCredential>)
+    } else {
+        azure_identity::ManagedIdentityCredential::new(None)
+            .map(|c| c as std::sync::Arc<dyn azure_core::credentials::TokenCredential>)
+    };
+    entra.map(AzureAuth::Entra).map_err(|e| {
+        format!(
+            "no credentials: set {KEY_VAR} (account key) or {SAS_VAR}, or run where an Entra ID \
+             managed or workload identity is available ({})",
+            brief(&e)
+        )
+    })
+}
+
+/// A loopback endpoint: the emulator, which enforces neither immutability
+/// nor versioning.
+fn is_emulator(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -103,59 +260,52 @@ impl AzureBlobStore {
             account: account.into(),
             container: container.into(),
             prefix: prefix.trim_matches('/').to_owned(),
+            auth: "caller-supplied client",
+            require_worm: false,
+            checked: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
-    /// A store for `az://account/container/prefix`, signed with the account
-    /// key from `AZURE_STORAGE_KEY`. `endpoint` is the blob service URL (for
+    /// A store for `az://account/container/prefix` or a blob endpoint URL
+    /// (`https://account.blob.core.windows.net/container/prefix`, or for a
+    /// loopback emulator the path-style
+    /// `http://127.0.0.1:PORT/account/container/prefix`), optionally with a
+    /// SAS token as its query.
+    ///
+    /// `endpoint` overrides the blob service URL of an `az://` location (for
     /// Azurite `http://127.0.0.1:PORT/devstoreaccount1`); without it,
     /// `https://<account>.blob.core.windows.net`.
-    pub async fn from_url(url: &url::Url, endpoint: Option<&str>) -> Result<Self, StoreError> {
+    ///
+    /// Credentials, first found wins: a SAS token in the URL; the account key
+    /// in `AZURE_STORAGE_KEY`; a SAS token in `AZURE_STORAGE_SAS_TOKEN`; else
+    /// Entra ID: workload identity where `AZURE_FEDERATED_TOKEN_FILE` is set,
+    /// managed identity otherwise.
+    pub async fn from_url(
+        url: &url::Url,
+        endpoint: Option<&str>,
+        require_worm: bool,
+    ) -> Result<Self, StoreError> {
         let invalid = |reason: String| StoreError::InvalidLocation {
             url: crate::config::redact_url(url.as_str()),
             reason,
         };
-        if url.scheme() != "az" {
-            return Err(invalid("expected az://account/container[/prefix]".into()));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid(
-                "an az:// location takes no query or fragment (a SAS token is not accepted here)"
-                    .into(),
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid(
-                "an az:// location takes no user information".into(),
-            ));
-        }
-        let account = url
-            .host_str()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| invalid("no storage account name".into()))?;
-        let path = url.path().trim_start_matches('/');
-        let (container, prefix) = path.split_once('/').unwrap_or((path, ""));
-        if container.is_empty() {
-            return Err(invalid("no container name".into()));
-        }
-        let key = match std::env::var(KEY_VAR) {
-            Ok(k) if !k.is_empty() => k,
-            _ => {
-                return Err(invalid(format!(
-                    "no account key: set {KEY_VAR} to the key of storage account {account:?}"
-                )));
-            }
-        };
-        // SharedKeyError never carries the key.
-        let cred = SharedKeyCredential::new(account, key)
-            .map_err(|e| invalid(format!("{KEY_VAR}: {e}")))?;
-        let endpoint = endpoint.map_or_else(
-            || format!("https://{account}.blob.core.windows.net"),
-            str::to_owned,
+        let parts = parse_location(url, endpoint).map_err(invalid)?;
+        let auth = choose_auth(&parts.account, url.query()).map_err(invalid)?;
+        let mut options = azure_storage_blob::BlobContainerClientOptions::default();
+        options.client_options.retry = azure_core::http::RetryOptions::exponential(
+            azure_core::http::ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::milliseconds(200),
+                max_retries: MAX_ATTEMPTS - 1,
+                max_total_elapsed: azure_core::time::Duration::seconds(120),
+                max_delay: azure_core::time::Duration::seconds(10),
+            },
         );
-        let client = blob_container_client(&endpoint, container, cred)
+        let client = container_client(&parts.endpoint, &parts.container, auth.clone(), options)
             .map_err(|e| invalid(e.to_string()))?;
-        Ok(Self::new(client, account, container, prefix))
+        let mut store = Self::new(client, parts.account, parts.container, parts.prefix);
+        store.auth = auth.describe();
+        store.require_worm = require_worm;
+        Ok(store)
     }
 
     pub fn account(&self) -> &str {
@@ -195,22 +345,53 @@ impl AzureBlobStore {
         }
     }
 
-    /// Checks the container: exists, writable; reports what cannot be
-    /// verified. Writes nothing that stays: the write probe stages one block
-    /// that is never committed (the service discards it on its own).
+    /// Checks the container: exists, writable, public access, immutability
+    /// and versioning where the endpoint shows them. Writes nothing that
+    /// stays: the write probe stages one block that is never committed (the
+    /// service discards it on its own).
+    ///
+    /// An emulator (a loopback endpoint) does not enforce immutability,
+    /// legal hold or versioning, so they are reported as unverifiable there,
+    /// never as present.
     pub async fn preflight(&self) -> Preflight {
         let mut p = Preflight {
             location: self.location(),
-            versioning: "Unknown".into(),
-            object_lock: false,
+            versioning: "Unverifiable".into(),
+            immutability: Some("unverifiable".into()),
             ..Preflight::default()
         };
+        let emulator = is_emulator(self.client.url());
         match self.client.get_properties(None).await {
-            Ok(_) => p.exists = true,
+            Ok(props) => {
+                p.exists = true;
+                if matches!(props.access(), Ok(Some(_))) {
+                    p.findings.push(format!(
+                        "container {} allows anonymous public read access",
+                        self.container
+                    ));
+                }
+                let flag = |r: azure_core::Result<Option<bool>>| r.ok().flatten();
+                let policy = flag(props.has_immutability_policy());
+                let hold = flag(props.has_legal_hold());
+                let versioned = flag(props.is_immutable_storage_with_versioning_enabled());
+                if !emulator {
+                    p.immutability = Some(
+                        match (policy, hold, versioned) {
+                            (Some(true), _, _) => "time-based retention policy",
+                            (_, Some(true), _) => "legal hold",
+                            (_, _, Some(true)) => "version-level immutability",
+                            (None, None, None) => "unverifiable",
+                            _ => "none",
+                        }
+                        .into(),
+                    );
+                }
+            }
             Err(e) => {
                 p.findings.push(format!(
-                    "container {} cannot be reached: {}",
+                    "container {} cannot be reached ({}): {}",
                     self.container,
+                    self.auth,
                     brief(&e)
                 ));
                 return p;
@@ -221,42 +402,73 @@ impl AzureBlobStore {
             uuid::Uuid::new_v4().simple()
         )));
         let data = Bytes::from_static(b"custody preflight write probe");
-        let md5 = Md5::digest(&data).to_vec();
-        match self
-            .client
-            .blob_client(&probe)
-            .block_blob_client()
-            .stage_block(
-                &block_id(0),
-                data.len() as u64,
-                data.into(),
-                Some(BlockBlobClientStageBlockOptions {
-                    transactional_content_md5: Some(md5),
-                    ..Default::default()
-                }),
-            )
-            .await
-        {
+        match Self::stage(self.client.clone(), probe, 0, data).await {
             // The staged block is never committed: no blob appears, and the
             // service discards uncommitted blocks on its own.
-            Ok(_) => p.writable = true,
+            Ok(()) => p.writable = true,
             Err(e) => p.findings.push(format!(
-                "cannot write to {}: {}",
+                "cannot write to {} ({}): {}",
                 self.location(),
+                self.auth,
                 brief(&e)
             )),
         }
+        match p.immutability.as_deref() {
+            Some("unverifiable") => p.findings.push(if emulator {
+                "immutability (time-based retention policy, legal hold) is unverifiable on this \
+                 emulator endpoint, which does not enforce it: the container is not taken as \
+                 write-once"
+                    .into()
+            } else {
+                "immutability is unverifiable: the service did not report the container's \
+                 immutability policy or legal hold"
+                    .into()
+            }),
+            Some("none") => p.findings.push(format!(
+                "container {} has no immutability policy or legal hold: evidence can be \
+                 overwritten or deleted",
+                self.container
+            )),
+            _ => {}
+        }
         p.findings.push(
-            "immutability (time-based retention policy, legal hold) is unverifiable on this \
-             endpoint: it is not checked, so the container is not taken as write-once"
-                .into(),
-        );
-        p.findings.push(
-            "blob versioning is unverifiable on this endpoint: an overwritten or deleted blob \
-             may not be recoverable"
+            "blob versioning is an account setting this check cannot read: an overwritten or \
+             deleted blob may not be recoverable"
                 .into(),
         );
         p
+    }
+
+    /// Runs the preflight once, before the first write; refuses to write to
+    /// a missing container, or to one not verified write-once when that is
+    /// required.
+    async fn check_before_write(&self) -> Result<(), StoreError> {
+        let p = self
+            .checked
+            .get_or_init(|| async {
+                let p = self.preflight().await;
+                // Once per store, not once per object.
+                if p.exists && !p.is_worm() && !self.require_worm {
+                    tracing::warn!(store = %self.location(), findings = %p.findings.join("; "), "evidence store is not write-once");
+                }
+                p
+            })
+            .await;
+        if !p.exists {
+            return Err(StoreError::InvalidLocation {
+                url: self.location(),
+                reason: p.findings.join("; "),
+            });
+        }
+        if !p.is_worm() {
+            if self.require_worm {
+                return Err(StoreError::NotWorm {
+                    location: self.location(),
+                    findings: p.findings.join("; "),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Stages one block with its Content-MD5.
@@ -294,11 +506,17 @@ impl EvidenceStore for AzureBlobStore {
         }
     }
 
-    async fn put(
+    async fn put(&self, key: &ObjectKey, body: EvidenceStream) -> Result<StoredObject, StoreError> {
+        self.put_with(key, body, &PutMeta::default()).await
+    }
+
+    async fn put_with(
         &self,
         key: &ObjectKey,
         mut body: EvidenceStream,
+        meta: &PutMeta,
     ) -> Result<StoredObject, StoreError> {
+        self.check_before_write().await?;
         let full = self.full_key(key);
         let blob = self.client.blob_client(&full);
         match blob.exists().await {
@@ -320,9 +538,13 @@ impl EvidenceStore for AzureBlobStore {
         let mut size = 0u64;
         let mut blocks = 0u64;
         let mut ended = false;
+        let mut stored_sha = sha2::Sha256::new();
         while !ended {
             match body.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    stored_sha.update(&chunk);
+                    buf.extend_from_slice(&chunk);
+                }
                 Some(Err(source)) => {
                     inflight.abort_all();
                     return Err(StoreError::SourceFailed {
@@ -369,10 +591,22 @@ impl EvidenceStore for AzureBlobStore {
         let list = list
             .try_into()
             .map_err(|e: azure_core::Error| self.remote("upload", &full, &e))?;
-        let metadata = HashMap::from([
+        // Metadata names must be C# identifiers: underscores, not hyphens.
+        let mut metadata = HashMap::from([
             ("custody_key".to_owned(), key.to_string()),
             ("custody_size".to_owned(), size.to_string()),
+            (
+                "custody_stored_sha256".to_owned(),
+                hex::encode(stored_sha.finalize()),
+            ),
         ]);
+        for (k, v) in meta.ids() {
+            metadata.insert(k.replace('-', "_"), v);
+        }
+        if let Some((raw_size, raw_sha)) = meta.raw() {
+            metadata.insert("custody_raw_size".to_owned(), raw_size.to_string());
+            metadata.insert("custody_raw_sha256".to_owned(), raw_sha);
+        }
         let out = blob
             .block_blob_client()
             .commit_block_list(
@@ -528,20 +762,82 @@ mod tests {
         assert_ne!(block_id(1), block_id(2));
     }
 
-    #[tokio::test]
-    async fn from_url_needs_a_key_and_never_prints_it() {
-        // Only the missing-key path and parsing; no network.
-        let url = url::Url::parse("az://acct1/evidence/cases").unwrap();
-        // The missing-key case is only checked when the variable is unset here.
-        let had = std::env::var(KEY_VAR).ok();
-        if had.is_none() {
-            let err = AzureBlobStore::from_url(&url, None).await.unwrap_err();
-            assert!(err.to_string().contains(KEY_VAR), "{err}");
+    fn parts(url: &str, endpoint: Option<&str>) -> Result<LocationParts, String> {
+        parse_location(&url::Url::parse(url).unwrap(), endpoint)
+    }
+
+    #[test]
+    fn locations_name_account_container_and_prefix() {
+        let p = parts("az://acct1/evidence/cases/2026", None).unwrap();
+        assert_eq!(p.endpoint, "https://acct1.blob.core.windows.net");
+        assert_eq!(
+            (p.account.as_str(), p.container.as_str()),
+            ("acct1", "evidence")
+        );
+        assert_eq!(p.prefix, "cases/2026");
+        let p = parts(
+            "az://devstoreaccount1/evidence",
+            Some("http://127.0.0.1:10000/devstoreaccount1/"),
+        )
+        .unwrap();
+        assert_eq!(p.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(p.prefix, "");
+        let p = parts(
+            "https://acct1.blob.core.windows.net/evidence/x?sv=1&sig=2",
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.endpoint, "https://acct1.blob.core.windows.net");
+        assert_eq!(
+            (p.account.as_str(), p.container.as_str(), p.prefix.as_str()),
+            ("acct1", "evidence", "x")
+        );
+        let p = parts("http://127.0.0.1:10000/devstoreaccount1/evidence/a/b", None).unwrap();
+        assert_eq!(p.endpoint, "http://127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(
+            (p.account.as_str(), p.container.as_str(), p.prefix.as_str()),
+            ("devstoreaccount1", "evidence", "a/b")
+        );
+        for bad in [
+            "az://acct1",
+            "az://acct1:99/c",
+            "https://example.com/c",
+            "http://127.0.0.1:10000/",
+            "az://u:p@acct1/c",
+        ] {
+            assert!(parts(bad, None).is_err(), "{bad}");
         }
-        let bad = url::Url::parse("az://acct1/evidence?sig=SECRET").unwrap();
-        let err = AzureBlobStore::from_url(&bad, None).await.unwrap_err();
+    }
+
+    #[test]
+    fn signatures_are_redacted_from_messages() {
+        assert_eq!(
+            redact_sig("GET https://a/c?sv=1&sig=abc%3D&sp=r failed; sig=xyz"),
+            "GET https://a/c?sv=1&sig=REDACTED&sp=r failed; sig=REDACTED"
+        );
+        assert_eq!(redact_sig("no secret here"), "no secret here");
+    }
+
+    #[tokio::test]
+    async fn from_url_refuses_bad_credentials_and_never_prints_them() {
+        // No network: each case fails while the client is being built.
+        let bad = url::Url::parse("az://acct1/evidence?sv=2021-08-06&sp=r&sig=SECRET").unwrap();
+        // An expired SAS in the URL is refused by name, without the signature.
+        let expired =
+            url::Url::parse("az://acct1/evidence?sv=2021-08-06&se=2020-01-01T00:00:00Z&sig=SECRET")
+                .unwrap();
+        let err = AzureBlobStore::from_url(&expired, None, false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        // A good SAS over plain http to a non-loopback host is refused.
+        let err = AzureBlobStore::from_url(&bad, Some("http://example.com/acct1"), false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
         assert!(!err.to_string().contains("SECRET"), "{err}");
         let none = url::Url::parse("az://acct1").unwrap();
-        assert!(AzureBlobStore::from_url(&none, None).await.is_err());
+        assert!(AzureBlobStore::from_url(&none, None, false).await.is_err());
     }
 }

@@ -5,17 +5,20 @@
 //! stream that ends in an error, or a put that is dropped part-way (Ctrl-C),
 //! leaves nothing behind under the key.
 //!
-//! Backends: [`local`] (a directory, the embedded default). Cloud backends sit
-//! behind the same trait; their SDK types never cross it.
+//! Backends: [`local`] (a directory, the embedded default), [`s3`] and
+//! [`azure_blob`]. Cloud SDK types never cross the trait.
 
 pub mod azure_auth;
 pub mod azure_blob;
+pub mod azure_sas;
+pub mod journal;
 pub mod local;
 pub mod s3;
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -65,6 +68,76 @@ pub struct StoredObject {
     pub etag: Option<String>,
 }
 
+/// What a bucket or container offers for evidence, as found before the
+/// first write.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Preflight {
+    pub location: String,
+    pub exists: bool,
+    /// A write could be started (and was discarded).
+    pub writable: bool,
+    /// `Enabled`, `Suspended`, `Off`, or `Unverifiable` where the endpoint
+    /// cannot say.
+    pub versioning: String,
+    /// S3 Object Lock is enabled on the bucket.
+    pub object_lock: bool,
+    /// Default retention, as `COMPLIANCE 365 days`.
+    pub default_retention: Option<String>,
+    /// Azure container immutability: `time-based retention policy`,
+    /// `legal hold`, `version-level immutability`, `none`, or
+    /// `unverifiable` (an emulator, or headers the endpoint did not send).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub immutability: Option<String>,
+    /// What is missing or could not be checked, each with its reason.
+    pub findings: Vec<String>,
+}
+
+impl Preflight {
+    /// Write-once: an S3 bucket with versioning and Object Lock, or an Azure
+    /// container with a verified immutability policy or legal hold.
+    pub fn is_worm(&self) -> bool {
+        (self.versioning == "Enabled" && self.object_lock)
+            || self
+                .immutability
+                .as_deref()
+                .is_some_and(|i| !matches!(i, "none" | "unverifiable"))
+    }
+}
+
+/// What a put knows about the object beyond its bytes.
+#[derive(Debug, Clone, Default)]
+pub struct PutMeta {
+    /// Case and artefact ids, written as object metadata where the store has it.
+    pub case: Option<String>,
+    pub artefact: Option<String>,
+    /// Size and hex SHA-256 of the data before compression, filled by the
+    /// pipeline before the stream ends (so a store that commits at the end
+    /// can record them).
+    pub raw_digest: Option<Arc<OnceLock<(u64, String)>>>,
+    /// Keep an interrupted upload resumable with this journal (stores that
+    /// upload in parts); `None` aborts it instead.
+    pub resume: Option<journal::ResumeSpec>,
+}
+
+impl PutMeta {
+    /// Metadata pairs known before the upload starts.
+    pub fn ids(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(c) = &self.case {
+            v.push(("custody-case", c.clone()));
+        }
+        if let Some(a) = &self.artefact {
+            v.push(("custody-artefact", a.clone()));
+        }
+        v
+    }
+
+    /// The raw digest, once the stream has ended.
+    pub fn raw(&self) -> Option<(u64, String)> {
+        self.raw_digest.as_ref().and_then(|c| c.get().cloned())
+    }
+}
+
 pub type EvidenceReader = Pin<Box<dyn AsyncRead + Send>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +178,19 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
     /// stream ended without error.
     async fn put(&self, key: &ObjectKey, body: EvidenceStream) -> Result<StoredObject, StoreError>;
 
+    /// [`put`](Self::put) with what is known about the object: metadata and,
+    /// for stores that upload in parts, a journal that keeps an interrupted
+    /// upload resumable. Stores without either ignore `meta`.
+    async fn put_with(
+        &self,
+        key: &ObjectKey,
+        body: EvidenceStream,
+        meta: &PutMeta,
+    ) -> Result<StoredObject, StoreError> {
+        let _ = meta;
+        self.put(key, body).await
+    }
+
     /// Reads an object from its start.
     async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError>;
 
@@ -141,12 +227,14 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
 }
 
 /// Opens the store named by `url`: `file:///path` or a plain path (the
-/// local store), or `s3://bucket/prefix` (with `endpoint` for emulators and
-/// S3-compatible stores).
+/// local store), `s3://bucket/prefix`, or an Azure container
+/// (`az://account/container/prefix` or its blob endpoint URL); `endpoint`
+/// points S3 or `az://` at an emulator or a compatible service.
 pub async fn open(
     url: &str,
     endpoint: Option<&str>,
     s3: &crate::config::S3Settings,
+    azure: &crate::config::AzureSettings,
 ) -> Result<Box<dyn EvidenceStore>, StoreError> {
     let invalid = |reason: &str| StoreError::InvalidLocation {
         url: crate::config::redact_url(url),
@@ -164,10 +252,12 @@ pub async fn open(
             "s3" => Ok(Box::new(
                 s3::S3Store::from_url(&parsed, endpoint, s3::S3Options::from_settings(s3)).await?,
             )),
-            "az" | "https" | "http" => Err(invalid(
-                "Azure Blob stores are not available in this build yet; use file:// or s3://",
+            "az" | "https" | "http" => Ok(Box::new(
+                azure_blob::AzureBlobStore::from_url(&parsed, endpoint, azure.require_worm).await?,
             )),
-            _ => Err(invalid("unknown scheme; expected file:// or s3://")),
+            _ => Err(invalid(
+                "unknown scheme; expected file://, s3://, az:// or an Azure blob endpoint URL",
+            )),
         };
     }
     if url.is_empty() {
@@ -200,28 +290,54 @@ mod tests {
 
     #[tokio::test]
     async fn open_understands_locations() {
-        let local = open("file:///tmp/x", None, &Default::default())
-            .await
-            .expect("file url");
+        let local = open(
+            "file:///tmp/x",
+            None,
+            &Default::default(),
+            &Default::default(),
+        )
+        .await
+        .expect("file url");
         assert!(local.location().starts_with("file:///tmp/x"));
         assert!(
-            open("relative/dir", None, &Default::default())
-                .await
-                .is_ok()
+            open(
+                "relative/dir",
+                None,
+                &Default::default(),
+                &Default::default()
+            )
+            .await
+            .is_ok()
         );
-        let Err(err) = open("az://acct/container?sig=SECRET", None, &Default::default()).await
+        // An Azure location with an expired SAS is refused without echoing it.
+        let Err(err) = open(
+            "az://acct/container?sv=2021-08-06&se=2020-01-01T00:00:00Z&sig=SECRET",
+            None,
+            &Default::default(),
+            &Default::default(),
+        )
+        .await
         else {
-            panic!("Azure stores are not in this build yet")
+            panic!("an expired SAS must be refused")
         };
         assert!(
             err.to_string().contains("az://acct/container") && !err.to_string().contains("SECRET"),
             "{err}"
         );
-        assert!(open("gopher://x", None, &Default::default()).await.is_err());
         assert!(
-            open("file://host/x", None, &Default::default())
+            open("gopher://x", None, &Default::default(), &Default::default())
                 .await
                 .is_err()
+        );
+        assert!(
+            open(
+                "file://host/x",
+                None,
+                &Default::default(),
+                &Default::default()
+            )
+            .await
+            .is_err()
         );
     }
 }

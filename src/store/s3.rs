@@ -6,9 +6,18 @@
 //! uploading at once, so memory stays at about `part_size × (parts_in_flight + 1)`.
 //! A stream that fails, or a put that is dropped, aborts the upload: nothing
 //! is left under the key. Objects smaller than one part go up in a single PUT.
+//!
+//! With a journal ([`PutMeta::resume`]) an interrupted upload is kept
+//! instead: each confirmed part is journalled, and the rerun of the same
+//! acquisition reproduces the same bytes, checks each part's SHA-256 against
+//! the journal and S3's own list of parts, and sends only what is missing.
+//! Requests are retried with backoff (throttling, 5xx, dropped connections)
+//! a bounded number of times; access errors are not retried.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
@@ -24,7 +33,11 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
-use super::{EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, StoreError, StoredObject};
+pub use super::Preflight;
+use super::{
+    EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, PutMeta, StoreError, StoredObject,
+    journal,
+};
 
 /// 8 MiB parts: above S3's 5 MiB minimum, small enough to keep memory low.
 pub const DEFAULT_PART_SIZE: usize = 8 << 20;
@@ -52,6 +65,9 @@ pub struct S3Options {
     pub size_hint: Option<u64>,
     /// Refuse to write unless the bucket is write-once.
     pub require_worm: bool,
+    /// Attempts per request, the first included (the SDK's standard retry:
+    /// throttling, 5xx and connection errors, exponential backoff with jitter).
+    pub max_attempts: u32,
 }
 
 impl Default for S3Options {
@@ -63,6 +79,7 @@ impl Default for S3Options {
             kms_key: None,
             size_hint: None,
             require_worm: false,
+            max_attempts: 5,
         }
     }
 }
@@ -82,6 +99,7 @@ impl S3Options {
             retention,
             kms_key: s.kms_key.clone(),
             require_worm: s.require_worm,
+            max_attempts: s.max_attempts.max(1),
             ..Self::default()
         }
     }
@@ -128,6 +146,21 @@ impl fmt::Debug for S3Store {
 
 fn sha256_b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b))
+}
+
+/// A part as it finished: what CompleteMultipartUpload needs, and whether
+/// it went over the wire.
+struct SentPart {
+    completed: CompletedPart,
+    sent: bool,
+}
+
+fn completed_part(n: i32, etag: Option<String>, sum: String) -> CompletedPart {
+    CompletedPart::builder()
+        .part_number(n)
+        .set_e_tag(etag)
+        .checksum_sha256(sum)
+        .build()
 }
 
 /// Aborts a multipart upload that was not completed (error or dropped future).
@@ -188,7 +221,18 @@ impl S3Store {
             loader = loader.endpoint_url(e);
         }
         let shared = loader.load().await;
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared);
+        // Access errors are never retried by the standard mode; throttling
+        // (SlowDown, 503) and dropped connections are, with backoff.
+        let retry = aws_config::retry::RetryConfig::standard()
+            .with_max_attempts(opts.max_attempts.max(1))
+            .with_initial_backoff(std::time::Duration::from_millis(200))
+            .with_max_backoff(std::time::Duration::from_secs(10));
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build();
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .retry_config(retry)
+            .timeout_config(timeouts);
         if endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() {
             // Emulators and most S3-compatible stores serve buckets by path.
             conf = conf.force_path_style(true);
@@ -246,11 +290,156 @@ impl S3Store {
         }
     }
 
+    /// The caller's settings plus the part sizes: a part is reused only if
+    /// it is cut at the same place.
+    fn journal_settings(&self, spec: &journal::ResumeSpec) -> String {
+        format!(
+            "{}; s3 parts {} hint {:?}",
+            spec.settings, self.opts.part_size, self.opts.size_hint
+        )
+    }
+
+    fn journal_error(&self, full: &str, e: io::Error) -> StoreError {
+        StoreError::Io {
+            op: "write the upload journal for",
+            key: full.to_owned(),
+            location: self.location(),
+            source: e,
+        }
+    }
+
+    /// Starts a multipart upload with the object's retention, encryption
+    /// and metadata.
+    async fn create_upload(&self, full: &str, meta: &PutMeta) -> Result<String, StoreError> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        for (k, v) in meta.ids() {
+            req = req.metadata(k, v);
+        }
+        if let Some(r) = self.retention().await? {
+            req = req
+                .object_lock_mode(lock_mode(r))
+                .object_lock_retain_until_date(retain_until(r));
+        }
+        if let Some(k) = &self.opts.kms_key {
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k);
+        }
+        let created = req
+            .send()
+            .await
+            .map_err(|e| self.remote("start the upload of", full, e))?;
+        created.upload_id.ok_or_else(|| {
+            self.remote(
+                "start the upload of",
+                full,
+                io::Error::other("no upload id"),
+            )
+        })
+    }
+
+    /// The upload id and confirmed parts of an interrupted upload of `full`,
+    /// from its journal, each part checked against what S3 lists. A journal
+    /// for other bytes (other settings, store or key) or an upload S3 no
+    /// longer has is discarded, and its upload aborted.
+    async fn resumable(
+        &self,
+        spec: &journal::ResumeSpec,
+        full: &str,
+    ) -> Option<(String, BTreeMap<i32, journal::Part>)> {
+        let j = match journal::read(&spec.path) {
+            Ok(Some(j)) => j,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(journal = %spec.path.display(), error = %e, "cannot read an upload journal; starting over");
+                return None;
+            }
+        };
+        let discard = |why: &str| {
+            tracing::warn!(journal = %spec.path.display(), why, "not resuming an earlier upload");
+            let _ = journal::remove(&spec.path);
+        };
+        if j.header.location != self.location() || j.header.settings != self.journal_settings(spec)
+        {
+            discard("it was made with other settings or for another store");
+            return None;
+        }
+        if j.header.key != full {
+            discard("it is for another object");
+            if j.header.location == self.location() {
+                self.abort_quietly(&j.header.key, &j.header.upload_id).await;
+            }
+            return None;
+        }
+        let mut listed = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(&j.header.upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::warn!(key = %full, error = %DisplayErrorContext(&e), "the interrupted upload cannot be listed; starting over");
+                    let _ = journal::remove(&spec.path);
+                    self.abort_quietly(full, &j.header.upload_id).await;
+                    return None;
+                }
+            };
+            for p in out.parts() {
+                if let (Some(n), Some(etag)) = (p.part_number, p.e_tag.as_deref()) {
+                    listed.insert(n, (etag.to_owned(), p.size.unwrap_or(-1)));
+                }
+            }
+            marker = out.next_part_number_marker.clone();
+            if out.is_truncated != Some(true) || marker.is_none() {
+                break;
+            }
+        }
+        let confirmed: BTreeMap<i32, journal::Part> = j
+            .parts
+            .into_iter()
+            .filter(|(n, p)| {
+                listed.get(n).is_some_and(|(etag, size)| {
+                    *etag == p.etag && u64::try_from(*size).ok() == Some(p.size)
+                })
+            })
+            .collect();
+        tracing::info!(key = %full, confirmed = confirmed.len(), "resuming an interrupted upload");
+        Some((j.header.upload_id, confirmed))
+    }
+
+    async fn abort_quietly(&self, full: &str, upload_id: &str) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(key = %full, error = %DisplayErrorContext(&e), "could not abort an earlier upload");
+        }
+    }
+
     async fn put_single(
         &self,
         key: &ObjectKey,
         full: &str,
         body: Bytes,
+        meta: &PutMeta,
     ) -> Result<StoredObject, StoreError> {
         let size = body.len() as u64;
         let mut req = self
@@ -260,8 +449,17 @@ impl S3Store {
             .key(full)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(sha256_b64(&body))
+            .metadata("custody-stored-sha256", hex::encode(Sha256::digest(&body)))
             .if_none_match("*")
             .body(ByteStream::from(body));
+        for (k, v) in meta.ids() {
+            req = req.metadata(k, v);
+        }
+        if let Some((size, sha)) = meta.raw() {
+            req = req
+                .metadata("custody-raw-size", size.to_string())
+                .metadata("custody-raw-sha256", sha);
+        }
         if let Some(r) = self.retention().await? {
             req = req
                 .object_lock_mode(lock_mode(r))
@@ -285,36 +483,23 @@ impl S3Store {
     }
 }
 
-/// What a bucket offers for evidence, as found before the first write.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Preflight {
-    pub location: String,
-    pub exists: bool,
-    /// A multipart upload could be started (and was aborted): PutObject is allowed.
-    pub writable: bool,
-    /// `Enabled`, `Suspended` or `Off`.
-    pub versioning: String,
-    pub object_lock: bool,
-    /// Default retention, as `COMPLIANCE 365 days`.
-    pub default_retention: Option<String>,
-    /// What is missing or could not be checked, each with its reason.
-    pub findings: Vec<String>,
-}
-
-impl Preflight {
-    /// Versioned and under Object Lock: an object version cannot be rewritten or removed.
-    pub fn is_worm(&self) -> bool {
-        self.versioning == "Enabled" && self.object_lock
-    }
-}
-
 impl S3Store {
     /// The retention to put on a new object: the configured one where the
     /// bucket has Object Lock, none where it does not (S3 refuses lock
     /// headers there). Runs the preflight once, before the first write, and
     /// refuses to write when write-once storage is required but missing.
     async fn retention(&self) -> Result<Option<Retention>, StoreError> {
-        let p = self.checked.get_or_init(|| self.preflight()).await;
+        let p = self
+            .checked
+            .get_or_init(|| async {
+                let p = self.preflight().await;
+                // Once per store, not once per object.
+                if p.exists && !p.is_worm() && !self.opts.require_worm {
+                    tracing::warn!(store = %self.location(), findings = %p.findings.join("; "), "evidence store is not write-once");
+                }
+                p
+            })
+            .await;
         if !p.exists {
             return Err(StoreError::InvalidLocation {
                 url: self.location(),
@@ -328,7 +513,6 @@ impl S3Store {
                     findings: p.findings.join("; "),
                 });
             }
-            tracing::warn!(store = %self.location(), findings = %p.findings.join("; "), "evidence store is not write-once");
         }
         Ok(if p.object_lock {
             self.opts.retention
@@ -490,12 +674,21 @@ impl EvidenceStore for S3Store {
         }
     }
 
-    async fn put(
+    async fn put(&self, key: &ObjectKey, body: EvidenceStream) -> Result<StoredObject, StoreError> {
+        self.put_with(key, body, &PutMeta::default()).await
+    }
+
+    async fn put_with(
         &self,
         key: &ObjectKey,
         mut body: EvidenceStream,
+        meta: &PutMeta,
     ) -> Result<StoredObject, StoreError> {
         let full = self.full_key(key);
+        let resumed = match &meta.resume {
+            Some(spec) => self.resumable(spec, &full).await,
+            None => None,
+        };
         if self.exists(&full).await? {
             return Err(StoreError::AlreadyExists {
                 key: key.clone(),
@@ -521,118 +714,176 @@ impl EvidenceStore for S3Store {
                 }
             }
         }
-        if ended {
-            return self.put_single(key, &full, buf.freeze()).await;
+        if ended && resumed.is_none() {
+            return self.put_single(key, &full, buf.freeze(), meta).await;
         }
-        let mut req = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        if let Some(r) = self.retention().await? {
-            req = req
-                .object_lock_mode(lock_mode(r))
-                .object_lock_retain_until_date(retain_until(r));
-        }
-        if let Some(k) = &self.opts.kms_key {
-            req = req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .ssekms_key_id(k);
-        }
-        let created = req
-            .send()
-            .await
-            .map_err(|e| self.remote("start the upload of", &full, e))?;
-        let upload_id = created.upload_id.ok_or_else(|| {
-            self.remote(
-                "start the upload of",
-                &full,
-                io::Error::other("no upload id"),
-            )
-        })?;
         let mut guard = AbortGuard {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: full.clone(),
-            upload_id: Some(upload_id.clone()),
+            upload_id: None,
+        };
+        let (upload_id, confirmed, journal) = match resumed {
+            Some((upload_id, confirmed)) => {
+                let journal = match &meta.resume {
+                    Some(spec) => Some(
+                        journal::Writer::append_to(&spec.path)
+                            .map_err(|e| self.journal_error(&full, e))?,
+                    ),
+                    None => None,
+                };
+                (upload_id, confirmed, journal)
+            }
+            None => {
+                let upload_id = self.create_upload(&full, meta).await?;
+                // Until the journal is on disk, a failure aborts the upload.
+                guard.upload_id = Some(upload_id.clone());
+                let journal = match &meta.resume {
+                    Some(spec) => {
+                        let header = journal::Header::new(
+                            self.location(),
+                            full.clone(),
+                            upload_id.clone(),
+                            self.journal_settings(spec),
+                        );
+                        let w = journal::Writer::create(&spec.path, &header)
+                            .map_err(|e| self.journal_error(&full, e))?;
+                        // From here the journal keeps the upload for a rerun.
+                        guard.upload_id = None;
+                        Some(w)
+                    }
+                    None => None,
+                };
+                (upload_id, BTreeMap::new(), journal)
+            }
         };
 
-        let mut inflight: JoinSet<Result<CompletedPart, StoreError>> = JoinSet::new();
+        // Shared with the part tasks: each part is journalled as soon as S3
+        // confirms it, whatever order the parts finish in.
+        let journal = journal.map(|j| Arc::new(std::sync::Mutex::new(j)));
+        let mut inflight: JoinSet<Result<SentPart, StoreError>> = JoinSet::new();
         let mut done: Vec<CompletedPart> = Vec::new();
+        let mut reused = 0usize;
         let mut size = 0u64;
         let mut number = 0i32;
-        let mut send_part =
-            |part: Bytes, inflight: &mut JoinSet<Result<CompletedPart, StoreError>>| {
-                number += 1;
-                size += part.len() as u64;
-                let (client, bucket, full, upload_id, this) = (
-                    self.client.clone(),
-                    self.bucket.clone(),
-                    full.clone(),
-                    upload_id.clone(),
-                    self.clone(),
-                );
-                let n = number;
-                inflight.spawn(async move {
-                    let sum = sha256_b64(&part);
-                    let out = client
-                        .upload_part()
-                        .bucket(&bucket)
-                        .key(&full)
-                        .upload_id(&upload_id)
-                        .part_number(n)
-                        .checksum_sha256(&sum)
-                        .body(ByteStream::from(part))
-                        .send()
-                        .await
-                        .map_err(|e| this.remote("upload a part of", &full, e))?;
-                    Ok(CompletedPart::builder()
-                        .part_number(n)
-                        .set_e_tag(out.e_tag)
-                        .checksum_sha256(sum)
-                        .build())
-                });
-            };
-        send_part(buf.split().freeze(), &mut inflight);
-        loop {
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    buf.extend_from_slice(&chunk);
-                    loop {
-                        let target = self.opts.part_size_at(
-                            i32::try_from(inflight.len() + done.len() + 1).unwrap_or(i32::MAX),
-                        );
-                        if buf.len() < target {
-                            break;
-                        }
-                        while inflight.len() >= self.opts.parts_in_flight.max(1) {
-                            if let Some(r) = inflight.join_next().await {
-                                done.push(
-                                    r.map_err(|e| self.remote("upload a part of", &full, e))??,
-                                );
-                            }
-                        }
-                        send_part(buf.split_to(target).freeze(), &mut inflight);
-                    }
-                }
-                // The guard aborts the upload on the way out.
-                Some(Err(source)) => {
-                    return Err(StoreError::SourceFailed {
-                        key: key.clone(),
-                        source,
+        let mut send_part = |part: Bytes, inflight: &mut JoinSet<Result<SentPart, StoreError>>| {
+            number += 1;
+            size += part.len() as u64;
+            let (client, bucket, full, upload_id, this) = (
+                self.client.clone(),
+                self.bucket.clone(),
+                full.clone(),
+                upload_id.clone(),
+                self.clone(),
+            );
+            let n = number;
+            let earlier = confirmed.get(&n).cloned();
+            let journal = journal.clone();
+            inflight.spawn(async move {
+                let sum = sha256_b64(&part);
+                let len = part.len() as u64;
+                if let Some(p) = earlier.filter(|p| p.sha256 == sum && p.size == len) {
+                    // Confirmed by the store before the interruption, and the
+                    // bytes produced now are the same: not sent again.
+                    return Ok(SentPart {
+                        completed: completed_part(n, Some(p.etag), sum),
+                        sent: false,
                     });
                 }
-                None => break,
+                let out = client
+                    .upload_part()
+                    .bucket(&bucket)
+                    .key(&full)
+                    .upload_id(&upload_id)
+                    .part_number(n)
+                    .checksum_sha256(&sum)
+                    .body(ByteStream::from(part))
+                    .send()
+                    .await
+                    .map_err(|e| this.remote("upload a part of", &full, e))?;
+                let etag = out.e_tag.unwrap_or_default();
+                let record = journal::Part {
+                    part: n,
+                    size: len,
+                    sha256: sum.clone(),
+                    etag: etag.clone(),
+                };
+                if let Some(j) = &journal {
+                    j.lock()
+                        .map_err(|_| {
+                            this.journal_error(&full, io::Error::other("journal lock poisoned"))
+                        })?
+                        .record(&record)
+                        .map_err(|e| this.journal_error(&full, e))?;
+                }
+                Ok(SentPart {
+                    completed: completed_part(n, Some(etag), sum),
+                    sent: true,
+                })
+            });
+        };
+        let mut joined = |r: Result<Result<SentPart, StoreError>, tokio::task::JoinError>,
+                          done: &mut Vec<CompletedPart>|
+         -> Result<(), StoreError> {
+            let part = r.map_err(|e| self.remote("upload a part of", &full, e))??;
+            if !part.sent {
+                reused += 1;
             }
-        }
-        if !buf.is_empty() {
+            done.push(part.completed);
+            Ok(())
+        };
+        let result: Result<(), StoreError> = async {
             send_part(buf.split().freeze(), &mut inflight);
+            loop {
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        buf.extend_from_slice(&chunk);
+                        loop {
+                            let target = self.opts.part_size_at(
+                                i32::try_from(inflight.len() + done.len() + 1).unwrap_or(i32::MAX),
+                            );
+                            if buf.len() < target {
+                                break;
+                            }
+                            while inflight.len() >= self.opts.parts_in_flight.max(1) {
+                                if let Some(r) = inflight.join_next().await {
+                                    joined(r, &mut done)?;
+                                }
+                            }
+                            send_part(buf.split_to(target).freeze(), &mut inflight);
+                        }
+                    }
+                    Some(Err(source)) => {
+                        return Err(StoreError::SourceFailed {
+                            key: key.clone(),
+                            source,
+                        });
+                    }
+                    None => break,
+                }
+            }
+            if !buf.is_empty() {
+                send_part(buf.split().freeze(), &mut inflight);
+            }
+            while let Some(r) = inflight.join_next().await {
+                joined(r, &mut done)?;
+            }
+            Ok(())
         }
-        while let Some(r) = inflight.join_next().await {
-            done.push(r.map_err(|e| self.remote("upload a part of", &full, e))??);
+        .await;
+        if let Err(e) = result {
+            // The guard aborts the upload on the way out, unless a journal
+            // keeps it for a rerun.
+            if let Some(spec) = &meta.resume {
+                tracing::warn!(key = %full, journal = %spec.path.display(), "upload interrupted; the parts sent so far are kept: rerun the same command to resume");
+            }
+            return Err(e);
+        }
+        if reused > 0 {
+            tracing::info!(key = %full, reused, sent = done.len() - reused, "resumed an interrupted upload");
         }
         if number as u64 > MAX_PARTS {
+            guard.upload_id = Some(upload_id.clone());
             return Err(self.remote(
                 "upload",
                 &full,
@@ -656,6 +907,11 @@ impl EvidenceStore for S3Store {
             .await
             .map_err(|e| self.remote("complete the upload of", &full, e))?;
         guard.upload_id = None;
+        if let Some(spec) = &meta.resume
+            && let Err(e) = journal::remove(&spec.path)
+        {
+            tracing::warn!(journal = %spec.path.display(), error = %e, "cannot remove a finished upload's journal");
+        }
         Ok(StoredObject {
             key: key.clone(),
             size,

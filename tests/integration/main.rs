@@ -11,7 +11,9 @@
 mod azure;
 mod cli;
 mod common;
+mod fault_proxy;
 mod faults;
 mod ledger;
 mod s3;
+mod s3_faults;
 mod vectors;

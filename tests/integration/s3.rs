@@ -69,7 +69,7 @@ fn chunks(data: &[u8], size: usize) -> custody::store::EvidenceStream {
     Box::pin(futures::stream::iter(parts))
 }
 
-async fn bucket(s3: &aws_sdk_s3::Client) -> String {
+pub async fn bucket(s3: &aws_sdk_s3::Client) -> String {
     let name = format!("ev-{}", uuid::Uuid::new_v4().simple());
     s3.create_bucket()
         .bucket(&name)
@@ -273,14 +273,11 @@ fn preflight_reports_a_bucket_without_versioning_or_object_lock() {
     let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["exists"], true);
     assert_eq!(p["writable"], true);
-    // moto answers GetBucketVersioning with a response root the Rust SDK does
-    // not accept (see the README's emulator gaps): preflight says it could not tell.
-    assert_eq!(p["versioning"], "Unknown");
+    assert_eq!(p["versioning"], "Off");
     assert_eq!(p["object_lock"], false);
     let findings = p["findings"].to_string();
     assert!(
-        findings.contains("versioning could not be read")
-            && findings.contains("Object Lock is off"),
+        findings.contains("versioning is Off") && findings.contains("Object Lock is off"),
         "{findings}"
     );
     // The write probe leaves nothing behind.
@@ -315,6 +312,89 @@ fn preflight_reports_a_bucket_without_versioning_or_object_lock() {
         crate::common::stderr(&out).contains("no-such-bucket-custody"),
         "{}",
         crate::common::stderr(&out)
+    );
+}
+
+#[test]
+fn preflight_reports_versioning_without_object_lock_and_a_bucket_it_cannot_write() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = client(&endpoint);
+    let bucket = rt.block_on(bucket(&s3));
+    rt.block_on(async {
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let home = crate::common::Home::new();
+    let url = format!("s3://{bucket}/x");
+    let out = custody_s3(&home, &endpoint, &["--json", "store", "check", &url]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["versioning"], "Enabled");
+    assert_eq!(p["object_lock"], false);
+    assert!(
+        p["findings"].to_string().contains("Object Lock is off"),
+        "{p}"
+    );
+    let out = custody_s3(
+        &home,
+        &endpoint,
+        &["store", "check", &url, "--require-worm"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        crate::common::stderr(&out)
+    );
+
+    // A bucket this identity may not write to. AWS authorises
+    // CreateMultipartUpload (the preflight's write probe) as s3:PutObject, so
+    // a policy denying PutObject refuses it; moto applies bucket policies to
+    // PutObject only. STUB: the proxy answers that one call with AWS's
+    // AccessDenied; every other call reaches moto.
+    let (proxy, via) = rt.block_on(crate::fault_proxy::FaultProxy::start(&endpoint));
+    proxy.rule(crate::fault_proxy::Rule {
+        op: "CreateMultipartUpload",
+        pass: 0,
+        times: 1000,
+        fault: crate::fault_proxy::Fault::Status(403, "AccessDenied"),
+    });
+    let out = custody_s3(&home, &via, &["--json", "store", "check", &url]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["exists"], true);
+    assert_eq!(p["writable"], false, "{p}");
+    assert!(
+        p["findings"].to_string().contains("cannot write")
+            && p["findings"].to_string().contains("AccessDenied"),
+        "{p}"
+    );
+    assert!(
+        crate::common::stderr(&out).contains("cannot take evidence"),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    assert_eq!(
+        proxy.count("CreateMultipartUpload"),
+        1,
+        "access errors are not retried"
     );
 }
 

@@ -1,0 +1,228 @@
+//! A fault-injecting HTTP proxy in front of an emulator.
+//!
+//! It forwards every request to the real emulator unchanged, except where a
+//! rule says otherwise: answer a matching request with an error status (the
+//! throttling or access errors a cloud service returns), or go dead, as if
+//! the service had stopped: every request from then on has its connection
+//! dropped without an answer, until the proxy is healed. It counts requests
+//! by operation so a test can see what was retried and what was not resent.
+//!
+//! This stands in for no service: all answers that are not injected faults
+//! come from moto or Azurite.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// What a rule does to the requests it takes.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status, error code and message (S3 or Azure XML).
+    Status(u16, &'static str),
+    /// Go dead: this request and all later ones lose their connection.
+    Die,
+}
+
+/// Lets `pass` matching requests through, then applies `fault` to the next
+/// `times` of them.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub op: &'static str,
+    pub pass: u32,
+    pub times: u32,
+    pub fault: Fault,
+}
+
+#[derive(Default)]
+struct State {
+    rules: Mutex<Vec<Rule>>,
+    counts: Mutex<HashMap<&'static str, u32>>,
+    dead: AtomicBool,
+}
+
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<State>,
+}
+
+/// The operation a request is, by its method and query: enough to tell the
+/// calls the stores make apart.
+fn operation(method: &hyper::Method, query: &str) -> &'static str {
+    let has = |k: &str| query.split('&').any(|p| p.split('=').next() == Some(k));
+    let comp = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("comp="))
+        .unwrap_or_default();
+    match (method.as_str(), comp) {
+        ("PUT", "block") => "StageBlock",
+        ("PUT", "blocklist") => "CommitBlockList",
+        ("PUT", _) if has("partNumber") => "UploadPart",
+        ("POST", _) if has("uploads") => "CreateMultipartUpload",
+        ("POST", _) if has("uploadId") => "CompleteMultipartUpload",
+        ("DELETE", _) if has("uploadId") => "AbortMultipartUpload",
+        ("GET", _) if has("uploadId") => "ListParts",
+        ("PUT", _) => "Put",
+        ("GET", _) => "Get",
+        ("HEAD", _) => "Head",
+        _ => "Other",
+    }
+}
+
+fn error_body(status: u16, code: &str) -> Response<BoxBody<Bytes, hyper::Error>> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>"
+    );
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert("content-type", "application/xml".parse().unwrap());
+    r.headers_mut()
+        .insert("x-ms-error-code", code.parse().unwrap());
+    r
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port[/path]`) on the
+    /// current runtime. Its URL keeps the upstream's path.
+    pub async fn start(upstream: &str) -> (Self, String) {
+        let up = url::Url::parse(upstream).unwrap();
+        let authority = format!(
+            "{}:{}",
+            up.host_str().unwrap(),
+            up.port_or_known_default().unwrap()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let client: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (st, client, authority) = (st.clone(), client.clone(), authority.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (st, client, authority) =
+                            (st.clone(), client.clone(), authority.clone());
+                        async move { handle(req, &st, &client, &authority).await }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        let mut url = up.clone();
+        url.set_port(Some(addr.port())).unwrap();
+        let url = url.as_str().trim_end_matches('/').to_owned();
+        (Self { addr, state }, url)
+    }
+
+    pub fn rule(&self, rule: Rule) {
+        self.state.rules.lock().unwrap().push(rule);
+    }
+
+    /// Back to a plain proxy: no rules, not dead, counts kept.
+    pub fn heal(&self) {
+        self.state.rules.lock().unwrap().clear();
+        self.state.dead.store(false, Ordering::SeqCst);
+    }
+
+    /// Requests of `op` seen so far (faulted ones included).
+    pub fn count(&self, op: &str) -> u32 {
+        self.state
+            .counts
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| **k == op)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.counts.lock().unwrap().clear();
+    }
+
+    #[allow(dead_code)]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// An error from the service function makes hyper drop the connection
+/// without an answer, as a stopped service would.
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the test proxy")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(
+    req: Request<Incoming>,
+    st: &State,
+    client: &Client<HttpConnector, Incoming>,
+    authority: &str,
+) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Dropped> {
+    let op = operation(req.method(), req.uri().query().unwrap_or_default());
+    *st.counts.lock().unwrap().entry(op).or_default() += 1;
+    if st.dead.load(Ordering::SeqCst) {
+        return Err(Dropped);
+    }
+    let fault = {
+        let mut rules = st.rules.lock().unwrap();
+        let mut hit = None;
+        for r in rules.iter_mut().filter(|r| r.op == op) {
+            if r.pass > 0 {
+                r.pass -= 1;
+                break;
+            }
+            if r.times > 0 {
+                r.times -= 1;
+                hit = Some(r.fault.clone());
+                break;
+            }
+        }
+        hit
+    };
+    match fault {
+        Some(Fault::Die) => {
+            st.dead.store(true, Ordering::SeqCst);
+            return Err(Dropped);
+        }
+        Some(Fault::Status(status, code)) => return Ok(error_body(status, code)),
+        None => {}
+    }
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    parts.uri = format!("http://{authority}{path}").parse().unwrap();
+    match client.request(Request::from_parts(parts, body)).await {
+        Ok(resp) => Ok(resp.map(|b| b.boxed())),
+        Err(_) => Err(Dropped),
+    }
+}
