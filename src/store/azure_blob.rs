@@ -460,13 +460,11 @@ impl AzureBlobStore {
                 reason: p.findings.join("; "),
             });
         }
-        if !p.is_worm() {
-            if self.require_worm {
-                return Err(StoreError::NotWorm {
-                    location: self.location(),
-                    findings: p.findings.join("; "),
-                });
-            }
+        if !p.is_worm() && self.require_worm {
+            return Err(StoreError::NotWorm {
+                location: self.location(),
+                findings: p.findings.join("; "),
+            });
         }
         Ok(())
     }

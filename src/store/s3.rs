@@ -506,13 +506,11 @@ impl S3Store {
                 reason: p.findings.join("; "),
             });
         }
-        if !p.is_worm() {
-            if self.opts.require_worm {
-                return Err(StoreError::NotWorm {
-                    location: self.location(),
-                    findings: p.findings.join("; "),
-                });
-            }
+        if !p.is_worm() && self.opts.require_worm {
+            return Err(StoreError::NotWorm {
+                location: self.location(),
+                findings: p.findings.join("; "),
+            });
         }
         Ok(if p.object_lock {
             self.opts.retention

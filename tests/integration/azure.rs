@@ -15,12 +15,12 @@ const ENDPOINT_VAR: &str = "CUSTODY_TEST_AZURE_BLOB_ENDPOINT";
 
 /// The Azurite blob endpoint, or `None` (after saying why) when it is not
 /// configured outside CI.
-fn azurite_endpoint() -> Option<String> {
+pub fn azurite_endpoint() -> Option<String> {
     crate::common::emulator(ENDPOINT_VAR)
 }
 
 /// A container name no other test run will use.
-fn unique_container(tag: &str) -> String {
+pub fn unique_container(tag: &str) -> String {
     format!("custody-{tag}-{}", uuid::Uuid::new_v4().simple())
 }
 
@@ -348,7 +348,9 @@ async fn azure_store_preflight_on_azurite() {
     assert!(p.exists, "{p:?}");
     assert!(p.writable, "{p:?}");
     assert!(!p.object_lock, "{p:?}");
-    assert_eq!(p.versioning, "Unknown");
+    // Azurite enforces neither immutability nor versioning: never reported as present.
+    assert_eq!(p.versioning, "Unverifiable");
+    assert_eq!(p.immutability.as_deref(), Some("unverifiable"));
     assert!(!p.is_worm());
     let findings = p.findings.join("\n");
     assert!(

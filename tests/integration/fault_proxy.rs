@@ -10,7 +10,6 @@
 //! This stands in for no service: all answers that are not injected faults
 //! come from moto or Azurite.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,10 +34,12 @@ pub enum Fault {
 }
 
 /// Lets `pass` matching requests through, then applies `fault` to the next
-/// `times` of them.
+/// `times` of them. A request matches by operation and, when `path` is not
+/// empty, by a substring of its path.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub op: &'static str,
+    pub path: &'static str,
     pub pass: u32,
     pub times: u32,
     pub fault: Fault,
@@ -47,7 +48,7 @@ pub struct Rule {
 #[derive(Default)]
 struct State {
     rules: Mutex<Vec<Rule>>,
-    counts: Mutex<HashMap<&'static str, u32>>,
+    seen: Mutex<Vec<(&'static str, String)>>,
     dead: AtomicBool,
 }
 
@@ -148,17 +149,19 @@ impl FaultProxy {
 
     /// Requests of `op` seen so far (faulted ones included).
     pub fn count(&self, op: &str) -> u32 {
-        self.state
-            .counts
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(k, _)| **k == op)
-            .map_or(0, |(_, v)| *v)
+        self.count_on(op, "")
+    }
+
+    /// Requests of `op` whose path contains `path`.
+    pub fn count_on(&self, op: &str, path: &str) -> u32 {
+        let seen = self.state.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(o, p)| *o == op && p.contains(path))
+            .count() as u32
     }
 
     pub fn reset_counts(&self) {
-        self.state.counts.lock().unwrap().clear();
+        self.state.seen.lock().unwrap().clear();
     }
 
     #[allow(dead_code)]
@@ -187,14 +190,18 @@ async fn handle(
     authority: &str,
 ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Dropped> {
     let op = operation(req.method(), req.uri().query().unwrap_or_default());
-    *st.counts.lock().unwrap().entry(op).or_default() += 1;
+    let path = req.uri().path().to_owned();
+    st.seen.lock().unwrap().push((op, path.clone()));
     if st.dead.load(Ordering::SeqCst) {
         return Err(Dropped);
     }
     let fault = {
         let mut rules = st.rules.lock().unwrap();
         let mut hit = None;
-        for r in rules.iter_mut().filter(|r| r.op == op) {
+        for r in rules
+            .iter_mut()
+            .filter(|r| r.op == op && path.contains(r.path))
+        {
             if r.pass > 0 {
                 r.pass -= 1;
                 break;
@@ -212,7 +219,12 @@ async fn handle(
             st.dead.store(true, Ordering::SeqCst);
             return Err(Dropped);
         }
-        Some(Fault::Status(status, code)) => return Ok(error_body(status, code)),
+        Some(Fault::Status(status, code)) => {
+            // Read the body first, as a service does: answering mid-upload
+            // would break the connection and turn the error into a retry.
+            let _ = req.into_body().collect().await;
+            return Ok(error_body(status, code));
+        }
         None => {}
     }
     let (mut parts, body) = req.into_parts();

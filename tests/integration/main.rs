@@ -9,6 +9,7 @@
 )]
 
 mod azure;
+mod azure_cli;
 mod cli;
 mod common;
 mod fault_proxy;

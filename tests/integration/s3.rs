@@ -367,6 +367,7 @@ fn preflight_reports_versioning_without_object_lock_and_a_bucket_it_cannot_write
     let (proxy, via) = rt.block_on(crate::fault_proxy::FaultProxy::start(&endpoint));
     proxy.rule(crate::fault_proxy::Rule {
         op: "CreateMultipartUpload",
+        path: "",
         pass: 0,
         times: 1000,
         fault: crate::fault_proxy::Fault::Status(403, "AccessDenied"),

@@ -88,6 +88,7 @@ fn an_upload_cut_half_way_records_nothing_and_resumes_from_confirmed_parts() {
     // The service goes away after three parts have gone through.
     proxy.rule(Rule {
         op: "UploadPart",
+        path: "",
         pass: 3,
         times: 1,
         fault: Fault::Die,
@@ -170,6 +171,7 @@ fn throttling_is_retried_and_access_errors_are_not() {
 
     proxy.rule(Rule {
         op: "UploadPart",
+        path: "",
         pass: 1,
         times: 2,
         fault: Fault::Status(503, "SlowDown"),
@@ -191,6 +193,7 @@ fn throttling_is_retried_and_access_errors_are_not() {
     proxy.reset_counts();
     proxy.rule(Rule {
         op: "UploadPart",
+        path: "",
         pass: 0,
         times: 1000,
         fault: Fault::Status(403, "AccessDenied"),
