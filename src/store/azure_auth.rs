@@ -1,7 +1,7 @@
 //! Shared Key request signing for `azure_storage_blob` 1.x.
 //!
 //! Why this module exists: the 1.x Azure SDK for Rust only authenticates with
-//! an Entra ID [`TokenCredential`](azure_core::credentials::TokenCredential).
+//! an Entra ID `TokenCredential`.
 //! It has no storage account key credential, yet custody has to talk to
 //! storage accounts where only an account key is available and to the Azurite
 //! emulator, which the test suite runs against. [`SharedKeyPolicy`] fills that

@@ -12,9 +12,13 @@
 //! A stream that fails, or a put that is dropped, commits nothing: the blob
 //! never appears. Azure has no call to discard staged blocks; uncommitted
 //! blocks are garbage-collected by the service on their own (after about a
-//! week), are not listed, and cannot be read.
+//! week), are not listed as blobs, and cannot be read. With a journal
+//! ([`PutMeta::resume`]) a rerun within that week stages only the blocks the
+//! journal and the service's uncommitted block list do not both confirm.
+//! Throttling, 5xx and dropped connections are retried with backoff
+//! ([`MAX_ATTEMPTS`] tries); 403 and 404 are not.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -27,8 +31,9 @@ use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
     BlobContainerClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
     BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
-    BlockBlobClientStageBlockOptions, BlockLookupList,
+    BlockBlobClientStageBlockOptions, BlockListType, BlockLookupList,
 };
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest as _, Md5};
@@ -39,6 +44,7 @@ use super::azure_auth::{AzureAuth, SharedKeyCredential, container_client};
 use super::azure_sas::SasToken;
 use super::{
     EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, PutMeta, StoreError, StoredObject,
+    journal,
 };
 
 /// 4 MiB blocks: small enough to keep memory low, and each one is checked
@@ -237,6 +243,8 @@ fn is_emulator(url: &url::Url) -> bool {
         None => false,
     }
 }
+
+type SharedJournal = Arc<std::sync::Mutex<journal::Writer>>;
 
 fn error_code(e: &azure_core::Error) -> Option<&str> {
     match e.kind() {
@@ -469,6 +477,118 @@ impl AzureBlobStore {
         Ok(())
     }
 
+    /// The caller's settings plus the block size: a block is reused only if
+    /// it is cut at the same place.
+    fn journal_settings(spec: &journal::ResumeSpec) -> String {
+        format!("{}; azure blocks {BLOCK_SIZE}", spec.settings)
+    }
+
+    fn journal_error(&self, full: &str, e: io::Error) -> StoreError {
+        StoreError::Io {
+            op: "write the upload journal for",
+            key: full.to_owned(),
+            location: self.location(),
+            source: e,
+        }
+    }
+
+    /// The blocks of an interrupted upload of `full` that its journal lists
+    /// and the service still holds uncommitted with the same size, and the
+    /// journal to record new blocks in (a new one when nothing can be
+    /// resumed).
+    async fn resume_blocks(
+        &self,
+        spec: &journal::ResumeSpec,
+        full: &str,
+    ) -> Result<(BTreeMap<i32, journal::Part>, Option<SharedJournal>), StoreError> {
+        let settings = Self::journal_settings(spec);
+        let earlier = journal::read(&spec.path).ok().flatten().filter(|j| {
+            j.header.location == self.location()
+                && j.header.key == full
+                && j.header.settings == settings
+        });
+        if let Some(j) = earlier {
+            let listed = self
+                .client
+                .blob_client(full)
+                .block_blob_client()
+                .get_block_list(BlockListType::Uncommitted, None)
+                .await
+                .and_then(|r| r.into_model());
+            match listed {
+                Ok(list) => {
+                    let staged: HashMap<Vec<u8>, i64> = list
+                        .uncommitted_blocks
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|b| Some((b.name?, b.size?)))
+                        .collect();
+                    let confirmed: BTreeMap<i32, journal::Part> = j
+                        .parts
+                        .into_iter()
+                        .filter(|(n, p)| {
+                            u64::try_from(*n).ok().is_some_and(|n| {
+                                staged
+                                    .get(&block_id(n))
+                                    .and_then(|s| u64::try_from(*s).ok())
+                                    == Some(p.size)
+                            })
+                        })
+                        .collect();
+                    tracing::info!(key = %full, confirmed = confirmed.len(), "resuming an interrupted upload");
+                    let w = journal::Writer::append_to(&spec.path)
+                        .map_err(|e| self.journal_error(full, e))?;
+                    return Ok((confirmed, Some(Arc::new(std::sync::Mutex::new(w)))));
+                }
+                Err(e) => {
+                    tracing::warn!(key = %full, error = %brief(&e), "the staged blocks cannot be listed; starting over");
+                }
+            }
+        }
+        let header = journal::Header::new(
+            self.location(),
+            full.to_owned(),
+            "staged-blocks".to_owned(),
+            settings,
+        );
+        let w = journal::Writer::create(&spec.path, &header)
+            .map_err(|e| self.journal_error(full, e))?;
+        Ok((BTreeMap::new(), Some(Arc::new(std::sync::Mutex::new(w)))))
+    }
+
+    /// Stages block `n` unless `earlier` shows the service already holds
+    /// these same bytes, and journals it; returns whether it was sent.
+    async fn stage_journalled(
+        self,
+        full: String,
+        n: u64,
+        data: Bytes,
+        earlier: Option<journal::Part>,
+        journal: Option<SharedJournal>,
+    ) -> Result<bool, StoreError> {
+        let sum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&data));
+        let len = data.len() as u64;
+        if earlier.is_some_and(|p| p.sha256 == sum && p.size == len) {
+            return Ok(false);
+        }
+        Self::stage(self.client.clone(), full.clone(), n, data)
+            .await
+            .map_err(|e| self.remote("upload a block of", &full, &e))?;
+        if let Some(j) = journal {
+            let part = journal::Part {
+                part: i32::try_from(n).unwrap_or(i32::MAX),
+                size: len,
+                sha256: sum,
+                etag: String::new(),
+            };
+            j.lock()
+                .map_err(|_| self.journal_error(&full, io::Error::other("journal lock poisoned")))?
+                .record(&part)
+                .map_err(|e| self.journal_error(&full, e))?;
+        }
+        Ok(true)
+    }
+
     /// Stages one block with its Content-MD5.
     async fn stage(
         client: Arc<BlobContainerClient>,
@@ -529,9 +649,15 @@ impl EvidenceStore for AzureBlobStore {
         }
 
         // On any early return below (source error, failed block), the staged
-        // blocks are simply left uncommitted: the blob never appears, and
-        // Azure garbage-collects uncommitted blocks on its own.
-        let mut inflight: JoinSet<Result<(), azure_core::Error>> = JoinSet::new();
+        // blocks are left uncommitted: the blob never appears, and Azure
+        // garbage-collects uncommitted blocks on its own (after a week). With
+        // a journal, a rerun within that time stages only what is missing.
+        let (confirmed, journal) = match &meta.resume {
+            Some(spec) => self.resume_blocks(spec, &full).await?,
+            None => (BTreeMap::new(), None),
+        };
+        let mut reused = 0usize;
+        let mut inflight: JoinSet<Result<bool, StoreError>> = JoinSet::new();
         let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
         let mut size = 0u64;
         let mut blocks = 0u64;
@@ -570,16 +696,28 @@ impl EvidenceStore for AzureBlobStore {
                 }
                 while inflight.len() >= BLOCKS_IN_FLIGHT {
                     if let Some(r) = inflight.join_next().await {
-                        self.joined(r, &full)?;
+                        reused += usize::from(!self.joined(r, &full)?);
                     }
                 }
                 size += data.len() as u64;
-                inflight.spawn(Self::stage(self.client.clone(), full.clone(), blocks, data));
+                let earlier = i32::try_from(blocks)
+                    .ok()
+                    .and_then(|n| confirmed.get(&n).cloned());
+                inflight.spawn(self.clone().stage_journalled(
+                    full.clone(),
+                    blocks,
+                    data,
+                    earlier,
+                    journal.clone(),
+                ));
                 blocks += 1;
             }
         }
         while let Some(r) = inflight.join_next().await {
-            self.joined(r, &full)?;
+            reused += usize::from(!self.joined(r, &full)?);
+        }
+        if reused > 0 {
+            tracing::info!(key = %full, reused, blocks, "resumed an interrupted upload");
         }
 
         let list = BlockLookupList {
@@ -631,6 +769,11 @@ impl EvidenceStore for AzureBlobStore {
             }
             Err(e) => return Err(self.remote("commit", &full, &e)),
         };
+        if let Some(spec) = &meta.resume
+            && let Err(e) = journal::remove(&spec.path)
+        {
+            tracing::warn!(journal = %spec.path.display(), error = %e, "cannot remove a finished upload's journal");
+        }
         Ok(StoredObject {
             key: key.clone(),
             size,
@@ -732,14 +875,14 @@ impl EvidenceStore for AzureBlobStore {
 }
 
 impl AzureBlobStore {
+    /// A finished block task: whether the block was sent (not reused).
     fn joined(
         &self,
-        r: Result<Result<(), azure_core::Error>, tokio::task::JoinError>,
+        r: Result<Result<bool, StoreError>, tokio::task::JoinError>,
         full: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.remote("upload a block of", full, &e)),
+            Ok(r) => r,
             Err(e) => Err(StoreError::Io {
                 op: "upload a block of",
                 key: full.to_owned(),

@@ -241,7 +241,7 @@ fn preflight_on_azurite_and_a_read_only_sas() {
 }
 
 #[test]
-fn azure_uploads_under_faults_retry_throttling_and_commit_nothing_when_cut() {
+fn azure_uploads_retry_throttling_not_access_errors_and_a_cut_upload_resumes() {
     let Some(endpoint) = azurite_endpoint() else {
         return;
     };
@@ -324,4 +324,65 @@ fn azure_uploads_under_faults_retry_throttling_and_commit_nothing_when_cut() {
     );
     let out = home.run(&["ledger", "verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // The blocks staged before the cut are journalled; the rerun of the same
+    // command stages only the others and commits the blob.
+    let confirmed = journalled_blocks(&home, "cases/cut/");
+    assert!(confirmed >= 2, "{confirmed} blocks journalled");
+    proxy.heal();
+    proxy.reset_counts();
+    let out = run(
+        &home,
+        &via,
+        None,
+        &[
+            "--json",
+            "--store",
+            &store,
+            "acquire",
+            "file",
+            src.to_str().unwrap(),
+            "--case",
+            "cut",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = r["artefacts"][0]["stored"]["size"].as_u64().unwrap();
+    let blocks = stored.div_ceil(4 << 20) as usize;
+    let sent = proxy.count_on("StageBlock", "artefacts") as usize;
+    assert_eq!(
+        sent + confirmed,
+        blocks,
+        "{sent} sent again, {confirmed} journalled, {blocks} in all"
+    );
+    assert!(
+        r["artefacts"][0]["notes"]
+            .to_string()
+            .contains("resumed the upload")
+    );
+    assert_eq!(
+        journalled_blocks(&home, "cases/cut/"),
+        0,
+        "the journal is removed"
+    );
+    let out = run(
+        &home,
+        &endpoint,
+        None,
+        &["--store", &store, "verify", "cut"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Blocks recorded in the upload journal whose key contains `key`.
+fn journalled_blocks(home: &Home, key: &str) -> usize {
+    let Ok(rd) = std::fs::read_dir(home.path().join("uploads")) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|t| t.lines().next().is_some_and(|h| h.contains(key)))
+        .map(|t| t.lines().count() - 1)
+        .sum()
 }
