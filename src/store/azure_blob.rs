@@ -325,11 +325,7 @@ impl AzureBlobStore {
     }
 
     fn full_key(&self, key: &ObjectKey) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{key}", self.prefix)
-        }
+        super::prefixed(&self.prefix, key.as_str())
     }
 
     fn remote(&self, op: &'static str, key: &str, e: &azure_core::Error) -> StoreError {
@@ -484,12 +480,7 @@ impl AzureBlobStore {
     }
 
     fn journal_error(&self, full: &str, e: io::Error) -> StoreError {
-        StoreError::Io {
-            op: "write the upload journal for",
-            key: full.to_owned(),
-            location: self.location(),
-            source: e,
-        }
+        journal::write_error(&self.location(), full, e)
     }
 
     /// The blocks of an interrupted upload of `full` that its journal lists

@@ -140,6 +140,17 @@ impl Writer {
     }
 }
 
+/// The store error for a journal that cannot be written: the upload stops,
+/// since a part that is sent but not journalled could not be resumed.
+pub fn write_error(location: &str, key: &str, e: io::Error) -> super::StoreError {
+    super::StoreError::Io {
+        op: "write the upload journal for",
+        key: key.to_owned(),
+        location: location.to_owned(),
+        source: e,
+    }
+}
+
 /// Removes a journal (after the upload completed or was given up).
 pub fn remove(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {

@@ -226,6 +226,15 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// `key` under `prefix` (a prefix without slashes at its ends, or empty).
+fn prefixed(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}/{key}")
+    }
+}
+
 /// Opens the store named by `url`: `file:///path` or a plain path (the
 /// local store), `s3://bucket/prefix`, or an Azure container
 /// (`az://account/container/prefix` or its blob endpoint URL); `endpoint`

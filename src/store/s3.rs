@@ -254,11 +254,7 @@ impl S3Store {
     }
 
     fn full_key(&self, key: &ObjectKey) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{key}", self.prefix)
-        }
+        super::prefixed(&self.prefix, key.as_str())
     }
 
     fn remote(
@@ -300,12 +296,7 @@ impl S3Store {
     }
 
     fn journal_error(&self, full: &str, e: io::Error) -> StoreError {
-        StoreError::Io {
-            op: "write the upload journal for",
-            key: full.to_owned(),
-            location: self.location(),
-            source: e,
-        }
+        journal::write_error(&self.location(), full, e)
     }
 
     /// Starts a multipart upload with the object's retention, encryption

@@ -5,22 +5,10 @@
 use custody::store::azure_auth::{AZURITE_KEY, SharedKeyCredential, blob_container_client};
 
 use crate::azure::{azurite_endpoint, unique_container};
-use crate::common::{Home, stderr};
+use crate::common::{Home, noise, stderr};
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 
 const ACCOUNT: &str = "devstoreaccount1";
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Runs custody with the store on Azurite (`endpoint`), signed with the
 /// emulator's well-known key unless `sas` is given.

@@ -2,22 +2,9 @@
 //! them (see `fault_proxy`): the service stopping half-way, throttling, and
 //! access errors. Nothing half-written is ever recorded complete.
 
-use crate::common::{Home, emulator, stderr};
+use crate::common::{Home, emulator, noise, stderr};
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::s3::{bucket, client};
-
-/// Incompressible bytes, so the stored size (and the part count) is known.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn run(home: &Home, endpoint: &str, store: &str, args: &[&str]) -> std::process::Output {
     home.cmd()
