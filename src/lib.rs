@@ -19,6 +19,7 @@
 //! [`cli::run`] and maps the outcome to an exit code: 0 ok, 1 verification
 //! failed, 2 operational error.
 
+pub mod aws;
 pub mod cli;
 pub mod clock;
 pub mod collect;

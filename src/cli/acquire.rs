@@ -1,4 +1,4 @@
-//! `custody acquire file|host`.
+//! `custody acquire file|host|ebs`.
 
 use std::path::PathBuf;
 
@@ -19,6 +19,30 @@ pub enum AcquireCommand {
     File(FileArgs),
     /// Volatile triage of this machine, in order of volatility.
     Host(HostArgs),
+    /// EBS volumes through a snapshot and the EBS direct APIs (no helper instance).
+    Ebs(EbsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["snapshot", "volume", "instance"])))]
+pub struct EbsArgs {
+    /// Read this existing snapshot.
+    #[arg(long, value_name = "snap-…")]
+    pub snapshot: Option<String>,
+    /// Snapshot this volume (tagged with the case and the reason), then read it.
+    #[arg(long, value_name = "vol-…")]
+    pub volume: Option<String>,
+    /// Snapshot every EBS volume of this instance, then read each.
+    #[arg(long, value_name = "i-…")]
+    pub instance: Option<String>,
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// Blocks read ahead of the pipeline (512 KiB each).
+    #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub window: u16,
+    /// Longest wait for a new snapshot to complete, in seconds.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub snapshot_timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +94,7 @@ struct Report<'a> {
 
 pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     let (case_arg, collector): (&CaseArg, Box<dyn Collector>) = match &cmd {
+        AcquireCommand::Ebs(a) => (&a.case, Box::new(ebs_collector(env, a).await)),
         AcquireCommand::File(a) => (
             &a.case,
             Box::new(FileCollector {
@@ -129,6 +154,32 @@ pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     } else {
         Outcome::VerificationFailed
     })
+}
+
+async fn ebs_collector(env: &Env, a: &EbsArgs) -> crate::collect::ebs::EbsCollector {
+    use crate::collect::ebs::{EbsCollector, EbsTarget};
+    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
+        endpoint: env.endpoint_url.clone(),
+        max_attempts: env.config.s3.max_attempts,
+        ..Default::default()
+    })
+    .await;
+    let target = match (&a.snapshot, &a.volume, &a.instance) {
+        (Some(s), _, _) => EbsTarget::Snapshot(s.clone()),
+        (_, Some(v), _) => EbsTarget::Volume(v.clone()),
+        (_, _, Some(i)) => EbsTarget::Instance(i.clone()),
+        // clap requires one of the three.
+        _ => EbsTarget::Snapshot(String::new()),
+    };
+    EbsCollector {
+        ebs: aws_sdk_ebs::Client::new(&conf),
+        ec2: aws_sdk_ec2::Client::new(&conf),
+        target,
+        reason: env.reason.clone(),
+        window: usize::from(a.window),
+        snapshot_timeout: std::time::Duration::from_secs(a.snapshot_timeout),
+        region: conf.region().map(|r| r.to_string()),
+    }
 }
 
 fn human(r: &Report<'_>) -> String {

@@ -124,6 +124,7 @@ mod tests {
             Ok(SourceEnd {
                 changed: None,
                 notes: vec!["x unreadable".into()],
+                ..SourceEnd::default()
             })
         });
         let mut all = Vec::new();

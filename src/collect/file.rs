@@ -127,6 +127,7 @@ impl SourceReader for FileSource {
         Ok(SourceEnd {
             changed,
             notes: Vec::new(),
+            ..SourceEnd::default()
         })
     }
 }

@@ -6,6 +6,7 @@
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
 
 pub mod channel;
+pub mod ebs;
 pub mod file;
 pub mod host;
 
@@ -40,6 +41,9 @@ pub enum CollectError {
     IsDirectory { path: String },
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
+    /// A cloud API refused or failed (the message names the call and resource).
+    #[error(transparent)]
+    Cloud(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[async_trait]

@@ -173,8 +173,15 @@ pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefa
     };
     match &result {
         Ok(a) => {
-            let detail = (!a.notes.is_empty() || a.source_changed.is_some()).then(|| {
-                serde_json::json!({ "notes": a.notes.len(), "source_changed": a.source_changed })
+            let detail = (!a.notes.is_empty()
+                || a.source_changed.is_some()
+                || a.block_map.is_some())
+            .then(|| {
+                serde_json::json!({
+                    "notes": a.notes.len(),
+                    "source_changed": a.source_changed,
+                    "block_map": a.block_map,
+                })
             });
             rec.record(
                 Some(&case),
@@ -302,6 +309,7 @@ async fn acquire_unrecorded(
         },
         source_changed: out.source_end.changed,
         notes: notes.into_iter().chain(out.source_end.notes).collect(),
+        block_map: out.source_end.block_map,
         tool: Tool::this(),
     };
     ctx.store

@@ -18,6 +18,8 @@ pub enum ArtefactKind {
     LogBundle,
     HostTriage,
     File,
+    /// The SHA-256 of every block of a disk image, in order.
+    BlockMap,
 }
 
 impl ArtefactKind {
@@ -28,6 +30,7 @@ impl ArtefactKind {
             Self::LogBundle => "log_bundle",
             Self::HostTriage => "host_triage",
             Self::File => "file",
+            Self::BlockMap => "block_map",
         }
     }
 }
@@ -74,6 +77,18 @@ pub struct StoredDigest {
     pub etag: Option<String>,
 }
 
+/// The block manifest of a disk image read block by block: the SHA-256 of
+/// every block, in order, is a companion artefact; this is its summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMap {
+    pub block_size: u64,
+    pub blocks: u64,
+    /// Blocks read from the source; the others were never written (zeros).
+    pub written: u64,
+    /// RFC 6962 Merkle root (hex) over the blocks' SHA-256 digests as leaves.
+    pub merkle_root: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tool {
     pub name: String,
@@ -110,6 +125,9 @@ pub struct Artefact {
     /// What could not be read and why (a triage item, a memory region). Nothing is dropped silently.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Block manifest summary, for images read block by block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_map: Option<BlockMap>,
     pub tool: Tool,
 }
 
@@ -170,6 +188,7 @@ mod tests {
             },
             source_changed: None,
             notes: vec![],
+            block_map: None,
             tool: Tool::this(),
         }
     }

@@ -89,6 +89,8 @@ pub struct SourceEnd {
     pub changed: Option<String>,
     /// Items inside the source that could not be read, with the reason.
     pub notes: Vec<String>,
+    /// A block device read block by block: its block manifest.
+    pub block_map: Option<crate::evidence::BlockMap>,
 }
 
 /// A source read once, start to end.
@@ -101,6 +103,7 @@ pub trait SourceReader: Read + Send {
 
 impl SourceReader for io::Cursor<Vec<u8>> {}
 impl SourceReader for io::Empty {}
+impl SourceReader for std::fs::File {}
 
 /// What the pipeline computed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,6 +25,8 @@ pub enum Action {
     Isolated,
     Released,
     Failed,
+    /// A snapshot of a volume was taken for a case.
+    SnapshotCreated,
     /// Names the new verifier key; committed under the old key.
     KeyRotated,
     LedgerInitialised,

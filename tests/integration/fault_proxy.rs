@@ -31,6 +31,9 @@ pub enum Fault {
     Status(u16, &'static str),
     /// Go dead: this request and all later ones lose their connection.
     Die,
+    /// Forward, then replace this header of the emulator's answer (a
+    /// corrupted checksum, say).
+    Header(&'static str, &'static str),
 }
 
 /// Lets `pass` matching requests through, then applies `fault` to the next
@@ -59,12 +62,21 @@ pub struct FaultProxy {
 
 /// The operation a request is, by its method and query: enough to tell the
 /// calls the stores make apart.
-fn operation(method: &hyper::Method, query: &str) -> &'static str {
+fn operation(method: &hyper::Method, path: &str, query: &str) -> &'static str {
     let has = |k: &str| query.split('&').any(|p| p.split('=').next() == Some(k));
     let comp = query
         .split('&')
         .find_map(|p| p.strip_prefix("comp="))
         .unwrap_or_default();
+    if path.starts_with("/snapshots/") && method == hyper::Method::GET {
+        return if path.contains("/blocks/") {
+            "GetSnapshotBlock"
+        } else if path.ends_with("/blocks") {
+            "ListSnapshotBlocks"
+        } else {
+            "Other"
+        };
+    }
     match (method.as_str(), comp) {
         ("PUT", "block") => "StageBlock",
         ("PUT", "blocklist") => "CommitBlockList",
@@ -189,7 +201,11 @@ async fn handle(
     client: &Client<HttpConnector, Incoming>,
     authority: &str,
 ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Dropped> {
-    let op = operation(req.method(), req.uri().query().unwrap_or_default());
+    let op = operation(
+        req.method(),
+        req.uri().path(),
+        req.uri().query().unwrap_or_default(),
+    );
     let path = req.uri().path().to_owned();
     st.seen.lock().unwrap().push((op, path.clone()));
     if st.dead.load(Ordering::SeqCst) {
@@ -219,13 +235,13 @@ async fn handle(
             st.dead.store(true, Ordering::SeqCst);
             return Err(Dropped);
         }
+        Some(Fault::Header(..)) | None => {}
         Some(Fault::Status(status, code)) => {
             // Read the body first, as a service does: answering mid-upload
             // would break the connection and turn the error into a retry.
             let _ = req.into_body().collect().await;
             return Ok(error_body(status, code));
         }
-        None => {}
     }
     let (mut parts, body) = req.into_parts();
     let path = parts
@@ -234,7 +250,12 @@ async fn handle(
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     parts.uri = format!("http://{authority}{path}").parse().unwrap();
     match client.request(Request::from_parts(parts, body)).await {
-        Ok(resp) => Ok(resp.map(|b| b.boxed())),
+        Ok(mut resp) => {
+            if let Some(Fault::Header(name, value)) = fault {
+                resp.headers_mut().insert(name, value.parse().unwrap());
+            }
+            Ok(resp.map(|b| b.boxed()))
+        }
         Err(_) => Err(Dropped),
     }
 }

@@ -135,6 +135,7 @@ impl ProcessMemory {
         Ok(SourceEnd {
             changed: None,
             notes,
+            ..SourceEnd::default()
         })
     }
 

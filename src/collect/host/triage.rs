@@ -421,6 +421,7 @@ impl<'w> Triage<'w> {
         Ok(SourceEnd {
             changed: None,
             notes,
+            ..SourceEnd::default()
         })
     }
 
