@@ -28,6 +28,7 @@ pub mod evidence;
 pub mod ids;
 pub mod ledger;
 pub mod progress;
+pub mod respond;
 pub mod store;
 
 /// Name and version recorded in every artefact this build produces.

@@ -6,6 +6,7 @@ pub mod cases;
 pub mod export;
 pub mod ledger;
 pub mod progress_bar;
+pub mod respond;
 pub mod store;
 pub mod verify;
 
@@ -88,6 +89,10 @@ pub enum Command {
     /// The custody ledger: init, checkpoint, prove, consistency, verify, export.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Isolate an EC2 instance, reversibly, recording its prior state first.
+    Isolate(respond::IsolateArgs),
+    /// Put an isolated instance back to the state recorded before isolation.
+    Release(respond::ReleaseArgs),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -244,6 +249,8 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Verify(args) => verify::run(&env, args).await,
         Command::Ledger(cmd) => ledger::run(&env, cmd).await,
         Command::Store(cmd) => store::run(&env, cmd).await,
+        Command::Isolate(args) => respond::run_isolate(&env, args).await,
+        Command::Release(args) => respond::run_release(&env, args).await,
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
     let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");

@@ -27,6 +27,11 @@ pub enum Action {
     Failed,
     /// A snapshot of a volume was taken for a case.
     SnapshotCreated,
+    /// A resource's state before custody changed it (isolation), so that
+    /// it can be restored.
+    StateRecorded,
+    /// The changes isolation made, described again and checked.
+    IsolationChecked,
     /// Names the new verifier key; committed under the old key.
     KeyRotated,
     LedgerInitialised,

@@ -670,6 +670,26 @@ impl Recorder {
         }])
     }
 
+    /// The entries with `action` about `resource` (their place), each with
+    /// its index, oldest first.
+    pub fn resource_entries(
+        &self,
+        action: Action,
+        resource: &str,
+    ) -> Result<Vec<(u64, Entry)>, LedgerError> {
+        let path = self.ledger.with(|l| l.paths.entries());
+        let mut out = Vec::new();
+        for (i, line) in read_entries(&path)?.into_iter().enumerate() {
+            let index = i as u64;
+            let e =
+                Entry::parse(&line).map_err(|source| LedgerError::BadEntry { index, source })?;
+            if e.action == action && e.place.as_ref().is_some_and(|p| p.resource == resource) {
+                out.push((index, e));
+            }
+        }
+        Ok(out)
+    }
+
     /// The entries of one case, each with its index, read from the ledger's file.
     pub fn case_entries(&self, case: &CaseId) -> Result<Vec<(u64, Vec<u8>, Entry)>, LedgerError> {
         let path = self.ledger.with(|l| l.paths.entries());

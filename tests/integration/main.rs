@@ -15,6 +15,7 @@ mod common;
 mod ebs;
 mod fault_proxy;
 mod faults;
+mod isolate;
 mod ledger;
 mod s3;
 mod s3_faults;
