@@ -107,9 +107,19 @@ async fn seen(ec2: &aws_sdk_ec2::Client, id: &str) -> Seen {
     }
 }
 
-async fn group_id(ec2: &aws_sdk_ec2::Client, name: &str) -> Option<(String, usize, usize)> {
+async fn group_id(
+    ec2: &aws_sdk_ec2::Client,
+    vpc: &str,
+    name: &str,
+) -> Option<(String, usize, usize)> {
     let out = ec2
         .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        )
         .filters(
             aws_sdk_ec2::types::Filter::builder()
                 .name("group-name")
@@ -144,17 +154,29 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
     let ami = rt.block_on(image(&ec2));
-    // moto shows no groups in the instance view of an instance launched
-    // without one (AWS shows the default group): launch with a group.
-    let default_vpc = aws_sdk_ec2::types::Filter::builder()
-        .name("is-default")
-        .values("true")
-        .build();
+    // A VPC of its own: the isolation groups other tests create elsewhere
+    // do not show here. moto shows no groups in the instance view of an
+    // instance launched without one (AWS shows the default group): launch
+    // with a group.
     let vpc = rt
-        .block_on(ec2.describe_vpcs().filters(default_vpc).send())
+        .block_on(ec2.create_vpc().cidr_block("10.77.0.0/16").send())
         .unwrap()
-        .vpcs()[0]
+        .vpc()
+        .unwrap()
         .vpc_id()
+        .unwrap()
+        .to_owned();
+    let subnet = rt
+        .block_on(
+            ec2.create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block("10.77.1.0/24")
+                .send(),
+        )
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
         .unwrap()
         .to_owned();
     let app = rt
@@ -162,7 +184,7 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
             ec2.create_security_group()
                 .group_name(format!("app-{}", uuid::Uuid::new_v4().simple()))
                 .description("the workload's own group")
-                .vpc_id(vpc)
+                .vpc_id(&vpc)
                 .send(),
         )
         .unwrap()
@@ -172,6 +194,7 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
     let run = rt
         .block_on(
             ec2.run_instances()
+                .subnet_id(&subnet)
                 .security_group_ids(&app)
                 .image_id(ami)
                 .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
@@ -211,7 +234,10 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
         before,
         "a dry run changes nothing"
     );
-    assert!(rt.block_on(group_id(&ec2, "custody-isolation")).is_none());
+    assert!(
+        rt.block_on(group_id(&ec2, &vpc, "custody-isolation"))
+            .is_none()
+    );
     assert!(
         !home.path().join("ledger/entries.jsonl").exists()
             || !entries(&home)
@@ -227,14 +253,16 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["not_holding"].as_array().unwrap().len(), 0, "{r}");
-    let (closed, ingress, egress) = rt.block_on(group_id(&ec2, "custody-isolation")).unwrap();
+    let (closed, ingress, egress) = rt
+        .block_on(group_id(&ec2, &vpc, "custody-isolation"))
+        .unwrap();
     assert_eq!(
         (ingress, egress),
         (0, 0),
         "the isolation group has no rules"
     );
     let (_, open_ingress, _) = rt
-        .block_on(group_id(&ec2, "custody-isolation-untrack"))
+        .block_on(group_id(&ec2, &vpc, "custody-isolation-untrack"))
         .unwrap();
     assert_eq!(open_ingress, 1, "the first group allows all traffic in");
     let now = rt.block_on(seen(&ec2, &id));
@@ -391,5 +419,111 @@ fn release_without_a_recorded_state_and_an_unknown_instance_are_refused() {
         stderr(&out).contains("i-0123456789abcdef0"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Creates an instance profile in moto's IAM (through boto3, which moto
+/// installs; custody itself needs no IAM client) and associates it.
+fn associate_profile(endpoint: &str, instance: &str) -> String {
+    let script = format!(
+        r#"
+import boto3, uuid
+kw = dict(endpoint_url="{endpoint}", region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+iam = boto3.client("iam", **kw)
+name = "web-" + uuid.uuid4().hex
+iam.create_role(RoleName=name, AssumeRolePolicyDocument="{{}}")
+p = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+boto3.client("ec2", **kw).associate_iam_instance_profile(
+    IamInstanceProfile={{"Arn": p["Arn"]}}, InstanceId="{instance}")
+print(p["Arn"])
+"#
+    );
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .expect("the emulators' Python (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn profile_of(ec2: &aws_sdk_ec2::Client, instance: &str) -> Option<String> {
+    let out = ec2
+        .describe_iam_instance_profile_associations()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-id")
+                .values(instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.iam_instance_profile_associations()
+        .iter()
+        .find(|a| a.state().is_some_and(|s| s.as_str() == "associated"))
+        .and_then(|a| a.iam_instance_profile())
+        .and_then(|p| p.arn())
+        .map(str::to_owned)
+}
+
+#[test]
+fn revoke_role_disassociates_the_instance_profile_and_release_restores_it() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
+    let ami = rt.block_on(image(&ec2));
+    let run = rt
+        .block_on(
+            ec2.run_instances()
+                .image_id(ami)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+                .min_count(1)
+                .max_count(1)
+                .send(),
+        )
+        .unwrap();
+    let id = run.instances()[0].instance_id().unwrap().to_owned();
+    let arn = associate_profile(&endpoint, &id);
+    assert_eq!(
+        rt.block_on(profile_of(&ec2, &id)).as_deref(),
+        Some(arn.as_str())
+    );
+    let home = Home::new();
+    let out = custody(
+        &home,
+        &endpoint,
+        &[
+            "--json",
+            "isolate",
+            "--instance",
+            &id,
+            "--case",
+            "role1",
+            "--revoke-role",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["plan"].to_string().contains(&arn), "{r}");
+    assert_eq!(
+        rt.block_on(profile_of(&ec2, &id)),
+        None,
+        "the role is revoked"
+    );
+    let out = custody(&home, &endpoint, &["release", "--instance", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        rt.block_on(profile_of(&ec2, &id)).as_deref(),
+        Some(arn.as_str()),
+        "release associates the profile again"
     );
 }
