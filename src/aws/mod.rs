@@ -57,16 +57,7 @@ pub async fn sdk_config(opts: &AwsOptions) -> SdkConfig {
 /// An SDK error in one line with its cause chain (service code and message
 /// included), shortened: it may carry a response body.
 pub fn brief(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
+    let s = crate::error_chain(e);
     match s.char_indices().nth(300) {
         Some((cut, _)) => format!("{}…", s.get(..cut).unwrap_or_default()),
         None => s,

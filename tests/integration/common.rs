@@ -126,3 +126,28 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// An SDK configuration for the moto endpoint (test credentials, one try).
+pub fn aws_conf(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests"),
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build()
+}
+
+/// Runs custody against the AWS emulator at `endpoint`.
+pub fn custody_aws(home: &Home, endpoint: &str, args: &[&str]) -> Output {
+    home.cmd()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .args(["--endpoint-url", endpoint])
+        .args(args)
+        .output()
+        .expect("run custody")
+}

@@ -13,22 +13,10 @@ use aws_sdk_ebs::primitives::ByteStream;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Home, emulator, stderr};
+use crate::common::{Home, aws_conf as conf, custody_aws as custody, emulator, stderr};
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 
 const BLOCK: usize = 512 * 1024;
-
-fn conf(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ebs::config::SharedCredentialsProvider::new(
-            aws_sdk_ebs::config::Credentials::new("testing", "testing", None, None, "tests"),
-        ))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .build()
-}
 
 /// A 1 GiB ext4 image holding a few files: most of it never written.
 fn ext4_image(dir: &Path) -> Vec<u8> {
@@ -101,17 +89,6 @@ async fn seed(endpoint: &str, image: &[u8]) -> (String, usize) {
         .await
         .expect("complete snapshot");
     (id, written)
-}
-
-fn custody(home: &Home, endpoint: &str, args: &[&str]) -> std::process::Output {
-    home.cmd()
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .args(["--endpoint-url", endpoint])
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

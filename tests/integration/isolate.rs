@@ -8,30 +8,7 @@
 
 use aws_sdk_ec2::types::InstanceAttributeName;
 
-use crate::common::{Home, emulator, stderr};
-
-fn conf(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
-            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests"),
-        ))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .build()
-}
-
-fn custody(home: &Home, endpoint: &str, args: &[&str]) -> std::process::Output {
-    home.cmd()
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .args(["--endpoint-url", endpoint])
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::common::{Home, aws_conf as conf, custody_aws as custody, emulator, stderr};
 
 async fn image(ec2: &aws_sdk_ec2::Client) -> String {
     let out = ec2.describe_images().send().await.unwrap();

@@ -248,16 +248,7 @@ fn acquire_into_s3_then_verify_and_export() {
     assert_eq!(std::fs::read(&dest).unwrap(), data);
 }
 
-fn custody_s3(home: &crate::common::Home, endpoint: &str, args: &[&str]) -> std::process::Output {
-    home.cmd()
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .args(["--endpoint-url", endpoint])
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::common::custody_aws as custody_s3;
 
 #[test]
 fn preflight_reports_a_bucket_without_versioning_or_object_lock() {
