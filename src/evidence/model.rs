@@ -20,6 +20,9 @@ pub enum ArtefactKind {
     File,
     /// The SHA-256 of every block of a disk image, in order.
     BlockMap,
+    /// The blocks of a disk that changed since an earlier snapshot, packed
+    /// in index order; its block manifest gives each block's index.
+    DiskDelta,
 }
 
 impl ArtefactKind {
@@ -31,6 +34,7 @@ impl ArtefactKind {
             Self::HostTriage => "host_triage",
             Self::File => "file",
             Self::BlockMap => "block_map",
+            Self::DiskDelta => "disk_delta",
         }
     }
 }
@@ -85,8 +89,12 @@ pub struct BlockMap {
     pub blocks: u64,
     /// Blocks read from the source; the others were never written (zeros).
     pub written: u64,
-    /// RFC 6962 Merkle root (hex) over the blocks' SHA-256 digests as leaves.
+    /// RFC 6962 Merkle root (hex) over the blocks' SHA-256 digests as leaves
+    /// (for a delta, over each block's index and digest).
     pub merkle_root: String,
+    /// A delta: the snapshot the blocks changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_since: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
