@@ -93,6 +93,9 @@ pub enum Command {
     Isolate(respond::IsolateArgs),
     /// Put an isolated instance back to the state recorded before isolation.
     Release(respond::ReleaseArgs),
+    /// Respond on an EC2 instance: protect, memory, network isolation, disk,
+    /// in the order of volatility, every step in the ledger.
+    Respond(respond::RespondArgs),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -251,6 +254,7 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Store(cmd) => store::run(&env, cmd).await,
         Command::Isolate(args) => respond::run_isolate(&env, args).await,
         Command::Release(args) => respond::run_release(&env, args).await,
+        Command::Respond(args) => respond::run_respond(&env, args).await,
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
     let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");

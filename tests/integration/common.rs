@@ -151,3 +151,72 @@ pub fn custody_aws(home: &Home, endpoint: &str, args: &[&str]) -> Output {
         .output()
         .expect("run custody")
 }
+
+/// An instance of `ami` in a VPC of its own (10.`octet`.0.0/16), launched
+/// with a group of its own; returns the VPC, the group and the instance.
+/// A VPC of its own: the isolation groups other tests create elsewhere do
+/// not show there. moto shows no groups in the instance view of an instance
+/// launched without one (AWS shows the default group).
+pub async fn instance_in_own_vpc(
+    ec2: &aws_sdk_ec2::Client,
+    ami: &str,
+    octet: u8,
+) -> (String, String, String) {
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("10.{octet}.0.0/16"))
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .unwrap()
+        .vpc_id()
+        .unwrap()
+        .to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block(format!("10.{octet}.1.0/24"))
+        .send()
+        .await
+        .unwrap()
+        .subnet()
+        .unwrap()
+        .subnet_id()
+        .unwrap()
+        .to_owned();
+    let app = ec2
+        .create_security_group()
+        .group_name(format!("app-{}", uuid::Uuid::new_v4().simple()))
+        .description("the workload's own group")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    let run = ec2
+        .run_instances()
+        .subnet_id(&subnet)
+        .security_group_ids(&app)
+        .image_id(ami)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let id = run.instances()[0].instance_id().unwrap().to_owned();
+    (vpc, app, id)
+}
+
+/// An image moto offers.
+pub async fn any_image(ec2: &aws_sdk_ec2::Client) -> String {
+    let out = ec2.describe_images().send().await.unwrap();
+    out.images()
+        .iter()
+        .find_map(|i| i.image_id())
+        .expect("moto has images")
+        .to_owned()
+}

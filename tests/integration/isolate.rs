@@ -10,15 +10,6 @@ use aws_sdk_ec2::types::InstanceAttributeName;
 
 use crate::common::{Home, aws_conf as conf, custody_aws as custody, emulator, stderr};
 
-async fn image(ec2: &aws_sdk_ec2::Client) -> String {
-    let out = ec2.describe_images().send().await.unwrap();
-    out.images()
-        .iter()
-        .find_map(|i| i.image_id())
-        .expect("moto has images")
-        .to_owned()
-}
-
 /// What isolation changes, as the API shows it now.
 #[derive(Debug, PartialEq, Eq)]
 struct Seen {
@@ -130,57 +121,8 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
-    let ami = rt.block_on(image(&ec2));
-    // A VPC of its own: the isolation groups other tests create elsewhere
-    // do not show here. moto shows no groups in the instance view of an
-    // instance launched without one (AWS shows the default group): launch
-    // with a group.
-    let vpc = rt
-        .block_on(ec2.create_vpc().cidr_block("10.77.0.0/16").send())
-        .unwrap()
-        .vpc()
-        .unwrap()
-        .vpc_id()
-        .unwrap()
-        .to_owned();
-    let subnet = rt
-        .block_on(
-            ec2.create_subnet()
-                .vpc_id(&vpc)
-                .cidr_block("10.77.1.0/24")
-                .send(),
-        )
-        .unwrap()
-        .subnet()
-        .unwrap()
-        .subnet_id()
-        .unwrap()
-        .to_owned();
-    let app = rt
-        .block_on(
-            ec2.create_security_group()
-                .group_name(format!("app-{}", uuid::Uuid::new_v4().simple()))
-                .description("the workload's own group")
-                .vpc_id(&vpc)
-                .send(),
-        )
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    let run = rt
-        .block_on(
-            ec2.run_instances()
-                .subnet_id(&subnet)
-                .security_group_ids(&app)
-                .image_id(ami)
-                .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
-                .min_count(1)
-                .max_count(1)
-                .send(),
-        )
-        .unwrap();
-    let id = run.instances()[0].instance_id().unwrap().to_owned();
+    let ami = rt.block_on(crate::common::any_image(&ec2));
+    let (vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 77));
     let before = rt.block_on(seen(&ec2, &id));
     assert!(!before.termination_protection);
     assert_eq!(before.groups, vec![app]);
@@ -288,7 +230,7 @@ fn an_instance_in_an_auto_scaling_group_is_detached_without_replacement_and_reat
     let c = conf(&endpoint);
     let ec2 = aws_sdk_ec2::Client::new(&c);
     let asg = aws_sdk_autoscaling::Client::new(&c);
-    let ami = rt.block_on(image(&ec2));
+    let ami = rt.block_on(crate::common::any_image(&ec2));
     let name = format!("web-{}", uuid::Uuid::new_v4().simple());
     let subnet = rt
         .block_on(ec2.describe_subnets().send())
@@ -457,7 +399,7 @@ fn revoke_role_disassociates_the_instance_profile_and_release_restores_it() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
-    let ami = rt.block_on(image(&ec2));
+    let ami = rt.block_on(crate::common::any_image(&ec2));
     let run = rt
         .block_on(
             ec2.run_instances()

@@ -1,0 +1,204 @@
+//! `custody respond` on a moto instance: the phases run in the order of
+//! volatility, each step is in the ledger, and the instance is never
+//! stopped or terminated when a capture failed.
+//!
+//! On moto, memory is not acquired (DescribeInstanceInformation answers
+//! 500, and SSM never runs commands) and the disk cannot be read (moto
+//! cannot read EBS direct blocks of a snapshot made by CreateSnapshot):
+//! both are recorded as such, and the response goes on past them.
+
+use crate::common::{Home, aws_conf as conf, custody_aws as custody, emulator, stderr};
+
+fn actions(home: &Home) -> Vec<(String, Option<String>)> {
+    std::fs::read_to_string(home.path().join("ledger/entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["detail"]["phase"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_capture() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
+    let ami = rt.block_on(crate::common::any_image(&ec2));
+    let (_vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 78));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf(&endpoint))
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!("respond-{}", uuid::Uuid::new_v4().simple());
+    rt.block_on(s3.create_bucket().bucket(&bucket).send())
+        .unwrap();
+    let staging = format!("s3://{bucket}/memory");
+    let home = Home::new();
+
+    // The plan, in order, and nothing changed.
+    let out = custody(
+        &home,
+        &endpoint,
+        &[
+            "--json",
+            "respond",
+            "--instance",
+            &id,
+            "--case",
+            "r1",
+            "--staging",
+            &staging,
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phases: Vec<&str> = plan["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["protect", "memory", "isolate", "disk", "logs"]);
+    assert!(!home.path().join("ledger/entries.jsonl").exists() || actions(&home).is_empty());
+    let groups = |ec2: &aws_sdk_ec2::Client| {
+        let out = rt
+            .block_on(ec2.describe_instances().instance_ids(&id).send())
+            .unwrap();
+        let i = out.reservations()[0].instances()[0].clone();
+        (
+            i.security_groups()
+                .iter()
+                .filter_map(|g| g.group_id().map(str::to_owned))
+                .collect::<Vec<_>>(),
+            i.state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned()),
+        )
+    };
+    assert_eq!(
+        groups(&ec2).0,
+        vec![app.clone()],
+        "a dry run changes nothing"
+    );
+
+    // The response: memory and disk fail on moto; terminate is refused.
+    let out = custody(
+        &home,
+        &endpoint,
+        &[
+            "--json",
+            "--reason",
+            "GuardDuty finding 7",
+            "respond",
+            "--instance",
+            &id,
+            "--case",
+            "r1",
+            "--staging",
+            &staging,
+            "--memory-timeout",
+            "30",
+            "--then",
+            "terminate",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("incomplete"), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["then"], "terminate");
+    assert_eq!(r["then_done"], false);
+    let status = |phase: &str| {
+        r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == phase)
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("protect").as_deref(), Some("done"), "{r}");
+    assert_eq!(status("memory").as_deref(), Some("not_acquired"), "{r}");
+    assert_eq!(status("isolate").as_deref(), Some("done"), "{r}");
+    assert_eq!(status("disk").as_deref(), Some("failed"), "{r}");
+    assert_eq!(status("logs").as_deref(), Some("skipped"), "{r}");
+
+    // The instance is isolated and still running.
+    let (now_groups, state) = groups(&ec2);
+    assert!(!now_groups.contains(&app), "{now_groups:?}");
+    assert_eq!(state.as_deref(), Some("running"));
+
+    // The ledger holds every step, in the order of volatility.
+    let acts = actions(&home);
+    let order: Vec<String> = acts
+        .iter()
+        .map(|(a, phase)| match phase {
+            Some(p) => format!("{a}:{p}"),
+            None => a.clone(),
+        })
+        .collect();
+    let pos = |name: &str| {
+        order
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{name} not in {order:?}"))
+    };
+    let last = |name: &str| order.iter().rposition(|a| a == name).unwrap();
+    assert_eq!(order[0], "ledger_initialised");
+    assert_eq!(pos("state_recorded"), 1, "the prior state first: {order:?}");
+    assert!(last("isolated:protect") < pos("not_acquired"), "{order:?}");
+    assert!(pos("not_acquired") < pos("isolated:isolate"), "{order:?}");
+    assert!(
+        last("isolated:isolate") < pos("isolation_checked"),
+        "{order:?}"
+    );
+    assert!(
+        pos("isolation_checked") < pos("snapshot_created"),
+        "{order:?}"
+    );
+    assert!(pos("snapshot_created") < pos("failed"), "{order:?}");
+    assert_eq!(order.last().map(String::as_str), Some("responded"));
+    assert!(!order.iter().any(|a| a == "power_changed"), "{order:?}");
+    // Each isolation step carries the request id AWS returned.
+    let entries = std::fs::read_to_string(home.path().join("ledger/entries.jsonl")).unwrap();
+    for line in entries.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["action"] == "isolated" {
+            assert!(
+                !e["detail"]["request_ids"].as_array().unwrap().is_empty(),
+                "{e}"
+            );
+        }
+        if e["action"] == "snapshot_created" {
+            assert!(e["detail"]["request_id"].is_string(), "{e}");
+        }
+    }
+    let out = home.run(&["ledger", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // An unknown instance is refused before anything is recorded.
+    let other = Home::new();
+    let out = custody(
+        &other,
+        &endpoint,
+        &[
+            "respond",
+            "--instance",
+            "i-0000000000000dead",
+            "--no-memory",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("i-0000000000000dead"),
+        "{}",
+        stderr(&out)
+    );
+}
