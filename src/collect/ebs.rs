@@ -192,6 +192,9 @@ struct Lister {
     ebs: aws_sdk_ebs::Client,
     snapshot: String,
     base: Option<String>,
+    /// Pages served instead of the API's, for tests of the walk.
+    #[cfg(test)]
+    canned: Option<Arc<Mutex<VecDeque<Page>>>>,
 }
 
 /// One page of a listing, sorted by index.
@@ -204,6 +207,20 @@ struct Page {
 
 impl Lister {
     async fn page(&self, token: Option<String>) -> Result<Page, EbsError> {
+        #[cfg(test)]
+        if let Some(c) = &self.canned {
+            let mut p = c
+                .lock()
+                .ok()
+                .and_then(|mut c| c.pop_front())
+                .ok_or_else(|| EbsError::Api {
+                    op: "list the blocks of",
+                    resource: self.snapshot.clone(),
+                    message: format!("no canned page for token {token:?}"),
+                })?;
+            p.blocks.sort_by_key(|(i, _)| *i);
+            return Ok(p);
+        }
         let mut page = match &self.base {
             None => {
                 let out = self
@@ -494,6 +511,8 @@ impl EbsCollector {
             ebs: self.ebs.clone(),
             snapshot: snapshot.to_owned(),
             base: self.changed_since.clone(),
+            #[cfg(test)]
+            canned: None,
         };
         let layout = match self.layout(&lister).await {
             Ok(l) => l,
@@ -1306,5 +1325,137 @@ impl SourceReader for ImageReader {
                 changed_since: self.delta.clone(),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(blocks: &[u64], next: bool) -> Page {
+        Page {
+            block_size: BLOCK_SIZE as i32,
+            volume_gib: 1,
+            blocks: blocks.iter().map(|i| (*i, Some(format!("t{i}")))).collect(),
+            next: next.then(|| "more".to_owned()),
+        }
+    }
+
+    /// Walks canned pages: the first is the layout's, the rest are fetched.
+    async fn walk(pages: Vec<Page>, end: u64, dense: bool) -> Vec<Result<String, String>> {
+        let mut pages: VecDeque<Page> = pages.into();
+        // The layout's page comes through Lister::page, which sorts it.
+        let mut first = pages.pop_front().expect("a first page");
+        first.blocks.sort_by_key(|(i, _)| *i);
+        let conf = aws_sdk_ebs::Config::builder()
+            .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
+            .build();
+        let mut w = Walk {
+            next: 0,
+            end,
+            dense,
+            last: None,
+            page: first.blocks.into(),
+            token: first.next,
+            lister: Lister {
+                ebs: aws_sdk_ebs::Client::from_conf(conf),
+                snapshot: "snap-test".into(),
+                base: None,
+                canned: Some(Arc::new(Mutex::new(pages))),
+            },
+        };
+        let mut out = Vec::new();
+        while let Some(slot) = w.step().await {
+            let failed = slot.is_err();
+            out.push(match slot {
+                Ok(Slot::Zero(i)) => Ok(format!("z{i}")),
+                Ok(Slot::Fetch(i, _)) => Ok(format!("f{i}")),
+                Err(e) => Err(e.to_string()),
+            });
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    fn ok(names: &[&str]) -> Vec<Result<String, String>> {
+        names.iter().map(|n| Ok((*n).to_owned())).collect()
+    }
+
+    #[tokio::test]
+    async fn pages_are_walked_in_order_with_zeros_for_the_gaps() {
+        let got = walk(vec![page(&[5, 0], true), page(&[7], false)], 10, true).await;
+        assert_eq!(
+            got,
+            ok(&["f0", "z1", "z2", "z3", "z4", "f5", "z6", "f7", "z8", "z9"])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_block_listed_on_two_pages_is_read_once() {
+        let got = walk(vec![page(&[2, 3], true), page(&[3, 4], false)], 5, true).await;
+        assert_eq!(got, ok(&["z0", "z1", "f2", "f3", "f4"]));
+    }
+
+    #[tokio::test]
+    async fn a_listing_that_goes_back_across_pages_is_refused() {
+        let got = walk(vec![page(&[5], true), page(&[3], false)], 10, true).await;
+        let last = got.last().expect("something").clone();
+        let err = last.expect_err("refused");
+        assert!(err.contains("went back from block 5 to block 3"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_block_beyond_the_volume_is_refused() {
+        let got = walk(vec![page(&[1, 12], false)], 10, true).await;
+        let err = got.last().expect("something").clone().expect_err("refused");
+        assert!(
+            err.contains("block 12, beyond the volume's 10 blocks"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delta_walks_only_the_listed_blocks() {
+        let got = walk(vec![page(&[9, 2], true), page(&[11], false)], 20, false).await;
+        assert_eq!(got, ok(&["f2", "f9", "f11"]));
+    }
+
+    #[test]
+    fn a_torn_spool_record_is_cut_and_a_bad_block_is_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let block = vec![7u8; BLOCK_SIZE as usize];
+        let digest: [u8; 32] = Sha256::digest(&block).into();
+        {
+            let s = Spool::open(dir.path()).expect("open");
+            let tx = s.writer().expect("writer");
+            tx.send((3, Bytes::from(block.clone()), digest))
+                .expect("send");
+            tx.send((5, Bytes::from(block.clone()), [0; 32]))
+                .expect("send");
+            drop(tx);
+        }
+        // The writer flushes when its channel closes; wait for it.
+        let journal = dir.path().join("journal");
+        for _ in 0..100 {
+            if std::fs::metadata(&journal).map_or(0, |m| m.len()) == 80 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // A crash while appending leaves half a record.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .expect("journal");
+        f.write_all(&[1, 2, 3]).expect("torn");
+        drop(f);
+        let s = Spool::open(dir.path()).expect("reopen");
+        assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 80);
+        assert_eq!(s.read(3).map(|b| b.1), Some(digest));
+        // Block 5's bytes do not match its record: it is not trusted.
+        assert!(s.has(5) && s.read(5).is_none());
+        assert!(s.read(4).is_none());
     }
 }

@@ -580,3 +580,89 @@ fn changed_since_acquires_only_the_changed_blocks_as_a_delta() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--changed-since"), "{}", stderr(&out));
 }
+
+#[test]
+fn throttled_block_reads_are_retried_and_access_errors_are_not() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let blocks: Vec<Vec<u8>> = (0..4)
+        .map(|i| crate::common::noise(BLOCK, 70 + i))
+        .collect();
+    let seeded: Vec<(usize, &[u8])> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i * 2, b.as_slice()))
+        .collect();
+    let snapshot = rt.block_on(seed_blocks(&endpoint, 1, &seeded));
+    let (proxy, via) = rt.block_on(FaultProxy::start(&endpoint));
+
+    // Throttling and a 503 on block 2: retried with backoff, then read.
+    proxy.rule(Rule {
+        op: "GetSnapshotBlock",
+        path: "/blocks/2",
+        pass: 0,
+        times: 1,
+        fault: Fault::Status(429, "ThrottlingException"),
+    });
+    proxy.rule(Rule {
+        op: "GetSnapshotBlock",
+        path: "/blocks/2",
+        pass: 0,
+        times: 1,
+        fault: Fault::Status(503, "ServiceUnavailableException"),
+    });
+    let home = Home::new();
+    let out = custody(
+        &home,
+        &via,
+        &[
+            "acquire",
+            "ebs",
+            "--snapshot",
+            &snapshot,
+            "--case",
+            "retry1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(proxy.count_on("GetSnapshotBlock", "/blocks/2"), 3);
+    assert_eq!(proxy.count_on("GetSnapshotBlock", "/blocks/4"), 1);
+
+    // An access error is not retried: one request, a clear error, nothing recorded complete.
+    proxy.heal();
+    proxy.reset_counts();
+    proxy.rule(Rule {
+        op: "GetSnapshotBlock",
+        path: "/blocks/4",
+        pass: 0,
+        times: 100,
+        fault: Fault::Status(403, "AccessDeniedException"),
+    });
+    let home = Home::new();
+    let out = custody(
+        &home,
+        &via,
+        &[
+            "acquire",
+            "ebs",
+            "--snapshot",
+            &snapshot,
+            "--case",
+            "denied1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
+    assert_eq!(
+        proxy.count_on("GetSnapshotBlock", "/blocks/4"),
+        1,
+        "not retried"
+    );
+    assert!(
+        !home.store_files().iter().any(|f| f.contains("manifests")),
+        "{:?}",
+        home.store_files()
+    );
+}
