@@ -1,6 +1,8 @@
-//! Responding on a live cloud resource: isolation (and its release), and,
-//! in later steps, the whole response in the order of volatility.
+//! Responding on a live cloud resource: isolation (and its release), and
+//! the whole response in the order of volatility.
 //!
 //! - [`isolate`]: reversible network and lifecycle isolation of an EC2 instance.
+//! - [`order`]: protect → memory → network isolation → disk → logs.
 
 pub mod isolate;
+pub mod order;
