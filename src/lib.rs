@@ -10,7 +10,9 @@
 //! | [`evidence`] | the artefact model, the streaming hash + seekable-zstd pipeline, and case operations (record, list, verify, export) |
 //! | [`ledger`] | the custody ledger: entries, Merkle tree, signed checkpoints, proofs, verification |
 //! | [`store`] | the `EvidenceStore` seam and its backends; `local` is the embedded default |
-//! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory |
+//! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory, EBS volumes (snapshots read through EBS direct), instance memory over SSM |
+//! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
+//! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
 //! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |
 //! | [`cli`] | one module per subcommand of the `custody` binary: `Args` + `run()` |
