@@ -31,6 +31,7 @@ pub mod ids;
 pub mod ledger;
 pub mod progress;
 pub mod respond;
+pub mod serve;
 pub mod store;
 
 /// Name and version recorded in every artefact this build produces.
