@@ -135,6 +135,8 @@ pub struct Enqueued {
 }
 
 type Ack = tokio::sync::watch::Receiver<Option<Result<(), String>>>;
+/// A line to append and where to say whether it is on disk.
+type Append = (Vec<u8>, tokio::sync::oneshot::Sender<Result<(), String>>);
 
 #[derive(Default)]
 struct State {
@@ -151,7 +153,7 @@ struct State {
 #[derive(Clone)]
 pub struct Queue {
     state: Arc<Mutex<State>>,
-    writer: std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<Result<(), String>>)>,
+    writer: std::sync::mpsc::Sender<Append>,
     clock: Arc<dyn crate::clock::Clock>,
     /// Alerts sharing an entity within this window join the same case.
     case_window: time::Duration,
@@ -479,10 +481,7 @@ fn replay(file: &mut File, path: &Path, state: &mut State) -> Result<u64, QueueE
     Ok(good)
 }
 
-fn write_loop(
-    mut file: File,
-    rx: &std::sync::mpsc::Receiver<(Vec<u8>, tokio::sync::oneshot::Sender<Result<(), String>>)>,
-) {
+fn write_loop(mut file: File, rx: &std::sync::mpsc::Receiver<Append>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
