@@ -1,6 +1,8 @@
 //! `custody serve`: alerts in, isolation and collection out, nothing lost.
 //!
+//! - [`auth`]: HMAC signatures with a replay window, or bearer tokens.
 //! - [`queue`]: the durable, de-duplicating job queue alerts are written to
 //!   before they are acknowledged.
 
+pub mod auth;
 pub mod queue;
