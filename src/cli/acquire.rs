@@ -1,4 +1,4 @@
-//! `custody acquire file|host|ebs`.
+//! `custody acquire file|host|ebs|memory`.
 
 use std::path::PathBuf;
 
@@ -21,6 +21,36 @@ pub enum AcquireCommand {
     Host(HostArgs),
     /// EBS volumes through a snapshot and the EBS direct APIs (no helper instance).
     Ebs(EbsArgs),
+    /// An EC2 instance's memory, through SSM Run Command (avml on the
+    /// instance uploads to presigned URLs of one staging key).
+    Memory(MemoryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    /// The instance; it must be managed by SSM and online.
+    #[arg(long, value_name = "i-…")]
+    pub instance: String,
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// Where the instance uploads the raw image (one new key under it).
+    /// Default: the store, when it is in S3.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub staging: Option<String>,
+    /// An avml build for the instance to fetch (through a presigned URL),
+    /// instead of the avml on its PATH.
+    #[arg(long, value_name = "s3://BUCKET/KEY", requires = "avml_sha256")]
+    pub avml: Option<String>,
+    /// SHA-256 of that build (hex), checked on the instance before it runs.
+    #[arg(long, value_name = "HEX", requires = "avml")]
+    pub avml_sha256: Option<String>,
+    /// Longest wait for the command to finish, in seconds.
+    #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(30..=172_800))]
+    pub timeout: u64,
+    /// MiB per part, each held in the instance's RAM while it uploads.
+    /// Default: 64, more on large instances so the command stays small.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=5120))]
+    pub part_mib: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +73,10 @@ pub struct EbsArgs {
     /// Longest wait for a new snapshot to complete, in seconds.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub snapshot_timeout: u64,
+    /// Read only the blocks changed since this earlier snapshot (ListChangedBlocks),
+    /// as an incremental `disk_delta` artefact.
+    #[arg(long, value_name = "snap-…", conflicts_with = "instance")]
+    pub changed_since: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +129,7 @@ struct Report<'a> {
 pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     let (case_arg, collector): (&CaseArg, Box<dyn Collector>) = match &cmd {
         AcquireCommand::Ebs(a) => (&a.case, Box::new(ebs_collector(env, a).await)),
+        AcquireCommand::Memory(a) => (&a.case, Box::new(memory_collector(env, a).await?)),
         AcquireCommand::File(a) => (
             &a.case,
             Box::new(FileCollector {
@@ -156,7 +191,7 @@ pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     })
 }
 
-async fn ebs_collector(env: &Env, a: &EbsArgs) -> crate::collect::ebs::EbsCollector {
+pub(crate) async fn ebs_collector(env: &Env, a: &EbsArgs) -> crate::collect::ebs::EbsCollector {
     use crate::collect::ebs::{EbsCollector, EbsTarget};
     let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
         endpoint: env.endpoint_url.clone(),
@@ -179,7 +214,67 @@ async fn ebs_collector(env: &Env, a: &EbsArgs) -> crate::collect::ebs::EbsCollec
         window: usize::from(a.window),
         snapshot_timeout: std::time::Duration::from_secs(a.snapshot_timeout),
         region: conf.region().map(|r| r.to_string()),
+        changed_since: a.changed_since.clone(),
+        spool_dir: Some(env.config.home.join("spool")),
     }
+}
+
+pub(crate) async fn memory_collector(
+    env: &Env,
+    a: &MemoryArgs,
+) -> anyhow::Result<crate::collect::memory::MemoryCollector> {
+    use crate::collect::memory::{AvmlTool, MemoryCollector, Staging};
+    let staging = match (&a.staging, env.config.store.starts_with("s3://")) {
+        (Some(s), _) => Staging::parse(s)?,
+        (None, true) => Staging::parse(&env.config.store)?,
+        (None, false) => anyhow::bail!(
+            "the store is not in S3: give --staging s3://BUCKET/PREFIX for the instance to upload to"
+        ),
+    };
+    let avml = match (&a.avml, &a.avml_sha256) {
+        (Some(url), Some(sha)) => {
+            let loc = Staging::parse(url)?;
+            anyhow::ensure!(
+                !loc.prefix.is_empty(),
+                "--avml names an object: s3://BUCKET/KEY"
+            );
+            anyhow::ensure!(
+                sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "--avml-sha256 is 64 hex digits"
+            );
+            Some(AvmlTool {
+                bucket: loc.bucket,
+                key: loc.prefix,
+                sha256: sha.to_lowercase(),
+            })
+        }
+        _ => None,
+    };
+    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
+        endpoint: env.endpoint_url.clone(),
+        max_attempts: env.config.s3.max_attempts,
+        ..Default::default()
+    })
+    .await;
+    // No checksum in presigned URLs: the host's curl could not match one.
+    let mut s3 = aws_sdk_s3::config::Builder::from(&conf)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired);
+    if env.endpoint_url.is_some() {
+        // Emulators and most S3-compatible stores serve buckets by path.
+        s3 = s3.force_path_style(true);
+    }
+    Ok(MemoryCollector {
+        ssm: aws_sdk_ssm::Client::new(&conf),
+        ec2: aws_sdk_ec2::Client::new(&conf),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
+        instance: a.instance.clone(),
+        staging,
+        avml,
+        timeout: std::time::Duration::from_secs(a.timeout),
+        part_size: a.part_mib.map(|m| m << 20),
+        poll: std::time::Duration::from_secs(1),
+        region: conf.region().map(|r| r.to_string()),
+    })
 }
 
 fn human(r: &Report<'_>) -> String {

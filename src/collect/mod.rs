@@ -2,6 +2,7 @@
 //!
 //! - [`file`](mod@file): a file, a raw image or a block device.
 //! - [`host`]: volatile triage of the machine custody runs on, and process memory.
+//! - [`memory`]: an EC2 instance's memory, through SSM Run Command and presigned uploads.
 //! - [`channel`]: turns a producer that writes (a tar builder, a memory
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
 
@@ -9,6 +10,7 @@ pub mod channel;
 pub mod ebs;
 pub mod file;
 pub mod host;
+pub mod memory;
 
 use std::fmt;
 

@@ -32,6 +32,20 @@ pub enum Action {
     StateRecorded,
     /// The changes isolation made, described again and checked.
     IsolationChecked,
+    /// A command was run on a resource (SSM Run Command on an instance):
+    /// its id, document and request id; never its parameters, which may
+    /// hold presigned URLs.
+    CommandSent,
+    /// Evidence that was asked for could not be taken (memory of an
+    /// instance that is not managed, a command that failed or timed out,
+    /// nothing uploaded), with the reason; the response goes on without it.
+    NotAcquired,
+    /// A response (`custody respond`) ended: each phase in order with its
+    /// outcome, and whether the instance was stopped or terminated.
+    Responded,
+    /// An instance was stopped or terminated at the end of a response,
+    /// after every capture succeeded and the operator asked for it.
+    PowerChanged,
     /// Names the new verifier key; committed under the old key.
     KeyRotated,
     LedgerInitialised,

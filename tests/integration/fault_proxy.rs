@@ -8,7 +8,8 @@
 //! by operation so a test can see what was retried and what was not resent.
 //!
 //! This stands in for no service: all answers that are not injected faults
-//! come from moto or Azurite.
+//! come from moto or Azurite, except where a test adds a `Fault::Json` rule,
+//! a narrow stub of one operation the emulator lacks, which it names.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,12 @@ pub enum Fault {
     /// Forward, then replace this header of the emulator's answer (a
     /// corrupted checksum, say).
     Header(&'static str, &'static str),
+    /// Answer with this status and JSON body, as a JSON-protocol service
+    /// (SSM) does: a narrow stub of one operation the emulator lacks.
+    Json(u16, String),
+    /// Hold the request without an answer until the proxy is healed (a
+    /// service that hangs), so a test can kill the client mid-transfer.
+    Stall,
 }
 
 /// Lets `pass` matching requests through, then applies `fault` to the next
@@ -53,6 +60,7 @@ struct State {
     rules: Mutex<Vec<Rule>>,
     seen: Mutex<Vec<(&'static str, String)>>,
     dead: AtomicBool,
+    healed: AtomicBool,
 }
 
 pub struct FaultProxy {
@@ -92,10 +100,54 @@ fn operation(method: &hyper::Method, path: &str, query: &str) -> &'static str {
     }
 }
 
-fn error_body(status: u16, code: &str) -> Response<BoxBody<Bytes, hyper::Error>> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>"
+/// The operation of a JSON-protocol request (SSM): `X-Amz-Target:
+/// AmazonSSM.DescribeInstanceInformation` → `DescribeInstanceInformation`.
+/// Names are interned: the proxy counts operations as `&'static str`.
+fn json_target(headers: &hyper::HeaderMap) -> Option<&'static str> {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let target = headers.get("x-amz-target")?.to_str().ok()?;
+    let name = target.rsplit('.').next()?;
+    let mut names = NAMES.lock().unwrap();
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return Some(n);
+    }
+    let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.push(n);
+    Some(n)
+}
+
+fn json_body(status: u16, body: String) -> Response<BoxBody<Bytes, hyper::Error>> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
     );
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert(
+        "content-type",
+        "application/x-amz-json-1.1".parse().unwrap(),
+    );
+    r.headers_mut()
+        .insert("x-amzn-requestid", "stub-request".parse().unwrap());
+    r
+}
+
+/// An error answer in the service's own format: JSON for the EBS direct
+/// APIs (REST-JSON), XML for S3 and Azure.
+fn error_body(status: u16, code: &str, json: bool) -> Response<BoxBody<Bytes, hyper::Error>> {
+    let (body, content_type) = if json {
+        (
+            format!("{{\"__type\":\"{code}\",\"message\":\"injected by the test proxy\"}}"),
+            "application/json",
+        )
+    } else {
+        (
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>fault</RequestId></Error>"
+            ),
+            "application/xml",
+        )
+    };
     let mut r = Response::new(
         Full::new(Bytes::from(body))
             .map_err(|never| match never {})
@@ -103,9 +155,12 @@ fn error_body(status: u16, code: &str) -> Response<BoxBody<Bytes, hyper::Error>>
     );
     *r.status_mut() = StatusCode::from_u16(status).unwrap();
     r.headers_mut()
-        .insert("content-type", "application/xml".parse().unwrap());
+        .insert("content-type", content_type.parse().unwrap());
     r.headers_mut()
         .insert("x-ms-error-code", code.parse().unwrap());
+    // How JSON-protocol services (EBS direct, SSM) name the error.
+    r.headers_mut()
+        .insert("x-amzn-errortype", code.parse().unwrap());
     r
 }
 
@@ -150,13 +205,22 @@ impl FaultProxy {
     }
 
     pub fn rule(&self, rule: Rule) {
+        self.state.healed.store(false, Ordering::SeqCst);
         self.state.rules.lock().unwrap().push(rule);
+    }
+
+    /// Replaces the rules of `rule.op` with `rule`, at once.
+    pub fn replace(&self, rule: Rule) {
+        let mut rules = self.state.rules.lock().unwrap();
+        rules.retain(|r| r.op != rule.op);
+        rules.push(rule);
     }
 
     /// Back to a plain proxy: no rules, not dead, counts kept.
     pub fn heal(&self) {
         self.state.rules.lock().unwrap().clear();
         self.state.dead.store(false, Ordering::SeqCst);
+        self.state.healed.store(true, Ordering::SeqCst);
     }
 
     /// Requests of `op` seen so far (faulted ones included).
@@ -201,11 +265,13 @@ async fn handle(
     client: &Client<HttpConnector, Incoming>,
     authority: &str,
 ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Dropped> {
-    let op = operation(
-        req.method(),
-        req.uri().path(),
-        req.uri().query().unwrap_or_default(),
-    );
+    let op = json_target(req.headers()).unwrap_or_else(|| {
+        operation(
+            req.method(),
+            req.uri().path(),
+            req.uri().query().unwrap_or_default(),
+        )
+    });
     let path = req.uri().path().to_owned();
     st.seen.lock().unwrap().push((op, path.clone()));
     if st.dead.load(Ordering::SeqCst) {
@@ -236,11 +302,22 @@ async fn handle(
             return Err(Dropped);
         }
         Some(Fault::Header(..)) | None => {}
+        Some(Fault::Stall) => {
+            while !st.healed.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            return Err(Dropped);
+        }
+        Some(Fault::Json(status, body)) => {
+            let _ = req.into_body().collect().await;
+            return Ok(json_body(status, body));
+        }
         Some(Fault::Status(status, code)) => {
             // Read the body first, as a service does: answering mid-upload
             // would break the connection and turn the error into a retry.
             let _ = req.into_body().collect().await;
-            return Ok(error_body(status, code));
+            let json = path.starts_with("/snapshots/");
+            return Ok(error_body(status, code, json));
         }
     }
     let (mut parts, body) = req.into_parts();

@@ -17,6 +17,8 @@ mod fault_proxy;
 mod faults;
 mod isolate;
 mod ledger;
+mod memory;
+mod respond;
 mod s3;
 mod s3_faults;
 mod vectors;
