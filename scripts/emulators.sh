@@ -25,6 +25,20 @@ install_emulators() {
     (cd "$CUSTODY_ROOT" && npm ci --no-audit --no-fund --loglevel=error >&2)
     cp "$CUSTODY_ROOT/package-lock.json" "$CUSTODY_ROOT/node_modules/.package-lock.json.custody"
   fi
+  # Tools the tests run: shellcheck for the memory script, e2fsprogs for the
+  # ext4 images of the EBS tests.
+  local missing=()
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
+  command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || missing+=(e2fsprogs)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "emulators: installing ${missing[*]} (Debian packages)" >&2
+    if [ "$(id -u)" -eq 0 ]; then
+      apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${missing[@]}" >/dev/null; }
+    else
+      echo "emulators: run as root, or install ${missing[*]} first" >&2
+    fi
+  fi
 }
 
 _free_port() {

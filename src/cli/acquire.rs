@@ -26,13 +26,9 @@ pub enum AcquireCommand {
     Memory(MemoryArgs),
 }
 
-#[derive(Debug, clap::Args)]
-pub struct MemoryArgs {
-    /// The instance; it must be managed by SSM and online.
-    #[arg(long, value_name = "i-…")]
-    pub instance: String,
-    #[command(flatten)]
-    pub case: CaseArg,
+/// Where an instance's memory goes and which avml takes it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MemoryOptions {
     /// Where the instance uploads the raw image (one new key under it).
     /// Default: the store, when it is in S3.
     #[arg(long, value_name = "s3://BUCKET/PREFIX")]
@@ -44,6 +40,17 @@ pub struct MemoryArgs {
     /// SHA-256 of that build (hex), checked on the instance before it runs.
     #[arg(long, value_name = "HEX", requires = "avml")]
     pub avml_sha256: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    /// The instance; it must be managed by SSM and online.
+    #[arg(long, value_name = "i-…")]
+    pub instance: String,
+    #[command(flatten)]
+    pub case: CaseArg,
+    #[command(flatten)]
+    pub memory: MemoryOptions,
     /// Longest wait for the command to finish, in seconds.
     #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(30..=172_800))]
     pub timeout: u64,
@@ -224,14 +231,14 @@ pub(crate) async fn memory_collector(
     a: &MemoryArgs,
 ) -> anyhow::Result<crate::collect::memory::MemoryCollector> {
     use crate::collect::memory::{AvmlTool, MemoryCollector, Staging};
-    let staging = match (&a.staging, env.config.store.starts_with("s3://")) {
+    let staging = match (&a.memory.staging, env.config.store.starts_with("s3://")) {
         (Some(s), _) => Staging::parse(s)?,
         (None, true) => Staging::parse(&env.config.store)?,
         (None, false) => anyhow::bail!(
             "the store is not in S3: give --staging s3://BUCKET/PREFIX for the instance to upload to"
         ),
     };
-    let avml = match (&a.avml, &a.avml_sha256) {
+    let avml = match (&a.memory.avml, &a.memory.avml_sha256) {
         (Some(url), Some(sha)) => {
             let loc = Staging::parse(url)?;
             anyhow::ensure!(

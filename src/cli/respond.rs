@@ -255,15 +255,8 @@ pub struct RespondArgs {
     /// Leave memory out (it is recorded as not acquired, with this reason).
     #[arg(long)]
     pub no_memory: bool,
-    /// Where the instance uploads its memory image; default: the store, when it is in S3.
-    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
-    pub staging: Option<String>,
-    /// An avml build for the instance to fetch, instead of the avml on its PATH.
-    #[arg(long, value_name = "s3://BUCKET/KEY", requires = "avml_sha256")]
-    pub avml: Option<String>,
-    /// SHA-256 of that build (hex), checked on the instance before it runs.
-    #[arg(long, value_name = "HEX", requires = "avml")]
-    pub avml_sha256: Option<String>,
+    #[command(flatten)]
+    pub memory: crate::cli::acquire::MemoryOptions,
     /// Longest wait for the memory command, in seconds.
     #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(30..=172_800))]
     pub memory_timeout: u64,
@@ -306,7 +299,7 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
     };
     // Bad memory options are refused before anything changes; a store that
     // is not in S3 only means memory cannot be staged.
-    let staging_known = args.staging.is_some() || env.config.store.starts_with("s3://");
+    let staging_known = args.memory.staging.is_some() || env.config.store.starts_with("s3://");
     let memory = if args.no_memory {
         Err("left out by the operator (--no-memory)".to_owned())
     } else if !staging_known {
@@ -320,9 +313,7 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
             &MemoryArgs {
                 instance: args.instance.clone(),
                 case: case_arg(),
-                staging: args.staging.clone(),
-                avml: args.avml.clone(),
-                avml_sha256: args.avml_sha256.clone(),
+                memory: args.memory.clone(),
                 timeout: args.memory_timeout,
                 part_mib: None,
             },
