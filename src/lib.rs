@@ -12,6 +12,7 @@
 //! | [`store`] | the `EvidenceStore` seam and its backends; `local` is the embedded default |
 //! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory, EBS volumes (snapshots read through EBS direct), instance memory over SSM |
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
+//! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
 //! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |
@@ -21,6 +22,7 @@
 //! [`cli::run`] and maps the outcome to an exit code: 0 ok, 1 verification
 //! failed, 2 operational error.
 
+pub mod alert;
 pub mod aws;
 pub mod cli;
 pub mod clock;

@@ -34,9 +34,17 @@ pub fn budget(key: &str, per_second: u32) -> Arc<DefaultDirectRateLimiter> {
         .clone()
 }
 
+/// Requests that had to wait for a budget: throttling custody did itself,
+/// for the server's metrics.
+pub static WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Waits for a token from every budget in `budgets`.
 pub async fn acquire(budgets: &[Arc<DefaultDirectRateLimiter>]) {
     for b in budgets {
+        if b.check().is_ok() {
+            continue;
+        }
+        WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         b.until_ready().await;
     }
 }

@@ -7,6 +7,7 @@ pub mod export;
 pub mod ledger;
 pub mod progress_bar;
 pub mod respond;
+pub mod serve;
 pub mod store;
 pub mod verify;
 
@@ -96,6 +97,8 @@ pub enum Command {
     /// Respond on an EC2 instance: protect, memory, network isolation, disk,
     /// in the order of volatility, every step in the ledger.
     Respond(respond::RespondArgs),
+    /// The alert webhook server: alerts in, isolation and collection out.
+    Serve(serve::ServeArgs),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -107,7 +110,7 @@ pub enum Outcome {
 }
 
 /// What every command shares once settings are resolved.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Env {
     pub config: Config,
     pub json: bool,
@@ -255,6 +258,7 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Isolate(args) => respond::run_isolate(&env, args).await,
         Command::Release(args) => respond::run_release(&env, args).await,
         Command::Respond(args) => respond::run_respond(&env, args).await,
+        Command::Serve(args) => serve::run(&env, args).await,
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
     let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");

@@ -272,13 +272,27 @@ pub struct RespondArgs {
     pub then: Option<Then>,
 }
 
-/// `custody respond`: protect → memory → network isolation → disk → logs.
-pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome> {
+/// A response made ready: the instance described, the steps planned, the
+/// collectors built. Nothing has changed yet.
+pub(crate) struct Prepared {
+    pub clients: Clients,
+    pub region: Option<String>,
+    pub prior: InstanceState,
+    pub protect: Vec<Step>,
+    pub network: Vec<Step>,
+    pub memory: Result<crate::collect::memory::MemoryCollector, String>,
+    pub disk: crate::collect::ebs::EbsCollector,
+}
+
+/// Describes `instance`, plans the steps and builds the collectors. Bad
+/// memory options are refused here, before anything changes; a store that
+/// is not in S3 only means memory cannot be staged.
+pub(crate) async fn prepare(
+    env: &Env,
+    args: &RespondArgs,
+    case: &CaseId,
+) -> anyhow::Result<Prepared> {
     use crate::cli::acquire::{CaseArg, EbsArgs, MemoryArgs};
-    let case = args
-        .case
-        .clone()
-        .unwrap_or_else(|| CaseId::generate(env.clock.now()));
     let (c, region) = clients(env).await;
     let prior = isolate::describe(&c, &args.instance)
         .await
@@ -297,8 +311,6 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
         case: Some(case.clone()),
         verify: false,
     };
-    // Bad memory options are refused before anything changes; a store that
-    // is not in S3 only means memory cannot be staged.
     let staging_known = args.memory.staging.is_some() || env.config.store.starts_with("s3://");
     let memory = if args.no_memory {
         Err("left out by the operator (--no-memory)".to_owned())
@@ -333,6 +345,32 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
         },
     )
     .await;
+    Ok(Prepared {
+        clients: c,
+        region,
+        prior,
+        protect,
+        network,
+        memory,
+        disk,
+    })
+}
+
+/// `custody respond`: protect → memory → network isolation → disk → logs.
+pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome> {
+    let case = args
+        .case
+        .clone()
+        .unwrap_or_else(|| CaseId::generate(env.clock.now()));
+    let Prepared {
+        clients: c,
+        region,
+        prior,
+        protect,
+        network,
+        memory,
+        disk,
+    } = prepare(env, &args, &case).await?;
     let memory = memory.as_ref().map_err(Clone::clone);
     if args.dry_run {
         let report = order::Report {
@@ -358,6 +396,7 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
         memory,
         disk: &disk,
         region,
+        prior_recorded: false,
     };
     let report = responder
         .run(&args.instance, &case, &prior, &protect, &network, args.then)

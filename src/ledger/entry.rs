@@ -46,6 +46,10 @@ pub enum Action {
     /// An instance was stopped or terminated at the end of a response,
     /// after every capture succeeded and the operator asked for it.
     PowerChanged,
+    /// An alert was accepted by the server: what it named, the playbook
+    /// rule that matched and the action decided (or, in a dry run, what
+    /// would be done).
+    AlertReceived,
     /// Names the new verifier key; committed under the old key.
     KeyRotated,
     LedgerInitialised,

@@ -85,6 +85,10 @@ pub struct Responder<'a> {
     pub memory: Result<&'a MemoryCollector, String>,
     pub disk: &'a EbsCollector,
     pub region: Option<String>,
+    /// The prior state is already in the ledger (a response resumed after a
+    /// crash): the state described now is the partly isolated one, and
+    /// must not replace it.
+    pub prior_recorded: bool,
 }
 
 /// The isolation steps, split into the protecting ones (taken first) and
@@ -269,7 +273,9 @@ impl Responder<'_> {
             then_done: false,
             then_reason: None,
         };
-        record_prior(rec, case, &at, prior)?;
+        if !self.prior_recorded {
+            record_prior(rec, case, &at, prior)?;
+        }
 
         // 1. Protect: nothing the instance or its group does may destroy it now.
         let run = take_steps(rec, c, prior, protect, case, &at, "protect").await?;
@@ -400,6 +406,45 @@ impl Responder<'_> {
             })),
         )?;
         Ok(report)
+    }
+}
+
+impl Responder<'_> {
+    /// Isolation alone (protect, then the network), checked; no capture.
+    pub async fn isolate_only(
+        &self,
+        instance: &str,
+        case: &CaseId,
+        prior: &InstanceState,
+        protect: &[Step],
+        network: &[Step],
+    ) -> Result<Report, RespondError> {
+        let (rec, c) = (self.recorder, self.clients);
+        let at = place(instance, &self.region);
+        if !self.prior_recorded {
+            record_prior(rec, case, &at, prior)?;
+        }
+        let mut steps: Vec<Step> = protect.to_vec();
+        steps.extend_from_slice(network);
+        let run = take_steps(rec, c, prior, &steps, case, &at, "isolate").await?;
+        let not_holding =
+            check_isolation(rec, c, instance, case, &at, &run.done, &run.failed).await?;
+        Ok(Report {
+            case: case.clone(),
+            instance: instance.to_owned(),
+            dry_run: false,
+            phases: vec![steps_phase(
+                "isolate",
+                &run.taken,
+                &run.failed,
+                &not_holding,
+            )],
+            artefacts: Vec::new(),
+            not_holding,
+            then: None,
+            then_done: false,
+            then_reason: None,
+        })
     }
 }
 

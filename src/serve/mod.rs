@@ -5,4 +5,8 @@
 //!   before they are acknowledged.
 
 pub mod auth;
+pub mod config;
+pub mod playbook;
 pub mod queue;
+pub mod server;
+pub mod worker;

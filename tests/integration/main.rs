@@ -21,4 +21,5 @@ mod memory;
 mod respond;
 mod s3;
 mod s3_faults;
+mod serve;
 mod vectors;

@@ -1,0 +1,204 @@
+//! Playbooks: which action an alert gets, by source, severity, finding
+//! type, resource type and tags. Rules are tried in order; the first that
+//! matches decides. An alert no rule matches is recorded and nothing else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Alert;
+
+/// What a job does for each instance an alert names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The whole response: protect, memory, isolate, disk, logs.
+    Respond,
+    /// Isolation only.
+    Isolate,
+    /// A snapshot of every volume, read through EBS direct.
+    AcquireDisk,
+    /// The alert is recorded in the ledger; nothing is changed.
+    Record,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Respond => "respond",
+            Self::Isolate => "isolate",
+            Self::AcquireDisk => "acquire_disk",
+            Self::Record => "record",
+        }
+    }
+}
+
+/// One rule. Every condition given must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    /// The source name (the `{source}` of `/v1/alerts/{source}`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A finding type, with `*` matching any run of characters
+    /// (`UnauthorizedAccess:EC2/*`).
+    #[serde(default)]
+    pub finding_type: Option<String>,
+    #[serde(default)]
+    pub min_severity: Option<f64>,
+    #[serde(default)]
+    pub max_severity: Option<f64>,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+    /// A tag the affected resource carries: `key` or `key=value`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    pub action: Action,
+    /// Record what would be done, and do nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Also disassociate the instance profile when isolating.
+    #[serde(default)]
+    pub revoke_role: bool,
+    /// POSTed a JSON summary when the job finishes or fails.
+    #[serde(default)]
+    pub notify: Option<String>,
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let rest_parts: Vec<&str> = parts.collect();
+    let Some((last, mids)) = rest_parts.split_last() else {
+        // No `*`: the whole text.
+        return rest.is_empty();
+    };
+    let Some(mut rest) = rest.strip_suffix(last) else {
+        return false;
+    };
+    for mid in mids {
+        match rest.find(mid) {
+            Some(i) => rest = rest.get(i + mid.len()..).unwrap_or_default(),
+            None => return false,
+        }
+    }
+    true
+}
+
+impl Rule {
+    pub fn matches(&self, source: &str, alert: &Alert) -> bool {
+        let tag_ok = self.tag.as_deref().is_none_or(|t| match t.split_once('=') {
+            Some((k, v)) => alert.tags.get(k).is_some_and(|x| x == v),
+            None => alert.tags.contains_key(t),
+        });
+        self.source.as_deref().is_none_or(|s| s == source)
+            && self
+                .finding_type
+                .as_deref()
+                .is_none_or(|p| alert.finding_type.as_deref().is_some_and(|t| glob(p, t)))
+            && self.min_severity.is_none_or(|m| alert.severity >= m)
+            && self.max_severity.is_none_or(|m| alert.severity <= m)
+            && self.resource_type.as_deref().is_none_or(|r| {
+                alert
+                    .resource_type
+                    .as_deref()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(r))
+            })
+            && tag_ok
+    }
+}
+
+/// The rule that decides for `alert`, if any.
+pub fn decide<'a>(rules: &'a [Rule], source: &str, alert: &Alert) -> Option<&'a Rule> {
+    rules.iter().find(|r| r.matches(source, alert))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob(
+            "UnauthorizedAccess:EC2/*",
+            "UnauthorizedAccess:EC2/SSHBruteForce"
+        ));
+        assert!(!glob(
+            "UnauthorizedAccess:EC2/*",
+            "Recon:EC2/PortProbeUnprotectedPort"
+        ));
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "a-x-b-y-c"));
+        assert!(!glob("a*b*c", "a-x-c-y-b"));
+        assert!(glob("exact", "exact") && !glob("exact", "exactly"));
+        assert!(!glob("ab*ba", "aba"), "the ends must not overlap");
+    }
+
+    fn alert(kind: &str, severity: f64, tags: &[(&str, &str)]) -> Alert {
+        let mut a: Alert = serde_json::from_value(serde_json::json!({
+            "source": "guardduty", "id": "x", "time": "2026-11-30T00:00:00Z",
+            "severity": severity, "severity_label": "high", "title": "t",
+            "finding_type": kind, "resource_type": "Instance",
+            "account": null, "region": null, "tags": {},
+            "entities": {"instances": [], "accounts": [], "regions": [], "ips": [], "principals": []}
+        }))
+        .expect("alert");
+        for (k, v) in tags {
+            a.tags.insert((*k).into(), (*v).into());
+        }
+        a
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides() {
+        let rules: Vec<Rule> = toml::from_str::<toml::Table>(
+            r#"
+            [[rule]]
+            name = "exempt"
+            tag = "custody:exempt"
+            action = "record"
+            [[rule]]
+            name = "ec2-compromise"
+            source = "guardduty"
+            finding_type = "UnauthorizedAccess:EC2/*"
+            min_severity = 7.0
+            action = "respond"
+            [[rule]]
+            name = "ec2-low"
+            source = "guardduty"
+            resource_type = "instance"
+            action = "acquire_disk"
+            "#,
+        )
+        .expect("toml")
+        .get("rule")
+        .cloned()
+        .expect("rules")
+        .try_into()
+        .expect("rules parse");
+        let d = |a: &Alert| decide(&rules, "guardduty", a).map(|r| r.name.as_str());
+        assert_eq!(
+            d(&alert("UnauthorizedAccess:EC2/SSHBruteForce", 8.0, &[])),
+            Some("ec2-compromise")
+        );
+        assert_eq!(
+            d(&alert("UnauthorizedAccess:EC2/SSHBruteForce", 5.0, &[])),
+            Some("ec2-low")
+        );
+        assert_eq!(
+            d(&alert(
+                "UnauthorizedAccess:EC2/SSHBruteForce",
+                8.0,
+                &[("custody:exempt", "")]
+            )),
+            Some("exempt")
+        );
+        assert_eq!(
+            decide(&rules, "generic", &alert("Other", 9.0, &[])).map(|r| r.name.as_str()),
+            None
+        );
+    }
+}

@@ -1,0 +1,438 @@
+//! `custody serve` as a process: alerts over HTTP on loopback, the durable
+//! queue across a kill -9, bad input refused with nothing queued, and an
+//! alert turned into an isolated instance on moto.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use crate::common::{Home, aws_conf as conf, emulator};
+
+const SECRET: &str = "gd-test-secret";
+const TOKEN: &str = "generic-test-token";
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(home: &Home, extra: &str) -> std::path::PathBuf {
+    let path = home.path().join("serve.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+bind = "127.0.0.1:0"
+max_entities = 50
+{extra}
+
+[[source]]
+name = "guardduty"
+kind = "guardduty"
+auth = "hmac"
+secret_env = "TEST_GD_SECRET"
+
+[[source]]
+name = "edr"
+kind = "generic"
+auth = "bearer"
+secret_env = "TEST_EDR_TOKEN"
+
+[[rule]]
+name = "exempt"
+tag = "custody:exempt"
+action = "record"
+
+[[rule]]
+name = "ec2-compromise"
+source = "guardduty"
+finding_type = "UnauthorizedAccess:EC2/*"
+min_severity = 7.0
+action = "isolate"
+
+[[rule]]
+name = "edr-record"
+source = "edr"
+action = "record"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn start(home: &Home, endpoint: Option<&str>) -> Server {
+    let mut cmd = home.cmd();
+    cmd.env("TEST_GD_SECRET", SECRET)
+        .env("TEST_EDR_TOKEN", TOKEN)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("RUST_LOG", "info");
+    if let Some(e) = endpoint {
+        cmd.args(["--endpoint-url", e]);
+    }
+    let mut child = cmd
+        .args(["serve", "--config"])
+        .arg(home.path().join("serve.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
+    Server {
+        child,
+        addr: v["listening"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // A server may answer before reading all of a too-large body.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn signed(body: &[u8], t: i64) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "X-Custody-Signature",
+            custody::serve::auth::sign(SECRET.as_bytes(), t, body),
+        ),
+        ("Content-Type", "application/json".into()),
+    ]
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn bearer() -> Vec<(&'static str, String)> {
+    vec![("Authorization", format!("Bearer {TOKEN}"))]
+}
+
+fn generic(id: &str, instances: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "time": "2026-11-30T10:00:00Z",
+        "severity": 5,
+        "title": "test alert",
+        "entities": { "instances": instances }
+    }))
+    .unwrap()
+}
+
+fn wait_job(addr: &str, job: &str) -> serde_json::Value {
+    for _ in 0..300 {
+        let (status, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &[], b"");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["state"] == "done" || v["state"] == "failed" {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("job {job} did not finish");
+}
+
+fn accepted_total(addr: &str) -> u64 {
+    let (_, text) = http(addr, "GET", "/metrics", &[], b"");
+    text.lines()
+        .filter(|l| l.starts_with("custody_alerts_accepted_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx_and_queue_nothing() {
+    let home = Home::new();
+    config(&home, "");
+    let srv = start(&home, None);
+    let a = srv.addr.as_str();
+    let gd = |body: &[u8]| {
+        http(
+            a,
+            "POST",
+            "/v1/alerts/guardduty",
+            &signed(body, now()),
+            body,
+        )
+    };
+    let cases: Vec<(&str, (u16, String), &str)> = vec![
+        ("malformed JSON", gd(b"{not json"), "malformed_json"),
+        ("wrong shape", gd(br#"{"hello": "world"}"#), "wrong_shape"),
+        (
+            "unknown source",
+            http(a, "POST", "/v1/alerts/nope", &[], b"{}"),
+            "unknown_source",
+        ),
+        (
+            "missing signature",
+            http(a, "POST", "/v1/alerts/guardduty", &[], b"{}"),
+            "missing_credentials",
+        ),
+        (
+            "wrong signature",
+            http(
+                a,
+                "POST",
+                "/v1/alerts/guardduty",
+                &signed(b"{\"other\":1}", now()),
+                b"{}",
+            ),
+            "bad_credentials",
+        ),
+        (
+            "stale timestamp",
+            http(
+                a,
+                "POST",
+                "/v1/alerts/guardduty",
+                &signed(b"{}", now() - 3600),
+                b"{}",
+            ),
+            "stale_timestamp",
+        ),
+        (
+            "body over the limit",
+            http(
+                a,
+                "POST",
+                "/v1/alerts/edr",
+                &bearer(),
+                &vec![b' '; (1 << 20) + 10],
+            ),
+            "too_large",
+        ),
+        (
+            "too many entities",
+            {
+                let many: Vec<String> = (0..60).map(|i| format!("i-{i:017x}")).collect();
+                let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+                http(
+                    a,
+                    "POST",
+                    "/v1/alerts/edr",
+                    &bearer(),
+                    &generic("many", &refs),
+                )
+            },
+            "too_many_entities",
+        ),
+        (
+            "wrong bearer token",
+            http(
+                a,
+                "POST",
+                "/v1/alerts/edr",
+                &[("Authorization", "Bearer nope".into())],
+                &generic("x", &[]),
+            ),
+            "bad_credentials",
+        ),
+    ];
+    for (what, (status, body), reason) in &cases {
+        assert!((400..500).contains(status), "{what}: {status} {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("{what}: {body}"));
+        assert_eq!(v["reason"], *reason, "{what}: {body}");
+        assert!(!v["error"].as_str().unwrap().is_empty());
+        assert!(
+            !body.contains(SECRET) && !body.contains(TOKEN),
+            "{what}: {body}"
+        );
+    }
+    // A thousand bad requests in a row: still healthy, nothing queued.
+    for i in 0..1000 {
+        let body = format!("{{\"broken\": {i}");
+        let (status, _) = gd(body.as_bytes());
+        assert_eq!(status, 400);
+    }
+    assert_eq!(http(a, "GET", "/healthz", &[], b"").0, 200);
+    assert_eq!(http(a, "GET", "/readyz", &[], b"").0, 200);
+    assert_eq!(accepted_total(a), 0);
+    let queue = std::fs::read_to_string(home.path().join("serve/queue.jsonl")).unwrap_or_default();
+    assert!(queue.is_empty(), "{queue}");
+    let (_, metrics) = http(a, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains(
+            "custody_alerts_rejected_total{source=\"guardduty\",reason=\"malformed_json\"} 1001"
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn duplicates_are_one_job_and_a_kill_after_202_loses_nothing() {
+    let home = Home::new();
+    config(&home, "");
+    let srv = start(&home, None);
+    let body = generic("dup-1", &["i-0123456789abcdef0"]);
+    let (s1, b1) = http(&srv.addr, "POST", "/v1/alerts/edr", &bearer(), &body);
+    let (s2, b2) = http(&srv.addr, "POST", "/v1/alerts/edr", &bearer(), &body);
+    assert_eq!((s1, s2), (202, 202), "{b1} {b2}");
+    let (v1, v2): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&b1).unwrap(),
+        serde_json::from_str(&b2).unwrap(),
+    );
+    assert_eq!(v1["accepted"][0]["job"], v2["accepted"][0]["job"]);
+    assert_eq!(v2["accepted"][0]["duplicate"], true);
+    let job = v1["accepted"][0]["job"].as_str().unwrap().to_owned();
+    let done = wait_job(&srv.addr, &job);
+    assert_eq!(done["state"], "done", "{done}");
+
+    // kill -9 right after the 202 of a new alert, then restart.
+    let body = generic("crash-1", &["i-0123456789abcdef1"]);
+    let (status, b) = http(&srv.addr, "POST", "/v1/alerts/edr", &bearer(), &body);
+    assert_eq!(status, 202, "{b}");
+    let mut srv = srv;
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    drop(srv);
+    let job: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let job = job["accepted"][0]["job"].as_str().unwrap().to_owned();
+    let srv = start(&home, None);
+    let done = wait_job(&srv.addr, &job);
+    assert_eq!(done["state"], "done", "{done}");
+    // Delivered again after the restart: the same job, not a new one.
+    let (_, again) = http(&srv.addr, "POST", "/v1/alerts/edr", &bearer(), &body);
+    assert!(
+        again.contains(&job) && again.contains("\"duplicate\":true"),
+        "{again}"
+    );
+    // Exactly once in the ledger, with the alert as the reason.
+    let entries = std::fs::read_to_string(home.path().join("ledger/entries.jsonl")).unwrap();
+    let received: Vec<&str> = entries
+        .lines()
+        .filter(|l| l.contains("\"alert_received\"") && l.contains(&job))
+        .collect();
+    assert_eq!(received.len(), 1, "{entries}");
+    assert!(received[0].contains("\"crash-1\""), "{}", received[0]);
+    // The case view shows it.
+    let case = done["case"].as_str().unwrap();
+    let (status, view) = http(&srv.addr, "GET", &format!("/v1/cases/{case}"), &[], b"");
+    assert_eq!(status, 200, "{view}");
+    assert!(view.contains(&job));
+}
+
+#[test]
+fn a_guardduty_finding_isolates_its_instance_and_a_missing_instance_fails_clearly() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
+    let ami = rt.block_on(crate::common::any_image(&ec2));
+    let (_vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 79));
+    let home = Home::new();
+    config(&home, "");
+    let srv = start(&home, Some(&endpoint));
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/alerts/guardduty-ssh-bruteforce.json"),
+    )
+    .unwrap();
+    let body = sample.replace("i-0a1b2c3d4e5f67890", &id);
+    let (status, b) = http(
+        &srv.addr,
+        "POST",
+        "/v1/alerts/guardduty",
+        &signed(body.as_bytes(), now()),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 202, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let job = v["accepted"][0]["job"].as_str().unwrap();
+    let done = wait_job(&srv.addr, job);
+    assert_eq!(done["state"], "done", "{done}");
+    // Isolated: its own group is gone from it.
+    let out = rt
+        .block_on(ec2.describe_instances().instance_ids(&id).send())
+        .unwrap();
+    let groups: Vec<String> = out.reservations()[0].instances()[0]
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_owned))
+        .collect();
+    assert!(!groups.contains(&app), "{groups:?}");
+    let entries = std::fs::read_to_string(home.path().join("ledger/entries.jsonl")).unwrap();
+    let isolated: Vec<&str> = entries
+        .lines()
+        .filter(|l| l.contains("\"isolated\""))
+        .collect();
+    assert!(!isolated.is_empty());
+    assert!(
+        isolated.iter().all(|l| l.contains("\"kind\":\"alert\"")),
+        "{isolated:?}"
+    );
+
+    // A finding naming an instance that does not exist: the job fails with
+    // the reason, recorded.
+    let body = sample
+        .replace("i-0a1b2c3d4e5f67890", "i-0000000000000dead")
+        .replace(
+            "a4c8f2e19b7d4e6f8a0b1c2d3e4f5a6b",
+            "b4c8f2e19b7d4e6f8a0b1c2d3e4f5a6b",
+        );
+    let (status, b) = http(
+        &srv.addr,
+        "POST",
+        "/v1/alerts/guardduty",
+        &signed(body.as_bytes(), now()),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 202, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let job = v["accepted"][0]["job"].as_str().unwrap();
+    let done = wait_job(&srv.addr, job);
+    assert_eq!(done["state"], "failed", "{done}");
+    let text = done.to_string();
+    assert!(text.contains("i-0000000000000dead"), "{text}");
+    let entries = std::fs::read_to_string(home.path().join("ledger/entries.jsonl")).unwrap();
+    assert!(
+        entries
+            .lines()
+            .any(|l| l.contains("\"failed\"") && l.contains("i-0000000000000dead")),
+        "{entries}"
+    );
+}
