@@ -56,7 +56,7 @@ use crate::ledger::merkle::{CompactRange, leaf_hash};
 /// AWS's EBS direct block size: 512 KiB.
 pub const BLOCK_SIZE: u64 = 512 * 1024;
 /// Blocks fetched ahead of the one the pipeline needs next.
-pub const DEFAULT_WINDOW: usize = 32;
+pub const DEFAULT_WINDOW: usize = 64;
 /// Fetches of one block whose data does not match its checksum.
 const CHECKSUM_TRIES: u32 = 3;
 
@@ -851,7 +851,7 @@ struct MapSummary {
 /// Bytes of one spool journal record: the block index (big-endian) and its SHA-256.
 const SPOOL_RECORD: usize = 40;
 /// Spooled blocks between two fsyncs of the spool.
-const SPOOL_BATCH: usize = 64;
+const SPOOL_BATCH: usize = 256;
 
 /// The directory name of the spool (or snapshot record) for these parts.
 fn spool_key(parts: &[&str]) -> String {
@@ -930,7 +930,7 @@ impl Spool {
     /// Starts the thread that spools newly read blocks.
     fn writer(&self) -> Option<std::sync::mpsc::SyncSender<(u64, Bytes, [u8; 32])>> {
         let journal = self.journal.lock().ok()?.take()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel(32);
         let data = self.data.clone();
         let dir = self.dir.clone();
         std::thread::spawn(move || spool_writer(&data, journal, &rx, &dir));
