@@ -597,3 +597,63 @@ fn the_memory_script_parses_and_passes_shellcheck() {
         }
     }
 }
+
+#[test]
+fn a_command_that_runs_past_the_timeout_is_cancelled_and_recorded_not_acquired() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (proxy, url) = rt.block_on(FaultProxy::start(&endpoint));
+    let id = rt.block_on(instance(&endpoint));
+    let s3c = s3(&endpoint);
+    let bucket = rt.block_on(crate::s3::bucket(&s3c));
+    let home = Home::new();
+    managed(&proxy, &id, Some("Online"));
+    // Stub: the command never ends (moto ends every command at once).
+    invocation(&proxy, "InProgress", "");
+    // Stub: moto has no CancelCommand; SSM answers it with an empty object.
+    proxy.replace(Rule {
+        op: "CancelCommand",
+        path: "",
+        pass: 0,
+        times: u32::MAX,
+        fault: Fault::Json(200, "{}".into()),
+    });
+    let out = spawn(
+        &home,
+        &url,
+        &[
+            "--instance",
+            &id,
+            "--case",
+            "mem5",
+            "--staging",
+            &format!("s3://{bucket}/mem"),
+            "--timeout",
+            "30",
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_no_secrets(&out);
+    let all = entries(&home);
+    let not = with_action(&all, "not_acquired");
+    assert_eq!(not.len(), 1, "{all:?}");
+    let reason = not[0]["detail"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not finish within 30 s") && reason.contains("cancelled"),
+        "{reason}"
+    );
+    // The command was cancelled through SSM and the staging upload aborted.
+    let cmd = rt.block_on(sent_command(&endpoint, &id, "mem5"));
+    assert_eq!(not[0]["detail"]["command_id"], cmd.command_id().unwrap());
+    assert_eq!(proxy.count("CancelCommand"), 1);
+    assert_eq!(proxy.count("AbortMultipartUpload"), 1);
+    let uploads = rt
+        .block_on(s3c.list_multipart_uploads().bucket(&bucket).send())
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{uploads:?}");
+    assert!(home.store_files().is_empty());
+}
