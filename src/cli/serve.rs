@@ -153,15 +153,18 @@ impl EnvRunner {
         let action = rule.map_or(Action::Record, |r| r.action);
         let dry_run = self.dry_run || rule.is_some_and(|r| r.dry_run);
         let instances = &alert.entities.instances;
-        // A restarted job finds its alert already recorded.
-        let seen = rec.case_entries(&job.case)?.into_iter().any(|(_, _, e)| {
-            e.action == LedgerAction::AlertReceived
-                && e.detail
-                    .as_ref()
-                    .and_then(|d| d.get("job"))
-                    .and_then(|j| j.as_str())
-                    == Some(job.id.as_str())
-        });
+        // A job picked up while already running was cut off by a crash: it
+        // may have recorded its alert. Only then is the ledger searched.
+        let resumed = job.state == crate::serve::queue::JobState::Running;
+        let seen = resumed
+            && rec.case_entries(&job.case)?.into_iter().any(|(_, _, e)| {
+                e.action == LedgerAction::AlertReceived
+                    && e.detail
+                        .as_ref()
+                        .and_then(|d| d.get("job"))
+                        .and_then(|j| j.as_str())
+                        == Some(job.id.as_str())
+            });
         if !seen {
             rec.record(
                 Some(&job.case),
