@@ -56,6 +56,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
         config,
         queue,
         metrics: Metrics::default(),
+        notifier: crate::serve::notify::Notifier::new(&crate::serve::notify::DEFAULT_BACKOFF)?,
         clock: env.clock.clone(),
         jobs: tx,
         draining: AtomicBool::new(false),

@@ -89,6 +89,8 @@ pub enum LedgerError {
     BadMeta { path: PathBuf },
     #[error("the ledger failed part-way through a commit and must be reopened")]
     Poisoned,
+    #[error("the group commit holding this entry failed: {0}")]
+    GroupCommit(String),
 }
 
 /// `ledger.json`.
@@ -620,24 +622,117 @@ pub fn read_entries(path: &Path) -> Result<Vec<Vec<u8>>, LedgerError> {
         .collect())
 }
 
-/// A ledger shared by the tasks of one process; appends are serialised.
+/// A ledger shared by the tasks of one process. Appends that arrive while
+/// a commit is in progress are committed together by the next one (group
+/// commit), so concurrent jobs share fsyncs and checkpoints instead of
+/// queueing for one each.
 #[derive(Debug, Clone)]
-pub struct SharedLedger(Arc<Mutex<Ledger>>);
+pub struct SharedLedger(Arc<SharedInner>);
+
+#[derive(Debug)]
+struct SharedInner {
+    ledger: Mutex<Ledger>,
+    pending: Mutex<Vec<Waiting>>,
+}
+
+/// Where a committer leaves a waiting append's answer.
+type Slot = Arc<Mutex<Option<Result<Receipt, LedgerError>>>>;
+
+#[derive(Debug)]
+struct Waiting {
+    drafts: Vec<EntryDraft>,
+    slot: Slot,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic mid-commit poisons the Ledger itself (its own flag), which
+    // is what guards the state on disk; the mutex's poison adds nothing.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `f`, which blocks on fsync, without stalling the async workers:
+/// on a multi-threaded runtime the worker hands its other tasks on first.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 impl SharedLedger {
     pub fn new(l: Ledger) -> Self {
-        Self(Arc::new(Mutex::new(l)))
+        Self(Arc::new(SharedInner {
+            ledger: Mutex::new(l),
+            pending: Mutex::new(Vec::new()),
+        }))
     }
 
+    /// Appends `drafts` as one unit, durable and signed on return, and
+    /// possibly in the same commit as other tasks' appends.
     pub fn append(&self, drafts: Vec<EntryDraft>) -> Result<Receipt, LedgerError> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(drafts)
+        off_the_runtime(|| {
+            let slot: Slot = Arc::new(Mutex::new(None));
+            locked(&self.0.pending).push(Waiting {
+                drafts,
+                slot: slot.clone(),
+            });
+            let mut ledger = locked(&self.0.ledger);
+            // Answers are left while the ledger is held, so a filled slot
+            // is seen here; an empty one means ours is still pending.
+            if let Some(answer) = locked(&slot).take() {
+                return answer;
+            }
+            let batch = std::mem::take(&mut *locked(&self.0.pending));
+            commit_batch(&mut ledger, batch, &slot)
+        })
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> T {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        off_the_runtime(|| f(&mut locked(&self.0.ledger)))
+    }
+}
+
+/// Commits every waiting append as one batch, leaves each waiter its share
+/// of the receipt (or why the commit failed), and returns `own`'s.
+fn commit_batch(
+    ledger: &mut Ledger,
+    batch: Vec<Waiting>,
+    own: &Slot,
+) -> Result<Receipt, LedgerError> {
+    let counts: Vec<usize> = batch.iter().map(|w| w.drafts.len()).collect();
+    let mut slots = Vec::with_capacity(batch.len());
+    let mut drafts = Vec::with_capacity(counts.iter().sum());
+    for w in batch {
+        drafts.extend(w.drafts);
+        slots.push(w.slot);
+    }
+    let result = ledger.append(drafts);
+    let mut mine = None;
+    let mut next = 0;
+    for (slot, n) in slots.iter().zip(counts) {
+        let answer = match &result {
+            Ok(r) => Ok(Receipt {
+                indexes: r.indexes.iter().skip(next).take(n).copied().collect(),
+                checkpoint_size: r.checkpoint_size,
+            }),
+            Err(e) => Err(LedgerError::GroupCommit(e.to_string())),
+        };
+        next += n;
+        if Arc::ptr_eq(slot, own) {
+            mine = Some(answer);
+        } else {
+            *locked(slot) = Some(answer);
+        }
+    }
+    match (result, mine) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(answer)) => answer,
+        // Unreachable: the caller's append is in every batch it commits.
+        (Ok(_), None) => Err(LedgerError::GroupCommit(
+            "the committed batch did not hold this append".into(),
+        )),
     }
 }
 

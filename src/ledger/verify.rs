@@ -657,6 +657,63 @@ mod tests {
         }
     }
 
+    /// Appends waiting while a commit runs are committed together by the
+    /// next one: one checkpoint for all, each keeping its own entries in order.
+    #[test]
+    fn waiting_appends_share_one_commit() {
+        let (_dir, paths) = build(&[vec![0]]);
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 05:00 UTC),
+        ));
+        let shared = crate::ledger::SharedLedger::new(Ledger::open(&paths, clock).expect("open"));
+        let before = shared.with(|l| l.size());
+        const WRITERS: u8 = 8;
+        let receipts = std::thread::scope(|s| {
+            // Hold the ledger as a running commit would.
+            let held = shared.0.ledger.lock().expect("lock");
+            let handles: Vec<_> = (0..WRITERS)
+                .map(|i| {
+                    let shared = shared.clone();
+                    s.spawn(move || shared.append(vec![draft(i), draft(i)]))
+                })
+                .collect();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while shared.0.pending.lock().expect("lock").len() < usize::from(WRITERS) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the appends never queued"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(held);
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join").expect("append"))
+                .collect::<Vec<_>>()
+        });
+        let after = before + 2 * u64::from(WRITERS);
+        let mut all: Vec<u64> = Vec::new();
+        for r in &receipts {
+            assert_eq!(
+                r.checkpoint_size, after,
+                "one checkpoint covers every waiting append"
+            );
+            assert_eq!(r.indexes.len(), 2);
+            assert_eq!(
+                r.indexes[1],
+                r.indexes[0] + 1,
+                "an append's entries stay together"
+            );
+            all.extend(&r.indexes);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (before..after).collect::<Vec<_>>());
+        let report = verify_ledger(&paths, None, true).expect("verify");
+        assert!(report.ok(), "{:?}", report.problems);
+        // The two of init, the first batch's, and the one shared commit's.
+        assert_eq!(report.checkpoints, 4);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(40))]
 

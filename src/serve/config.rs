@@ -20,12 +20,14 @@
 //! action = "respond"
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::auth::Auth;
+use super::notify::NotifyTarget;
 use super::playbook::Rule;
 use crate::alert::AlertSource;
 
@@ -152,6 +154,8 @@ pub struct ServeConfig {
     pub server: ServerConf,
     pub sources: Vec<Source>,
     pub rules: Vec<Rule>,
+    /// Where each rule that has `notify` sends its notifications, by rule name.
+    pub notify: BTreeMap<String, NotifyTarget>,
 }
 
 impl ServeConfig {
@@ -260,11 +264,40 @@ impl ServeConfig {
                 file.server.bind, s.name
             )));
         }
+        let mut notify = BTreeMap::new();
         for r in &file.rules {
             if let Some(src) = &r.source
                 && !sources.iter().any(|s| &s.name == src)
             {
                 return Err(bad(format!("rule {}: no source named {src}", r.name)));
+            }
+            match (&r.notify, &r.notify_secret_env) {
+                (None, None) => {}
+                (None, Some(_)) => {
+                    return Err(bad(format!(
+                        "rule {}: notify_secret_env without notify",
+                        r.name
+                    )));
+                }
+                (Some(url), var) => {
+                    let secret = match var {
+                        None => None,
+                        Some(var) => Some(
+                            env(var)
+                                .filter(|v| !v.is_empty())
+                                .ok_or_else(|| {
+                                    bad(format!(
+                                        "rule {}: the environment variable {var} is not set",
+                                        r.name
+                                    ))
+                                })?
+                                .into_bytes(),
+                        ),
+                    };
+                    let target = NotifyTarget::new(url, secret)
+                        .map_err(|e| bad(format!("rule {}: notify: {e}", r.name)))?;
+                    notify.insert(r.name.clone(), target);
+                }
             }
         }
         if file.server.concurrency == 0 {
@@ -274,6 +307,7 @@ impl ServeConfig {
             server: file.server,
             sources,
             rules: file.rules,
+            notify,
         })
     }
 
@@ -348,6 +382,18 @@ mod tests {
                 "typo",
             ),
             ("", "no [[source]]"),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n[[rule]]\nname = \"r\"\naction = \"record\"\nnotify = \"ftp://h/x\"",
+                "rule r: notify: not a usable notification URL: the scheme is ftp",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n[[rule]]\nname = \"r\"\naction = \"record\"\nnotify = \"https://h/x\"\nnotify_secret_env = \"UNSET\"",
+                "rule r: the environment variable UNSET is not set",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n[[rule]]\nname = \"r\"\naction = \"record\"\nnotify_secret_env = \"SECRET\"",
+                "notify_secret_env without notify",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(text).expect_err(text);

@@ -3,9 +3,11 @@
 //! - [`auth`]: HMAC signatures with a replay window, or bearer tokens.
 //! - [`queue`]: the durable, de-duplicating job queue alerts are written to
 //!   before they are acknowledged.
+//! - [`notify`]: signed webhook POSTs when a job finishes or fails.
 
 pub mod auth;
 pub mod config;
+pub mod notify;
 pub mod playbook;
 pub mod queue;
 pub mod server;

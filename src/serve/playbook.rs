@@ -62,6 +62,10 @@ pub struct Rule {
     /// POSTed a JSON summary when the job finishes or fails.
     #[serde(default)]
     pub notify: Option<String>,
+    /// The environment variable holding the secret notifications are
+    /// signed with (`X-Custody-Signature`, as alerts are).
+    #[serde(default)]
+    pub notify_secret_env: Option<String>,
 }
 
 /// `*` matches any run of characters; everything else literally.

@@ -14,7 +14,7 @@
 //! the key is reserved before the write, so a second delivery racing the
 //! first waits for the first's fsync and gets the same job id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -98,6 +98,14 @@ enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<serde_json::Value>,
     },
+    /// The job's notification was delivered, or given up on.
+    Notified {
+        job: String,
+        delivered: bool,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+        detail: serde_json::Value,
+    },
 }
 
 /// A job as the API shows it.
@@ -113,6 +121,8 @@ pub struct Job {
     /// Each state change with its time and detail, in order.
     pub steps: Vec<serde_json::Value>,
     pub alert: serde_json::Value,
+    /// Its notification (if its rule has one) was delivered or given up on.
+    pub notified: bool,
 }
 
 /// What to queue.
@@ -140,12 +150,14 @@ type Append = (Vec<u8>, tokio::sync::oneshot::Sender<Result<(), String>>);
 
 #[derive(Default)]
 struct State {
-    jobs: HashMap<String, Job>,
+    // B-trees, not hash maps: a hash map doubling under hundreds of
+    // thousands of jobs moves them all while intake waits on this lock.
+    jobs: BTreeMap<String, Job>,
     /// (source, alert id) → job id, and the fsync to wait for when the
     /// job's record is still being written.
-    keys: HashMap<(String, String), (String, Option<Ack>)>,
+    keys: BTreeMap<(String, String), (String, Option<Ack>)>,
     /// entity key → (case, last time an alert named it).
-    entities: HashMap<String, (CaseId, OffsetDateTime)>,
+    entities: BTreeMap<String, (CaseId, OffsetDateTime)>,
     order: Vec<String>,
 }
 
@@ -368,6 +380,40 @@ impl Queue {
             .collect()
     }
 
+    /// Finished jobs whose notification was neither delivered nor given up
+    /// on, oldest first: a crash cut their delivery off.
+    pub fn unnotified(&self) -> Vec<Job> {
+        let st = lock(&self.state);
+        st.order
+            .iter()
+            .filter_map(|id| st.jobs.get(id))
+            .filter(|j| j.state.finished() && !j.notified)
+            .cloned()
+            .collect()
+    }
+
+    /// Records durably that `job`'s notification was delivered (or, with
+    /// `delivered` false, given up on), so a restart does not send it again.
+    pub async fn set_notified(
+        &self,
+        job: &str,
+        delivered: bool,
+        detail: serde_json::Value,
+    ) -> Result<(), QueueError> {
+        if !lock(&self.state).jobs.contains_key(job) {
+            return Err(QueueError::NoJob(job.to_owned()));
+        }
+        let record = Record::Notified {
+            job: job.to_owned(),
+            delivered,
+            at: self.clock.now(),
+            detail,
+        };
+        self.append(&record).await?;
+        apply(&mut lock(&self.state), record);
+        Ok(())
+    }
+
     /// Jobs per state, for the metrics.
     pub fn counts(&self) -> HashMap<JobState, u64> {
         let mut out = HashMap::new();
@@ -415,6 +461,7 @@ fn apply(st: &mut State, record: Record) {
                     state: JobState::Queued,
                     steps: Vec::new(),
                     alert,
+                    notified: false,
                 },
             );
         }
@@ -431,6 +478,24 @@ fn apply(st: &mut State, record: Record) {
                     .unwrap_or_default();
                 j.steps.push(serde_json::json!({
                     "state": state,
+                    "at": at,
+                    "detail": detail,
+                }));
+            }
+        }
+        Record::Notified {
+            job,
+            delivered,
+            at,
+            detail,
+        } => {
+            if let Some(j) = st.jobs.get_mut(&job) {
+                j.notified = true;
+                let at = at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                j.steps.push(serde_json::json!({
+                    "notified": delivered,
                     "at": at,
                     "detail": detail,
                 }));

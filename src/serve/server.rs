@@ -34,6 +34,11 @@ struct RejectLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: String,
 }
@@ -48,6 +53,7 @@ pub struct Metrics {
     /// Raw bytes of the artefacts jobs acquired.
     pub bytes_acquired: Counter,
     throttled: Counter,
+    notifications: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -60,6 +66,7 @@ impl Default for Metrics {
             jobs: Family::default(),
             bytes_acquired: Counter::default(),
             throttled: Counter::default(),
+            notifications: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -88,11 +95,24 @@ impl Default for Metrics {
             "API requests held back by custody's own rate budgets",
             m.throttled.clone(),
         );
+        registry.register(
+            "notifications",
+            "Job notifications, by outcome (delivered, given_up)",
+            m.notifications.clone(),
+        );
         Self { registry, ..m }
     }
 }
 
 impl Metrics {
+    pub fn notified(&self, delivered: bool) {
+        self.notifications
+            .get_or_create(&OutcomeLabel {
+                outcome: if delivered { "delivered" } else { "given_up" }.to_owned(),
+            })
+            .inc();
+    }
+
     fn reject(&self, source: &str, reason: &str) {
         self.rejected
             .get_or_create(&RejectLabel {
@@ -108,6 +128,7 @@ pub struct Shared {
     pub config: ServeConfig,
     pub queue: Queue,
     pub metrics: Metrics,
+    pub notifier: super::notify::Notifier,
     pub clock: Arc<dyn crate::clock::Clock>,
     /// New jobs for the workers.
     pub jobs: tokio::sync::mpsc::UnboundedSender<String>,

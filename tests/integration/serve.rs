@@ -10,6 +10,7 @@ use crate::common::{Home, aws_conf as conf, emulator};
 
 const SECRET: &str = "gd-test-secret";
 const TOKEN: &str = "generic-test-token";
+const NOTIFY_SECRET: &str = "notify-test-secret";
 
 struct Server {
     child: Child,
@@ -73,6 +74,7 @@ fn start(home: &Home, endpoint: Option<&str>) -> Server {
     let mut cmd = home.cmd();
     cmd.env("TEST_GD_SECRET", SECRET)
         .env("TEST_EDR_TOKEN", TOKEN)
+        .env("TEST_NOTIFY_SECRET", NOTIFY_SECRET)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
@@ -434,5 +436,202 @@ fn a_guardduty_finding_isolates_its_instance_and_a_missing_instance_fails_clearl
             .lines()
             .any(|l| l.contains("\"failed\"") && l.contains("i-0000000000000dead")),
         "{entries}"
+    );
+}
+
+/// A webhook receiver on loopback: answers every request with the status
+/// `answer` holds at the time, and passes on each request's headers and body.
+struct Receiver {
+    addr: String,
+    answer: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    got: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+}
+
+impl Receiver {
+    fn start(status: u16) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let answer = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let (tx, got) = std::sync::mpsc::channel();
+        let a = answer.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mut r = BufReader::new(conn);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let status = a.load(std::sync::atomic::Ordering::SeqCst);
+                let _ = r.get_mut().write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                if tx.send((head, body)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { addr, answer, got }
+    }
+
+    /// The next request's headers, raw body and parsed body.
+    fn next(&self) -> (String, Vec<u8>, serde_json::Value) {
+        let (head, body) = self
+            .got
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("no notification arrived");
+        let v = serde_json::from_slice(&body).unwrap();
+        (head, body, v)
+    }
+}
+
+fn notify_config(home: &Home, url: &str) {
+    std::fs::write(
+        home.path().join("serve.toml"),
+        format!(
+            r#"
+[server]
+bind = "127.0.0.1:0"
+
+[[source]]
+name = "edr"
+kind = "generic"
+auth = "bearer"
+secret_env = "TEST_EDR_TOKEN"
+
+[[rule]]
+name = "edr-notify"
+source = "edr"
+action = "record"
+notify = "{url}"
+notify_secret_env = "TEST_NOTIFY_SECRET"
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn post_job(addr: &str, id: &str) -> String {
+    let (status, b) = http(addr, "POST", "/v1/alerts/edr", &bearer(), &generic(id, &[]));
+    assert_eq!(status, 202, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    v["accepted"][0]["job"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the job view shows its notification handled; returns that step.
+fn wait_notified(addr: &str, job: &str) -> serde_json::Value {
+    for _ in 0..300 {
+        let (_, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &[], b"");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["notified"] == true {
+            assert!(
+                !body.contains("secret-path"),
+                "the URL's path is shown: {body}"
+            );
+            return v["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s.get("notified").is_some())
+                .cloned()
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("job {job}'s notification was never recorded");
+}
+
+#[test]
+fn finished_jobs_notify_signed_retrying_5xx_and_surviving_a_crash() {
+    let rx = Receiver::start(503);
+    let home = Home::new();
+    notify_config(&home, &format!("http://{}/hooks/T0/secret-path", rx.addr));
+    let srv = start(&home, None);
+    let job = post_job(&srv.addr, "notify-1");
+    // 503 first: retried after a pause, then delivered.
+    let (_, _, first) = rx.next();
+    rx.answer.store(200, std::sync::atomic::Ordering::SeqCst);
+    let (head, body, notice) = rx.next();
+    assert_eq!(first, notice);
+    assert_eq!(notice["event"], "job.done", "{notice}");
+    assert_eq!(notice["job"], job.as_str());
+    assert_eq!(notice["alert_id"], "notify-1");
+    assert_eq!(notice["rule"], "edr-notify");
+    assert_eq!(notice["detail"]["action"], "record", "{notice}");
+    // Signed over the exact body, as alerts are.
+    let sig = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-custody-signature: "))
+        .unwrap_or_else(|| panic!("unsigned: {head}"));
+    let t: i64 = sig
+        .strip_prefix("t=")
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let resigned = custody::serve::auth::sign(NOTIFY_SECRET.as_bytes(), t, &body);
+    assert_eq!(sig, resigned);
+    let step = wait_notified(&srv.addr, &job);
+    assert_eq!(step["notified"], true, "{step}");
+    assert_eq!(step["detail"]["attempts"], 2, "{step}");
+    assert_eq!(step["detail"]["status"], 200, "{step}");
+
+    // A refusal other than 429/5xx is final: one attempt, given up.
+    rx.answer.store(410, std::sync::atomic::Ordering::SeqCst);
+    let gone = post_job(&srv.addr, "notify-2");
+    let _ = rx.next();
+    let step = wait_notified(&srv.addr, &gone);
+    assert_eq!(step["notified"], false, "{step}");
+    assert_eq!(step["detail"]["attempts"], 1, "{step}");
+    assert!(
+        step["detail"]["error"].as_str().unwrap().contains("410"),
+        "{step}"
+    );
+    let (_, metrics) = http(&srv.addr, "GET", "/metrics", &[], b"");
+    assert!(
+        metrics.contains("custody_notifications_total{outcome=\"delivered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("custody_notifications_total{outcome=\"given_up\"} 1"),
+        "{metrics}"
+    );
+
+    // A crash while a delivery is being retried: the restart sends it.
+    rx.answer.store(503, std::sync::atomic::Ordering::SeqCst);
+    let cut = post_job(&srv.addr, "notify-3");
+    let _ = rx.next();
+    let mut srv = srv;
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    drop(srv);
+    rx.answer.store(200, std::sync::atomic::Ordering::SeqCst);
+    let srv = start(&home, None);
+    let (_, _, again) = rx.next();
+    assert_eq!(again["job"], cut.as_str(), "{again}");
+    let step = wait_notified(&srv.addr, &cut);
+    assert_eq!(step["notified"], true, "{step}");
+    // The two settled before the crash are not sent again.
+    assert!(
+        rx.got
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .is_err()
     );
 }
