@@ -7,6 +7,12 @@ arguments:
 - moto reports an EBS snapshot block size of 512 bytes, where AWS (and every
   real EBS direct client) uses 524288: each new EBS snapshot gets AWS's
   block size.
+- moto's EBS direct API knows only snapshots made through StartSnapshot;
+  a snapshot made by EC2 CreateSnapshot answers 500, where AWS serves its
+  blocks. Such a snapshot is given the blocks of the snapshot its volume
+  was created from (a volume launched from a seeded snapshot reads back as
+  that seed), and none when the volume was created empty, which is what
+  AWS serves for a volume never written.
 - moto names the XML root of some S3 answers `<Action>Response`, where AWS
   sends the documented element (`ListPartsResult`,
   `VersioningConfiguration`); strict clients such as the AWS SDK for Rust
@@ -30,6 +36,44 @@ def _init_with_aws_block_size(self, *args, **kwargs):
 
 
 ebs_models.EBSSnapshot.__init__ = _init_with_aws_block_size
+
+
+def _ebs_view(backend, snapshot_id):
+    """Registers an EC2 snapshot with the EBS direct backend, once."""
+    if snapshot_id in backend.snapshots:
+        return
+    try:
+        snapshot = backend.ec2_backend.get_snapshot(snapshot_id)
+    except Exception:  # unknown to EC2 as well: moto's own answer stands
+        return
+    view = ebs_models.EBSSnapshot(account_id=backend.account_id, snapshot=snapshot)
+    view.status = "completed"
+    source = getattr(snapshot.volume, "snapshot_id", None)
+    if source and source != snapshot_id:
+        _ebs_view(backend, source)
+        if source in backend.snapshots:
+            view.blocks = backend.snapshots[source].blocks
+    backend.snapshots[snapshot_id] = view
+
+
+def _reading_ec2_snapshots(method, *id_args):
+    original = getattr(ebs_models.EBSBackend, method)
+
+    def fixed(self, *args, **kwargs):
+        for i in id_args:
+            if i < len(args):
+                _ebs_view(self, args[i])
+        for key in ("snapshot_id", "first_snapshot_id", "second_snapshot_id"):
+            if key in kwargs:
+                _ebs_view(self, kwargs[key])
+        return original(self, *args, **kwargs)
+
+    setattr(ebs_models.EBSBackend, method, fixed)
+
+
+_reading_ec2_snapshots("get_snapshot_block", 0)
+_reading_ec2_snapshots("list_snapshot_blocks", 0)
+_reading_ec2_snapshots("list_changed_blocks", 0, 1)
 
 
 def _with_aws_root(method, wrong, right):

@@ -252,7 +252,7 @@ impl EnvRunner {
             case: Some(case.clone()),
             revoke_role: rule.is_some_and(|r| r.revoke_role),
             dry_run: false,
-            no_memory: action != Action::Respond,
+            no_memory: action != Action::Respond || rule.is_some_and(|r| !r.memory),
             memory: super::acquire::MemoryOptions {
                 staging: self.staging.clone(),
                 avml: None,
@@ -331,7 +331,7 @@ impl EnvRunner {
                 let incomplete: Vec<String> = report
                     .phases
                     .iter()
-                    .filter(|ph| ph.incomplete() && !(skip_disk && ph.phase == "memory"))
+                    .filter(|ph| ph.incomplete() && !(args.no_memory && ph.phase == "memory"))
                     .map(|ph| format!("{} {}", ph.phase, ph.status))
                     .collect();
                 let summary = serde_json::json!({

@@ -59,6 +59,10 @@ pub struct Rule {
     /// Also disassociate the instance profile when isolating.
     #[serde(default)]
     pub revoke_role: bool,
+    /// `respond` captures memory (default); false leaves it out, for
+    /// fleets without the SSM agent, and the job is complete without it.
+    #[serde(default = "yes")]
+    pub memory: bool,
     /// POSTed a JSON summary when the job finishes or fails.
     #[serde(default)]
     pub notify: Option<String>,
@@ -66,6 +70,10 @@ pub struct Rule {
     /// signed with (`X-Custody-Signature`, as alerts are).
     #[serde(default)]
     pub notify_secret_env: Option<String>,
+}
+
+const fn yes() -> bool {
+    true
 }
 
 /// `*` matches any run of characters; everything else literally.

@@ -161,6 +161,7 @@ pub async fn instance_in_own_vpc(
     ec2: &aws_sdk_ec2::Client,
     ami: &str,
     octet: u8,
+    disk: Option<&str>,
 ) -> (String, String, String) {
     let vpc = ec2
         .create_vpc()
@@ -196,8 +197,22 @@ pub async fn instance_in_own_vpc(
         .group_id()
         .unwrap()
         .to_owned();
-    let run = ec2
-        .run_instances()
+    let mut run = ec2.run_instances();
+    if let Some(snapshot) = disk {
+        // Its only volume, made from the snapshot (no default root volume).
+        run = run.block_device_mappings(
+            aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(
+                    aws_sdk_ec2::types::EbsBlockDevice::builder()
+                        .snapshot_id(snapshot)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        );
+    }
+    let run = run
         .subnet_id(&subnet)
         .security_group_ids(&app)
         .image_id(ami)
@@ -219,4 +234,42 @@ pub async fn any_image(ec2: &aws_sdk_ec2::Client) -> String {
         .find_map(|i| i.image_id())
         .expect("moto has images")
         .to_owned()
+}
+
+/// Seeds a snapshot of a `gib` GiB volume with `blocks` (index, bytes),
+/// put in the order given.
+pub async fn seed_blocks(endpoint: &str, gib: i64, blocks: &[(usize, &[u8])]) -> String {
+    let ebs = aws_sdk_ebs::Client::new(&aws_conf(endpoint));
+    let snap = ebs
+        .start_snapshot()
+        .volume_size(gib)
+        .description("custody test seed")
+        .send()
+        .await
+        .expect("start snapshot");
+    let id = snap.snapshot_id().unwrap().to_owned();
+    for (i, block) in blocks {
+        let sum = {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(block))
+        };
+        ebs.put_snapshot_block()
+            .snapshot_id(&id)
+            .block_index(i32::try_from(*i).unwrap())
+            .block_data(aws_sdk_ebs::primitives::ByteStream::from(block.to_vec()))
+            .data_length(i32::try_from(block.len()).unwrap())
+            .checksum(sum)
+            .checksum_algorithm(aws_sdk_ebs::types::ChecksumAlgorithm::ChecksumAlgorithmSha256)
+            .send()
+            .await
+            .expect("put block");
+    }
+    ebs.complete_snapshot()
+        .snapshot_id(&id)
+        .changed_blocks_count(i32::try_from(blocks.len()).unwrap())
+        .send()
+        .await
+        .expect("complete snapshot");
+    id
 }

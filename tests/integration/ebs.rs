@@ -3,17 +3,18 @@
 //! gaps, read back through `custody acquire ebs`.
 //!
 //! moto cannot read EBS direct blocks of a snapshot made by EC2
-//! CreateSnapshot (see the README's gaps): the `--volume` path is tested up
-//! to that read.
+//! CreateSnapshot; the test launcher (`scripts/moto_server.py`) serves such
+//! a snapshot the blocks of the seed its volume was created from, as AWS
+//! would, so the `--volume` path is read end to end.
 
 use std::path::Path;
 use std::process::Command;
 
-use aws_sdk_ebs::primitives::ByteStream;
-use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::common::{Home, aws_conf as conf, custody_aws as custody, emulator, stderr};
+use crate::common::{
+    Home, aws_conf as conf, custody_aws as custody, emulator, seed_blocks, stderr,
+};
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 
 const BLOCK: usize = 512 * 1024;
@@ -62,40 +63,6 @@ async fn seed(endpoint: &str, image: &[u8]) -> (String, usize) {
     let written = blocks.len();
     let gib = i64::try_from(image.len() >> 30).unwrap();
     (seed_blocks(endpoint, gib, &blocks).await, written)
-}
-
-/// Seeds a snapshot of a `gib` GiB volume with `blocks` (index, bytes),
-/// put in the order given.
-async fn seed_blocks(endpoint: &str, gib: i64, blocks: &[(usize, &[u8])]) -> String {
-    let ebs = aws_sdk_ebs::Client::new(&conf(endpoint));
-    let snap = ebs
-        .start_snapshot()
-        .volume_size(gib)
-        .description("custody test seed")
-        .send()
-        .await
-        .expect("start snapshot");
-    let id = snap.snapshot_id().unwrap().to_owned();
-    for (i, block) in blocks {
-        let sum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(block));
-        ebs.put_snapshot_block()
-            .snapshot_id(&id)
-            .block_index(i32::try_from(*i).unwrap())
-            .block_data(ByteStream::from(block.to_vec()))
-            .data_length(BLOCK as i32)
-            .checksum(sum)
-            .checksum_algorithm(aws_sdk_ebs::types::ChecksumAlgorithm::ChecksumAlgorithmSha256)
-            .send()
-            .await
-            .expect("put block");
-    }
-    ebs.complete_snapshot()
-        .snapshot_id(&id)
-        .changed_blocks_count(i32::try_from(blocks.len()).unwrap())
-        .send()
-        .await
-        .expect("complete snapshot");
-    id
 }
 
 #[test]
@@ -255,25 +222,48 @@ fn a_block_whose_checksum_does_not_match_is_refused() {
 }
 
 #[test]
-fn a_volume_is_snapshotted_and_tagged_before_it_is_read() {
+fn a_volume_is_snapshotted_tagged_and_read_and_a_rerun_reuses_its_snapshot() {
     let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
+    // A 1 GiB volume created from a seed: six blocks written, the rest never.
+    let blocks: Vec<Vec<u8>> = (0..6)
+        .map(|i| crate::common::noise(BLOCK, 90 + i))
+        .collect();
+    let seeded: Vec<(usize, &[u8])> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i * 300 + 1, b.as_slice()))
+        .collect();
+    let seed = rt.block_on(seed_blocks(&endpoint, 1, &seeded));
+    let mut image = vec![0u8; 1 << 30];
+    for (i, b) in &seeded {
+        image[i * BLOCK..(i + 1) * BLOCK].copy_from_slice(b);
+    }
     let vol = rt
         .block_on(
             ec2.create_volume()
                 .availability_zone("us-east-1a")
-                .size(1)
+                .snapshot_id(&seed)
                 .send(),
         )
         .unwrap();
     let vol = vol.volume_id().unwrap().to_owned();
     let home = Home::new();
+    // The first run is cut off by an access error on one block read.
+    let (proxy, via) = rt.block_on(FaultProxy::start(&endpoint));
+    proxy.rule(Rule {
+        op: "GetSnapshotBlock",
+        path: "/blocks/301",
+        pass: 0,
+        times: 100,
+        fault: Fault::Status(403, "AccessDeniedException"),
+    });
     let out = custody(
         &home,
-        &endpoint,
+        &via,
         &[
             "--reason",
             "GuardDuty finding 42",
@@ -285,11 +275,9 @@ fn a_volume_is_snapshotted_and_tagged_before_it_is_read() {
             "vol1",
         ],
     );
-    // moto cannot read a snapshot made by CreateSnapshot through EBS direct:
-    // the acquisition stops there with a clear error, nothing recorded complete.
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let snaps = rt
-        .block_on(
+    let snapshots_of_volume = || {
+        rt.block_on(
             ec2.describe_snapshots()
                 .filters(
                     aws_sdk_ec2::types::Filter::builder()
@@ -299,8 +287,12 @@ fn a_volume_is_snapshotted_and_tagged_before_it_is_read() {
                 )
                 .send(),
         )
-        .unwrap();
-    let snap = snaps.snapshots().first().expect("a snapshot of the volume");
+        .unwrap()
+        .snapshots()
+        .to_vec()
+    };
+    let snaps = snapshots_of_volume();
+    let snap = snaps.first().expect("a snapshot of the volume");
     let tag = |k: &str| {
         snap.tags()
             .iter()
@@ -325,29 +317,41 @@ fn a_volume_is_snapshotted_and_tagged_before_it_is_read() {
         home.store_files()
     );
 
-    // Run again: the snapshot the interrupted run made is read again, not
-    // taken a second time.
+    // Run again: the snapshot the interrupted run made is read, not taken a
+    // second time, and the image is the volume's, bit for bit.
     let out = custody(
         &home,
         &endpoint,
-        &["acquire", "ebs", "--volume", &vol, "--case", "vol1"],
+        &[
+            "--json", "acquire", "ebs", "--volume", &vol, "--case", "vol1",
+        ],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let again = rt
-        .block_on(
-            ec2.describe_snapshots()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("volume-id")
-                        .values(&vol)
-                        .build(),
-                )
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(again.snapshots().len(), 1, "one snapshot of the volume");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(snapshots_of_volume().len(), 1, "one snapshot of the volume");
     let entries = std::fs::read_to_string(home.path().join("ledger/entries.jsonl")).unwrap();
     assert_eq!(entries.matches("\"snapshot_created\"").count(), 1);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let img = &r["artefacts"][0];
+    assert_eq!(img["kind"], "disk_image", "{r}");
+    assert_eq!(img["source"]["path"], vol.as_str(), "{r}");
+    assert_eq!(
+        img["source"]["resource"],
+        snap.snapshot_id().unwrap(),
+        "{r}"
+    );
+    assert!(
+        img["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("interrupted run")),
+        "{r}"
+    );
+    assert_eq!(
+        img["raw"]["sha256"],
+        custody::evidence::sha256_hex(&image).as_str()
+    );
+    assert_eq!(img["block_map"]["written"], 6);
 }
 
 /// A 1 GiB volume image: 240 blocks of noise spread over it, zeros elsewhere.

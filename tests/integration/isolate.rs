@@ -122,7 +122,7 @@ fn isolation_changes_verifies_and_release_restores_the_recorded_state() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
     let ami = rt.block_on(crate::common::any_image(&ec2));
-    let (vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 77));
+    let (vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 77, None));
     let before = rt.block_on(seen(&ec2, &id));
     assert!(!before.termination_protection);
     assert_eq!(before.groups, vec![app]);

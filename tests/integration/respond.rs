@@ -3,9 +3,9 @@
 //! stopped or terminated when a capture failed.
 //!
 //! On moto, memory is not acquired (DescribeInstanceInformation answers
-//! 500, and SSM never runs commands) and the disk cannot be read (moto
-//! cannot read EBS direct blocks of a snapshot made by CreateSnapshot):
-//! both are recorded as such, and the response goes on past them.
+//! 500, and SSM never runs commands): that is recorded as such, the
+//! response goes on past it, and the disk is acquired (through the test
+//! launcher's reading of CreateSnapshot snapshots).
 
 use crate::common::{Home, aws_conf as conf, custody_aws as custody, emulator, stderr};
 
@@ -31,7 +31,22 @@ fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_c
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
     let ami = rt.block_on(crate::common::any_image(&ec2));
-    let (_vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 78));
+    // Its disk: a 1 GiB volume with three blocks written.
+    let blocks: Vec<Vec<u8>> = (0..3)
+        .map(|i| crate::common::noise(512 * 1024, 40 + i))
+        .collect();
+    let seeded: Vec<(usize, &[u8])> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i * 500, b.as_slice()))
+        .collect();
+    let seed = rt.block_on(crate::common::seed_blocks(&endpoint, 1, &seeded));
+    let (_vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(
+        &ec2,
+        &ami,
+        78,
+        Some(&seed),
+    ));
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf(&endpoint))
             .force_path_style(true)
@@ -90,7 +105,7 @@ fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_c
         "a dry run changes nothing"
     );
 
-    // The response: memory and disk fail on moto; terminate is refused.
+    // The response: memory fails on moto, so terminate is refused.
     let out = custody(
         &home,
         &endpoint,
@@ -127,7 +142,15 @@ fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_c
     assert_eq!(status("protect").as_deref(), Some("done"), "{r}");
     assert_eq!(status("memory").as_deref(), Some("not_acquired"), "{r}");
     assert_eq!(status("isolate").as_deref(), Some("done"), "{r}");
-    assert_eq!(status("disk").as_deref(), Some("failed"), "{r}");
+    assert_eq!(status("disk").as_deref(), Some("done"), "{r}");
+    let disk: Vec<&serde_json::Value> = r["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "disk_image")
+        .collect();
+    assert_eq!(disk.len(), 1, "{r}");
+    assert_eq!(disk[0]["block_map"]["written"], 3, "{r}");
     assert_eq!(status("logs").as_deref(), Some("skipped"), "{r}");
 
     // The instance is isolated and still running.
@@ -163,7 +186,8 @@ fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_c
         pos("isolation_checked") < pos("snapshot_created"),
         "{order:?}"
     );
-    assert!(pos("snapshot_created") < pos("failed"), "{order:?}");
+    assert!(pos("snapshot_created") < pos("acquired"), "{order:?}");
+    assert!(!order.iter().any(|a| a == "failed"), "{order:?}");
     assert_eq!(order.last().map(String::as_str), Some("responded"));
     assert!(!order.iter().any(|a| a == "power_changed"), "{order:?}");
     // Each isolation step carries the request id AWS returned.

@@ -57,7 +57,8 @@ name = "ec2-compromise"
 source = "guardduty"
 finding_type = "UnauthorizedAccess:EC2/*"
 min_severity = 7.0
-action = "isolate"
+action = "respond"
+memory = false
 
 [[rule]]
 name = "edr-record"
@@ -358,14 +359,34 @@ fn duplicates_are_one_job_and_a_kill_after_202_loses_nothing() {
 }
 
 #[test]
-fn a_guardduty_finding_isolates_its_instance_and_a_missing_instance_fails_clearly() {
+fn a_guardduty_finding_isolates_its_instance_and_acquires_its_disk_and_a_missing_instance_fails_clearly()
+ {
     let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
     let ami = rt.block_on(crate::common::any_image(&ec2));
-    let (_vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(&ec2, &ami, 79));
+    // Its disk: a 1 GiB volume with two blocks written.
+    let blocks: Vec<Vec<u8>> = (0..2)
+        .map(|i| crate::common::noise(512 * 1024, 60 + i))
+        .collect();
+    let seeded: Vec<(usize, &[u8])> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i * 700 + 3, b.as_slice()))
+        .collect();
+    let mut image = vec![0u8; 1 << 30];
+    for (i, b) in &seeded {
+        image[i * 512 * 1024..(i + 1) * 512 * 1024].copy_from_slice(b);
+    }
+    let seed = rt.block_on(crate::common::seed_blocks(&endpoint, 1, &seeded));
+    let (_vpc, app, id) = rt.block_on(crate::common::instance_in_own_vpc(
+        &ec2,
+        &ami,
+        79,
+        Some(&seed),
+    ));
     let home = Home::new();
     config(&home, "");
     let srv = start(&home, Some(&endpoint));
@@ -407,6 +428,23 @@ fn a_guardduty_finding_isolates_its_instance_and_a_missing_instance_fails_clearl
         isolated.iter().all(|l| l.contains("\"kind\":\"alert\"")),
         "{isolated:?}"
     );
+    // Its disk is in the store, bit for bit, and the case verifies.
+    let result = &done["steps"].as_array().unwrap().last().unwrap()["detail"]["results"][0];
+    let artefacts = result["artefacts"].as_array().unwrap();
+    assert!(!artefacts.is_empty(), "{done}");
+    let case = done["case"].as_str().unwrap();
+    let sha = custody::evidence::sha256_hex(&image);
+    let acquired: Vec<&str> = entries
+        .lines()
+        .filter(|l| l.contains("\"acquired\"") && l.contains(&sha))
+        .collect();
+    assert_eq!(acquired.len(), 1, "{entries}");
+    assert!(
+        acquired[0].contains("\"kind\":\"alert\""),
+        "{}",
+        acquired[0]
+    );
+    let case = case.to_owned();
 
     // A finding naming an instance that does not exist: the job fails with
     // the reason, recorded.
@@ -437,6 +475,11 @@ fn a_guardduty_finding_isolates_its_instance_and_a_missing_instance_fails_clearl
             .any(|l| l.contains("\"failed\"") && l.contains("i-0000000000000dead")),
         "{entries}"
     );
+    // The server holds the ledger; once it is stopped, the case verifies
+    // against the store.
+    drop(srv);
+    let out = home.run(&["verify", &case]);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
 }
 
 /// A webhook receiver on loopback: answers every request with the status
