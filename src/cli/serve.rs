@@ -263,7 +263,15 @@ impl EnvRunner {
             snapshot_timeout: 3600,
             then: None,
         };
-        let p = super::respond::prepare(&self.env, &args, case).await?;
+        let mut p = super::respond::prepare(&self.env, &args, case).await?;
+        if action == Action::Respond
+            && let Some(r) = rule.filter(|r| !r.memory)
+        {
+            p.memory = Err(format!(
+                "left out by playbook rule {} (memory = false)",
+                r.name
+            ));
+        }
         match action {
             Action::AcquireDisk => {
                 let collected = p.disk.collect(ctx, case).await?;

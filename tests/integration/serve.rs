@@ -428,6 +428,12 @@ fn a_guardduty_finding_isolates_its_instance_and_acquires_its_disk_and_a_missing
         isolated.iter().all(|l| l.contains("\"kind\":\"alert\"")),
         "{isolated:?}"
     );
+    // Memory was left out by the rule, and the ledger says so.
+    assert!(
+        entries.lines().any(|l| l.contains("\"not_acquired\"")
+            && l.contains("left out by playbook rule ec2-compromise")),
+        "{entries}"
+    );
     // Its disk is in the store, bit for bit, and the case verifies.
     let result = &done["steps"].as_array().unwrap().last().unwrap()["detail"]["results"][0];
     let artefacts = result["artefacts"].as_array().unwrap();
@@ -677,4 +683,37 @@ fn finished_jobs_notify_signed_retrying_5xx_and_surviving_a_crash() {
             .recv_timeout(std::time::Duration::from_secs(2))
             .is_err()
     );
+}
+
+/// The README's end-to-end example, run as a user would, against the
+/// emulator the tests already started.
+#[test]
+fn the_end_to_end_example_runs_in_one_go() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/serve-end-to-end.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .env("CUSTODY_BIN", env!("CARGO_BIN_EXE_custody"))
+        .env("CUSTODY_TEST_S3_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for shown in [
+        "HTTP 202",
+        "its own group",
+        "2 verified, 0 failed, 0 ledger problems",
+        "read back from the acquired image: the attacker was here",
+        "the acquired image is the volume, bit for bit",
+        ": verified",
+    ] {
+        assert!(text.contains(shown), "{shown:?} not shown:\n{text}");
+    }
 }
