@@ -14,6 +14,7 @@
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
+//! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
 //! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |
 //! | [`cli`] | one module per subcommand of the `custody` binary: `Args` + `run()` |
@@ -32,6 +33,7 @@ pub mod evidence;
 pub mod ids;
 pub mod ledger;
 pub mod progress;
+pub mod readiness;
 pub mod respond;
 pub mod serve;
 pub mod store;
