@@ -6,6 +6,7 @@ pub mod cases;
 pub mod export;
 pub mod ledger;
 pub mod progress_bar;
+pub mod readiness;
 pub mod respond;
 pub mod serve;
 pub mod store;
@@ -99,6 +100,9 @@ pub enum Command {
     Respond(respond::RespondArgs),
     /// The alert webhook server: alerts in, isolation and collection out.
     Serve(serve::ServeArgs),
+    /// Readiness audits: can this account be investigated now, and the trend.
+    #[command(subcommand)]
+    Readiness(readiness::ReadinessCommand),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -259,6 +263,7 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Release(args) => respond::run_release(&env, args).await,
         Command::Respond(args) => respond::run_respond(&env, args).await,
         Command::Serve(args) => serve::run(&env, args).await,
+        Command::Readiness(cmd) => readiness::run(&env, cmd).await,
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
     let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");

@@ -1,5 +1,6 @@
 //! Readiness audits: can this account be investigated right now?
 //!
+//! - [`aws`]: the evaluation of each AWS check.
 //! - [`catalogue`]: the checks declared in `readiness_checks/`, built in.
 //! - [`history`]: every run and its findings, in an embedded SQLite database.
 //! - [`score`]: the run's score, pillar sub-scores and verdict, and the
@@ -9,6 +10,7 @@
 //! each PASS, FAIL, ERROR (the check could not run: always with the reason,
 //! never turned into a verdict) or SKIPPED.
 
+pub mod aws;
 pub mod catalogue;
 pub mod history;
 pub mod score;

@@ -1,0 +1,233 @@
+//! `custody readiness`: audit whether an account can be investigated now,
+//! keep every run, and show how readiness changes.
+
+use anyhow::Context;
+
+use super::{Env, Outcome};
+use crate::readiness::aws::{AwsScope, Ctx};
+use crate::readiness::catalogue::{Catalogue, Provider};
+use crate::readiness::history::{History, Run, Scope, StoredFinding};
+use crate::readiness::score::{self, Change};
+use crate::readiness::{Finding, Status};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ReadinessCommand {
+    /// Evaluate the checks, store the run, print the findings and the score;
+    /// exits 1 when a critical check fails (not ready).
+    Run(RunArgs),
+    /// Every stored run: time, score, verdict.
+    History,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A region in use (repeat for each); default: the configured region.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// The S3 bucket evidence is written to; default: the store's, when it is `s3://`.
+    #[arg(long, value_name = "BUCKET")]
+    pub evidence_bucket: Option<String>,
+    /// The forensic role's name (default custody-forensic).
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+    /// The account responders work from (default: the audited account).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub response_account: Option<String>,
+    /// Only these checks (repeat); default: all of the providers'.
+    #[arg(long = "check", value_name = "ID")]
+    pub checks: Vec<String>,
+    /// Tries per AWS request, the first included.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_attempts: u32,
+}
+
+pub async fn run(env: &Env, cmd: ReadinessCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        ReadinessCommand::Run(args) => run_audit(env, args).await,
+        ReadinessCommand::History => history(env),
+    }
+}
+
+fn open_history(env: &Env) -> anyhow::Result<History> {
+    Ok(History::open(&History::path_in(&env.config.home))?)
+}
+
+async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
+    let catalogue = Catalogue::builtin()?;
+    for id in &args.checks {
+        if catalogue.get(id).is_none() {
+            anyhow::bail!(
+                "no readiness check {id:?}; the checks are listed in readiness_checks/README.md"
+            );
+        }
+    }
+    let started = env.clock.now();
+    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
+        endpoint: env.endpoint_url.clone(),
+        max_attempts: args.max_attempts,
+        ..Default::default()
+    })
+    .await;
+    let evidence_bucket = args.evidence_bucket.clone().or_else(|| {
+        env.config
+            .store
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+    });
+    let scope = AwsScope {
+        regions: args.regions.clone(),
+        evidence_bucket,
+        forensic_role: args.role.clone(),
+        response_account: args.response_account.clone(),
+    };
+    let ctx = Ctx::new(conf, scope)
+        .await
+        .context("cannot start the AWS audit")?;
+    tracing::info!(account = %ctx.account, regions = ?ctx.regions, "readiness audit");
+    let findings = crate::readiness::aws::evaluate(&ctx, &catalogue, &args.checks).await;
+    let finished = env.clock.now();
+    let s = score::score(&catalogue, &findings);
+    let stored: Vec<StoredFinding> = findings
+        .iter()
+        .map(|f| StoredFinding {
+            finding: f.clone(),
+            remediation: catalogue
+                .get(&f.key.check)
+                .map(|c| c.remediation.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let pillars = serde_json::to_value(&s.pillars).context("cannot encode the pillar scores")?;
+    let mut run = Run {
+        id: 0,
+        started,
+        finished,
+        tool_version: crate::TOOL_VERSION.to_owned(),
+        catalogue_version: catalogue.version.clone(),
+        scope: Scope {
+            providers: vec![Provider::Aws.as_str().to_owned()],
+            accounts: vec![ctx.account.clone()],
+            regions: ctx.regions.clone(),
+        },
+        identity: ctx.identity.clone(),
+        score: s.score,
+        ready: s.ready,
+        pillars,
+    };
+    let mut history = open_history(env)?;
+    run.id = history.record(&run, &stored)?;
+    let trend = score::trend(&history.all()?);
+    env.print(
+        &serde_json::json!({
+            "run": run,
+            "score": s,
+            "findings": findings,
+            "trend": trend,
+        }),
+        || human_run(&catalogue, &run, &s, &findings, &trend),
+    )?;
+    Ok(if s.ready {
+        Outcome::Ok
+    } else {
+        Outcome::VerificationFailed
+    })
+}
+
+fn human_run(
+    catalogue: &Catalogue,
+    run: &Run,
+    s: &score::Score,
+    findings: &[Finding],
+    trend: &[score::Trend],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "readiness run {} of account {} ({}), catalogue {}",
+        run.id,
+        run.scope.accounts.join(","),
+        run.scope.regions.join(","),
+        run.catalogue_version
+            .get(..19)
+            .unwrap_or(&run.catalogue_version)
+    );
+    for c in &s.checks {
+        let title = catalogue.get(&c.id).map_or("", |d| d.title.as_str());
+        let _ = writeln!(
+            out,
+            "{:<8} {:<9} {:<40} {title}",
+            c.status.as_str(),
+            c.severity.as_str(),
+            c.id
+        );
+        for f in findings.iter().filter(|f| f.key.check == c.id) {
+            if matches!(f.status, Status::Fail | Status::Error) || c.status == Status::Skipped {
+                let _ = writeln!(
+                    out,
+                    "         {:<7} {} {}: {}",
+                    f.status.as_str(),
+                    f.key.region,
+                    f.key.resource,
+                    f.evidence
+                );
+            }
+        }
+    }
+    let changed: Vec<&score::Trend> = trend
+        .iter()
+        .filter(|t| t.change != Change::Unchanged)
+        .collect();
+    for t in changed {
+        let _ = writeln!(
+            out,
+            "{:?}: {} {} {} ({} days failing in a row)",
+            t.change, t.key.check, t.key.region, t.key.resource, t.failed_in_a_row
+        );
+    }
+    let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |x| format!("{x:.1}"));
+    let _ = writeln!(
+        out,
+        "score {} ({})",
+        pct(s.score),
+        s.pillars
+            .iter()
+            .map(|(p, v)| format!("{} {}", p.as_str(), pct(*v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if s.ready {
+        let _ = writeln!(out, "verdict: ready");
+    } else {
+        let _ = writeln!(
+            out,
+            "verdict: NOT READY (failing critical: {})",
+            s.failing_critical.join(", ")
+        );
+    }
+    out
+}
+
+fn history(env: &Env) -> anyhow::Result<Outcome> {
+    let h = open_history(env)?;
+    let runs = h.runs()?;
+    env.print(&runs, || {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for r in &runs {
+            let _ = writeln!(
+                out,
+                "{:>5}  {}  {:>6}  {}  {}",
+                r.id,
+                r.started,
+                r.score.map_or("n/a".to_owned(), |x| format!("{x:.1}")),
+                if r.ready { "ready" } else { "NOT READY" },
+                r.scope.regions.join(",")
+            );
+        }
+        out
+    })?;
+    Ok(Outcome::Ok)
+}

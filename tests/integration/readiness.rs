@@ -1,0 +1,573 @@
+//! `custody readiness run` on moto: one account seeded with good settings,
+//! one with bad, each check's verdict read from the run's JSON; calls moto
+//! does not implement give ERROR with the reason.
+//!
+//! Each test works in an account of its own (moto keeps one state per
+//! account, chosen by the credentials of an assumed role), so the VPCs and
+//! instances of other tests do not show.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    HttpTokensState, InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag,
+    TagSpecification,
+};
+
+use crate::common::{Home, emulator, stderr};
+
+/// Credentials of a role in `account`, and an SDK configuration using them.
+async fn account(endpoint: &str, account: &str) -> (aws_config::SdkConfig, [String; 3]) {
+    let sts = aws_sdk_sts::Client::new(&crate::common::aws_conf(endpoint));
+    let c = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/auditor"))
+        .role_session_name("readiness-test")
+        .send()
+        .await
+        .unwrap();
+    let c = c.credentials().unwrap();
+    let creds = [
+        c.access_key_id().to_owned(),
+        c.secret_access_key().to_owned(),
+        c.session_token().to_owned(),
+    ];
+    let conf = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            aws_sdk_ec2::config::Credentials::new(
+                creds[0].clone(),
+                creds[1].clone(),
+                Some(creds[2].clone()),
+                None,
+                "tests",
+            ),
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    (conf, creds)
+}
+
+fn s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Each check's findings: (status, evidence).
+type ByCheck = BTreeMap<String, Vec<(String, String)>>;
+
+/// Runs the audit as the account's role; returns the exit code, the JSON
+/// and the findings by check.
+fn audit(
+    home: &Home,
+    endpoint: &str,
+    creds: &[String; 3],
+    args: &[&str],
+) -> (Option<i32>, serde_json::Value, ByCheck) {
+    let out = home
+        .cmd()
+        .env("AWS_ACCESS_KEY_ID", &creds[0])
+        .env("AWS_SECRET_ACCESS_KEY", &creds[1])
+        .env("AWS_SESSION_TOKEN", &creds[2])
+        .env("AWS_REGION", "us-east-1")
+        .args(["--endpoint-url", endpoint, "--json", "readiness", "run"])
+        .args(args)
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("no JSON: {}", stderr(&out)));
+    let mut by = ByCheck::new();
+    for f in v["findings"].as_array().unwrap() {
+        by.entry(f["check"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((
+                f["status"].as_str().unwrap().to_owned(),
+                f["evidence"].as_str().unwrap().to_owned(),
+            ));
+    }
+    (out.status.code(), v, by)
+}
+
+/// A bucket with Object Lock (so versioning), and optionally a COMPLIANCE
+/// default retention, default encryption and every public access block.
+async fn locked_bucket(s3: &aws_sdk_s3::Client, name: &str) {
+    use aws_sdk_s3::types::*;
+    s3.create_bucket()
+        .bucket(name)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    s3.put_public_access_block()
+        .bucket(name)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_object_lock_configuration()
+        .bucket(name)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Compliance)
+                                .days(365)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_encryption()
+        .bucket(name)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::AwsKms)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn trail(conf: &aws_config::SdkConfig, bucket: &str, good: bool) {
+    let ct = aws_sdk_cloudtrail::Client::new(conf);
+    ct.create_trail()
+        .name("main")
+        .s3_bucket_name(bucket)
+        .is_multi_region_trail(good)
+        .enable_log_file_validation(good)
+        .send()
+        .await
+        .unwrap();
+    ct.start_logging().name("main").send().await.unwrap();
+}
+
+fn trust(principal: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Principal": { "AWS": principal }, "Action": "sts:AssumeRole" }]
+    })
+    .to_string()
+}
+
+async fn seed_good(conf: &aws_config::SdkConfig, account_id: &str) {
+    let s3c = s3(conf);
+    locked_bucket(&s3c, &format!("trail-{account_id}")).await;
+    locked_bucket(&s3c, &format!("evidence-{account_id}")).await;
+    trail(conf, &format!("trail-{account_id}"), true).await;
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.60.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = vpc.vpc().unwrap().vpc_id().unwrap().to_owned();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.60.1.0/24")
+        .send()
+        .await
+        .unwrap();
+    let subnet = subnet.subnet().unwrap().subnet_id().unwrap().to_owned();
+    // Every VPC (the default one too): all-traffic flow logs and an empty
+    // isolation group.
+    let vpcs = ec2.describe_vpcs().send().await.unwrap();
+    for v in vpcs.vpcs() {
+        let id = v.vpc_id().unwrap();
+        ec2.create_flow_logs()
+            .resource_ids(id)
+            .resource_type(aws_sdk_ec2::types::FlowLogsResourceType::Vpc)
+            .traffic_type(aws_sdk_ec2::types::TrafficType::All)
+            .log_destination_type(aws_sdk_ec2::types::LogDestinationType::S3)
+            .log_destination(format!("arn:aws:s3:::trail-{account_id}"))
+            .send()
+            .await
+            .unwrap();
+        let g = ec2
+            .create_security_group()
+            .group_name("custody-isolation")
+            .description("no traffic")
+            .vpc_id(id)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .tags(
+                        Tag::builder()
+                            .key("custody:isolation")
+                            .value("true")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let gid = g.group_id().unwrap();
+        let d = ec2
+            .describe_security_groups()
+            .group_ids(gid)
+            .send()
+            .await
+            .unwrap();
+        let egress = d.security_groups()[0].ip_permissions_egress().to_vec();
+        if !egress.is_empty() {
+            ec2.revoke_security_group_egress()
+                .group_id(gid)
+                .set_ip_permissions(Some(egress))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    // An instance requiring IMDSv2, and a volume under an enabled key.
+    let ami = crate::common::any_image(&ec2).await;
+    ec2.run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::T3Micro)
+        .subnet_id(&subnet)
+        .min_count(1)
+        .max_count(1)
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Required)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let kms = aws_sdk_kms::Client::new(conf);
+    let key = kms.create_key().send().await.unwrap();
+    let key = key.key_metadata().unwrap().arn().unwrap().to_owned();
+    ec2.create_volume()
+        .availability_zone("us-east-1a")
+        .size(1)
+        .encrypted(true)
+        .kms_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    ec2.enable_ebs_encryption_by_default().send().await.unwrap();
+    aws_sdk_guardduty::Client::new(conf)
+        .create_detector()
+        .enable(true)
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_securityhub::Client::new(conf)
+        .enable_security_hub()
+        .send()
+        .await
+        .unwrap();
+    let cfg = aws_sdk_config::Client::new(conf);
+    cfg.put_configuration_recorder()
+        .configuration_recorder(
+            aws_sdk_config::types::ConfigurationRecorder::builder()
+                .name("default")
+                .role_arn(format!("arn:aws:iam::{account_id}:role/config"))
+                .recording_group(
+                    aws_sdk_config::types::RecordingGroup::builder()
+                        .all_supported(true)
+                        .include_global_resource_types(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.put_delivery_channel()
+        .delivery_channel(
+            aws_sdk_config::types::DeliveryChannel::builder()
+                .name("default")
+                .s3_bucket_name(format!("trail-{account_id}"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.start_configuration_recorder()
+        .configuration_recorder_name("default")
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_iam::Client::new(conf)
+        .create_role()
+        .role_name("custody-forensic")
+        .assume_role_policy_document(trust(&format!("arn:aws:iam::{account_id}:root")))
+        .send()
+        .await
+        .unwrap();
+    // A group whose instances a termination hook holds.
+    let asg = aws_sdk_autoscaling::Client::new(conf);
+    asg.create_launch_configuration()
+        .launch_configuration_name("web")
+        .image_id(crate::common::any_image(&ec2).await)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("web")
+        .launch_configuration_name("web")
+        .min_size(0)
+        .max_size(2)
+        .desired_capacity(0)
+        .vpc_zone_identifier(&subnet)
+        .send()
+        .await
+        .unwrap();
+    asg.put_lifecycle_hook()
+        .auto_scaling_group_name("web")
+        .lifecycle_hook_name("hold-for-capture")
+        .lifecycle_transition("autoscaling:EC2_INSTANCE_TERMINATING")
+        .heartbeat_timeout(3600)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn seed_bad(conf: &aws_config::SdkConfig, account_id: &str) {
+    let s3c = s3(conf);
+    s3c.create_bucket()
+        .bucket(format!("trail-{account_id}"))
+        .send()
+        .await
+        .unwrap();
+    s3c.create_bucket()
+        .bucket(format!("evidence-{account_id}"))
+        .send()
+        .await
+        .unwrap();
+    trail(conf, &format!("trail-{account_id}"), false).await;
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let ami = crate::common::any_image(&ec2).await;
+    ec2.run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let kms = aws_sdk_kms::Client::new(conf);
+    let key = kms.create_key().send().await.unwrap();
+    let key = key.key_metadata().unwrap().key_id().to_owned();
+    ec2.create_volume()
+        .availability_zone("us-east-1a")
+        .size(1)
+        .encrypted(true)
+        .kms_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    kms.schedule_key_deletion()
+        .key_id(&key)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_guardduty::Client::new(conf)
+        .create_detector()
+        .enable(false)
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_iam::Client::new(conf)
+        .create_role()
+        .role_name("custody-forensic")
+        .assume_role_policy_document(trust("*"))
+        .send()
+        .await
+        .unwrap();
+    let asg = aws_sdk_autoscaling::Client::new(conf);
+    asg.create_launch_configuration()
+        .launch_configuration_name("web")
+        .image_id(crate::common::any_image(&ec2).await)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("web")
+        .launch_configuration_name("web")
+        .min_size(1)
+        .max_size(1)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+}
+
+fn status(by: &ByCheck, check: &str) -> Vec<String> {
+    let mut s: Vec<String> = by
+        .get(check)
+        .unwrap_or_else(|| panic!("{check} did not run: {by:?}"))
+        .iter()
+        .map(|(s, _)| s.clone())
+        .collect();
+    s.sort();
+    s.dedup();
+    s
+}
+
+fn evidence(by: &ByCheck, check: &str) -> String {
+    by.get(check)
+        .map(|f| {
+            f.iter()
+                .map(|(_, e)| e.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Fresh accounts on every run, so a reused emulator holds nothing of theirs.
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
+    let (good_id, bad_id) = (format!("31{n:010}"), format!("32{n:010}"));
+    let (good_id, bad_id) = (good_id.as_str(), bad_id.as_str());
+    let (good, good_creds) = rt.block_on(account(&endpoint, good_id));
+    let (bad, bad_creds) = rt.block_on(account(&endpoint, bad_id));
+    rt.block_on(seed_good(&good, good_id));
+    rt.block_on(seed_bad(&bad, bad_id));
+
+    let home = Home::new();
+    let (code, run, g) = audit(
+        &home,
+        &endpoint,
+        &good_creds,
+        &["--evidence-bucket", &format!("evidence-{good_id}")],
+    );
+    let bhome = Home::new();
+    let (bcode, _, b) = audit(
+        &bhome,
+        &endpoint,
+        &bad_creds,
+        &["--evidence-bucket", &format!("evidence-{bad_id}")],
+    );
+
+    // Checks with a verdict on both sides.
+    for check in [
+        "aws.cloudtrail.multi_region",
+        "aws.cloudtrail.log_file_validation",
+        "aws.cloudtrail.bucket_tamper_resistant",
+        "aws.vpc.flow_logs",
+        "aws.guardduty.enabled",
+        "aws.securityhub.enabled",
+        "aws.config.recorder",
+        "aws.autoscaling.evidence_preserving",
+        "aws.ec2.imdsv2_required",
+        "aws.kms.keys_enabled",
+        "aws.iam.forensic_role_trust",
+        "aws.s3.evidence_bucket",
+        "aws.ec2.isolation_group",
+    ] {
+        assert_eq!(
+            status(&g, check),
+            ["PASS"],
+            "{check} on the good account: {}",
+            evidence(&g, check)
+        );
+        assert_eq!(
+            status(&b, check),
+            ["FAIL"],
+            "{check} on the bad account: {}",
+            evidence(&b, check)
+        );
+    }
+    assert_eq!(status(&g, "aws.iam.forensic_role"), ["PASS"]);
+    assert_eq!(status(&b, "aws.ebs.default_encryption"), ["FAIL"]);
+    // What moto does not implement is ERROR with the call named, never a verdict.
+    assert_eq!(status(&g, "aws.ebs.default_encryption"), ["ERROR"]);
+    assert!(
+        evidence(&g, "aws.ebs.default_encryption").contains("ec2:GetEbsDefaultKmsKeyId failed")
+    );
+    assert_eq!(status(&g, "aws.ssm.instances_managed"), ["ERROR"]);
+    assert!(
+        evidence(&g, "aws.ssm.instances_managed")
+            .contains("ssm:DescribeInstanceInformation failed")
+    );
+    // Evidence names what is wrong.
+    assert!(evidence(&b, "aws.s3.evidence_bucket").contains("Object Lock is off"));
+    assert!(evidence(&b, "aws.iam.forensic_role_trust").contains("*"));
+    assert!(evidence(&b, "aws.kms.keys_enabled").contains("PendingDeletion"));
+
+    // The verdicts and the exit codes: the bad account fails critical checks.
+    assert_eq!(code, Some(0), "{run}");
+    assert_eq!(run["score"]["ready"], true);
+    assert_eq!(bcode, Some(1));
+    let score = run["score"]["score"].as_f64().unwrap();
+    assert!(score > 90.0, "{score}");
+    assert_eq!(run["run"]["scope"]["accounts"][0], good_id);
+    assert!(
+        run["run"]["catalogue_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    // The forensic role missing: FAIL (and the run not ready).
+    let (code, _, m) = audit(
+        &home,
+        &endpoint,
+        &good_creds,
+        &["--role", "no-such-role", "--check", "aws.iam.forensic_role"],
+    );
+    assert_eq!(status(&m, "aws.iam.forensic_role"), ["FAIL"]);
+    assert_eq!(code, Some(1));
+
+    // Both runs are in the history.
+    let out = home
+        .cmd()
+        .args(["--json", "readiness", "history"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 2);
+
+    // An unknown check id is refused, naming it.
+    let out = home
+        .cmd()
+        .args(["readiness", "run", "--check", "aws.nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("aws.nope"), "{}", stderr(&out));
+}
