@@ -12,7 +12,8 @@ arguments:
   blocks. Such a snapshot is given the blocks of the snapshot its volume
   was created from (a volume launched from a seeded snapshot reads back as
   that seed), and none when the volume was created empty, which is what
-  AWS serves for a volume never written.
+  AWS serves for a volume never written. A snapshot unknown to both
+  answers AWS's 404 ResourceNotFoundException rather than a 500.
 - moto names the XML root of some S3 answers `<Action>Response`, where AWS
   sends the documented element (`ListPartsResult`,
   `VersioningConfiguration`); strict clients such as the AWS SDK for Rust
@@ -21,6 +22,7 @@ arguments:
 
 import sys
 
+from moto.core.exceptions import JsonRESTError
 from moto.ebs import models as ebs_models
 from moto.s3.responses import S3Response
 from moto.server import main
@@ -56,16 +58,23 @@ def _ebs_view(backend, snapshot_id):
     backend.snapshots[snapshot_id] = view
 
 
+class _SnapshotNotFound(JsonRESTError):
+    code = 404
+
+    def __init__(self, snapshot_id):
+        super().__init__("ResourceNotFoundException", f"The snapshot '{snapshot_id}' does not exist.")
+
+
 def _reading_ec2_snapshots(method, *id_args):
     original = getattr(ebs_models.EBSBackend, method)
 
     def fixed(self, *args, **kwargs):
-        for i in id_args:
-            if i < len(args):
-                _ebs_view(self, args[i])
-        for key in ("snapshot_id", "first_snapshot_id", "second_snapshot_id"):
-            if key in kwargs:
-                _ebs_view(self, kwargs[key])
+        ids = [args[i] for i in id_args if i < len(args)]
+        ids += [kwargs[k] for k in ("snapshot_id", "first_snapshot_id", "second_snapshot_id") if k in kwargs]
+        for snapshot_id in ids:
+            _ebs_view(self, snapshot_id)
+            if snapshot_id not in self.snapshots:
+                raise _SnapshotNotFound(snapshot_id)
         return original(self, *args, **kwargs)
 
     setattr(ebs_models.EBSBackend, method, fixed)

@@ -82,7 +82,7 @@ async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
         forensic_role: args.role.clone(),
         response_account: args.response_account.clone(),
     };
-    let ctx = Ctx::new(conf, scope)
+    let ctx = Ctx::new(conf, scope, started)
         .await
         .context("cannot start the AWS audit")?;
     tracing::info!(account = %ctx.account, regions = ?ctx.regions, "readiness audit");

@@ -14,6 +14,7 @@ use aws_sdk_ec2::types::{
 };
 
 use crate::common::{Home, emulator, stderr};
+use crate::fault_proxy::{Fault, FaultProxy, Rule};
 
 /// Credentials of a role in `account`, and an SDK configuration using them.
 async fn account(endpoint: &str, account: &str) -> (aws_config::SdkConfig, [String; 3]) {
@@ -167,7 +168,9 @@ async fn trail(conf: &aws_config::SdkConfig, bucket: &str, good: bool) {
         .send()
         .await
         .unwrap();
-    ct.start_logging().name("main").send().await.unwrap();
+    if good {
+        ct.start_logging().name("main").send().await.unwrap();
+    }
 }
 
 fn trust(principal: &str) -> String {
@@ -327,6 +330,56 @@ async fn seed_good(conf: &aws_config::SdkConfig, account_id: &str) {
         .send()
         .await
         .unwrap();
+    // Access logs of the trail and evidence buckets.
+    let logs = format!("logs-{account_id}");
+    s3c.create_bucket().bucket(&logs).send().await.unwrap();
+    s3c.put_bucket_acl()
+        .bucket(&logs)
+        .acl(aws_sdk_s3::types::BucketCannedAcl::from(
+            "log-delivery-write",
+        ))
+        .send()
+        .await
+        .unwrap();
+    for b in [
+        format!("trail-{account_id}"),
+        format!("evidence-{account_id}"),
+    ] {
+        s3c.put_bucket_logging()
+            .bucket(&b)
+            .bucket_logging_status(
+                aws_sdk_s3::types::BucketLoggingStatus::builder()
+                    .logging_enabled(
+                        aws_sdk_s3::types::LoggingEnabled::builder()
+                            .target_bucket(&logs)
+                            .target_prefix(format!("{b}/"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    // The forensic role may do everything custody does, and use KMS keys
+    // (whose default policies hand the decision to IAM).
+    let mut actions: Vec<&str> = custody::readiness::aws::policy::FORENSIC_ACTIONS.to_vec();
+    actions.extend(["kms:Decrypt", "kms:CreateGrant", "kms:DescribeKey"]);
+    aws_sdk_iam::Client::new(conf)
+        .put_role_policy()
+        .role_name("custody-forensic")
+        .policy_name("forensics")
+        .policy_document(
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
     // A group whose instances a termination hook holds.
     let asg = aws_sdk_autoscaling::Client::new(conf);
     asg.create_launch_configuration()
@@ -369,6 +422,34 @@ async fn seed_bad(conf: &aws_config::SdkConfig, account_id: &str) {
         .await
         .unwrap();
     trail(conf, &format!("trail-{account_id}"), false).await;
+    // Log files expire after 90 days.
+    s3c.put_bucket_lifecycle_configuration()
+        .bucket(format!("trail-{account_id}"))
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::LifecycleRule::builder()
+                        .id("expire-90")
+                        .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
+                        .filter(
+                            aws_sdk_s3::types::LifecycleRuleFilter::builder()
+                                .prefix("")
+                                .build(),
+                        )
+                        .expiration(
+                            aws_sdk_s3::types::LifecycleExpiration::builder()
+                                .days(90)
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     let ec2 = aws_sdk_ec2::Client::new(conf);
     let ami = crate::common::any_image(&ec2).await;
     ec2.run_instances()
@@ -387,6 +468,20 @@ async fn seed_bad(conf: &aws_config::SdkConfig, account_id: &str) {
         .size(1)
         .encrypted(true)
         .kms_key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    ec2.create_snapshot()
+        .volume_id(
+            ec2.create_volume()
+                .availability_zone("us-east-1a")
+                .size(1)
+                .send()
+                .await
+                .unwrap()
+                .volume_id()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -467,17 +562,45 @@ fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
     rt.block_on(seed_good(&good, good_id));
     rt.block_on(seed_bad(&bad, bad_id));
 
+    // STUB: moto's Service Quotas knows only the vpc service; the proxy
+    // answers GetServiceQuota for the EBS snapshot quota as AWS would.
+    let quota = |value: f64| {
+        Rule {
+        op: "GetServiceQuota",
+        path: "",
+        pass: 0,
+        times: 100,
+        fault: Fault::Json(
+            200,
+            serde_json::json!({ "Quota": { "ServiceCode": "ebs", "QuotaCode": "L-309BACF6", "Value": value } })
+                .to_string(),
+        ),
+    }
+    };
+    let (good_proxy, good_via) = rt.block_on(FaultProxy::start(&endpoint));
+    good_proxy.rule(quota(100_000.0));
+    let (bad_proxy, bad_via) = rt.block_on(FaultProxy::start(&endpoint));
+    // One snapshot against a quota of one: no headroom.
+    bad_proxy.rule(quota(1.0));
+    // STUB: an SCP or endpoint policy blocking EBS direct, as AWS answers it.
+    bad_proxy.rule(Rule {
+        op: "ListSnapshotBlocks",
+        path: "",
+        pass: 0,
+        times: 100,
+        fault: Fault::Status(403, "AccessDeniedException"),
+    });
     let home = Home::new();
     let (code, run, g) = audit(
         &home,
-        &endpoint,
+        &good_via,
         &good_creds,
         &["--evidence-bucket", &format!("evidence-{good_id}")],
     );
     let bhome = Home::new();
     let (bcode, _, b) = audit(
         &bhome,
-        &endpoint,
+        &bad_via,
         &bad_creds,
         &["--evidence-bucket", &format!("evidence-{bad_id}")],
     );
@@ -497,6 +620,13 @@ fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
         "aws.iam.forensic_role_trust",
         "aws.s3.evidence_bucket",
         "aws.ec2.isolation_group",
+        "aws.cloudtrail.delivering",
+        "aws.cloudtrail.retention",
+        "aws.s3.access_logging",
+        "aws.iam.forensic_role_permissions",
+        "aws.kms.volume_keys_usable",
+        "aws.ebs.direct_reachable",
+        "aws.ebs.snapshot_quota",
     ] {
         assert_eq!(
             status(&g, check),
@@ -523,7 +653,22 @@ fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
         evidence(&g, "aws.ssm.instances_managed")
             .contains("ssm:DescribeInstanceInformation failed")
     );
+    // moto cannot simulate: the role's own policies were read.
+    assert!(
+        evidence(&g, "aws.iam.forensic_role_permissions").contains("read from the role's policies"),
+        "{}",
+        evidence(&g, "aws.iam.forensic_role_permissions")
+    );
+    // Every declared AWS check ran: none is left without an evaluation.
+    assert!(
+        g.values()
+            .flatten()
+            .all(|(_, e)| !e.contains("does not evaluate")),
+        "{g:?}"
+    );
     // Evidence names what is wrong.
+    assert!(evidence(&b, "aws.cloudtrail.retention").contains("after 90 days"));
+    assert!(evidence(&b, "aws.iam.forensic_role_permissions").contains("ec2:CreateSnapshot"));
     assert!(evidence(&b, "aws.s3.evidence_bucket").contains("Object Lock is off"));
     assert!(evidence(&b, "aws.iam.forensic_role_trust").contains("*"));
     assert!(evidence(&b, "aws.kms.keys_enabled").contains("PendingDeletion"));

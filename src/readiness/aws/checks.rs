@@ -26,6 +26,15 @@ pub async fn run(ctx: &Ctx, def: &CheckDef) -> Option<Vec<Finding>> {
         "aws.iam.forensic_role_trust" => forensic_role_trust(ctx, def).await,
         "aws.s3.evidence_bucket" => evidence_bucket(ctx, def).await,
         "aws.ec2.isolation_group" => per_region(ctx, def, isolation_group).await,
+        "aws.cloudtrail.delivering" => delivering(ctx, def).await,
+        "aws.cloudtrail.retention" => retention(ctx, def).await,
+        "aws.s3.access_logging" => access_logging(ctx, def).await,
+        "aws.ebs.direct_reachable" => per_region(ctx, def, ebs_direct).await,
+        "aws.ebs.snapshot_quota" => per_region(ctx, def, snapshot_quota).await,
+        "aws.iam.forensic_role_permissions" => super::access::role_permissions(ctx, def).await,
+        "aws.kms.volume_keys_usable" => {
+            per_region(ctx, def, super::access::volume_keys_usable).await
+        }
         _ => return None,
     })
 }
@@ -51,7 +60,13 @@ fn s3(ctx: &Ctx, region: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf.build())
 }
 
-fn error(ctx: &Ctx, def: &CheckDef, region: &str, resource: &str, why: String) -> Vec<Finding> {
+pub(crate) fn error(
+    ctx: &Ctx,
+    def: &CheckDef,
+    region: &str,
+    resource: &str,
+    why: String,
+) -> Vec<Finding> {
     vec![ctx.finding(def, region, resource, Status::Error, why)]
 }
 
@@ -803,7 +818,10 @@ fn volume_keys_enabled<'a>(
     })
 }
 
-async fn get_role(ctx: &Ctx, def: &CheckDef) -> Result<Option<aws_sdk_iam::types::Role>, String> {
+pub(crate) async fn get_role(
+    ctx: &Ctx,
+    def: &CheckDef,
+) -> Result<Option<aws_sdk_iam::types::Role>, String> {
     let iam = aws_sdk_iam::Client::new(&ctx.conf(&ctx.home));
     match iam.get_role().role_name(ctx.role(def)).send().await {
         Ok(r) => Ok(r.role().cloned()),
@@ -838,63 +856,30 @@ async fn forensic_role(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
     }
 }
 
-/// The principals allowed to assume a role, from its trust policy: the
-/// document IAM returns URL-encoded (some endpoints send it plain).
+/// The principals allowed to assume a role, from its trust policy (the
+/// document IAM returns URL-encoded; some endpoints send it plain).
 pub(crate) fn trusted_principals(document: &str) -> Result<Vec<String>, String> {
-    let text = if document.trim_start().starts_with('{') {
-        document.to_owned()
-    } else {
-        percent_encoding::percent_decode_str(document)
-            .decode_utf8()
-            .map_err(|e| format!("the trust policy is not UTF-8: {e}"))?
-            .into_owned()
-    };
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("the trust policy is not JSON: {e}"))?;
-    let statements = match doc.get("Statement") {
-        Some(serde_json::Value::Array(a)) => a.clone(),
-        Some(s @ serde_json::Value::Object(_)) => vec![s.clone()],
-        _ => return Err("the trust policy has no Statement".into()),
-    };
-    let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
-        match v {
-            Some(serde_json::Value::String(s)) => vec![s.clone()],
-            Some(serde_json::Value::Array(a)) => a
+    let assume = [
+        "sts:AssumeRole",
+        "sts:AssumeRoleWithWebIdentity",
+        "sts:AssumeRoleWithSAML",
+    ];
+    Ok(super::policy::parse(document)?
+        .into_iter()
+        .filter(|s| s.allow)
+        .filter(|s| {
+            s.actions
                 .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    let mut out = Vec::new();
-    for s in statements {
-        if s.get("Effect").and_then(|e| e.as_str()) != Some("Allow") {
-            continue;
-        }
-        let assumes = strings(s.get("Action")).iter().any(|a| {
-            let a = a.to_ascii_lowercase();
-            a == "*" || a == "sts:*" || a.starts_with("sts:assumerole")
-        });
-        if !assumes {
-            continue;
-        }
-        match s.get("Principal") {
-            Some(serde_json::Value::String(p)) => out.push(p.clone()),
-            Some(serde_json::Value::Object(m)) => {
-                for (kind, v) in m {
-                    for p in strings(Some(v)) {
-                        out.push(if kind == "AWS" {
-                            p
-                        } else {
-                            format!("{kind}:{p}")
-                        });
-                    }
-                }
+                .any(|a| assume.iter().any(|x| super::policy::action_matches(a, x)))
+        })
+        .flat_map(|s| {
+            if s.principals.is_empty() {
+                vec!["(no principal)".to_owned()]
+            } else {
+                s.principals
             }
-            _ => out.push("(no principal)".into()),
-        }
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// Whether `principal` (from a trust policy's `AWS` list) is in `account`.
@@ -1116,6 +1101,341 @@ fn asg_preserving<'a>(
             });
         }
         out
+    })
+}
+
+async fn delivering(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
+    let list = match trails(ctx).await {
+        Ok(l) => l,
+        Err(e) => return error(ctx, def, &ctx.home, "-", e),
+    };
+    if list.is_empty() {
+        return vec![ctx.finding(def, &ctx.home, "-", Status::Fail, "no trail")];
+    }
+    let ct = aws_sdk_cloudtrail::Client::new(&ctx.conf(&ctx.home));
+    let mut out = Vec::new();
+    for t in &list {
+        let name = t.name().unwrap_or("?");
+        let Some(arn) = t.trail_arn() else { continue };
+        let region = t.home_region().unwrap_or(&ctx.home);
+        let st = match ct.get_trail_status().name(arn).send().await {
+            Ok(s) => s,
+            Err(e) => {
+                out.push(ctx.finding(
+                    def,
+                    region,
+                    name,
+                    Status::Error,
+                    failed("cloudtrail:GetTrailStatus", &e),
+                ));
+                continue;
+            }
+        };
+        let last = st
+            .latest_delivery_time()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+        out.push(
+            match (st.latest_delivery_error().filter(|e| !e.is_empty()), last) {
+                (Some(err), _) => ctx.finding(
+                    def,
+                    region,
+                    name,
+                    Status::Fail,
+                    format!("delivery error: {err}"),
+                ),
+                (None, None) => {
+                    ctx.finding(def, region, name, Status::Fail, "no log file delivered yet")
+                }
+                (None, Some(at)) if ctx.now - at > time::Duration::days(1) => ctx.finding(
+                    def,
+                    region,
+                    name,
+                    Status::Fail,
+                    format!("last delivery {} ago", humantime(ctx.now - at)),
+                ),
+                (None, Some(at)) => ctx.finding(
+                    def,
+                    region,
+                    name,
+                    Status::Pass,
+                    format!("last delivery {} ago, no error", humantime(ctx.now - at)),
+                ),
+            },
+        );
+    }
+    out
+}
+
+fn humantime(d: time::Duration) -> String {
+    let m = d.whole_minutes().max(0);
+    if m < 120 {
+        format!("{m} min")
+    } else if m < 48 * 60 {
+        format!("{} h", m / 60)
+    } else {
+        format!("{} days", m / 1440)
+    }
+}
+
+async fn retention(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    let min = i32::try_from(def.param_u64("min_days").unwrap_or(365)).unwrap_or(i32::MAX);
+    let list = match trails(ctx).await {
+        Ok(l) => l,
+        Err(e) => return error(ctx, def, &ctx.home, "-", e),
+    };
+    let mut buckets: Vec<&str> = list.iter().filter_map(|t| t.s3_bucket_name()).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    if buckets.is_empty() {
+        return vec![ctx.finding(
+            def,
+            &ctx.home,
+            "-",
+            Status::Fail,
+            "no trail delivers to a bucket",
+        )];
+    }
+    let client = s3(ctx, &ctx.home);
+    let mut out = Vec::new();
+    for b in buckets {
+        let rules = match client
+            .get_bucket_lifecycle_configuration()
+            .bucket(b)
+            .send()
+            .await
+        {
+            Ok(l) => l.rules().to_vec(),
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
+            Err(e) => {
+                out.push(ctx.finding(
+                    def,
+                    &ctx.home,
+                    b,
+                    Status::Error,
+                    failed("s3:GetBucketLifecycleConfiguration", &e),
+                ));
+                continue;
+            }
+        };
+        let short: Vec<String> = rules
+            .iter()
+            .filter(|r| r.status() == &aws_sdk_s3::types::ExpirationStatus::Enabled)
+            .filter_map(|r| {
+                let current = r.expiration().and_then(|e| e.days()).filter(|d| *d < min);
+                let older = r
+                    .noncurrent_version_expiration()
+                    .and_then(|e| e.noncurrent_days())
+                    .filter(|d| *d < min);
+                current
+                    .map(|d| {
+                        format!(
+                            "rule {} expires objects after {d} days",
+                            r.id().unwrap_or("?")
+                        )
+                    })
+                    .or_else(|| {
+                        older.map(|d| {
+                            format!(
+                                "rule {} expires old versions after {d} days",
+                                r.id().unwrap_or("?")
+                            )
+                        })
+                    })
+            })
+            .collect();
+        out.push(if short.is_empty() {
+            ctx.finding(
+                def,
+                &ctx.home,
+                b,
+                Status::Pass,
+                format!("no lifecycle rule expires log files sooner than {min} days"),
+            )
+        } else {
+            ctx.finding(def, &ctx.home, b, Status::Fail, short.join("; "))
+        });
+    }
+    out
+}
+
+async fn access_logging(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
+    let list = match trails(ctx).await {
+        Ok(l) => l,
+        Err(e) => return error(ctx, def, &ctx.home, "-", e),
+    };
+    let mut buckets: Vec<String> = list
+        .iter()
+        .filter_map(|t| t.s3_bucket_name().map(str::to_owned))
+        .chain(ctx.scope.evidence_bucket.clone())
+        .collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    if buckets.is_empty() {
+        return vec![ctx.finding(
+            def,
+            &ctx.home,
+            "-",
+            Status::Skipped,
+            "no trail bucket and no evidence bucket",
+        )];
+    }
+    let client = s3(ctx, &ctx.home);
+    let mut out = Vec::new();
+    for b in &buckets {
+        out.push(match client.get_bucket_logging().bucket(b).send().await {
+            Ok(l) => match l.logging_enabled() {
+                Some(on) => ctx.finding(
+                    def,
+                    &ctx.home,
+                    b,
+                    Status::Pass,
+                    format!("access logs go to {}", on.target_bucket()),
+                ),
+                None => ctx.finding(
+                    def,
+                    &ctx.home,
+                    b,
+                    Status::Fail,
+                    "server access logging is off",
+                ),
+            },
+            Err(e) => ctx.finding(
+                def,
+                &ctx.home,
+                b,
+                Status::Error,
+                failed("s3:GetBucketLogging", &e),
+            ),
+        });
+    }
+    out
+}
+
+/// A snapshot id no account holds: EBS direct answers it with "not found"
+/// when the API is reachable and allowed.
+const PROBE_SNAPSHOT: &str = "snap-0000000000000000f";
+
+fn ebs_direct<'a>(
+    ctx: &'a Ctx,
+    def: &'a CheckDef,
+    region: String,
+) -> futures::future::BoxFuture<'a, Vec<Finding>> {
+    Box::pin(async move {
+        use aws_sdk_ebs::error::ProvideErrorMetadata as _;
+        let ebs = aws_sdk_ebs::Client::new(&ctx.conf(&region));
+        let f = |status, evidence: String| vec![ctx.finding(def, &region, "-", status, evidence)];
+        match ebs
+            .list_snapshot_blocks()
+            .snapshot_id(PROBE_SNAPSHOT)
+            .send()
+            .await
+        {
+            Ok(_) => f(Status::Pass, "ebs:ListSnapshotBlocks answered".into()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("ResourceNotFoundException" | "ValidationException")
+                ) =>
+            {
+                f(
+                    Status::Pass,
+                    format!(
+                        "ebs:ListSnapshotBlocks answered ({} for a probe snapshot)",
+                        e.code().unwrap_or("")
+                    ),
+                )
+            }
+            Err(e) if e.code().is_some_and(|c| c.starts_with("AccessDenied")) => {
+                f(Status::Fail, failed("ebs:ListSnapshotBlocks", &e))
+            }
+            Err(e) => f(Status::Error, failed("ebs:ListSnapshotBlocks", &e)),
+        }
+    })
+}
+
+fn snapshot_quota<'a>(
+    ctx: &'a Ctx,
+    def: &'a CheckDef,
+    region: String,
+) -> futures::future::BoxFuture<'a, Vec<Finding>> {
+    Box::pin(async move {
+        let conf = ctx.conf(&region);
+        let sq = aws_sdk_servicequotas::Client::new(&conf);
+        let quota = match sq
+            .get_service_quota()
+            .service_code("ebs")
+            .quota_code("L-309BACF6")
+            .send()
+            .await
+        {
+            Ok(q) => q.quota().and_then(|q| q.value()),
+            Err(applied) => match sq
+                .get_aws_default_service_quota()
+                .service_code("ebs")
+                .quota_code("L-309BACF6")
+                .send()
+                .await
+            {
+                Ok(q) => q.quota().and_then(|q| q.value()),
+                Err(e) => {
+                    return error(
+                        ctx,
+                        def,
+                        &region,
+                        "-",
+                        format!(
+                            "{}; {}",
+                            failed("servicequotas:GetServiceQuota", &applied),
+                            failed("servicequotas:GetAWSDefaultServiceQuota", &e)
+                        ),
+                    );
+                }
+            },
+        };
+        let Some(quota) = quota.filter(|q| *q > 0.0) else {
+            return error(
+                ctx,
+                def,
+                &region,
+                "-",
+                "Service Quotas gave no value for ebs L-309BACF6".into(),
+            );
+        };
+        let ec2 = aws_sdk_ec2::Client::new(&conf);
+        let mut count = 0usize;
+        let mut pages = ec2
+            .describe_snapshots()
+            .filters(
+                Filter::builder()
+                    .name("owner-id")
+                    .values(&ctx.account)
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(p) => count += p.snapshots().len(),
+                Err(e) => {
+                    return error(ctx, def, &region, "-", failed("ec2:DescribeSnapshots", &e));
+                }
+            }
+        }
+        let min_free = def.param_u64("min_free_percent").unwrap_or(20) as f64;
+        let free = (quota - count as f64) * 100.0 / quota;
+        let evidence = format!("{count} snapshots of a quota of {quota:.0} ({free:.1}% free)");
+        vec![ctx.finding(
+            def,
+            &region,
+            "-",
+            if free >= min_free {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            evidence,
+        )]
     })
 }
 

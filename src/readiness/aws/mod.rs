@@ -4,7 +4,9 @@
 //! does not implement) makes the finding ERROR with the call and the
 //! service's answer, never a verdict.
 
+mod access;
 mod checks;
+pub mod policy;
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,8 @@ pub struct Ctx {
     /// Where account-wide services (IAM, the trail list) are asked.
     pub home: String,
     pub scope: AwsScope,
+    /// When the run started, from the clock seam: "recent" is measured from it.
+    pub now: time::OffsetDateTime,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -63,7 +67,11 @@ pub(crate) fn failed(call: &str, e: &(dyn std::error::Error + 'static)) -> Strin
 
 impl Ctx {
     /// Resolves the account and identity behind `base`'s credentials.
-    pub async fn new(base: SdkConfig, scope: AwsScope) -> Result<Self, AuditError> {
+    pub async fn new(
+        base: SdkConfig,
+        scope: AwsScope,
+        now: time::OffsetDateTime,
+    ) -> Result<Self, AuditError> {
         let home = base
             .region()
             .map(ToString::to_string)
@@ -86,6 +94,7 @@ impl Ctx {
             regions,
             home,
             scope,
+            now,
         })
     }
 
