@@ -36,6 +36,13 @@ pub struct RunArgs {
     /// Only these checks (repeat); default: all of the providers'.
     #[arg(long = "check", value_name = "ID")]
     pub checks: Vec<String>,
+    /// The Azure evidence container (`az://account/container` with
+    /// `--endpoint-url`, or a blob URL): its Azure checks run too.
+    #[arg(long, value_name = "URL")]
+    pub azure_container: Option<String>,
+    /// Leave out the AWS checks (with --azure-container: Azure only).
+    #[arg(long)]
+    pub no_aws: bool,
     /// Tries per AWS request, the first included.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub max_attempts: u32,
@@ -62,31 +69,74 @@ async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
         }
     }
     let started = env.clock.now();
-    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
-        endpoint: env.endpoint_url.clone(),
-        max_attempts: args.max_attempts,
-        ..Default::default()
-    })
-    .await;
-    let evidence_bucket = args.evidence_bucket.clone().or_else(|| {
-        env.config
-            .store
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.split('/').next())
-            .filter(|b| !b.is_empty())
-            .map(str::to_owned)
-    });
-    let scope = AwsScope {
-        regions: args.regions.clone(),
-        evidence_bucket,
-        forensic_role: args.role.clone(),
-        response_account: args.response_account.clone(),
-    };
-    let ctx = Ctx::new(conf, scope, started)
+    let mut findings = Vec::new();
+    let mut scope = Scope::default();
+    let mut identity = Vec::new();
+    if !args.no_aws {
+        let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
+            endpoint: env.endpoint_url.clone(),
+            max_attempts: args.max_attempts,
+            ..Default::default()
+        })
+        .await;
+        let evidence_bucket = args.evidence_bucket.clone().or_else(|| {
+            env.config
+                .store
+                .strip_prefix("s3://")
+                .and_then(|rest| rest.split('/').next())
+                .filter(|b| !b.is_empty())
+                .map(str::to_owned)
+        });
+        let aws_scope = AwsScope {
+            regions: args.regions.clone(),
+            evidence_bucket,
+            forensic_role: args.role.clone(),
+            response_account: args.response_account.clone(),
+        };
+        let ctx = Ctx::new(conf, aws_scope, started)
+            .await
+            .context("cannot start the AWS audit")?;
+        tracing::info!(account = %ctx.account, regions = ?ctx.regions, "readiness audit (AWS)");
+        findings.extend(crate::readiness::aws::evaluate(&ctx, &catalogue, &args.checks).await);
+        scope.providers.push(Provider::Aws.as_str().to_owned());
+        scope.accounts.push(ctx.account.clone());
+        scope.regions.clone_from(&ctx.regions);
+        identity.push(ctx.identity.clone());
+    }
+    if let Some(url) = &args.azure_container {
+        let parsed = url::Url::parse(url).with_context(|| {
+            format!(
+                "--azure-container {}: not a URL",
+                crate::config::redact_url(url)
+            )
+        })?;
+        let store = crate::store::azure_blob::AzureBlobStore::from_url(
+            &parsed,
+            env.endpoint_url.as_deref(),
+            false,
+        )
         .await
-        .context("cannot start the AWS audit")?;
-    tracing::info!(account = %ctx.account, regions = ?ctx.regions, "readiness audit");
-    let findings = crate::readiness::aws::evaluate(&ctx, &catalogue, &args.checks).await;
+        .with_context(|| {
+            format!(
+                "cannot use the Azure container {}",
+                crate::config::redact_url(url)
+            )
+        })?;
+        tracing::info!(
+            account = store.account(),
+            container = store.container(),
+            "readiness audit (Azure)"
+        );
+        findings.extend(
+            crate::readiness::azure::evaluate(Some(&store), &catalogue, &args.checks).await,
+        );
+        scope.providers.push(Provider::Azure.as_str().to_owned());
+        scope.accounts.push(store.account().to_owned());
+        identity.push(format!("azure:{}", store.account()));
+    }
+    if findings.is_empty() {
+        anyhow::bail!("nothing to audit: --no-aws without --azure-container");
+    }
     let finished = env.clock.now();
     let s = score::score(&catalogue, &findings);
     let stored: Vec<StoredFinding> = findings
@@ -106,12 +156,8 @@ async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
         finished,
         tool_version: crate::TOOL_VERSION.to_owned(),
         catalogue_version: catalogue.version.clone(),
-        scope: Scope {
-            providers: vec![Provider::Aws.as_str().to_owned()],
-            accounts: vec![ctx.account.clone()],
-            regions: ctx.regions.clone(),
-        },
-        identity: ctx.identity.clone(),
+        scope,
+        identity: identity.join(", "),
         score: s.score,
         ready: s.ready,
         pillars,

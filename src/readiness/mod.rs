@@ -1,6 +1,7 @@
 //! Readiness audits: can this account be investigated right now?
 //!
 //! - [`aws`]: the evaluation of each AWS check.
+//! - [`azure`]: the Azure checks the Blob service answers, on the evidence container.
 //! - [`catalogue`]: the checks declared in `readiness_checks/`, built in.
 //! - [`history`]: every run and its findings, in an embedded SQLite database.
 //! - [`score`]: the run's score, pillar sub-scores and verdict, and the
@@ -11,6 +12,7 @@
 //! never turned into a verdict) or SKIPPED.
 
 pub mod aws;
+pub mod azure;
 pub mod catalogue;
 pub mod history;
 pub mod score;

@@ -30,7 +30,9 @@ use azure_core::http::headers::{HeaderName, Headers};
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{Context, Method, Request, Url};
 use azure_core::time::{OffsetDateTime, to_rfc7231};
-use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use azure_storage_blob::{
+    BlobContainerClient, BlobContainerClientOptions, BlobServiceClient, BlobServiceClientOptions,
+};
 use base64::Engine as _;
 
 use super::azure_sas::{SasPolicy, SasToken};
@@ -366,6 +368,39 @@ impl AzureAuth {
     }
 }
 
+/// Adds `auth`'s policy to `options`, or returns the Entra ID credential
+/// the client takes itself. Entra ID is only sent over https.
+fn authorise(
+    url: &Url,
+    endpoint: &str,
+    auth: AzureAuth,
+    options: &mut azure_core::http::ClientOptions,
+) -> Result<Option<Arc<dyn TokenCredential>>, SharedKeyError> {
+    Ok(match auth {
+        AzureAuth::SharedKey(cred) => {
+            options
+                .per_try_policies
+                .push(Arc::new(SharedKeyPolicy::new(cred)));
+            None
+        }
+        AzureAuth::Sas(sas) => {
+            options.per_try_policies.push(Arc::new(SasPolicy::new(sas)));
+            None
+        }
+        AzureAuth::Entra(cred) => {
+            if url.scheme() != "https" {
+                return Err(SharedKeyError::InvalidEndpoint {
+                    endpoint: endpoint.to_owned(),
+                    reason: "Entra ID tokens are only sent over https; use a shared key or a SAS \
+                             token for a plain-http emulator"
+                        .to_owned(),
+                });
+            }
+            Some(cred)
+        }
+    })
+}
+
 /// A container client for `endpoint` and `container` authorised by `auth`.
 /// Plain `http` is accepted only for loopback hosts (the emulator), and
 /// Entra ID only over https.
@@ -384,34 +419,25 @@ pub fn container_client(
         })?
         .pop_if_empty()
         .push(container);
-    let token = match auth {
-        AzureAuth::SharedKey(cred) => {
-            options
-                .client_options
-                .per_try_policies
-                .push(Arc::new(SharedKeyPolicy::new(cred)));
-            None
-        }
-        AzureAuth::Sas(sas) => {
-            options
-                .client_options
-                .per_try_policies
-                .push(Arc::new(SasPolicy::new(sas)));
-            None
-        }
-        AzureAuth::Entra(cred) => {
-            if url.scheme() != "https" {
-                return Err(SharedKeyError::InvalidEndpoint {
-                    endpoint: endpoint.to_owned(),
-                    reason: "Entra ID tokens are only sent over https; use a shared key or a SAS \
-                             token for a plain-http emulator"
-                        .to_owned(),
-                });
-            }
-            Some(cred)
-        }
-    };
+    let token = authorise(&url, endpoint, auth, &mut options.client_options)?;
     BlobContainerClient::new(url.clone(), token, Some(options)).map_err(|source| {
+        SharedKeyError::Client {
+            url: url.to_string(),
+            source,
+        }
+    })
+}
+
+/// A client for the blob service (account-level settings) at `endpoint`,
+/// authorised by `auth` as [`container_client`] is.
+pub fn service_client(
+    endpoint: &str,
+    auth: AzureAuth,
+    mut options: BlobServiceClientOptions,
+) -> Result<BlobServiceClient, SharedKeyError> {
+    let url = service_url(endpoint)?;
+    let token = authorise(&url, endpoint, auth, &mut options.client_options)?;
+    BlobServiceClient::new(url.clone(), token, Some(options)).map_err(|source| {
         SharedKeyError::Client {
             url: url.to_string(),
             source,

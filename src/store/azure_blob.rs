@@ -69,6 +69,22 @@ pub struct AzureBlobStore {
     require_worm: bool,
     /// The container's preflight, taken before the first write.
     checked: Arc<tokio::sync::OnceCell<Preflight>>,
+    /// The account's blob service, for account-level settings.
+    service: Option<Arc<azure_storage_blob::BlobServiceClient>>,
+}
+
+/// What a readiness audit reads of an evidence container and its account.
+#[derive(Debug, Clone)]
+pub struct ContainerFacts {
+    /// The anonymous access level, when there is one (`blob`, `container`).
+    pub public_access: Option<String>,
+    /// `time-based retention policy`, `legal hold`, `version-level
+    /// immutability` or `none`; `None` when the endpoint did not say.
+    pub immutability: Option<String>,
+    /// A loopback endpoint: an emulator, which enforces no immutability.
+    pub emulator: bool,
+    /// Soft delete's retention in days (`Ok(None)`: off), or why it could not be read.
+    pub soft_delete_days: Result<Option<u32>, String>,
 }
 
 /// Attempts per request, the first included: 408, 429, 5xx and dropped
@@ -271,6 +287,7 @@ impl AzureBlobStore {
             auth: "caller-supplied client",
             require_worm: false,
             checked: Arc::new(tokio::sync::OnceCell::new()),
+            service: None,
         }
     }
 
@@ -308,9 +325,22 @@ impl AzureBlobStore {
                 max_delay: azure_core::time::Duration::seconds(10),
             },
         );
-        let client = container_client(&parts.endpoint, &parts.container, auth.clone(), options)
-            .map_err(|e| invalid(e.to_string()))?;
+        let client = container_client(
+            &parts.endpoint,
+            &parts.container,
+            auth.clone(),
+            options.clone(),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let service_options = azure_storage_blob::BlobServiceClientOptions {
+            client_options: options.client_options,
+            ..Default::default()
+        };
+        let service =
+            super::azure_auth::service_client(&parts.endpoint, auth.clone(), service_options)
+                .map_err(|e| invalid(e.to_string()))?;
         let mut store = Self::new(client, parts.account, parts.container, parts.prefix);
+        store.service = Some(Arc::new(service));
         store.auth = auth.describe();
         store.require_worm = require_worm;
         Ok(store)
@@ -347,6 +377,49 @@ impl AzureBlobStore {
         } else {
             self.remote(op, &self.full_key(key), e)
         }
+    }
+
+    /// The container's access level and immutability, and the account's
+    /// soft delete, for a readiness audit. Fails when the container cannot
+    /// be read.
+    pub async fn facts(&self) -> Result<ContainerFacts, StoreError> {
+        let props = self
+            .client
+            .get_properties(None)
+            .await
+            .map_err(|e| self.remote("GetContainerProperties", &self.container, &e))?;
+        let flag = |r: azure_core::Result<Option<bool>>| r.ok().flatten();
+        let immutability = match (
+            flag(props.has_immutability_policy()),
+            flag(props.has_legal_hold()),
+            flag(props.is_immutable_storage_with_versioning_enabled()),
+        ) {
+            (Some(true), _, _) => Some("time-based retention policy"),
+            (_, Some(true), _) => Some("legal hold"),
+            (_, _, Some(true)) => Some("version-level immutability"),
+            (None, None, None) => None,
+            _ => Some("none"),
+        };
+        let soft_delete_days = match &self.service {
+            None => Err("no blob service client for this store".to_owned()),
+            Some(svc) => match svc.get_properties(None).await {
+                Ok(r) => r
+                    .into_model()
+                    .map(|p| {
+                        p.delete_retention_policy
+                            .filter(|d| d.enabled == Some(true))
+                            .map(|d| d.days.and_then(|x| u32::try_from(x).ok()).unwrap_or(0))
+                    })
+                    .map_err(|e| format!("GetServiceProperties: {}", brief(&e))),
+                Err(e) => Err(format!("GetServiceProperties failed: {}", brief(&e))),
+            },
+        };
+        Ok(ContainerFacts {
+            public_access: props.access().ok().flatten().map(|a| a.to_string()),
+            immutability: immutability.map(str::to_owned),
+            emulator: is_emulator(self.client.url()),
+            soft_delete_days,
+        })
     }
 
     /// Checks the container: exists, writable, public access, immutability

@@ -716,3 +716,86 @@ fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("aws.nope"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_evidence_container_checks_run_on_azurite() {
+    use custody::store::azure_auth::{AZURITE_KEY, SharedKeyCredential, blob_container_client};
+    let Some(endpoint) = emulator("CUSTODY_TEST_AZURE_BLOB_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let private = crate::azure::unique_container("ready-private");
+    let public = crate::azure::unique_container("ready-public");
+    for (name, access) in [
+        (&private, None),
+        (
+            &public,
+            Some(azure_storage_blob::models::PublicAccessType::Blob),
+        ),
+    ] {
+        let admin = blob_container_client(&endpoint, name, SharedKeyCredential::azurite()).unwrap();
+        let options = azure_storage_blob::models::BlobContainerClientCreateOptions {
+            access,
+            ..Default::default()
+        };
+        rt.block_on(admin.create(Some(options))).unwrap();
+    }
+    let run = |container: &str| {
+        let home = Home::new();
+        let out = home
+            .cmd()
+            .env("AZURE_STORAGE_KEY", AZURITE_KEY)
+            .args([
+                "--json",
+                "readiness",
+                "run",
+                "--no-aws",
+                "--azure-container",
+            ])
+            .arg(format!("{endpoint}/{container}"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no JSON: {}", stderr(&out)));
+        let mut by = ByCheck::new();
+        for f in v["findings"].as_array().unwrap() {
+            by.entry(f["check"].as_str().unwrap().to_owned())
+                .or_default()
+                .push((
+                    f["status"].as_str().unwrap().to_owned(),
+                    f["evidence"].as_str().unwrap().to_owned(),
+                ));
+        }
+        (out.status.code(), by)
+    };
+    let (_, p) = run(&private);
+    assert_eq!(status(&p, "azure.blob.evidence_private"), ["PASS"]);
+    // Azurite neither reports nor enforces immutability: ERROR, never a verdict.
+    assert_eq!(status(&p, "azure.blob.evidence_immutable"), ["ERROR"]);
+    assert!(evidence(&p, "azure.blob.evidence_immutable").contains("emulator"));
+    // Soft delete is off on a fresh Azurite account.
+    assert_eq!(
+        status(&p, "azure.blob.soft_delete"),
+        ["FAIL"],
+        "{}",
+        evidence(&p, "azure.blob.soft_delete")
+    );
+    // What needs Azure Resource Manager is SKIPPED with the reason.
+    for check in [
+        "azure.monitor.activity_log_export",
+        "azure.defender.plans",
+        "azure.blob.versioning",
+    ] {
+        assert_eq!(status(&p, check), ["SKIPPED"]);
+        assert!(
+            evidence(&p, check).contains("Resource Manager"),
+            "{}",
+            evidence(&p, check)
+        );
+    }
+    let (code, b) = run(&public);
+    assert_eq!(status(&b, "azure.blob.evidence_private"), ["FAIL"]);
+    assert!(evidence(&b, "azure.blob.evidence_private").contains("blob"));
+    // A critical check fails: not ready.
+    assert_eq!(code, Some(1));
+}
