@@ -26,8 +26,9 @@ install_emulators() {
     cp "$CUSTODY_ROOT/package-lock.json" "$CUSTODY_ROOT/node_modules/.package-lock.json.custody"
   fi
   # Tools the tests run: shellcheck for the memory script, e2fsprogs for the
-  # ext4 images of the EBS tests.
+  # ext4 images of the EBS tests, Chromium for the readiness HTML report.
   local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
   command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || missing+=(e2fsprogs)
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -17,6 +17,29 @@ pub enum ReadinessCommand {
     Run(RunArgs),
     /// Every stored run: time, score, verdict.
     History,
+    /// A report of the latest run (or --run) with the history: html (one
+    /// self-contained file), json, csv, or ocsf (Compliance Finding records).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Html,
+    Json,
+    Csv,
+    Ocsf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: Format,
+    /// The run to report (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<i64>,
+    /// Write to this file (never over an existing one) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +75,7 @@ pub async fn run(env: &Env, cmd: ReadinessCommand) -> anyhow::Result<Outcome> {
     match cmd {
         ReadinessCommand::Run(args) => run_audit(env, args).await,
         ReadinessCommand::History => history(env),
+        ReadinessCommand::Report(args) => report(env, &args),
     }
 }
 
@@ -275,5 +299,69 @@ fn history(env: &Env) -> anyhow::Result<Outcome> {
         }
         out
     })?;
+    Ok(Outcome::Ok)
+}
+
+fn report(env: &Env, args: &ReportArgs) -> anyhow::Result<Outcome> {
+    use crate::readiness::report;
+    let catalogue = Catalogue::builtin()?;
+    let h = open_history(env)?;
+    let runs = h.runs()?;
+    let run = match args.run {
+        Some(id) => runs.iter().find(|r| r.id == id).cloned().with_context(|| {
+            format!("no readiness run {id}; `custody readiness history` lists them")
+        })?,
+        None => runs
+            .last()
+            .cloned()
+            .context("no readiness run yet; run `custody readiness run` first")?,
+    };
+    // The history up to the reported run: a report of an old run does not
+    // know what came after it.
+    let history: Vec<_> = h
+        .all()?
+        .into_iter()
+        .filter(|r| r.at <= run.started)
+        .collect();
+    let data = report::ReportData {
+        catalogue: &catalogue,
+        runs: runs
+            .iter()
+            .filter(|r| r.started <= run.started)
+            .cloned()
+            .collect(),
+        findings: h.findings(run.id)?,
+        trend: score::trend(&history),
+        history,
+        run,
+    };
+    let text = match args.format {
+        Format::Html => report::html(&data),
+        Format::Json => serde_json::to_string_pretty(&report::json(&data))?,
+        Format::Csv => {
+            report::csv(&data).map_err(|e| anyhow::anyhow!("cannot write the CSV: {e}"))?
+        }
+        Format::Ocsf => serde_json::to_string_pretty(&report::ocsf(&data))?,
+    };
+    match &args.output {
+        None => print!("{text}"),
+        Some(path) => {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| {
+                    format!(
+                        "cannot create {} (an existing file is never overwritten)",
+                        path.display()
+                    )
+                })?;
+            f.write_all(text.as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "report written");
+        }
+    }
     Ok(Outcome::Ok)
 }

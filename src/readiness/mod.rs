@@ -4,6 +4,7 @@
 //! - [`azure`]: the Azure checks the Blob service answers, on the evidence container.
 //! - [`catalogue`]: the checks declared in `readiness_checks/`, built in.
 //! - [`history`]: every run and its findings, in an embedded SQLite database.
+//! - [`report`]: JSON, CSV, OCSF and self-contained HTML reports.
 //! - [`score`]: the run's score, pillar sub-scores and verdict, and the
 //!   trend between runs (new, fixed, regressed, unchanged).
 //!
@@ -15,6 +16,7 @@ pub mod aws;
 pub mod azure;
 pub mod catalogue;
 pub mod history;
+pub mod report;
 pub mod score;
 
 use serde::{Deserialize, Serialize};

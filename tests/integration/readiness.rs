@@ -799,3 +799,253 @@ fn the_evidence_container_checks_run_on_azurite() {
     // A critical check fails: not ready.
     assert_eq!(code, Some(1));
 }
+
+/// Debian's Chromium, or `None` (after saying why) outside CI.
+fn chromium() -> Option<std::path::PathBuf> {
+    for p in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(p).exists() {
+            return Some(p.into());
+        }
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "chromium is missing: scripts/test installs it (Debian package chromium)"
+    );
+    eprintln!("NOT RUN: chromium is not installed; scripts/test installs it");
+    None
+}
+
+/// A history of three days (the second with two runs), written through the
+/// library, then reported in every format; the HTML is rendered by a real
+/// headless Chromium with the network off.
+#[test]
+fn reports_in_every_format_and_the_html_renders_in_chromium() {
+    use custody::readiness::history::{History, Run, Scope, StoredFinding};
+    use custody::readiness::{Finding, Status};
+    let home = Home::new();
+    let mut h = History::open(&History::path_in(home.path())).unwrap();
+    let day = |d: u8, hour: u8| {
+        time::macros::datetime!(2026-11-01 00:00 UTC)
+            + time::Duration::days(i64::from(d))
+            + time::Duration::hours(i64::from(hour))
+    };
+    let f = |check: &str, resource: &str, status: Status| StoredFinding {
+        finding: Finding::new(
+            check,
+            "123456789012",
+            "us-east-1",
+            resource,
+            status,
+            format!("{resource} <seen>"),
+        ),
+        remediation: "fix it".into(),
+    };
+    let runs = [
+        (
+            day(0, 9),
+            Some(40.0),
+            false,
+            vec![
+                f("aws.vpc.flow_logs", "vpc-1", Status::Fail),
+                f("aws.iam.forensic_role", "custody-forensic", Status::Fail),
+            ],
+        ),
+        (
+            day(1, 9),
+            Some(50.0),
+            false,
+            vec![
+                f("aws.vpc.flow_logs", "vpc-1", Status::Pass),
+                f("aws.iam.forensic_role", "custody-forensic", Status::Fail),
+            ],
+        ),
+        (
+            day(1, 17),
+            Some(60.0),
+            false,
+            vec![
+                f("aws.vpc.flow_logs", "vpc-1", Status::Fail),
+                f("aws.iam.forensic_role", "custody-forensic", Status::Fail),
+            ],
+        ),
+        (
+            day(2, 9),
+            Some(95.0),
+            true,
+            vec![
+                f("aws.vpc.flow_logs", "vpc-1", Status::Pass),
+                f("aws.iam.forensic_role", "custody-forensic", Status::Pass),
+                f("aws.ssm.instances_managed", "i-1", Status::Error),
+            ],
+        ),
+    ];
+    for (at, score, ready, findings) in runs {
+        let run = Run {
+            id: 0,
+            started: at,
+            finished: at + time::Duration::seconds(2),
+            tool_version: "0.1.0".into(),
+            catalogue_version: "sha256:test".into(),
+            scope: Scope {
+                providers: vec!["aws".into()],
+                accounts: vec!["123456789012".into()],
+                regions: vec!["us-east-1".into()],
+            },
+            identity: "arn:aws:iam::123456789012:user/auditor".into(),
+            score,
+            ready,
+            pillars: serde_json::json!({ "logging": score, "access": score }),
+        };
+        h.record(&run, &findings).unwrap();
+    }
+    drop(h);
+
+    let report = |format: &str| {
+        let out = home.run(&["readiness", "report", "--format", format]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // JSON: the latest run, its findings and the trend against the day before.
+    let j: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    assert_eq!(j["runs"].as_array().unwrap().len(), 4);
+    let change = |check: &str| {
+        j["trend"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["check"] == check)
+            .unwrap()["change"]
+            .clone()
+    };
+    assert_eq!(
+        change("aws.vpc.flow_logs"),
+        "fixed",
+        "against the second day's latest run"
+    );
+    assert_eq!(change("aws.iam.forensic_role"), "fixed");
+    // CSV: a header and a row per finding, quoted where needed.
+    let csv = report("csv");
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows.iter()
+            .any(|row| row.get(9) == Some("ERROR")
+                && row.get(2) == Some("aws.ssm.instances_managed"))
+    );
+    // OCSF: Compliance Finding records with the status mapped.
+    let o: serde_json::Value = serde_json::from_str(&report("ocsf")).unwrap();
+    let recs = o.as_array().unwrap();
+    assert_eq!(recs.len(), 3);
+    assert!(
+        recs.iter()
+            .all(|x| x["class_uid"] == 2003 && x["type_uid"] == 200301)
+    );
+    let ssm = recs
+        .iter()
+        .find(|x| x["compliance"]["control"] == "aws.ssm.instances_managed")
+        .unwrap();
+    assert_eq!(
+        ssm["compliance"]["status_id"], 2,
+        "ERROR is a Warning: no result"
+    );
+    assert_eq!(ssm["severity_id"], 4);
+    // An older run is reported as it was.
+    let out = home.run(&[
+        "--json",
+        "readiness",
+        "report",
+        "--format",
+        "json",
+        "--run",
+        "1",
+    ]);
+    let old: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(old["runs"].as_array().unwrap().len(), 1);
+    let out = home.run(&["readiness", "report", "--run", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no readiness run 99"),
+        "{}",
+        stderr(&out)
+    );
+
+    // HTML: one file, escaped, rendered by Chromium.
+    let page = home.path().join("report.html");
+    let out = home.run(&[
+        "readiness",
+        "report",
+        "--format",
+        "html",
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("vpc-1 &lt;seen&gt;") && !html.contains("<seen>"),
+        "evidence is escaped"
+    );
+    for outside in ["<script", "src=\"http", "href=\"http", "@import"] {
+        assert!(!html.contains(outside), "the page loads nothing: {outside}");
+    }
+    let again = home.run(&[
+        "readiness",
+        "report",
+        "--format",
+        "html",
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2), "never overwrites");
+    let Some(chrome) = chromium() else {
+        return;
+    };
+    let profile = home.path().join("chrome-profile");
+    let chrome_cmd = |extra: &[&str]| {
+        std::process::Command::new(&chrome)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            // No network at all: the page must stand on its own.
+            .args(["--proxy-server=127.0.0.1:9", "--window-size=1200,1000"])
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap()
+    };
+    let dom = chrome_cmd(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(dom.contains("id=\"score-chart\""), "{dom}");
+    // Three days, three points (the second day counts once, its latest run).
+    let points = dom
+        .split("<polyline")
+        .nth(1)
+        .and_then(|p| p.split("points=\"").nth(1))
+        .and_then(|p| p.split('"').next())
+        .unwrap();
+    assert_eq!(points.split_whitespace().count(), 3, "{points}");
+    // Two failing checks on each of the first two days.
+    assert_eq!(dom.matches("class=\"cell FAIL\"").count(), 4, "{dom}");
+    assert!(dom.contains("READY"));
+    let shot = home.path().join("report.png");
+    let out = chrome_cmd(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if let Ok(dir) = std::env::var("CUSTODY_KEEP_SCREENSHOT") {
+        std::fs::copy(
+            &shot,
+            std::path::Path::new(&dir).join("readiness-report.png"),
+        )
+        .unwrap();
+    }
+}
