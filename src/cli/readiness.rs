@@ -4,9 +4,9 @@
 use anyhow::Context;
 
 use super::{Env, Outcome};
-use crate::readiness::aws::{AwsScope, Ctx};
-use crate::readiness::catalogue::{Catalogue, Provider};
-use crate::readiness::history::{History, Run, Scope, StoredFinding};
+use crate::readiness::audit::AuditOptions;
+use crate::readiness::catalogue::Catalogue;
+use crate::readiness::history::{History, Run};
 use crate::readiness::score::{self, Change};
 use crate::readiness::{Finding, Status};
 
@@ -84,121 +84,43 @@ fn open_history(env: &Env) -> anyhow::Result<History> {
 }
 
 async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
-    let catalogue = Catalogue::builtin()?;
-    for id in &args.checks {
-        if catalogue.get(id).is_none() {
-            anyhow::bail!(
-                "no readiness check {id:?}; the checks are listed in readiness_checks/README.md"
-            );
-        }
-    }
-    let started = env.clock.now();
-    let mut findings = Vec::new();
-    let mut scope = Scope::default();
-    let mut identity = Vec::new();
-    if !args.no_aws {
-        let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
-            endpoint: env.endpoint_url.clone(),
-            max_attempts: args.max_attempts,
-            ..Default::default()
-        })
-        .await;
-        let evidence_bucket = args.evidence_bucket.clone().or_else(|| {
-            env.config
-                .store
-                .strip_prefix("s3://")
-                .and_then(|rest| rest.split('/').next())
-                .filter(|b| !b.is_empty())
-                .map(str::to_owned)
-        });
-        let aws_scope = AwsScope {
-            regions: args.regions.clone(),
-            evidence_bucket,
-            forensic_role: args.role.clone(),
-            response_account: args.response_account.clone(),
-        };
-        let ctx = Ctx::new(conf, aws_scope, started)
-            .await
-            .context("cannot start the AWS audit")?;
-        tracing::info!(account = %ctx.account, regions = ?ctx.regions, "readiness audit (AWS)");
-        findings.extend(crate::readiness::aws::evaluate(&ctx, &catalogue, &args.checks).await);
-        scope.providers.push(Provider::Aws.as_str().to_owned());
-        scope.accounts.push(ctx.account.clone());
-        scope.regions.clone_from(&ctx.regions);
-        identity.push(ctx.identity.clone());
-    }
-    if let Some(url) = &args.azure_container {
-        let parsed = url::Url::parse(url).with_context(|| {
-            format!(
-                "--azure-container {}: not a URL",
-                crate::config::redact_url(url)
-            )
-        })?;
-        let store = crate::store::azure_blob::AzureBlobStore::from_url(
-            &parsed,
-            env.endpoint_url.as_deref(),
-            false,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot use the Azure container {}",
-                crate::config::redact_url(url)
-            )
-        })?;
-        tracing::info!(
-            account = store.account(),
-            container = store.container(),
-            "readiness audit (Azure)"
-        );
-        findings.extend(
-            crate::readiness::azure::evaluate(Some(&store), &catalogue, &args.checks).await,
-        );
-        scope.providers.push(Provider::Azure.as_str().to_owned());
-        scope.accounts.push(store.account().to_owned());
-        identity.push(format!("azure:{}", store.account()));
-    }
-    if findings.is_empty() {
-        anyhow::bail!("nothing to audit: --no-aws without --azure-container");
-    }
-    let finished = env.clock.now();
-    let s = score::score(&catalogue, &findings);
-    let stored: Vec<StoredFinding> = findings
-        .iter()
-        .map(|f| StoredFinding {
-            finding: f.clone(),
-            remediation: catalogue
-                .get(&f.key.check)
-                .map(|c| c.remediation.clone())
-                .unwrap_or_default(),
-        })
-        .collect();
-    let pillars = serde_json::to_value(&s.pillars).context("cannot encode the pillar scores")?;
-    let mut run = Run {
-        id: 0,
-        started,
-        finished,
-        tool_version: crate::TOOL_VERSION.to_owned(),
-        catalogue_version: catalogue.version.clone(),
-        scope,
-        identity: identity.join(", "),
-        score: s.score,
-        ready: s.ready,
-        pillars,
+    // The store's bucket is the evidence bucket unless one is named.
+    let evidence_bucket = args.evidence_bucket.clone().or_else(|| {
+        env.config
+            .store
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split('/').next())
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+    });
+    let opts = AuditOptions {
+        regions: args.regions,
+        evidence_bucket,
+        role: args.role,
+        response_account: args.response_account,
+        checks: args.checks,
+        azure_container: args.azure_container,
+        no_aws: args.no_aws,
+        max_attempts: args.max_attempts,
     };
-    let mut history = open_history(env)?;
-    run.id = history.record(&run, &stored)?;
-    let trend = score::trend(&history.all()?);
+    let catalogue = Catalogue::builtin()?;
+    let a = crate::readiness::audit::run(
+        &opts,
+        env.endpoint_url.as_deref(),
+        env.clock.as_ref(),
+        &History::path_in(&env.config.home),
+    )
+    .await?;
     env.print(
         &serde_json::json!({
-            "run": run,
-            "score": s,
-            "findings": findings,
-            "trend": trend,
+            "run": a.run,
+            "score": a.score,
+            "findings": a.findings,
+            "trend": a.trend,
         }),
-        || human_run(&catalogue, &run, &s, &findings, &trend),
+        || human_run(&catalogue, &a.run, &a.score, &a.findings, &a.trend),
     )?;
-    Ok(if s.ready {
+    Ok(if a.score.ready {
         Outcome::Ok
     } else {
         Outcome::VerificationFailed

@@ -1,5 +1,6 @@
 //! Readiness audits: can this account be investigated right now?
 //!
+//! - [`audit`]: one run: evaluate, score, store, compare.
 //! - [`aws`]: the evaluation of each AWS check.
 //! - [`azure`]: the Azure checks the Blob service answers, on the evidence container.
 //! - [`catalogue`]: the checks declared in `readiness_checks/`, built in.
@@ -12,6 +13,7 @@
 //! each PASS, FAIL, ERROR (the check could not run: always with the reason,
 //! never turned into a verdict) or SKIPPED.
 
+pub mod audit;
 pub mod aws;
 pub mod azure;
 pub mod catalogue;
