@@ -52,6 +52,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
         let _ = tx.send(j.id.clone());
     }
     let staging = config.server.staging.clone();
+    let audits = config.audits.clone();
     let shared = Arc::new(Shared {
         config,
         queue,
@@ -72,7 +73,15 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
         shared.clone(),
         runner,
         rx,
-        stop_rx,
+        stop_rx.clone(),
+    ));
+    let schedules = tokio::spawn(crate::serve::schedule::run(
+        audits,
+        env.clock.clone(),
+        Arc::new(crate::serve::schedule::TokioTimer),
+        Arc::new(EnvAudits { env: env.clone() }),
+        shared.notifier.clone(),
+        stop_rx.clone(),
     ));
     tracing::info!(%addr, resumed = unfinished.len(), "listening");
     // The address on stdout, for whoever started the server (port 0 picks one).
@@ -88,6 +97,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
         .context("the server stopped")?;
     let _ = stop_tx.send(true);
     let _ = workers.await;
+    let _ = schedules.await;
     Ok(Outcome::Ok)
 }
 
@@ -106,6 +116,28 @@ async fn terminated() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs scheduled readiness audits as `custody readiness run` does.
+struct EnvAudits {
+    env: Env,
+}
+
+#[async_trait]
+impl crate::serve::schedule::AuditRunner for EnvAudits {
+    async fn run(
+        &self,
+        opts: &crate::readiness::audit::AuditOptions,
+    ) -> Result<crate::readiness::audit::Audited, String> {
+        crate::readiness::audit::run(
+            opts,
+            self.env.endpoint_url.as_deref(),
+            self.env.clock.as_ref(),
+            &crate::readiness::history::History::path_in(&self.env.config.home),
+        )
+        .await
+        .map_err(|e| crate::error_chain(&e))
+    }
 }
 
 /// Carries out jobs with the same code the commands use, recording every

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::Finding;
 use super::aws::{AwsScope, Ctx};
 use super::catalogue::{Catalogue, CatalogueError, Provider};
 use super::history::{History, HistoryError, Run, Scope, StoredFinding};
 use super::score::{self, Score, Trend};
-use super::Finding;
 
 const fn three() -> u32 {
     3
@@ -136,7 +136,11 @@ pub async fn run(
         let store = crate::store::azure_blob::AzureBlobStore::from_url(&parsed, endpoint, false)
             .await
             .map_err(|e| azure_err(crate::error_chain(&e)))?;
-        tracing::info!(account = store.account(), container = store.container(), "readiness audit (Azure)");
+        tracing::info!(
+            account = store.account(),
+            container = store.container(),
+            "readiness audit (Azure)"
+        );
         findings.extend(super::azure::evaluate(Some(&store), &catalogue, &opts.checks).await);
         scope.providers.push(Provider::Azure.as_str().to_owned());
         scope.accounts.push(store.account().to_owned());
@@ -157,7 +161,8 @@ pub async fn run(
                 .unwrap_or_default(),
         })
         .collect();
-    let pillars = serde_json::to_value(&s.pillars).map_err(|e| AuditError::Encode(e.to_string()))?;
+    let pillars =
+        serde_json::to_value(&s.pillars).map_err(|e| AuditError::Encode(e.to_string()))?;
     let mut run = Run {
         id: 0,
         started,

@@ -137,6 +137,8 @@ struct File {
     sources: Vec<SourceFile>,
     #[serde(default, rename = "rule")]
     rules: Vec<Rule>,
+    #[serde(default, rename = "audit")]
+    audits: Vec<super::schedule::AuditSpec>,
 }
 
 /// A configured source.
@@ -156,6 +158,8 @@ pub struct ServeConfig {
     pub rules: Vec<Rule>,
     /// Where each rule that has `notify` sends its notifications, by rule name.
     pub notify: BTreeMap<String, NotifyTarget>,
+    /// Readiness audits on schedules.
+    pub audits: Vec<super::schedule::Scheduled>,
 }
 
 impl ServeConfig {
@@ -300,6 +304,34 @@ impl ServeConfig {
                 }
             }
         }
+        let mut audits = Vec::new();
+        for a in file.audits {
+            if audits
+                .iter()
+                .any(|x: &super::schedule::Scheduled| x.spec.name == a.name)
+            {
+                return Err(bad(format!("audit {} is given twice", a.name)));
+            }
+            let secret = match &a.notify_secret_env {
+                None => None,
+                Some(var) => Some(
+                    env(var)
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "audit {}: the environment variable {var} is not set",
+                                a.name
+                            ))
+                        })?
+                        .into_bytes(),
+                ),
+            };
+            let name = a.name.clone();
+            audits.push(
+                super::schedule::Scheduled::new(a, secret)
+                    .map_err(|e| bad(format!("audit {name}: {e}")))?,
+            );
+        }
         if file.server.concurrency == 0 {
             return Err(bad("server.concurrency must be at least 1".into()));
         }
@@ -308,6 +340,7 @@ impl ServeConfig {
             sources,
             rules: file.rules,
             notify,
+            audits,
         })
     }
 
@@ -393,6 +426,10 @@ mod tests {
             (
                 "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n[[rule]]\nname = \"r\"\naction = \"record\"\nnotify_secret_env = \"SECRET\"",
                 "notify_secret_env without notify",
+            ),
+            (
+                "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n[[audit]]\nname = \"n\"\nschedule = \"every day\"",
+                "audit n: schedule \"every day\"",
             ),
         ];
         for (text, want) in cases {
