@@ -2,7 +2,7 @@
 //! simulated by IAM where the service can, else read locally from the
 //! role's policies where that is exact (see [`super::policy`]).
 
-use super::checks::{error, get_role};
+use super::checks::{error, get_role, volume_keys};
 use super::policy::{self, Decision, FORENSIC_ACTIONS, Statement};
 use super::{Ctx, failed};
 use crate::readiness::catalogue::CheckDef;
@@ -195,22 +195,10 @@ pub(crate) fn volume_keys_usable<'a>(
     region: String,
 ) -> futures::future::BoxFuture<'a, Vec<Finding>> {
     Box::pin(async move {
-        let ec2 = aws_sdk_ec2::Client::new(&ctx.conf(&region));
-        let mut keys: Vec<String> = Vec::new();
-        let mut pages = ec2.describe_volumes().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => keys.extend(
-                    p.volumes()
-                        .iter()
-                        .filter(|v| v.encrypted().unwrap_or(false))
-                        .filter_map(|v| v.kms_key_id().map(str::to_owned)),
-                ),
-                Err(e) => return error(ctx, def, &region, "-", failed("ec2:DescribeVolumes", &e)),
-            }
-        }
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = match volume_keys(ctx, &region).await {
+            Ok(k) => k,
+            Err(e) => return error(ctx, def, &region, "-", e),
+        };
         if keys.is_empty() {
             return vec![ctx.finding(
                 def,

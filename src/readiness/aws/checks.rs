@@ -265,26 +265,57 @@ async fn bucket_locks(
     Ok((ok, missing))
 }
 
-async fn trail_buckets(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
-    let list = match trails(ctx).await {
-        Ok(l) => l,
-        Err(e) => return error(ctx, def, &ctx.home, "-", e),
-    };
-    let mut buckets: Vec<&str> = list.iter().filter_map(|t| t.s3_bucket_name()).collect();
+/// The buckets the trails deliver to, each once; or the finding that says
+/// why there is none to look at.
+async fn trail_buckets_of(ctx: &Ctx, def: &CheckDef) -> Result<Vec<String>, Vec<Finding>> {
+    let list = trails(ctx)
+        .await
+        .map_err(|e| error(ctx, def, &ctx.home, "-", e))?;
+    let mut buckets: Vec<String> = list
+        .iter()
+        .filter_map(|t| t.s3_bucket_name().map(str::to_owned))
+        .collect();
     buckets.sort_unstable();
     buckets.dedup();
     if buckets.is_empty() {
-        return vec![ctx.finding(
+        return Err(vec![ctx.finding(
             def,
             &ctx.home,
             "-",
             Status::Fail,
             "no trail delivers to a bucket",
-        )];
+        )]);
     }
+    Ok(buckets)
+}
+
+/// The customer KMS keys of the region's encrypted volumes, each once.
+pub(crate) async fn volume_keys(ctx: &Ctx, region: &str) -> Result<Vec<String>, String> {
+    let ec2 = aws_sdk_ec2::Client::new(&ctx.conf(region));
+    let mut keys: Vec<String> = Vec::new();
+    let mut pages = ec2.describe_volumes().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let p = page.map_err(|e| failed("ec2:DescribeVolumes", &e))?;
+        keys.extend(
+            p.volumes()
+                .iter()
+                .filter(|v| v.encrypted().unwrap_or(false))
+                .filter_map(|v| v.kms_key_id().map(str::to_owned)),
+        );
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(keys)
+}
+
+async fn trail_buckets(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
+    let buckets = match trail_buckets_of(ctx, def).await {
+        Ok(b) => b,
+        Err(findings) => return findings,
+    };
     let client = s3(ctx, &ctx.home);
     let mut out = Vec::new();
-    for b in buckets {
+    for b in &buckets {
         out.push(match bucket_locks(&client, b).await {
             Ok((ok, missing)) if missing.is_empty() => {
                 ctx.finding(def, &ctx.home, b, Status::Pass, ok.join(", "))
@@ -758,22 +789,10 @@ fn volume_keys_enabled<'a>(
     region: String,
 ) -> futures::future::BoxFuture<'a, Vec<Finding>> {
     Box::pin(async move {
-        let ec2 = aws_sdk_ec2::Client::new(&ctx.conf(&region));
-        let mut keys: Vec<String> = Vec::new();
-        let mut pages = ec2.describe_volumes().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            match page {
-                Ok(p) => keys.extend(
-                    p.volumes()
-                        .iter()
-                        .filter(|v| v.encrypted().unwrap_or(false))
-                        .filter_map(|v| v.kms_key_id().map(str::to_owned)),
-                ),
-                Err(e) => return error(ctx, def, &region, "-", failed("ec2:DescribeVolumes", &e)),
-            }
-        }
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = match volume_keys(ctx, &region).await {
+            Ok(k) => k,
+            Err(e) => return error(ctx, def, &region, "-", e),
+        };
         if keys.is_empty() {
             return vec![ctx.finding(
                 def,
@@ -1180,25 +1199,13 @@ fn humantime(d: time::Duration) -> String {
 async fn retention(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
     use aws_sdk_s3::error::ProvideErrorMetadata as _;
     let min = i32::try_from(def.param_u64("min_days").unwrap_or(365)).unwrap_or(i32::MAX);
-    let list = match trails(ctx).await {
-        Ok(l) => l,
-        Err(e) => return error(ctx, def, &ctx.home, "-", e),
+    let buckets = match trail_buckets_of(ctx, def).await {
+        Ok(b) => b,
+        Err(findings) => return findings,
     };
-    let mut buckets: Vec<&str> = list.iter().filter_map(|t| t.s3_bucket_name()).collect();
-    buckets.sort_unstable();
-    buckets.dedup();
-    if buckets.is_empty() {
-        return vec![ctx.finding(
-            def,
-            &ctx.home,
-            "-",
-            Status::Fail,
-            "no trail delivers to a bucket",
-        )];
-    }
     let client = s3(ctx, &ctx.home);
     let mut out = Vec::new();
-    for b in buckets {
+    for b in &buckets {
         let rules = match client
             .get_bucket_lifecycle_configuration()
             .bucket(b)
