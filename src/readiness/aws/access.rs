@@ -195,19 +195,10 @@ pub(crate) fn volume_keys_usable<'a>(
     region: String,
 ) -> futures::future::BoxFuture<'a, Vec<Finding>> {
     Box::pin(async move {
-        let keys = match volume_keys(ctx, &region).await {
+        let keys = match volume_keys(ctx, def, &region).await {
             Ok(k) => k,
-            Err(e) => return error(ctx, def, &region, "-", e),
+            Err(findings) => return findings,
         };
-        if keys.is_empty() {
-            return vec![ctx.finding(
-                def,
-                &region,
-                "-",
-                Status::Pass,
-                "no volume is encrypted with a KMS key",
-            )];
-        }
         let name = ctx.role(def);
         let role = match get_role(ctx, def).await {
             Ok(Some(r)) => r,

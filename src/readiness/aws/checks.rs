@@ -289,13 +289,19 @@ async fn trail_buckets_of(ctx: &Ctx, def: &CheckDef) -> Result<Vec<String>, Vec<
     Ok(buckets)
 }
 
-/// The customer KMS keys of the region's encrypted volumes, each once.
-pub(crate) async fn volume_keys(ctx: &Ctx, region: &str) -> Result<Vec<String>, String> {
+/// The KMS keys of the region's encrypted volumes, each once; or the
+/// finding that says why there is none to look at.
+pub(crate) async fn volume_keys(
+    ctx: &Ctx,
+    def: &CheckDef,
+    region: &str,
+) -> Result<Vec<String>, Vec<Finding>> {
     let ec2 = aws_sdk_ec2::Client::new(&ctx.conf(region));
     let mut keys: Vec<String> = Vec::new();
     let mut pages = ec2.describe_volumes().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let p = page.map_err(|e| failed("ec2:DescribeVolumes", &e))?;
+        let p =
+            page.map_err(|e| error(ctx, def, region, "-", failed("ec2:DescribeVolumes", &e)))?;
         keys.extend(
             p.volumes()
                 .iter()
@@ -305,6 +311,15 @@ pub(crate) async fn volume_keys(ctx: &Ctx, region: &str) -> Result<Vec<String>, 
     }
     keys.sort_unstable();
     keys.dedup();
+    if keys.is_empty() {
+        return Err(vec![ctx.finding(
+            def,
+            region,
+            "-",
+            Status::Pass,
+            "no volume is encrypted with a KMS key",
+        )]);
+    }
     Ok(keys)
 }
 
@@ -789,19 +804,10 @@ fn volume_keys_enabled<'a>(
     region: String,
 ) -> futures::future::BoxFuture<'a, Vec<Finding>> {
     Box::pin(async move {
-        let keys = match volume_keys(ctx, &region).await {
+        let keys = match volume_keys(ctx, def, &region).await {
             Ok(k) => k,
-            Err(e) => return error(ctx, def, &region, "-", e),
+            Err(findings) => return findings,
         };
-        if keys.is_empty() {
-            return vec![ctx.finding(
-                def,
-                &region,
-                "-",
-                Status::Pass,
-                "no volume is encrypted with a KMS key",
-            )];
-        }
         let kms = aws_sdk_kms::Client::new(&ctx.conf(&region));
         let mut out = Vec::new();
         for key in keys {
