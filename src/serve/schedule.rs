@@ -413,4 +413,108 @@ mod tests {
             "{a:?}"
         );
     }
+
+    struct Fixed(Audited);
+
+    #[async_trait]
+    impl AuditRunner for Fixed {
+        async fn run(&self, _: &AuditOptions) -> Result<Audited, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    /// A receiver that answers 200 and hands over each request's body.
+    async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                let body = loop {
+                    let Ok(n) = c.read(&mut chunk).await else {
+                        break String::new();
+                    };
+                    if n == 0 {
+                        break String::new();
+                    }
+                    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break body.to_owned();
+                        }
+                    }
+                };
+                let _ = c
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = tx.send(body);
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn a_regression_sends_the_audits_notification_and_a_quiet_run_does_not() {
+        let (addr, mut got) = receiver().await;
+        let spec: AuditSpec = toml::from_str(&format!(
+            "name = \"nightly\"\nschedule = \"0 3 * * *\"\nnotify = \"http://{addr}/hook\"\n"
+        ))
+        .expect("spec");
+        let audit = Scheduled::new(spec, Some(b"s3cret".to_vec())).expect("schedule");
+        let clock = crate::clock::FixedClock::new(datetime!(2026-11-02 03:00 UTC));
+        let notifier = Notifier::new(&[]).expect("notifier");
+        let key = FindingKey {
+            check: "aws.s3.evidence_bucket".into(),
+            account: "1".into(),
+            region: "us-east-1".into(),
+            resource: "evidence".into(),
+        };
+        let trend = |change| Trend {
+            key: key.clone(),
+            status: Status::Fail,
+            change,
+            first_seen: datetime!(2026-11-01 03:00 UTC),
+            failed_in_a_row: 1,
+        };
+        let before = Some(run_at(1, datetime!(2026-11-01 03:00 UTC), Some(90.0)));
+        let quiet = Fixed(audited(
+            run_at(2, datetime!(2026-11-02 03:00 UTC), Some(89.0)),
+            before.clone(),
+            vec![trend(Change::Unchanged)],
+        ));
+        one(&audit, &clock, &quiet, &notifier).await;
+        let loud = Fixed(audited(
+            run_at(3, datetime!(2026-11-02 03:00 UTC), Some(89.0)),
+            before,
+            vec![trend(Change::Regressed)],
+        ));
+        one(&audit, &clock, &loud, &notifier).await;
+        let body = got.recv().await.expect("a notification");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["event"], "readiness.regressed");
+        assert_eq!(v["detail"]["run"], 3, "the quiet run sent nothing: {v}");
+        assert!(
+            v["detail"]["reasons"]
+                .to_string()
+                .contains("aws.s3.evidence_bucket regressed"),
+            "{v}"
+        );
+        assert!(got.try_recv().is_err(), "one notification");
+    }
 }

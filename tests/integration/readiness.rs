@@ -1049,3 +1049,112 @@ fn reports_in_every_format_and_the_html_renders_in_chromium() {
         .unwrap();
     }
 }
+
+/// An Azurite of this test's own (soft delete is an account setting: turning
+/// it on in the shared emulator would change other tests' deletes).
+struct OwnAzurite {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for OwnAzurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn own_azurite() -> OwnAzurite {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("node_modules/azurite/dist/src/blob/main.js");
+    let child = std::process::Command::new("node")
+        .arg(&main)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .args([
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--silent",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", main.display()));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    OwnAzurite {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}/devstoreaccount1"),
+    }
+}
+
+#[test]
+fn soft_delete_passes_once_the_account_keeps_deleted_blobs() {
+    use custody::store::azure_auth::{AZURITE_KEY, SharedKeyCredential, blob_container_client};
+    // The shared emulator's presence says the rig is there (and fails in CI without it).
+    if emulator("CUSTODY_TEST_AZURE_BLOB_ENDPOINT").is_none() {
+        return;
+    }
+    let az = own_azurite();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let container = crate::azure::unique_container("ready-soft");
+    let admin =
+        blob_container_client(&az.endpoint, &container, SharedKeyCredential::azurite()).unwrap();
+    rt.block_on(admin.create(None)).unwrap();
+    let service = custody::store::azure_auth::service_client(
+        &az.endpoint,
+        custody::store::azure_auth::AzureAuth::SharedKey(SharedKeyCredential::azurite()),
+        Default::default(),
+    )
+    .unwrap();
+    let audit = |days: i32| {
+        let props = azure_storage_blob::models::BlobServiceProperties {
+            delete_retention_policy: Some(azure_storage_blob::models::RetentionPolicy {
+                enabled: Some(true),
+                days: Some(days),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        rt.block_on(service.set_properties(props.try_into().unwrap(), None))
+            .unwrap();
+        let home = Home::new();
+        let out = home
+            .cmd()
+            .env("AZURE_STORAGE_KEY", AZURITE_KEY)
+            .args([
+                "--json",
+                "readiness",
+                "run",
+                "--no-aws",
+                "--check",
+                "azure.blob.soft_delete",
+                "--azure-container",
+            ])
+            .arg(format!("{}/{container}", az.endpoint))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("no JSON: {}", stderr(&out)));
+        let f = &v["findings"][0];
+        (
+            f["status"].as_str().unwrap().to_owned(),
+            f["evidence"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (status, evidence) = audit(30);
+    assert_eq!(status, "PASS", "{evidence}");
+    assert!(evidence.contains("30 days"), "{evidence}");
+    let (status, evidence) = audit(7);
+    assert_eq!(status, "FAIL", "{evidence}");
+    assert!(evidence.contains("only 7 days"), "{evidence}");
+}
