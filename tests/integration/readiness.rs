@@ -687,6 +687,34 @@ fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
             .starts_with("sha256:")
     );
 
+    // A permission the audit identity lacks: ERROR with the call and the
+    // answer, never a verdict. STUB: moto does not enforce IAM; the proxy
+    // answers as AWS does for a denied call.
+    let (denied_proxy, denied_via) = rt.block_on(FaultProxy::start(&endpoint));
+    denied_proxy.rule(Rule {
+        op: "DescribeConfigurationRecorders",
+        path: "",
+        pass: 0,
+        times: 100,
+        fault: Fault::Json(
+            400,
+            r#"{"__type":"AccessDeniedException","message":"not authorized to perform config:DescribeConfigurationRecorders"}"#.into(),
+        ),
+    });
+    let (_, _, d) = audit(
+        &home,
+        &denied_via,
+        &good_creds,
+        &["--check", "aws.config.recorder"],
+    );
+    assert_eq!(status(&d, "aws.config.recorder"), ["ERROR"]);
+    let why = evidence(&d, "aws.config.recorder");
+    assert!(
+        why.contains("config:DescribeConfigurationRecorders failed")
+            && why.contains("AccessDenied"),
+        "{why}"
+    );
+
     // The forensic role missing: FAIL (and the run not ready).
     let (code, _, m) = audit(
         &home,
@@ -705,7 +733,7 @@ fn each_check_passes_on_a_good_account_and_fails_on_a_bad_one() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(runs.as_array().unwrap().len(), 2);
+    assert_eq!(runs.as_array().unwrap().len(), 3);
 
     // An unknown check id is refused, naming it.
     let out = home
