@@ -2,7 +2,7 @@
 //! simulated by IAM where the service can, else read locally from the
 //! role's policies where that is exact (see [`super::policy`]).
 
-use super::checks::{error, get_role, volume_keys};
+use super::checks::{error, get_role, required_role, volume_keys};
 use super::policy::{self, Decision, FORENSIC_ACTIONS, Statement};
 use super::{Ctx, failed};
 use crate::readiness::catalogue::CheckDef;
@@ -83,18 +83,9 @@ fn sort_actions<'a>(
 
 pub(crate) async fn role_permissions(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
     let name = ctx.role(def);
-    let role = match get_role(ctx, def).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return vec![ctx.finding(
-                def,
-                "global",
-                &name,
-                Status::Fail,
-                format!("no role named {name}"),
-            )];
-        }
-        Err(e) => return error(ctx, def, "global", &name, e),
+    let role = match required_role(ctx, def).await {
+        Ok(r) => r,
+        Err(findings) => return findings,
     };
     let f = |status, evidence: String| vec![ctx.finding(def, "global", &name, status, evidence)];
     let iam = aws_sdk_iam::Client::new(&ctx.conf(&ctx.home));

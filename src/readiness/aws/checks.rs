@@ -860,6 +860,26 @@ pub(crate) async fn get_role(
     }
 }
 
+/// The forensic role, or the finding that says it is missing (FAIL) or
+/// could not be read (ERROR): for the checks that look inside it.
+pub(crate) async fn required_role(
+    ctx: &Ctx,
+    def: &CheckDef,
+) -> Result<aws_sdk_iam::types::Role, Vec<Finding>> {
+    let name = ctx.role(def);
+    match get_role(ctx, def).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(vec![ctx.finding(
+            def,
+            "global",
+            &name,
+            Status::Fail,
+            format!("no role named {name}"),
+        )]),
+        Err(e) => Err(error(ctx, def, "global", &name, e)),
+    }
+}
+
 async fn forensic_role(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
     let name = ctx.role(def);
     match get_role(ctx, def).await {
@@ -914,18 +934,9 @@ fn in_account(principal: &str, account: &str) -> bool {
 
 async fn forensic_role_trust(ctx: &Ctx, def: &CheckDef) -> Vec<Finding> {
     let name = ctx.role(def);
-    let role = match get_role(ctx, def).await {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return vec![ctx.finding(
-                def,
-                "global",
-                &name,
-                Status::Fail,
-                format!("no role named {name}"),
-            )];
-        }
-        Err(e) => return error(ctx, def, "global", &name, e),
+    let role = match required_role(ctx, def).await {
+        Ok(r) => r,
+        Err(findings) => return findings,
     };
     let response = ctx
         .scope
