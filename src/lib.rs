@@ -37,6 +37,7 @@ pub mod readiness;
 pub mod respond;
 pub mod serve;
 pub mod store;
+pub mod timeline;
 
 /// Name and version recorded in every artefact this build produces.
 pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");
