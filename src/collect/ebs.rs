@@ -592,6 +592,7 @@ impl EbsCollector {
             account: (owner != "unknown").then_some(owner),
             path: volume.map(str::to_owned),
             host: None,
+            log_format: None,
         };
         let (kind, size_hint, record) = match &self.changed_since {
             None => (ArtefactKind::DiskImage, Some(layout.volume_bytes), 32),

@@ -54,6 +54,10 @@ pub struct Source {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// For logs: the format the bytes are in (`cloudtrail`, `ual-csv`), which
+    /// the timeline reads them as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 /// Size and SHA-256 of the raw content.

@@ -4,8 +4,15 @@
 //! - [`parse`]: every supported log format, read from an artefact's raw bytes
 //!   (never altered), each event pointing back at the artefact and the
 //!   record's place in it.
+//! - [`store`]: the case's timeline database (SQLite with FTS5): load,
+//!   search, facets, histograms, saved searches, pivots.
+//! - [`query`]: the query language.
+//! - [`geoip`]: ASN and country of source addresses from MaxMind databases.
 
+pub mod geoip;
 pub mod parse;
+pub mod query;
+pub mod store;
 
 use std::net::IpAddr;
 

@@ -1,0 +1,812 @@
+//! The timeline database of one case: `HOME/timeline/<case>.sqlite`.
+//!
+//! SQLite, embedded, so there is no server to run. Events are rows with
+//! indexes on time, actor, source address, ASN and action; free text goes
+//! through an FTS5 index. Anyone can open the file with the `sqlite3`
+//! shell:
+//!
+//! ```sql
+//! events(id, time, source, account, actor, action, outcome, ip, ipkey, asn, as_org, country,
+//!        user_agent, target, record_id, message, attributes, artefact, member, locator)
+//! events_fts(message, attributes)          -- contentless FTS5, rowid = events.id
+//! ingested(artefact, format, at, events, duplicates, problems)
+//! problems(artefact, member, locator, message)
+//! searches(name, query, facets, saved)
+//! ```
+//! `time` is microseconds since the epoch (UTC); `ipkey` the address as 16
+//! bytes (IPv4-mapped), so CIDR blocks are index ranges; `attributes` a JSON
+//! object. The timeline is derived: the evidence is the artefacts, and
+//! `custody logs index --rebuild` makes it again from them. Saved searches
+//! are the only thing kept across a rebuild.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde::Serialize;
+
+use super::geoip::GeoIp;
+use super::parse::Sink;
+use super::query::{Field, Query, ip_from_key, ip_key, show_time};
+use super::{Event, Problem};
+use crate::ids::CaseId;
+
+const SCHEMA_VERSION: i64 = 1;
+/// Events per transaction: large enough that commits cost little, small
+/// enough that a crash loses at most this much of an ingest in progress
+/// (which is redone anyway, since the artefact is only marked ingested at the end).
+const BATCH: usize = 20_000;
+/// Problems kept per artefact; the count covers them all.
+const PROBLEMS_KEPT: usize = 1_000;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimelineError {
+    #[error("cannot open the timeline {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create {path}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the timeline {path} has schema version {found}; this custody reads {SCHEMA_VERSION}")]
+    Schema { path: PathBuf, found: i64 },
+    #[error("the timeline database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("no saved search named `{0}` in this case")]
+    NoSavedSearch(String),
+    #[error("the saved search `{name}` no longer parses")]
+    SavedQuery {
+        name: String,
+        #[source]
+        source: super::query::QueryError,
+    },
+}
+
+/// One event as stored, for output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Row {
+    pub id: i64,
+    pub time: String,
+    pub source: String,
+    pub account: Option<String>,
+    pub actor: Option<String>,
+    pub action: String,
+    pub outcome: Option<String>,
+    pub ip: Option<String>,
+    pub asn: Option<i64>,
+    pub as_org: Option<String>,
+    pub country: Option<String>,
+    pub user_agent: Option<String>,
+    pub target: Option<String>,
+    pub record_id: Option<String>,
+    pub message: String,
+    pub attributes: BTreeMap<String, String>,
+    /// The artefact, the member file in it and the record's place: the way
+    /// back to hashed evidence.
+    pub artefact: String,
+    pub member: String,
+    pub locator: String,
+    #[serde(skip)]
+    pub time_us: i64,
+}
+
+impl Row {
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(String::as_str)
+    }
+}
+
+/// What loading one artefact did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub artefact: String,
+    pub format: String,
+    pub events: u64,
+    /// Records whose id was already in the timeline (the same export twice,
+    /// an overlapping export, a record repeated inside one export).
+    pub duplicates: u64,
+    pub problems: u64,
+    /// The first problems, each with its place.
+    pub problem_samples: Vec<Problem>,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// Events kept per hour (UTC), so a gap or an abrupt end shows.
+    pub per_hour: BTreeMap<String, u64>,
+    /// Set when the artefact was already in the timeline and nothing was done.
+    pub already: bool,
+}
+
+/// A facet: the most common values of a field under a query.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Facet {
+    pub field: String,
+    pub values: Vec<FacetValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FacetValue {
+    pub value: Option<String>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    pub start: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SavedSearch {
+    pub name: String,
+    pub query: String,
+    pub facets: Vec<String>,
+    pub saved: String,
+}
+
+/// One value seen with another: an account from a source, a source for an account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Seen {
+    pub value: String,
+    pub first: String,
+    pub last: String,
+    pub events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_org: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Timeline {
+    conn: Connection,
+    path: PathBuf,
+}
+
+pub fn path_for(home: &Path, case: &CaseId) -> PathBuf {
+    home.join("timeline").join(format!("{case}.sqlite"))
+}
+
+const COLUMNS: &str = "id, time, source, account, actor, action, outcome, ipkey, asn, as_org, country, \
+                       user_agent, target, record_id, message, attributes, artefact, member, locator";
+
+impl Timeline {
+    pub fn open(path: &Path) -> Result<Self, TimelineError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| TimelineError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| TimelineError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        // The timeline is derived from the artefacts and rebuilt from them, so
+        // a commit needs no fsync of its own: WAL with NORMAL stays consistent.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -65536;",
+        )
+        .map_err(open_err)?;
+        let found: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if found == 0 {
+            conn.execute_batch(&format!(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS events(
+                   id INTEGER PRIMARY KEY,
+                   time INTEGER NOT NULL,
+                   source TEXT NOT NULL,
+                   account TEXT COLLATE NOCASE,
+                   actor TEXT COLLATE NOCASE,
+                   action TEXT NOT NULL COLLATE NOCASE,
+                   outcome TEXT COLLATE NOCASE,
+                   ip TEXT,
+                   ipkey BLOB,
+                   asn INTEGER,
+                   as_org TEXT,
+                   country TEXT,
+                   user_agent TEXT,
+                   target TEXT,
+                   record_id TEXT,
+                   message TEXT NOT NULL,
+                   attributes TEXT,
+                   artefact TEXT NOT NULL,
+                   member TEXT NOT NULL,
+                   locator TEXT NOT NULL);
+                 CREATE INDEX IF NOT EXISTS events_time ON events(time);
+                 CREATE INDEX IF NOT EXISTS events_actor ON events(actor, time);
+                 CREATE INDEX IF NOT EXISTS events_ip ON events(ipkey, time);
+                 CREATE INDEX IF NOT EXISTS events_asn ON events(asn, time);
+                 CREATE INDEX IF NOT EXISTS events_action ON events(action, time);
+                 CREATE UNIQUE INDEX IF NOT EXISTS events_record ON events(source, record_id)
+                   WHERE record_id IS NOT NULL;
+                 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+                   message, attributes, content='', contentless_delete=1);
+                 CREATE TABLE IF NOT EXISTS ingested(
+                   artefact TEXT PRIMARY KEY, format TEXT NOT NULL, at TEXT NOT NULL,
+                   events INTEGER NOT NULL, duplicates INTEGER NOT NULL, problems INTEGER NOT NULL);
+                 CREATE TABLE IF NOT EXISTS problems(
+                   artefact TEXT NOT NULL, member TEXT NOT NULL, locator TEXT NOT NULL, message TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS searches(
+                   name TEXT PRIMARY KEY, query TEXT NOT NULL, facets TEXT NOT NULL, saved TEXT NOT NULL);
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))
+            .map_err(open_err)?;
+        } else if found != SCHEMA_VERSION {
+            return Err(TimelineError::Schema {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_ingested(&self, artefact: &str) -> Result<bool, TimelineError> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM ingested WHERE artefact = ?1", [artefact], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Empties the timeline, keeping saved searches.
+    pub fn clear(&mut self) -> Result<(), TimelineError> {
+        self.conn.execute_batch(
+            "BEGIN;
+             DELETE FROM events;
+             INSERT INTO events_fts(events_fts) VALUES('delete-all');
+             DELETE FROM ingested;
+             DELETE FROM problems;
+             COMMIT;",
+        )?;
+        Ok(())
+    }
+
+    /// A sink that loads events of `artefact` into the timeline. Call
+    /// [`Loader::finish`] to commit the rest and mark the artefact ingested.
+    pub fn loader<'a>(
+        &'a mut self,
+        artefact: &str,
+        format: &str,
+        geoip: Option<&'a mut GeoIp>,
+    ) -> Loader<'a> {
+        Loader {
+            tl: self,
+            geoip,
+            batch: Vec::with_capacity(BATCH),
+            error: None,
+            report: IngestReport {
+                artefact: artefact.to_owned(),
+                format: format.to_owned(),
+                ..IngestReport::default()
+            },
+            problems: Vec::new(),
+            hours: BTreeMap::new(),
+            first: None,
+            last: None,
+        }
+    }
+
+    pub fn count(&self, q: &Query) -> Result<u64, TimelineError> {
+        let (cond, params) = q.to_sql();
+        let n: i64 = self.conn.query_row(
+            &format!("SELECT count(*) FROM events WHERE {cond}"),
+            params_from_iter(params),
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Matching events in time order, from `offset`, at most `limit`.
+    pub fn rows(&self, q: &Query, limit: usize, offset: usize) -> Result<Vec<Row>, TimelineError> {
+        let (cond, mut params) = q.to_sql();
+        params.push(rusqlite::types::Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        params.push(rusqlite::types::Value::Integer(i64::try_from(offset).unwrap_or(0)));
+        let n = params.len();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
+            n - 1
+        );
+        self.select(&sql, params)
+    }
+
+    /// Events by id, in time order.
+    pub fn rows_by_id(&self, ids: &[i64]) -> Result<Vec<Row>, TimelineError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
+        for id in ids {
+            if let Some(r) = stmt.query_row([id], row).optional()? {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| (r.time_us, r.id));
+        Ok(out)
+    }
+
+    fn select(&self, sql: &str, params: Vec<rusqlite::types::Value>) -> Result<Vec<Row>, TimelineError> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params_from_iter(params), row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every event in time order, for exports and findings, one at a time.
+    pub fn each(&self, q: &Query, mut f: impl FnMut(Row) -> Result<(), TimelineError>) -> Result<(), TimelineError> {
+        let (cond, params) = q.to_sql();
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id"))?;
+        let mut rows = stmt.query(params_from_iter(params))?;
+        while let Some(r) = rows.next()? {
+            f(row(r)?)?;
+        }
+        Ok(())
+    }
+
+    pub fn facet(&self, q: &Query, field: Field, top: usize) -> Result<Facet, TimelineError> {
+        let (cond, mut params) = q.to_sql();
+        params.push(rusqlite::types::Value::Integer(i64::try_from(top).unwrap_or(i64::MAX)));
+        let col = match field {
+            // Grouping by the key uses the index; the text is shown.
+            Field::Ip => "ipkey",
+            f => f.column(),
+        };
+        let sql = format!(
+            "SELECT {col}, count(*) FROM events WHERE {cond} GROUP BY {col} ORDER BY 2 DESC, 1 LIMIT ?{}",
+            params.len()
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let values = stmt
+            .query_map(params_from_iter(params), |r| {
+                let value = match field {
+                    Field::Ip => r
+                        .get::<_, Option<Vec<u8>>>(0)?
+                        .and_then(|k| ip_from_key(&k))
+                        .map(|ip| ip.to_string()),
+                    Field::Asn => r.get::<_, Option<i64>>(0)?.map(|n| format!("AS{n}")),
+                    _ => r.get::<_, Option<String>>(0)?,
+                };
+                Ok(FacetValue {
+                    value,
+                    count: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(Facet {
+            field: field.name().to_owned(),
+            values,
+        })
+    }
+
+    pub fn histogram(&self, q: &Query, bucket_us: i64) -> Result<Vec<Bucket>, TimelineError> {
+        let (cond, mut params) = q.to_sql();
+        params.push(rusqlite::types::Value::Integer(bucket_us.max(1)));
+        let b = params.len();
+        let sql = format!(
+            "SELECT (time / ?{b}) * ?{b} AS start, count(*) FROM events WHERE {cond} GROUP BY start ORDER BY start"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let out = stmt
+            .query_map(params_from_iter(params), |r| {
+                Ok(Bucket {
+                    start: show_time(r.get(0)?),
+                    count: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    pub fn save_search(&self, name: &str, query: &str, facets: &[String], now: &str) -> Result<(), TimelineError> {
+        self.conn.execute(
+            "INSERT INTO searches(name, query, facets, saved) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET query = excluded.query, facets = excluded.facets, saved = excluded.saved",
+            params![name, query, facets.join(","), now],
+        )?;
+        Ok(())
+    }
+
+    pub fn saved_search(&self, name: &str) -> Result<SavedSearch, TimelineError> {
+        self.conn
+            .query_row(
+                "SELECT name, query, facets, saved FROM searches WHERE name = ?1",
+                [name],
+                saved,
+            )
+            .optional()?
+            .ok_or_else(|| TimelineError::NoSavedSearch(name.to_owned()))
+    }
+
+    pub fn saved_searches(&self) -> Result<Vec<SavedSearch>, TimelineError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, query, facets, saved FROM searches ORDER BY name")?;
+        let out = stmt.query_map([], saved)?.collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    /// What was ingested, with its counts.
+    pub fn ingested(&self) -> Result<Vec<(String, String, u64, u64, u64)>, TimelineError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT artefact, format, events, duplicates, problems FROM ingested ORDER BY at, artefact",
+        )?;
+        let out = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    /// Accounts seen with a source: `cond` selects the source's events.
+    pub fn accounts_where(
+        &self,
+        cond: &str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<Seen>, TimelineError> {
+        let sql = format!(
+            "SELECT actor, min(time), max(time), count(*) FROM events
+             WHERE actor IS NOT NULL AND ({cond}) GROUP BY actor ORDER BY min(time), actor"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let out = stmt
+            .query_map(params_from_iter(params), |r| {
+                Ok(Seen {
+                    value: r.get(0)?,
+                    first: show_time(r.get(1)?),
+                    last: show_time(r.get(2)?),
+                    events: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    asn: None,
+                    as_org: None,
+                    country: None,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    /// Source addresses seen for an account, with their ASN.
+    pub fn sources_of(&self, account: &str) -> Result<Vec<Seen>, TimelineError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ipkey, min(time), max(time), count(*), max(asn), max(as_org), max(country) FROM events
+             WHERE actor = ?1 AND ipkey IS NOT NULL GROUP BY ipkey ORDER BY min(time), ipkey",
+        )?;
+        let out = stmt
+            .query_map([account], |r| {
+                let key: Vec<u8> = r.get(0)?;
+                Ok(Seen {
+                    value: ip_from_key(&key).map(|i| i.to_string()).unwrap_or_default(),
+                    first: show_time(r.get(1)?),
+                    last: show_time(r.get(2)?),
+                    events: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    asn: r.get(4)?,
+                    as_org: r.get(5)?,
+                    country: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(out)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn saved(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedSearch> {
+    let facets: String = r.get(2)?;
+    Ok(SavedSearch {
+        name: r.get(0)?,
+        query: r.get(1)?,
+        facets: facets.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        saved: r.get(3)?,
+    })
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let time_us: i64 = r.get(1)?;
+    let key: Option<Vec<u8>> = r.get(7)?;
+    let attributes: Option<String> = r.get(15)?;
+    Ok(Row {
+        id: r.get(0)?,
+        time: show_time(time_us),
+        time_us,
+        source: r.get(2)?,
+        account: r.get(3)?,
+        actor: r.get(4)?,
+        action: r.get(5)?,
+        outcome: r.get(6)?,
+        ip: key.and_then(|k| ip_from_key(&k)).map(|i| i.to_string()),
+        asn: r.get(8)?,
+        as_org: r.get(9)?,
+        country: r.get(10)?,
+        user_agent: r.get(11)?,
+        target: r.get(12)?,
+        record_id: r.get(13)?,
+        message: r.get(14)?,
+        attributes: attributes
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_default(),
+        artefact: r.get(16)?,
+        member: r.get(17)?,
+        locator: r.get(18)?,
+    })
+}
+
+/// Loads one artefact's events in batches (see [`Timeline::loader`]).
+pub struct Loader<'a> {
+    tl: &'a mut Timeline,
+    geoip: Option<&'a mut GeoIp>,
+    batch: Vec<Event>,
+    error: Option<rusqlite::Error>,
+    report: IngestReport,
+    problems: Vec<Problem>,
+    hours: BTreeMap<i64, u64>,
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+impl Sink for Loader<'_> {
+    fn event(&mut self, event: Event) {
+        self.batch.push(event);
+        if self.batch.len() >= BATCH
+            && self.error.is_none()
+            && let Err(e) = self.flush()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn problem(&mut self, problem: Problem) {
+        self.report.problems += 1;
+        if self.problems.len() < PROBLEMS_KEPT {
+            self.problems.push(problem);
+        }
+    }
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+
+impl Loader<'_> {
+    fn flush(&mut self) -> Result<(), rusqlite::Error> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let artefact = self.report.artefact.clone();
+        let tx = self.tl.conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events(time, source, account, actor, action, outcome, ip, ipkey, asn,
+                   as_org, country, user_agent, target, record_id, message, attributes, artefact, member, locator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            )?;
+            let mut fts =
+                tx.prepare_cached("INSERT INTO events_fts(rowid, message, attributes) VALUES (?1, ?2, ?3)")?;
+            for e in self.batch.drain(..) {
+                let place = match (e.ip, self.geoip.as_deref_mut()) {
+                    (Some(ip), Some(g)) => g.lookup(ip),
+                    _ => super::geoip::Place::default(),
+                };
+                let attributes = (!e.attributes.is_empty()).then(|| {
+                    let map: serde_json::Map<String, serde_json::Value> = e
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .collect();
+                    serde_json::Value::Object(map).to_string()
+                });
+                let n = ins.execute(params![
+                    e.time_us,
+                    e.source,
+                    e.account,
+                    e.actor,
+                    e.action,
+                    e.outcome,
+                    e.ip.map(|i| i.to_string()),
+                    e.ip.map(|i| ip_key(i).to_vec()),
+                    place.asn,
+                    place.org,
+                    place.country,
+                    e.user_agent,
+                    e.target,
+                    e.record_id,
+                    e.message,
+                    attributes,
+                    artefact,
+                    e.member,
+                    e.locator,
+                ])?;
+                if n == 0 {
+                    self.report.duplicates += 1;
+                    continue;
+                }
+                let id = tx.last_insert_rowid();
+                fts.execute(params![id, e.message, attributes])?;
+                self.report.events += 1;
+                *self.hours.entry(e.time_us.div_euclid(HOUR_US)).or_default() += 1;
+                self.first = Some(self.first.map_or(e.time_us, |f| f.min(e.time_us)));
+                self.last = Some(self.last.map_or(e.time_us, |l| l.max(e.time_us)));
+            }
+        }
+        tx.commit()
+    }
+
+    /// Commits what is left, records the problems and marks the artefact
+    /// ingested, in one transaction.
+    pub fn finish(mut self, now: &str) -> Result<IngestReport, TimelineError> {
+        if let Some(e) = self.error.take() {
+            return Err(e.into());
+        }
+        self.flush()?;
+        let tx = self.tl.conn.transaction()?;
+        {
+            let mut p = tx.prepare_cached(
+                "INSERT INTO problems(artefact, member, locator, message) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for pr in &self.problems {
+                p.execute(params![self.report.artefact, pr.member, pr.locator, pr.message])?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO ingested(artefact, format, at, events, duplicates, problems)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    self.report.artefact,
+                    self.report.format,
+                    now,
+                    i64::try_from(self.report.events).unwrap_or(i64::MAX),
+                    i64::try_from(self.report.duplicates).unwrap_or(i64::MAX),
+                    i64::try_from(self.report.problems).unwrap_or(i64::MAX),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        let mut report = self.report;
+        report.problem_samples = self.problems.into_iter().take(20).collect();
+        report.first = self.first.map(show_time);
+        report.last = self.last.map(show_time);
+        report.per_hour = self
+            .hours
+            .into_iter()
+            .map(|(h, n)| (show_time(h * HOUR_US), n))
+            .collect();
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(t: i64, actor: &str, action: &str, ip: &str, id: &str) -> Event {
+        let mut e = Event::new(t, "m365_ual", action);
+        e.actor = Some(actor.to_owned());
+        e.ip = ip.parse().ok();
+        e.record_id = Some(id.to_owned());
+        e.message = format!("{actor} {action} from {ip}");
+        e.attributes.push(("subject".into(), "Q2 invoice".into()));
+        e.locator = format!("row {id}");
+        e
+    }
+
+    const H: i64 = HOUR_US;
+    const T0: i64 = 1_622_505_600_000_000; // 2021-06-01T00:00:00Z
+
+    fn loaded(dir: &Path) -> (Timeline, IngestReport) {
+        let mut tl = Timeline::open(&dir.join("t.sqlite")).expect("open");
+        let mut l = tl.loader("a1", "ual-csv", None);
+        l.event(ev(T0, "alice@contoso.com", "UserLoggedIn", "203.0.113.10", "1"));
+        l.event(ev(T0 + H, "bob@contoso.com", "UserLoggedIn", "203.0.113.10", "2"));
+        l.event(ev(T0 + H + 5, "alice@contoso.com", "New-InboxRule", "203.0.113.10", "3"));
+        l.event(ev(T0 + 3 * H, "carol@contoso.com", "Send", "192.0.2.7", "4"));
+        l.event(ev(T0 + H, "bob@contoso.com", "UserLoggedIn", "203.0.113.10", "2"));
+        l.problem(Problem {
+            member: String::new(),
+            locator: "row 9 (line 10)".into(),
+            message: "AuditData is not JSON".into(),
+        });
+        let report = l.finish("2026-12-01T00:00:00Z").expect("finish");
+        (tl, report)
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_hours_counted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (tl, r) = loaded(dir.path());
+        assert_eq!((r.events, r.duplicates, r.problems), (4, 1, 1));
+        assert_eq!(
+            r.per_hour.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("2021-06-01T00:00:00Z".to_owned(), 1),
+                ("2021-06-01T01:00:00Z".to_owned(), 2),
+                ("2021-06-01T03:00:00Z".to_owned(), 1)
+            ]
+        );
+        assert!(tl.is_ingested("a1").expect("q"));
+        assert!(!tl.is_ingested("a2").expect("q"));
+    }
+
+    #[test]
+    fn queries_facets_histogram_and_free_text() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (tl, _) = loaded(dir.path());
+        let q = |s: &str| Query::parse(s).expect("query");
+        let actions = |s: &str| -> Vec<String> {
+            tl.rows(&q(s), 100, 0).expect("rows").into_iter().map(|r| r.action).collect()
+        };
+        assert_eq!(actions("ip:203.0.113.0/24 actor:ALICE@contoso.com"), ["UserLoggedIn", "New-InboxRule"]);
+        assert_eq!(actions("action:send action:new-inboxrule"), ["New-InboxRule", "Send"]);
+        assert_eq!(actions("-ip:203.0.113.0/24"), ["Send"]);
+        assert_eq!(actions("after:2021-06-01T01:00:00Z before:2021-06-01T03:00:00Z"), ["UserLoggedIn", "New-InboxRule"]);
+        assert_eq!(actions("carol invoice"), ["Send"]);
+        assert_eq!(actions("action:*Inbox*"), ["New-InboxRule"]);
+        let f = tl.facet(&q(""), Field::Ip, 10).expect("facet");
+        assert_eq!(f.values[0], FacetValue { value: Some("203.0.113.10".into()), count: 3 });
+        assert_eq!(f.values[1], FacetValue { value: Some("192.0.2.7".into()), count: 1 });
+        let h = tl.histogram(&q(""), H).expect("histogram");
+        assert_eq!(h.iter().map(|b| b.count).collect::<Vec<_>>(), [1, 2, 1]);
+        assert_eq!(h[1].start, "2021-06-01T01:00:00Z");
+        let row = &tl.rows(&q("action:Send"), 1, 0).expect("rows")[0];
+        assert_eq!((row.artefact.as_str(), row.locator.as_str()), ("a1", "row 4"));
+        assert_eq!(row.attribute("subject"), Some("Q2 invoice"));
+    }
+
+    #[test]
+    fn saved_searches_survive_reopening_and_a_rebuild() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (tl, _) = loaded(dir.path());
+        tl.save_search("rules", "action:New-InboxRule", &["actor".into()], "now").expect("save");
+        drop(tl);
+        let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("reopen");
+        let s = tl.saved_search("rules").expect("saved");
+        assert_eq!((s.query.as_str(), s.facets.as_slice()), ("action:New-InboxRule", ["actor".to_owned()].as_slice()));
+        tl.clear().expect("clear");
+        assert_eq!(tl.count(&Query::default()).expect("count"), 0);
+        assert_eq!(tl.saved_searches().expect("list").len(), 1);
+        assert!(matches!(tl.saved_search("nope"), Err(TimelineError::NoSavedSearch(_))));
+    }
+
+    #[test]
+    fn pivots_from_a_source_and_from_an_account() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (tl, _) = loaded(dir.path());
+        let lo = ip_key("203.0.113.10".parse().expect("ip")).to_vec();
+        let seen = tl
+            .accounts_where("ipkey = ?1", vec![rusqlite::types::Value::Blob(lo)])
+            .expect("pivot");
+        let names: Vec<_> = seen.iter().map(|s| (s.value.as_str(), s.events)).collect();
+        assert_eq!(names, [("alice@contoso.com", 2), ("bob@contoso.com", 1)]);
+        assert_eq!(seen[0].first, "2021-06-01T00:00:00Z");
+        assert_eq!(seen[0].last, "2021-06-01T01:00:00.000005Z");
+        let src = tl.sources_of("alice@contoso.com").expect("sources");
+        assert_eq!(src.len(), 1);
+        assert_eq!(src[0].value, "203.0.113.10");
+    }
+}
