@@ -142,6 +142,7 @@ pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
             Box::new(FileCollector {
                 path: a.path.clone(),
                 kind: a.kind,
+                log_format: None,
             }),
         ),
         AcquireCommand::Host(a) => (

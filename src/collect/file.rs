@@ -137,6 +137,9 @@ impl SourceReader for FileSource {
 pub struct FileCollector {
     pub path: PathBuf,
     pub kind: ArtefactKind,
+    /// For an exported log (`custody logs import`): its format, recorded
+    /// with the artefact so the timeline knows how to read it.
+    pub log_format: Option<String>,
 }
 
 #[async_trait]
@@ -174,6 +177,7 @@ impl Collector for FileCollector {
                     resource: resource.to_owned(),
                     host: Some(super::hostname()),
                     path: Some(path.display().to_string()),
+                    log_format: self.log_format.clone(),
                     ..Source::default()
                 },
                 reader: Box::new(source),

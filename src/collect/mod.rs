@@ -10,6 +10,7 @@ pub mod channel;
 pub mod ebs;
 pub mod file;
 pub mod host;
+pub mod logs;
 pub mod memory;
 
 use std::fmt;

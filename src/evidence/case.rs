@@ -64,7 +64,7 @@ pub enum EvidenceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("exported bytes of {artefact} do not match the recorded digests: {problems}")]
+    #[error("the bytes of {artefact} read back from the store do not match the recorded digests: {problems}")]
     ExportMismatch {
         artefact: ArtefactId,
         problems: String,
@@ -601,6 +601,22 @@ pub async fn export(
         .persist_noclobber(out)
         .map_err(|e| out_err(e.error))?;
     Ok(())
+}
+
+/// An artefact's raw bytes in memory, checked against both digests: what
+/// is parsed is exactly what was recorded.
+pub async fn read_verified(store: &dyn EvidenceStore, a: &Artefact) -> Result<Vec<u8>, EvidenceError> {
+    let key = object_key(&a.case, &a.id)?;
+    let capacity = usize::try_from(a.raw.size).unwrap_or(0).min(1 << 30);
+    let (got, bytes) = seekable::read_back(store, &key, Vec::with_capacity(capacity)).await?;
+    let problems = mismatches(a, &got);
+    if !problems.is_empty() {
+        return Err(EvidenceError::ExportMismatch {
+            artefact: a.id.clone(),
+            problems: problems.join("; "),
+        });
+    }
+    Ok(bytes)
 }
 
 /// Writes raw bytes `offset..offset+len` of an artefact to `out`.

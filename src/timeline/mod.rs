@@ -7,9 +7,14 @@
 //! - [`store`]: the case's timeline database (SQLite with FTS5): load,
 //!   search, facets, histograms, saved searches, pivots.
 //! - [`query`]: the query language.
+//! - [`ingest`]: loading a case's log artefacts, verified, into its timeline.
+//! - [`findings`]: shared sources, new-ASN sign-ins followed by inbox rules
+//!   or mail bursts, legacy sign-ins after a lockout.
 //! - [`geoip`]: ASN and country of source addresses from MaxMind databases.
 
+pub mod findings;
 pub mod geoip;
+pub mod ingest;
 pub mod parse;
 pub mod query;
 pub mod store;

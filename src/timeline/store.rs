@@ -516,8 +516,16 @@ impl Timeline {
         Ok(out)
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
-        &self.conn
+    /// Events under an SQL condition of this module's callers, in time order.
+    pub(crate) fn rows_where(
+        &self,
+        cond: &str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<Row>, TimelineError> {
+        self.select(
+            &format!("SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id"),
+            params,
+        )
     }
 }
 
