@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let collector = FileCollector {
         path: path.into(),
         kind: ArtefactKind::File,
+        log_format: None,
     };
     let collected = collector.collect(&ctx, &case).await?;
     for a in &collected.artefacts {

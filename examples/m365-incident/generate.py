@@ -1153,7 +1153,8 @@ def check_mmdb(path: str):
         ("8.8.8.8", None, None), ("0.0.0.0", None, None), ("255.255.255.255", None, None),
         ("2001:db8::1", None, None), ("::1", None, None),
     ]
-    modes = [("pure Python", maxminddb.MODE_PURE)]
+    modes = [("pure Python, in memory", maxminddb.MODE_MEMORY),
+             ("pure Python, mmap", maxminddb.MODE_MMAP)]
     try:
         import maxminddb.extension  # noqa: F401
         modes.append(("C extension", maxminddb.MODE_MMAP_EXT))

@@ -5,11 +5,13 @@ pub mod acquire;
 pub mod cases;
 pub mod export;
 pub mod ledger;
+pub mod logs;
 pub mod progress_bar;
 pub mod readiness;
 pub mod respond;
 pub mod serve;
 pub mod store;
+pub mod timeline;
 pub mod verify;
 
 use std::io::IsTerminal;
@@ -103,6 +105,17 @@ pub enum Command {
     /// Readiness audits: can this account be investigated now, and the trend.
     #[command(subcommand)]
     Readiness(readiness::ReadinessCommand),
+    /// Cloud and SaaS logs: collect them into a case, load its timeline.
+    #[command(subcommand)]
+    Logs(logs::LogsCommand),
+    /// Search a case's timeline: field terms and free text, facets,
+    /// histogram, saved searches; table, JSON, CSV or Timesketch output.
+    Timeline(timeline::TimelineArgs),
+    /// Every account seen from a source, or every source seen for an account.
+    Pivot(timeline::PivotArgs),
+    /// Findings computed on the timeline (shared new sources, new-ASN sign-ins
+    /// followed by inbox rules or mail bursts, legacy sign-ins after a lockout).
+    Findings(timeline::FindingsArgs),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -264,6 +277,10 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Respond(args) => respond::run_respond(&env, args).await,
         Command::Serve(args) => serve::run(&env, args).await,
         Command::Readiness(cmd) => readiness::run(&env, cmd).await,
+        Command::Logs(cmd) => logs::run(&env, cmd).await,
+        Command::Timeline(args) => timeline::run_timeline(&env, args).await,
+        Command::Pivot(args) => timeline::run_pivot(&env, args).await,
+        Command::Findings(args) => timeline::run_findings(&env, args).await,
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
     let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");

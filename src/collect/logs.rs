@@ -28,7 +28,6 @@ pub const LOOKUP_EVENTS_PER_SECOND: u32 = 2;
 /// Events per LookupEvents page: the API's maximum.
 const LOOKUP_PAGE: i32 = 50;
 
-
 /// The days (UTC) a window touches, as `YYYY/MM/DD`.
 pub fn days(since: OffsetDateTime, until: OffsetDateTime) -> Vec<String> {
     let mut out = Vec::new();
@@ -36,7 +35,12 @@ pub fn days(since: OffsetDateTime, until: OffsetDateTime) -> Vec<String> {
     let last = until.date();
     // A window of years is still bounded: one entry per day.
     while d <= last {
-        out.push(format!("{:04}/{:02}/{:02}", d.year(), u8::from(d.month()), d.day()));
+        out.push(format!(
+            "{:04}/{:02}/{:02}",
+            d.year(),
+            u8::from(d.month()),
+            d.day()
+        ));
         match d.next_day() {
             Some(n) => d = n,
             None => break,
@@ -57,7 +61,11 @@ pub struct LogsApiError {
     pub detail: String,
 }
 
-fn api_err(call: &'static str, resource: &str, e: &(dyn std::error::Error + 'static)) -> CollectError {
+fn api_err(
+    call: &'static str,
+    resource: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> CollectError {
     cloud(LogsApiError {
         call,
         resource: resource.to_owned(),
@@ -66,7 +74,11 @@ fn api_err(call: &'static str, resource: &str, e: &(dyn std::error::Error + 'sta
 }
 
 /// Lists the common prefixes one level below `prefix`.
-async fn subdirs(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>, CollectError> {
+async fn subdirs(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, CollectError> {
     let mut out = Vec::new();
     let mut pages = s3
         .list_objects_v2()
@@ -76,8 +88,13 @@ async fn subdirs(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| api_err("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
-        out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_owned)));
+        let page =
+            page.map_err(|e| api_err("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
+        out.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned)),
+        );
     }
     Ok(out)
 }
@@ -89,11 +106,21 @@ pub struct LogObject {
     pub size: u64,
 }
 
-async fn objects(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<LogObject>, CollectError> {
+async fn objects(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<LogObject>, CollectError> {
     let mut out = Vec::new();
-    let mut pages = s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| api_err("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
+        let page =
+            page.map_err(|e| api_err("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), &e))?;
         for o in page.contents() {
             if let Some(k) = o.key() {
                 out.push(LogObject {
@@ -125,7 +152,10 @@ pub struct AwsLogsLayout {
 /// The objects of an `AWSLogs/<account>/<service>/<region>/YYYY/MM/DD/`
 /// layout in a window, listing only the days it touches. Organisation
 /// trails add a level (`AWSLogs/o-…/<account>/`), which is followed.
-pub async fn aws_logs_objects(s3: &aws_sdk_s3::Client, l: &AwsLogsLayout) -> Result<Vec<LogObject>, CollectError> {
+pub async fn aws_logs_objects(
+    s3: &aws_sdk_s3::Client,
+    l: &AwsLogsLayout,
+) -> Result<Vec<LogObject>, CollectError> {
     let base = if l.prefix.is_empty() {
         "AWSLogs/".to_owned()
     } else {
@@ -134,7 +164,11 @@ pub async fn aws_logs_objects(s3: &aws_sdk_s3::Client, l: &AwsLogsLayout) -> Res
     let mut account_dirs = Vec::new();
     if l.accounts.is_empty() {
         for d in subdirs(s3, &l.bucket, &base).await? {
-            let last = d.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+            let last = d
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
             if last.starts_with("o-") {
                 account_dirs.extend(subdirs(s3, &l.bucket, &d).await?);
             } else {
@@ -157,7 +191,10 @@ pub async fn aws_logs_objects(s3: &aws_sdk_s3::Client, l: &AwsLogsLayout) -> Res
             let regions = if l.regions.is_empty() {
                 subdirs(s3, &l.bucket, &service_dir).await?
             } else {
-                l.regions.iter().map(|r| format!("{service_dir}{r}/")).collect()
+                l.regions
+                    .iter()
+                    .map(|r| format!("{service_dir}{r}/"))
+                    .collect()
             };
             for region in &regions {
                 for day in &days {
@@ -217,10 +254,19 @@ pub struct S3Logs {
 #[async_trait]
 impl Collector for S3Logs {
     fn describe(&self) -> String {
-        format!("{} logs: {} objects of s3://{}", self.format.name(), self.objects.len(), self.bucket)
+        format!(
+            "{} logs: {} objects of s3://{}",
+            self.format.name(),
+            self.objects.len(),
+            self.bucket
+        )
     }
 
-    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError> {
+    async fn collect(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+    ) -> Result<Collected, CollectError> {
         let handle = tokio::runtime::Handle::current();
         let me = self.clone();
         let total: u64 = self.objects.iter().map(|o| o.size).sum();
@@ -271,7 +317,12 @@ impl S3Logs {
                 let etag = out.e_tag().map(str::to_owned);
                 let version = out.version_id().map(str::to_owned);
                 let modified = out.last_modified().map(|t| t.to_string());
-                let body = out.body.collect().await.map_err(|e| e.to_string())?.into_bytes();
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_bytes();
                 Ok::<_, String>((body, etag, version, modified))
             });
             match got {
@@ -343,7 +394,9 @@ impl LookupEvents {
             &format!("cloudtrail-lookup:{}:{}", self.scope, self.region),
             LOOKUP_EVENTS_PER_SECOND,
         );
-        let to_dt = |t: OffsetDateTime| aws_sdk_cloudtrail::primitives::DateTime::from_secs(t.unix_timestamp());
+        let to_dt = |t: OffsetDateTime| {
+            aws_sdk_cloudtrail::primitives::DateTime::from_secs(t.unix_timestamp())
+        };
         let mut out = Vec::new();
         let mut n = 0u64;
         let mut token: Option<String> = None;
@@ -367,7 +420,10 @@ impl LookupEvents {
                     n += 1;
                 }
             }
-            token = page.next_token().map(str::to_owned).filter(|t| !t.is_empty());
+            token = page
+                .next_token()
+                .map(str::to_owned)
+                .filter(|t| !t.is_empty());
             if token.is_none() {
                 break;
             }
@@ -382,7 +438,11 @@ impl Collector for LookupEvents {
         format!("cloudtrail LookupEvents in {}", self.region)
     }
 
-    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError> {
+    async fn collect(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+    ) -> Result<Collected, CollectError> {
         let (bytes, n) = self.fetch().await?;
         lines_artefact(
             ctx,
@@ -394,7 +454,10 @@ impl Collector for LookupEvents {
                 log_format: Some(Format::CloudtrailLookup.name().to_owned()),
                 ..Source::default()
             },
-            format!("{n} events from LookupEvents between {} and {}", self.since, self.until),
+            format!(
+                "{n} events from LookupEvents between {} and {}",
+                self.since, self.until
+            ),
         )
         .await
     }
@@ -417,8 +480,14 @@ impl Collector for CloudWatchLogs {
         format!("CloudWatch Logs group {}", self.group)
     }
 
-    async fn collect(&self, ctx: &AcquireContext, case: &CaseId) -> Result<Collected, CollectError> {
-        let ms = |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    async fn collect(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+    ) -> Result<Collected, CollectError> {
+        let ms = |t: OffsetDateTime| {
+            i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+        };
         let mut out = Vec::new();
         let mut n = 0u64;
         let mut pages = self
@@ -496,11 +565,16 @@ mod tests {
 
     #[test]
     fn a_window_lists_each_day_it_touches() {
-        let t = |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("t");
+        let t = |s: &str| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("t")
+        };
         assert_eq!(
             days(t("2021-05-31T23:00:00Z"), t("2021-06-02T00:00:00Z")),
             ["2021/05/31", "2021/06/01", "2021/06/02"]
         );
-        assert_eq!(days(t("2021-06-02T00:00:00Z"), t("2021-06-01T00:00:00Z")), Vec::<String>::new());
+        assert_eq!(
+            days(t("2021-06-02T00:00:00Z"), t("2021-06-01T00:00:00Z")),
+            Vec::<String>::new()
+        );
     }
 }

@@ -64,7 +64,9 @@ pub enum EvidenceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the bytes of {artefact} read back from the store do not match the recorded digests: {problems}")]
+    #[error(
+        "the bytes of {artefact} read back from the store do not match the recorded digests: {problems}"
+    )]
     ExportMismatch {
         artefact: ArtefactId,
         problems: String,
@@ -605,7 +607,10 @@ pub async fn export(
 
 /// An artefact's raw bytes in memory, checked against both digests: what
 /// is parsed is exactly what was recorded.
-pub async fn read_verified(store: &dyn EvidenceStore, a: &Artefact) -> Result<Vec<u8>, EvidenceError> {
+pub async fn read_verified(
+    store: &dyn EvidenceStore,
+    a: &Artefact,
+) -> Result<Vec<u8>, EvidenceError> {
     let key = object_key(&a.case, &a.id)?;
     let capacity = usize::try_from(a.raw.size).unwrap_or(0).min(1 << 30);
     let (got, bytes) = seekable::read_back(store, &key, Vec::with_capacity(capacity)).await?;

@@ -100,12 +100,34 @@ fn is_lockout(r: &Row) -> bool {
     !is_success(r)
         && (r.attribute("error_code") == Some(LOCKED_CODE)
             || r.attribute("error_number") == Some(LOCKED_CODE)
-            || r.attribute("logon_error").is_some_and(|e| e.eq_ignore_ascii_case("IdsLocked")))
+            || r.attribute("logon_error")
+                .is_some_and(|e| e.eq_ignore_ascii_case("IdsLocked")))
 }
 
 fn is_legacy(r: &Row) -> bool {
     r.attribute("client_app")
         .is_some_and(|c| LEGACY_CLIENTS.contains(&c.to_ascii_lowercase().as_str()))
+}
+
+/// An account's successful sign-in sources: settled (before `at`) and at `at`.
+#[derive(Debug, Default)]
+struct History {
+    ips: HashSet<String>,
+    asns: HashSet<i64>,
+    at: i64,
+    now_ips: HashSet<String>,
+    now_asns: HashSet<i64>,
+}
+
+impl History {
+    /// Moves the sources of an earlier instant into the settled history.
+    fn settle(&mut self, t: i64) {
+        if t != self.at {
+            self.ips.extend(self.now_ips.drain());
+            self.asns.extend(self.now_asns.drain());
+            self.at = t;
+        }
+    }
 }
 
 /// A successful sign-in from a source the account had not used before.
@@ -125,33 +147,36 @@ pub fn compute(tl: &Timeline, o: &Options) -> Result<Vec<Finding>, TimelineError
     let mut by_asn: BTreeMap<i64, Vec<NewSource>> = BTreeMap::new();
     // (account, sign-in row, time)
     let mut new_asn_signins: Vec<(String, i64, i64)> = Vec::new();
-    let mut seen_ips: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut seen_asns: HashMap<String, HashSet<i64>> = HashMap::new();
+    // Per account, what it signed in from before the current instant; the
+    // sign-ins of one instant are judged together against that (a client
+    // that signs in over two networks at once is not new to either).
+    let mut history: HashMap<String, History> = HashMap::new();
     for r in signins.iter().filter(|r| is_success(r)) {
         let Some(acct) = account(r) else { continue };
-        let has_history = seen_ips.contains_key(&acct);
-        let ips = seen_ips.entry(acct.clone()).or_default();
-        let asns = seen_asns.entry(acct.clone()).or_default();
-        if let Some(ip) = &r.ip
-            && ips.insert(ip.clone())
-            && has_history
-        {
-            by_ip.entry(ip.clone()).or_default().push(NewSource {
-                row: r.id,
-                time: r.time_us,
-                account: acct.clone(),
-            });
+        let h = history.entry(acct.clone()).or_default();
+        h.settle(r.time_us);
+        let known = !h.ips.is_empty() || !h.asns.is_empty();
+        let new = |seen: bool| known && !seen;
+        if let Some(ip) = &r.ip {
+            if new(h.ips.contains(ip)) && !h.now_ips.contains(ip) {
+                by_ip.entry(ip.clone()).or_default().push(NewSource {
+                    row: r.id,
+                    time: r.time_us,
+                    account: acct.clone(),
+                });
+            }
+            h.now_ips.insert(ip.clone());
         }
-        if let Some(asn) = r.asn
-            && asns.insert(asn)
-            && has_history
-        {
-            by_asn.entry(asn).or_default().push(NewSource {
-                row: r.id,
-                time: r.time_us,
-                account: acct.clone(),
-            });
-            new_asn_signins.push((acct.clone(), r.id, r.time_us));
+        if let Some(asn) = r.asn {
+            if new(h.asns.contains(&asn)) && !h.now_asns.contains(&asn) {
+                by_asn.entry(asn).or_default().push(NewSource {
+                    row: r.id,
+                    time: r.time_us,
+                    account: acct.clone(),
+                });
+                new_asn_signins.push((acct.clone(), r.id, r.time_us));
+            }
+            h.now_asns.insert(asn);
         }
     }
     let mut out = Vec::new();
@@ -283,7 +308,10 @@ fn legacy_after_lockout(signins: &[Row], o: &Options) -> Vec<Finding> {
     let mut open: HashMap<String, i64> = HashMap::new();
     for lock in signins.iter().filter(|r| is_lockout(r)) {
         let Some(acct) = account(lock) else { continue };
-        if open.get(&acct).is_some_and(|start| lock.time_us - start <= window) {
+        if open
+            .get(&acct)
+            .is_some_and(|start| lock.time_us - start <= window)
+        {
             continue;
         }
         let attempts: Vec<i64> = signins

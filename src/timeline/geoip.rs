@@ -47,7 +47,10 @@ pub struct GeoIp {
 impl std::fmt::Debug for GeoIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GeoIp")
-            .field("databases", &self.readers.iter().map(|(p, _)| p).collect::<Vec<_>>())
+            .field(
+                "databases",
+                &self.readers.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -3,10 +3,10 @@
 
 use std::io::Read;
 
+use super::Problem;
 use super::geoip::GeoIp;
 use super::parse::{self, Format, Sink};
 use super::store::{IngestReport, Timeline, TimelineError};
-use super::Problem;
 use crate::evidence::case::{self, EvidenceError};
 use crate::evidence::{Artefact, ArtefactKind};
 use crate::store::EvidenceStore;
@@ -65,7 +65,10 @@ pub fn parse_bundle(format: Format, bytes: &[u8], year_hint: i32, sink: &mut dyn
                 return;
             }
         };
-        let path = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
         last.clone_from(&path);
         if !is_log_member(&path) {
             continue;
@@ -102,10 +105,12 @@ pub async fn ingest(
             ..IngestReport::default()
         });
     }
-    let bytes = case::read_verified(store, a).await.map_err(|source| IngestError::Read {
-        artefact: id.clone(),
-        source,
-    })?;
+    let bytes = case::read_verified(store, a)
+        .await
+        .map_err(|source| IngestError::Read {
+            artefact: id.clone(),
+            source,
+        })?;
     let year = a.started.year();
     let mut loader = tl.loader(&id, format.name(), geoip);
     if a.kind == ArtefactKind::LogBundle {

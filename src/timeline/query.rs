@@ -200,30 +200,48 @@ impl Query {
             let lname = name.to_ascii_lowercase();
             if lname == "after" || lname == "before" {
                 if negated {
-                    return Err(err(&token, format!("`{lname}:` cannot be negated; use the other one")));
+                    return Err(err(
+                        &token,
+                        format!("`{lname}:` cannot be negated; use the other one"),
+                    ));
                 }
                 let us = instant(value).ok_or_else(|| {
-                    err(&token, "expected a date (2021-06-01) or an RFC 3339 time (2021-06-01T08:00:00Z)")
+                    err(
+                        &token,
+                        "expected a date (2021-06-01) or an RFC 3339 time (2021-06-01T08:00:00Z)",
+                    )
                 })?;
-                terms.push(if lname == "after" { Term::After(us) } else { Term::Before(us) });
+                terms.push(if lname == "after" {
+                    Term::After(us)
+                } else {
+                    Term::Before(us)
+                });
                 continue;
             }
             let field = Field::from_name(name).ok_or_else(|| {
                 let known: Vec<&str> = FIELDS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
                 err(
                     &token,
-                    format!("unknown field `{name}`; fields are {}, after, before", known.join(", ")),
+                    format!(
+                        "unknown field `{name}`; fields are {}, after, before",
+                        known.join(", ")
+                    ),
                 )
             })?;
             let value = match field {
                 Field::Ip => Value::Net(net(value).ok_or_else(|| {
-                    err(&token, "expected an IP address or a CIDR block (203.0.113.0/24)")
+                    err(
+                        &token,
+                        "expected an IP address or a CIDR block (203.0.113.0/24)",
+                    )
                 })?),
                 Field::Asn => {
                     let digits = value.trim_start_matches(['A', 'S', 'a', 's']);
-                    Value::Number(digits.parse().map_err(|_| {
-                        err(&token, "expected an AS number (64500 or AS64500)")
-                    })?)
+                    Value::Number(
+                        digits
+                            .parse()
+                            .map_err(|_| err(&token, "expected an AS number (64500 or AS64500)"))?,
+                    )
                 }
                 _ if value.contains('*') => Value::Pattern(value.to_owned()),
                 _ => Value::Text(value.to_owned()),
@@ -427,7 +445,10 @@ mod tests {
             "time >= ?5 AND (actor = ?1) AND (action = ?2) AND (ipkey BETWEEN ?3 AND ?4)"
         );
         assert_eq!(params.len(), 5);
-        assert_eq!(params[4], rusqlite::types::Value::Integer(1_622_505_600_000_000));
+        assert_eq!(
+            params[4],
+            rusqlite::types::Value::Integer(1_622_505_600_000_000)
+        );
         let lo = ip_key("203.0.113.0".parse().expect("ip"));
         let hi = ip_key("203.0.113.255".parse().expect("ip"));
         assert_eq!(params[2], rusqlite::types::Value::Blob(lo.to_vec()));
@@ -436,8 +457,10 @@ mod tests {
 
     #[test]
     fn same_field_is_or_negation_and_words_go_to_full_text() {
-        let q = Query::parse(r#"action:Send action:SendAs -outcome:success "q2 invoice" -spam asn:AS64510"#)
-            .expect("parse");
+        let q = Query::parse(
+            r#"action:Send action:SendAs -outcome:success "q2 invoice" -spam asn:AS64510"#,
+        )
+        .expect("parse");
         let (sql, _) = q.to_sql();
         assert_eq!(
             sql,
@@ -459,11 +482,36 @@ mod tests {
         let e = Query::parse("actr:alice").expect_err("unknown field");
         assert_eq!(e.term, "actr:alice");
         assert!(e.reason.contains("unknown field `actr`"), "{e}");
-        assert!(Query::parse("ip:300.1.1.1").expect_err("ip").reason.contains("CIDR"));
-        assert!(Query::parse("after:yesterday").expect_err("time").reason.contains("RFC 3339"));
-        assert!(Query::parse("asn:big").expect_err("asn").reason.contains("AS number"));
-        assert!(Query::parse("action:").expect_err("empty").reason.contains("needs a value"));
-        assert!(Query::parse("\"open").expect_err("quote").reason.contains("not closed"));
+        assert!(
+            Query::parse("ip:300.1.1.1")
+                .expect_err("ip")
+                .reason
+                .contains("CIDR")
+        );
+        assert!(
+            Query::parse("after:yesterday")
+                .expect_err("time")
+                .reason
+                .contains("RFC 3339")
+        );
+        assert!(
+            Query::parse("asn:big")
+                .expect_err("asn")
+                .reason
+                .contains("AS number")
+        );
+        assert!(
+            Query::parse("action:")
+                .expect_err("empty")
+                .reason
+                .contains("needs a value")
+        );
+        assert!(
+            Query::parse("\"open")
+                .expect_err("quote")
+                .reason
+                .contains("not closed")
+        );
     }
 
     #[test]
@@ -489,6 +537,9 @@ mod tests {
         assert_eq!(bucket_us("0h"), None);
         assert_eq!(bucket_us("1w"), None);
         assert_eq!(show_time(1_622_534_400_000_000), "2021-06-01T08:00:00Z");
-        assert_eq!(show_time(1_622_534_400_000_001), "2021-06-01T08:00:00.000001Z");
+        assert_eq!(
+            show_time(1_622_534_400_000_001),
+            "2021-06-01T08:00:00.000001Z"
+        );
     }
 }

@@ -265,7 +265,11 @@ impl Timeline {
     pub fn is_ingested(&self, artefact: &str) -> Result<bool, TimelineError> {
         Ok(self
             .conn
-            .query_row("SELECT 1 FROM ingested WHERE artefact = ?1", [artefact], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM ingested WHERE artefact = ?1",
+                [artefact],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some())
     }
@@ -321,8 +325,12 @@ impl Timeline {
     /// Matching events in time order, from `offset`, at most `limit`.
     pub fn rows(&self, q: &Query, limit: usize, offset: usize) -> Result<Vec<Row>, TimelineError> {
         let (cond, mut params) = q.to_sql();
-        params.push(rusqlite::types::Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        params.push(rusqlite::types::Value::Integer(i64::try_from(offset).unwrap_or(0)));
+        params.push(rusqlite::types::Value::Integer(
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ));
+        params.push(rusqlite::types::Value::Integer(
+            i64::try_from(offset).unwrap_or(0),
+        ));
         let n = params.len();
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
@@ -346,18 +354,26 @@ impl Timeline {
         Ok(out)
     }
 
-    fn select(&self, sql: &str, params: Vec<rusqlite::types::Value>) -> Result<Vec<Row>, TimelineError> {
+    fn select(
+        &self,
+        sql: &str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<Row>, TimelineError> {
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map(params_from_iter(params), row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every event in time order, for exports and findings, one at a time.
-    pub fn each(&self, q: &Query, mut f: impl FnMut(Row) -> Result<(), TimelineError>) -> Result<(), TimelineError> {
+    pub fn each(
+        &self,
+        q: &Query,
+        mut f: impl FnMut(Row) -> Result<(), TimelineError>,
+    ) -> Result<(), TimelineError> {
         let (cond, params) = q.to_sql();
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id"
+        ))?;
         let mut rows = stmt.query(params_from_iter(params))?;
         while let Some(r) = rows.next()? {
             f(row(r)?)?;
@@ -367,7 +383,9 @@ impl Timeline {
 
     pub fn facet(&self, q: &Query, field: Field, top: usize) -> Result<Facet, TimelineError> {
         let (cond, mut params) = q.to_sql();
-        params.push(rusqlite::types::Value::Integer(i64::try_from(top).unwrap_or(i64::MAX)));
+        params.push(rusqlite::types::Value::Integer(
+            i64::try_from(top).unwrap_or(i64::MAX),
+        ));
         let col = match field {
             // Grouping by the key uses the index; the text is shown.
             Field::Ip => "ipkey",
@@ -419,7 +437,13 @@ impl Timeline {
         Ok(out)
     }
 
-    pub fn save_search(&self, name: &str, query: &str, facets: &[String], now: &str) -> Result<(), TimelineError> {
+    pub fn save_search(
+        &self,
+        name: &str,
+        query: &str,
+        facets: &[String],
+        now: &str,
+    ) -> Result<(), TimelineError> {
         self.conn.execute(
             "INSERT INTO searches(name, query, facets, saved) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO UPDATE SET query = excluded.query, facets = excluded.facets, saved = excluded.saved",
@@ -444,25 +468,6 @@ impl Timeline {
             .conn
             .prepare("SELECT name, query, facets, saved FROM searches ORDER BY name")?;
         let out = stmt.query_map([], saved)?.collect::<Result<_, _>>()?;
-        Ok(out)
-    }
-
-    /// What was ingested, with its counts.
-    pub fn ingested(&self) -> Result<Vec<(String, String, u64, u64, u64)>, TimelineError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT artefact, format, events, duplicates, problems FROM ingested ORDER BY at, artefact",
-        )?;
-        let out = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-                    u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-                    u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
         Ok(out)
     }
 
@@ -534,7 +539,11 @@ fn saved(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedSearch> {
     Ok(SavedSearch {
         name: r.get(0)?,
         query: r.get(1)?,
-        facets: facets.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        facets: facets
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         saved: r.get(3)?,
     })
 }
@@ -616,8 +625,9 @@ impl Loader<'_> {
                    as_org, country, user_agent, target, record_id, message, attributes, artefact, member, locator)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
-            let mut fts =
-                tx.prepare_cached("INSERT INTO events_fts(rowid, message, attributes) VALUES (?1, ?2, ?3)")?;
+            let mut fts = tx.prepare_cached(
+                "INSERT INTO events_fts(rowid, message, attributes) VALUES (?1, ?2, ?3)",
+            )?;
             for e in self.batch.drain(..) {
                 let place = match (e.ip, self.geoip.as_deref_mut()) {
                     (Some(ip), Some(g)) => g.lookup(ip),
@@ -680,7 +690,12 @@ impl Loader<'_> {
                 "INSERT INTO problems(artefact, member, locator, message) VALUES (?1, ?2, ?3, ?4)",
             )?;
             for pr in &self.problems {
-                p.execute(params![self.report.artefact, pr.member, pr.locator, pr.message])?;
+                p.execute(params![
+                    self.report.artefact,
+                    pr.member,
+                    pr.locator,
+                    pr.message
+                ])?;
             }
             tx.execute(
                 "INSERT OR REPLACE INTO ingested(artefact, format, at, events, duplicates, problems)
@@ -730,11 +745,41 @@ mod tests {
     fn loaded(dir: &Path) -> (Timeline, IngestReport) {
         let mut tl = Timeline::open(&dir.join("t.sqlite")).expect("open");
         let mut l = tl.loader("a1", "ual-csv", None);
-        l.event(ev(T0, "alice@contoso.com", "UserLoggedIn", "203.0.113.10", "1"));
-        l.event(ev(T0 + H, "bob@contoso.com", "UserLoggedIn", "203.0.113.10", "2"));
-        l.event(ev(T0 + H + 5, "alice@contoso.com", "New-InboxRule", "203.0.113.10", "3"));
-        l.event(ev(T0 + 3 * H, "carol@contoso.com", "Send", "192.0.2.7", "4"));
-        l.event(ev(T0 + H, "bob@contoso.com", "UserLoggedIn", "203.0.113.10", "2"));
+        l.event(ev(
+            T0,
+            "alice@contoso.com",
+            "UserLoggedIn",
+            "203.0.113.10",
+            "1",
+        ));
+        l.event(ev(
+            T0 + H,
+            "bob@contoso.com",
+            "UserLoggedIn",
+            "203.0.113.10",
+            "2",
+        ));
+        l.event(ev(
+            T0 + H + 5,
+            "alice@contoso.com",
+            "New-InboxRule",
+            "203.0.113.10",
+            "3",
+        ));
+        l.event(ev(
+            T0 + 3 * H,
+            "carol@contoso.com",
+            "Send",
+            "192.0.2.7",
+            "4",
+        ));
+        l.event(ev(
+            T0 + H,
+            "bob@contoso.com",
+            "UserLoggedIn",
+            "203.0.113.10",
+            "2",
+        ));
         l.problem(Problem {
             member: String::new(),
             locator: "row 9 (line 10)".into(),
@@ -767,22 +812,50 @@ mod tests {
         let (tl, _) = loaded(dir.path());
         let q = |s: &str| Query::parse(s).expect("query");
         let actions = |s: &str| -> Vec<String> {
-            tl.rows(&q(s), 100, 0).expect("rows").into_iter().map(|r| r.action).collect()
+            tl.rows(&q(s), 100, 0)
+                .expect("rows")
+                .into_iter()
+                .map(|r| r.action)
+                .collect()
         };
-        assert_eq!(actions("ip:203.0.113.0/24 actor:ALICE@contoso.com"), ["UserLoggedIn", "New-InboxRule"]);
-        assert_eq!(actions("action:send action:new-inboxrule"), ["New-InboxRule", "Send"]);
+        assert_eq!(
+            actions("ip:203.0.113.0/24 actor:ALICE@contoso.com"),
+            ["UserLoggedIn", "New-InboxRule"]
+        );
+        assert_eq!(
+            actions("action:send action:new-inboxrule"),
+            ["New-InboxRule", "Send"]
+        );
         assert_eq!(actions("-ip:203.0.113.0/24"), ["Send"]);
-        assert_eq!(actions("after:2021-06-01T01:00:00Z before:2021-06-01T03:00:00Z"), ["UserLoggedIn", "New-InboxRule"]);
+        assert_eq!(
+            actions("after:2021-06-01T01:00:00Z before:2021-06-01T03:00:00Z"),
+            ["UserLoggedIn", "New-InboxRule"]
+        );
         assert_eq!(actions("carol invoice"), ["Send"]);
         assert_eq!(actions("action:*Inbox*"), ["New-InboxRule"]);
         let f = tl.facet(&q(""), Field::Ip, 10).expect("facet");
-        assert_eq!(f.values[0], FacetValue { value: Some("203.0.113.10".into()), count: 3 });
-        assert_eq!(f.values[1], FacetValue { value: Some("192.0.2.7".into()), count: 1 });
+        assert_eq!(
+            f.values[0],
+            FacetValue {
+                value: Some("203.0.113.10".into()),
+                count: 3
+            }
+        );
+        assert_eq!(
+            f.values[1],
+            FacetValue {
+                value: Some("192.0.2.7".into()),
+                count: 1
+            }
+        );
         let h = tl.histogram(&q(""), H).expect("histogram");
         assert_eq!(h.iter().map(|b| b.count).collect::<Vec<_>>(), [1, 2, 1]);
         assert_eq!(h[1].start, "2021-06-01T01:00:00Z");
         let row = &tl.rows(&q("action:Send"), 1, 0).expect("rows")[0];
-        assert_eq!((row.artefact.as_str(), row.locator.as_str()), ("a1", "row 4"));
+        assert_eq!(
+            (row.artefact.as_str(), row.locator.as_str()),
+            ("a1", "row 4")
+        );
         assert_eq!(row.attribute("subject"), Some("Q2 invoice"));
     }
 
@@ -790,15 +863,22 @@ mod tests {
     fn saved_searches_survive_reopening_and_a_rebuild() {
         let dir = tempfile::tempdir().expect("tmp");
         let (tl, _) = loaded(dir.path());
-        tl.save_search("rules", "action:New-InboxRule", &["actor".into()], "now").expect("save");
+        tl.save_search("rules", "action:New-InboxRule", &["actor".into()], "now")
+            .expect("save");
         drop(tl);
         let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("reopen");
         let s = tl.saved_search("rules").expect("saved");
-        assert_eq!((s.query.as_str(), s.facets.as_slice()), ("action:New-InboxRule", ["actor".to_owned()].as_slice()));
+        assert_eq!(
+            (s.query.as_str(), s.facets.as_slice()),
+            ("action:New-InboxRule", ["actor".to_owned()].as_slice())
+        );
         tl.clear().expect("clear");
         assert_eq!(tl.count(&Query::default()).expect("count"), 0);
         assert_eq!(tl.saved_searches().expect("list").len(), 1);
-        assert!(matches!(tl.saved_search("nope"), Err(TimelineError::NoSavedSearch(_))));
+        assert!(matches!(
+            tl.saved_search("nope"),
+            Err(TimelineError::NoSavedSearch(_))
+        ));
     }
 
     #[test]

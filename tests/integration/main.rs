@@ -23,4 +23,13 @@ mod respond;
 mod s3;
 mod s3_faults;
 mod serve;
+mod timeline;
 mod vectors;
+
+/// Microseconds-free RFC 3339 time of a Unix time in milliseconds.
+pub fn timeline_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

@@ -2,9 +2,9 @@
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
 
 use super::{Sink, ip, problem, str_at, text_at, time_us, to_us};
 use crate::timeline::Event;
@@ -161,6 +161,10 @@ pub fn vpc_flow(bytes: &[u8], sink: &mut dyn Sink) {
         let locator = format!("line {n}");
         let text = String::from_utf8_lossy(line);
         let values: Vec<&str> = text.split_whitespace().collect();
+        // Flow log files joined end to end repeat their header.
+        if values.iter().eq(fields.iter()) {
+            continue;
+        }
         match flow_record(&fields, &values) {
             Ok(Some(mut e)) => {
                 e.locator = locator;
@@ -269,7 +273,14 @@ fn next_value<T: DeserializeOwned>(bytes: &[u8], at: usize) -> Result<(T, usize)
                 .rsplit_once(" at line ")
                 .map_or(text.as_str(), |(w, _)| w)
                 .to_owned();
-            Err((why, at + offset_of(rest, e.line(), e.column())))
+            // At the end of the input serde_json points at the last byte; the
+            // damage is where the bytes stop.
+            let at = if e.is_eof() {
+                bytes.len()
+            } else {
+                at + offset_of(rest, e.line(), e.column())
+            };
+            Err((why, at))
         }
         None => Err(("end of file".into(), bytes.len())),
     }
@@ -617,7 +628,7 @@ fn s3_record(line: &str) -> Result<Event, String> {
                 .map_err(|_| format!("HTTP status {s:?} is not a number"))?,
         ),
     };
-    let mut e = Event::new(to_us(t.to_offset(UtcOffset::UTC)), S3_ACCESS, operation);
+    let mut e = Event::new(to_us(t), S3_ACCESS, operation);
     e.actor = get(s3::REQUESTER).map(str::to_owned);
     e.outcome = status.map(|s| if s < 400 { "success" } else { "failure" }.to_owned());
     let remote = get(s3::REMOTE_IP);
@@ -952,24 +963,26 @@ mod tests {
             2024,
             &mut c,
         );
-        // The decoder stops short of the end: some whole records, then the cut.
-        assert!(
-            !c.events.is_empty() && c.events.len() < 6,
-            "{}",
-            c.events.len()
+        // Whatever the decoder recovers ends inside record k (on line k + 1).
+        let mut prefix = Vec::new();
+        let _ = std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&gz[..gz.len() / 2]),
+            &mut prefix,
         );
-        assert_eq!(c.problems.len(), 2);
-        assert_eq!(c.problems[0].locator, format!("gzip byte {}", gz.len() / 2));
-        assert_eq!(c.problems[0].member, "AWSLogs/x.json.gz");
-        let n = c.events.len() + usize::from(c.events.len() > 5);
-        assert!(
-            c.problems[1]
-                .locator
-                .starts_with(&format!("Records[{n}] (byte ")),
-            "{}",
-            c.problems[1].locator
-        );
+        let k = (0..7)
+            .find(|&k| line_start(&bytes, k + 2) > prefix.len())
+            .unwrap();
+        assert!(k < 5, "the cut should fall before Records[5]: {k}");
+        assert_eq!(c.events.len(), k);
         assert!(c.events.iter().all(|e| e.member == "AWSLogs/x.json.gz"));
+        assert_eq!(c.problems.len(), 2);
+        assert_eq!(c.problems[0].member, "AWSLogs/x.json.gz");
+        assert_eq!(c.problems[0].locator, format!("gzip byte {}", gz.len() / 2));
+        assert_eq!(c.problems[1].member, "AWSLogs/x.json.gz");
+        assert_eq!(
+            c.problems[1].locator,
+            format!("Records[{k}] (byte {})", line_start(&bytes, k + 1))
+        );
     }
 
     #[test]
@@ -1003,12 +1016,37 @@ mod tests {
             c.problems[0].locator,
             format!("Records[2] (byte {record2})")
         );
-        assert!(
-            c.problems[0]
-                .message
-                .starts_with("damaged record (expected ident at byte ")
+        let hash = damaged.find("tru#").unwrap() + 3;
+        assert_eq!(
+            c.problems[0].message,
+            format!("damaged record (expected ident at byte {hash}); skipped to its closing brace")
         );
         assert_eq!(c.problems[1].locator, "Records[5]");
+    }
+
+    #[test]
+    fn cloudtrail_pretty_printed_and_cut() {
+        let value: Value = serde_json::from_slice(&fixture("cloudtrail.json")).unwrap();
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let c = run(cloudtrail, pretty.as_bytes());
+        let flat = run(cloudtrail, &fixture("cloudtrail.json"));
+        assert_eq!(c.events, flat.events);
+        assert_eq!(c.problems, flat.problems);
+        // A damaged byte many lines into a record is placed by its file offset.
+        let at = pretty.find(r#": "GetObject""#).unwrap();
+        let damaged = format!("{}={}", &pretty[..at], &pretty[at + 1..]);
+        let record3 = pretty[..at].rfind("\n    {").unwrap() + 5;
+        let c = run(cloudtrail, damaged.as_bytes());
+        assert_eq!(c.events.len(), 5);
+        assert_eq!(c.problems.len(), 2);
+        assert_eq!(
+            c.problems[0].locator,
+            format!("Records[3] (byte {record3})")
+        );
+        assert_eq!(
+            c.problems[0].message,
+            format!("damaged record (expected `:` at byte {at}); skipped to its closing brace")
+        );
     }
 
     #[test]
@@ -1196,6 +1234,12 @@ mod tests {
         assert_eq!(c.problems[0].message, "6 fields where the header names 14");
         assert_eq!(c.problems[1].locator, "line 4");
         assert_eq!(c.problems[1].message, "start \"soon\" is not a Unix time");
+
+        // A second file's header, where files were joined, is passed over.
+        let joined = format!("{text}{text}");
+        let c = run(vpc_flow, joined.as_bytes());
+        assert_eq!(c.problems, vec![]);
+        assert_eq!(c.events.len(), 10);
 
         // Without its header line nothing can be mapped: one problem.
         let headless = lines[1..].join("\n");
@@ -1385,7 +1429,8 @@ mod tests {
         // Cut inside the user agent of the last line.
         let bytes = text.as_bytes();
         let last = line_start(bytes, 4);
-        let c = run(s3_access, &bytes[..last + 300]);
+        let agent = last + text[last..].find("\"S3Console").unwrap();
+        let c = run(s3_access, &bytes[..agent + 5]);
         assert_eq!(c.events.len(), 4);
         assert_eq!(c.problems.len(), 1);
         assert_eq!(c.problems[0].locator, "line 5");

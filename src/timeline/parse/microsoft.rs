@@ -68,6 +68,7 @@ pub fn ual_csv(bytes: &[u8], sink: &mut dyn Sink) {
 
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
+    let mut lines = LineCounter::default();
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -83,7 +84,10 @@ pub fn ual_csv(bytes: &[u8], sink: &mut dyn Sink) {
             }
         }
         row += 1;
-        let line = record.position().map_or(0, csv::Position::line);
+        // The reader's own line number lags by one after a CRLF (it counts
+        // the `\n` as the start of the next record): count from the offset.
+        let start = record.position().map_or(0, csv::Position::byte);
+        let line = lines.line_of(bytes, usize::try_from(start).unwrap_or(usize::MAX));
         let locator = format!("row {row} (line {line})");
         if record.len() != headers.len() {
             sink.problem(problem(
@@ -126,11 +130,64 @@ pub fn ual_csv(bytes: &[u8], sink: &mut dyn Sink) {
     }
 }
 
+/// Line numbers of ascending byte offsets, counted incrementally.
+#[derive(Default)]
+struct LineCounter {
+    counted: usize,
+    newlines: usize,
+}
+
+impl LineCounter {
+    /// The 1-based line of the first byte at or after `pos` that is not a
+    /// line break (a record's position may point at the break before it).
+    fn line_of(&mut self, bytes: &[u8], mut pos: usize) -> usize {
+        while matches!(bytes.get(pos), Some(b'\r' | b'\n')) {
+            pos += 1;
+        }
+        let pos = pos.min(bytes.len()).max(self.counted);
+        self.newlines += bytes
+            .get(self.counted..pos)
+            .map_or(0, |s| memchr::memchr_iter(b'\n', s).count());
+        self.counted = pos;
+        self.newlines + 1
+    }
+}
+
 /// The Unified Audit Log as JSON lines (one AuditData record a line), or a
 /// JSON array of such records.
 pub fn ual_jsonl(bytes: &[u8], sink: &mut dyn Sink) {
-    let none = UalColumns::default();
-    json_records(bytes, sink, &|v| ual_event(v, &none));
+    json_records(bytes, sink, &ual_record);
+}
+
+/// An AuditData record, or a search result that wraps one (what
+/// `Search-UnifiedAuditLog | ConvertTo-Json` writes: AuditData as a string
+/// beside CreationDate, UserIds, Operations), whose outer fields then stand
+/// in for the CSV columns.
+fn ual_record(v: &Value) -> Result<Event, String> {
+    let Some(wrapped) = v.get("AuditData") else {
+        return ual_event(v, &UalColumns::default());
+    };
+    let parsed;
+    let inner = match wrapped {
+        Value::String(text) => {
+            parsed =
+                parse_audit_data(text).map_err(|e| format!("AuditData is not valid JSON: {e}"))?;
+            &parsed
+        }
+        other => other,
+    };
+    if !inner.is_object() {
+        return Err("AuditData is not a JSON object".to_owned());
+    }
+    let outer = |keys: &[&str]| keys.iter().find_map(|k| text_at(v, &[k]));
+    let columns = UalColumns {
+        creation_date: outer(&["CreationDate"]),
+        user: outer(&["UserIds", "UserId"]),
+        operation: outer(&["Operations", "Operation"]),
+        record_id: outer(&["RecordId", "Identity"]),
+        record_type: outer(&["RecordType"]),
+    };
+    ual_event(inner, &columns)
 }
 
 // ---------------------------------------------------------------------------
@@ -290,18 +347,13 @@ fn walk_array(
 /// value spread over several lines (pretty-printed) is read whole.
 fn walk_lines(bytes: &[u8], sink: &mut dyn Sink, map: Mapper<'_>) {
     let mut pos = 0;
-    let mut line = 1;
-    let mut counted = 0;
+    let mut lines = LineCounter::default();
     loop {
         pos = skip_ws(bytes, pos);
         if pos >= bytes.len() {
             return;
         }
-        line += bytes
-            .get(counted..pos)
-            .map_or(0, |s| memchr::memchr_iter(b'\n', s).count());
-        counted = pos;
-        let locator = format!("line {line}");
+        let locator = format!("line {}", lines.line_of(bytes, pos));
         let line_end = bytes
             .get(pos..)
             .and_then(|rest| memchr::memchr(b'\n', rest))
@@ -1450,6 +1502,34 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn ual_json_search_results_wrapping_audit_data() {
+        let text = concat!(
+            r#"{"RecordType":"ExchangeAdmin","CreationDate":"/Date(1709590269000)/","UserIds":"alice@contoso.com","#,
+            r#""Operations":"New-InboxRule","Identity":"3b6f0a1e-2c4d-4e8f-9a0b-1c2d3e4f5a6b","#,
+            r#""AuditData":"{\"CreationTime\":\"2024-03-04T22:11:09\",\"ClientIP\":\"203.0.113.10:52144\",\"ResultStatus\":\"True\"}"}"#,
+            "\n",
+            r#"{"CreationDate":"2024-03-04T22:11:09Z","AuditData":"{broken"}"#,
+            "\n",
+        );
+        let c = run(ual_jsonl, text.as_bytes());
+        assert_eq!(c.problems.len(), 1);
+        assert_eq!(c.problems[0].locator, "line 2");
+        let e = &c.events[0];
+        assert_eq!(e.time_us, 1_709_590_269_000_000);
+        assert_eq!(e.actor.as_deref(), Some("alice@contoso.com"));
+        assert_eq!(e.action, "New-InboxRule");
+        assert_eq!(
+            e.record_id.as_deref(),
+            Some("3b6f0a1e-2c4d-4e8f-9a0b-1c2d3e4f5a6b")
+        );
+        assert_eq!(e.attributes, attrs(&[("record_type", "ExchangeAdmin")]));
+        assert_eq!(
+            e.message,
+            "alice@contoso.com New-InboxRule from 203.0.113.10: success"
+        );
     }
 
     #[test]

@@ -47,9 +47,7 @@ impl Sink for Collect {
 
 /// The formats custody reads. The name is what `--format` takes and what an
 /// artefact records.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 #[clap(rename_all = "kebab-case")]
 pub enum Format {
@@ -133,7 +131,9 @@ pub fn parse_file(format: Format, member: &str, bytes: &[u8], year_hint: i32, si
             sink.problem(Problem {
                 member: member.to_owned(),
                 locator: format!("gzip byte {}", bytes.len()),
-                message: format!("the gzip stream is damaged or truncated ({e}); reading what precedes it"),
+                message: format!(
+                    "the gzip stream is damaged or truncated ({e}); reading what precedes it"
+                ),
             });
         }
         owned = out;
@@ -196,7 +196,8 @@ pub fn time_us(text: &str) -> Option<i64> {
     let parsed = OffsetDateTime::parse(t, &Rfc3339).ok().or_else(|| {
         let mut s = t.replacen(' ', "T", 1);
         let has_offset = s.ends_with('Z')
-            || s.get(19..).is_some_and(|rest| rest.contains('+') || rest.contains('-'));
+            || s.get(19..)
+                .is_some_and(|rest| rest.contains('+') || rest.contains('-'));
         if !has_offset {
             s.push('Z');
         }
@@ -261,7 +262,10 @@ mod tests {
         ] {
             assert_eq!(time_us(t), Some(want), "{t}");
         }
-        assert_eq!(time_us("2021-06-01T08:00:00.1234567Z"), Some(want + 123_456));
+        assert_eq!(
+            time_us("2021-06-01T08:00:00.1234567Z"),
+            Some(want + 123_456)
+        );
         assert_eq!(time_us("yesterday"), None);
     }
 
