@@ -10,10 +10,11 @@
 //! | [`evidence`] | the artefact model, the streaming hash + seekable-zstd pipeline, and case operations (record, list, verify, export) |
 //! | [`ledger`] | the custody ledger: entries, Merkle tree, signed checkpoints, proofs, verification |
 //! | [`store`] | the `EvidenceStore` seam and its backends; `local` is the embedded default |
-//! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory, EBS volumes (snapshots read through EBS direct), instance memory over SSM |
+//! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory, EBS volumes (snapshots read through EBS direct), instance memory over SSM, cloud logs (S3 log buckets, CloudTrail LookupEvents, CloudWatch Logs) |
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
+//! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings |
 //! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
 //! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |

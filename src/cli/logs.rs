@@ -384,6 +384,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
             .with_context(|| format!("cannot load artefact {} into the timeline", a.id))?;
             timeline.push(r);
         }
+        tl.end_bulk().context("cannot index the timeline")?;
     }
     let report = Report {
         case,
@@ -485,6 +486,23 @@ fn human(r: &Report) -> String {
             s.push_str("  events per hour (UTC):\n");
             for (h, n) in &t.per_hour {
                 s.push_str(&format!("    {h}  {n}\n"));
+            }
+            if !t.empty_hours.is_empty() {
+                s.push_str(&format!(
+                    "  {} hours without any record between the first and the last: {}{}\n",
+                    t.empty_hours.len(),
+                    t.empty_hours
+                        .iter()
+                        .take(24)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if t.empty_hours.len() > 24 {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                ));
             }
             if PURVIEW_EXPORT_LIMITS.contains(&rows) {
                 s.push_str(&format!(

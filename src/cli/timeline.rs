@@ -456,6 +456,8 @@ fn by_asn(sources: &[Seen]) -> Vec<Seen> {
     m.into_values().collect()
 }
 
+const FINDING_ROWS_SHOWN: usize = 12;
+
 #[derive(Debug, serde::Serialize)]
 struct Findings {
     case: CaseId,
@@ -490,9 +492,16 @@ pub async fn run_findings(env: &Env, a: FindingsArgs) -> anyhow::Result<Outcome>
         let mut s = format!("{} findings\n", res.findings.len());
         for f in &res.findings {
             s.push_str(&format!("\n{}: {}\n", f.finding.kind, f.finding.summary));
-            for r in &f.events {
+            // The JSON has every row; a terminal gets the first ones.
+            for r in f.events.iter().take(FINDING_ROWS_SHOWN) {
                 s.push_str("  ");
                 s.push_str(&row_line(r));
+            }
+            if f.events.len() > FINDING_ROWS_SHOWN {
+                s.push_str(&format!(
+                    "  … {} rows in all (--json lists them)\n",
+                    f.events.len()
+                ));
             }
         }
         s

@@ -105,7 +105,7 @@ pub fn split(steps: Vec<Step>) -> (Vec<Step>, Vec<Step>) {
     })
 }
 
-const LOGS_NOTE: &str = "the instance's logs: no log collector in this version";
+const LOGS_NOTE: &str = "the account's logs are not taken by respond: collect them into the case with `custody logs cloudtrail` or `custody logs lookup`";
 
 /// The phases a response would run, with their steps; nothing is changed.
 pub fn plan(

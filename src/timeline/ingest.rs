@@ -86,6 +86,54 @@ pub fn parse_bundle(format: Format, bytes: &[u8], year_hint: i32, sink: &mut dyn
     }
 }
 
+/// Parsed records handed from the parsing thread to the loader, in order;
+/// `End` closes an artefact. Events are nearly all of the traffic, so they
+/// are not boxed: that would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Event(super::Event),
+    Problem(Problem),
+    End,
+}
+
+const CHUNK: usize = 4096;
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+struct ChannelSink {
+    tx: std::sync::mpsc::SyncSender<Vec<Parsed>>,
+    buf: Vec<Parsed>,
+}
+
+impl ChannelSink {
+    fn send(&mut self) {
+        if !self.buf.is_empty() {
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+            // The loader only stops receiving when it failed; nothing is left to do then.
+            let _ = self.tx.send(chunk);
+        }
+    }
+}
+
+impl Sink for ChannelSink {
+    fn event(&mut self, event: super::Event) {
+        self.buf.push(Parsed::Event(event));
+        if self.buf.len() >= CHUNK {
+            self.send();
+        }
+    }
+    fn problem(&mut self, problem: Problem) {
+        self.buf.push(Parsed::Problem(problem));
+    }
+}
+
+/// One artefact's bytes for the parsing thread.
+struct Job {
+    bytes: Vec<u8>,
+    format: Format,
+    bundle: bool,
+    year: i32,
+}
+
 /// Loads one artefact. An artefact already in the timeline is left alone
 /// (its report says `already`).
 pub async fn ingest(
@@ -96,29 +144,118 @@ pub async fn ingest(
     geoip: Option<&mut GeoIp>,
     now: &str,
 ) -> Result<IngestReport, IngestError> {
-    let id = a.id.to_string();
-    if tl.is_ingested(&id)? {
-        return Ok(IngestReport {
-            artefact: id,
-            format: format.name().to_owned(),
-            already: true,
-            ..IngestReport::default()
-        });
+    let mut out = ingest_many(store, tl, &[(a, format)], geoip, now).await?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// Loads artefacts in order. One thread parses while this one loads, and
+/// the next artefact is read and parsed while the current one is loaded:
+/// parsing and loading take about the same time, so both cores stay busy.
+pub async fn ingest_many(
+    store: &dyn EvidenceStore,
+    tl: &mut Timeline,
+    items: &[(&Artefact, Format)],
+    mut geoip: Option<&mut GeoIp>,
+    now: &str,
+) -> Result<Vec<IngestReport>, IngestError> {
+    let mut todo = Vec::new();
+    let mut reports = Vec::with_capacity(items.len());
+    for (i, (a, format)) in items.iter().enumerate() {
+        let id = a.id.to_string();
+        if tl.is_ingested(&id)? {
+            reports.push(Some(IngestReport {
+                artefact: id,
+                format: format.name().to_owned(),
+                already: true,
+                ..IngestReport::default()
+            }));
+        } else {
+            reports.push(None);
+            todo.push(i);
+        }
     }
-    let bytes = case::read_verified(store, a)
-        .await
-        .map_err(|source| IngestError::Read {
-            artefact: id.clone(),
-            source,
-        })?;
-    let year = a.started.year();
-    let mut loader = tl.loader(&id, format.name(), geoip);
-    if a.kind == ArtefactKind::LogBundle {
-        parse_bundle(format, &bytes, year, &mut loader);
-    } else {
-        parse::parse_file(format, "", &bytes, year, &mut loader);
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(CHUNKS_IN_FLIGHT);
+    let parser = std::thread::spawn(move || {
+        let mut sink = ChannelSink {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        for job in job_rx {
+            if job.bundle {
+                parse_bundle(job.format, &job.bytes, job.year, &mut sink);
+            } else {
+                parse::parse_file(job.format, "", &job.bytes, job.year, &mut sink);
+            }
+            sink.buf.push(Parsed::End);
+            sink.send();
+        }
+    });
+    let read = |i: usize| {
+        let (a, format) = items
+            .get(i)
+            .copied()
+            .map_or((None, Format::Syslog), |(a, f)| (Some(a), f));
+        async move {
+            let Some(a) = a else { return Ok(None) };
+            let bytes =
+                case::read_verified(store, a)
+                    .await
+                    .map_err(|source| IngestError::Read {
+                        artefact: a.id.to_string(),
+                        source,
+                    })?;
+            Ok::<_, IngestError>(Some(Job {
+                bytes,
+                format,
+                bundle: a.kind == ArtefactKind::LogBundle,
+                year: a.started.year(),
+            }))
+        }
+    };
+    let result: Result<(), IngestError> = async {
+        let mut sent = 0;
+        // Keep one artefact ahead of the loader.
+        while sent < todo.len().min(2) {
+            if let Some(job) = read(todo.get(sent).copied().unwrap_or(usize::MAX)).await? {
+                let _ = job_tx.send(job);
+            }
+            sent += 1;
+        }
+        for (n, &i) in todo.iter().enumerate() {
+            let Some((a, format)) = items.get(i).copied() else {
+                continue;
+            };
+            let mut loader = tl.loader(&a.id.to_string(), format.name(), geoip.as_deref_mut())?;
+            'artefact: for chunk in rx.iter() {
+                for item in chunk {
+                    match item {
+                        Parsed::Event(e) => loader.event(e),
+                        Parsed::Problem(p) => loader.problem(p),
+                        Parsed::End => break 'artefact,
+                    }
+                }
+            }
+            if let Some(slot) = reports.get_mut(i) {
+                *slot = Some(loader.finish(now)?);
+            }
+            if sent < todo.len() && sent <= n + 2 {
+                if let Some(job) = read(todo.get(sent).copied().unwrap_or(usize::MAX)).await? {
+                    let _ = job_tx.send(job);
+                }
+                sent += 1;
+            }
+        }
+        Ok(())
     }
-    Ok(loader.finish(now)?)
+    .await;
+    drop(job_tx);
+    // The parser ends when its jobs do; after a failure it may be blocked
+    // sending, so the receiver goes first.
+    drop(rx);
+    let _ = parser.join();
+    result?;
+    Ok(reports.into_iter().flatten().collect())
 }
 
 /// Loads every log artefact of a case that is not in the timeline yet.
@@ -126,7 +263,7 @@ pub async fn ingest_case(
     store: &dyn EvidenceStore,
     tl: &mut Timeline,
     case_id: &crate::ids::CaseId,
-    mut geoip: Option<&mut GeoIp>,
+    geoip: Option<&mut GeoIp>,
     now: &str,
 ) -> Result<Vec<IngestReport>, IngestError> {
     let artefacts = case::artefacts(store, case_id)
@@ -135,11 +272,12 @@ pub async fn ingest_case(
             artefact: format!("(the list of case {case_id})"),
             source,
         })?;
-    let mut out = Vec::new();
-    for a in &artefacts {
-        if let Some(format) = format_of(a) {
-            out.push(ingest(store, tl, a, format, geoip.as_deref_mut(), now).await?);
-        }
-    }
+    let items: Vec<(&Artefact, Format)> = artefacts
+        .iter()
+        .filter_map(|a| format_of(a).map(|f| (a, f)))
+        .collect();
+    tl.begin_bulk()?;
+    let out = ingest_many(store, tl, &items, geoip, now).await?;
+    tl.end_bulk()?;
     Ok(out)
 }

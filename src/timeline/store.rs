@@ -35,7 +35,7 @@ const SCHEMA_VERSION: i64 = 1;
 /// Events per transaction: large enough that commits cost little, small
 /// enough that a crash loses at most this much of an ingest in progress
 /// (which is redone anyway, since the artefact is only marked ingested at the end).
-const BATCH: usize = 20_000;
+const BATCH: usize = 10_000;
 /// Problems kept per artefact; the count covers them all.
 const PROBLEMS_KEPT: usize = 1_000;
 
@@ -118,6 +118,9 @@ pub struct IngestReport {
     pub last: Option<String>,
     /// Events kept per hour (UTC), so a gap or an abrupt end shows.
     pub per_hour: BTreeMap<String, u64>,
+    /// Hours between the first and the last event with no event at all:
+    /// for an export of busy logs, a sign of lost or cut pages.
+    pub empty_hours: Vec<String>,
     /// Set when the artefact was already in the timeline and nothing was done.
     pub already: bool,
 }
@@ -168,14 +171,81 @@ pub struct Seen {
 pub struct Timeline {
     conn: Connection,
     path: PathBuf,
+    bulk: Option<Bulk>,
+}
+
+/// A bulk run under way: the timeline it will replace, and the (source,
+/// record id) pairs loaded so far.
+#[derive(Debug)]
+struct Bulk {
+    timeline: Connection,
+    seen: std::collections::HashSet<(&'static str, String)>,
 }
 
 pub fn path_for(home: &Path, case: &CaseId) -> PathBuf {
     home.join("timeline").join(format!("{case}.sqlite"))
 }
 
+/// The secondary indexes. A load into an empty timeline builds them once
+/// at the end (a sort), instead of row by row (a random insert into each).
+/// The address and ASN indexes hold the actor, so a pivot reads no rows.
+const INDEXES: &str = "
+    CREATE INDEX IF NOT EXISTS events_time ON events(time);
+    CREATE INDEX IF NOT EXISTS events_actor ON events(actor, time);
+    CREATE INDEX IF NOT EXISTS events_ip ON events(ipkey, actor, time);
+    CREATE INDEX IF NOT EXISTS events_asn ON events(asn, actor, time);
+    CREATE INDEX IF NOT EXISTS events_action ON events(action, time);
+    CREATE UNIQUE INDEX IF NOT EXISTS events_record ON events(source, record_id)
+      WHERE record_id IS NOT NULL;";
 const COLUMNS: &str = "id, time, source, account, actor, action, outcome, ipkey, asn, as_org, country, \
                        user_agent, target, record_id, message, attributes, artefact, member, locator";
+
+fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(&format!(
+        "BEGIN;
+         CREATE TABLE IF NOT EXISTS events(
+           id INTEGER PRIMARY KEY,
+           time INTEGER NOT NULL,
+           source TEXT NOT NULL,
+           account TEXT COLLATE NOCASE,
+           actor TEXT COLLATE NOCASE,
+           action TEXT NOT NULL COLLATE NOCASE,
+           outcome TEXT COLLATE NOCASE,
+           ip TEXT,
+           ipkey BLOB,
+           asn INTEGER,
+           as_org TEXT,
+           country TEXT,
+           user_agent TEXT,
+           target TEXT,
+           record_id TEXT,
+           message TEXT NOT NULL,
+           attributes TEXT,
+           artefact TEXT NOT NULL,
+           member TEXT NOT NULL,
+           locator TEXT NOT NULL);
+         CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+           message, detail, content='', contentless_delete=1);
+         CREATE TABLE IF NOT EXISTS ingested(
+           artefact TEXT PRIMARY KEY, format TEXT NOT NULL, at TEXT NOT NULL,
+           events INTEGER NOT NULL, duplicates INTEGER NOT NULL, problems INTEGER NOT NULL,
+           state TEXT NOT NULL, first_id INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS problems(
+           artefact TEXT NOT NULL, member TEXT NOT NULL, locator TEXT NOT NULL, message TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS searches(
+           name TEXT PRIMARY KEY, query TEXT NOT NULL, facets TEXT NOT NULL, saved TEXT NOT NULL);
+         PRAGMA user_version = {SCHEMA_VERSION};
+         COMMIT;"
+    ))
+}
+
+/// A bulk run's database while it is built, next to the timeline; it
+/// replaces the timeline once whole, and a crash leaves only this to discard.
+fn building_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".building");
+    PathBuf::from(p)
+}
 
 impl Timeline {
     pub fn open(path: &Path) -> Result<Self, TimelineError> {
@@ -196,66 +266,165 @@ impl Timeline {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -65536;",
+             PRAGMA cache_size = -262144;
+             PRAGMA wal_autocheckpoint = 20000;",
         )
         .map_err(open_err)?;
         let found: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
         if found == 0 {
-            conn.execute_batch(&format!(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS events(
-                   id INTEGER PRIMARY KEY,
-                   time INTEGER NOT NULL,
-                   source TEXT NOT NULL,
-                   account TEXT COLLATE NOCASE,
-                   actor TEXT COLLATE NOCASE,
-                   action TEXT NOT NULL COLLATE NOCASE,
-                   outcome TEXT COLLATE NOCASE,
-                   ip TEXT,
-                   ipkey BLOB,
-                   asn INTEGER,
-                   as_org TEXT,
-                   country TEXT,
-                   user_agent TEXT,
-                   target TEXT,
-                   record_id TEXT,
-                   message TEXT NOT NULL,
-                   attributes TEXT,
-                   artefact TEXT NOT NULL,
-                   member TEXT NOT NULL,
-                   locator TEXT NOT NULL);
-                 CREATE INDEX IF NOT EXISTS events_time ON events(time);
-                 CREATE INDEX IF NOT EXISTS events_actor ON events(actor, time);
-                 CREATE INDEX IF NOT EXISTS events_ip ON events(ipkey, time);
-                 CREATE INDEX IF NOT EXISTS events_asn ON events(asn, time);
-                 CREATE INDEX IF NOT EXISTS events_action ON events(action, time);
-                 CREATE UNIQUE INDEX IF NOT EXISTS events_record ON events(source, record_id)
-                   WHERE record_id IS NOT NULL;
-                 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
-                   message, attributes, content='', contentless_delete=1);
-                 CREATE TABLE IF NOT EXISTS ingested(
-                   artefact TEXT PRIMARY KEY, format TEXT NOT NULL, at TEXT NOT NULL,
-                   events INTEGER NOT NULL, duplicates INTEGER NOT NULL, problems INTEGER NOT NULL);
-                 CREATE TABLE IF NOT EXISTS problems(
-                   artefact TEXT NOT NULL, member TEXT NOT NULL, locator TEXT NOT NULL, message TEXT NOT NULL);
-                 CREATE TABLE IF NOT EXISTS searches(
-                   name TEXT PRIMARY KEY, query TEXT NOT NULL, facets TEXT NOT NULL, saved TEXT NOT NULL);
-                 PRAGMA user_version = {SCHEMA_VERSION};
-                 COMMIT;"
-            ))
-            .map_err(open_err)?;
+            create_schema(&conn).map_err(open_err)?;
         } else if found != SCHEMA_VERSION {
             return Err(TimelineError::Schema {
                 path: path.to_path_buf(),
                 found,
             });
         }
-        Ok(Self {
+        let mut tl = Self {
             conn,
             path: path.to_path_buf(),
-        })
+            bulk: None,
+        };
+        tl.recover().map_err(open_err)?;
+        Ok(tl)
+    }
+
+    /// Undoes what a load cut short left (a crash, a kill): its rows, and
+    /// indexes a bulk load had not rebuilt yet.
+    fn recover(&mut self) -> Result<(), rusqlite::Error> {
+        let tx = self.conn.transaction()?;
+        let cut: Vec<(String, i64)> = {
+            let mut stmt =
+                tx.prepare("SELECT artefact, first_id FROM ingested WHERE state != 'done'")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (artefact, first) in &cut {
+            tracing::warn!(%artefact, "the timeline load of this artefact was cut short; its rows are removed and it is loaded again next time");
+            tx.execute(
+                "DELETE FROM events_fts WHERE rowid IN (SELECT id FROM events WHERE id >= ?1 AND artefact = ?2)",
+                params![first, artefact],
+            )?;
+            tx.execute(
+                "DELETE FROM events WHERE id >= ?1 AND artefact = ?2",
+                params![first, artefact],
+            )?;
+            tx.execute("DELETE FROM problems WHERE artefact = ?1", [artefact])?;
+            tx.execute("DELETE FROM ingested WHERE artefact = ?1", [artefact])?;
+        }
+        tx.execute_batch(INDEXES)?;
+        tx.commit()
+    }
+
+    /// Starts a run of loads. On an empty timeline (a new case, a rebuild)
+    /// the run builds a new database file with no journal and no indexes,
+    /// catching duplicates in memory, and [`Timeline::end_bulk`] builds the
+    /// indexes and the full-text index once, then puts the file in place of
+    /// the timeline. Otherwise loads go row by row into the timeline.
+    pub fn begin_bulk(&mut self) -> Result<bool, TimelineError> {
+        let empty = self
+            .conn
+            .query_row("SELECT 1 FROM events LIMIT 1", [], |_| Ok(()))
+            .optional()?
+            .is_none();
+        if !empty {
+            return Ok(false);
+        }
+        let building = building_path(&self.path);
+        let open_err = |source| TimelineError::Open {
+            path: building.clone(),
+            source,
+        };
+        match std::fs::remove_file(&building) {
+            Ok(()) => {
+                tracing::warn!(path = %building.display(), "discarding a timeline build that was cut short")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(TimelineError::Dir {
+                    path: building,
+                    source,
+                });
+            }
+        }
+        let conn = Connection::open(&building).map_err(open_err)?;
+        // Nothing in this file counts until it replaces the timeline, so it
+        // needs no journal and no syncs until then.
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA locking_mode = EXCLUSIVE;
+             PRAGMA threads = 2;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -262144;",
+        )
+        .map_err(open_err)?;
+        create_schema(&conn).map_err(open_err)?;
+        let timeline = std::mem::replace(&mut self.conn, conn);
+        self.bulk = Some(Bulk {
+            seen: std::collections::HashSet::new(),
+            timeline,
+        });
+        Ok(true)
+    }
+
+    /// Ends a bulk run: indexes, full-text index, saved searches carried
+    /// over, the file synced and renamed over the timeline.
+    pub fn end_bulk(&mut self) -> Result<(), TimelineError> {
+        let Some(bulk) = self.bulk.take() else {
+            return Ok(());
+        };
+        let building = building_path(&self.path);
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(INDEXES)?;
+        tx.execute(
+            "UPDATE ingested SET state = 'done' WHERE state = 'loaded'",
+            [],
+        )?;
+        tx.commit()?;
+        // Saved searches are all the replaced timeline held; they carry over.
+        let searches: Vec<SavedSearch> = {
+            let mut stmt = bulk
+                .timeline
+                .prepare("SELECT name, query, facets, saved FROM searches")?;
+            stmt.query_map([], saved)?.collect::<Result<_, _>>()?
+        };
+        drop(bulk.timeline);
+        for s in &searches {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO searches(name, query, facets, saved) VALUES (?1, ?2, ?3, ?4)",
+                params![s.name, s.query, s.facets.join(","), s.saved],
+            )?;
+        }
+        let fresh = Connection::open_in_memory()?;
+        let built = std::mem::replace(&mut self.conn, fresh);
+        built.close().map_err(|(_, e)| e)?;
+        let io_err = |source| TimelineError::Dir {
+            path: building.clone(),
+            source,
+        };
+        std::fs::File::open(&building)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err)?;
+        // The replaced timeline is closed: a journal of it left now would be
+        // read as the new file's.
+        for suffix in ["-wal", "-shm"] {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(suffix);
+            match std::fs::remove_file(PathBuf::from(p)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(e)),
+                _ => {}
+            }
+        }
+        std::fs::rename(&building, &self.path).map_err(io_err)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err)?;
+        }
+        *self = Self::open(&self.path)?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -266,7 +435,7 @@ impl Timeline {
         Ok(self
             .conn
             .query_row(
-                "SELECT 1 FROM ingested WHERE artefact = ?1",
+                "SELECT 1 FROM ingested WHERE artefact = ?1 AND state IN ('done', 'loaded')",
                 [artefact],
                 |_| Ok(()),
             )
@@ -294,8 +463,14 @@ impl Timeline {
         artefact: &str,
         format: &str,
         geoip: Option<&'a mut GeoIp>,
-    ) -> Loader<'a> {
-        Loader {
+    ) -> Result<Loader<'a>, TimelineError> {
+        // Marked as loading first: a load cut short is undone on the next open.
+        self.conn.execute(
+            "INSERT OR REPLACE INTO ingested(artefact, format, at, events, duplicates, problems, state, first_id)
+             VALUES (?1, ?2, '', 0, 0, 0, 'loading', (SELECT ifnull(max(id), 0) + 1 FROM events))",
+            params![artefact, format],
+        )?;
+        Ok(Loader {
             tl: self,
             geoip,
             batch: Vec::with_capacity(BATCH),
@@ -309,7 +484,7 @@ impl Timeline {
             hours: BTreeMap::new(),
             first: None,
             last: None,
-        }
+        })
     }
 
     pub fn count(&self, q: &Query) -> Result<u64, TimelineError> {
@@ -612,6 +787,24 @@ impl Sink for Loader<'_> {
 
 const HOUR_US: i64 = 3_600_000_000;
 
+/// What free text finds besides the summary: the target, the user agent and
+/// the attributes' values (their names would only add noise and cost).
+fn fts_detail(e: &Event) -> String {
+    let mut out = String::new();
+    for v in e
+        .target
+        .iter()
+        .chain(e.user_agent.iter())
+        .chain(e.attributes.iter().map(|(_, v)| v))
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(v);
+    }
+    out
+}
+
 impl Loader<'_> {
     fn flush(&mut self) -> Result<(), rusqlite::Error> {
         if self.batch.is_empty() {
@@ -626,9 +819,15 @@ impl Loader<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             let mut fts = tx.prepare_cached(
-                "INSERT INTO events_fts(rowid, message, attributes) VALUES (?1, ?2, ?3)",
+                "INSERT INTO events_fts(rowid, message, detail) VALUES (?1, ?2, ?3)",
             )?;
             for e in self.batch.drain(..) {
+                if let (Some(bulk), Some(id)) = (self.tl.bulk.as_mut(), &e.record_id)
+                    && !bulk.seen.insert((e.source, id.clone()))
+                {
+                    self.report.duplicates += 1;
+                    continue;
+                }
                 let place = match (e.ip, self.geoip.as_deref_mut()) {
                     (Some(ip), Some(g)) => g.lookup(ip),
                     _ => super::geoip::Place::default(),
@@ -667,7 +866,7 @@ impl Loader<'_> {
                     continue;
                 }
                 let id = tx.last_insert_rowid();
-                fts.execute(params![id, e.message, attributes])?;
+                fts.execute(params![id, e.message, fts_detail(&e)])?;
                 self.report.events += 1;
                 *self.hours.entry(e.time_us.div_euclid(HOUR_US)).or_default() += 1;
                 self.first = Some(self.first.map_or(e.time_us, |f| f.min(e.time_us)));
@@ -697,16 +896,22 @@ impl Loader<'_> {
                     pr.message
                 ])?;
             }
+            // In a bulk run the artefact is done once its indexes are built.
+            let state = if self.tl.bulk.is_some() {
+                "loaded"
+            } else {
+                "done"
+            };
             tx.execute(
-                "INSERT OR REPLACE INTO ingested(artefact, format, at, events, duplicates, problems)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "UPDATE ingested SET at = ?2, events = ?3, duplicates = ?4, problems = ?5, state = ?6
+                 WHERE artefact = ?1",
                 params![
                     self.report.artefact,
-                    self.report.format,
                     now,
                     i64::try_from(self.report.events).unwrap_or(i64::MAX),
                     i64::try_from(self.report.duplicates).unwrap_or(i64::MAX),
                     i64::try_from(self.report.problems).unwrap_or(i64::MAX),
+                    state,
                 ],
             )?;
         }
@@ -715,6 +920,13 @@ impl Loader<'_> {
         report.problem_samples = self.problems.into_iter().take(20).collect();
         report.first = self.first.map(show_time);
         report.last = self.last.map(show_time);
+        if let (Some(first), Some(last)) = (self.hours.keys().next(), self.hours.keys().next_back())
+        {
+            report.empty_hours = (*first..=*last)
+                .filter(|h| !self.hours.contains_key(h))
+                .map(|h| show_time(h * HOUR_US))
+                .collect();
+        }
         report.per_hour = self
             .hours
             .into_iter()
@@ -744,7 +956,7 @@ mod tests {
 
     fn loaded(dir: &Path) -> (Timeline, IngestReport) {
         let mut tl = Timeline::open(&dir.join("t.sqlite")).expect("open");
-        let mut l = tl.loader("a1", "ual-csv", None);
+        let mut l = tl.loader("a1", "ual-csv", None).expect("loader");
         l.event(ev(
             T0,
             "alice@contoso.com",
@@ -794,6 +1006,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let (tl, r) = loaded(dir.path());
         assert_eq!((r.events, r.duplicates, r.problems), (4, 1, 1));
+        assert_eq!(r.empty_hours, ["2021-06-01T02:00:00Z"]);
         assert_eq!(
             r.per_hour.into_iter().collect::<Vec<_>>(),
             vec![
@@ -879,6 +1092,95 @@ mod tests {
             tl.saved_search("nope"),
             Err(TimelineError::NoSavedSearch(_))
         ));
+    }
+
+    #[test]
+    fn a_load_cut_short_is_undone_on_the_next_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut tl, _) = loaded(dir.path());
+        {
+            let mut l = tl.loader("a2", "ual-csv", None).expect("loader");
+            l.event(ev(
+                T0,
+                "mallory@contoso.com",
+                "UserLoggedIn",
+                "198.51.100.9",
+                "9",
+            ));
+            l.flush().expect("flush");
+            // Dropped without finish: a crash after a committed batch.
+        }
+        drop(tl);
+        let tl = Timeline::open(&dir.path().join("t.sqlite")).expect("reopen");
+        assert!(!tl.is_ingested("a2").expect("q"));
+        assert_eq!(
+            tl.count(&Query::parse("actor:mallory@contoso.com").expect("q"))
+                .expect("count"),
+            0
+        );
+        assert_eq!(
+            tl.count(&Query::parse("").expect("q")).expect("count"),
+            4,
+            "a1 is whole"
+        );
+        assert_eq!(
+            tl.count(&Query::parse("mallory").expect("q"))
+                .expect("count"),
+            0,
+            "nor in full text"
+        );
+    }
+
+    #[test]
+    fn a_bulk_run_replaces_the_timeline_only_when_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("t.sqlite");
+        let tl = Timeline::open(&path).expect("open");
+        tl.save_search("keep", "action:Send", &[], "now")
+            .expect("save");
+        drop(tl);
+        let load = |tl: &mut Timeline| {
+            assert!(
+                tl.begin_bulk().expect("bulk"),
+                "an empty timeline loads in bulk"
+            );
+            let mut l = tl.loader("b1", "ual-csv", None).expect("loader");
+            l.event(ev(
+                T0,
+                "alice@contoso.com",
+                "UserLoggedIn",
+                "203.0.113.10",
+                "1",
+            ));
+            l.event(ev(T0 + 1, "alice@contoso.com", "Send", "203.0.113.10", "2"));
+            l.event(ev(T0 + 1, "alice@contoso.com", "Send", "203.0.113.10", "2"));
+            let r = l.finish("now").expect("finish");
+            assert_eq!((r.events, r.duplicates), (2, 1));
+        };
+        // Cut short before the end: the timeline is as it was.
+        let mut tl = Timeline::open(&path).expect("open");
+        load(&mut tl);
+        drop(tl);
+        assert!(building_path(&path).exists());
+        let mut tl = Timeline::open(&path).expect("reopen");
+        assert_eq!(tl.count(&Query::default()).expect("count"), 0);
+        // Run again to the end: the half-built file is discarded first.
+        load(&mut tl);
+        tl.end_bulk().expect("end");
+        assert!(!building_path(&path).exists());
+        assert_eq!(tl.count(&Query::default()).expect("count"), 2);
+        assert_eq!(
+            tl.count(&Query::parse("alice").expect("q")).expect("count"),
+            2,
+            "full text built"
+        );
+        assert!(tl.is_ingested("b1").expect("q"));
+        assert_eq!(tl.saved_search("keep").expect("kept").query, "action:Send");
+        // Now it holds events: later loads go row by row, duplicates caught by the index.
+        assert!(!tl.begin_bulk().expect("bulk"));
+        let mut l = tl.loader("b2", "ual-csv", None).expect("loader");
+        l.event(ev(T0 + 1, "alice@contoso.com", "Send", "203.0.113.10", "2"));
+        assert_eq!(l.finish("now").expect("finish").duplicates, 1);
     }
 
     #[test]
