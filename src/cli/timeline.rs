@@ -9,7 +9,7 @@ use super::{Env, Outcome};
 use crate::ids::CaseId;
 use crate::timeline::findings::{self, Finding};
 use crate::timeline::query::{self, Field, Query};
-use crate::timeline::store::{Bucket, Facet, Row, Seen};
+use crate::timeline::store::{Bucket, Facet, Row, Seen, TimelineError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -187,12 +187,28 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         }
         Output::Table | Output::Json => {}
     }
-    let total = tl.count(&q)?;
-    let rows = tl.rows(&q, a.limit, a.offset)?;
-    let facets = fields
-        .iter()
-        .map(|f| tl.facet(&q, *f, a.top))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Each facet is a scan of its own: they run side by side, one
+    // connection each, while this one counts and lists.
+    let (total, rows, facets) = std::thread::scope(|scope| {
+        let handles: Vec<_> = fields
+            .iter()
+            .map(|f| {
+                let q = &q;
+                let reader = tl.reader();
+                scope.spawn(move || reader.and_then(|r| r.facet(q, *f, a.top)))
+            })
+            .collect();
+        let total = tl.count(&q);
+        let rows = tl.rows(&q, a.limit, a.offset);
+        let facets: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(TimelineError::Panicked)))
+            .collect();
+        (total, rows, facets)
+    });
+    let total = total?;
+    let rows = rows?;
+    let facets = facets.into_iter().collect::<Result<Vec<_>, _>>()?;
     let histogram = a.histogram.map(|b| tl.histogram(&q, b)).transpose()?;
     let res = Results {
         case: a.case,

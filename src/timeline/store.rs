@@ -58,6 +58,8 @@ pub enum TimelineError {
     Schema { path: PathBuf, found: i64 },
     #[error("the timeline database: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("a query thread stopped unexpectedly")]
+    Panicked,
     #[error("no saved search named `{0}` in this case")]
     NoSavedSearch(String),
     #[error("the saved search `{name}` no longer parses")]
@@ -288,6 +290,24 @@ impl Timeline {
         };
         tl.recover().map_err(open_err)?;
         Ok(tl)
+    }
+
+    /// A second, read-only connection to an opened timeline, for queries run
+    /// side by side (one facet per core).
+    pub fn reader(&self) -> Result<Self, TimelineError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| TimelineError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            conn,
+            path: self.path.clone(),
+            bulk: None,
+        })
     }
 
     /// Undoes what a load cut short left (a crash, a kill): its rows, and

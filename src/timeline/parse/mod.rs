@@ -68,8 +68,9 @@ pub enum Format {
     EntraSignin,
     /// Entra ID audit logs (Graph `directoryAudits` JSON).
     EntraAudit,
-    /// Microsoft 365 Unified Audit Log, Purview audit search CSV export
-    /// (`CreationDate,UserIds,Operations,AuditData`, AuditData holding the record as JSON).
+    /// Microsoft 365 Unified Audit Log, Purview audit search CSV export, in
+    /// either header shape (`RecordId,CreationDate,RecordType,Operation,UserId,AuditData,…`
+    /// or the classic `CreationDate,UserIds,Operations,AuditData`); AuditData holds the record as JSON.
     UalCsv,
     /// Microsoft 365 Unified Audit Log as JSON lines (one AuditData record per line).
     UalJsonl,
