@@ -413,6 +413,18 @@ pub(crate) fn open_timeline(env: &Env, case: &CaseId) -> anyhow::Result<Timeline
     Timeline::open(&path).with_context(|| format!("cannot open the timeline of case {case}"))
 }
 
+/// The timeline of a case for searching: one that was never loaded is an
+/// error naming how to load it, not an empty result.
+pub(crate) fn existing_timeline(env: &Env, case: &CaseId) -> anyhow::Result<Timeline> {
+    let path = path_for(&env.config.home, case);
+    anyhow::ensure!(
+        path.exists(),
+        "case {case} has no timeline in {}: load its logs with `custody logs import|cloudtrail|lookup|…` or `custody logs index {case}`",
+        env.config.home.display()
+    );
+    open_timeline(env, case)
+}
+
 async fn run_index(env: &Env, a: &IndexArgs) -> anyhow::Result<Outcome> {
     let store = env.store().await?;
     let mut geoip = open_geoip(&a.geoip)?;

@@ -317,6 +317,15 @@ fn the_m365_example_gives_exactly_the_expected_findings_pivots_and_counts() {
         }
     }
 
+    // A case never loaded is named, not shown as empty.
+    let none = home.run(&["timeline", "nosuchcase", "action:Send"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        stderr(&none).contains("case nosuchcase has no timeline"),
+        "{}",
+        stderr(&none)
+    );
+    assert!(!home.path().join("timeline/nosuchcase.sqlite").exists());
     // A bad query names what is wrong, exit code 2.
     let bad = home.run(&["timeline", "m365", "actr:alice"]);
     assert_eq!(bad.status.code(), Some(2));
