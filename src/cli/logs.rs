@@ -82,7 +82,18 @@ pub struct CloudtrailArgs {
     /// The trail's bucket.
     #[arg(long, value_name = "BUCKET")]
     pub bucket: String,
-    /// The trail's S3 key prefix, if it has one.
+    #[command(flatten)]
+    pub scope: AwsLogsScope,
+    #[command(flatten)]
+    pub window: Window,
+    #[command(flatten)]
+    pub ingest: Ingest,
+}
+
+/// Where in an `AWSLogs/` layout to look.
+#[derive(Debug, clap::Args)]
+pub struct AwsLogsScope {
+    /// The S3 key prefix the logs were configured with, if any.
     #[arg(long, default_value = "", value_name = "PREFIX")]
     pub prefix: String,
     /// Accounts to read (repeat); default: every account in the bucket.
@@ -91,10 +102,31 @@ pub struct CloudtrailArgs {
     /// Regions to read (repeat); default: every region in the bucket.
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
-    #[command(flatten)]
-    pub window: Window,
-    #[command(flatten)]
-    pub ingest: Ingest,
+}
+
+impl AwsLogsScope {
+    fn layout(
+        &self,
+        bucket: &str,
+        service: &'static str,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> AwsLogsLayout {
+        AwsLogsLayout {
+            bucket: bucket.to_owned(),
+            prefix: self.prefix.clone(),
+            service,
+            accounts: self.accounts.clone(),
+            regions: self.regions.clone(),
+            since,
+            until,
+        }
+    }
+
+    /// The account, when exactly one was asked for.
+    fn account(&self) -> Option<String> {
+        (self.accounts.len() == 1).then(|| self.accounts.concat())
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,16 +146,11 @@ pub struct VpcFlowArgs {
     /// The flow logs' S3 destination bucket.
     #[arg(long, value_name = "BUCKET")]
     pub bucket: Option<String>,
-    /// The S3 prefix of the destination, if any.
-    #[arg(long, default_value = "", value_name = "PREFIX")]
-    pub prefix: String,
     /// Or the CloudWatch Logs group the flow logs go to.
     #[arg(long, value_name = "GROUP")]
     pub log_group: Option<String>,
-    #[arg(long = "account", value_name = "ID")]
-    pub accounts: Vec<String>,
-    #[arg(long = "region", value_name = "REGION")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub scope: AwsLogsScope,
     #[command(flatten)]
     pub window: Window,
     #[command(flatten)]
@@ -214,15 +241,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
             let (since, until) = window(env, &a.window)?;
             let conf = sdk(env).await;
             let s3 = s3_client(env, &conf);
-            let layout = AwsLogsLayout {
-                bucket: a.bucket.clone(),
-                prefix: a.prefix.clone(),
-                service: "CloudTrail",
-                accounts: a.accounts.clone(),
-                regions: a.regions.clone(),
-                since,
-                until,
-            };
+            let layout = a.scope.layout(&a.bucket, "CloudTrail", since, until);
             let objects = crate::collect::logs::aws_logs_objects(&s3, &layout)
                 .await
                 .with_context(|| format!("cannot list the trail's logs in s3://{}", a.bucket))?;
@@ -230,10 +249,10 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                 !objects.is_empty(),
                 "no CloudTrail log files in s3://{}/{}AWSLogs/ for {} to {}",
                 a.bucket,
-                if a.prefix.is_empty() {
+                if a.scope.prefix.is_empty() {
                     String::new()
                 } else {
-                    format!("{}/", a.prefix.trim_end_matches('/'))
+                    format!("{}/", a.scope.prefix.trim_end_matches('/'))
                 },
                 crate::clock::rfc3339(since),
                 crate::clock::rfc3339(until)
@@ -244,7 +263,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                 objects,
                 format: Format::Cloudtrail,
                 region: conf.region().map(|r| r.to_string()),
-                account: (a.accounts.len() == 1).then(|| a.accounts.concat()),
+                account: a.scope.account(),
             });
             (&a.ingest, vec![c])
         }
@@ -293,15 +312,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
             } else {
                 let bucket = a.bucket.clone().unwrap_or_default();
                 let s3 = s3_client(env, &conf);
-                let layout = AwsLogsLayout {
-                    bucket: bucket.clone(),
-                    prefix: a.prefix.clone(),
-                    service: "vpcflowlogs",
-                    accounts: a.accounts.clone(),
-                    regions: a.regions.clone(),
-                    since,
-                    until,
-                };
+                let layout = a.scope.layout(&bucket, "vpcflowlogs", since, until);
                 let objects = crate::collect::logs::aws_logs_objects(&s3, &layout)
                     .await
                     .with_context(|| format!("cannot list the flow logs in s3://{bucket}"))?;
@@ -315,7 +326,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                     objects,
                     format: Format::VpcFlow,
                     region: conf.region().map(|r| r.to_string()),
-                    account: (a.accounts.len() == 1).then(|| a.accounts.concat()),
+                    account: a.scope.account(),
                 })
             };
             (&a.ingest, vec![c])
