@@ -403,6 +403,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
         timeline,
     };
     env.print(&report, || human(&report))?;
+    unreadable(&report.timeline)?;
     anyhow::ensure!(
         failures.is_empty(),
         "{} log source(s) could not be collected: {}",
@@ -460,7 +461,34 @@ async fn run_index(env: &Env, a: &IndexArgs) -> anyhow::Result<Outcome> {
         timeline: reports,
     };
     env.print(&report, || human(&report))?;
+    unreadable(&report.timeline)?;
     Ok(Outcome::Ok)
+}
+
+/// An artefact that gave problems and not one event was most likely read as
+/// the wrong format: an error, though the evidence is kept and recorded.
+fn unreadable(reports: &[IngestReport]) -> anyhow::Result<()> {
+    let bad: Vec<String> = reports
+        .iter()
+        .filter(|t| !t.already && t.events == 0 && t.duplicates == 0 && t.problems > 0)
+        .map(|t| {
+            let first = t
+                .problem_samples
+                .first()
+                .map(|p| format!("{}: {}", p.locator, p.message))
+                .unwrap_or_default();
+            format!(
+                "{} read as {} gave no event ({first})",
+                t.artefact, t.format
+            )
+        })
+        .collect();
+    anyhow::ensure!(
+        bad.is_empty(),
+        "{}; the evidence is kept: is the format right? `custody logs index CASE` loads it again once fixed",
+        bad.join("; ")
+    );
+    Ok(())
 }
 
 /// Purview's audit search exports stop at this many rows: an export of

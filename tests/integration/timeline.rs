@@ -317,6 +317,27 @@ fn the_m365_example_gives_exactly_the_expected_findings_pivots_and_counts() {
         }
     }
 
+    // A file of another format: kept as evidence, but an error naming the problem.
+    let wrong = home.run(&[
+        "logs",
+        "import",
+        "--format",
+        "cloudtrail",
+        "--case",
+        "m365",
+        data.join("entra-signins.json").to_str().unwrap(),
+    ]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("read as cloudtrail gave no event"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(
+        stderr(&wrong).contains("no top-level Records array"),
+        "{}",
+        stderr(&wrong)
+    );
     // A case never loaded is named, not shown as empty.
     let none = home.run(&["timeline", "nosuchcase", "action:Send"]);
     assert_eq!(none.status.code(), Some(2));
