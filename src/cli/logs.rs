@@ -485,7 +485,7 @@ fn unreadable(reports: &[IngestReport]) -> anyhow::Result<()> {
         .collect();
     anyhow::ensure!(
         bad.is_empty(),
-        "{}; the evidence is kept: is the format right? `custody logs index CASE` loads it again once fixed",
+        "{}; the evidence is kept: is the format right? Importing the file again with the right --format makes a new artefact of it",
         bad.join("; ")
     );
     Ok(())
