@@ -303,42 +303,44 @@ fn after_new_asn(
 
 fn legacy_after_lockout(signins: &[Row], o: &Options) -> Vec<Finding> {
     let window = o.lockout_within_h * HOUR_US;
+    // Each account's sign-ins, in time order: a lockout looks only at its own.
+    let mut by_account: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+    for r in signins {
+        if let Some(acct) = account(r) {
+            by_account.entry(acct).or_default().push(r);
+        }
+    }
     let mut out = Vec::new();
-    // Per account, the lockout that opened the current window.
-    let mut open: HashMap<String, i64> = HashMap::new();
-    for lock in signins.iter().filter(|r| is_lockout(r)) {
-        let Some(acct) = account(lock) else { continue };
-        if open
-            .get(&acct)
-            .is_some_and(|start| lock.time_us - start <= window)
-        {
-            continue;
+    for (acct, rows) in by_account {
+        // The lockout that opened the current window.
+        let mut open: Option<i64> = None;
+        for lock in rows.iter().filter(|r| is_lockout(r)) {
+            if open.is_some_and(|start| lock.time_us - start <= window) {
+                continue;
+            }
+            let attempts: Vec<i64> = rows
+                .iter()
+                .filter(|r| {
+                    r.time_us > lock.time_us && r.time_us - lock.time_us <= window && is_legacy(r)
+                })
+                .map(|r| r.id)
+                .collect();
+            if attempts.is_empty() {
+                continue;
+            }
+            open = Some(lock.time_us);
+            out.push(Finding {
+                kind: "legacy_after_lockout",
+                summary: format!(
+                    "{acct}: {} legacy-protocol sign-in attempts within {} h after a lockout",
+                    attempts.len(),
+                    o.lockout_within_h
+                ),
+                accounts: vec![acct.clone()],
+                source: None,
+                rows: std::iter::once(lock.id).chain(attempts).collect(),
+            });
         }
-        let attempts: Vec<i64> = signins
-            .iter()
-            .filter(|r| {
-                r.time_us > lock.time_us
-                    && r.time_us - lock.time_us <= window
-                    && account(r).as_deref() == Some(acct.as_str())
-                    && is_legacy(r)
-            })
-            .map(|r| r.id)
-            .collect();
-        if attempts.is_empty() {
-            continue;
-        }
-        open.insert(acct.clone(), lock.time_us);
-        out.push(Finding {
-            kind: "legacy_after_lockout",
-            summary: format!(
-                "{acct}: {} legacy-protocol sign-in attempts within {} h after a lockout",
-                attempts.len(),
-                o.lockout_within_h
-            ),
-            accounts: vec![acct],
-            source: None,
-            rows: std::iter::once(lock.id).chain(attempts).collect(),
-        });
     }
     out
 }
