@@ -126,10 +126,19 @@ fn the_m365_example_gives_exactly_the_expected_findings_pivots_and_counts() {
             .collect();
         assert_eq!(got, want, "{kind}");
     }
-    let got: BTreeSet<(String, BTreeSet<String>)> = by_kind["new_asn_then_rule"]
-        .iter()
-        .map(|f| (f["accounts"][0].as_str().unwrap().to_owned(), record_ids(f)))
-        .collect();
+    // Per-account findings as (account, the record ids of its rows).
+    let per_account = |kind: &str| -> BTreeSet<(String, BTreeSet<String>)> {
+        assert_eq!(
+            by_kind[kind].len(),
+            tf[kind].as_array().unwrap().len(),
+            "{kind}: one finding each"
+        );
+        by_kind[kind]
+            .iter()
+            .map(|f| (f["accounts"][0].as_str().unwrap().to_owned(), record_ids(f)))
+            .collect()
+    };
+    let got = per_account("new_asn_then_rule");
     let want: BTreeSet<(String, BTreeSet<String>)> = tf["new_asn_then_rule"]
         .as_array()
         .unwrap()
@@ -143,10 +152,7 @@ fn the_m365_example_gives_exactly_the_expected_findings_pivots_and_counts() {
         })
         .collect();
     assert_eq!(got, want, "new_asn_then_rule");
-    let got: BTreeSet<(String, BTreeSet<String>)> = by_kind["mail_burst"]
-        .iter()
-        .map(|f| (f["accounts"][0].as_str().unwrap().to_owned(), record_ids(f)))
-        .collect();
+    let got = per_account("mail_burst");
     let want: BTreeSet<(String, BTreeSet<String>)> = tf["mail_burst"]
         .as_array()
         .unwrap()
