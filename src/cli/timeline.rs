@@ -160,11 +160,19 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         Output::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
             w.write_record(CSV_HEADER)?;
+            // A write error is kept and reported as one, not as a database error.
+            let mut werr = None;
             tl.each(&q, |r| {
-                w.write_record(csv_record(&r))
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                if werr.is_none()
+                    && let Err(e) = w.write_record(csv_record(&r))
+                {
+                    werr = Some(e);
+                }
                 Ok(())
             })?;
+            if let Some(e) = werr {
+                return Err(e).context("cannot write the export");
+            }
             w.flush()?;
             return Ok(Outcome::Ok);
         }
