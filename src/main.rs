@@ -11,6 +11,11 @@ use custody::cli::{self, Cli, Outcome};
 /// How long an interrupted command may take to stop cleanly.
 const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// glibc's allocator serialises the timeline's parser and loader threads on
+/// its arena locks and spends a fifth of a load in malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.global.verbose {

@@ -440,10 +440,13 @@ pub(crate) fn existing_timeline(env: &Env, case: &CaseId) -> anyhow::Result<Time
 async fn run_index(env: &Env, a: &IndexArgs) -> anyhow::Result<Outcome> {
     let store = env.store().await?;
     let mut geoip = open_geoip(&a.geoip)?;
-    let mut tl = open_timeline(env, &a.case)?;
-    if a.rebuild {
-        tl.clear().context("cannot empty the timeline")?;
-    }
+    let mut tl = if a.rebuild {
+        let path = path_for(&env.config.home, &a.case);
+        Timeline::reset(&path)
+            .with_context(|| format!("cannot start the timeline of case {} over", a.case))?
+    } else {
+        open_timeline(env, &a.case)?
+    };
     let now = crate::clock::rfc3339(env.clock.now());
     let reports = tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(ingest::ingest_case(

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::query::coded;
 use super::store::{Row, Timeline, TimelineError};
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -139,7 +140,8 @@ struct NewSource {
 }
 
 /// Sign-ins of all sources, in time order.
-const SIGNINS: &str = "(source = 'entra_signin' OR action IN ('UserLoggedIn', 'UserLoginFailed'))";
+const SIGNINS: &str = "(source IN (SELECT id FROM terms WHERE value = 'entra_signin') \
+     OR action IN (SELECT id FROM terms WHERE value COLLATE NOCASE IN ('UserLoggedIn', 'UserLoginFailed')))";
 
 pub fn compute(tl: &Timeline, o: &Options) -> Result<Vec<Finding>, TimelineError> {
     let signins = tl.rows_where(SIGNINS, Vec::new())?;
@@ -241,7 +243,10 @@ fn after_new_asn(
     let burst_window = o.burst_window_min * 60_000_000;
     for (acct, row, t) in signins {
         let later = tl.rows_where(
-            "actor = ?1 AND time > ?2 AND time <= ?3",
+            &format!(
+                "{} AND time > ?2 AND time <= ?3",
+                coded("actor", "= ?1 COLLATE NOCASE")
+            ),
             vec![
                 rusqlite::types::Value::Text(acct.clone()),
                 rusqlite::types::Value::Integer(*t),

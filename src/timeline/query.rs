@@ -68,14 +68,14 @@ impl Field {
             .unwrap_or("?")
     }
 
-    /// The events column; `ip` facets and shows as text.
+    /// The events column. `ip` is the address as a key (see [`ip_key`]).
     pub fn column(self) -> &'static str {
         match self {
             Self::Actor => "actor",
             Self::Account => "account",
             Self::Action => "action",
             Self::Outcome => "outcome",
-            Self::Ip => "ip",
+            Self::Ip => "ipkey",
             Self::Asn => "asn",
             Self::Country => "country",
             Self::Org => "as_org",
@@ -86,6 +86,24 @@ impl Field {
             Self::Artefact => "artefact",
         }
     }
+
+    /// Whether the column holds a term's id (see [`coded`]) rather than the value.
+    pub fn is_coded(self) -> bool {
+        !matches!(self, Self::Ip | Self::Asn | Self::Target | Self::Record)
+    }
+
+    /// Whether the column is in `details` (the wide, seldom-filtered values)
+    /// rather than in `events`.
+    pub fn in_details(self) -> bool {
+        matches!(self, Self::Target | Self::Record)
+    }
+}
+
+/// The condition that a coded column holds a term whose value passes
+/// `test` (`= ?1 COLLATE NOCASE`, `LIKE ?2 ESCAPE '\'`): values repeat, so
+/// they are stored once in `terms` and events hold their ids.
+pub fn coded(col: &str, test: &str) -> String {
+    format!("{col} IN (SELECT id FROM terms WHERE value {test})")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -297,11 +315,21 @@ impl Query {
                     let cond = match value {
                         Value::Text(t) => {
                             params.push(V::Text(t.clone()));
-                            format!("{col} = ?{}", params.len())
+                            let n = params.len();
+                            if field.is_coded() {
+                                coded(col, &format!("= ?{n} COLLATE NOCASE"))
+                            } else {
+                                format!("{col} = ?{n}")
+                            }
                         }
                         Value::Pattern(p) => {
                             params.push(V::Text(like_pattern(p)));
-                            format!("{col} LIKE ?{} ESCAPE '\\'", params.len())
+                            let n = params.len();
+                            if field.is_coded() {
+                                coded(col, &format!("LIKE ?{n} ESCAPE '\\'"))
+                            } else {
+                                format!("{col} LIKE ?{n} ESCAPE '\\'")
+                            }
                         }
                         Value::Number(n) => {
                             params.push(V::Integer(*n));
@@ -314,7 +342,14 @@ impl Query {
                             format!("ipkey BETWEEN ?{} AND ?{}", params.len() - 1, params.len())
                         }
                     };
-                    if *negated {
+                    let cond = if field.in_details() {
+                        format!("id IN (SELECT id FROM details WHERE {cond})")
+                    } else {
+                        cond
+                    };
+                    if *negated && field.in_details() {
+                        ands.push(format!("NOT ({cond})"));
+                    } else if *negated {
                         ands.push(format!("({col} IS NULL OR NOT ({cond}))"));
                     } else if let Some((_, alts)) = groups.iter_mut().find(|(f, _)| f == field) {
                         alts.push(cond);
@@ -442,7 +477,9 @@ mod tests {
         let (sql, params) = q.to_sql();
         assert_eq!(
             sql,
-            "time >= ?5 AND (actor = ?1) AND (action = ?2) AND (ipkey BETWEEN ?3 AND ?4)"
+            "time >= ?5 AND (actor IN (SELECT id FROM terms WHERE value = ?1 COLLATE NOCASE)) \
+             AND (action IN (SELECT id FROM terms WHERE value = ?2 COLLATE NOCASE)) \
+             AND (ipkey BETWEEN ?3 AND ?4)"
         );
         assert_eq!(params.len(), 5);
         assert_eq!(
@@ -464,7 +501,9 @@ mod tests {
         let (sql, _) = q.to_sql();
         assert_eq!(
             sql,
-            "(outcome IS NULL OR NOT (outcome = ?3)) AND (action = ?1 OR action = ?2) AND (asn = ?4) \
+            "(outcome IS NULL OR NOT (outcome IN (SELECT id FROM terms WHERE value = ?3 COLLATE NOCASE))) \
+             AND (action IN (SELECT id FROM terms WHERE value = ?1 COLLATE NOCASE) \
+             OR action IN (SELECT id FROM terms WHERE value = ?2 COLLATE NOCASE)) AND (asn = ?4) \
              AND id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?5) \
              AND id NOT IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?6)"
         );
@@ -474,7 +513,10 @@ mod tests {
     fn wildcards_become_escaped_like_patterns() {
         assert_eq!(like_pattern("*Inbox_Rule*"), "%Inbox\\_Rule%");
         let (sql, _) = Query::parse("action:*InboxRule").expect("parse").to_sql();
-        assert_eq!(sql, "(action LIKE ?1 ESCAPE '\\')");
+        assert_eq!(
+            sql,
+            "(action IN (SELECT id FROM terms WHERE value LIKE ?1 ESCAPE '\\'))"
+        );
     }
 
     #[test]

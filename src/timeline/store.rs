@@ -6,16 +6,24 @@
 //! shell:
 //!
 //! ```sql
-//! events(id, time, source, account, actor, action, outcome, ip, ipkey, asn, as_org, country,
-//!        user_agent, target, record_id, message, attributes, artefact, member, locator)
-//! events_fts(message, attributes)          -- contentless FTS5, rowid = events.id
+//! events(id, time, source, account, actor, action, outcome, ipkey, asn, as_org, country,
+//!        user_agent, artefact, rkey)
+//! details(id, target, record_id, message, attributes, member, locator)   -- id = events.id
+//! terms(id, value)                         -- each repeated value once
+//! events_text                              -- a view of events with the values in place
+//! events_fts(message, detail)              -- contentless FTS5, rowid = events.id
 //! ingested(artefact, format, at, events, duplicates, problems)
 //! problems(artefact, member, locator, message)
 //! searches(name, query, facets, saved)
 //! ```
 //! `time` is microseconds since the epoch (UTC); `ipkey` the address as 16
 //! bytes (IPv4-mapped), so CIDR blocks are index ranges; `attributes` a JSON
-//! object. The timeline is derived: the evidence is the artefacts, and
+//! object. The columns whose values repeat (source, account, actor, action,
+//! outcome, as_org, country, user_agent, artefact, member) hold ids of
+//! `terms`, and the wide values sit in `details`: `events` stays narrow, so
+//! building its indexes and counting by its columns reads little and
+//! compares integers. `rkey` is the first 8 bytes of SHA-256 over the source
+//! and the record id, the key duplicates are found by. The timeline is derived: the evidence is the artefacts, and
 //! `custody logs index --rebuild` makes it again from them. Saved searches
 //! are the only thing kept across a rebuild.
 
@@ -27,15 +35,19 @@ use serde::Serialize;
 
 use super::geoip::GeoIp;
 use super::parse::Sink;
-use super::query::{Field, Query, ip_from_key, ip_key, show_time};
+use super::query::{Field, Query, coded, ip_from_key, ip_key, show_time};
 use super::{Event, Problem};
 use crate::ids::CaseId;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Events per transaction: large enough that commits cost little, small
 /// enough that a crash loses at most this much of an ingest in progress
 /// (which is redone anyway, since the artefact is only marked ingested at the end).
 const BATCH: usize = 10_000;
+/// FTS5's buffer of new postings, in bytes: its default, and the size a
+/// bulk run uses (a few segments per million events instead of hundreds).
+const FTS_HASH: usize = 1 << 20;
+const BULK_FTS_HASH: usize = 256 << 20;
 /// Problems kept per artefact; the count covers them all.
 const PROBLEMS_KEPT: usize = 1_000;
 
@@ -54,7 +66,10 @@ pub enum TimelineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the timeline {path} has schema version {found}; this custody reads {SCHEMA_VERSION}")]
+    #[error(
+        "the timeline {path} has schema version {found}; this custody reads {SCHEMA_VERSION} \
+         (`custody logs index CASE --rebuild` makes it again from the evidence)"
+    )]
     Schema { path: PathBuf, found: i64 },
     #[error("the timeline database: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -181,7 +196,7 @@ pub struct Timeline {
 #[derive(Debug)]
 struct Bulk {
     timeline: Connection,
-    seen: std::collections::HashSet<(&'static str, String)>,
+    seen: std::collections::HashSet<(&'static str, String), foldhash::fast::RandomState>,
 }
 
 pub fn path_for(home: &Path, case: &CaseId) -> PathBuf {
@@ -191,41 +206,60 @@ pub fn path_for(home: &Path, case: &CaseId) -> PathBuf {
 /// The secondary indexes. A load into an empty timeline builds them once
 /// at the end (a sort), instead of row by row (a random insert into each).
 /// The address and ASN indexes hold the actor, so a pivot reads no rows.
+/// ASNs come only with `--geoip`, hence the partial index.
 const INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS events_time ON events(time);
     CREATE INDEX IF NOT EXISTS events_actor ON events(actor, time);
     CREATE INDEX IF NOT EXISTS events_ip ON events(ipkey, actor, time);
-    CREATE INDEX IF NOT EXISTS events_asn ON events(asn, actor, time);
+    CREATE INDEX IF NOT EXISTS events_asn ON events(asn, actor, time) WHERE asn IS NOT NULL;
     CREATE INDEX IF NOT EXISTS events_action ON events(action, time);
-    CREATE UNIQUE INDEX IF NOT EXISTS events_record ON events(source, record_id)
-      WHERE record_id IS NOT NULL;";
-const COLUMNS: &str = "id, time, source, account, actor, action, outcome, ipkey, asn, as_org, country, \
-                       user_agent, target, record_id, message, attributes, artefact, member, locator";
+    CREATE INDEX IF NOT EXISTS events_record ON events(rkey) WHERE rkey IS NOT NULL;";
+/// The columns of a [`Row`], values in place of term ids; `events_text` is
+/// the same for readers of the file.
+const COLUMNS: &str = "id, time, (SELECT value FROM terms WHERE terms.id = events.source), \
+     (SELECT value FROM terms WHERE terms.id = events.account), \
+     (SELECT value FROM terms WHERE terms.id = events.actor), \
+     (SELECT value FROM terms WHERE terms.id = events.action), \
+     (SELECT value FROM terms WHERE terms.id = events.outcome), ipkey, asn, \
+     (SELECT value FROM terms WHERE terms.id = events.as_org), \
+     (SELECT value FROM terms WHERE terms.id = events.country), \
+     (SELECT value FROM terms WHERE terms.id = events.user_agent), target, record_id, message, attributes, \
+     (SELECT value FROM terms WHERE terms.id = events.artefact), \
+     (SELECT value FROM terms WHERE terms.id = details.member), locator";
+/// Where [`COLUMNS`] come from.
+const JOINED: &str = "events JOIN details USING (id)";
+const NAMES: &str = "id, time, source, account, actor, action, outcome, ipkey, asn, as_org, country, \
+     user_agent, target, record_id, message, attributes, artefact, member, locator";
 
 fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(&format!(
         "BEGIN;
+         CREATE TABLE IF NOT EXISTS terms(id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);
+         CREATE INDEX IF NOT EXISTS terms_nocase ON terms(value COLLATE NOCASE);
          CREATE TABLE IF NOT EXISTS events(
            id INTEGER PRIMARY KEY,
            time INTEGER NOT NULL,
-           source TEXT NOT NULL,
-           account TEXT COLLATE NOCASE,
-           actor TEXT COLLATE NOCASE,
-           action TEXT NOT NULL COLLATE NOCASE,
-           outcome TEXT COLLATE NOCASE,
-           ip TEXT,
+           source INTEGER NOT NULL,
+           account INTEGER,
+           actor INTEGER,
+           action INTEGER NOT NULL,
+           outcome INTEGER,
            ipkey BLOB,
            asn INTEGER,
-           as_org TEXT,
-           country TEXT,
-           user_agent TEXT,
+           as_org INTEGER,
+           country INTEGER,
+           user_agent INTEGER,
+           artefact INTEGER NOT NULL,
+           rkey INTEGER);
+         CREATE TABLE IF NOT EXISTS details(
+           id INTEGER PRIMARY KEY,
            target TEXT,
            record_id TEXT,
            message TEXT NOT NULL,
            attributes TEXT,
-           artefact TEXT NOT NULL,
-           member TEXT NOT NULL,
+           member INTEGER NOT NULL,
            locator TEXT NOT NULL);
+         CREATE VIEW IF NOT EXISTS events_text({NAMES}) AS SELECT {COLUMNS} FROM {JOINED};
          CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
            message, detail, content='', contentless_delete=1);
          CREATE TABLE IF NOT EXISTS ingested(
@@ -244,8 +278,12 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// A bulk run's database while it is built, next to the timeline; it
 /// replaces the timeline once whole, and a crash leaves only this to discard.
 fn building_path(path: &Path) -> PathBuf {
+    suffixed(path, ".building")
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
-    p.push(".building");
+    p.push(suffix);
     PathBuf::from(p)
 }
 
@@ -323,11 +361,17 @@ impl Timeline {
         for (artefact, first) in &cut {
             tracing::warn!(%artefact, "the timeline load of this artefact was cut short; its rows are removed and it is loaded again next time");
             tx.execute(
-                "DELETE FROM events_fts WHERE rowid IN (SELECT id FROM events WHERE id >= ?1 AND artefact = ?2)",
+                "DELETE FROM events_fts WHERE rowid IN (SELECT id FROM events WHERE id >= ?1
+                   AND artefact = (SELECT id FROM terms WHERE value = ?2))",
                 params![first, artefact],
             )?;
             tx.execute(
-                "DELETE FROM events WHERE id >= ?1 AND artefact = ?2",
+                "DELETE FROM details WHERE id IN (SELECT id FROM events WHERE id >= ?1
+                   AND artefact = (SELECT id FROM terms WHERE value = ?2))",
+                params![first, artefact],
+            )?;
+            tx.execute(
+                "DELETE FROM events WHERE id >= ?1 AND artefact = (SELECT id FROM terms WHERE value = ?2)",
                 params![first, artefact],
             )?;
             tx.execute("DELETE FROM problems WHERE artefact = ?1", [artefact])?;
@@ -381,9 +425,19 @@ impl Timeline {
         )
         .map_err(open_err)?;
         create_schema(&conn).map_err(open_err)?;
+        // One transaction for the whole run (the file counts for nothing
+        // until it is whole), and a wide full-text buffer: FTS5 writes a
+        // segment at each commit and each time its buffer fills, then spends
+        // its time merging them.
+        conn.execute_batch(&format!(
+            "INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {BULK_FTS_HASH});
+             INSERT INTO events_fts(events_fts, rank) VALUES('automerge', 0);
+             BEGIN;"
+        ))
+        .map_err(open_err)?;
         let timeline = std::mem::replace(&mut self.conn, conn);
         self.bulk = Some(Bulk {
-            seen: std::collections::HashSet::new(),
+            seen: std::collections::HashSet::default(),
             timeline,
         });
         Ok(true)
@@ -396,13 +450,17 @@ impl Timeline {
             return Ok(());
         };
         let building = building_path(&self.path);
-        let tx = self.conn.transaction()?;
-        tx.execute_batch(INDEXES)?;
-        tx.execute(
-            "UPDATE ingested SET state = 'done' WHERE state = 'loaded'",
-            [],
-        )?;
-        tx.commit()?;
+        let started = std::time::Instant::now();
+        self.conn.execute_batch(&format!(
+            "{INDEXES}
+             UPDATE ingested SET state = 'done' WHERE state = 'loaded';
+             INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {FTS_HASH});
+             COMMIT;"
+        ))?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis(),
+            "built the timeline's indexes"
+        );
         // Saved searches are all the replaced timeline held; they carry over.
         let searches: Vec<SavedSearch> = {
             let mut stmt = bulk
@@ -430,9 +488,7 @@ impl Timeline {
         // The replaced timeline is closed: a journal of it left now would be
         // read as the new file's.
         for suffix in ["-wal", "-shm"] {
-            let mut p = self.path.as_os_str().to_owned();
-            p.push(suffix);
-            match std::fs::remove_file(PathBuf::from(p)) {
+            match std::fs::remove_file(suffixed(&self.path, suffix)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(e)),
                 _ => {}
             }
@@ -451,6 +507,33 @@ impl Timeline {
         &self.path
     }
 
+    /// Opens a transaction for a load's write unless a bulk run holds one
+    /// open already; true when this call opened it.
+    fn begin(&self) -> Result<bool, rusqlite::Error> {
+        if self.bulk.is_some() {
+            return Ok(false);
+        }
+        self.conn.execute_batch("BEGIN")?;
+        Ok(true)
+    }
+
+    /// Closes what [`Timeline::begin`] opened: committed on success, rolled
+    /// back on error.
+    fn end<T>(&self, own: bool, r: Result<T, rusqlite::Error>) -> Result<T, rusqlite::Error> {
+        if !own {
+            return r;
+        }
+        match r {
+            Ok(v) => self.conn.execute_batch("COMMIT").map(|()| v),
+            Err(e) => {
+                if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::warn!(error = %rollback, "rolling back a timeline write failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     pub fn is_ingested(&self, artefact: &str) -> Result<bool, TimelineError> {
         Ok(self
             .conn
@@ -463,17 +546,52 @@ impl Timeline {
             .is_some())
     }
 
-    /// Empties the timeline, keeping saved searches.
-    pub fn clear(&mut self) -> Result<(), TimelineError> {
-        self.conn.execute_batch(
-            "BEGIN;
-             DELETE FROM events;
-             INSERT INTO events_fts(events_fts) VALUES('delete-all');
-             DELETE FROM ingested;
-             DELETE FROM problems;
-             COMMIT;",
-        )?;
-        Ok(())
+    /// Starts the timeline at `path` over, empty, whatever custody made it
+    /// (a rebuild): only its saved searches are kept.
+    pub fn reset(path: &Path) -> Result<Self, TimelineError> {
+        let searches: Vec<SavedSearch> = if path.exists() {
+            let old = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|source| TimelineError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let has = old
+                .query_row(
+                    "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'searches'",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if has {
+                let mut stmt = old.prepare("SELECT name, query, facets, saved FROM searches")?;
+                stmt.query_map([], saved)?.collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            }
+        } else {
+            Vec::new()
+        };
+        for p in [
+            path.to_path_buf(),
+            suffixed(path, "-wal"),
+            suffixed(path, "-shm"),
+        ] {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(TimelineError::Dir { path: p, source: e });
+                }
+                _ => {}
+            }
+        }
+        let tl = Self::open(path)?;
+        for s in &searches {
+            tl.conn.execute(
+                "INSERT OR REPLACE INTO searches(name, query, facets, saved) VALUES (?1, ?2, ?3, ?4)",
+                params![s.name, s.query, s.facets.join(","), s.saved],
+            )?;
+        }
+        Ok(tl)
     }
 
     /// A sink that loads events of `artefact` into the timeline. Call
@@ -490,7 +608,13 @@ impl Timeline {
              VALUES (?1, ?2, '', 0, 0, 0, 'loading', (SELECT ifnull(max(id), 0) + 1 FROM events))",
             params![artefact, format],
         )?;
+        let terms = {
+            let mut stmt = self.conn.prepare("SELECT value, id FROM terms")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?
+        };
         Ok(Loader {
+            terms,
             tl: self,
             geoip,
             batch: Vec::with_capacity(BATCH),
@@ -528,7 +652,7 @@ impl Timeline {
         ));
         let n = params.len();
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
+            "SELECT {COLUMNS} FROM {JOINED} WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
             n - 1
         );
         self.select(&sql, params)
@@ -539,7 +663,7 @@ impl Timeline {
         let mut out = Vec::with_capacity(ids.len());
         let mut stmt = self
             .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM {JOINED} WHERE id = ?1"))?;
         for id in ids {
             if let Some(r) = stmt.query_row([id], row).optional()? {
                 out.push(r);
@@ -567,7 +691,7 @@ impl Timeline {
     ) -> Result<(), TimelineError> {
         let (cond, params) = q.to_sql();
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id"
+            "SELECT {COLUMNS} FROM {JOINED} WHERE {cond} ORDER BY time, id"
         ))?;
         let mut rows = stmt.query(params_from_iter(params))?;
         while let Some(r) = rows.next()? {
@@ -578,35 +702,78 @@ impl Timeline {
 
     pub fn facet(&self, q: &Query, field: Field, top: usize) -> Result<Facet, TimelineError> {
         let (cond, mut params) = q.to_sql();
-        params.push(rusqlite::types::Value::Integer(
-            i64::try_from(top).unwrap_or(i64::MAX),
-        ));
-        let col = match field {
-            // Grouping by the key uses the index; the text is shown.
-            Field::Ip => "ipkey",
-            f => f.column(),
-        };
-        let sql = format!(
-            "SELECT {col}, count(*) FROM events WHERE {cond} GROUP BY {col} ORDER BY 2 DESC, 1 LIMIT ?{}",
-            params.len()
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let values = stmt
-            .query_map(params_from_iter(params), |r| {
+        let col = field.column();
+        let values = if field.is_coded() {
+            // Counted by id (integers, off the index), then named.
+            let sql = format!(
+                "SELECT t.value, c.n FROM (SELECT {col} AS k, count(*) AS n FROM events WHERE {cond} GROUP BY {col}) c
+                 LEFT JOIN terms t ON t.id = c.k"
+            );
+            let mut stmt = self.conn.prepare(&sql)?;
+            let counts = stmt
+                .query_map(params_from_iter(params), |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, count(r.get(1)?)))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut values: Vec<FacetValue> = fold_case(counts, |n| *n, |a, b| *a += b)
+                .into_iter()
+                .map(|(value, count)| FacetValue { value, count })
+                .collect();
+            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+            values.truncate(top);
+            values
+        } else if field == Field::Asn {
+            // The ASN index leaves out events with none (all of them without
+            // --geoip): those are counted as the rest.
+            let sql = format!(
+                "SELECT asn, count(*) FROM events WHERE ({cond}) AND asn IS NOT NULL GROUP BY asn"
+            );
+            let mut stmt = self.conn.prepare(&sql)?;
+            let mut values = stmt
+                .query_map(params_from_iter(params), |r| {
+                    Ok(FacetValue {
+                        value: Some(format!("AS{}", r.get::<_, i64>(0)?)),
+                        count: count(r.get(1)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let none = self
+                .count(q)?
+                .saturating_sub(values.iter().map(|v| v.count).sum());
+            if none > 0 {
+                values.push(FacetValue {
+                    value: None,
+                    count: none,
+                });
+            }
+            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+            values.truncate(top);
+            values
+        } else {
+            params.push(rusqlite::types::Value::Integer(
+                i64::try_from(top).unwrap_or(i64::MAX),
+            ));
+            let from = if field.in_details() { JOINED } else { "events" };
+            let sql = format!(
+                "SELECT {col}, count(*) FROM {from} WHERE {cond} GROUP BY {col} ORDER BY 2 DESC, 1 LIMIT ?{}",
+                params.len()
+            );
+            let mut stmt = self.conn.prepare(&sql)?;
+            stmt.query_map(params_from_iter(params), |r| {
                 let value = match field {
                     Field::Ip => r
                         .get::<_, Option<Vec<u8>>>(0)?
                         .and_then(|k| ip_from_key(&k))
                         .map(|ip| ip.to_string()),
-                    Field::Asn => r.get::<_, Option<i64>>(0)?.map(|n| format!("AS{n}")),
                     _ => r.get::<_, Option<String>>(0)?,
                 };
                 Ok(FacetValue {
                     value,
-                    count: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    count: count(r.get(1)?),
                 })
             })?
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?
+        };
         Ok(Facet {
             field: field.name().to_owned(),
             values,
@@ -673,32 +840,51 @@ impl Timeline {
         params: Vec<rusqlite::types::Value>,
     ) -> Result<Vec<Seen>, TimelineError> {
         let sql = format!(
-            "SELECT actor, min(time), max(time), count(*) FROM events
-             WHERE actor IS NOT NULL AND ({cond}) GROUP BY actor ORDER BY min(time), actor"
+            "SELECT t.value, a.first, a.last, a.n FROM (
+               SELECT actor, min(time) AS first, max(time) AS last, count(*) AS n FROM events
+               WHERE actor IS NOT NULL AND ({cond}) GROUP BY actor) a
+             JOIN terms t ON t.id = a.actor"
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let out = stmt
+        let seen = stmt
             .query_map(params_from_iter(params), |r| {
-                Ok(Seen {
-                    value: r.get(0)?,
-                    first: show_time(r.get(1)?),
-                    last: show_time(r.get(2)?),
-                    events: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
-                    asn: None,
-                    as_org: None,
-                    country: None,
-                })
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    (r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, count(r.get(3)?)),
+                ))
             })?
-            .collect::<Result<_, _>>()?;
-        Ok(out)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = fold_case(
+            seen,
+            |(_, _, n)| *n,
+            |a, b| *a = (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
+        );
+        seen.sort_by(|a, b| (a.1.0, &a.0).cmp(&(b.1.0, &b.0)));
+        Ok(seen
+            .into_iter()
+            .map(|(value, (first, last, events))| Seen {
+                value: value.unwrap_or_default(),
+                first: show_time(first),
+                last: show_time(last),
+                events,
+                asn: None,
+                as_org: None,
+                country: None,
+            })
+            .collect())
     }
 
     /// Source addresses seen for an account, with their ASN.
     pub fn sources_of(&self, account: &str) -> Result<Vec<Seen>, TimelineError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT ipkey, min(time), max(time), count(*), max(asn), max(as_org), max(country) FROM events
-             WHERE actor = ?1 AND ipkey IS NOT NULL GROUP BY ipkey ORDER BY min(time), ipkey",
-        )?;
+        let actor = coded("actor", "= ?1 COLLATE NOCASE");
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT s.k, s.first, s.last, s.n, s.asn,
+               (SELECT value FROM terms WHERE id = s.org), (SELECT value FROM terms WHERE id = s.country)
+             FROM (SELECT ipkey AS k, min(time) AS first, max(time) AS last, count(*) AS n,
+                     max(asn) AS asn, max(as_org) AS org, max(country) AS country
+                   FROM events WHERE {actor} AND ipkey IS NOT NULL GROUP BY ipkey) s
+             ORDER BY s.first, s.k"
+        ))?;
         let out = stmt
             .query_map([account], |r| {
                 let key: Vec<u8> = r.get(0)?;
@@ -706,7 +892,7 @@ impl Timeline {
                     value: ip_from_key(&key).map(|i| i.to_string()).unwrap_or_default(),
                     first: show_time(r.get(1)?),
                     last: show_time(r.get(2)?),
-                    events: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    events: count(r.get(3)?),
                     asn: r.get(4)?,
                     as_org: r.get(5)?,
                     country: r.get(6)?,
@@ -723,10 +909,59 @@ impl Timeline {
         params: Vec<rusqlite::types::Value>,
     ) -> Result<Vec<Row>, TimelineError> {
         self.select(
-            &format!("SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY time, id"),
+            &format!("SELECT {COLUMNS} FROM {JOINED} WHERE {cond} ORDER BY time, id"),
             params,
         )
     }
+}
+
+/// The key a record is known by: its source and id, hashed so the index on
+/// it holds integers. Equal keys are checked against the id itself.
+fn record_key(source: &str, id: &str) -> i64 {
+    use sha2::Digest;
+    let d = sha2::Sha256::new()
+        .chain_update(source)
+        .chain_update([0u8])
+        .chain_update(id)
+        .finalize();
+    d.first_chunk::<8>().map_or(0, |b| i64::from_be_bytes(*b))
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Groups that differ only in ASCII case made one, as the query's field
+/// terms match them (`actor:ALICE@contoso.com` finds `alice@contoso.com`);
+/// the group shows the spelling with the most weight.
+fn fold_case<T>(
+    groups: Vec<(Option<String>, T)>,
+    weight: impl Fn(&T) -> u64,
+    merge: impl Fn(&mut T, T),
+) -> Vec<(Option<String>, T)> {
+    let mut by_key: std::collections::HashMap<Option<String>, (Option<String>, u64, T)> =
+        std::collections::HashMap::with_capacity(groups.len());
+    for (value, v) in groups {
+        let key = value.as_ref().map(|s| s.to_ascii_lowercase());
+        let w = weight(&v);
+        match by_key.entry(key) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((value, w, v));
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let g = e.get_mut();
+                if (w, std::cmp::Reverse(&value)) > (g.1, std::cmp::Reverse(&g.0)) {
+                    g.0 = value;
+                    g.1 = w;
+                }
+                merge(&mut g.2, v);
+            }
+        }
+    }
+    by_key
+        .into_values()
+        .map(|(value, _, v)| (value, v))
+        .collect()
 }
 
 fn saved(r: &rusqlite::Row<'_>) -> rusqlite::Result<SavedSearch> {
@@ -776,6 +1011,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 /// Loads one artefact's events in batches (see [`Timeline::loader`]).
 pub struct Loader<'a> {
     tl: &'a mut Timeline,
+    /// Every term of the timeline by value: the ids the rows hold.
+    terms: std::collections::HashMap<String, i64, foldhash::fast::RandomState>,
     geoip: Option<&'a mut GeoIp>,
     batch: Vec<Event>,
     error: Option<rusqlite::Error>,
@@ -830,62 +1067,99 @@ impl Loader<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let artefact = self.report.artefact.clone();
-        let tx = self.tl.conn.transaction()?;
+        let own = self.tl.begin()?;
+        let r = self.insert_batch();
+        self.tl.end(own, r)
+    }
+
+    fn insert_batch(&mut self) -> Result<(), rusqlite::Error> {
+        let tx = &self.tl.conn;
         {
             let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events(time, source, account, actor, action, outcome, ip, ipkey, asn,
-                   as_org, country, user_agent, target, record_id, message, attributes, artefact, member, locator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                "INSERT INTO events(time, source, account, actor, action, outcome, ipkey, asn,
+                   as_org, country, user_agent, artefact, rkey)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            let mut ins_details = tx.prepare_cached(
+                "INSERT INTO details(id, target, record_id, message, attributes, member, locator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut known = tx.prepare_cached(
+                "SELECT 1 FROM events JOIN details USING (id)
+                 WHERE rkey = ?1 AND events.source = ?2 AND details.record_id = ?3",
             )?;
             let mut fts = tx.prepare_cached(
                 "INSERT INTO events_fts(rowid, message, detail) VALUES (?1, ?2, ?3)",
             )?;
+            let mut add = tx.prepare_cached(
+                "INSERT INTO terms(value) VALUES (?1)
+                 ON CONFLICT(value) DO UPDATE SET value = excluded.value RETURNING id",
+            )?;
+            let terms = &mut self.terms;
+            let mut code = |v: Option<&str>| -> Result<Option<i64>, rusqlite::Error> {
+                let Some(v) = v else { return Ok(None) };
+                if let Some(id) = terms.get(v) {
+                    return Ok(Some(*id));
+                }
+                let id: i64 = add.query_row([v], |r| r.get(0))?;
+                terms.insert(v.to_owned(), id);
+                Ok(Some(id))
+            };
+            let artefact = code(Some(&self.report.artefact))?;
             for e in self.batch.drain(..) {
-                if let (Some(bulk), Some(id)) = (self.tl.bulk.as_mut(), &e.record_id)
-                    && !bulk.seen.insert((e.source, id.clone()))
-                {
-                    self.report.duplicates += 1;
-                    continue;
+                let source = code(Some(e.source))?;
+                let rkey = e.record_id.as_deref().map(|id| record_key(e.source, id));
+                if let (Some(rkey), Some(id)) = (rkey, &e.record_id) {
+                    // A bulk run starts empty and remembers what it loaded;
+                    // otherwise the timeline is asked.
+                    let duplicate = match self.tl.bulk.as_mut() {
+                        Some(bulk) => !bulk.seen.insert((e.source, id.clone())),
+                        None => known.exists(params![rkey, source, id])?,
+                    };
+                    if duplicate {
+                        self.report.duplicates += 1;
+                        continue;
+                    }
                 }
                 let place = match (e.ip, self.geoip.as_deref_mut()) {
                     (Some(ip), Some(g)) => g.lookup(ip),
                     _ => super::geoip::Place::default(),
                 };
-                let attributes = (!e.attributes.is_empty()).then(|| {
-                    let map: serde_json::Map<String, serde_json::Value> = e
+                let attributes = if e.attributes.is_empty() {
+                    None
+                } else {
+                    let map: BTreeMap<&str, &str> = e
                         .attributes
                         .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
                         .collect();
-                    serde_json::Value::Object(map).to_string()
-                });
-                let n = ins.execute(params![
+                    Some(serde_json::to_string(&map).unwrap_or_default())
+                };
+                ins.execute(params![
                     e.time_us,
-                    e.source,
-                    e.account,
-                    e.actor,
-                    e.action,
-                    e.outcome,
-                    e.ip.map(|i| i.to_string()),
+                    source,
+                    code(e.account.as_deref())?,
+                    code(e.actor.as_deref())?,
+                    code(Some(&e.action))?,
+                    code(e.outcome.as_deref())?,
                     e.ip.map(|i| ip_key(i).to_vec()),
                     place.asn,
-                    place.org,
-                    place.country,
-                    e.user_agent,
+                    code(place.org.as_deref())?,
+                    code(place.country.as_deref())?,
+                    code(e.user_agent.as_deref())?,
+                    artefact,
+                    rkey,
+                ])?;
+                let id = tx.last_insert_rowid();
+                ins_details.execute(params![
+                    id,
                     e.target,
                     e.record_id,
                     e.message,
                     attributes,
-                    artefact,
-                    e.member,
+                    code(Some(&e.member))?,
                     e.locator,
                 ])?;
-                if n == 0 {
-                    self.report.duplicates += 1;
-                    continue;
-                }
-                let id = tx.last_insert_rowid();
                 fts.execute(params![id, e.message, fts_detail(&e)])?;
                 self.report.events += 1;
                 *self.hours.entry(e.time_us.div_euclid(HOUR_US)).or_default() += 1;
@@ -893,7 +1167,7 @@ impl Loader<'_> {
                 self.last = Some(self.last.map_or(e.time_us, |l| l.max(e.time_us)));
             }
         }
-        tx.commit()
+        Ok(())
     }
 
     /// Commits what is left, records the problems and marks the artefact
@@ -903,7 +1177,31 @@ impl Loader<'_> {
             return Err(e.into());
         }
         self.flush()?;
-        let tx = self.tl.conn.transaction()?;
+        let own = self.tl.begin()?;
+        let r = self.record(now);
+        self.tl.end(own, r)?;
+        let mut report = self.report;
+        report.problem_samples = self.problems.into_iter().take(20).collect();
+        report.first = self.first.map(show_time);
+        report.last = self.last.map(show_time);
+        if let (Some(first), Some(last)) = (self.hours.keys().next(), self.hours.keys().next_back())
+        {
+            report.empty_hours = (*first..=*last)
+                .filter(|h| !self.hours.contains_key(h))
+                .map(|h| show_time(h * HOUR_US))
+                .collect();
+        }
+        report.per_hour = self
+            .hours
+            .into_iter()
+            .map(|(h, n)| (show_time(h * HOUR_US), n))
+            .collect();
+        Ok(report)
+    }
+
+    /// The problems and the artefact's state, in the load's transaction.
+    fn record(&self, now: &str) -> Result<(), rusqlite::Error> {
+        let tx = &self.tl.conn;
         {
             let mut p = tx.prepare_cached(
                 "INSERT INTO problems(artefact, member, locator, message) VALUES (?1, ?2, ?3, ?4)",
@@ -935,24 +1233,7 @@ impl Loader<'_> {
                 ],
             )?;
         }
-        tx.commit()?;
-        let mut report = self.report;
-        report.problem_samples = self.problems.into_iter().take(20).collect();
-        report.first = self.first.map(show_time);
-        report.last = self.last.map(show_time);
-        if let (Some(first), Some(last)) = (self.hours.keys().next(), self.hours.keys().next_back())
-        {
-            report.empty_hours = (*first..=*last)
-                .filter(|h| !self.hours.contains_key(h))
-                .map(|h| show_time(h * HOUR_US))
-                .collect();
-        }
-        report.per_hour = self
-            .hours
-            .into_iter()
-            .map(|(h, n)| (show_time(h * HOUR_US), n))
-            .collect();
-        Ok(report)
+        Ok(())
     }
 }
 
@@ -1099,13 +1380,14 @@ mod tests {
         tl.save_search("rules", "action:New-InboxRule", &["actor".into()], "now")
             .expect("save");
         drop(tl);
-        let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("reopen");
+        let tl = Timeline::open(&dir.path().join("t.sqlite")).expect("reopen");
         let s = tl.saved_search("rules").expect("saved");
         assert_eq!(
             (s.query.as_str(), s.facets.as_slice()),
             ("action:New-InboxRule", ["actor".to_owned()].as_slice())
         );
-        tl.clear().expect("clear");
+        drop(tl);
+        let tl = Timeline::reset(&dir.path().join("t.sqlite")).expect("reset");
         assert_eq!(tl.count(&Query::default()).expect("count"), 0);
         assert_eq!(tl.saved_searches().expect("list").len(), 1);
         assert!(matches!(
@@ -1201,6 +1483,90 @@ mod tests {
         let mut l = tl.loader("b2", "ual-csv", None).expect("loader");
         l.event(ev(T0 + 1, "alice@contoso.com", "Send", "203.0.113.10", "2"));
         assert_eq!(l.finish("now").expect("finish").duplicates, 1);
+    }
+
+    #[test]
+    fn coded_fields_match_and_count_across_case_and_details_fields_filter() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("open");
+        let mut l = tl.loader("c1", "ual-csv", None).expect("loader");
+        let mut a = ev(T0, "Alice@Contoso.com", "Send", "203.0.113.10", "1");
+        a.target = Some("mailbox/alice".into());
+        l.event(a);
+        l.event(ev(T0 + 1, "alice@contoso.com", "Send", "203.0.113.10", "2"));
+        l.event(ev(T0 + 2, "alice@contoso.com", "send", "203.0.113.10", "3"));
+        l.event(ev(T0 + 3, "bob@contoso.com", "Send", "192.0.2.7", "4"));
+        l.finish("now").expect("finish");
+        let q = |s: &str| Query::parse(s).expect("query");
+        let actors = tl.facet(&q(""), Field::Actor, 10).expect("facet");
+        assert_eq!(
+            actors.values,
+            [
+                FacetValue {
+                    value: Some("alice@contoso.com".into()),
+                    count: 3
+                },
+                FacetValue {
+                    value: Some("bob@contoso.com".into()),
+                    count: 1
+                }
+            ],
+            "case variants are one value, shown as the commonest spelling"
+        );
+        let actions = tl.facet(&q("actor:ALICE@contoso.com"), Field::Action, 10);
+        assert_eq!(actions.expect("facet").values[0].count, 3);
+        // No --geoip: every event is counted under no ASN.
+        let asns = tl.facet(&q(""), Field::Asn, 10).expect("facet");
+        assert_eq!(
+            asns.values,
+            [FacetValue {
+                value: None,
+                count: 4
+            }]
+        );
+        assert_eq!(tl.count(&q("asn:64500")).expect("count"), 0);
+        assert_eq!(tl.count(&q("target:mailbox/alice")).expect("count"), 1);
+        assert_eq!(tl.count(&q("-target:mailbox/alice")).expect("count"), 3);
+        assert_eq!(tl.count(&q("record:3")).expect("count"), 1);
+        let seen = tl
+            .accounts_where("ipkey IS NOT NULL", Vec::new())
+            .expect("pivot");
+        let seen: Vec<_> = seen.iter().map(|s| (s.value.as_str(), s.events)).collect();
+        assert_eq!(seen, [("alice@contoso.com", 3), ("bob@contoso.com", 1)]);
+        assert_eq!(
+            tl.sources_of("ALICE@CONTOSO.COM").expect("sources")[0].events,
+            3
+        );
+        // The stored row keeps each spelling as the evidence had it.
+        let first = &tl.rows(&q(""), 1, 0).expect("rows")[0];
+        assert_eq!(first.actor.as_deref(), Some("Alice@Contoso.com"));
+    }
+
+    #[test]
+    fn a_timeline_of_an_older_schema_is_refused_and_reset_keeps_its_searches() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("t.sqlite");
+        {
+            let old = Connection::open(&path).expect("old");
+            old.execute_batch(
+                "CREATE TABLE events(id INTEGER PRIMARY KEY, actor TEXT);
+                 CREATE TABLE searches(name TEXT PRIMARY KEY, query TEXT NOT NULL, facets TEXT NOT NULL, saved TEXT NOT NULL);
+                 INSERT INTO searches VALUES ('rules', 'action:New-InboxRule', 'actor', 'then');
+                 PRAGMA user_version = 1;",
+            )
+            .expect("old schema");
+        }
+        let err = Timeline::open(&path).expect_err("older schema");
+        assert!(
+            err.to_string().contains("--rebuild"),
+            "names the way out: {err}"
+        );
+        let tl = Timeline::reset(&path).expect("reset");
+        assert_eq!(tl.count(&Query::default()).expect("count"), 0);
+        assert_eq!(
+            tl.saved_search("rules").expect("kept").query,
+            "action:New-InboxRule"
+        );
     }
 
     #[test]
