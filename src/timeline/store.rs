@@ -12,6 +12,7 @@
 //! terms(id, value)                         -- each repeated value once
 //! events_text                              -- a view of events with the values in place
 //! events_fts(message, detail)              -- contentless FTS5, rowid = events.id
+//! counts(field, key, n)                   -- events per value of each field, kept as loads finish
 //! ingested(artefact, format, at, events, duplicates, problems)
 //! problems(artefact, member, locator, message)
 //! searches(name, query, facets, saved)
@@ -40,6 +41,12 @@ use super::{Event, Problem};
 use crate::ids::CaseId;
 
 const SCHEMA_VERSION: i64 = 2;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The key `counts` keeps events without a value under: term ids start
+/// at 1, AS numbers at 0, addresses are blobs.
+const NONE: i64 = -1;
 /// Events per transaction: large enough that commits cost little, small
 /// enough that a crash loses at most this much of an ingest in progress
 /// (which is redone anyway, since the artefact is only marked ingested at the end).
@@ -251,6 +258,8 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
            user_agent INTEGER,
            artefact INTEGER NOT NULL,
            rkey INTEGER);
+         CREATE TABLE IF NOT EXISTS counts(
+           field TEXT NOT NULL, key NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (field, key)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS details(
            id INTEGER PRIMARY KEY,
            target TEXT,
@@ -626,12 +635,23 @@ impl Timeline {
             },
             problems: Vec::new(),
             hours: BTreeMap::new(),
+            counts: HashMap::default(),
+            ip_counts: HashMap::default(),
             first: None,
             last: None,
         })
     }
 
     pub fn count(&self, q: &Query) -> Result<u64, TimelineError> {
+        if q.is_empty() {
+            // Every event has a source.
+            let n: i64 = self.conn.query_row(
+                "SELECT coalesce(sum(n), 0) FROM counts WHERE field = ?1",
+                [Field::Source.column()],
+                |r| r.get(0),
+            )?;
+            return Ok(count(n));
+        }
         let (cond, params) = q.to_sql();
         let n: i64 = self.conn.query_row(
             &format!("SELECT count(*) FROM events WHERE {cond}"),
@@ -703,7 +723,9 @@ impl Timeline {
     pub fn facet(&self, q: &Query, field: Field, top: usize) -> Result<Facet, TimelineError> {
         let (cond, mut params) = q.to_sql();
         let col = field.column();
-        let values = if field.is_coded() {
+        let values = if q.is_empty() && !field.in_details() {
+            self.kept_counts(field, top)?
+        } else if field.is_coded() {
             // Counted by id (integers, off the index), then named.
             let sql = format!(
                 "SELECT t.value, c.n FROM (SELECT {col} AS k, count(*) AS n FROM events WHERE {cond} GROUP BY {col}) c
@@ -778,6 +800,41 @@ impl Timeline {
             field: field.name().to_owned(),
             values,
         })
+    }
+
+    /// A facet of every event, from the counts kept as loads finish rather
+    /// than a scan of them all.
+    fn kept_counts(&self, field: Field, top: usize) -> Result<Vec<FacetValue>, TimelineError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.key, c.n, t.value FROM counts c
+             LEFT JOIN terms t ON t.id = c.key AND typeof(c.key) = 'integer'
+             WHERE c.field = ?1",
+        )?;
+        let counts = stmt
+            .query_map([field.column()], |r| {
+                let key = r.get_ref(0)?;
+                let value = match (field, key) {
+                    (_, rusqlite::types::ValueRef::Integer(NONE)) => None,
+                    (Field::Ip, rusqlite::types::ValueRef::Blob(k)) => {
+                        ip_from_key(k).map(|ip| ip.to_string())
+                    }
+                    (Field::Asn, rusqlite::types::ValueRef::Integer(n)) => Some(format!("AS{n}")),
+                    _ => r.get::<_, Option<String>>(2)?,
+                };
+                Ok((value, count(r.get(1)?)))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut values: Vec<FacetValue> = if field.is_coded() {
+            fold_case(counts, |n| *n, |a, b| *a += b)
+        } else {
+            counts
+        }
+        .into_iter()
+        .map(|(value, count)| FacetValue { value, count })
+        .collect();
+        values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        values.truncate(top);
+        Ok(values)
     }
 
     pub fn histogram(&self, q: &Query, bucket_us: i64) -> Result<Vec<Bucket>, TimelineError> {
@@ -1012,13 +1069,17 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 pub struct Loader<'a> {
     tl: &'a mut Timeline,
     /// Every term of the timeline by value: the ids the rows hold.
-    terms: std::collections::HashMap<String, i64, foldhash::fast::RandomState>,
+    terms: HashMap<String, i64>,
     geoip: Option<&'a mut GeoIp>,
     batch: Vec<Event>,
     error: Option<rusqlite::Error>,
     report: IngestReport,
     problems: Vec<Problem>,
     hours: BTreeMap<i64, u64>,
+    /// Events per value of each counted field in this load (key [`NONE`]
+    /// for none), added to `counts` when the load is recorded.
+    counts: HashMap<(&'static str, i64), u64>,
+    ip_counts: HashMap<Option<[u8; 16]>, u64>,
     first: Option<i64>,
     last: Option<i64>,
 }
@@ -1135,18 +1196,40 @@ impl Loader<'_> {
                         .collect();
                     Some(serde_json::to_string(&map).unwrap_or_default())
                 };
+                let coded = [
+                    (Field::Source, source),
+                    (Field::Account, code(e.account.as_deref())?),
+                    (Field::Actor, code(e.actor.as_deref())?),
+                    (Field::Action, code(Some(&e.action))?),
+                    (Field::Outcome, code(e.outcome.as_deref())?),
+                    (Field::Asn, place.asn.map(i64::from)),
+                    (Field::Org, code(place.org.as_deref())?),
+                    (Field::Country, code(place.country.as_deref())?),
+                    (Field::UserAgent, code(e.user_agent.as_deref())?),
+                    (Field::Artefact, artefact),
+                ];
+                for (f, v) in coded {
+                    *self
+                        .counts
+                        .entry((f.column(), v.unwrap_or(NONE)))
+                        .or_default() += 1;
+                }
+                let key = e.ip.map(ip_key);
+                *self.ip_counts.entry(key).or_default() += 1;
+                let [_, account, actor, action, outcome, asn, org, country, ua, _] =
+                    coded.map(|c| c.1);
                 ins.execute(params![
                     e.time_us,
                     source,
-                    code(e.account.as_deref())?,
-                    code(e.actor.as_deref())?,
-                    code(Some(&e.action))?,
-                    code(e.outcome.as_deref())?,
-                    e.ip.map(|i| ip_key(i).to_vec()),
-                    place.asn,
-                    code(place.org.as_deref())?,
-                    code(place.country.as_deref())?,
-                    code(e.user_agent.as_deref())?,
+                    account,
+                    actor,
+                    action,
+                    outcome,
+                    key.map(|k| k.to_vec()),
+                    asn,
+                    org,
+                    country,
+                    ua,
                     artefact,
                     rkey,
                 ])?;
@@ -1214,6 +1297,20 @@ impl Loader<'_> {
                     pr.message
                 ])?;
             }
+            let mut add = tx.prepare_cached(
+                "INSERT INTO counts(field, key, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(field, key) DO UPDATE SET n = n + excluded.n",
+            )?;
+            let n = |n: &u64| i64::try_from(*n).unwrap_or(i64::MAX);
+            for ((field, key), c) in &self.counts {
+                add.execute(params![field, key, n(c)])?;
+            }
+            for (key, c) in &self.ip_counts {
+                match key {
+                    Some(k) => add.execute(params![Field::Ip.column(), k.as_slice(), n(c)])?,
+                    None => add.execute(params![Field::Ip.column(), NONE, n(c)])?,
+                };
+            }
             // In a bulk run the artefact is done once its indexes are built.
             let state = if self.tl.bulk.is_some() {
                 "loaded"
@@ -1240,6 +1337,7 @@ impl Loader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::query::FIELDS;
 
     fn ev(t: i64, actor: &str, action: &str, ip: &str, id: &str) -> Event {
         let mut e = Event::new(t, "m365_ual", action);
@@ -1540,6 +1638,49 @@ mod tests {
         // The stored row keeps each spelling as the evidence had it.
         let first = &tl.rows(&q(""), 1, 0).expect("rows")[0];
         assert_eq!(first.actor.as_deref(), Some("Alice@Contoso.com"));
+    }
+
+    #[test]
+    fn counts_kept_per_load_agree_with_a_scan_for_every_field() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("open");
+        assert!(tl.begin_bulk().expect("bulk"));
+        let mut l = tl.loader("k1", "ual-csv", None).expect("loader");
+        l.event(ev(T0, "alice@contoso.com", "Send", "203.0.113.10", "1"));
+        l.event(ev(T0 + 1, "Alice@contoso.com", "Send", "198.51.100.1", "2"));
+        l.event(ev(T0 + 2, "bob@contoso.com", "UserLoggedIn", "x", "3"));
+        l.finish("now").expect("finish");
+        tl.end_bulk().expect("end");
+        // A later load, row by row, with a duplicate: counted once.
+        let mut l = tl.loader("k2", "ual-csv", None).expect("loader");
+        l.event(ev(T0 + 3, "carol@contoso.com", "Send", "203.0.113.10", "4"));
+        l.event(ev(T0 + 2, "bob@contoso.com", "UserLoggedIn", "x", "3"));
+        let mut e = ev(T0 + 4, "dave@contoso.com", "Send", "192.0.2.1", "5");
+        e.outcome = Some("Succeeded".into());
+        e.user_agent = Some("Outlook".into());
+        e.account = Some("contoso".into());
+        l.event(e);
+        assert_eq!(l.finish("now").expect("finish").duplicates, 1);
+        let all = Query::default();
+        let scanned = Query::parse("after:1970-01-01").expect("query");
+        assert_eq!(tl.count(&all).expect("count"), 5);
+        assert_eq!(tl.count(&scanned).expect("count"), 5);
+        for (f, _) in FIELDS {
+            if f.in_details() {
+                continue;
+            }
+            let kept = tl.facet(&all, *f, 10).expect("kept");
+            let scan = tl.facet(&scanned, *f, 10).expect("scan");
+            assert_eq!(kept, scan, "{}", f.name());
+        }
+        let ips = tl.facet(&all, Field::Ip, 10).expect("kept");
+        assert_eq!(
+            ips.values[0],
+            FacetValue {
+                value: Some("203.0.113.10".into()),
+                count: 2
+            }
+        );
     }
 
     #[test]
