@@ -196,7 +196,10 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         Output::Table | Output::Json => {}
     }
     // Each facet is a scan of its own: they run side by side, one
-    // connection each, while this one counts and lists.
+    // connection each, while this one lists. A facet of a coded field
+    // counts every matching event, so the total comes with it rather than
+    // from one more scan.
+    let counted = fields.iter().any(|f| f.is_coded());
     let (total, rows, facets) = std::thread::scope(|scope| {
         let handles: Vec<_> = fields
             .iter()
@@ -206,7 +209,7 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
                 scope.spawn(move || reader.and_then(|r| r.facet(q, *f, a.top)))
             })
             .collect();
-        let total = tl.count(&q);
+        let total = (!counted).then(|| tl.count(&q)).transpose();
         let rows = tl.rows(&q, a.limit, a.offset);
         let facets: Vec<_> = handles
             .into_iter()
@@ -214,9 +217,15 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
             .collect();
         (total, rows, facets)
     });
-    let total = total?;
     let rows = rows?;
     let facets = facets.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let total = match total? {
+        Some(n) => n,
+        None => match facets.iter().find_map(|f| f.total) {
+            Some(n) => n,
+            None => tl.count(&q)?,
+        },
+    };
     let histogram = a.histogram.map(|b| tl.histogram(&q, b)).transpose()?;
     let res = Results {
         case: a.case,
