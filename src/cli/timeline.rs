@@ -205,7 +205,7 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
             .iter()
             .map(|f| {
                 let q = &q;
-                let reader = tl.reader();
+                let reader = tl.reader(q.is_time_range());
                 scope.spawn(move || reader.and_then(|r| r.facet(q, *f, a.top)))
             })
             .collect();

@@ -280,6 +280,14 @@ impl Query {
         self.terms.is_empty()
     }
 
+    /// Whether the query bounds time at most, so its facets read whole
+    /// stretches of the indexes in order rather than picking events out.
+    pub fn is_time_range(&self) -> bool {
+        self.terms
+            .iter()
+            .all(|t| matches!(t, Term::After(_) | Term::Before(_)))
+    }
+
     /// The SQL condition over `events` (never empty: `1` matches all) and its parameters.
     pub fn to_sql(&self) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value as V;
