@@ -518,6 +518,15 @@ mod tests {
     }
 
     #[test]
+    fn only_time_bounds_read_in_order() {
+        let q = |s: &str| Query::parse(s).expect("parse");
+        assert!(q("").is_time_range());
+        assert!(q("after:2021-06-01 before:2021-06-02").is_time_range());
+        assert!(!q("after:2021-06-01 action:Send").is_time_range());
+        assert!(!q("invoice").is_time_range());
+    }
+
+    #[test]
     fn wildcards_become_escaped_like_patterns() {
         assert_eq!(like_pattern("*Inbox_Rule*"), "%Inbox\\_Rule%");
         let (sql, _) = Query::parse("action:*InboxRule").expect("parse").to_sql();
