@@ -219,12 +219,9 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
     });
     let rows = rows?;
     let facets = facets.into_iter().collect::<Result<Vec<_>, _>>()?;
-    let total = match total? {
+    let total = match total?.or_else(|| facets.iter().find_map(|f| f.total)) {
         Some(n) => n,
-        None => match facets.iter().find_map(|f| f.total) {
-            Some(n) => n,
-            None => tl.count(&q)?,
-        },
+        None => tl.count(&q)?,
     };
     let histogram = a.histogram.map(|b| tl.histogram(&q, b)).transpose()?;
     let res = Results {

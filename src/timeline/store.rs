@@ -758,14 +758,12 @@ impl Timeline {
                     Ok((r.get::<_, Option<String>>(0)?, count(r.get(1)?)))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut values: Vec<FacetValue> = fold_case(counts, |n| *n, |a, b| *a += b)
+            let values: Vec<FacetValue> = fold_case(counts, |n| *n, |a, b| *a += b)
                 .into_iter()
                 .map(|(value, count)| FacetValue { value, count })
                 .collect();
             total = Some(values.iter().map(|v| v.count).sum());
-            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-            values.truncate(top);
-            values
+            top_values(values, top)
         } else if field == Field::Asn {
             // The ASN index leaves out events with none (all of them without
             // --geoip): those are counted as the rest.
@@ -790,9 +788,7 @@ impl Timeline {
                     count: none,
                 });
             }
-            values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-            values.truncate(top);
-            values
+            top_values(values, top)
         } else {
             params.push(rusqlite::types::Value::Integer(
                 i64::try_from(top).unwrap_or(i64::MAX),
@@ -847,7 +843,7 @@ impl Timeline {
                 Ok((value, count(r.get(1)?)))
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        let mut values: Vec<FacetValue> = if field.is_coded() {
+        let values: Vec<FacetValue> = if field.is_coded() {
             fold_case(counts, |n| *n, |a, b| *a += b)
         } else {
             counts
@@ -855,9 +851,7 @@ impl Timeline {
         .into_iter()
         .map(|(value, count)| FacetValue { value, count })
         .collect();
-        values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-        values.truncate(top);
-        Ok(values)
+        Ok(top_values(values, top))
     }
 
     pub fn histogram(&self, q: &Query, bucket_us: i64) -> Result<Vec<Bucket>, TimelineError> {
@@ -1005,6 +999,13 @@ fn record_key(source: &str, id: &str) -> i64 {
         .chain_update(id)
         .finalize();
     d.first_chunk::<8>().map_or(0, |b| i64::from_be_bytes(*b))
+}
+
+/// The `top` commonest values, ties by value.
+fn top_values(mut values: Vec<FacetValue>, top: usize) -> Vec<FacetValue> {
+    values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    values.truncate(top);
+    values
 }
 
 fn count(n: i64) -> u64 {
