@@ -55,6 +55,9 @@ const BATCH: usize = 10_000;
 /// bulk run uses (a few segments per million events instead of hundreds).
 const FTS_HASH: usize = 1 << 20;
 const BULK_FTS_HASH: usize = 256 << 20;
+/// FTS5's default merge setting, put back after a bulk run turns merging
+/// off: later loads, row by row, write small segments that must be merged.
+const FTS_AUTOMERGE: u32 = 4;
 /// Bytes of the file a reader of whole index ranges maps rather than reads
 /// (see [`Timeline::reader`]): a scan then copies nothing, a third of a
 /// facet's time at ten million events. The build caps it (see
@@ -484,6 +487,7 @@ impl Timeline {
             "{INDEXES}
              UPDATE ingested SET state = 'done' WHERE state = 'loaded';
              INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {FTS_HASH});
+             INSERT INTO events_fts(events_fts, rank) VALUES('automerge', {FTS_AUTOMERGE});
              COMMIT;"
         ))?;
         tracing::debug!(
@@ -1600,6 +1604,15 @@ mod tests {
         );
         assert!(tl.is_ingested("b1").expect("q"));
         assert_eq!(tl.saved_search("keep").expect("kept").query, "action:Send");
+        let fts_config = |k: &str| -> i64 {
+            tl.conn
+                .query_row("SELECT v FROM events_fts_config WHERE k = ?1", [k], |r| {
+                    r.get(0)
+                })
+                .expect("fts config")
+        };
+        assert_eq!(fts_config("automerge"), i64::from(FTS_AUTOMERGE));
+        assert_eq!(fts_config("hashsize"), FTS_HASH as i64);
         // Now it holds events: later loads go row by row, duplicates caught by the index.
         assert!(!tl.begin_bulk().expect("bulk"));
         let mut l = tl.loader("b2", "ual-csv", None).expect("loader");
