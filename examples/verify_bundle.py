@@ -7,9 +7,16 @@ for SHA-256 and the `cryptography` package for Ed25519.
   - c2sp.org/signed-note: the checkpoint's signature under the verifier key
   - c2sp.org/tlog-checkpoint: origin, tree size, base64 root hash
   - c2sp.org/tlog-proof and RFC 9162 section 2.1.3.2: each entry's inclusion
-  - custody's per-case "prev" links: no entry of the case left out
+  - the key chain: a rotation's new key is trusted only when the rotation is
+    included in the checkpoint of size index + 1 signed by the key it retires
+  - custody's per-case "prev" links: no entry of the case left out, at the
+    start (the first has no prev), in between, or at the end (the bundle ends
+    with the signed record of its export, which counts the entries before it)
 
 Usage: verify_bundle.py BUNDLE_DIR [VERIFIER_KEY]
+VERIFIER_KEY is the log's initial key, obtained from its operator; without
+it the bundle's own verifier.key is used, which proves nothing about who
+signed the bundle.
 Exit status 0 when everything verifies, 1 otherwise.
 """
 
@@ -100,23 +107,65 @@ def parse_proof(data):
     return index, [base64.b64decode(h) for h in lines[1:]], checkpoint
 
 
+def key_for(chain, size):
+    """The key in force for checkpoints of `size`: chain is [(first size, key)]."""
+    return [k for first, k in chain if first <= size][-1]
+
+
+def open_with_chain(note, chain):
+    size = int(note.split(b"\n")[1])
+    return open_checkpoint(note, key_for(chain, size))
+
+
+def items(directory):
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(f[:-5]) for f in os.listdir(directory) if f.endswith(".json"))
+
+
 def main(bundle, vkey=None):
-    vkey = vkey or open(os.path.join(bundle, "verifier.key")).read().strip()
+    if vkey is None:
+        print("WARNING no verifier key given: using the bundle's own verifier.key")
+        vkey = open(os.path.join(bundle, "verifier.key")).read().strip()
     problems = []
-    open_checkpoint(open(os.path.join(bundle, "checkpoint"), "rb").read(), vkey)
-    indexes = sorted(int(f[:-5]) for f in os.listdir(os.path.join(bundle, "entries")) if f.endswith(".json"))
-    last = None
+    case = open(os.path.join(bundle, "case")).read().strip()
+    chain = [(0, vkey)]
+    for i in items(os.path.join(bundle, "rotations")):
+        entry = open(os.path.join(bundle, "rotations", f"{i}.json"), "rb").read()
+        index, proof, cp = parse_proof(open(os.path.join(bundle, "rotations", f"{i}.tlog-proof"), "rb").read())
+        current = chain[-1][1]
+        _, size, root = open_checkpoint(cp, current)
+        detail = json.loads(entry).get("detail") or {}
+        leaf = hashlib.sha256(b"\x00" + entry).digest()
+        if (
+            json.loads(entry).get("action") != "key_rotated"
+            or detail.get("old_verifier_key") != current
+            or index != i
+            or size != i + 1
+            or not verify_inclusion(i, size, leaf, proof, root)
+        ):
+            problems.append(f"key rotation at entry {i} is not covered by a checkpoint signed by the key it retires")
+            continue
+        chain.append((i + 2, detail["new_verifier_key"]))
+    open_with_chain(open(os.path.join(bundle, "checkpoint"), "rb").read(), chain)
+    indexes = items(os.path.join(bundle, "entries"))
+    last, last_entry = None, None
     for i in indexes:
         entry = open(os.path.join(bundle, "entries", f"{i}.json"), "rb").read()
         index, proof, cp = parse_proof(open(os.path.join(bundle, "proofs", f"{i}.tlog-proof"), "rb").read())
-        _, size, root = open_checkpoint(cp, vkey)
+        _, size, root = open_with_chain(cp, chain)
         leaf = hashlib.sha256(b"\x00" + entry).digest()
         if index != i or not verify_inclusion(i, size, leaf, proof, root):
             problems.append(f"entry {i} is not included in the signed log")
-        prev = json.loads(entry).get("prev")
-        if last is not None and prev != last:
-            problems.append(f"entry {i}: prev is {prev}, expected {last}: an entry is missing")
-        last = i
+        parsed = json.loads(entry)
+        if parsed.get("case") != case:
+            problems.append(f"entry {i} is not of case {case}")
+        if parsed.get("prev") != last:
+            problems.append(f"entry {i}: prev is {parsed.get('prev')}, expected {last}: an entry is missing")
+        last, last_entry = i, parsed
+    counted = (last_entry or {}).get("detail", {}).get("entries") if (last_entry or {}).get("action") == "exported" else None
+    if counted is None or counted != len(indexes) - 1:
+        problems.append("the bundle does not end with its export record counting the entries before it")
     for p in problems:
         print("FAILED", p)
     print(f"{len(indexes)} entries checked, {'verified' if not problems else 'NOT verified'}")
@@ -126,7 +175,7 @@ def main(bundle, vkey=None):
 if __name__ == "__main__":
     try:
         sys.exit(main(*sys.argv[1:3]))
-    except (ValueError, OSError, IndexError) as e:
+    except (ValueError, OSError, IndexError, KeyError) as e:
         import traceback
 
         traceback.print_exc(file=sys.stderr)

@@ -96,6 +96,16 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
             p.findings.join("; ")
         );
     }
+    // The store custody mirrors its ledger to: every object there must be the ledger's own.
+    if url == env.config.store && env.store_is_cloud() && env.ledger_paths().exists() {
+        let problems = env.check_mirror().await?;
+        for m in &problems {
+            eprintln!("error: ledger mirror: {m}");
+        }
+        if !problems.is_empty() {
+            return Ok(Outcome::VerificationFailed);
+        }
+    }
     if require_worm && !p.is_worm() {
         eprintln!(
             "error: {} is not write-once storage ({})",

@@ -3,7 +3,11 @@
 //! - [`S3Logs`]: log files from an S3 bucket (CloudTrail with its digest
 //!   files, VPC flow logs, S3 server access logs), as one tar bundle whose
 //!   members are the objects under their keys, byte for byte, followed by
-//!   `index.json` (key, size, ETag, version, last modified, SHA-256).
+//!   `index.json` (key, member, size, ETag, version, last modified,
+//!   SHA-256). A key that is not a safe path (`..` or `.` segments, a
+//!   leading or doubled `/`, NUL) is percent-encoded into its member name
+//!   ([`member::member_name`]); an object that cannot be fetched or stored
+//!   is a note and an `error` in the index, never the end of the bundle.
 //! - [`LookupEvents`]: CloudTrail management events through LookupEvents,
 //!   for accounts without a trail bucket: one JSON line per event, as AWS
 //!   returned it, at AWS's limit of 2 requests per second per region.
@@ -17,6 +21,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
+use super::member::{self, Appended, CountingWriter};
 use super::{CollectError, Collected, Collector, SourceEnd, channel};
 use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
 use crate::evidence::{ArtefactKind, Source};
@@ -232,6 +237,10 @@ pub async fn access_log_objects(
 #[derive(Debug, Serialize)]
 struct IndexEntry {
     key: String,
+    /// The tar member holding the object: the key, encoded where it must be
+    /// (`..` segments, a leading `/`, NUL: see [`member::member_name`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<String>,
     size: u64,
     sha256: Option<String>,
     etag: Option<String>,
@@ -298,9 +307,11 @@ impl Collector for S3Logs {
 
 impl S3Logs {
     /// Writes the tar: each object as it is stored, then the index. Runs on
-    /// the producer thread; each download is driven on the runtime.
+    /// the producer thread; each download is driven on the runtime. An
+    /// object that cannot be fetched or stored is noted and left out; only a
+    /// failing output ends the bundle.
     fn bundle(&self, rt: &tokio::runtime::Handle, w: &mut dyn Write) -> io::Result<SourceEnd> {
-        let mut tar = tar::Builder::new(w);
+        let mut tar = tar::Builder::new(CountingWriter::new(w));
         tar.mode(tar::HeaderMode::Deterministic);
         let mut index = Vec::with_capacity(self.objects.len());
         let mut notes = Vec::new();
@@ -325,15 +336,37 @@ impl S3Logs {
                     .into_bytes();
                 Ok::<_, String>((body, etag, version, modified))
             });
-            match got {
-                Ok((body, etag, version_id, last_modified)) => {
+            // Keys are the bucket writer's choice: `a/../x`, `/x` and NUL
+            // are legal in S3 and must not reach (or stop) an extractor.
+            let name = member::member_name(o.key.as_bytes());
+            let got = match got {
+                Ok(obj) => {
                     let mut h = tar::Header::new_gnu();
-                    h.set_size(body.len() as u64);
+                    h.set_size(obj.0.len() as u64);
                     h.set_mode(0o644);
                     h.set_entry_type(tar::EntryType::Regular);
-                    tar.append_data(&mut h, &o.key, body.as_ref())?;
+                    match member::append(&mut tar, |t| {
+                        t.append_data(&mut h, &name, obj.0.as_ref())
+                    })? {
+                        Appended::Stored => Ok(obj),
+                        Appended::Refused(e) => {
+                            Err(format!("not stored in the bundle as {name}: {e}"))
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok((body, etag, version_id, last_modified)) => {
+                    if name != o.key {
+                        notes.push(format!(
+                            "s3://{}/{} is not a safe path in an archive; stored as {name} (index.json has its key)",
+                            self.bucket, o.key
+                        ));
+                    }
                     index.push(IndexEntry {
                         key: o.key.clone(),
+                        member: Some(name),
                         size: body.len() as u64,
                         sha256: Some(hex::encode(Sha256::digest(&body))),
                         etag,
@@ -352,6 +385,7 @@ impl S3Logs {
                         etag: None,
                         version_id: None,
                         last_modified: None,
+                        member: None,
                         error: Some(e),
                     });
                 }

@@ -3,6 +3,7 @@
 //! - [`file`](mod@file): a file, a raw image or a block device.
 //! - [`host`]: volatile triage of the machine custody runs on, and process memory.
 //! - [`memory`]: an EC2 instance's memory, through SSM Run Command and presigned uploads.
+//! - [`member`]: safe tar member names for host paths and S3 keys.
 //! - [`channel`]: turns a producer that writes (a tar builder, a memory
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
 
@@ -11,6 +12,7 @@ pub mod ebs;
 pub mod file;
 pub mod host;
 pub mod logs;
+pub mod member;
 pub mod memory;
 
 use std::fmt;

@@ -53,6 +53,10 @@ pub enum Action {
     /// Names the new verifier key; committed under the old key.
     KeyRotated,
     LedgerInitialised,
+    /// Lines found past the last checkpoint that no pending record of this
+    /// ledger vouches for (not written by its key holder) were moved to
+    /// `set-aside/`; the detail names the file, its size and SHA-256.
+    TailSetAside,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,7 +39,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use signed_note::StandardSigner;
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::CaseId;
@@ -89,8 +88,33 @@ pub enum LedgerError {
     BadMeta { path: PathBuf },
     #[error("the ledger failed part-way through a commit and must be reopened")]
     Poisoned,
-    #[error("the group commit holding this entry failed: {0}")]
-    GroupCommit(String),
+    #[error("the group commit holding this entry failed: {message}")]
+    GroupCommit {
+        message: String,
+        /// The ledger could not write (retry later), rather than refused.
+        commit_failure: bool,
+    },
+    #[error(
+        "the signing key at {path} ({found}) is not the key the log says is in force ({expected})"
+    )]
+    WrongKey {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+}
+
+impl LedgerError {
+    /// The ledger could not write (a full disk, an I/O error, a commit left
+    /// half done): the same append may succeed later. Anything else (a
+    /// refusal to sign, a damaged history, a wrong key) will not.
+    pub fn is_commit_failure(&self) -> bool {
+        match self {
+            Self::Io { .. } | Self::Poisoned => true,
+            Self::GroupCommit { commit_failure, .. } => *commit_failure,
+            _ => false,
+        }
+    }
 }
 
 /// `ledger.json`.
@@ -177,7 +201,15 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError>
             .unwrap_or_default(),
         uuid::Uuid::new_v4().simple()
     ));
-    let mut f = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("cannot create", &tmp))?
+    };
     let written = f.write_all(bytes).and_then(|()| f.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -204,6 +236,61 @@ pub fn rotated_key(detail: Option<&serde_json::Value>) -> Option<String> {
     detail?.get("new_verifier_key")?.as_str().map(str::to_owned)
 }
 
+/// The verifier key a `key_rotated` entry retires.
+pub fn retired_key(detail: Option<&serde_json::Value>) -> Option<String> {
+    detail?.get("old_verifier_key")?.as_str().map(str::to_owned)
+}
+
+/// A `key_rotated` entry: its index and the keys it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub index: u64,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+/// The keys in force, as `(first checkpoint size signed by it, key)`, for
+/// the rotations covered by checkpoints up to `size`. A rotation at index
+/// `i` takes effect only once the checkpoint of size `i + 1`, signed by the
+/// key it retires, covers it: someone without that key cannot name a key of
+/// their own. Reads that one checkpoint per rotation.
+pub fn key_chain(
+    paths: &LedgerPaths,
+    meta: &Meta,
+    rotations: &[Rotation],
+    size: u64,
+) -> Result<Vec<(u64, String)>, LedgerError> {
+    let mut keys = vec![(0, meta.initial_verifier_key.clone())];
+    for r in rotations.iter().filter(|r| r.index < size) {
+        let cur = keys.last().map(|(_, k)| k.clone()).unwrap_or_default();
+        let uncovered = |why: String| {
+            LedgerError::HistoryMismatch(format!(
+                "the key rotation at entry {} is not covered by a checkpoint of size {} signed by the key it retires: {why}",
+                r.index,
+                r.index + 1
+            ))
+        };
+        if r.old.as_ref().is_some_and(|o| *o != cur) {
+            return Err(uncovered(
+                "it names another key as the one it retires".into(),
+            ));
+        }
+        let path = paths.checkpoints().join(checkpoint_name(r.index + 1));
+        let bytes = std::fs::read(&path).map_err(|e| uncovered(e.to_string()))?;
+        let cp = note::open_checkpoint(&bytes, &cur, &meta.origin)
+            .map_err(|e| uncovered(e.to_string()))?;
+        if cp.size != r.index + 1 {
+            return Err(uncovered(format!(
+                "{} is for size {}",
+                path.display(),
+                cp.size
+            )));
+        }
+        keys.push((r.index + 2, r.new.clone()));
+    }
+    Ok(keys)
+}
+
 /// An entry about the ledger itself (creation, key rotation), on the actor's own request.
 fn ledger_entry(actor: &entry::Actor, action: Action, detail: serde_json::Value) -> EntryDraft {
     EntryDraft {
@@ -220,21 +307,92 @@ fn ledger_entry(actor: &entry::Actor, action: Action, detail: serde_json::Value)
     }
 }
 
+/// `pending`: the batch being appended past the last checkpoint, MACed under
+/// a key derived from the signing key. Crash recovery commits a tail only
+/// when this record vouches for it byte for byte; anything else past the
+/// checkpoint was not written by this ledger's key holder and is set aside.
+const PENDING_FILE: &str = "pending";
+/// Where tails that no pending record vouches for are moved, and recorded.
+pub const SET_ASIDE_DIR: &str = "set-aside";
+
+fn pending_mac(mac_key: &[u8; 32], from: u64, size: u64, bytes: &[u8]) -> String {
+    use hmac::Mac as _;
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(bytes));
+    let body = format!("v1 {from} {size} {} {digest}", bytes.len());
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(mac_key) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm is never taken.
+        Err(_) => return String::new(),
+    };
+    mac.update(body.as_bytes());
+    format!("{body} {}\n", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `record` vouches for `bytes` appended at offset `from` to a log of `size` entries.
+fn pending_vouches(mac_key: &[u8; 32], record: &[u8], from: u64, size: u64, bytes: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let expected = pending_mac(mac_key, from, size, bytes);
+    !bytes.is_empty() && bool::from(expected.as_bytes().ct_eq(record))
+}
+
+/// Creates a directory (and its parents) readable by the owner only, and
+/// fsyncs each new one's parent so the entry survives a power cut.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io("cannot create", dir)(e)),
+    }
+    fsync_dir(dir.parent().unwrap_or(Path::new(".")))
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), LedgerError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("cannot fsync", dir))
+}
+
+fn private_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
 /// An open, locked ledger: the one writer.
 pub struct Ledger {
     paths: LedgerPaths,
     meta: Meta,
-    _lock: File,
+    /// Held while open; released only to reopen in place.
+    lock: Option<File>,
     entries: File,
+    pending: File,
     /// Bytes of `entries.jsonl` that hold committed entries.
     committed_len: u64,
     tree: Tree,
     last: SignedCheckpoint,
-    signer: StandardSigner,
-    vkey: String,
+    key: note::LoadedKey,
+    /// Keys in force: `(first checkpoint size signed by it, key)`.
+    keys: Vec<(u64, String)>,
+    /// Every committed key rotation.
+    rotations: Vec<Rotation>,
     case_last: HashMap<CaseId, u64>,
     clock: Arc<dyn Clock>,
     poisoned: bool,
+    /// Why the last append failed, until one succeeds.
+    last_failure: Option<String>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -258,12 +416,7 @@ pub struct Receipt {
 
 fn lock(paths: &LedgerPaths) -> Result<File, LedgerError> {
     let p = paths.dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(io("cannot open", &p))?;
+    let f = private_file(&p).map_err(io("cannot open", &p))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(LedgerError::Locked {
@@ -271,6 +424,86 @@ fn lock(paths: &LedgerPaths) -> Result<File, LedgerError> {
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(io("cannot lock", &p)(e)),
     }
+}
+
+/// The size a checkpoint note claims, read before its signature is checked
+/// (the key that must have signed it depends on the size).
+pub(crate) fn claimed_size(note: &[u8]) -> Option<u64> {
+    std::str::from_utf8(note).ok()?.lines().nth(1)?.parse().ok()
+}
+
+impl LedgerPaths {
+    fn key_new(&self) -> PathBuf {
+        self.key.with_extension("key.new")
+    }
+
+    fn retired(&self) -> PathBuf {
+        self.key.with_file_name("retired")
+    }
+}
+
+/// Moves `tail` (lines past the last checkpoint that no pending record
+/// vouches for) to `set-aside/`, and returns the detail of the entry that records it.
+fn set_aside_tail(paths: &LedgerPaths, tail: &[u8]) -> Result<serde_json::Value, LedgerError> {
+    use sha2::Digest as _;
+    let dir = paths.dir.join(SET_ASIDE_DIR);
+    create_private_dir(&dir)?;
+    let digest = hex::encode(sha2::Sha256::digest(tail));
+    let name = format!("{}.jsonl", digest);
+    write_atomic(&dir.join(&name), tail)?;
+    Ok(serde_json::json!({
+        "file": format!("{SET_ASIDE_DIR}/{name}"),
+        "bytes": tail.len(),
+        "sha256": digest,
+        "lines": memchr::memchr_iter(b'\n', tail).count(),
+        "reason": "lines past the last checkpoint that no pending record of this ledger vouches for",
+    }))
+}
+
+/// Moves a key file into `retired/` under its key id, never overwriting one there.
+fn retire_key(paths: &LedgerPaths, path: &Path, vkey: &str, what: &str) -> Result<(), LedgerError> {
+    let retired = paths.retired();
+    create_private_dir(&retired)?;
+    let id = vkey.split('+').nth(1).unwrap_or("unknown");
+    let mut dest = retired.join(format!("{what}-{id}.key"));
+    if dest.exists() {
+        dest = retired.join(format!("{what}-{id}-{}.key", uuid::Uuid::new_v4().simple()));
+    }
+    std::fs::rename(path, &dest).map_err(io("cannot retire", path))?;
+    fsync_dir(&retired)
+}
+
+/// The signing key that answers to `expected`. After a crash inside a key
+/// rotation the new key may still be at `ledger.key.new`: it is installed
+/// (the old one retired, both directories fsynced) when it is the one the
+/// log says is in force. Any other key is refused, never used to sign.
+fn key_in_force(paths: &LedgerPaths, expected: &str) -> Result<note::LoadedKey, LedgerError> {
+    let current = note::load_key(&paths.key);
+    if let Ok(k) = &current
+        && k.vkey == expected
+    {
+        return Ok(k.clone());
+    }
+    let new_path = paths.key_new();
+    if let Ok(k) = note::load_key(&new_path)
+        && k.vkey == expected
+    {
+        if let Ok(old) = &current {
+            retire_key(paths, &paths.key, &old.vkey, "ledger")?;
+        }
+        std::fs::rename(&new_path, &paths.key).map_err(io("cannot install", &paths.key))?;
+        fsync_dir(paths.key.parent().unwrap_or(Path::new(".")))?;
+        tracing::warn!(key = %expected, "finished a key rotation that a crash interrupted");
+        return Ok(k);
+    }
+    Err(LedgerError::WrongKey {
+        path: paths.key.clone(),
+        expected: expected.to_owned(),
+        found: match current {
+            Ok(k) => k.vkey,
+            Err(e) => e.to_string(),
+        },
+    })
 }
 
 impl Ledger {
@@ -286,16 +519,21 @@ impl Ledger {
                 dir: paths.dir.clone(),
             });
         }
-        std::fs::create_dir_all(paths.checkpoints())
-            .map_err(io("cannot create", &paths.checkpoints()))?;
+        create_private_dir(&paths.checkpoints())?;
+        if let Some(keys) = paths.key.parent() {
+            create_private_dir(keys)?;
+        }
         let vkey = note::create_key(&paths.key, origin)?;
+        fsync_dir(paths.key.parent().unwrap_or(Path::new(".")))?;
         let meta = Meta {
             schema: 1,
             origin: origin.to_owned(),
             initial_verifier_key: vkey.clone(),
         };
         let signer = note::load_signer(&paths.key)?;
-        File::create(paths.entries()).map_err(io("cannot create", &paths.entries()))?;
+        private_file(&paths.entries())
+            .and_then(|f| f.set_len(0))
+            .map_err(io("cannot create", &paths.entries()))?;
         let empty = note::sign_checkpoint(&signer, origin, 0, &merkle::empty_root())?;
         write_atomic(&paths.checkpoints().join(checkpoint_name(0)), &empty)?;
         write_atomic(&paths.checkpoint(), &empty)?;
@@ -314,8 +552,11 @@ impl Ledger {
     }
 
     /// Opens an existing ledger for writing. Recovers from a crash: a torn
-    /// last line is cut off and complete entries past the last checkpoint are
-    /// committed; signed history that does not match its checkpoint is an error.
+    /// last line is cut off; complete entries past the last checkpoint are
+    /// committed when the pending record (MACed under the signing key)
+    /// vouches for them, and otherwise moved to `set-aside/` and recorded in
+    /// a signed entry; signed history that does not match its checkpoint is
+    /// an error.
     pub fn open(paths: &LedgerPaths, clock: Arc<dyn Clock>) -> Result<Self, LedgerError> {
         if !paths.exists() {
             return Err(LedgerError::NotInitialised {
@@ -339,95 +580,185 @@ impl Ledger {
         entries
             .read_to_end(&mut data)
             .map_err(io("cannot read", &paths.entries()))?;
+        let pending_path = paths.dir.join(PENDING_FILE);
+        let pending = private_file(&pending_path).map_err(io("cannot open", &pending_path))?;
+        let latest =
+            std::fs::read(paths.checkpoint()).map_err(io("cannot read", &paths.checkpoint()))?;
+        let signed = claimed_size(&latest).ok_or(NoteError::Malformed)?;
+        let (lines, _) = verify::split_lines(&data);
+        if signed > lines.len() as u64 {
+            return Err(LedgerError::HistoryMismatch(format!(
+                "the checkpoint covers {signed} entries but only {} are intact in {}",
+                lines.len(),
+                paths.entries().display()
+            )));
+        }
 
         let mut tree = Tree::new();
         let mut case_last = HashMap::new();
-        let mut vkey = meta.initial_verifier_key.clone();
-        // Keys in force for each checkpoint size: (first size signed by it, key).
-        let mut keys: Vec<(u64, String)> = vec![(0, vkey.clone())];
-        let mut offset = 0usize;
-        let mut valid_len = 0usize;
-        let mut torn = false;
-        while offset < data.len() {
-            let Some(nl) = data
-                .get(offset..)
-                .and_then(|d| d.iter().position(|&b| b == b'\n'))
-            else {
-                torn = true;
-                break;
-            };
-            let line = data.get(offset..offset + nl).unwrap_or_default();
+        let mut rotations = Vec::new();
+        let mut offset = 0u64;
+        let read_line = |tree: &mut Tree,
+                         case_last: &mut HashMap<CaseId, u64>,
+                         rotations: &mut Vec<Rotation>,
+                         line: &[u8]|
+         -> Result<bool, LedgerError> {
             let index = tree.size();
             let Ok(skim) = serde_json::from_slice::<Skim>(line) else {
-                torn = true;
-                break;
+                return Ok(false);
             };
             tree.push_leaf_hash(leaf_hash(line))?;
             if let Some(c) = skim.case {
                 case_last.insert(c, index);
             }
             if skim.action == Action::KeyRotated
-                && let Some(k) = rotated_key(skim.detail.as_ref())
+                && let Some(new) = rotated_key(skim.detail.as_ref())
             {
-                keys.push((index + 2, k.clone()));
-                vkey = k;
+                let old = retired_key(skim.detail.as_ref());
+                rotations.push(Rotation { index, old, new });
             }
-            offset += nl + 1;
-            valid_len = offset;
+            Ok(true)
+        };
+        for (i, line) in lines.iter().take(signed as usize).enumerate() {
+            if !read_line(&mut tree, &mut case_last, &mut rotations, line)? {
+                return Err(LedgerError::HistoryMismatch(format!(
+                    "signed entry {i} of {} is not an entry",
+                    paths.entries().display()
+                )));
+            }
+            offset += line.len() as u64 + 1;
         }
-        let latest =
-            std::fs::read(paths.checkpoint()).map_err(io("cannot read", &paths.checkpoint()))?;
+        let keys = key_chain(paths, &meta, &rotations, signed)?;
         let last = verify::open_with_chain(&latest, &keys, &meta.origin)?;
-        if last.size > tree.size() {
-            return Err(LedgerError::HistoryMismatch(format!(
-                "the checkpoint covers {} entries but only {} are intact in {}",
-                last.size,
-                tree.size(),
-                paths.entries().display()
-            )));
-        }
         if tree.root(last.size)? != last.root {
             return Err(LedgerError::HistoryMismatch(format!(
                 "the first {} entries do not hash to the signed root",
                 last.size
             )));
         }
-        if torn || valid_len < data.len() {
-            tracing::warn!(
-                cut = data.len() - valid_len,
-                "cutting a torn tail off the ledger"
-            );
+        let key = key_in_force(paths, verify::key_for(&keys, last.size + 1))?;
+
+        // Past the checkpoint: complete lines this ledger wrote and vouched
+        // for are kept (and committed below); anything else is not ours.
+        let tail = data.get(offset as usize..).unwrap_or_default();
+        let complete = memchr::memrchr(b'\n', tail).map_or(0, |nl| nl + 1);
+        let ours = tail.get(..complete).unwrap_or_default();
+        let mut record = Vec::new();
+        let _ = (&pending).read_to_end(&mut record);
+        let vouched = pending_vouches(&key.mac_key, &record, offset, last.size, ours);
+        let mut set_aside = None;
+        let mut valid_len = offset;
+        if vouched {
+            for line in verify::split_lines(ours).0 {
+                if !read_line(&mut tree, &mut case_last, &mut rotations, line)? {
+                    break;
+                }
+                valid_len += line.len() as u64 + 1;
+            }
+        }
+        if valid_len < data.len() as u64 {
+            let cut = tail
+                .get((valid_len - offset) as usize..)
+                .unwrap_or_default();
+            if valid_len - offset < ours.len() as u64 || !vouched && !ours.is_empty() {
+                set_aside = Some(set_aside_tail(paths, cut)?);
+            } else {
+                tracing::warn!(cut = cut.len(), "cutting a torn tail off the ledger");
+            }
             entries
-                .set_len(valid_len as u64)
+                .set_len(valid_len)
                 .map_err(io("cannot truncate", &paths.entries()))?;
             entries
                 .sync_data()
                 .map_err(io("cannot fsync", &paths.entries()))?;
         }
-        let signer = note::load_signer(&paths.key)?;
         let mut ledger = Self {
             paths: paths.clone(),
             meta,
-            _lock: lock,
+            lock: Some(lock),
             entries,
-            committed_len: valid_len as u64,
+            pending,
+            committed_len: valid_len,
             tree,
             last,
-            signer,
-            vkey,
+            key,
+            keys,
+            rotations,
             case_last,
             clock,
             poisoned: false,
+            last_failure: None,
         };
         if ledger.tree.size() > ledger.last.size {
-            // Intact entries written before a crash, never acknowledged: commit them now.
+            // Entries this ledger wrote before a crash, never acknowledged: commit them now.
             tracing::warn!(
                 entries = ledger.tree.size() - ledger.last.size,
                 "committing entries left unsigned by a crash"
             );
             ledger.commit()?;
         }
+        if let Some(detail) = set_aside {
+            tracing::warn!(%detail, "set aside lines past the last checkpoint that this ledger did not write");
+            let actor = entry::Actor {
+                name: "custody".into(),
+                role: "ledger".into(),
+                host: crate::collect::hostname(),
+                tool: crate::TOOL_NAME.to_owned(),
+                tool_version: crate::TOOL_VERSION.to_owned(),
+            };
+            ledger.append(vec![ledger_entry(&actor, Action::TailSetAside, detail)])?;
+        }
         Ok(ledger)
+    }
+
+    /// Reopens the ledger in place after a failed commit (the state on disk
+    /// recovered, as after a crash). The failed batch was answered with an
+    /// error, so it is cut back rather than committed later behind its
+    /// callers' backs, unless a checkpoint covering it did reach the disk.
+    fn reopen(&mut self) -> Result<(), LedgerError> {
+        let on_disk = std::fs::read(self.paths.checkpoint())
+            .ok()
+            .and_then(|n| claimed_size(&n));
+        if on_disk.is_some_and(|s| s <= self.last.size) {
+            for size in self.last.size + 1..=self.tree.size() {
+                let _ = std::fs::remove_file(self.paths.checkpoints().join(checkpoint_name(size)));
+            }
+            self.entries
+                .set_len(self.committed_len)
+                .and_then(|()| self.entries.sync_data())
+                .map_err(io("cannot truncate", &self.paths.entries()))?;
+        }
+        self.lock = None;
+        match Self::open(&self.paths, self.clock.clone()) {
+            Ok(fresh) => {
+                *self = fresh;
+                Ok(())
+            }
+            Err(e) => {
+                self.lock = lock(&self.paths).ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the ledger can commit now: a poisoned ledger is reopened, and
+    /// after a failed append the disk is probed with a small synced write.
+    pub fn ready(&mut self) -> Result<(), LedgerError> {
+        if self.poisoned {
+            self.reopen()?;
+        }
+        if self.last_failure.is_some() {
+            let probe = self.paths.checkpoints().join(".ready-probe");
+            write_atomic(&probe, &[0u8; 4096])?;
+            let _ = std::fs::remove_file(&probe);
+            self.last_failure = None;
+        }
+        Ok(())
+    }
+
+    /// Why the last append failed, until an append or [`Ledger::ready`] succeeds.
+    pub fn last_failure(&self) -> Option<&str> {
+        self.last_failure.as_deref()
     }
 
     pub fn size(&self) -> u64 {
@@ -447,7 +778,7 @@ impl Ledger {
     }
 
     pub fn verifier_key(&self) -> &str {
-        &self.vkey
+        &self.key.vkey
     }
 
     pub fn latest_checkpoint(&self) -> &SignedCheckpoint {
@@ -459,21 +790,35 @@ impl Ledger {
     }
 
     /// Appends a batch of entries as one group commit and returns once they
-    /// are durable and covered by a signed checkpoint.
+    /// are durable and covered by a signed checkpoint. A ledger poisoned by
+    /// an earlier failure is reopened first.
     pub fn append(&mut self, drafts: Vec<EntryDraft>) -> Result<Receipt, LedgerError> {
         if self.poisoned {
-            return Err(LedgerError::Poisoned);
+            self.reopen()?;
         }
+        let result = self.append_batch(drafts);
+        self.last_failure = result.as_ref().err().map(|e| crate::error_chain(e));
+        result
+    }
+
+    fn append_batch(&mut self, drafts: Vec<EntryDraft>) -> Result<Receipt, LedgerError> {
         if drafts.is_empty() {
             return Ok(Receipt {
                 indexes: Vec::new(),
                 checkpoint_size: self.last.size,
             });
         }
+        // A rotation must be covered by a checkpoint of its own (size index + 1).
+        if drafts.len() > 1 && drafts.iter().any(|d| d.action == Action::KeyRotated) {
+            return Err(LedgerError::RefuseToSign(
+                "a key rotation is committed on its own".into(),
+            ));
+        }
         let start = self.tree.size();
         let mut buf = Vec::with_capacity(drafts.len() * 512);
         let mut leaves = Vec::with_capacity(drafts.len());
         let mut case_last = HashMap::new();
+        let mut rotation = None;
         for (i, d) in drafts.into_iter().enumerate() {
             let index = start + i as u64;
             let prev = d
@@ -497,6 +842,12 @@ impl Ledger {
             leaves.push(leaf_hash(&bytes));
             buf.extend_from_slice(&bytes);
             buf.push(b'\n');
+            if e.action == Action::KeyRotated
+                && let Some(new) = rotated_key(e.detail.as_ref())
+            {
+                let old = retired_key(e.detail.as_ref());
+                rotation = Some(Rotation { index, old, new });
+            }
             if let Some(c) = e.case {
                 case_last.insert(c, index);
             }
@@ -504,12 +855,22 @@ impl Ledger {
         // From here a failure leaves memory and disk out of step: poison until reopened.
         self.poisoned = true;
         let path = self.paths.entries();
+        let pending_path = self.paths.dir.join(PENDING_FILE);
+        // The record that lets crash recovery tell this batch from lines appended by others.
+        let record = pending_mac(&self.key.mac_key, self.committed_len, self.last.size, &buf);
+        self.pending
+            .set_len(0)
+            .and_then(|()| self.pending.write_all_at(record.as_bytes(), 0))
+            .map_err(io("cannot write", &pending_path))?;
         self.entries
             .write_all(&buf)
             .map_err(io("cannot append to", &path))?;
         self.entries
             .sync_data()
             .map_err(io("cannot fdatasync", &path))?;
+        self.pending
+            .sync_data()
+            .map_err(io("cannot fdatasync", &pending_path))?;
         // Recompute the new leaves from what is on disk, not from memory.
         let mut back = vec![0u8; buf.len()];
         self.entries
@@ -524,6 +885,7 @@ impl Ledger {
             }
             self.tree.push_leaf_hash(h)?;
         }
+        self.rotations.extend(rotation);
         self.commit()?;
         self.committed_len += buf.len() as u64;
         self.case_last.extend(case_last);
@@ -534,7 +896,8 @@ impl Ledger {
         })
     }
 
-    /// Signs a checkpoint for the whole tree, after checking it extends the last one.
+    /// Signs a checkpoint for the whole tree, after checking it extends the
+    /// last one; a rotation it covers then puts the new key in force.
     fn commit(&mut self) -> Result<(), LedgerError> {
         let size = self.tree.size();
         if size <= self.last.size {
@@ -548,6 +911,12 @@ impl Ledger {
                 "stored entries no longer hash to the last signed root".into(),
             ));
         }
+        if self.key.vkey != verify::key_for(&self.keys, size) {
+            return Err(LedgerError::RefuseToSign(format!(
+                "the loaded key {} is not the one in force at size {size}",
+                self.key.vkey
+            )));
+        }
         let root = self.tree.root(size)?;
         if self.last.size > 0 {
             let p = self.tree.consistency_proof(self.last.size, size)?;
@@ -559,7 +928,7 @@ impl Ledger {
                 },
             )?;
         }
-        let note = note::sign_checkpoint(&self.signer, &self.meta.origin, size, &root)?;
+        let note = note::sign_checkpoint(&self.key.signer, &self.meta.origin, size, &root)?;
         write_atomic(&self.paths.checkpoints().join(checkpoint_name(size)), &note)?;
         write_atomic(&self.paths.checkpoint(), &note)?;
         self.last = SignedCheckpoint {
@@ -568,30 +937,52 @@ impl Ledger {
             root,
             note,
         };
+        if let Some(r) = self.rotations.last().filter(|r| r.index + 1 == size) {
+            self.keys.push((size + 1, r.new.clone()));
+            let new = r.new.clone();
+            self.key = key_in_force(&self.paths, &new)?;
+        }
         Ok(())
     }
 
     /// Rotates the signing key: an entry naming the new verifier key is
-    /// committed under the old key, then the new key signs from the next checkpoint on.
+    /// committed alone under the old key, which signs the checkpoint that
+    /// covers it; the new key signs from the next checkpoint on. Crash-safe:
+    /// the new key is written (and its directory fsynced) before the entry,
+    /// and [`Ledger::open`] finishes an interrupted installation.
     pub fn rotate_key(&mut self, actor: entry::Actor) -> Result<String, LedgerError> {
-        let new_path = self.paths.key.with_extension("key.new");
-        let _ = std::fs::remove_file(&new_path);
+        if self.poisoned {
+            self.reopen()?;
+        }
+        let new_path = self.paths.key_new();
+        if let Ok(stale) = note::load_key(&new_path) {
+            // Left by an attempt whose entry was never committed (open would
+            // have installed it otherwise): kept, never deleted.
+            retire_key(&self.paths, &new_path, &stale.vkey, "abandoned")?;
+        } else if new_path.exists() {
+            retire_key(&self.paths, &new_path, "unreadable+unknown", "abandoned")?;
+        }
         let new_vkey = note::create_key(&new_path, &self.meta.origin)?;
-        let new_signer = note::load_signer(&new_path)?;
+        fsync_dir(self.paths.key.parent().unwrap_or(Path::new(".")))?;
         let detail =
-            serde_json::json!({ "old_verifier_key": self.vkey, "new_verifier_key": new_vkey });
+            serde_json::json!({ "old_verifier_key": self.key.vkey, "new_verifier_key": new_vkey });
         self.append(vec![ledger_entry(&actor, Action::KeyRotated, detail)])?;
-        let retired = self.paths.key.with_file_name("retired");
-        std::fs::create_dir_all(&retired).map_err(io("cannot create", &retired))?;
-        let old_id = self.vkey.split('+').nth(1).unwrap_or("old").to_owned();
-        let old_dest = retired.join(format!("ledger-{old_id}.key"));
-        std::fs::rename(&self.paths.key, &old_dest)
-            .map_err(io("cannot retire", &self.paths.key))?;
-        std::fs::rename(&new_path, &self.paths.key)
-            .map_err(io("cannot install", &self.paths.key))?;
-        self.signer = new_signer;
-        self.vkey = new_vkey.clone();
+        if self.key.vkey != new_vkey {
+            return Err(LedgerError::RefuseToSign(
+                "the rotation was committed but the new key is not in force".into(),
+            ));
+        }
         Ok(new_vkey)
+    }
+
+    /// Keys in force: `(first checkpoint size signed by it, key)`.
+    pub fn key_history(&self) -> &[(u64, String)] {
+        &self.keys
+    }
+
+    /// Every committed key rotation, oldest first.
+    pub fn rotations(&self) -> &[Rotation] {
+        &self.rotations
     }
 
     /// A tlog-proof of entry `index` against the latest checkpoint.
@@ -692,6 +1083,12 @@ impl SharedLedger {
     pub fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> T {
         off_the_runtime(|| f(&mut locked(&self.0.ledger)))
     }
+
+    /// Whether the ledger can commit now (see [`Ledger::ready`]): reopens a
+    /// poisoned ledger, and probes the disk after a failed append.
+    pub fn ready(&self) -> Result<(), LedgerError> {
+        self.with(Ledger::ready)
+    }
 }
 
 /// Commits every waiting append as one batch, leaves each waiter its share
@@ -717,7 +1114,10 @@ fn commit_batch(
                 indexes: r.indexes.iter().skip(next).take(n).copied().collect(),
                 checkpoint_size: r.checkpoint_size,
             }),
-            Err(e) => Err(LedgerError::GroupCommit(e.to_string())),
+            Err(e) => Err(LedgerError::GroupCommit {
+                message: e.to_string(),
+                commit_failure: e.is_commit_failure(),
+            }),
         };
         next += n;
         if Arc::ptr_eq(slot, own) {
@@ -730,9 +1130,10 @@ fn commit_batch(
         (Err(e), _) => Err(e),
         (Ok(_), Some(answer)) => answer,
         // Unreachable: the caller's append is in every batch it commits.
-        (Ok(_), None) => Err(LedgerError::GroupCommit(
-            "the committed batch did not hold this append".into(),
-        )),
+        (Ok(_), None) => Err(LedgerError::GroupCommit {
+            message: "the committed batch did not hold this append".into(),
+            commit_failure: false,
+        }),
     }
 }
 

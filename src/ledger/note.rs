@@ -106,6 +106,62 @@ pub fn load_signer(path: &Path) -> Result<StandardSigner, NoteError> {
     })
 }
 
+/// A signing key as loaded from its file: the signer, the verifier key it
+/// answers to, and a MAC key derived from it (for what the ledger writes
+/// before it can sign, so that only the key holder's own lines are trusted).
+#[derive(Clone)]
+pub struct LoadedKey {
+    pub signer: StandardSigner,
+    pub vkey: String,
+    pub mac_key: [u8; 32],
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedKey")
+            .field("vkey", &self.vkey)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Domain separation for the MAC key derived from a signing key.
+const MAC_KEY_LABEL: &[u8] = b"custody ledger tail MAC key v1\0";
+
+/// Loads a signing key (see [`load_signer`]) with its verifier key and derived MAC key.
+pub fn load_key(path: &Path) -> Result<LoadedKey, NoteError> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let signer = load_signer(path)?;
+    let bad = || NoteError::BadKey {
+        path: path.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| NoteError::KeyIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // PRIVATE+KEY+<name>+<id>+<base64(0x01 || seed)>; load_signer has checked the form.
+    let mut parts = text.trim().splitn(5, '+');
+    let name = parts.nth(2).ok_or_else(bad)?;
+    let raw = parts
+        .nth(1)
+        .and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
+        .ok_or_else(bad)?;
+    let seed: [u8; 32] = raw
+        .get(1..)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(bad)?;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let vkey = signed_note::new_ed25519_verifier_key(name, &sk.verifying_key());
+    let mut h = sha2::Sha256::new();
+    h.update(MAC_KEY_LABEL);
+    h.update(seed);
+    Ok(LoadedKey {
+        signer,
+        vkey,
+        mac_key: h.finalize().into(),
+    })
+}
+
 pub fn verifier(vkey: &str) -> Result<StandardVerifier, NoteError> {
     StandardVerifier::new(vkey).map_err(|_| NoteError::BadVerifierKey {
         key: vkey.to_owned(),

@@ -13,7 +13,7 @@ use super::entry::{Action, Entry};
 use super::merkle::{self, CompactRange, leaf_hash};
 use super::note::{self, NoteError, SignedCheckpoint};
 use super::proof::TlogProof;
-use super::{CHECKPOINTS_DIR, LedgerError, LedgerPaths, Meta, rotated_key};
+use super::{CHECKPOINTS_DIR, LedgerError, LedgerPaths, Meta, Rotation, retired_key, rotated_key};
 use crate::ids::CaseId;
 
 /// The key that signs checkpoints of `size`: the last key whose first signed size is at most `size`.
@@ -62,6 +62,10 @@ pub struct Report {
     pub latest_root: String,
     pub key_rotations: usize,
     pub problems: Vec<String>,
+    /// What the verification could not vouch for, without being a failure
+    /// (no trusted key pinned).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Report {
@@ -93,6 +97,7 @@ struct Line {
     /// Unix time in nanoseconds.
     time: Option<i128>,
     rotated_to: Option<String>,
+    rotated_from: Option<String>,
     problem: Option<String>,
 }
 
@@ -104,6 +109,7 @@ fn read_line(line: &[u8], strict: bool) -> Line {
         prev: None,
         time: None,
         rotated_to: None,
+        rotated_from: None,
         problem: None,
     };
     let parse_time = |t: &str| {
@@ -137,6 +143,7 @@ fn read_line(line: &[u8], strict: bool) -> Line {
                 }
                 if e.action == Action::KeyRotated {
                     out.rotated_to = rotated_key(e.detail.as_ref());
+                    out.rotated_from = retired_key(e.detail.as_ref());
                     if out.rotated_to.is_none() {
                         out.problem = Some("key rotation names no new verifier key".into());
                     }
@@ -154,7 +161,7 @@ fn read_line(line: &[u8], strict: bool) -> Line {
 struct Links {
     case_last: HashMap<String, u64>,
     last_time: Option<i128>,
-    keys: Vec<(u64, String)>,
+    rotations: Vec<Rotation>,
     next: u64,
 }
 
@@ -195,7 +202,11 @@ impl Links {
             self.last_time = Some(t);
         }
         if let Some(k) = &l.rotated_to {
-            self.keys.push((i + 2, k.clone()));
+            self.rotations.push(Rotation {
+                index: i,
+                old: l.rotated_from.clone(),
+                new: k.clone(),
+            });
         }
     }
 }
@@ -261,6 +272,19 @@ pub fn verify_ledger(
     trusted_key: Option<&str>,
     strict: bool,
 ) -> Result<Report, LedgerError> {
+    verify_ledger_since(paths, trusted_key, strict, None)
+}
+
+/// [`verify_ledger`], and also that the log extends `trusted_checkpoint`, a
+/// checkpoint the verifier saw earlier (RFC 9162 consistency, checked by
+/// recomputing the root at its size from the entries): a ledger restored
+/// from an older copy, or rewritten after a truncation, is refused.
+pub fn verify_ledger_since(
+    paths: &LedgerPaths,
+    trusted_key: Option<&str>,
+    strict: bool,
+    trusted_checkpoint: Option<&[u8]>,
+) -> Result<Report, LedgerError> {
     let meta: Meta = std::fs::read(paths.meta())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -285,10 +309,18 @@ pub fn verify_ledger(
             })
             .collect();
     names.sort();
+    let trusted_size = trusted_checkpoint.and_then(super::claimed_size);
+    if trusted_checkpoint.is_some() && trusted_size.is_none() {
+        report
+            .problems
+            .push("the trusted checkpoint is not a checkpoint".into());
+    }
+    let mut sizes: Vec<u64> = names.iter().map(|(n, _)| *n).chain(trusted_size).collect();
+    sizes.sort_unstable();
     // Roots at every checkpointed size, computed in one pass over the entries
     // with a compact range: each checkpoint is checked against the same
     // sequence of leaves, so each is a prefix of the next.
-    let mut wanted = names.iter().map(|(n, _)| *n).peekable();
+    let mut wanted = sizes.into_iter().peekable();
     let mut roots: HashMap<u64, merkle::Hash> = HashMap::new();
     let mut range = CompactRange::default();
     let mut links = Links::default();
@@ -351,21 +383,26 @@ pub fn verify_ledger(
             .problems
             .push("the entries file ends with an incomplete line".into());
     }
-    let rotations = links.keys;
+    let rotations = links.rotations;
     report.entries = range.size();
     report.key_rotations = rotations.len();
-    let mut chain = vec![(0u64, initial)];
-    chain.extend(rotations);
 
+    // Checkpoints in size order, each opened with the key in force; a
+    // rotation at index i puts its key in force only once the checkpoint of
+    // size i + 1, signed by the key it retires, covers it.
+    let mut chain: Vec<(u64, String)> = vec![(0u64, initial)];
+    let mut pending = rotations.iter().peekable();
     let mut prev: Option<SignedCheckpoint> = None;
     for (named, path) in &names {
         let bytes = std::fs::read(path).map_err(super::io("cannot read", path))?;
-        let cp = match open_with_chain(&bytes, &chain, &meta.origin) {
+        let cur = chain.last().map(|(_, k)| k.clone()).unwrap_or_default();
+        let cp = match note::open_checkpoint(&bytes, &cur, &meta.origin) {
             Ok(cp) => cp,
             Err(e) => {
-                report
-                    .problems
-                    .push(format!("checkpoint {}: {e}", path.display()));
+                report.problems.push(format!(
+                    "checkpoint {}: not signed by the key in force ({e})",
+                    path.display()
+                ));
                 continue;
             }
         };
@@ -398,7 +435,43 @@ pub fn verify_ledger(
                 cp.size
             ));
         }
+        while let Some(r) = pending.next_if(|r| r.index < cp.size) {
+            if r.index + 1 != cp.size {
+                report.problems.push(format!(
+                    "the key rotation at entry {} is not covered by a checkpoint of size {} signed by the key it retires",
+                    r.index,
+                    r.index + 1
+                ));
+            } else if r.old.as_ref().is_some_and(|o| *o != cur) {
+                report.problems.push(format!(
+                    "the key rotation at entry {} names another key than the one in force as the key it retires",
+                    r.index
+                ));
+            } else {
+                chain.push((cp.size + 1, r.new.clone()));
+            }
+        }
         prev = Some(cp);
+    }
+    if let (Some(trusted), Some(size)) = (trusted_checkpoint, trusted_size) {
+        let key = key_for(&chain, size);
+        match note::open_checkpoint(trusted, key, &meta.origin) {
+            Err(e) => report.problems.push(format!(
+                "the trusted checkpoint of size {size} is not signed by the key in force at that size: {e}"
+            )),
+            Ok(t) => match roots.get(&t.size) {
+                None => report.problems.push(format!(
+                    "the log holds {} entries, fewer than the {} of the trusted checkpoint: it was rolled back",
+                    range.size(),
+                    t.size
+                )),
+                Some(root) if *root != t.root => report.problems.push(format!(
+                    "the log's first {} entries do not hash to the trusted checkpoint's root: the log was rewritten (a fork)",
+                    t.size
+                )),
+                Some(_) => {}
+            },
+        }
     }
     match std::fs::read(paths.checkpoint()) {
         Ok(latest) => match &prev {
@@ -426,6 +499,8 @@ pub fn verify_ledger(
 
 /// Files of an exported case bundle.
 pub mod bundle {
+    pub const CASE: &str = "case";
+    pub const ROTATIONS: &str = "rotations";
     pub const CHECKPOINT: &str = "checkpoint";
     pub const VERIFIER_KEY: &str = "verifier.key";
     pub const KEY_HISTORY: &str = "key-history.txt";
@@ -435,19 +510,98 @@ pub mod bundle {
     pub const README: &str = "README.txt";
 }
 
-/// Verifies an exported case bundle with the verifier key in it (or `trusted_key`).
+/// Reads `<dir>/<index>.json` and `<dir>/<index>.tlog-proof` pairs, by index.
+fn bundle_items(dir: &Path) -> Result<Vec<u64>, LedgerError> {
+    let mut indexes: Vec<u64> = match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".json")
+                    .and_then(|n| n.parse().ok())
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(super::io("cannot list", dir)(e)),
+    };
+    indexes.sort_unstable();
+    Ok(indexes)
+}
+
+/// Verifies an exported case bundle against `trusted_key` (the log's initial
+/// verifier key), or, without one, the bundle's own `verifier.key` (and says
+/// so in the report's warnings: a wholly forged bundle is self-consistent).
 pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, LedgerError> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).map_err(super::io("cannot read", &dir.join(name)))
     };
     let key_text = String::from_utf8(read(bundle::VERIFIER_KEY)?).unwrap_or_default();
-    let key = trusted_key
-        .map(str::to_owned)
-        .unwrap_or_else(|| key_text.trim().to_owned());
     let mut report = Report::default();
+    let key = match trusted_key {
+        Some(k) => k.to_owned(),
+        None => {
+            report.warnings.push(
+                "no --key given: checked against the bundle's own verifier.key, which proves nothing about who signed it; pin the log's initial key"
+                    .into(),
+            );
+            key_text.trim().to_owned()
+        }
+    };
     let origin = note::key_name(&key).to_owned();
+    let case: Option<CaseId> = std::fs::read_to_string(dir.join(bundle::CASE))
+        .ok()
+        .and_then(|c| c.trim().parse().ok());
+    if case.is_none() {
+        report
+            .problems
+            .push("the bundle does not name its case (file `case`)".into());
+    }
+
+    // The key chain: each rotation covered by a checkpoint of its own size + 1
+    // signed by the key it retires.
+    let mut chain: Vec<(u64, String)> = vec![(0, key.clone())];
+    let rotations_dir = dir.join(bundle::ROTATIONS);
+    for i in bundle_items(&rotations_dir)? {
+        let cur = chain.last().map(|(_, k)| k.clone()).unwrap_or_default();
+        let bytes = read(&format!("{}/{i}.json", bundle::ROTATIONS))?;
+        let checked = (|| -> Result<String, String> {
+            let e = Entry::parse(&bytes).map_err(|e| crate::error_chain(&e))?;
+            if e.action != Action::KeyRotated {
+                return Err("it is not a key rotation".into());
+            }
+            if retired_key(e.detail.as_ref()).as_deref() != Some(cur.as_str()) {
+                return Err("it does not retire the key in force".into());
+            }
+            let new = rotated_key(e.detail.as_ref()).ok_or("it names no new key")?;
+            let proof = read(&format!("{}/{i}.tlog-proof", bundle::ROTATIONS))
+                .map_err(|e| e.to_string())
+                .and_then(|b| TlogProof::parse(&b).map_err(|e| e.to_string()))?;
+            let cp = note::open_checkpoint(&proof.checkpoint, &cur, &origin)
+                .map_err(|e| format!("its checkpoint is not signed by the key it retires: {e}"))?;
+            if proof.index != i || cp.size != i + 1 {
+                return Err(format!(
+                    "its proof is of entry {} in a checkpoint of size {}, not of entry {i} in one of size {}",
+                    proof.index,
+                    cp.size,
+                    i + 1
+                ));
+            }
+            merkle::verify_inclusion(i, cp.size, &leaf_hash(&bytes), &proof.hashes, &cp.root)
+                .map_err(|e| format!("it is not in its checkpoint: {e}"))?;
+            Ok(new)
+        })();
+        match checked {
+            Ok(new) => chain.push((i + 2, new)),
+            Err(why) => report
+                .problems
+                .push(format!("key rotation at entry {i}: {why}")),
+        }
+    }
+    report.key_rotations = chain.len() - 1;
+
     let checkpoint = read(bundle::CHECKPOINT)?;
-    let cp = match note::open_checkpoint(&checkpoint, &key, &origin) {
+    let cp = match open_with_chain(&checkpoint, &chain, &origin) {
         Ok(cp) => cp,
         Err(e) => {
             report.problems.push(format!("checkpoint: {e}"));
@@ -457,19 +611,9 @@ pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, Le
     report.latest_size = cp.size;
     report.latest_root = b64(&cp.root);
     report.checkpoints = 1;
-    let mut indexes: Vec<u64> = std::fs::read_dir(dir.join(bundle::ENTRIES))
-        .map_err(super::io("cannot list", &dir.join(bundle::ENTRIES)))?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".json")
-                .and_then(|n| n.parse().ok())
-        })
-        .collect();
-    indexes.sort_unstable();
-    let mut case_last: HashMap<CaseId, u64> = HashMap::new();
-    for i in indexes {
+    let indexes = bundle_items(&dir.join(bundle::ENTRIES))?;
+    let mut last: Option<(u64, Entry)> = None;
+    for &i in &indexes {
         let bytes = read(&format!("{}/{i}.json", bundle::ENTRIES))?;
         let e = match Entry::parse(&bytes) {
             Ok(e) => e,
@@ -481,12 +625,26 @@ pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, Le
             }
         };
         report.entries += 1;
-        if let Some(c) = &e.case
-            && let Some(last) = case_last.insert(c.clone(), i)
-            && e.prev != Some(last)
-        {
-            report.problems.push(format!("entry {i}: prev is {:?}, but the bundle's previous entry of case {c} is {last}: an entry is missing", e.prev));
+        if e.case != case {
+            report.problems.push(format!(
+                "entry {i} is of case {:?}, not of the bundle's case",
+                e.case.as_ref().map(CaseId::as_str)
+            ));
         }
+        let expected = last.as_ref().map(|(l, _)| *l);
+        if e.prev != expected {
+            report.problems.push(match expected {
+                None => format!(
+                    "entry {i}: prev is {:?}, but it is the bundle's first entry of the case: the case's earlier entries are missing",
+                    e.prev
+                ),
+                Some(l) => format!(
+                    "entry {i}: prev is {:?}, but the bundle's previous entry of the case is {l}: an entry is missing",
+                    e.prev
+                ),
+            });
+        }
+        last = Some((i, e));
         let proof = match read(&format!("{}/{i}.tlog-proof", bundle::PROOFS))
             .map(|b| TlogProof::parse(&b))
         {
@@ -505,7 +663,7 @@ pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, Le
                 .problems
                 .push(format!("proof of entry {i} is for index {}", proof.index));
         }
-        let pcp = match note::open_checkpoint(&proof.checkpoint, &key, &origin) {
+        let pcp = match open_with_chain(&proof.checkpoint, &chain, &origin) {
             Ok(c) => c,
             Err(e) => {
                 report
@@ -521,6 +679,21 @@ pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, Le
                 .problems
                 .push(format!("entry {i} is not in the signed log: {e}"));
         }
+    }
+    // The bundle ends with the signed record of its export, which counts the entries before it.
+    let counted = last
+        .as_ref()
+        .filter(|(_, e)| e.action == Action::Exported)
+        .and_then(|(_, e)| e.detail.as_ref()?.get("entries")?.as_u64());
+    match counted {
+        Some(n) if n + 1 == indexes.len() as u64 => {}
+        Some(n) => report.problems.push(format!(
+            "the export record counts {n} entries of the case before it, but the bundle holds {}",
+            indexes.len().saturating_sub(1)
+        )),
+        None => report.problems.push(
+            "the bundle does not end with the signed record of its export: entries may have been cut from its end".into(),
+        ),
     }
     Ok(report)
 }
@@ -579,12 +752,26 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Damage {
-        FlipEntries { at: usize, bit: u8 },
-        FlipCheckpoint { at: usize, bit: u8 },
+        FlipEntries {
+            at: usize,
+            bit: u8,
+        },
+        FlipCheckpoint {
+            at: usize,
+            bit: u8,
+        },
         DeleteLine(usize),
         DuplicateLine(usize),
         SwapLines(usize, usize),
         Truncate(usize),
+        /// A canonical entry appended (without the key) at a line position.
+        InjectLine(usize),
+        /// A `key_rotated` entry naming the attacker's key, more entries,
+        /// and checkpoints signed by that key.
+        ForgeRotation(u8),
+        /// The log cut back to an earlier checkpoint, with the later
+        /// checkpoints removed: self-consistent, only a trusted checkpoint shows it.
+        Rollback(usize),
     }
 
     fn damage() -> impl Strategy<Value = Damage> {
@@ -595,7 +782,75 @@ mod tests {
             any::<usize>().prop_map(Damage::DuplicateLine),
             (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Damage::SwapLines(a, b)),
             any::<usize>().prop_map(Damage::Truncate),
+            any::<usize>().prop_map(Damage::InjectLine),
+            (1u8..4).prop_map(Damage::ForgeRotation),
+            any::<usize>().prop_map(Damage::Rollback),
         ]
+    }
+
+    /// A canonical entry as the ledger writes it, built without the key.
+    fn forged_line(
+        action: Action,
+        case: Option<&str>,
+        prev: Option<u64>,
+        detail: Option<serde_json::Value>,
+    ) -> Vec<u8> {
+        crate::ledger::entry::Entry {
+            v: crate::ledger::entry::ENTRY_SCHEMA,
+            time: "2026-11-28T05:00:00Z".into(),
+            case: case.map(|c| c.parse().expect("id")),
+            prev,
+            action,
+            actor: actor(),
+            reason: Reason::Manual {
+                operator: "t".into(),
+                note: None,
+            },
+            evidence: None,
+            place: None,
+            detail,
+            nonce: crate::ledger::entry::random_nonce(),
+        }
+        .to_canonical()
+        .expect("canonical")
+    }
+
+    /// Appends a forged rotation and `extra` entries, and signs checkpoints
+    /// over them with the forger's own key, as finding L1 does.
+    fn forge_rotation(paths: &LedgerPaths, extra: u8) {
+        let meta: Meta =
+            serde_json::from_slice(&std::fs::read(paths.meta()).expect("meta")).expect("meta");
+        let (skey, vkey) = signed_note::generate_key(&mut rand_core::OsRng, &meta.origin);
+        let signer = signed_note::StandardSigner::new(&skey).expect("signer");
+        let mut data = std::fs::read(paths.entries()).expect("read");
+        let n = split_lines(&data).0.len() as u64;
+        let detail = serde_json::json!({ "old_verifier_key": meta.initial_verifier_key, "new_verifier_key": vkey });
+        let mut lines = vec![forged_line(Action::KeyRotated, None, None, Some(detail))];
+        for _ in 0..extra {
+            lines.push(forged_line(Action::Accessed, Some("forged"), None, None));
+        }
+        for l in &lines {
+            data.extend_from_slice(l);
+            data.push(b'\n');
+        }
+        std::fs::write(paths.entries(), &data).expect("write");
+        let mut tree = merkle::Tree::new();
+        for l in split_lines(&data).0 {
+            tree.push_leaf_hash(leaf_hash(l)).expect("leaf");
+        }
+        for size in [n + 1, tree.size()] {
+            let note =
+                note::sign_checkpoint(&signer, &meta.origin, size, &tree.root(size).expect("root"))
+                    .expect("sign");
+            std::fs::write(
+                paths
+                    .checkpoints()
+                    .join(crate::ledger::checkpoint_name(size)),
+                &note,
+            )
+            .expect("write");
+            std::fs::write(paths.checkpoint(), &note).expect("write");
+        }
     }
 
     fn apply(paths: &LedgerPaths, d: &Damage) {
@@ -654,7 +909,256 @@ mod tests {
                     .expect("open");
                 f.set_len((at % data.len()) as u64).expect("truncate");
             }
+            Damage::InjectLine(at) => {
+                let l = forged_line(Action::Verified, Some("c0"), None, None);
+                lines.insert(at % (n + 1), l);
+                write_lines(&lines);
+            }
+            Damage::ForgeRotation(extra) => forge_rotation(paths, extra),
+            Damage::Rollback(at) => {
+                let mut sizes: Vec<u64> = std::fs::read_dir(paths.checkpoints())
+                    .expect("dir")
+                    .filter_map(|e| e.expect("e").file_name().to_str()?.parse().ok())
+                    .collect();
+                sizes.sort_unstable();
+                sizes.pop();
+                let keep = sizes[at % sizes.len()];
+                for e in std::fs::read_dir(paths.checkpoints()).expect("dir") {
+                    let e = e.expect("e");
+                    let size: u64 = e
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse().ok())
+                        .expect("size");
+                    if size > keep {
+                        std::fs::remove_file(e.path()).expect("rm");
+                    }
+                }
+                let cp = paths
+                    .checkpoints()
+                    .join(crate::ledger::checkpoint_name(keep));
+                std::fs::copy(cp, paths.checkpoint()).expect("copy");
+                lines.truncate(keep as usize);
+                write_lines(&lines);
+            }
         }
+    }
+
+    fn initial_key(paths: &LedgerPaths) -> String {
+        let meta: Meta =
+            serde_json::from_slice(&std::fs::read(paths.meta()).expect("meta")).expect("meta");
+        meta.initial_verifier_key
+    }
+
+    /// L1: a rotation to a key of the forger's own, with checkpoints signed
+    /// by it, is refused by a verifier pinned to the initial key, and the
+    /// ledger refuses to open (and sign) on top of it.
+    #[test]
+    fn l1_forged_rotation_is_refused() {
+        let (_dir, paths) = build(&[vec![0], vec![1, 2]]);
+        let initial = initial_key(&paths);
+        forge_rotation(&paths, 2);
+        for strict in [false, true] {
+            let r = verify_ledger(&paths, Some(&initial), strict).expect("verify");
+            assert!(!r.ok(), "the forged rotation verified (strict {strict})");
+        }
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        let err = Ledger::open(&paths, clock).expect_err("opened over a forged rotation");
+        assert!(
+            err.to_string().contains("not covered by a checkpoint"),
+            "{err}"
+        );
+    }
+
+    /// A real rotation verifies against the initial key, and the new key signs after it.
+    #[test]
+    fn a_rotation_covered_by_the_old_key_verifies_from_the_initial_key() {
+        let (_dir, paths) = build(&[vec![0]]);
+        let initial = initial_key(&paths);
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        let mut l = Ledger::open(&paths, clock.clone()).expect("open");
+        let new = l.rotate_key(actor()).expect("rotate");
+        l.append(vec![draft(1)]).expect("append");
+        drop(l);
+        let r = verify_ledger(&paths, Some(&initial), true).expect("verify");
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.key_rotations, 1);
+        let l = Ledger::open(&paths, clock).expect("reopen");
+        assert_eq!(l.verifier_key(), new);
+    }
+
+    /// L3: a crash between the rotation's commit and the key files' renames
+    /// (ledger.key still the old key, the new one at ledger.key.new) is
+    /// finished on open; custody never signs with the retired key.
+    #[test]
+    fn l3_a_crash_inside_rotate_key_is_finished_on_open() {
+        let (dir, paths) = build(&[vec![0]]);
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        let mut l = Ledger::open(&paths, clock.clone()).expect("open");
+        let new = l.rotate_key(actor()).expect("rotate");
+        drop(l);
+        let keys = dir.path().join("keys");
+        let retired: Vec<_> = std::fs::read_dir(keys.join("retired"))
+            .expect("retired")
+            .map(|e| e.expect("e").path())
+            .collect();
+        std::fs::rename(keys.join("ledger.key"), keys.join("ledger.key.new")).expect("mv");
+        std::fs::rename(&retired[0], keys.join("ledger.key")).expect("mv");
+        let mut l = Ledger::open(&paths, clock.clone()).expect("open after the crash");
+        assert_eq!(l.verifier_key(), new);
+        l.append(vec![draft(2)]).expect("append");
+        drop(l);
+        let r = verify_ledger(&paths, Some(&initial_key(&paths)), true).expect("verify");
+        assert!(r.ok(), "{:?}", r.problems);
+        // A key at ledger.key.new that the log never named is kept aside, not deleted.
+        let stray =
+            note::create_key(&keys.join("ledger.key.new"), "custody.test/log").expect("key");
+        let mut l = Ledger::open(&paths, clock).expect("open");
+        l.rotate_key(actor()).expect("rotate");
+        let kept = std::fs::read_dir(keys.join("retired"))
+            .expect("retired")
+            .filter(|e| {
+                let p = e.as_ref().expect("e").path();
+                note::load_key(&p).is_ok_and(|k| k.vkey == stray)
+            })
+            .count();
+        assert_eq!(kept, 1, "the stray key was not kept in retired/");
+    }
+
+    /// L4: a line appended by someone without the key is never signed on
+    /// the next open: it is set aside, and a signed entry records its digest.
+    #[test]
+    fn l4_a_line_appended_without_the_key_is_set_aside() {
+        let (_dir, paths) = build(&[vec![0]]);
+        let forged = forged_line(Action::Verified, Some("c0"), Some(1), None);
+        let mut data = std::fs::read(paths.entries()).expect("read");
+        data.extend_from_slice(&forged);
+        data.push(b'\n');
+        std::fs::write(paths.entries(), &data).expect("write");
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        let l = Ledger::open(&paths, clock).expect("open");
+        drop(l);
+        let lines = crate::ledger::read_entries(&paths.entries()).expect("entries");
+        assert!(!lines.contains(&forged), "the forged line was signed in");
+        let last = Entry::parse(lines.last().expect("last")).expect("entry");
+        assert_eq!(last.action, Action::TailSetAside);
+        let file = last
+            .detail
+            .as_ref()
+            .and_then(|d| d["file"].as_str())
+            .expect("file");
+        let mut set_aside = forged.clone();
+        set_aside.push(b'\n');
+        assert_eq!(
+            std::fs::read(paths.dir.join(file)).expect("set aside"),
+            set_aside
+        );
+        let r = verify_ledger(&paths, Some(&initial_key(&paths)), true).expect("verify");
+        assert!(r.ok(), "{:?}", r.problems);
+    }
+
+    /// Crash recovery still commits what this ledger wrote: a batch whose
+    /// checkpoint never reached the disk is vouched for by its pending record.
+    #[test]
+    fn l4_a_batch_written_before_a_crash_is_still_committed() {
+        let (_dir, paths) = build(&[vec![0]]);
+        let before = std::fs::read(paths.checkpoint()).expect("checkpoint");
+        let size = crate::ledger::claimed_size(&before).expect("size");
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        let mut l = Ledger::open(&paths, clock.clone()).expect("open");
+        l.append(vec![draft(1), draft(2)]).expect("append");
+        drop(l);
+        // The crash: the batch's checkpoint never written.
+        std::fs::remove_file(
+            paths
+                .checkpoints()
+                .join(crate::ledger::checkpoint_name(size + 2)),
+        )
+        .expect("rm");
+        std::fs::write(paths.checkpoint(), &before).expect("restore");
+        let l = Ledger::open(&paths, clock).expect("open");
+        assert_eq!(l.size(), size + 2, "the batch was not recovered");
+        drop(l);
+        let r = verify_ledger(&paths, None, true).expect("verify");
+        assert!(r.ok(), "{:?}", r.problems);
+    }
+
+    /// Q2: after a failed commit the ledger reopens in place; the failed
+    /// batch (answered with an error) is not committed behind its callers' backs.
+    #[test]
+    fn q2_a_poisoned_ledger_reopens_and_drops_the_failed_batch() {
+        let (_dir, paths) = build(&[vec![0]]);
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        let mut l = Ledger::open(&paths, clock).expect("open");
+        let size = l.size();
+        // The checkpoint cannot be written: its name is taken by a directory.
+        let blocker = paths
+            .checkpoints()
+            .join(crate::ledger::checkpoint_name(size + 1));
+        std::fs::create_dir(&blocker).expect("mkdir");
+        let err = l
+            .append(vec![draft(1)])
+            .expect_err("the commit should fail");
+        assert!(err.is_commit_failure(), "{err}");
+        assert!(l.last_failure().is_some());
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        l.ready().expect("ready once the disk is writable");
+        assert_eq!(l.size(), size, "the failed batch was committed");
+        let r = l.append(vec![draft(2)]).expect("append after the failure");
+        assert_eq!(r.indexes, vec![size]);
+        drop(l);
+        let r = verify_ledger(&paths, None, true).expect("verify");
+        assert!(r.ok(), "{:?}", r.problems);
+    }
+
+    /// Rollback and fork: a ledger cut back to an older checkpoint verifies
+    /// on its own, but not against a checkpoint the verifier trusted earlier.
+    #[test]
+    fn a_rolled_back_or_forked_ledger_fails_against_a_trusted_checkpoint() {
+        let (_dir, paths) = build(&[vec![0], vec![1], vec![2]]);
+        let trusted = std::fs::read(paths.checkpoint()).expect("checkpoint");
+        let ok = verify_ledger_since(&paths, None, false, Some(&trusted)).expect("verify");
+        assert!(ok.ok(), "{:?}", ok.problems);
+        apply(&paths, &Damage::Rollback(1));
+        let alone = verify_ledger(&paths, None, false).expect("verify");
+        assert!(
+            alone.ok(),
+            "the rollback itself is self-consistent: {:?}",
+            alone.problems
+        );
+        let r = verify_ledger_since(&paths, None, false, Some(&trusted)).expect("verify");
+        assert!(
+            r.problems.iter().any(|p| p.contains("rolled back")),
+            "{:?}",
+            r.problems
+        );
+        // A fork: new entries after the rollback, signed by the real key.
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 07:00 UTC),
+        ));
+        let mut l = Ledger::open(&paths, clock).expect("open");
+        for c in 0..4 {
+            l.append(vec![draft(c)]).expect("append");
+        }
+        drop(l);
+        let r = verify_ledger_since(&paths, None, false, Some(&trusted)).expect("verify");
+        assert!(
+            r.problems.iter().any(|p| p.contains("fork")),
+            "{:?}",
+            r.problems
+        );
     }
 
     /// Appends waiting while a commit runs are committed together by the
@@ -730,13 +1234,47 @@ mod tests {
             prop_assert_eq!(r.checkpoints, batches.len() + 2);
         }
 
-        /// Any single changed byte, deleted, duplicated or swapped line, or truncation is detected.
+        /// Any changed byte, deleted, duplicated, swapped or injected line,
+        /// truncation, forged rotation or rollback is refused by a verifier
+        /// pinned to the initial key and a checkpoint it trusted earlier;
+        /// everything but a rollback is refused with the key alone.
         #[test]
-        fn any_damage_is_detected(batches in proptest::collection::vec(proptest::collection::vec(0u8..3, 1..4), 1..5), d in damage()) {
+        fn any_damage_is_detected(batches in proptest::collection::vec(proptest::collection::vec(0u8..3, 1..4), 1..5), rotate in any::<bool>(), d in damage()) {
             let (_dir, paths) = build(&batches);
+            if rotate {
+                let clock = Arc::new(FixedClock::new(time::macros::datetime!(2026-11-28 05:00 UTC)));
+                let mut l = Ledger::open(&paths, clock).expect("open");
+                l.rotate_key(actor()).expect("rotate");
+                l.append(vec![draft(0)]).expect("append");
+            }
+            let initial = initial_key(&paths);
+            let trusted = std::fs::read(paths.checkpoint()).expect("checkpoint");
+            let original = std::fs::read(paths.entries()).expect("entries");
             apply(&paths, &d);
-            let detected = verify_ledger(&paths, None, false).map(|r| !r.ok()).unwrap_or(true);
-            prop_assert!(detected, "undetected: {:?}", d);
+            let pinned = verify_ledger_since(&paths, Some(&initial), false, Some(&trusted))
+                .map(|r| !r.ok())
+                .unwrap_or(true);
+            prop_assert!(pinned, "undetected with a trusted checkpoint: {:?}", d);
+            if !matches!(d, Damage::Rollback(_)) {
+                let detected = verify_ledger(&paths, Some(&initial), false).map(|r| !r.ok()).unwrap_or(true);
+                prop_assert!(detected, "undetected: {:?}", d);
+            }
+            // Opening to write never signs what was injected or forged, and
+            // never launders damage: it refuses, or sets what follows the
+            // signed entries aside, or leaves the damage for verification to find.
+            let clock = Arc::new(FixedClock::new(time::macros::datetime!(2026-11-28 09:00 UTC)));
+            if !matches!(d, Damage::Rollback(_)) && let Ok(l) = Ledger::open(&paths, clock) {
+                drop(l);
+                let r = verify_ledger(&paths, Some(&initial), true).expect("verify");
+                if r.ok() {
+                    let now = std::fs::read(paths.entries()).expect("read");
+                    prop_assert!(now.starts_with(&original), "the signed entries changed: {:?}", d);
+                    for line in split_lines(&now[original.len()..]).0 {
+                        let e = Entry::parse(line).expect("entry");
+                        prop_assert_eq!(e.action, Action::TailSetAside, "a line was signed in: {:?}", d);
+                    }
+                }
+            }
         }
     }
 }

@@ -7,10 +7,11 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::super::SourceEnd;
 use super::super::channel::{self, ChannelReader};
+use super::rootfs::HostFs;
 
 /// "EMiL" read as a little-endian u32: the LiME header magic.
 const LIME_MAGIC: u32 = 0x4C69_4D45;
@@ -54,16 +55,26 @@ pub struct ProcessMemory {
 
 impl ProcessMemory {
     pub fn open(root: &Path, pid: u32) -> io::Result<Self> {
-        let proc_dir = root.join("proc").join(pid.to_string());
+        // Under an image root, as in triage, nothing outside the root is read.
+        let fs = HostFs::new(root)?;
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         let with = |what: &str, e: io::Error| {
-            io::Error::new(e.kind(), format!("{}/{what}: {e}", proc_dir.display()))
+            io::Error::new(
+                e.kind(),
+                format!("{}/{what}: {e}", root.join(format!("proc/{pid}")).display()),
+            )
         };
-        let maps = std::fs::read_to_string(proc_dir.join("maps")).map_err(|e| with("maps", e))?;
-        let comm = std::fs::read_to_string(proc_dir.join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        let mem = File::open(proc_dir.join("mem")).map_err(|e| with("mem", e))?;
+        let maps = fs
+            .read(&proc_dir.join("maps"))
+            .map_err(|e| with("maps", e))?;
+        let maps = String::from_utf8_lossy(&maps);
+        let comm = fs
+            .read(&proc_dir.join("comm"))
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .unwrap_or_default();
+        let mem = fs
+            .open(&proc_dir.join("mem"), true)
+            .map_err(|e| with("mem", e))?;
         let regions: Vec<Region> = parse_maps(&maps)
             .into_iter()
             // vvar has no backing pages a reader may touch; [vsyscall] is not in the address space.

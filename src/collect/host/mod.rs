@@ -5,8 +5,11 @@
 //!   index of every item: where it came from, its digest, or why it could not
 //!   be read.
 //! - [`memory`]: a process's readable memory regions as a LiME-format image.
+//! - [`rootfs`]: the file system both read: the live host's, or an image's
+//!   with every path resolved beneath its root.
 
 pub mod memory;
+pub mod rootfs;
 pub mod triage;
 
 use std::path::PathBuf;

@@ -2,15 +2,25 @@
 //!
 //! Layout of the bundle:
 //! - `files/<original path>`: raw copies (`/proc/<pid>/cmdline`, `/etc/passwd`, `/var/log/…`).
+//!   The path is the member name as [`member_name`](crate::collect::member::member_name)
+//!   makes it: ordinary paths are unchanged; `%`, `\`, `:`, control characters
+//!   and bytes that are not UTF-8 are percent-encoded.
 //! - `volatile/processes.json`, `volatile/sockets.json`, `volatile/users.json`:
 //!   parsed summaries of the raw copies, for a quick read.
-//! - `index.json` (last): every item with its category, source, size and
-//!   SHA-256, or the reason it could not be read.
+//! - `index.json` (last): every item with its category, source (the real
+//!   path), member, size and SHA-256, or the reason it could not be read.
+//!
+//! Under a root other than `/` (a mounted image) every path is resolved
+//! inside the root ([`rootfs`](super::rootfs)). Symbolic links are recorded
+//! in `index.json` with their targets, never as link members: an extractor
+//! that follows a link member could be made to write outside its directory.
+//! Nothing one path does (an odd name, a member tar refuses, an unreadable
+//! file) ends the bundle; only a failing output does.
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -18,6 +28,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::super::SourceEnd;
 use super::super::channel::{self, ChannelReader};
+use super::super::member::{self, Appended, CountingWriter};
+use super::rootfs::{self, HostFs, Kind};
 
 /// Read procfs files whole: their size is not known before reading. None is near this.
 const MAX_PROC_FILE: u64 = 64 << 20;
@@ -34,20 +46,25 @@ pub struct TriagePlan {
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
-    /// Present but could not be read.
+    /// Present but could not be read, or could not be stored in the bundle.
     Error,
     /// Looked for and not there.
     Absent,
     /// A symbolic link, recorded with its target and not followed.
     Link,
-    /// Not a regular file (socket, fifo, device): recorded, not read.
+    /// Recorded, not read: not a regular file (socket, fifo, device), skipped
+    /// on request, or a path not read as written (the reason says how it was).
     Skipped,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
     pub category: &'static str,
+    /// The path on the host. A name that is not UTF-8 has its other bytes
+    /// as `\xNN` (and `\` as `\\`), and `source_escaped` says so.
     pub source: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub source_escaped: bool,
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle_path: Option<String>,
@@ -57,6 +74,22 @@ pub struct Item {
     pub sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl Item {
+    fn new(category: &'static str, source: &Path, status: Status) -> Self {
+        let (source, source_escaped) = member::display_name(source.as_os_str().as_bytes());
+        Self {
+            category,
+            source,
+            source_escaped,
+            status,
+            bundle_path: None,
+            size: None,
+            sha256: None,
+            reason: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -84,15 +117,30 @@ pub const ORDER: &[&str] = &[
 ];
 
 pub fn start(plan: TriagePlan) -> ChannelReader {
-    channel::spawn(move |w| Triage::new(plan, w).run())
+    channel::spawn(move |w| Triage::new(plan, w)?.run())
+}
+
+/// The member of a host file: `files/` and its path, encoded.
+fn bundle_path(abs: &Path) -> String {
+    let rel = abs.strip_prefix("/").unwrap_or(abs);
+    format!("files/{}", member::member_name(rel.as_os_str().as_bytes()))
+}
+
+fn shown(p: &Path) -> String {
+    member::display_name(p.as_os_str().as_bytes()).0
 }
 
 struct Triage<'w> {
     plan: TriagePlan,
-    tar: tar::Builder<&'w mut dyn Write>,
+    fs: HostFs,
+    tar: tar::Builder<CountingWriter<&'w mut dyn Write>>,
     items: Vec<Item>,
     /// Socket inode → owning pids, from the processes' fd links.
     socket_owners: HashMap<u64, Vec<u32>>,
+    /// Links out of the root already recorded (each once).
+    crossings: HashSet<PathBuf>,
+    /// Paths not read as written (odd homes, links out of the root), for the notes.
+    not_as_written: Vec<String>,
 }
 
 struct Hashing<R> {
@@ -111,38 +159,67 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 impl<'w> Triage<'w> {
-    fn new(plan: TriagePlan, w: &'w mut dyn Write) -> Self {
-        let mut tar = tar::Builder::new(w);
+    fn new(plan: TriagePlan, w: &'w mut dyn Write) -> io::Result<Self> {
+        let fs = HostFs::new(&plan.root)?;
+        let mut tar = tar::Builder::new(CountingWriter::new(w));
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
-        Self {
+        Ok(Self {
             plan,
+            fs,
             tar,
             items: Vec::new(),
             socket_owners: HashMap::new(),
+            crossings: HashSet::new(),
+            not_as_written: Vec::new(),
+        })
+    }
+
+    /// Records, once each, the links out of the root met since the last call.
+    fn note_crossings(&mut self, category: &'static str) {
+        for c in self.fs.take_crossings() {
+            if !self.crossings.insert(c.link.clone()) {
+                continue;
+            }
+            let why = format!(
+                "symbolic link to {}, outside the root {} if followed on this machine; paths through it were read inside the root, as the imaged system resolves them",
+                shown(&c.target),
+                shown(&self.plan.root)
+            );
+            self.not_as_written
+                .push(format!("{}: {why}", shown(&c.link)));
+            let mut note = Item::new(category, &c.link, Status::Link);
+            note.reason = Some(why);
+            self.items.push(note);
         }
     }
 
-    fn host_path(&self, abs: &str) -> PathBuf {
-        self.plan.root.join(abs.trim_start_matches('/'))
+    /// Adds an item, after any link out of the root met while reading it.
+    fn push(&mut self, item: Item) {
+        self.note_crossings(item.category);
+        self.items.push(item);
     }
 
     fn record(
         &mut self,
         category: &'static str,
-        source: &str,
+        source: &Path,
         status: Status,
         reason: Option<String>,
     ) {
-        self.items.push(Item {
+        let mut item = Item::new(category, source, status);
+        item.reason = reason;
+        self.push(item);
+    }
+
+    /// Records a member tar would not take (the bundle goes on without it).
+    fn refused(&mut self, category: &'static str, source: &Path, member: &str, e: &io::Error) {
+        self.record(
             category,
-            source: source.to_owned(),
-            status,
-            bundle_path: None,
-            size: None,
-            sha256: None,
-            reason,
-        });
+            source,
+            Status::Error,
+            Some(format!("not stored in the bundle as {member}: {e}")),
+        );
     }
 
     fn header(size: u64, mtime: u64) -> tar::Header {
@@ -158,29 +235,31 @@ impl<'w> Triage<'w> {
     fn add_bytes(
         &mut self,
         category: &'static str,
-        source: &str,
+        source: &Path,
         bundle_path: &str,
         data: &[u8],
     ) -> io::Result<()> {
         let mut h = Self::header(data.len() as u64, 0);
-        self.tar.append_data(&mut h, bundle_path, data)?;
-        self.items.push(Item {
-            category,
-            source: source.to_owned(),
-            status: Status::Ok,
-            bundle_path: Some(bundle_path.to_owned()),
-            size: Some(data.len() as u64),
-            sha256: Some(crate::evidence::sha256_hex(data)),
-            reason: None,
-        });
+        match member::append(&mut self.tar, |t| t.append_data(&mut h, bundle_path, data))? {
+            Appended::Stored => {}
+            Appended::Refused(e) => {
+                self.refused(category, source, bundle_path, &e);
+                return Ok(());
+            }
+        }
+        let mut item = Item::new(category, source, Status::Ok);
+        item.bundle_path = Some(bundle_path.to_owned());
+        item.size = Some(data.len() as u64);
+        item.sha256 = Some(crate::evidence::sha256_hex(data));
+        self.push(item);
         Ok(())
     }
 
     /// Copies one host file (absolute path as seen on the host) into `files/`.
-    /// Errors reading the file are recorded; only errors writing the bundle propagate.
-    fn copy(&mut self, category: &'static str, abs: &str) -> io::Result<()> {
-        let path = self.host_path(abs);
-        let meta = match std::fs::symlink_metadata(&path) {
+    /// Errors reading the file, or a member tar refuses, are recorded; only
+    /// errors writing the bundle propagate.
+    fn copy(&mut self, category: &'static str, abs: &Path) -> io::Result<()> {
+        let meta = match self.fs.symlink_metadata(abs) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.record(category, abs, Status::Absent, None);
@@ -191,38 +270,29 @@ impl<'w> Triage<'w> {
                 return Ok(());
             }
         };
-        let bundle_path = format!("files/{}", abs.trim_start_matches('/'));
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            let target = std::fs::read_link(&path)
-                .map(|t| t.display().to_string())
-                .unwrap_or_default();
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            h.set_mode(0o777);
-            self.tar.append_link(&mut h, &bundle_path, &target)?;
-            self.items.push(Item {
-                category,
-                source: abs.to_owned(),
-                status: Status::Link,
-                bundle_path: Some(bundle_path),
-                size: None,
-                sha256: None,
-                reason: Some(format!("symbolic link to {target}")),
-            });
-            return Ok(());
-        }
-        if !ft.is_file() {
-            let what = if ft.is_dir() {
-                "a directory"
-            } else if ft.is_socket() {
-                "a socket"
-            } else if ft.is_fifo() {
-                "a fifo"
-            } else {
-                "a device"
-            };
+        let bundle_path = bundle_path(abs);
+        let what = match meta.kind {
+            Kind::File => None,
+            Kind::Symlink => {
+                let target = self
+                    .fs
+                    .read_link(abs)
+                    .map(|t| shown(&t))
+                    .unwrap_or_default();
+                self.record(
+                    category,
+                    abs,
+                    Status::Link,
+                    Some(format!("symbolic link to {target}")),
+                );
+                return Ok(());
+            }
+            Kind::Dir => Some("a directory"),
+            Kind::Socket => Some("a socket"),
+            Kind::Fifo => Some("a fifo"),
+            Kind::Device => Some("a device"),
+        };
+        if let Some(what) = what {
             self.record(
                 category,
                 abs,
@@ -231,16 +301,16 @@ impl<'w> Triage<'w> {
             );
             return Ok(());
         }
-        let mut file = match File::open(&path) {
+        let mut file = match self.fs.open(abs, false) {
             Ok(f) => f,
             Err(e) => {
                 self.record(category, abs, Status::Error, Some(e.to_string()));
                 return Ok(());
             }
         };
-        let mtime = u64::try_from(meta.mtime()).unwrap_or(0);
+        let mtime = u64::try_from(meta.mtime).unwrap_or(0);
         // procfs and sysfs report size 0 (or a page) for files with content: read them whole.
-        if meta.len() == 0 || abs.starts_with("/proc/") {
+        if meta.len == 0 || abs.starts_with("/proc") {
             let mut data = Vec::new();
             match (&mut file).take(MAX_PROC_FILE).read_to_end(&mut data) {
                 Ok(_) => return self.add_bytes(category, abs, &bundle_path, &data),
@@ -252,7 +322,7 @@ impl<'w> Triage<'w> {
         }
         // tar needs the size up front: read exactly the size seen at open, and
         // say so if the file shrank (zeros pad it) or could not be read through.
-        let len = meta.len();
+        let len = meta.len;
         let mut src = Hashing {
             inner: LenientReader {
                 inner: file,
@@ -262,11 +332,17 @@ impl<'w> Triage<'w> {
             n: 0,
         };
         let mut h = Self::header(len, mtime);
-        self.tar.append_data(
-            &mut h,
-            &bundle_path,
-            (&mut src).take(len).chain(io::repeat(0)).take(len),
-        )?;
+        let appended = member::append(&mut self.tar, |t| {
+            t.append_data(
+                &mut h,
+                &bundle_path,
+                (&mut src).take(len).chain(io::repeat(0)).take(len),
+            )
+        })?;
+        if let Appended::Refused(e) = appended {
+            self.refused(category, abs, &bundle_path, &e);
+            return Ok(());
+        }
         let reason = src
             .inner
             .failed
@@ -275,19 +351,20 @@ impl<'w> Triage<'w> {
         let short = (reason.is_none() && src.n < len)
             .then(|| format!("shrank to {} bytes while read; padded with zeros", src.n));
         let note = reason.or(short);
-        self.items.push(Item {
+        let mut item = Item::new(
             category,
-            source: abs.to_owned(),
-            status: if note.is_some() {
+            abs,
+            if note.is_some() {
                 Status::Error
             } else {
                 Status::Ok
             },
-            bundle_path: Some(bundle_path),
-            size: Some(src.n),
-            sha256: Some(hex::encode(src.hash.finalize())),
-            reason: note,
-        });
+        );
+        item.bundle_path = Some(bundle_path);
+        item.size = Some(src.n);
+        item.sha256 = Some(hex::encode(src.hash.finalize()));
+        item.reason = note;
+        self.push(item);
         Ok(())
     }
 
@@ -295,12 +372,11 @@ impl<'w> Triage<'w> {
     fn copy_tree(
         &mut self,
         category: &'static str,
-        abs_dir: &str,
+        abs_dir: &Path,
         max_depth: usize,
     ) -> io::Result<()> {
-        let dir = self.host_path(abs_dir);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
+        let mut names = match self.fs.read_dir(abs_dir) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.record(category, abs_dir, Status::Absent, None);
                 return Ok(());
@@ -310,14 +386,12 @@ impl<'w> Triage<'w> {
                 return Ok(());
             }
         };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
         names.sort();
         for name in names {
-            let abs = format!("{}/{name}", abs_dir.trim_end_matches('/'));
-            let is_dir = std::fs::symlink_metadata(self.host_path(&abs))
+            let abs = abs_dir.join(name);
+            let is_dir = self
+                .fs
+                .symlink_metadata(&abs)
                 .map(|m| m.is_dir())
                 .unwrap_or(false);
             if is_dir && max_depth > 0 {
@@ -333,11 +407,11 @@ impl<'w> Triage<'w> {
         self.processes()?;
         self.network()?;
         self.users()?;
-        self.copy("kernel_modules", "/proc/modules")?;
+        self.copy("kernel_modules", Path::new("/proc/modules"))?;
         for f in ["/proc/mounts", "/proc/self/mountinfo"] {
-            self.copy("mounts", f)?;
+            self.copy("mounts", Path::new(f))?;
         }
-        self.copy("crontabs", "/etc/crontab")?;
+        self.copy("crontabs", Path::new("/etc/crontab"))?;
         for d in [
             "/etc/cron.d",
             "/etc/cron.hourly",
@@ -346,7 +420,7 @@ impl<'w> Triage<'w> {
             "/etc/cron.monthly",
             "/var/spool/cron",
         ] {
-            self.copy_tree("crontabs", d, 3)?;
+            self.copy_tree("crontabs", Path::new(d), 3)?;
         }
         for d in [
             "/etc/systemd/system",
@@ -354,7 +428,7 @@ impl<'w> Triage<'w> {
             "/lib/systemd/system",
             "/usr/lib/systemd/system",
         ] {
-            self.copy_tree("systemd_units", d, 3)?;
+            self.copy_tree("systemd_units", Path::new(d), 3)?;
         }
         let homes = self.homes();
         for home in &homes {
@@ -362,10 +436,7 @@ impl<'w> Triage<'w> {
         }
         for home in &homes {
             for f in ["authorized_keys", "authorized_keys2"] {
-                self.copy(
-                    "ssh_authorized_keys",
-                    &format!("{}/.ssh/{f}", home.trim_end_matches('/')),
-                )?;
+                self.copy("ssh_authorized_keys", &home.join(".ssh").join(f))?;
             }
         }
         for f in [
@@ -374,17 +445,17 @@ impl<'w> Triage<'w> {
             "/etc/sudoers",
             "/etc/ssh/sshd_config",
         ] {
-            self.copy("accounts", f)?;
+            self.copy("accounts", Path::new(f))?;
         }
         if self.plan.skip_logs {
             self.record(
                 "logs",
-                "/var/log",
+                Path::new("/var/log"),
                 Status::Skipped,
                 Some("skipped on request (--skip-logs)".into()),
             );
         } else {
-            self.copy_tree("logs", "/var/log", 8)?;
+            self.copy_tree("logs", Path::new("/var/log"), 8)?;
         }
         self.finish()
     }
@@ -405,7 +476,7 @@ impl<'w> Triage<'w> {
         let index = Index {
             format: "custody-host-triage/1",
             host: super::super::hostname(),
-            root: self.plan.root.display().to_string(),
+            root: shown(&self.plan.root),
             categories: ORDER,
             items: &self.items,
         };
@@ -418,6 +489,13 @@ impl<'w> Triage<'w> {
             notes.push(format!("{} triage items could not be read completely; index.json in the bundle lists each with its reason", failed.len()));
             notes.extend(failed.into_iter().take(NOTES_LISTED));
         }
+        if !self.not_as_written.is_empty() {
+            notes.push(format!(
+                "{} paths were not read as written; index.json in the bundle says how each was read",
+                self.not_as_written.len()
+            ));
+            notes.extend(self.not_as_written.drain(..).take(NOTES_LISTED));
+        }
         Ok(SourceEnd {
             changed: None,
             notes,
@@ -425,47 +503,82 @@ impl<'w> Triage<'w> {
         })
     }
 
-    /// Home directories from the host's /etc/passwd, plus /root.
-    fn homes(&self) -> Vec<String> {
-        let mut homes = vec!["/root".to_owned()];
-        if let Ok(text) = std::fs::read_to_string(self.host_path("/etc/passwd")) {
-            for line in text.lines() {
-                if let Some(home) = line.split(':').nth(5)
-                    && home.starts_with('/')
-                    && home != "/"
-                    && !homes.iter().any(|h| h == home)
-                {
-                    homes.push(home.to_owned());
-                }
+    /// Home directories from the host's /etc/passwd, plus /root. A home
+    /// that is not a plain absolute path (`/x/../root`, `/home//u/.`) is
+    /// resolved lexically and recorded; a relative one is ignored.
+    fn homes(&mut self) -> Vec<PathBuf> {
+        let mut homes = vec![PathBuf::from("/root")];
+        let passwd = self.fs.read(Path::new("/etc/passwd")).unwrap_or_default();
+        for line in passwd.split(|&b| b == b'\n') {
+            let mut fields = line.split(|&b| b == b':');
+            let user = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+            let Some(raw) = fields.nth(4) else {
+                continue;
+            };
+            let raw = OsStr::from_bytes(raw);
+            let Some(home) = rootfs::lexical(raw) else {
+                continue;
+            };
+            let plain = raw.as_bytes();
+            let plain = match plain.iter().rposition(|&b| b != b'/') {
+                Some(end) => plain.get(..=end).unwrap_or(plain),
+                None => b"/",
+            };
+            if home.as_os_str().as_bytes() != plain {
+                let why = if home == Path::new("/") {
+                    format!(
+                        "home directory of {user} in /etc/passwd has `.`, `..` or empty segments; it comes to /, which is not read as a home"
+                    )
+                } else {
+                    format!(
+                        "home directory of {user} in /etc/passwd has `.`, `..` or empty segments; read as {}",
+                        shown(&home)
+                    )
+                };
+                self.not_as_written
+                    .push(format!("{}: {why}", shown(Path::new(raw))));
+                self.record(
+                    "shell_histories",
+                    Path::new(raw),
+                    Status::Skipped,
+                    Some(why),
+                );
+            }
+            if home != Path::new("/") && !homes.contains(&home) {
+                homes.push(home);
             }
         }
         homes
     }
 
-    fn histories(&mut self, home: &str) -> io::Result<()> {
-        let Ok(entries) = std::fs::read_dir(self.host_path(home)) else {
+    fn histories(&mut self, home: &Path) -> io::Result<()> {
+        let names = self.fs.read_dir(home);
+        self.note_crossings("shell_histories");
+        let Ok(names) = names else {
             return Ok(());
         };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with("_history") || n == ".history" || n == ".lesshst")
+        let mut names: Vec<OsString> = names
+            .into_iter()
+            .filter(|n| {
+                let n = n.as_bytes();
+                n.ends_with(b"_history") || n == b".history" || n == b".lesshst"
+            })
             .collect();
         names.sort();
         for n in names {
-            self.copy(
-                "shell_histories",
-                &format!("{}/{n}", home.trim_end_matches('/')),
-            )?;
+            self.copy("shell_histories", &home.join(n))?;
         }
         Ok(())
     }
 
     fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = std::fs::read_dir(self.host_path("/proc"))
-            .map(|it| {
-                it.filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        let mut pids: Vec<u32> = self
+            .fs
+            .read_dir(Path::new("/proc"))
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.to_str().and_then(|s| s.parse().ok()))
                     .collect()
             })
             .unwrap_or_default();
@@ -477,12 +590,13 @@ impl<'w> Triage<'w> {
         let mut summaries = Vec::new();
         let mut exe_hashes: HashMap<(u64, u64), String> = HashMap::new();
         for pid in self.pids() {
-            let base = format!("/proc/{pid}");
+            let base = PathBuf::from(format!("/proc/{pid}"));
             for f in ["cmdline", "status", "environ", "maps"] {
-                self.copy("processes", &format!("{base}/{f}"))?;
+                self.copy("processes", &base.join(f))?;
             }
-            let p = self.host_path(&base);
-            let cmdline = std::fs::read(p.join("cmdline"))
+            let cmdline = self
+                .fs
+                .read(&base.join("cmdline"))
                 .map(|b| {
                     b.split(|&c| c == 0)
                         .filter(|s| !s.is_empty())
@@ -490,22 +604,27 @@ impl<'w> Triage<'w> {
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
-            let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+            let status = self
+                .fs
+                .read(&base.join("status"))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             let field = |name: &str| {
                 status.lines().find_map(|l| {
                     l.strip_prefix(name)
                         .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
                 })
             };
-            let exe = std::fs::read_link(p.join("exe")).map(|t| t.display().to_string());
+            let exe_path = base.join("exe");
+            let exe = self.fs.read_link(&exe_path).map(|t| shown(&t));
             let mut errors = Vec::new();
             // Hash through /proc/PID/exe: it opens the running image even when its file was deleted.
-            let exe_sha256 = match std::fs::metadata(p.join("exe")) {
-                Ok(m) => match exe_hashes.get(&(m.dev(), m.ino())) {
+            let exe_sha256 = match self.fs.metadata(&exe_path) {
+                Ok(m) => match exe_hashes.get(&(m.dev, m.ino)) {
                     Some(h) => Some(h.clone()),
-                    None => match hash_file(&p.join("exe")) {
+                    None => match hash_file(&self.fs, &exe_path) {
                         Ok(h) => {
-                            exe_hashes.insert((m.dev(), m.ino()), h.clone());
+                            exe_hashes.insert((m.dev, m.ino), h.clone());
                             Some(h)
                         }
                         Err(e) => {
@@ -523,11 +642,12 @@ impl<'w> Triage<'w> {
                 }
             };
             let mut open_files = Vec::new();
-            match std::fs::read_dir(p.join("fd")) {
+            let fd_dir = base.join("fd");
+            match self.fs.read_dir(&fd_dir) {
                 Ok(fds) => {
-                    for fd in fds.filter_map(Result::ok) {
-                        if let Ok(t) = std::fs::read_link(fd.path()) {
-                            let t = t.display().to_string();
+                    for fd in fds {
+                        if let Ok(t) = self.fs.read_link(&fd_dir.join(&fd)) {
+                            let t = shown(&t);
                             if let Some(inode) = t
                                 .strip_prefix("socket:[")
                                 .and_then(|s| s.strip_suffix(']'))
@@ -535,7 +655,9 @@ impl<'w> Triage<'w> {
                             {
                                 self.socket_owners.entry(inode).or_default().push(pid);
                             }
-                            open_files.push(serde_json::json!({ "fd": fd.file_name().to_string_lossy(), "target": t }));
+                            open_files.push(
+                                serde_json::json!({ "fd": fd.to_string_lossy(), "target": t }),
+                            );
                         }
                     }
                 }
@@ -553,13 +675,18 @@ impl<'w> Triage<'w> {
                 "exe": exe.as_ref().ok(),
                 "exe_deleted": exe.as_ref().map(|e| e.ends_with(" (deleted)")).unwrap_or(false),
                 "exe_sha256": exe_sha256,
-                "cwd": std::fs::read_link(p.join("cwd")).ok().map(|t| t.display().to_string()),
+                "cwd": self.fs.read_link(&base.join("cwd")).ok().map(|t| shown(&t)),
                 "open_files": open_files,
                 "errors": errors,
             }));
         }
         let json = serde_json::to_vec_pretty(&summaries).map_err(io::Error::other)?;
-        self.add_bytes("processes", "/proc", "volatile/processes.json", &json)
+        self.add_bytes(
+            "processes",
+            Path::new("/proc"),
+            "volatile/processes.json",
+            &json,
+        )
     }
 
     fn network(&mut self) -> io::Result<()> {
@@ -567,11 +694,11 @@ impl<'w> Triage<'w> {
         for proto in [
             "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "packet",
         ] {
-            let abs = format!("/proc/net/{proto}");
+            let abs = PathBuf::from(format!("/proc/net/{proto}"));
             self.copy("network", &abs)?;
             if matches!(proto, "tcp" | "tcp6" | "udp" | "udp6") {
-                let text = std::fs::read_to_string(self.host_path(&abs)).unwrap_or_default();
-                for s in parse_inet_sockets(proto, &text) {
+                let text = self.fs.read(&abs).unwrap_or_default();
+                for s in parse_inet_sockets(proto, &String::from_utf8_lossy(&text)) {
                     let pids = self
                         .socket_owners
                         .get(&s.inode)
@@ -585,19 +712,31 @@ impl<'w> Triage<'w> {
             }
         }
         let json = serde_json::to_vec_pretty(&sockets).map_err(io::Error::other)?;
-        self.add_bytes("network", "/proc/net", "volatile/sockets.json", &json)
+        self.add_bytes(
+            "network",
+            Path::new("/proc/net"),
+            "volatile/sockets.json",
+            &json,
+        )
     }
 
     fn users(&mut self) -> io::Result<()> {
-        let utmp = if self.host_path("/run/utmp").exists() {
-            "/run/utmp"
+        let utmp = if self.fs.metadata(Path::new("/run/utmp")).is_ok() {
+            Path::new("/run/utmp")
         } else {
-            "/var/run/utmp"
+            Path::new("/var/run/utmp")
         };
-        for f in [utmp, "/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog"] {
+        for f in [
+            utmp,
+            Path::new("/var/log/wtmp"),
+            Path::new("/var/log/btmp"),
+            Path::new("/var/log/lastlog"),
+        ] {
             self.copy("users", f)?;
         }
-        let sessions = std::fs::read(self.host_path(utmp))
+        let sessions = self
+            .fs
+            .read(utmp)
             .map(|b| parse_utmp(&b))
             .unwrap_or_default();
         let json = serde_json::to_vec_pretty(&sessions).map_err(io::Error::other)?;
@@ -628,8 +767,8 @@ impl<R: Read> Read for LenientReader<R> {
     }
 }
 
-fn hash_file(p: &Path) -> io::Result<String> {
-    let mut f = File::open(p)?;
+fn hash_file(fs: &HostFs, p: &Path) -> io::Result<String> {
+    let mut f = fs.open(p, true)?;
     let mut h = Sha256::new();
     io::copy(&mut f, &mut h)?;
     Ok(hex::encode(h.finalize()))
