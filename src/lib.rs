@@ -16,6 +16,7 @@
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings |
 //! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs |
+//! | [`private_fs`] | how custody creates files and directories: owner-only, new directories fsynced in their parents |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
 //! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |
 //! | [`cli`] | one module per subcommand of the `custody` binary: `Args` + `run()` |
@@ -33,6 +34,7 @@ pub mod config;
 pub mod evidence;
 pub mod ids;
 pub mod ledger;
+pub mod private_fs;
 pub mod progress;
 pub mod readiness;
 pub mod respond;

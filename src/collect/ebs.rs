@@ -694,7 +694,7 @@ impl EbsCollector {
             serde_json::json!({ "case": case.as_str(), "volume": volume, "snapshot": snapshot });
         let r = path
             .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_or(Ok(()), crate::private_fs::create_dir_all)
             .and_then(|()| std::fs::write(&path, body.to_string()));
         if let Err(e) = r {
             tracing::warn!(path = %path.display(), error = %e, "cannot note the snapshot for a resume");
@@ -873,10 +873,8 @@ struct Spool {
 impl Spool {
     fn open(dir: &Path) -> io::Result<Self> {
         use std::io::{Seek as _, SeekFrom};
-        std::fs::create_dir_all(dir)?;
-        let data = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
+        crate::private_fs::create_dir_all(dir)?;
+        let data = crate::private_fs::options()
             .create(true)
             .truncate(false)
             .open(dir.join("blocks"))?;

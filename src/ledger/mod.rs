@@ -201,15 +201,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError>
             .unwrap_or_default(),
         uuid::Uuid::new_v4().simple()
     ));
-    let mut f = {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("cannot create", &tmp))?
-    };
+    let mut f = crate::private_fs::options()
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io("cannot create", &tmp))?;
     let written = f.write_all(bytes).and_then(|()| f.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
@@ -336,38 +331,20 @@ fn pending_vouches(mac_key: &[u8; 32], record: &[u8], from: u64, size: u64, byte
     !bytes.is_empty() && bool::from(expected.as_bytes().ct_eq(record))
 }
 
-/// Creates a directory (and its parents) readable by the owner only, and
-/// fsyncs each new one's parent so the entry survives a power cut.
+/// Creates a directory (and its parents) readable by the owner only, each
+/// new one fsynced in its parent.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_private_dir(parent)?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(io("cannot create", dir)(e)),
-    }
-    fsync_dir(dir.parent().unwrap_or(Path::new(".")))
+    crate::private_fs::create_dir_all(dir).map_err(io("cannot create", dir))
 }
 
 fn fsync_dir(dir: &Path) -> Result<(), LedgerError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("cannot fsync", dir))
+    crate::private_fs::fsync_dir(dir).map_err(io("cannot fsync", dir))
 }
 
 fn private_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
+    crate::private_fs::options()
         .create(true)
         .truncate(false)
-        .mode(0o600)
         .open(path)
 }
 

@@ -58,7 +58,7 @@ pub fn create_key(path: &Path, name: &str) -> Result<String, NoteError> {
     }
     let (skey, vkey) = signed_note::generate_key(&mut rand_core::OsRng, name);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| NoteError::KeyIo {
+        crate::private_fs::create_dir_all(dir).map_err(|source| NoteError::KeyIo {
             path: dir.to_path_buf(),
             source,
         })?;

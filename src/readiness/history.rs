@@ -113,7 +113,7 @@ impl History {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, HistoryError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| HistoryError::Dir {
+            crate::private_fs::create_dir_all(dir).map_err(|source| HistoryError::Dir {
                 path: dir.to_owned(),
                 source,
             })?;

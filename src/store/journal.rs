@@ -113,7 +113,7 @@ impl Writer {
         let dir = path
             .parent()
             .ok_or_else(|| io::Error::other("a journal path needs a directory"))?;
-        std::fs::create_dir_all(dir)?;
+        crate::private_fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         let mut line = serde_json::to_vec(header).map_err(io::Error::other)?;
         line.push(b'\n');

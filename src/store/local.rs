@@ -91,8 +91,7 @@ impl EvidenceStore for LocalStore {
                 location: self.location(),
             });
         }
-        tokio::fs::create_dir_all(&dir)
-            .await
+        crate::private_fs::create_dir_all(&dir)
             .map_err(|e| self.err("create the directory for", key, e))?;
         let name = final_path
             .file_name()
@@ -106,6 +105,7 @@ impl EvidenceStore for LocalStore {
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .await
             .map_err(|e| self.err("create a temporary file for", key, e))?;

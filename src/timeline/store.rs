@@ -312,7 +312,7 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 impl Timeline {
     pub fn open(path: &Path) -> Result<Self, TimelineError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| TimelineError::Dir {
+            crate::private_fs::create_dir_all(dir).map_err(|source| TimelineError::Dir {
                 path: dir.to_path_buf(),
                 source,
             })?;
