@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::evidence::pipeline::{DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, PipelineOptions};
+use crate::timeline::parse::InflateLimits;
 
 pub const CONFIG_FILE: &str = "custody.toml";
 
@@ -45,6 +46,29 @@ struct FileConfig {
     s3: S3Settings,
     #[serde(default)]
     azure: AzureSettings,
+    #[serde(default)]
+    decompress: DecompressSettings,
+}
+
+/// `[decompress]` in custody.toml: how far compressed log input (gzip) may
+/// expand when it is parsed. Past either limit the rest of that file is not
+/// read, and the load reports it as a problem naming the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DecompressSettings {
+    /// MiB one file (or bundle member) may expand to.
+    max_mib: u64,
+    /// Expanded bytes per compressed byte, for files past 64 MiB expanded.
+    max_ratio: u64,
+}
+
+impl Default for DecompressSettings {
+    fn default() -> Self {
+        Self {
+            max_mib: InflateLimits::DEFAULT.max_bytes >> 20,
+            max_ratio: InflateLimits::DEFAULT.max_ratio,
+        }
+    }
 }
 
 /// `[azure]` in custody.toml: how evidence is written to Azure Blob.
@@ -97,6 +121,8 @@ pub struct Config {
     pub operator: String,
     pub s3: S3Settings,
     pub azure: AzureSettings,
+    /// How far gzip log input may expand when parsed (`[decompress]`).
+    pub inflate: InflateLimits,
 }
 
 impl fmt::Debug for Config {
@@ -106,6 +132,7 @@ impl fmt::Debug for Config {
             .field("store", &redact_url(&self.store))
             .field("pipeline", &self.pipeline)
             .field("operator", &self.operator)
+            .field("inflate", &self.inflate)
             .finish()
     }
 }
@@ -195,6 +222,28 @@ impl Config {
         } else {
             pipeline.frame_size = DEFAULT_FRAME_SIZE;
         }
+        // 64 GiB: past what a responder's machine holds in memory; a ratio
+        // over 10000 is no limit at all (deflate stops near 1032:1).
+        if !(1..=64 << 10).contains(&file.decompress.max_mib) {
+            return Err(ConfigError::Range {
+                path,
+                key: "decompress.max_mib",
+                value: i64::try_from(file.decompress.max_mib).unwrap_or(i64::MAX),
+                reason: "1 to 65536 MiB",
+            });
+        }
+        if !(1..=10_000).contains(&file.decompress.max_ratio) {
+            return Err(ConfigError::Range {
+                path,
+                key: "decompress.max_ratio",
+                value: i64::try_from(file.decompress.max_ratio).unwrap_or(i64::MAX),
+                reason: "1 to 10000",
+            });
+        }
+        let inflate = InflateLimits {
+            max_bytes: file.decompress.max_mib << 20,
+            max_ratio: file.decompress.max_ratio,
+        };
         let store = store.or(file.store).unwrap_or_else(|| default_store(&home));
         let operator = file
             .operator
@@ -207,6 +256,7 @@ impl Config {
             s3: file.s3.clone(),
             azure: file.azure.clone(),
             operator,
+            inflate,
         })
     }
 }
@@ -259,6 +309,33 @@ mod tests {
         );
         std::fs::write(dir.path().join(CONFIG_FILE), "compression_level = 40\n").expect("write");
         assert!(Config::load(Some(dir.path().to_path_buf()), None).is_err());
+    }
+
+    #[test]
+    fn p1_decompression_limits_come_from_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = Config::load(Some(dir.path().to_path_buf()), None).expect("defaults");
+        assert_eq!(c.inflate, InflateLimits::DEFAULT);
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[decompress]\nmax_mib = 256\nmax_ratio = 50\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(dir.path().to_path_buf()), None).expect("file");
+        assert_eq!(
+            c.inflate,
+            InflateLimits {
+                max_bytes: 256 << 20,
+                max_ratio: 50
+            }
+        );
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[decompress]\nmax_ratio = 0\n",
+        )
+        .expect("write");
+        let err = Config::load(Some(dir.path().to_path_buf()), None).expect_err("no ratio");
+        assert!(err.to_string().contains("decompress.max_ratio"), "{err}");
     }
 
     #[test]

@@ -17,18 +17,13 @@ const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything is created: evidence, manifests, the ledger, the
+    // timeline, the spool and the queue are secrets of the investigated
+    // machine, so whatever custody creates is 0600 (files) and 0700
+    // (directories), for no other local user to read.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    let default = match cli.global.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.global.verbose);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,7 +57,9 @@ fn main() -> ExitCode {
         Ok(Outcome::Ok) => 0,
         Ok(Outcome::VerificationFailed) => 1,
         Err(e) => {
-            eprintln!("error: {}", custody::error_chain(e.as_ref()));
+            // Errors quote what they could not read (an S3 key, a log line).
+            let chain = custody::error_chain(e.as_ref());
+            eprintln!("error: {}", custody::cli::sanitize::term_lines(&chain));
             2
         }
     };
@@ -70,3 +67,43 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     ExitCode::from(code)
 }
+
+/// Logs on stderr. custody's own events follow `-v` (or `RUST_LOG`); every
+/// other crate is capped at INFO, whatever `RUST_LOG` asks. Below INFO the
+/// AWS SDK prints the resolved identity with its access key id (DEBUG),
+/// and aws-sigv4, the smithy orchestrator and hyper print canonical
+/// requests and headers: the session token, presigned URLs (TRACE). A
+/// redacting layer was the alternative, but it would have to know every
+/// field and header name of every SDK version (AWS, Azure, reqwest,
+/// rustls); a cap cannot miss one. Without `-v` other crates show only
+/// errors, so the SDK's multi-line credential-chain warnings stay quiet.
+fn init_logging(verbose: u8) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+
+    let (own, others) = match verbose {
+        0 => ("warn", "error"),
+        1 => ("info", "warn"),
+        2 => ("debug", "info"),
+        _ => ("trace", "info"),
+    };
+    let asked = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{others},{CRATE}={own}")));
+    let cap = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target(CRATE, LevelFilter::TRACE);
+    // Each layer's filter must let an event through: the cap bounds RUST_LOG.
+    tracing_subscriber::registry()
+        .with(asked)
+        .with(cap)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .init();
+}
+
+/// The target prefix of custody's own events (its module paths).
+const CRATE: &str = "custody";

@@ -1,6 +1,6 @@
 //! `custody export <case> <artefact> -o FILE`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -46,20 +46,9 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
         );
     }
     let report = if let (Some(offset), Some(length)) = (args.offset, args.length) {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&args.output)
-            .with_context(|| format!("cannot create {}", args.output.display()))?;
-        let n = case::export_range(store.as_ref(), &a, offset, length, &mut file).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&args.output);
-                return Err(e)
-                    .context(format!("cannot export bytes {offset}+{length} of {}", a.id));
-            }
-        };
+        let n = export_range(store.as_ref(), &a, offset, length, &args.output)
+            .await
+            .with_context(|| format!("cannot export bytes {offset}+{length} of {}", a.id))?;
         Report {
             case: a.case.clone(),
             artefact: a.id.clone(),
@@ -111,4 +100,41 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
         )
     })?;
     Ok(Outcome::Ok)
+}
+
+/// Writes a range the way a whole export is written: into a temporary file
+/// beside `out` (0600, as `tempfile` creates it), synced, then given its
+/// name only if no file has it. A failure or a crash never leaves a partial
+/// file under the final name; the temporary one is removed when dropped.
+async fn export_range(
+    store: &dyn crate::store::EvidenceStore,
+    a: &crate::evidence::Artefact,
+    offset: u64,
+    length: u64,
+    out: &Path,
+) -> anyhow::Result<u64> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".custody-export-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    let n = case::export_range(store, a, offset, length, &mut w).await?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|tmp| tmp.as_file().sync_all().map(|()| tmp))
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    tmp.persist_noclobber(out)
+        .map_err(|e| e.error)
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing file is never overwritten)",
+                out.display()
+            )
+        })?;
+    Ok(n)
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use time::OffsetDateTime;
 
+use super::sanitize::term;
 use super::{Env, Outcome};
 use crate::collect::logs::{AwsLogsLayout, CloudWatchLogs, LookupEvents, S3Logs};
 use crate::collect::{Collected, Collector};
@@ -388,7 +389,10 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                     &mut tl,
                     a,
                     format,
-                    geoip.as_mut(),
+                    ingest::LoadOptions {
+                        geoip: geoip.as_mut(),
+                        inflate: env.config.inflate,
+                    },
                     &now,
                 ))
             })
@@ -453,7 +457,10 @@ async fn run_index(env: &Env, a: &IndexArgs) -> anyhow::Result<Outcome> {
             store.as_ref(),
             &mut tl,
             &a.case,
-            geoip.as_mut(),
+            ingest::LoadOptions {
+                geoip: geoip.as_mut(),
+                inflate: env.config.inflate,
+            },
             &now,
         ))
     })
@@ -518,18 +525,20 @@ fn human(r: &Report) -> String {
             t.format,
             t.duplicates,
             t.problems,
-            t.first.as_deref().unwrap_or("-"),
-            t.last.as_deref().unwrap_or("-"),
+            term(t.first.as_deref().unwrap_or("-")),
+            term(t.last.as_deref().unwrap_or("-")),
         ));
         for p in &t.problem_samples {
             let member = if p.member.is_empty() {
                 String::new()
             } else {
-                format!("{} ", p.member)
+                format!("{} ", term(&p.member))
             };
+            // Member names, locators and messages quote the logs.
             s.push_str(&format!(
                 "  problem at {member}{}: {}\n",
-                p.locator, p.message
+                term(&p.locator),
+                term(&p.message)
             ));
         }
         if t.problems > t.problem_samples.len() as u64 {

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod progress_bar;
 pub mod readiness;
 pub mod respond;
+pub mod sanitize;
 pub mod serve;
 pub mod store;
 pub mod timeline;
@@ -192,6 +193,28 @@ impl Env {
             .clone())
     }
 
+    /// Whether the configured store is a cloud one, which keeps a copy of the ledger.
+    pub fn store_is_cloud(&self) -> bool {
+        self.config.store.contains("://") && !self.config.store.starts_with("file:")
+    }
+
+    /// Reads the ledger's copy in the cloud store back and names every
+    /// object that is not byte for byte the local ledger's, and what it lacks.
+    pub async fn check_mirror(&self) -> anyhow::Result<Vec<String>> {
+        let store = self.store().await?;
+        let paths = self.ledger_paths();
+        let meta: crate::ledger::Meta = serde_json::from_slice(
+            &std::fs::read(paths.meta())
+                .with_context(|| format!("cannot read {}", paths.meta().display()))?,
+        )
+        .with_context(|| format!("{} is not ledger metadata", paths.meta().display()))?;
+        Ok(
+            crate::ledger::mirror::check(&paths, &meta.origin, store.as_ref())
+                .await
+                .context("cannot read the ledger's copy in the store")?,
+        )
+    }
+
     /// Copies what the store lacks of the committed ledger to the store.
     pub async fn mirror_ledger(&self) -> anyhow::Result<crate::ledger::mirror::Synced> {
         let store = self.store().await?;
@@ -283,14 +306,26 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Findings(args) => timeline::run_findings(&env, args).await,
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
-    let cloud = env.config.store.contains("://") && !env.config.store.starts_with("file:");
-    if cloud
-        && env.ledger.get().is_some()
-        && let Err(e) = env.mirror_ledger().await
-    {
-        let why = crate::error_chain(e.as_ref());
-        tracing::warn!(error = %why, "the ledger could not be mirrored to the store; the next command retries");
-        eprintln!("warning: the ledger could not be mirrored to the store: {why}");
+    if env.store_is_cloud() && env.ledger.get().is_some() {
+        match env.mirror_ledger().await {
+            Err(e) => {
+                let why = crate::error_chain(e.as_ref());
+                tracing::warn!(error = %why, "the ledger could not be mirrored to the store; the next command retries");
+                eprintln!("warning: the ledger could not be mirrored to the store: {why}");
+            }
+            Ok(s) if !s.foreign.is_empty() => {
+                tracing::warn!(
+                    objects = s.foreign.len(),
+                    "objects under the ledger mirror are not this ledger's"
+                );
+                eprintln!(
+                    "warning: {} object(s) under the ledger mirror are not byte for byte this ledger's (someone else wrote them; custody mirrors beside them): {}",
+                    s.foreign.len(),
+                    s.foreign.join(", ")
+                );
+            }
+            Ok(_) => {}
+        }
     }
     outcome
 }

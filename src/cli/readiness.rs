@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 
+use super::sanitize::{CsvCells, term};
 use super::{Env, Outcome};
 use crate::readiness::audit::AuditOptions;
 use crate::readiness::catalogue::Catalogue;
@@ -26,6 +27,8 @@ pub enum ReadinessCommand {
 pub enum Format {
     Html,
     Json,
+    /// A cell that would start a spreadsheet formula (`=`, `+`, `-`, `@`,
+    /// tab, CR) gets a leading `'` unless --raw-csv is given.
     Csv,
     Ocsf,
 }
@@ -40,6 +43,10 @@ pub struct ReportArgs {
     /// Write to this file (never over an existing one) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<std::path::PathBuf>,
+    /// CSV cells exactly as recorded, for tools that read CSV as data:
+    /// resource names and evidence can then start a spreadsheet formula.
+    #[arg(long)]
+    pub raw_csv: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,8 +147,8 @@ fn human_run(
         out,
         "readiness run {} of account {} ({}), catalogue {}",
         run.id,
-        run.scope.accounts.join(","),
-        run.scope.regions.join(","),
+        term(&run.scope.accounts.join(",")),
+        term(&run.scope.regions.join(",")),
         run.catalogue_version
             .get(..19)
             .unwrap_or(&run.catalogue_version)
@@ -161,9 +168,9 @@ fn human_run(
                     out,
                     "         {:<7} {} {}: {}",
                     f.status.as_str(),
-                    f.key.region,
-                    f.key.resource,
-                    f.evidence
+                    term(&f.key.region),
+                    term(&f.key.resource),
+                    term(&f.evidence)
                 );
             }
         }
@@ -176,7 +183,11 @@ fn human_run(
         let _ = writeln!(
             out,
             "{:?}: {} {} {} ({} days failing in a row)",
-            t.change, t.key.check, t.key.region, t.key.resource, t.failed_in_a_row
+            t.change,
+            t.key.check,
+            term(&t.key.region),
+            term(&t.key.resource),
+            t.failed_in_a_row
         );
     }
     let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |x| format!("{x:.1}"));
@@ -216,7 +227,7 @@ fn history(env: &Env) -> anyhow::Result<Outcome> {
                 r.started,
                 r.score.map_or("n/a".to_owned(), |x| format!("{x:.1}")),
                 if r.ready { "ready" } else { "NOT READY" },
-                r.scope.regions.join(",")
+                term(&r.scope.regions.join(","))
             );
         }
         out
@@ -261,7 +272,12 @@ fn report(env: &Env, args: &ReportArgs) -> anyhow::Result<Outcome> {
         Format::Html => report::html(&data),
         Format::Json => serde_json::to_string_pretty(&report::json(&data))?,
         Format::Csv => {
-            report::csv(&data).map_err(|e| anyhow::anyhow!("cannot write the CSV: {e}"))?
+            let cells = if args.raw_csv {
+                CsvCells::Raw
+            } else {
+                CsvCells::Neutralised
+            };
+            report::csv(&data, cells).map_err(|e| anyhow::anyhow!("cannot write the CSV: {e}"))?
         }
         Format::Ocsf => serde_json::to_string_pretty(&report::ocsf(&data))?,
     };

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 
+use super::sanitize::{CsvCells, term};
 use super::{Env, Outcome};
 use crate::ids::CaseId;
 use crate::timeline::findings::{self, Finding};
@@ -15,6 +16,8 @@ use crate::timeline::store::{Bucket, Facet, Row, Seen, TimelineError};
 pub enum Output {
     Table,
     Json,
+    /// A cell that would start a spreadsheet formula (`=`, `+`, `-`, `@`,
+    /// tab, CR) gets a leading `'` unless --raw-csv is given.
     Csv,
     /// JSON lines Timesketch imports: message, datetime, timestamp_desc and the other fields.
     Timesketch,
@@ -43,6 +46,11 @@ pub struct TimelineArgs {
     pub offset: usize,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Output,
+    /// CSV cells exactly as recorded, for tools that read CSV as data: a
+    /// cell starting with `=`, `+`, `-`, `@`, tab or CR is then a formula to
+    /// a spreadsheet (log values are chosen by whoever made the logs).
+    #[arg(long)]
+    pub raw_csv: bool,
     /// Save the query and facets under this name in the case.
     #[arg(long, value_name = "NAME")]
     pub save: Option<String>,
@@ -105,10 +113,10 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
                 .map(|s| {
                     format!(
                         "{}\t{}\tfacets: {}\t(saved {})\n",
-                        s.name,
-                        s.query,
-                        s.facets.join(","),
-                        s.saved
+                        term(&s.name),
+                        term(&s.query),
+                        term(&s.facets.join(",")),
+                        term(&s.saved)
                     )
                 })
                 .collect()
@@ -158,13 +166,18 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
     }
     match a.format {
         Output::Csv => {
+            let cells = if a.raw_csv {
+                CsvCells::Raw
+            } else {
+                CsvCells::Neutralised
+            };
             let mut w = csv::Writer::from_writer(std::io::stdout().lock());
             w.write_record(CSV_HEADER)?;
             // A write error is kept and reported as one, not as a database error.
             let mut werr = None;
             tl.each(&q, |r| {
                 if werr.is_none()
-                    && let Err(e) = w.write_record(csv_record(&r))
+                    && let Err(e) = w.write_record(csv_record(&r, cells))
                 {
                     werr = Some(e);
                 }
@@ -261,14 +274,18 @@ const CSV_HEADER: &[&str] = &[
     "locator",
 ];
 
-fn csv_record(r: &Row) -> Vec<String> {
-    let o = |v: &Option<String>| v.clone().unwrap_or_default();
+/// One CSV row. Every text column goes through `cells`, custody's own
+/// values too (the locator, the member: an S3 key is the attacker's choice);
+/// only the ASN, a number custody parsed, is written as it is.
+fn csv_record(r: &Row, cells: CsvCells) -> Vec<String> {
+    let t = |v: &str| cells.text(v).into_owned();
+    let o = |v: &Option<String>| t(v.as_deref().unwrap_or_default());
     vec![
-        r.time.clone(),
-        r.source.clone(),
+        t(&r.time),
+        t(&r.source),
         o(&r.account),
         o(&r.actor),
-        r.action.clone(),
+        t(&r.action),
         o(&r.outcome),
         o(&r.ip),
         r.asn.map(|n| n.to_string()).unwrap_or_default(),
@@ -277,15 +294,15 @@ fn csv_record(r: &Row) -> Vec<String> {
         o(&r.user_agent),
         o(&r.target),
         o(&r.record_id),
-        r.message.clone(),
+        t(&r.message),
         if r.attributes.is_empty() {
             String::new()
         } else {
-            serde_json::to_string(&r.attributes).unwrap_or_default()
+            t(&serde_json::to_string(&r.attributes).unwrap_or_default())
         },
-        r.artefact.clone(),
-        r.member.clone(),
-        r.locator.clone(),
+        t(&r.artefact),
+        t(&r.member),
+        t(&r.locator),
     ]
 }
 
@@ -331,30 +348,31 @@ pub fn timesketch(r: &Row) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// One event on one line of a terminal: every value escaped ([`term`]).
 fn row_line(r: &Row) -> String {
     let asn = r.asn.map(|n| format!(" AS{n}")).unwrap_or_default();
     format!(
         "{}  {:<14} {:<28} {:<22} {:<8} {}{}  {}  [{} {}{}]\n",
-        r.time,
-        r.source,
-        r.actor.as_deref().unwrap_or("-"),
-        r.action,
-        r.outcome.as_deref().unwrap_or("-"),
-        r.ip.as_deref().unwrap_or("-"),
+        term(&r.time),
+        term(&r.source),
+        term(r.actor.as_deref().unwrap_or("-")),
+        term(&r.action),
+        term(r.outcome.as_deref().unwrap_or("-")),
+        term(r.ip.as_deref().unwrap_or("-")),
         asn,
-        r.target.as_deref().unwrap_or(""),
-        r.artefact,
+        term(r.target.as_deref().unwrap_or("")),
+        term(&r.artefact),
         if r.member.is_empty() {
             String::new()
         } else {
-            format!("{} ", r.member)
+            format!("{} ", term(&r.member))
         },
-        r.locator,
+        term(&r.locator),
     )
 }
 
 fn human(res: &Results) -> String {
-    let mut s = format!("{} events match `{}`\n", res.total, res.query);
+    let mut s = format!("{} events match `{}`\n", res.total, term(&res.query));
     for r in &res.rows {
         s.push_str(&row_line(r));
     }
@@ -367,7 +385,7 @@ fn human(res: &Results) -> String {
             s.push_str(&format!(
                 "  {:>8}  {}\n",
                 v.count,
-                v.value.as_deref().unwrap_or("(none)")
+                term(v.value.as_deref().unwrap_or("(none)"))
             ));
         }
     }
@@ -429,22 +447,25 @@ pub async fn run_pivot(env: &Env, a: PivotArgs) -> anyhow::Result<Outcome> {
     };
     env.print(&p, || {
         let mut s = match p.by.as_str() {
-            "account" => format!("sources seen for {}: {}\n", p.value, p.seen.len()),
+            "account" => format!("sources seen for {}: {}\n", term(&p.value), p.seen.len()),
             _ => format!(
                 "accounts seen from {} {}: {}\n",
                 p.by,
-                p.value,
+                term(&p.value),
                 p.seen.len()
             ),
         };
         for v in &p.seen {
             let asn = v
                 .asn
-                .map(|n| format!(" AS{n} {}", v.as_org.as_deref().unwrap_or("")))
+                .map(|n| format!(" AS{n} {}", term(v.as_org.as_deref().unwrap_or(""))))
                 .unwrap_or_default();
             s.push_str(&format!(
                 "  {}{asn}  first {}  last {}  ({} events)\n",
-                v.value, v.first, v.last, v.events
+                term(&v.value),
+                term(&v.first),
+                term(&v.last),
+                v.events
             ));
         }
         if !p.asns.is_empty() {
@@ -452,7 +473,10 @@ pub async fn run_pivot(env: &Env, a: PivotArgs) -> anyhow::Result<Outcome> {
             for v in &p.asns {
                 s.push_str(&format!(
                     "  {}  first {}  last {}  ({} events)\n",
-                    v.value, v.first, v.last, v.events
+                    term(&v.value),
+                    term(&v.first),
+                    term(&v.last),
+                    v.events
                 ));
             }
         }
@@ -521,7 +545,11 @@ pub async fn run_findings(env: &Env, a: FindingsArgs) -> anyhow::Result<Outcome>
     env.print(&res, || {
         let mut s = format!("{} findings\n", res.findings.len());
         for f in &res.findings {
-            s.push_str(&format!("\n{}: {}\n", f.finding.kind, f.finding.summary));
+            s.push_str(&format!(
+                "\n{}: {}\n",
+                f.finding.kind,
+                term(&f.finding.summary)
+            ));
             // The JSON has every row; a terminal gets the first ones.
             for r in f.events.iter().take(FINDING_ROWS_SHOWN) {
                 s.push_str("  ");

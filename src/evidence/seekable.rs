@@ -14,6 +14,12 @@ const FOOTER_LEN: u64 = 9;
 const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
 /// Skippable frame header: magic and frame size.
 const SKIPPABLE_HEADER_LEN: u64 = 8;
+/// 1 GiB: the largest frame custody writes (`frame_size_mib` is at most
+/// 1024). A seek table entry claiming more stored bytes than such a frame
+/// compresses to is not custody's, and is refused before it is fetched.
+const MAX_FRAME_RAW: usize = 1 << 30;
+/// 64 KiB: how much of a frame is decoded at a time on its way to the output.
+const RANGE_CHUNK: usize = 64 << 10;
 
 /// Digests of an object as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +203,10 @@ pub async fn seek_table(
 }
 
 /// Writes raw bytes `offset..offset+len` of a stored object to `out`,
-/// fetching and decompressing only the frames that hold them.
+/// fetching and decompressing only the frames that hold them. A frame is
+/// decoded as a stream, only up to the end of the range, and checked
+/// against its seek table entry: a tampered object cannot make it hold more
+/// than the range in memory, nor silently return fewer bytes.
 pub async fn read_range(
     store: &dyn EvidenceStore,
     key: &ObjectKey,
@@ -226,21 +235,56 @@ pub async fn read_range(
     let first = table.frame_index_decomp(offset);
     let last = table.frame_index_decomp(end - 1);
     let mut written = 0u64;
+    let max_stored = zstd::zstd_safe::compress_bound(MAX_FRAME_RAW) as u64;
+    let mut buf = vec![0u8; RANGE_CHUNK];
     for i in first..=last {
         let c_start = table.frame_start_comp(i).map_err(table_err)?;
         let c_len = table.frame_size_comp(i).map_err(table_err)?;
         let d_start = table.frame_start_decomp(i).map_err(table_err)?;
+        let d_len = table.frame_size_decomp(i).map_err(table_err)?;
+        if c_len > max_stored {
+            return Err(ReadError::SeekTable {
+                key: key.to_string(),
+                reason: format!(
+                    "frame {i} is {c_len} stored bytes, more than a frame custody writes"
+                ),
+            });
+        }
+        // This frame's part of the range, in raw bytes from the frame's start.
+        let from = offset.saturating_sub(d_start);
+        let to = (end - d_start).min(d_len);
         let compressed = store.get_range(key, c_start, c_len).await?;
-        let raw = zstd::decode_all(&compressed[..]).map_err(|source| ReadError::Decode {
+        let decode_err = |raw_offset, source| ReadError::Decode {
             key: key.to_string(),
-            raw_offset: d_start,
+            raw_offset,
             source,
-        })?;
-        let from = usize::try_from(offset.saturating_sub(d_start)).unwrap_or(0);
-        let to = usize::try_from((end - d_start).min(raw.len() as u64)).unwrap_or(0);
-        let part = raw.get(from..to).unwrap_or_default();
-        out.write_all(part).map_err(ReadError::Output)?;
-        written += part.len() as u64;
+        };
+        let mut decoder = zstd::stream::read::Decoder::with_buffer(&compressed[..])
+            .map_err(|e| decode_err(d_start, e))?;
+        let mut at = 0u64;
+        while at < to {
+            let n = decoder
+                .read(&mut buf)
+                .map_err(|e| decode_err(d_start + at, e))?;
+            if n == 0 {
+                return Err(decode_err(
+                    d_start + at,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "frame {i} ends after {at} raw bytes; its seek table entry says {d_len}"
+                        ),
+                    ),
+                ));
+            }
+            let chunk = buf.get(..n).unwrap_or_default();
+            let lo = usize::try_from(from.saturating_sub(at)).unwrap_or(n).min(n);
+            let hi = usize::try_from(to.saturating_sub(at)).unwrap_or(n).min(n);
+            let part = chunk.get(lo..hi).unwrap_or_default();
+            out.write_all(part).map_err(ReadError::Output)?;
+            written += part.len() as u64;
+            at += n as u64;
+        }
     }
     Ok(written)
 }
@@ -325,5 +369,63 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let err = seek_table(&store, &key).await.expect_err("corrupt");
         assert!(err.to_string().contains("no valid seek table"), "{err}");
+    }
+
+    /// A seekable object built by hand: `frames` are (raw bytes, the raw
+    /// size its seek table entry claims).
+    fn write_object(store_dir: &std::path::Path, frames: &[(&[u8], u32)]) -> ObjectKey {
+        let key = ObjectKey::new("cases/p/artefacts/tampered.zst").expect("key");
+        let mut table = zeekstd::SeekTable::new();
+        let mut bytes = Vec::new();
+        for (raw, claimed) in frames {
+            let frame = zstd::encode_all(*raw, 1).expect("encode");
+            table
+                .log_frame(u32::try_from(frame.len()).expect("small"), *claimed)
+                .expect("log frame");
+            bytes.extend_from_slice(&frame);
+        }
+        let mut ser = table.into_serializer();
+        let mut tail = vec![0u8; ser.encoded_len()];
+        let n = ser.write_into(&mut tail);
+        bytes.extend_from_slice(&tail[..n]);
+        let path = store_dir.join(key.as_str());
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &bytes).expect("write");
+        key
+    }
+
+    #[tokio::test]
+    async fn range_export_refuses_a_frame_shorter_than_its_seek_table_entry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LocalStore::new(dir.path());
+        let key = write_object(dir.path(), &[(b"ten bytes!", 1000)]);
+        let mut out = Vec::new();
+        let err = read_range(&store, &key, 0, 1000, &mut out)
+            .await
+            .expect_err("the frame holds 10 of the 1000 bytes its entry claims");
+        assert!(
+            matches!(err, ReadError::Decode { raw_offset: 10, .. }),
+            "{err:?}"
+        );
+        assert!(
+            crate::error_chain(&err).contains("seek table entry says 1000"),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn range_export_decodes_a_frame_only_up_to_the_range() {
+        // 64 MiB of zeros in one frame of a few KiB: a range of its first
+        // bytes is served without inflating the rest.
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = LocalStore::new(dir.path());
+        let zeros = vec![0u8; 64 << 20];
+        let key = write_object(dir.path(), &[(b"head", 4), (&zeros, 64 << 20)]);
+        let mut out = Vec::new();
+        let n = read_range(&store, &key, 2, 6, &mut out)
+            .await
+            .expect("range");
+        assert_eq!(n, 6);
+        assert_eq!(out, b"ad\0\0\0\0");
     }
 }

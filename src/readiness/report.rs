@@ -10,6 +10,7 @@ use super::Status;
 use super::catalogue::Catalogue;
 use super::history::{Run, StoredFinding};
 use super::score::{self, RunFindings, Trend};
+use crate::cli::sanitize::CsvCells;
 
 /// Everything a report shows: the runs (oldest first), the reported run's
 /// findings and their trend.
@@ -39,8 +40,12 @@ pub fn json(d: &ReportData<'_>) -> serde_json::Value {
     })
 }
 
-/// One row per finding of the reported run.
-pub fn csv(d: &ReportData<'_>) -> Result<String, String> {
+/// One row per finding of the reported run. Text cells go through `cells`:
+/// resource names and evidence come from the account (an IAM role name may
+/// hold `+=,.@-`, a security group's `=+@()&`), and custody's own text is
+/// treated the same so the rule has no exceptions; the run id and the days
+/// failing in a row are numbers custody counts, written as they are.
+pub fn csv(d: &ReportData<'_>, cells: CsvCells) -> Result<String, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
         "run",
@@ -64,24 +69,25 @@ pub fn csv(d: &ReportData<'_>) -> Result<String, String> {
         let k = &f.finding.key;
         let def = d.catalogue.get(&k.check);
         let t = d.trend.iter().find(|t| &t.key == k);
+        let text = |s: &str| cells.text(s).into_owned();
         w.write_record([
             d.run.id.to_string(),
-            rfc3339(d.run.started),
-            k.check.clone(),
-            def.map(|c| c.title.clone()).unwrap_or_default(),
-            def.map(|c| c.severity.as_str().to_owned())
-                .unwrap_or_default(),
-            def.map(|c| c.pillar.as_str().to_owned())
-                .unwrap_or_default(),
-            k.account.clone(),
-            k.region.clone(),
-            k.resource.clone(),
-            f.finding.status.as_str().to_owned(),
-            f.finding.evidence.clone(),
-            f.remediation.clone(),
-            t.map(|t| format!("{:?}", t.change).to_lowercase())
-                .unwrap_or_default(),
-            t.map(|t| rfc3339(t.first_seen)).unwrap_or_default(),
+            text(&rfc3339(d.run.started)),
+            text(&k.check),
+            text(def.map_or("", |c| c.title.as_str())),
+            text(def.map_or("", |c| c.severity.as_str())),
+            text(def.map_or("", |c| c.pillar.as_str())),
+            text(&k.account),
+            text(&k.region),
+            text(&k.resource),
+            text(f.finding.status.as_str()),
+            text(&f.finding.evidence),
+            text(&f.remediation),
+            text(
+                &t.map(|t| format!("{:?}", t.change).to_lowercase())
+                    .unwrap_or_default(),
+            ),
+            text(&t.map(|t| rfc3339(t.first_seen)).unwrap_or_default()),
             t.map(|t| t.failed_in_a_row.to_string()).unwrap_or_default(),
         ])
         .map_err(|e| e.to_string())?;
@@ -348,4 +354,75 @@ td.cell{{width:22px;text-align:center}}
     }
     out.push_str("</table></body></html>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::readiness::Finding;
+    use crate::readiness::history::Scope;
+
+    fn one_finding(resource: &str, evidence: &str) -> (Catalogue, Run, Vec<StoredFinding>) {
+        let catalogue = Catalogue::builtin().expect("catalogue");
+        let at = time::macros::datetime!(2024-06-01 08:00 UTC);
+        let run = Run {
+            id: 1,
+            started: at,
+            finished: at,
+            tool_version: "test".into(),
+            catalogue_version: "test".into(),
+            scope: Scope::default(),
+            identity: "test".into(),
+            score: None,
+            ready: false,
+            pillars: serde_json::Value::Null,
+        };
+        let finding = Finding::new(
+            "aws.iam.forensic_role",
+            "111122223333",
+            "us-east-1",
+            resource,
+            Status::Fail,
+            evidence,
+        );
+        let findings = vec![StoredFinding {
+            finding,
+            remediation: "-".into(),
+        }];
+        (catalogue, run, findings)
+    }
+
+    #[test]
+    fn t1_readiness_csv_cells_cannot_start_a_formula() {
+        // IAM role names may hold `+=,.@-`; security group names `=+@()&`.
+        let (catalogue, run, findings) = one_finding(
+            "=HYPERLINK(\"http://attacker.example/\",\"x\")",
+            "@SUM(1+1)*cmd|' /C calc'!A0",
+        );
+        let data = ReportData {
+            catalogue: &catalogue,
+            runs: vec![run.clone()],
+            run,
+            findings,
+            trend: Vec::new(),
+            history: Vec::new(),
+        };
+        let read = |text: String| -> Vec<String> {
+            let mut r = csv::Reader::from_reader(text.as_bytes());
+            let row = r.records().next().expect("a row").expect("valid CSV");
+            row.iter().map(str::to_owned).collect()
+        };
+        let row = read(csv(&data, CsvCells::Neutralised).expect("csv"));
+        assert_eq!(row[8], "'=HYPERLINK(\"http://attacker.example/\",\"x\")");
+        assert_eq!(row[10], "'@SUM(1+1)*cmd|' /C calc'!A0");
+        assert_eq!(
+            row[11], "-",
+            "a lone dash is custody's 'none', not a formula"
+        );
+        for cell in &row {
+            assert!(!cell.starts_with(['=', '+', '@', '\t', '\r']), "{cell}");
+        }
+        let raw = read(csv(&data, CsvCells::Raw).expect("csv"));
+        assert_eq!(raw[8], "=HYPERLINK(\"http://attacker.example/\",\"x\")");
+    }
 }

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use super::Problem;
 use super::geoip::GeoIp;
-use super::parse::{self, Format, Sink};
+use super::parse::{self, Format, InflateLimits, Sink};
 use super::store::{IngestReport, Timeline, TimelineError};
 use crate::evidence::case::{self, EvidenceError};
 use crate::evidence::{Artefact, ArtefactKind};
@@ -102,6 +102,7 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 struct ChannelSink {
     tx: std::sync::mpsc::SyncSender<Vec<Parsed>>,
     buf: Vec<Parsed>,
+    limits: InflateLimits,
 }
 
 impl ChannelSink {
@@ -124,6 +125,9 @@ impl Sink for ChannelSink {
     fn problem(&mut self, problem: Problem) {
         self.buf.push(Parsed::Problem(problem));
     }
+    fn inflate_limits(&self) -> InflateLimits {
+        self.limits
+    }
 }
 
 /// One artefact's bytes for the parsing thread.
@@ -134,6 +138,15 @@ struct Job {
     year: i32,
 }
 
+/// How a load reads its artefacts.
+#[derive(Default)]
+pub struct LoadOptions<'a> {
+    /// Adds ASN and country to source addresses.
+    pub geoip: Option<&'a mut GeoIp>,
+    /// How far gzip inside the artefacts may expand.
+    pub inflate: InflateLimits,
+}
+
 /// Loads one artefact. An artefact already in the timeline is left alone
 /// (its report says `already`).
 pub async fn ingest(
@@ -141,10 +154,10 @@ pub async fn ingest(
     tl: &mut Timeline,
     a: &Artefact,
     format: Format,
-    geoip: Option<&mut GeoIp>,
+    opts: LoadOptions<'_>,
     now: &str,
 ) -> Result<IngestReport, IngestError> {
-    let mut out = ingest_many(store, tl, &[(a, format)], geoip, now).await?;
+    let mut out = ingest_many(store, tl, &[(a, format)], opts, now).await?;
     Ok(out.pop().unwrap_or_default())
 }
 
@@ -155,9 +168,13 @@ pub async fn ingest_many(
     store: &dyn EvidenceStore,
     tl: &mut Timeline,
     items: &[(&Artefact, Format)],
-    mut geoip: Option<&mut GeoIp>,
+    opts: LoadOptions<'_>,
     now: &str,
 ) -> Result<Vec<IngestReport>, IngestError> {
+    let LoadOptions {
+        mut geoip,
+        inflate: limits,
+    } = opts;
     let mut todo = Vec::new();
     let mut reports = Vec::with_capacity(items.len());
     for (i, (a, format)) in items.iter().enumerate() {
@@ -180,6 +197,7 @@ pub async fn ingest_many(
         let mut sink = ChannelSink {
             tx,
             buf: Vec::with_capacity(CHUNK),
+            limits,
         };
         for job in job_rx {
             if job.bundle {
@@ -263,7 +281,7 @@ pub async fn ingest_case(
     store: &dyn EvidenceStore,
     tl: &mut Timeline,
     case_id: &crate::ids::CaseId,
-    geoip: Option<&mut GeoIp>,
+    opts: LoadOptions<'_>,
     now: &str,
 ) -> Result<Vec<IngestReport>, IngestError> {
     let artefacts = case::artefacts(store, case_id)
@@ -277,7 +295,7 @@ pub async fn ingest_case(
         .filter_map(|a| format_of(a).map(|f| (a, f)))
         .collect();
     tl.begin_bulk()?;
-    let out = ingest_many(store, tl, &items, geoip, now).await?;
+    let out = ingest_many(store, tl, &items, opts, now).await?;
     tl.end_bulk()?;
     Ok(out)
 }

@@ -305,3 +305,417 @@ fn config_file_and_environment_choose_the_store() {
     assert!(flag_store.join("cases/f").is_dir());
     assert!(!env_store.join("cases/f").exists());
 }
+
+#[test]
+fn s1_everything_custody_creates_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = Home::new();
+    let src = home.path().join("src.bin");
+    std::fs::write(&src, b"AWS_SECRET_ACCESS_KEY=probe-secret\n").unwrap();
+    // The caller's umask would make files 0644 and directories 0755.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_custody"))
+        .args(["--no-progress", "acquire", "file", src.to_str().unwrap()])
+        .args(["--case", "c1"])
+        .env("CUSTODY_HOME", home.path())
+        .env_remove("CUSTODY_STORE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut stack = vec![home.path().to_path_buf()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path == src {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            seen += 1;
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(seen > 5, "only {seen} entries: did acquire write anything?");
+}
+
+#[test]
+fn s2_no_credential_in_logs_at_any_level() {
+    // Nothing listens on the endpoint: the SDK still resolves the identity
+    // and signs the request (where its DEBUG and TRACE lines show the key id
+    // and the session token) before the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = Home::new();
+    std::fs::write(home.path().join("custody.toml"), "[s3]\nmax_attempts = 1\n").unwrap();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"probe\n").unwrap();
+    let (key_id, secret, token) = (
+        "AKIAPROBEACCESSKEYID0",
+        "probeSECRETaccessKEY0000000000000000000",
+        "probeSESSIONtoken0000",
+    );
+    for (rust_log, verbose) in [(None, "-vv"), (Some("trace"), "-v")] {
+        let mut cmd = home.cmd();
+        match rust_log {
+            Some(l) => cmd.env("RUST_LOG", l),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = cmd
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_SESSION_TOKEN", token)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args([
+                verbose,
+                "--store",
+                "s3://evidence/p",
+                "--endpoint-url",
+                &format!("http://127.0.0.1:{port}"),
+                "acquire",
+                "file",
+                src.to_str().unwrap(),
+                "--case",
+                "c1",
+            ])
+            .output()
+            .unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        assert!(
+            all.contains("DEBUG"),
+            "{rust_log:?} {verbose}: custody's own debug lines are shown: {all}"
+        );
+        for s in [key_id, secret, token] {
+            assert!(
+                !all.contains(s),
+                "{rust_log:?} {verbose}: {s} is in the output:\n{all}"
+            );
+        }
+    }
+}
+
+#[test]
+fn range_export_appears_whole_under_its_name_and_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = Home::new();
+    let data = mixed_bytes(3 << 20, 3);
+    let src = home.path().join("disk.img");
+    std::fs::write(&src, &data).unwrap();
+    let report = home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "c1"]);
+    let id = report["artefacts"][0]["id"].as_str().unwrap().to_owned();
+    let dir = home.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let range = |name: &str, offset: &str, len: &str| {
+        home.run(&[
+            "export",
+            "c1",
+            &id,
+            "-o",
+            dir.join(name).to_str().unwrap(),
+            "--offset",
+            offset,
+            "--length",
+            len,
+        ])
+    };
+    let out = range("part.bin", "1000", "2000000");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let part = dir.join("part.bin");
+    assert_eq!(std::fs::read(&part).unwrap(), &data[1000..2_001_000]);
+    let mode = std::fs::metadata(&part).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A range past the end fails and leaves nothing behind, not even a temporary file.
+    let out = range("past.bin", "3000000", "1000000");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["part.bin"]);
+    // An existing file is never overwritten.
+    let out = range("part.bin", "0", "10");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(&part).unwrap(), &data[1000..2_001_000]);
+}
+
+/// A triage bundle of `root`: its artefact report, members (raw name →
+/// content, with their tar entry types) and parsed index.
+struct Triaged {
+    report: serde_json::Value,
+    members: Vec<(Vec<u8>, tar::EntryType, Vec<u8>)>,
+    index: serde_json::Value,
+}
+
+impl Triaged {
+    fn of(home: &Home, root: &std::path::Path, case: &str) -> Self {
+        let report = home.json(&[
+            "acquire",
+            "host",
+            "--case",
+            case,
+            "--root",
+            root.to_str().unwrap(),
+        ]);
+        let id = report["artefacts"][0]["id"].as_str().unwrap();
+        let dest = home.path().join(format!("{case}.tar"));
+        let out = home.run(&["export", case, id, "-o", dest.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut archive = tar::Archive::new(std::fs::File::open(&dest).unwrap());
+        let mut members = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path_bytes().into_owned();
+            let kind = e.header().entry_type();
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut body).unwrap();
+            members.push((name, kind, body));
+        }
+        let index = members
+            .iter()
+            .find(|(n, _, _)| n == b"index.json")
+            .map(|(_, _, b)| serde_json::from_slice(b).unwrap())
+            .unwrap();
+        Self {
+            report,
+            members,
+            index,
+        }
+    }
+
+    fn member(&self, name: &str) -> Option<&[u8]> {
+        self.members
+            .iter()
+            .find(|(n, _, _)| n == name.as_bytes())
+            .map(|(_, _, b)| b.as_slice())
+    }
+
+    fn items(&self, source: &str) -> Vec<&serde_json::Value> {
+        self.index["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["source"] == source)
+            .collect()
+    }
+}
+
+fn write(root: &std::path::Path, rel: impl AsRef<std::path::Path>, body: &str) {
+    let f = root.join(rel);
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(f, body).unwrap();
+}
+
+#[test]
+fn h1_root_symlink_does_not_leave_the_image() {
+    let home = Home::new();
+    let root = home.path().join("image");
+    let outside = home.path().join("analyst");
+    // The analyst's own files, which links in the image point at.
+    write(&outside, ".bash_history", "ANALYST-SECRET\n");
+    write(&outside, "auth.log", "ANALYST-SECRET log\n");
+    write(&outside, ".ssh/authorized_keys", "ANALYST-SECRET key\n");
+    write(
+        &root,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\nw:x:1001:1001::/home/w:/bin/sh\nv:x:1002:1002::/home/v/sub:/bin/sh\n",
+    );
+    write(&root, "srv/w/.bash_history", "IMAGE-HISTORY\n");
+    std::fs::create_dir_all(root.join("home/v")).unwrap();
+    std::fs::create_dir_all(root.join("var")).unwrap();
+    std::fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    let up = "../".repeat(20);
+    let outside_rel = outside.strip_prefix("/").unwrap().to_str().unwrap();
+    // Absolute, relative climbing above the root (whole directory and a
+    // middle component), and a last component that is a link.
+    std::os::unix::fs::symlink(&outside, root.join("home/u")).unwrap();
+    std::os::unix::fs::symlink(format!("{up}{outside_rel}"), root.join("var/log")).unwrap();
+    std::os::unix::fs::symlink(format!("{up}{outside_rel}"), root.join("home/v/sub")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("etc/cron.d/x")).unwrap();
+    // An absolute link the imaged system resolves inside itself.
+    std::os::unix::fs::symlink("/srv/w", root.join("home/w")).unwrap();
+
+    let t = Triaged::of(&home, &root, "h1");
+    for (name, kind, body) in &t.members {
+        assert!(
+            !String::from_utf8_lossy(body).contains("ANALYST-SECRET"),
+            "{} holds a file from outside the root",
+            name.escape_ascii()
+        );
+        // A link member would lead an extractor wherever the image says.
+        assert!(
+            !kind.is_symlink() && !kind.is_hard_link(),
+            "{}",
+            name.escape_ascii()
+        );
+    }
+    assert_eq!(
+        t.member("files/home/w/.bash_history"),
+        Some(&b"IMAGE-HISTORY\n"[..])
+    );
+    for link in ["/home/u", "/var/log", "/home/v/sub"] {
+        let items = t.items(link);
+        assert!(
+            items.iter().any(|i| i["status"] == "link"
+                && i["reason"].as_str().unwrap().contains("outside the root")),
+            "{link}: {items:?}"
+        );
+    }
+    let x = t.items("/etc/cron.d/x");
+    assert_eq!(x[0]["status"], "link", "{x:?}");
+    assert!(x[0].get("bundle_path").is_none(), "{x:?}");
+    let notes = t.report["artefacts"][0]["notes"].to_string();
+    assert!(notes.contains("/home/u: symbolic link to"), "{notes}");
+}
+
+#[test]
+fn h2_a_passwd_home_with_dot_dot_is_a_recorded_problem() {
+    let home = Home::new();
+    let root = home.path().join("image");
+    write(
+        &root,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nevil:x:0:0::/x/../root:/bin/sh\nodd:x:0:0::/../../..:/bin/sh\n",
+    );
+    write(&root, "root/.bash_history", "history\n");
+    std::fs::create_dir_all(root.join("x")).unwrap();
+
+    let t = Triaged::of(&home, &root, "h2");
+    // The rest of the triage is there: the volatile summaries and the file.
+    assert!(t.member("volatile/processes.json").is_some());
+    assert_eq!(
+        t.member("files/root/.bash_history"),
+        Some(&b"history\n"[..])
+    );
+    let evil = t.items("/x/../root");
+    assert_eq!(evil.len(), 1, "{evil:?}");
+    assert_eq!(evil[0]["status"], "skipped");
+    assert!(
+        evil[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("read as /root"),
+        "{evil:?}"
+    );
+    assert_eq!(t.items("/../../..")[0]["status"], "skipped");
+    // No member name holds a `..` segment.
+    for (name, _, _) in &t.members {
+        assert!(
+            !name.split(|&b| b == b'/').any(|s| s == b".."),
+            "{}",
+            name.escape_ascii()
+        );
+    }
+}
+
+#[test]
+fn h3_a_file_name_that_is_not_utf8_is_collected() {
+    use std::os::unix::ffi::OsStrExt;
+    let home = Home::new();
+    let root = home.path().join("image");
+    let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+    // A passwd home that is not UTF-8 either: one bad byte once made the
+    // whole file unreadable, and every home but /root was skipped.
+    write(&root, "etc/passwd", "");
+    std::fs::write(
+        root.join("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000::/home/\xffu:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("home").join(os(b"\xffu"))).unwrap();
+    std::fs::write(
+        root.join("home").join(os(b"\xffu")).join(".bash_history"),
+        "u history\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("var/log")).unwrap();
+    std::fs::write(
+        root.join("var/log").join(os(b"auth\xff.log")),
+        "HIDDEN-LOG-LINE\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    std::fs::write(
+        root.join("etc/cron.d").join(os(b"job\xfe")),
+        "* * * * * root x\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("root")).unwrap();
+    std::fs::write(
+        root.join("root").join(os(b".b\xfd_history")),
+        "hidden history\n",
+    )
+    .unwrap();
+
+    let t = Triaged::of(&home, &root, "h3");
+    for (source, member, body) in [
+        (
+            "/var/log/auth\\xFF.log",
+            "files/var/log/auth%FF.log",
+            "HIDDEN-LOG-LINE\n",
+        ),
+        (
+            "/etc/cron.d/job\\xFE",
+            "files/etc/cron.d/job%FE",
+            "* * * * * root x\n",
+        ),
+        (
+            "/root/.b\\xFD_history",
+            "files/root/.b%FD_history",
+            "hidden history\n",
+        ),
+        (
+            "/home/\\xFFu/.bash_history",
+            "files/home/%FFu/.bash_history",
+            "u history\n",
+        ),
+    ] {
+        assert_eq!(t.member(member), Some(body.as_bytes()), "{member}");
+        let items = t.items(source);
+        assert_eq!(items.len(), 1, "{source}: {:#}", t.index);
+        assert_eq!(items[0]["status"], "ok");
+        assert_eq!(items[0]["source_escaped"], true);
+        assert_eq!(items[0]["bundle_path"], member);
+        assert_eq!(
+            custody::collect::member::raw_name(member),
+            [b"files".as_slice(), unescape(source).as_slice()].concat()
+        );
+    }
+    assert!(
+        !t.index["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["status"] == "absent" && i["category"] == "logs"),
+        "{:#}",
+        t.index
+    );
+}
+
+/// The raw bytes of an escaped index source (`\xNN`, `\\`).
+fn unescape(source: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = source.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'\\' && tail.first() == Some(&b'x') {
+            out.push(u8::from_str_radix(std::str::from_utf8(&tail[1..3]).unwrap(), 16).unwrap());
+            rest = &tail[3..];
+        } else if b == b'\\' {
+            out.push(b'\\');
+            rest = &tail[1..];
+        } else {
+            out.push(b);
+            rest = tail;
+        }
+    }
+    out
+}

