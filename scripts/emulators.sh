@@ -31,6 +31,8 @@ install_emulators() {
   command -v chromium >/dev/null || missing+=(chromium)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
   command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || missing+=(e2fsprogs)
+  # GNU time: the security probes measure peak memory with it.
+  [ -x /usr/bin/time ] || missing+=(time)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "emulators: installing ${missing[*]} (Debian packages)" >&2
     if [ "$(id -u)" -eq 0 ]; then
