@@ -60,16 +60,19 @@ pub async fn run_show(env: &Env, args: ShowArgs) -> anyhow::Result<Outcome> {
 }
 
 /// One artefact, as the human output shows it.
+/// An artefact for the terminal: its source path, resource and notes come
+/// from the evidence, so their control characters are shown, never sent.
 pub fn artefact_line(a: &Artefact) -> String {
+    use super::sanitize::term;
     let mut s = format!(
         "{}  {}  {}{}\n  raw     {} bytes  sha256:{}\n  stored  {} bytes  sha256:{}  {}\n  window  {} .. {}\n",
         a.id,
         a.kind.as_str(),
-        a.source.resource,
+        term(&a.source.resource),
         a.source
             .path
             .as_deref()
-            .map(|p| format!(" {p}"))
+            .map(|p| format!(" {}", term(p)))
             .unwrap_or_default(),
         a.raw.size,
         a.raw.sha256,
@@ -80,10 +83,10 @@ pub fn artefact_line(a: &Artefact) -> String {
         crate::clock::rfc3339(a.finished),
     );
     if let Some(c) = &a.source_changed {
-        s.push_str(&format!("  WARNING {c}\n"));
+        s.push_str(&format!("  WARNING {}\n", term(c)));
     }
     for n in &a.notes {
-        s.push_str(&format!("  note    {n}\n"));
+        s.push_str(&format!("  note    {}\n", term(n)));
     }
     s
 }

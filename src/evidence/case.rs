@@ -613,7 +613,14 @@ pub async fn read_verified(
 ) -> Result<Vec<u8>, EvidenceError> {
     let key = object_key(&a.case, &a.id)?;
     let capacity = usize::try_from(a.raw.size).unwrap_or(0).min(1 << 30);
-    let (got, bytes) = seekable::read_back(store, &key, Vec::with_capacity(capacity)).await?;
+    // A tampered object could decode to far more than was recorded: stop
+    // one byte past the recorded size (which the digest check then refuses)
+    // rather than hold it all.
+    let out = Bounded {
+        buf: Vec::with_capacity(capacity),
+        limit: a.raw.size.saturating_add(1),
+    };
+    let (got, Bounded { buf: bytes, .. }) = seekable::read_back(store, &key, out).await?;
     let problems = mismatches(a, &got);
     if !problems.is_empty() {
         return Err(EvidenceError::ExportMismatch {
@@ -622,6 +629,30 @@ pub async fn read_verified(
         });
     }
     Ok(bytes)
+}
+
+/// A buffer that takes at most `limit` bytes and then refuses more.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: u64,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = self.limit.saturating_sub(self.buf.len() as u64);
+        if room == 0 && !data.is_empty() {
+            return Err(std::io::Error::other(
+                "the stored object decodes to more bytes than its manifest records",
+            ));
+        }
+        let n = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        self.buf.extend_from_slice(data.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes raw bytes `offset..offset+len` of an artefact to `out`.
@@ -634,4 +665,24 @@ pub async fn export_range(
 ) -> Result<u64, EvidenceError> {
     let key = object_key(&a.case, &a.id)?;
     Ok(seekable::read_range(store, &key, offset, len, out).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored object that decodes to more than its manifest records is cut
+    /// one byte past the recorded size, never held whole.
+    #[test]
+    fn a_decoded_object_is_held_only_to_its_recorded_size() {
+        let mut b = Bounded {
+            buf: Vec::new(),
+            limit: 5,
+        };
+        assert_eq!(b.write(b"abc").expect("write"), 3);
+        assert_eq!(b.write(b"defgh").expect("write"), 2);
+        let err = b.write(b"i").expect_err("past the limit");
+        assert!(err.to_string().contains("more bytes than its manifest"));
+        assert_eq!(b.buf, b"abcde");
+    }
 }
