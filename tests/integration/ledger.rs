@@ -132,7 +132,8 @@ fn a_case_bundle_verifies_offline_and_catches_tampering() {
         dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read_dir(dir.join("entries")).unwrap().count(), 3);
+    // The case's three entries and the export's own record.
+    assert_eq!(std::fs::read_dir(dir.join("entries")).unwrap().count(), 4);
     assert_eq!(std::fs::read_dir(dir.join("manifests")).unwrap().count(), 3);
     let ok = home.run(&["ledger", "verify-bundle", dir.to_str().unwrap()]);
     assert!(
@@ -186,6 +187,220 @@ fn a_case_bundle_verifies_offline_and_catches_tampering() {
         vkey["initial_verifier_key"].as_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The entry indexes of a bundle, in order.
+fn bundle_indexes(dir: &std::path::Path) -> Vec<u64> {
+    let mut idx: Vec<u64> = std::fs::read_dir(dir.join("entries"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".json")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    idx.sort();
+    idx
+}
+
+/// L2: a bundle from which the case's first entries, or its last ones, were
+/// removed, or into which another case's entry was put, fails; so does one
+/// whose entries were reordered.
+#[test]
+fn l2_a_bundle_missing_its_first_or_last_entries_fails() {
+    let home = Home::new();
+    for what in ["copied", "accessed", "verified"] {
+        home.json(&["ledger", "record", "--case", "c1", "--action", what]);
+        home.json(&["ledger", "record", "--case", "c2", "--action", what]);
+    }
+    let dir = home.path().join("bundle");
+    let out = home.run(&[
+        "ledger",
+        "export",
+        "--case",
+        "c1",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let idx = bundle_indexes(&dir);
+    let refused = |name: &str, edit: &dyn Fn(&std::path::Path), why: &str| {
+        let copy = home.path().join(name);
+        copy_dir(&dir, &copy);
+        edit(&copy);
+        let out = home.run(&["ledger", "verify-bundle", copy.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{name}: {text}");
+        assert!(text.contains(why), "{name}: {text}");
+    };
+    let remove = |i: u64| {
+        move |d: &std::path::Path| {
+            std::fs::remove_file(d.join(format!("entries/{i}.json"))).unwrap();
+            std::fs::remove_file(d.join(format!("proofs/{i}.tlog-proof"))).unwrap();
+        }
+    };
+    refused("first", &remove(idx[0]), "earlier entries are missing");
+    let last = *idx.last().unwrap();
+    refused(
+        "last",
+        &remove(last),
+        "does not end with the signed record of its export",
+    );
+    refused(
+        "last-two",
+        &|d: &std::path::Path| {
+            remove(idx[idx.len() - 2])(d);
+            remove(last)(d);
+        },
+        "does not end with the signed record of its export",
+    );
+    // Another case's entry, with its real proof, put into the bundle.
+    let other = home.path().join("bundle-c2");
+    let out = home.run(&[
+        "ledger",
+        "export",
+        "--case",
+        "c2",
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let foreign = bundle_indexes(&other)[0];
+    refused(
+        "foreign",
+        &|d: &std::path::Path| {
+            for (sub, ext) in [("entries", "json"), ("proofs", "tlog-proof")] {
+                std::fs::copy(
+                    other.join(format!("{sub}/{foreign}.{ext}")),
+                    d.join(format!("{sub}/{foreign}.{ext}")),
+                )
+                .unwrap();
+            }
+        },
+        "not of the bundle's case",
+    );
+    // Two entries swapped (file names kept): their proofs no longer match.
+    refused(
+        "swapped",
+        &|d: &std::path::Path| {
+            let (a, b) = (
+                d.join(format!("entries/{}.json", idx[0])),
+                d.join(format!("entries/{}.json", idx[1])),
+            );
+            let (ta, tb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+            std::fs::write(&a, tb).unwrap();
+            std::fs::write(&b, ta).unwrap();
+        },
+        "not in the signed log",
+    );
+    // Without a pinned key the report says so.
+    let out = home.run(&["ledger", "verify-bundle", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("WARNING no --key given"));
+}
+
+/// L1, in bundles: after a key rotation a bundle verifies from the initial
+/// key (the rotation's own checkpoint, signed by the old key, travels with
+/// it); a rotation rewritten to name another key is refused.
+#[test]
+fn l1_a_bundle_after_a_rotation_verifies_from_the_initial_key() {
+    let home = Home::new();
+    home.json(&["ledger", "record", "--case", "r", "--action", "copied"]);
+    home.json(&["ledger", "rotate-key"]);
+    home.json(&["ledger", "record", "--case", "r", "--action", "accessed"]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("ledger/ledger.json")).unwrap())
+            .unwrap();
+    let initial = meta["initial_verifier_key"].as_str().unwrap().to_owned();
+    let dir = home.path().join("bundle");
+    let out = home.run(&[
+        "ledger",
+        "export",
+        "--case",
+        "r",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = home.run(&[
+        "ledger",
+        "verify-bundle",
+        dir.to_str().unwrap(),
+        "--key",
+        &initial,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = home.run(&["ledger", "verify", "--key", &initial, "--strict"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The rotation entry rewritten to name a key of someone else's.
+    let copy = home.path().join("forged");
+    copy_dir(&dir, &copy);
+    let rotation = std::fs::read_dir(copy.join("rotations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .unwrap();
+    let other = Home::new();
+    other.json(&["ledger", "init"]);
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.path().join("ledger/ledger.json")).unwrap())
+            .unwrap();
+    let mut e: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&rotation).unwrap()).unwrap();
+    e["detail"]["new_verifier_key"] = theirs["initial_verifier_key"].clone();
+    std::fs::write(&rotation, serde_json::to_vec(&e).unwrap()).unwrap();
+    let out = home.run(&[
+        "ledger",
+        "verify-bundle",
+        copy.to_str().unwrap(),
+        "--key",
+        &initial,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("key rotation at entry"));
+}
+
+/// Rollback: `ledger verify --checkpoint` refuses a ledger cut back to an
+/// older copy, which verifies on its own.
+#[test]
+fn a_ledger_restored_from_an_older_copy_fails_against_a_saved_checkpoint() {
+    let home = Home::new();
+    home.json(&["ledger", "record", "--case", "c", "--action", "copied"]);
+    let old = home.path().join("old-ledger");
+    copy_dir(&home.path().join("ledger"), &old);
+    home.json(&["ledger", "record", "--case", "c", "--action", "accessed"]);
+    let saved = home.path().join("seen.checkpoint");
+    std::fs::write(&saved, home.run(&["ledger", "checkpoint"]).stdout).unwrap();
+    let out = home.run(&["ledger", "verify", "--checkpoint", saved.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::remove_dir_all(home.path().join("ledger")).unwrap();
+    copy_dir(&old, &home.path().join("ledger"));
+    let out = home.run(&["ledger", "verify"]);
+    assert!(out.status.success(), "the older copy is self-consistent");
+    let out = home.run(&["ledger", "verify", "--checkpoint", saved.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back"));
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
@@ -415,10 +630,18 @@ fn an_independent_verifier_accepts_the_bundle_and_catches_an_edit() {
     let home = Home::new();
     let src = home.path().join("f.bin");
     std::fs::write(&src, b"evidence").unwrap();
-    for _ in 0..3 {
+    for i in 0..3 {
         home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "P"]);
         home.json(&["ledger", "record", "--case", "Q", "--action", "copied"]);
+        if i == 1 {
+            // The key chain from the initial key is followed too.
+            home.json(&["ledger", "rotate-key"]);
+        }
     }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("ledger/ledger.json")).unwrap())
+            .unwrap();
+    let initial = meta["initial_verifier_key"].as_str().unwrap().to_owned();
     let dir = home.path().join("bundle");
     assert!(
         home.run(&[
@@ -435,6 +658,7 @@ fn an_independent_verifier_accepts_the_bundle_and_catches_an_edit() {
     let out = std::process::Command::new(&python)
         .arg(&script)
         .arg(&dir)
+        .arg(&initial)
         .output()
         .unwrap();
     assert!(

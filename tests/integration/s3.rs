@@ -713,3 +713,100 @@ fn the_ledger_mirror_in_s3_matches_the_local_ledger_byte_for_byte() {
         );
     }
 }
+
+/// L5: an object planted under the ledger's prefix (a segment claiming every
+/// entry) neither stops the mirror nor passes for the ledger's: each
+/// command warns, the new entries are mirrored beside it, and `store check`
+/// and `ledger verify` fail.
+#[test]
+fn l5_a_planted_mirror_object_is_reported_and_mirroring_goes_on() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = client(&endpoint);
+    let bucket = rt.block_on(async { bucket(&s3).await });
+    let home = crate::common::Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, b"evidence").unwrap();
+    let store = format!("s3://{bucket}/ev");
+    let acquire = |case: &str| {
+        let args = [
+            "--store",
+            &store,
+            "acquire",
+            "file",
+            src.to_str().unwrap(),
+            "--case",
+            case,
+        ];
+        custody_s3(&home, &endpoint, &args)
+    };
+    assert!(acquire("a").status.success());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("ledger/ledger.json")).unwrap())
+            .unwrap();
+    let prefix = format!(
+        "ev/{}",
+        custody::ledger::mirror::prefix(meta["origin"].as_str().unwrap())
+    );
+    let planted = format!("{prefix}/entries/000000000000-999999999999.jsonl");
+    rt.block_on(async {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&planted)
+            .body(ByteStream::from_static(b""))
+            .send()
+            .await
+            .unwrap();
+    });
+    let out = acquire("b");
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    assert!(
+        crate::common::stderr(&out).contains("not byte for byte this ledger's"),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    // The new entries reached the mirror: its own segments still add up to the ledger.
+    let keys: Vec<String> = rt.block_on(async {
+        s3.list_objects_v2()
+            .bucket(&bucket)
+            .prefix(format!("{prefix}/entries/"))
+            .send()
+            .await
+            .unwrap()
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .filter(|k| *k != planted)
+            .collect()
+    });
+    let mut ours: Vec<(u64, u64)> = keys
+        .iter()
+        .filter_map(|k| {
+            let name = k.rsplit('/').next()?;
+            let mut p = name.split('-');
+            Some((p.next()?.parse().ok()?, p.next()?.parse().ok()?))
+        })
+        .collect();
+    ours.sort();
+    let local = std::fs::read_to_string(home.path().join("ledger/entries.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert_eq!(ours.last().map(|r| r.1), Some(local), "{keys:?}");
+    for args in [
+        vec!["--store", &store, "store", "check"],
+        vec!["--store", &store, "ledger", "verify"],
+    ] {
+        let out = custody_s3(&home, &endpoint, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            crate::common::stderr(&out)
+        );
+    }
+}
