@@ -208,11 +208,9 @@ impl Env {
                 .with_context(|| format!("cannot read {}", paths.meta().display()))?,
         )
         .with_context(|| format!("{} is not ledger metadata", paths.meta().display()))?;
-        Ok(
-            crate::ledger::mirror::check(&paths, &meta.origin, store.as_ref())
-                .await
-                .context("cannot read the ledger's copy in the store")?,
-        )
+        crate::ledger::mirror::check(&paths, &meta.origin, store.as_ref())
+            .await
+            .context("cannot read the ledger's copy in the store")
     }
 
     /// Copies what the store lacks of the committed ledger to the store.
