@@ -1031,6 +1031,79 @@ mod tests {
         assert_eq!(kept, 1, "the stray key was not kept in retired/");
     }
 
+    /// L3: a crash at each step of a rotation (new key written; entry
+    /// appended but its checkpoint not; old key retired but the new one not
+    /// yet installed) opens, signs with the key the log says is in force, and verifies.
+    #[test]
+    fn l3_rotate_key_survives_a_crash_at_every_step() {
+        let clock = Arc::new(FixedClock::new(
+            time::macros::datetime!(2026-11-28 06:00 UTC),
+        ));
+        for step in ["key written", "entry unsigned", "old key retired"] {
+            let (dir, paths) = build(&[vec![0]]);
+            let keys = dir.path().join("keys");
+            let before = std::fs::read(paths.checkpoint()).expect("checkpoint");
+            let size = crate::ledger::claimed_size(&before).expect("size");
+            let old_key = std::fs::read(keys.join("ledger.key")).expect("key");
+            let mut l = Ledger::open(&paths, clock.clone()).expect("open");
+            let new = l.rotate_key(actor()).expect("rotate");
+            drop(l);
+            let new_key = std::fs::read(keys.join("ledger.key")).expect("key");
+            std::fs::remove_dir_all(keys.join("retired")).expect("rm");
+            let put = |name: &str, bytes: &[u8]| {
+                let p = keys.join(name);
+                let _ = std::fs::remove_file(&p);
+                std::fs::write(&p, bytes).expect("write");
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .expect("chmod");
+            };
+            let expected = match step {
+                "key written" => {
+                    // The entry never reached the log: the old key stays in force.
+                    let data = std::fs::read(paths.entries()).expect("entries");
+                    let lines = split_lines(&data).0;
+                    let keep: usize = lines.iter().take(size as usize).map(|l| l.len() + 1).sum();
+                    std::fs::write(paths.entries(), &data[..keep]).expect("cut");
+                    std::fs::remove_file(
+                        paths
+                            .checkpoints()
+                            .join(crate::ledger::checkpoint_name(size + 1)),
+                    )
+                    .expect("rm");
+                    std::fs::write(paths.checkpoint(), &before).expect("restore");
+                    put("ledger.key", &old_key);
+                    put("ledger.key.new", &new_key);
+                    initial_key(&paths)
+                }
+                "entry unsigned" => {
+                    std::fs::remove_file(
+                        paths
+                            .checkpoints()
+                            .join(crate::ledger::checkpoint_name(size + 1)),
+                    )
+                    .expect("rm");
+                    std::fs::write(paths.checkpoint(), &before).expect("restore");
+                    put("ledger.key", &old_key);
+                    put("ledger.key.new", &new_key);
+                    new.clone()
+                }
+                _ => {
+                    std::fs::remove_file(keys.join("ledger.key")).expect("rm");
+                    put("ledger.key.new", &new_key);
+                    new.clone()
+                }
+            };
+            let mut l =
+                Ledger::open(&paths, clock.clone()).unwrap_or_else(|e| panic!("{step}: {e}"));
+            assert_eq!(l.verifier_key(), expected, "{step}");
+            l.append(vec![draft(3)])
+                .unwrap_or_else(|e| panic!("{step}: {e}"));
+            drop(l);
+            let r = verify_ledger(&paths, Some(&initial_key(&paths)), true).expect("verify");
+            assert!(r.ok(), "{step}: {:?}", r.problems);
+        }
+    }
+
     /// L4: a line appended by someone without the key is never signed on
     /// the next open: it is set aside, and a signed entry records its digest.
     #[test]
