@@ -87,9 +87,11 @@ read -r INSTANCE GROUP <"$WORK/instance"
 
 step "2. custody serve, with a playbook"
 export EXAMPLE_GUARDDUTY_SECRET="example-secret-$RANDOM$RANDOM"
+export EXAMPLE_READ_TOKEN="example-read-$RANDOM$RANDOM"
 cat >"$WORK/serve.toml" <<'TOML'
 [server]
 bind = "127.0.0.1:0"   # any free port; the address is printed on stdout
+read_token_env = "EXAMPLE_READ_TOKEN"   # reads jobs, cases and /metrics
 
 [[source]]
 name = "guardduty"
@@ -99,7 +101,7 @@ secret_env = "EXAMPLE_GUARDDUTY_SECRET"
 
 [[rule]]
 name = "exempt"
-tag = "custody:exempt"
+tag = "custody:exempt=approved-by-ir"   # a value only the IR role may set
 action = "record"
 
 [[rule]]
@@ -142,10 +144,12 @@ JOB="$(cat "$WORK/job")"
 
 step "4. The job, until it ends"
 "$PY" - "$ADDR" "$JOB" >"$WORK/case" <<'PY'
-import json, sys, time, urllib.request
+import json, os, sys, time, urllib.request
 addr, job = sys.argv[1:3]
+view = urllib.request.Request(f"http://{addr}/v1/jobs/{job}",
+                              headers={"Authorization": f"Bearer {os.environ['EXAMPLE_READ_TOKEN']}"})
 for _ in range(600):
-    with urllib.request.urlopen(f"http://{addr}/v1/jobs/{job}") as r:
+    with urllib.request.urlopen(view) as r:
         j = json.load(r)
     if j["state"] in ("done", "failed"):
         break

@@ -17,8 +17,8 @@ use crate::respond::order;
 use crate::serve::config::ServeConfig;
 use crate::serve::playbook::{Action, Rule};
 use crate::serve::queue::{Job, Queue};
-use crate::serve::server::{Metrics, Shared, router};
-use crate::serve::worker::JobRunner;
+use crate::serve::server::{Metrics, Readiness, Recording, Shared};
+use crate::serve::worker::{JobError, JobRunner};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -33,7 +33,7 @@ pub struct ServeArgs {
 pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
     let config = ServeConfig::load(&args.config)?;
     // Open the ledger now: a server that cannot record must not accept alerts.
-    env.ledger()?;
+    let ledger = env.ledger()?;
     let queue = Queue::open(
         &env.config.home.join("serve").join("queue.jsonl"),
         env.clock.clone(),
@@ -62,6 +62,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
         jobs: tx,
         draining: AtomicBool::new(false),
         cancel: env.cancel.clone(),
+        recording: Readiness::new(Arc::new(LedgerRecording(ledger))),
     });
     let runner = Arc::new(EnvRunner {
         env: env.clone(),
@@ -69,6 +70,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
         staging,
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let compaction = tokio::spawn(compact(shared.clone(), stop_rx.clone()));
     let workers = tokio::spawn(crate::serve::worker::run(
         shared.clone(),
         runner,
@@ -87,18 +89,57 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
     // The address on stdout, for whoever started the server (port 0 picks one).
     println!("{}", serde_json::json!({ "listening": addr.to_string() }));
     let draining = shared.clone();
-    axum::serve(listener, router(shared.clone()))
-        .with_graceful_shutdown(async move {
-            terminated().await;
-            tracing::info!("shutting down: no new alerts; running jobs finish");
-            draining.draining.store(true, Ordering::SeqCst);
-        })
-        .await
-        .context("the server stopped")?;
+    crate::serve::server::serve(listener, shared.clone(), async move {
+        terminated().await;
+        tracing::info!("shutting down: no new alerts; running jobs finish");
+        draining.draining.store(true, Ordering::SeqCst);
+    })
+    .await
+    .context("the server stopped")?;
     let _ = stop_tx.send(true);
     let _ = workers.await;
     let _ = schedules.await;
+    let _ = compaction.await;
     Ok(Outcome::Ok)
+}
+
+/// 1 hour: finished jobs are kept for days; an hour late costs nothing.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Drops finished jobs past `retain_finished_hours` now and every
+/// [`COMPACT_EVERY`], until `stop`.
+async fn compact(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let hours = shared.config.server.retain_finished_hours;
+    if hours == 0 {
+        return;
+    }
+    let age = time::Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3600));
+    loop {
+        if let Err(e) = shared.queue.compact(age).await {
+            tracing::warn!(error = %e, "cannot compact the queue; it is tried again later");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(COMPACT_EVERY) => {}
+        }
+    }
+}
+
+/// The ledger's readiness, as the server asks for it.
+struct LedgerRecording(crate::ledger::SharedLedger);
+
+impl Recording for LedgerRecording {
+    fn ready(&self) -> Result<(), String> {
+        self.0.ready().map_err(|e| crate::error_chain(&e))
+    }
+}
+
+/// The ledger could not write: the job is to run again, not fail.
+fn unrecorded(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::ledger::LedgerError>()
+            .is_some_and(crate::ledger::LedgerError::is_commit_failure)
+    })
 }
 
 /// SIGTERM (or Ctrl-C, which the binary also turns into a cancel).
@@ -155,10 +196,25 @@ impl JobRunner for EnvRunner {
         job: &Job,
         alert: &Alert,
         rule: Option<&Rule>,
-    ) -> Result<serde_json::Value, String> {
-        self.run_job(job, alert, rule)
-            .await
-            .map_err(|e| crate::error_chain(e.as_ref()))
+    ) -> Result<serde_json::Value, JobError> {
+        // A ledger a failed commit left unusable is reopened (its tail
+        // recovered) before anything is looked up in it; while that fails,
+        // for whatever reason, the job waits rather than fails.
+        let ready = self
+            .env
+            .ledger()
+            .and_then(|l| l.ready().map_err(anyhow::Error::from));
+        if let Err(e) = ready {
+            return Err(JobError::Unrecorded(crate::error_chain(e.as_ref())));
+        }
+        self.run_job(job, alert, rule).await.map_err(|e| {
+            let why = crate::error_chain(e.as_ref());
+            if unrecorded(&e) {
+                JobError::Unrecorded(why)
+            } else {
+                JobError::Failed(why)
+            }
+        })
     }
 }
 
@@ -186,9 +242,13 @@ impl EnvRunner {
         let action = rule.map_or(Action::Record, |r| r.action);
         let dry_run = self.dry_run || rule.is_some_and(|r| r.dry_run);
         let instances = &alert.entities.instances;
-        // A job picked up while already running was cut off by a crash: it
-        // may have recorded its alert. Only then is the ledger searched.
-        let resumed = job.state == crate::serve::queue::JobState::Running;
+        // A job that had started before (cut off by a crash, or put back
+        // because the ledger could not record) may have recorded its alert.
+        // Only then is the ledger searched.
+        let resumed = job
+            .steps
+            .iter()
+            .any(|s| s.get("state").and_then(|v| v.as_str()) == Some("running"));
         let seen = resumed
             && rec.case_entries(&job.case)?.into_iter().any(|(_, _, e)| {
                 e.action == LedgerAction::AlertReceived
@@ -244,6 +304,8 @@ impl EnvRunner {
                     bytes += b;
                     results.push(summary);
                 }
+                // The ledger could not record: the whole job runs again.
+                Err(e) if unrecorded(&e) => return Err(e),
                 Err(e) => {
                     let why = crate::error_chain(e.as_ref());
                     rec.record(

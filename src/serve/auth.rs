@@ -46,6 +46,65 @@ pub enum AuthError {
     BadToken,
 }
 
+/// What can be checked before the body is read: for a bearer source, the
+/// whole check; for an HMAC source, that the signature header is there,
+/// well formed, and its timestamp inside the window. A request that fails
+/// here is refused without reading (or buffering) its body.
+pub fn precheck(
+    auth: &Auth,
+    signature: Option<&str>,
+    authorization: Option<&str>,
+    now: i64,
+    window_secs: u64,
+) -> Result<(), AuthError> {
+    match auth {
+        Auth::Bearer { .. } => check(auth, signature, authorization, b"", now, window_secs),
+        Auth::Hmac { .. } => {
+            let (t, _) = parse_signature(signature)?;
+            fresh(t, now, window_secs)
+        }
+    }
+}
+
+const FORM: &str = "t=UNIX_SECONDS,v1=HEX";
+
+/// The timestamp and the candidate signatures of an `X-Custody-Signature` header.
+fn parse_signature(signature: Option<&str>) -> Result<(i64, Vec<Vec<u8>>), AuthError> {
+    let header = signature.ok_or(AuthError::Missing("X-Custody-Signature"))?;
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => {
+                t = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| AuthError::Malformed("X-Custody-Signature", FORM))?,
+                );
+            }
+            Some(("v1", v)) => sigs.push(
+                hex::decode(v).map_err(|_| AuthError::Malformed("X-Custody-Signature", FORM))?,
+            ),
+            _ => return Err(AuthError::Malformed("X-Custody-Signature", FORM)),
+        }
+    }
+    let t = t.ok_or(AuthError::Malformed("X-Custody-Signature", FORM))?;
+    if sigs.is_empty() {
+        return Err(AuthError::Malformed("X-Custody-Signature", FORM));
+    }
+    Ok((t, sigs))
+}
+
+fn fresh(t: i64, now: i64, window_secs: u64) -> Result<(), AuthError> {
+    let age = now.saturating_sub(t);
+    if age.unsigned_abs() > window_secs {
+        return Err(AuthError::Stale {
+            age,
+            window: window_secs,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a delivery. `signature` is the `X-Custody-Signature` header,
 /// `authorization` the `Authorization` header, `now` in Unix seconds.
 pub fn check(
@@ -74,36 +133,8 @@ pub fn check(
             }
         }
         Auth::Hmac { secret } => {
-            const FORM: &str = "t=UNIX_SECONDS,v1=HEX";
-            let header = signature.ok_or(AuthError::Missing("X-Custody-Signature"))?;
-            let mut t = None;
-            let mut sigs = Vec::new();
-            for part in header.split(',') {
-                match part.trim().split_once('=') {
-                    Some(("t", v)) => {
-                        t = Some(
-                            v.parse::<i64>()
-                                .map_err(|_| AuthError::Malformed("X-Custody-Signature", FORM))?,
-                        );
-                    }
-                    Some(("v1", v)) => sigs.push(
-                        hex::decode(v)
-                            .map_err(|_| AuthError::Malformed("X-Custody-Signature", FORM))?,
-                    ),
-                    _ => return Err(AuthError::Malformed("X-Custody-Signature", FORM)),
-                }
-            }
-            let t = t.ok_or(AuthError::Malformed("X-Custody-Signature", FORM))?;
-            if sigs.is_empty() {
-                return Err(AuthError::Malformed("X-Custody-Signature", FORM));
-            }
-            let age = now.saturating_sub(t);
-            if age.unsigned_abs() > window_secs {
-                return Err(AuthError::Stale {
-                    age,
-                    window: window_secs,
-                });
-            }
+            let (t, sigs) = parse_signature(signature)?;
+            fresh(t, now, window_secs)?;
             let mut mac =
                 Hmac::<Sha256>::new_from_slice(secret).map_err(|_| AuthError::BadSignature)?;
             mac.update(t.to_string().as_bytes());
@@ -200,6 +231,38 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn w2_precheck_refuses_before_the_body_what_the_headers_alone_refuse() {
+        // No header, a malformed one, or a stale timestamp: refused without a body.
+        assert_eq!(
+            precheck(&hmac(), None, None, NOW, 300),
+            Err(AuthError::Missing("X-Custody-Signature"))
+        );
+        assert!(matches!(
+            precheck(&hmac(), Some("t=1"), None, NOW, 300),
+            Err(AuthError::Malformed(..))
+        ));
+        let stale = sign(b"s3cret", NOW - 301, b"{}");
+        assert!(matches!(
+            precheck(&hmac(), Some(&stale), None, NOW, 300),
+            Err(AuthError::Stale { .. })
+        ));
+        // A fresh header passes; the body is checked once read.
+        let fresh = sign(b"s3cret", NOW, b"{}");
+        assert_eq!(precheck(&hmac(), Some(&fresh), None, NOW, 300), Ok(()));
+        let bearer = Auth::Bearer {
+            token: "tok".into(),
+        };
+        assert_eq!(
+            precheck(&bearer, None, Some("Bearer nope"), NOW, 300),
+            Err(AuthError::BadToken)
+        );
+        assert_eq!(
+            precheck(&bearer, None, Some("Bearer tok"), NOW, 300),
+            Ok(())
+        );
     }
 
     #[test]

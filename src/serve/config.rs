@@ -5,6 +5,12 @@
 //! ```toml
 //! [server]
 //! bind = "127.0.0.1:8080"
+//! read_token_env = "CUSTODY_READ_TOKEN"  # reads jobs, cases and /metrics
+//! header_timeout_secs = 10      # a whole request head within this, or closed
+//! body_timeout_secs = 30        # a whole body within this, or 408
+//! max_connections = 512         # at the limit, the oldest unauthenticated one is closed
+//! max_connections_per_ip = 64
+//! retain_finished_hours = 168   # finished jobs leave the queue after this; 0 keeps them
 //!
 //! [[source]]
 //! name = "guardduty"            # POST /v1/alerts/guardduty
@@ -65,6 +71,28 @@ const fn default_max_entities() -> usize {
 const fn default_max_findings() -> usize {
     100
 }
+/// 10 s: a sender has its request line and headers out in one round trip;
+/// a connection that has not finished them by then is holding a slot.
+const fn default_header_timeout() -> u64 {
+    10
+}
+/// 30 s: a 1 MiB alert at 300 kbit/s, a slow link's worst.
+const fn default_body_timeout() -> u64 {
+    30
+}
+/// 512: far above the concurrent deliveries of any alert source, and well
+/// under the usual 1024 open files of a service.
+const fn default_max_connections() -> usize {
+    512
+}
+/// 64: one sender (or a NAT in front of many) rarely holds more at once.
+const fn default_max_connections_per_ip() -> usize {
+    64
+}
+/// 7 days: long after any sender would deliver the same alert again.
+const fn default_retain_finished() -> u64 {
+    168
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +119,31 @@ pub struct ServerConf {
     /// it, and with a store not in S3, responses record memory as not acquired.
     #[serde(default)]
     pub staging: Option<String>,
+    /// The environment variable holding the token (`Authorization: Bearer`)
+    /// that reads jobs, cases and metrics; any source's credential does too.
+    #[serde(default)]
+    pub read_token_env: Option<String>,
+    /// A file holding that token instead.
+    #[serde(default)]
+    pub read_token_file: Option<PathBuf>,
+    /// A connection that has not sent a whole request head this many seconds
+    /// after it opened (or after its last answer) is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// A request body not received whole in this many seconds is refused (408).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Connections open at once. At the limit, a new connection closes the
+    /// oldest one that has not yet authenticated a request.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The same, for the connections from one address.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Finished jobs are dropped from the queue (and its file) this many
+    /// hours after they ended; 0 keeps them for ever.
+    #[serde(default = "default_retain_finished")]
+    pub retain_finished_hours: u64,
 }
 
 impl Default for ServerConf {
@@ -104,6 +157,13 @@ impl Default for ServerConf {
             max_entities: default_max_entities(),
             max_findings: default_max_findings(),
             staging: None,
+            read_token_env: None,
+            read_token_file: None,
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            retain_finished_hours: default_retain_finished(),
         }
     }
 }
@@ -156,6 +216,8 @@ pub struct ServeConfig {
     pub server: ServerConf,
     pub sources: Vec<Source>,
     pub rules: Vec<Rule>,
+    /// The token that reads jobs, cases and metrics (always `Auth::Bearer`).
+    pub read_token: Option<Auth>,
     /// Where each rule that has `notify` sends its notifications, by rule name.
     pub notify: BTreeMap<String, NotifyTarget>,
     /// Readiness audits on schedules.
@@ -181,7 +243,16 @@ impl ServeConfig {
             path: path.to_owned(),
             message,
         };
-        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let file: File = toml::from_str(text).map_err(|e| bad(toml_message(&e, text)))?;
+        let read_token = secret(
+            "server",
+            "read_token",
+            file.server.read_token_env.as_deref(),
+            file.server.read_token_file.as_deref(),
+            env,
+        )
+        .map_err(bad)?
+        .map(|token| Auth::Bearer { token });
         let mut sources = Vec::new();
         for s in file.sources {
             let name_ok = !s.name.is_empty()
@@ -202,34 +273,14 @@ impl ServeConfig {
                 .kind
                 .parse()
                 .map_err(|e| bad(format!("source {}: {e}", s.name)))?;
-            let secret = match (&s.secret_env, &s.secret_file) {
-                (Some(var), None) => Some(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    bad(format!(
-                        "source {}: the environment variable {var} is not set",
-                        s.name
-                    ))
-                })?),
-                (None, Some(f)) => Some(
-                    std::fs::read_to_string(f)
-                        .map(|v| v.trim().to_owned())
-                        .ok()
-                        .filter(|v| !v.is_empty())
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "source {}: cannot read a secret from {}",
-                                s.name,
-                                f.display()
-                            ))
-                        })?,
-                ),
-                (None, None) => None,
-                (Some(_), Some(_)) => {
-                    return Err(bad(format!(
-                        "source {}: give secret_env or secret_file, not both",
-                        s.name
-                    )));
-                }
-            };
+            let secret = secret(
+                &format!("source {}", s.name),
+                "secret",
+                s.secret_env.as_deref(),
+                s.secret_file.as_deref(),
+                env,
+            )
+            .map_err(bad)?;
             let auth = match (s.auth, secret) {
                 (AuthKind::None, None) => None,
                 (AuthKind::None, Some(_)) => {
@@ -335,10 +386,33 @@ impl ServeConfig {
         if file.server.concurrency == 0 {
             return Err(bad("server.concurrency must be at least 1".into()));
         }
+        for (key, v) in [
+            ("header_timeout_secs", file.server.header_timeout_secs),
+            ("body_timeout_secs", file.server.body_timeout_secs),
+            ("max_connections", file.server.max_connections as u64),
+            (
+                "max_connections_per_ip",
+                file.server.max_connections_per_ip as u64,
+            ),
+        ] {
+            if v == 0 {
+                return Err(bad(format!("server.{key} must be at least 1")));
+            }
+        }
+        let retain = file.server.retain_finished_hours;
+        if retain != 0 && retain < file.server.case_window_hours {
+            // A compacted job's entities no longer join new alerts to its case.
+            return Err(bad(format!(
+                "server.retain_finished_hours ({retain}) must be 0 or at least \
+                 case_window_hours ({})",
+                file.server.case_window_hours
+            )));
+        }
         Ok(Self {
             server: file.server,
             sources,
             rules: file.rules,
+            read_token,
             notify,
             audits,
         })
@@ -346,6 +420,70 @@ impl ServeConfig {
 
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+/// A secret from `{what}_env` (an environment variable) or `{what}_file`;
+/// `None` when neither is given. Errors name the variable or file, never
+/// the value.
+fn secret(
+    owner: &str,
+    what: &str,
+    var: Option<&str>,
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    match (var, file) {
+        (Some(var), None) => env(var)
+            .filter(|v| !v.is_empty())
+            .map(Some)
+            .ok_or_else(|| format!("{owner}: the environment variable {var} is not set")),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|v| v.trim().to_owned())
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Some)
+            .ok_or_else(|| format!("{owner}: cannot read a {what} from {}", f.display())),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(format!("{owner}: give {what}_env or {what}_file, not both")),
+    }
+}
+
+/// A TOML error as its message and position, never its Display, which
+/// quotes the offending line (a webhook URL with its token, say). Quoted
+/// values inside the message (serde's "invalid type: string \"…\"") are
+/// left out for the same reason.
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
+    let mut message = String::new();
+    let mut quoted = false;
+    for c in e.message().chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                message.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                message.push('"');
+            }
+            (c, false) => message.push(c),
+            (_, true) => {}
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .count()
+                + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 
@@ -436,5 +574,85 @@ mod tests {
             let err = parse(text).expect_err(text);
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn w4_config_errors_never_echo_a_secret_or_a_url() {
+        let token = "SECRET-WEBHOOK-TOKEN";
+        for text in [
+            // An unknown key next to the URL: toml's Display quotes the line.
+            format!(
+                "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n\
+                 [[rule]]\nname = \"r\"\naction = \"record\"\n\
+                 notify_url = \"https://hooks.example/services/T0/B0/{token}?token={token}\""
+            ),
+            // A value of the wrong type: serde's message quotes the value.
+            format!("[server]\nmax_body = \"https://hooks.example/?token={token}\""),
+            format!("[server]\nbind = \"{token}\""),
+            // A broken line: the parser's message.
+            format!("[[rule]]\nnotify = \"https://hooks.example/{token}"),
+        ] {
+            let err = parse(&text).expect_err(&text);
+            assert!(!err.contains(token), "{err}");
+            assert!(!err.contains("hooks.example"), "{err}");
+            assert!(err.contains("line "), "where it is: {err}");
+        }
+        let err = parse("[server]\nbind = 5").expect_err("bad bind");
+        assert!(err.contains("line 2, column 8"), "{err}");
+    }
+
+    #[test]
+    fn w1_a_read_token_comes_from_the_environment_or_a_file() {
+        let base = "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n";
+        let c = parse(&format!("[server]\nread_token_env = \"SECRET\"\n{base}")).expect("env");
+        assert!(matches!(&c.read_token, Some(Auth::Bearer { token }) if token == "s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"), "Debug redacts it");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("read-token");
+        std::fs::write(&file, "from-a-file\n").expect("write");
+        let c = parse(&format!(
+            "[server]\nread_token_file = {:?}\n{base}",
+            file.display().to_string()
+        ))
+        .expect("file");
+        assert!(matches!(&c.read_token, Some(Auth::Bearer { token }) if token == "from-a-file"));
+        assert!(parse(base).expect("none").read_token.is_none());
+        let err =
+            parse(&format!("[server]\nread_token_env = \"UNSET\"\n{base}")).expect_err("unset");
+        assert!(
+            err.contains("server: the environment variable UNSET is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn connection_limits_and_retention_are_checked() {
+        let base = "[[source]]\nname = \"a\"\nkind = \"generic\"\nauth = \"none\"\n";
+        let c = parse(base).expect("defaults");
+        assert_eq!(
+            (
+                c.server.header_timeout_secs,
+                c.server.body_timeout_secs,
+                c.server.max_connections,
+                c.server.max_connections_per_ip,
+                c.server.retain_finished_hours,
+            ),
+            (10, 30, 512, 64, 168)
+        );
+        for (server, want) in [
+            ("max_connections = 0", "max_connections must be at least 1"),
+            (
+                "header_timeout_secs = 0",
+                "header_timeout_secs must be at least 1",
+            ),
+            (
+                "retain_finished_hours = 2\ncase_window_hours = 24",
+                "must be 0 or at least case_window_hours (24)",
+            ),
+        ] {
+            let err = parse(&format!("[server]\n{server}\n{base}")).expect_err(server);
+            assert!(err.contains(want), "{server}: {err}");
+        }
+        parse(&format!("[server]\nretain_finished_hours = 0\n{base}")).expect("0 keeps all");
     }
 }

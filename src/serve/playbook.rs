@@ -49,7 +49,11 @@ pub struct Rule {
     pub max_severity: Option<f64>,
     #[serde(default)]
     pub resource_type: Option<String>,
-    /// A tag the affected resource carries: `key` or `key=value`.
+    /// A tag the affected resource carries: `key=value`, or a bare `key`,
+    /// which matches the key with any value (`custody:exempt = "false"`
+    /// too). Tags come from the alert, so whoever may tag the resource
+    /// decides; an exemption should name a value only the responders' role
+    /// can set.
     #[serde(default)]
     pub tag: Option<String>,
     pub action: Action,
@@ -102,6 +106,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 
 impl Rule {
     pub fn matches(&self, source: &str, alert: &Alert) -> bool {
+        // `key=value` wants that value exactly; a bare key only its presence.
         let tag_ok = self.tag.as_deref().is_none_or(|t| match t.split_once('=') {
             Some((k, v)) => alert.tags.get(k).is_some_and(|x| x == v),
             None => alert.tags.contains_key(t),
@@ -211,6 +216,66 @@ mod tests {
         assert_eq!(
             decide(&rules, "generic", &alert("Other", 9.0, &[])).map(|r| r.name.as_str()),
             None
+        );
+    }
+
+    fn rules(text: &str) -> Vec<Rule> {
+        toml::from_str::<toml::Table>(text)
+            .expect("toml")
+            .get("rule")
+            .cloned()
+            .expect("rules")
+            .try_into()
+            .expect("rules parse")
+    }
+
+    #[test]
+    fn a_tag_rule_without_a_value_matches_only_the_keys_presence() {
+        let bare =
+            rules("[[rule]]\nname = \"bare\"\ntag = \"custody:exempt\"\naction = \"record\"");
+        let valued = rules(
+            "[[rule]]\nname = \"valued\"\ntag = \"custody:exempt=approved-by-ir\"\naction = \"record\"",
+        );
+        let kind = "UnauthorizedAccess:EC2/SSHBruteForce";
+        for value in ["", "false", "no", "approved-by-ir"] {
+            let a = alert(kind, 8.0, &[("custody:exempt", value)]);
+            assert!(decide(&bare, "guardduty", &a).is_some(), "{value:?}");
+            assert_eq!(
+                decide(&valued, "guardduty", &a).is_some(),
+                value == "approved-by-ir",
+                "{value:?}"
+            );
+        }
+        for rules in [&bare, &valued] {
+            let untagged = alert(kind, 8.0, &[("custody:exempt-not", "approved-by-ir")]);
+            assert!(decide(rules, "guardduty", &untagged).is_none());
+        }
+    }
+
+    #[test]
+    fn the_examples_exemption_needs_the_value_only_responders_set() {
+        // The README's and the examples' rule, against the Security Hub
+        // sample whose instance carries `custody:exempt = "false"`.
+        let example = rules(
+            "[[rule]]\nname = \"exempt\"\ntag = \"custody:exempt=approved-by-ir\"\naction = \"record\"\n\
+             [[rule]]\nname = \"respond\"\nmin_severity = 7.0\naction = \"respond\"",
+        );
+        let sample = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/alerts/securityhub-imported.json"),
+        )
+        .expect("sample");
+        let alerts = crate::alert::parse("securityhub", &sample, &crate::alert::Limits::default())
+            .expect("parses");
+        let a = alerts.first().expect("one finding");
+        assert_eq!(
+            a.tags.get("custody:exempt").map(String::as_str),
+            Some("false")
+        );
+        assert_eq!(
+            decide(&example, "securityhub", a).map(|r| r.name.as_str()),
+            Some("respond"),
+            "an instance tagged custody:exempt=false is not exempt"
         );
     }
 }

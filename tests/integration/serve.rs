@@ -49,7 +49,7 @@ secret_env = "TEST_EDR_TOKEN"
 
 [[rule]]
 name = "exempt"
-tag = "custody:exempt"
+tag = "custody:exempt=approved-by-ir"
 action = "record"
 
 [[rule]]
@@ -72,7 +72,11 @@ action = "record"
 }
 
 fn start(home: &Home, endpoint: Option<&str>) -> Server {
-    let mut cmd = home.cmd();
+    start_cmd(home, home.cmd(), endpoint)
+}
+
+/// [`start`], the server run by `cmd`.
+fn start_cmd(home: &Home, mut cmd: std::process::Command, endpoint: Option<&str>) -> Server {
     cmd.env("TEST_GD_SECRET", SECRET)
         .env("TEST_EDR_TOKEN", TOKEN)
         .env("TEST_NOTIFY_SECRET", NOTIFY_SECRET)
@@ -167,7 +171,7 @@ fn generic(id: &str, instances: &[&str]) -> Vec<u8> {
 
 fn wait_job(addr: &str, job: &str) -> serde_json::Value {
     for _ in 0..300 {
-        let (status, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &[], b"");
+        let (status, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &bearer(), b"");
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         if v["state"] == "done" || v["state"] == "failed" {
@@ -179,7 +183,7 @@ fn wait_job(addr: &str, job: &str) -> serde_json::Value {
 }
 
 fn accepted_total(addr: &str) -> u64 {
-    let (_, text) = http(addr, "GET", "/metrics", &[], b"");
+    let (_, text) = http(addr, "GET", "/metrics", &bearer(), b"");
     text.lines()
         .filter(|l| l.starts_with("custody_alerts_accepted_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -296,7 +300,7 @@ fn bad_requests_get_a_clear_4xx_and_queue_nothing() {
     assert_eq!(accepted_total(a), 0);
     let queue = std::fs::read_to_string(home.path().join("serve/queue.jsonl")).unwrap_or_default();
     assert!(queue.is_empty(), "{queue}");
-    let (_, metrics) = http(a, "GET", "/metrics", &[], b"");
+    let (_, metrics) = http(a, "GET", "/metrics", &bearer(), b"");
     assert!(
         metrics.contains(
             "custody_alerts_rejected_total{source=\"guardduty\",reason=\"malformed_json\"} 1001"
@@ -353,7 +357,13 @@ fn duplicates_are_one_job_and_a_kill_after_202_loses_nothing() {
     assert!(received[0].contains("\"crash-1\""), "{}", received[0]);
     // The case view shows it.
     let case = done["case"].as_str().unwrap();
-    let (status, view) = http(&srv.addr, "GET", &format!("/v1/cases/{case}"), &[], b"");
+    let (status, view) = http(
+        &srv.addr,
+        "GET",
+        &format!("/v1/cases/{case}"),
+        &bearer(),
+        b"",
+    );
     assert_eq!(status, 200, "{view}");
     assert!(view.contains(&job));
 }
@@ -587,7 +597,7 @@ fn post_job(addr: &str, id: &str) -> String {
 /// Waits until the job view shows its notification handled; returns that step.
 fn wait_notified(addr: &str, job: &str) -> serde_json::Value {
     for _ in 0..300 {
-        let (_, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &[], b"");
+        let (_, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &bearer(), b"");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         if v["notified"] == true {
             assert!(
@@ -653,7 +663,7 @@ fn finished_jobs_notify_signed_retrying_5xx_and_surviving_a_crash() {
         step["detail"]["error"].as_str().unwrap().contains("410"),
         "{step}"
     );
-    let (_, metrics) = http(&srv.addr, "GET", "/metrics", &[], b"");
+    let (_, metrics) = http(&srv.addr, "GET", "/metrics", &bearer(), b"");
     assert!(
         metrics.contains("custody_notifications_total{outcome=\"delivered\"} 1"),
         "{metrics}"
@@ -716,4 +726,90 @@ fn the_end_to_end_example_runs_in_one_go() {
     ] {
         assert!(text.contains(shown), "{shown:?} not shown:\n{text}");
     }
+}
+
+#[test]
+fn w2_half_sent_connections_cannot_take_the_servers_descriptors() {
+    let home = Home::new();
+    config(&home, "");
+    // 128 open files, as the probe gives it: the connection limit must fit
+    // under that with room for the queue and the ledger.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_custody"))
+        .env("CUSTODY_HOME", home.path())
+        .env_remove("CUSTODY_STORE")
+        .arg("--no-progress");
+    let srv = start_cmd(&home, cmd, None);
+    let held: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(&srv.addr).unwrap();
+            s.write_all(b"POST /v1/alerts/guardduty HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let sample = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/alerts/guardduty-ssh-bruteforce.json"),
+    )
+    .unwrap();
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let (status, body) = http(
+            &srv.addr,
+            "POST",
+            "/v1/alerts/guardduty",
+            &signed(&sample, now()),
+            &sample,
+        );
+        let took = started.elapsed();
+        assert_eq!(status, 202, "round {round}: {body}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "round {round}: the signed alert took {took:?}"
+        );
+    }
+    drop(held);
+    let job: serde_json::Value = serde_json::from_str(
+        &http(
+            &srv.addr,
+            "POST",
+            "/v1/alerts/edr",
+            &bearer(),
+            &generic("after-flood", &[]),
+        )
+        .1,
+    )
+    .unwrap();
+    let done = wait_job(&srv.addr, job["accepted"][0]["job"].as_str().unwrap());
+    assert_eq!(done["state"], "done", "{done}");
+}
+
+#[test]
+fn w1_views_need_credentials_and_w3_a_404_names_no_source() {
+    let home = Home::new();
+    config(&home, "");
+    let srv = start(&home, None);
+    let job = post_job_edr(&srv.addr, "w1-1");
+    for path in [format!("/v1/jobs/{job}"), "/metrics".to_owned()] {
+        let (status, body) = http(&srv.addr, "GET", &path, &[], b"");
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(!body.contains("w1-1"), "{body}");
+        let (status, body) = http(&srv.addr, "GET", &path, &bearer(), b"");
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, body) = http(&srv.addr, "POST", "/v1/alerts/nope", &[], b"{}");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        !body.contains("guardduty") && !body.contains("edr"),
+        "{body}"
+    );
+}
+
+fn post_job_edr(addr: &str, id: &str) -> String {
+    let (status, b) = http(addr, "POST", "/v1/alerts/edr", &bearer(), &generic(id, &[]));
+    assert_eq!(status, 202, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    v["accepted"][0]["job"].as_str().unwrap().to_owned()
 }
