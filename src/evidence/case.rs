@@ -646,7 +646,8 @@ impl Write for Bounded {
             ));
         }
         let n = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        self.buf.extend_from_slice(data.get(..n).unwrap_or_default());
+        self.buf
+            .extend_from_slice(data.get(..n).unwrap_or_default());
         Ok(n)
     }
 
