@@ -114,6 +114,18 @@ impl Local {
     }
 }
 
+/// How many entries from the first the segments `first..end` cover without a gap.
+fn contiguous(mut ranges: Vec<(u64, u64)>) -> u64 {
+    ranges.sort_unstable();
+    let mut covered = 0u64;
+    for (first, end) in ranges {
+        if first <= covered && end > covered {
+            covered = end;
+        }
+    }
+    covered
+}
+
 fn sha_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
@@ -192,14 +204,8 @@ pub async fn sync(
             synced.foreign.push(format!("{base}/{rel}"));
         }
     }
-    ranges.sort_unstable();
     // The contiguous prefix already mirrored, from this ledger's own segments only.
-    let mut mirrored = 0u64;
-    for (first, end) in ranges {
-        if first <= mirrored && end > mirrored {
-            mirrored = end;
-        }
-    }
+    let mirrored = contiguous(ranges);
     if size > mirrored {
         let segment = local!()
             .range(mirrored, size)
@@ -314,13 +320,7 @@ pub async fn check(
             ));
         }
     }
-    ranges.sort_unstable();
-    let mut mirrored = 0u64;
-    for (first, end) in ranges {
-        if first <= mirrored && end > mirrored {
-            mirrored = end;
-        }
-    }
+    let mirrored = contiguous(ranges);
     let size = super::claimed_size(&read(&paths.checkpoint())?).ok_or(MirrorError::Checkpoint)?;
     if mirrored < size {
         problems.push(format!(

@@ -143,18 +143,7 @@ fn a_case_bundle_verifies_offline_and_catches_tampering() {
     );
 
     // Dropping the middle entry of the case breaks the next one's prev link.
-    let mut idx: Vec<u64> = std::fs::read_dir(dir.join("entries"))
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .trim_end_matches(".json")
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    idx.sort();
+    let idx = bundle_indexes(&dir);
     let copy = home.path().join("bundle-missing");
     copy_dir(&dir, &copy);
     std::fs::remove_file(copy.join(format!("entries/{}.json", idx[1]))).unwrap();
