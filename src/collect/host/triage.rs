@@ -11,7 +11,7 @@
 //!   path), member, size and SHA-256, or the reason it could not be read.
 //!
 //! Under a root other than `/` (a mounted image) every path is resolved
-//! inside the root ([`rootfs`](super::rootfs)). Symbolic links are recorded
+//! inside the root ([`rootfs`]). Symbolic links are recorded
 //! in `index.json` with their targets, never as link members: an extractor
 //! that follows a link member could be made to write outside its directory.
 //! Nothing one path does (an odd name, a member tar refuses, an unreadable
