@@ -9,7 +9,7 @@
 #      the case verifying, and a file read back from the acquired image
 #
 # Memory is left out by the playbook: moto never runs SSM commands (see the
-# README's emulator gaps). Uses CUSTODY_BIN when set, else builds custody.
+# docs/testing.md, what the emulators cannot do). Uses CUSTODY_BIN when set, else builds custody.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/emulators.sh

@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_examples_exemption_needs_the_value_only_responders_set() {
-        // The README's and the examples' rule, against the Security Hub
+        // The documented and the examples' rule, against the Security Hub
         // sample whose instance carries `custody:exempt = "false"`.
         let example = rules(
             "[[rule]]\nname = \"exempt\"\ntag = \"custody:exempt=approved-by-ir\"\naction = \"record\"\n\

@@ -20,7 +20,7 @@ use super::store::{Row, Timeline, TimelineError};
 
 const HOUR_US: i64 = 3_600_000_000;
 
-/// The thresholds; the defaults are what the README documents.
+/// The thresholds; the defaults are what docs/logs-and-timeline.md documents.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     /// Window in which a new source shared by several accounts counts as shared.

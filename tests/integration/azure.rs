@@ -2,7 +2,7 @@
 //!
 //! Needs `CUSTODY_TEST_AZURE_BLOB_ENDPOINT=http://127.0.0.1:PORT/devstoreaccount1`
 //! (an Azurite blob service started with `--skipApiVersionCheck`, never
-//! `--loose`; see the README's test rig). Without it the tests print why and pass,
+//! `--loose`; see docs/testing.md). Without it the tests print why and pass,
 //! except under `CI=true`, where a missing emulator is a failure.
 
 use azure_core::http::{RequestContent, StatusCode};

@@ -695,7 +695,7 @@ fn finished_jobs_notify_signed_retrying_5xx_and_surviving_a_crash() {
     );
 }
 
-/// The README's end-to-end example, run as a user would, against the
+/// The end-to-end example of docs/server.md, run as a user would, against the
 /// emulator the tests already started.
 #[test]
 fn the_end_to_end_example_runs_in_one_go() {
