@@ -14,6 +14,7 @@
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
+//! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings |
 //! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs |
 //! | [`private_fs`] | how custody creates files and directories: owner-only, new directories fsynced in their parents |

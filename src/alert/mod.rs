@@ -13,6 +13,10 @@
 //! | `securityhub` | an EventBridge `Security Hub Findings - Imported` event: `detail.findings[]` in ASFF |
 //! | `generic` | custody's own alert format, documented in `examples/alerts/README.md` |
 //!
+//! All three read through `json`: untrusted JSON walked with the path of
+//! every value at hand, so a wrong shape is reported where it is
+//! (`detail.findings[1].Resources[0].Id`).
+//!
 //! Severity is normalised to 0.0–10.0 and labelled by the thresholds
 //! GuardDuty and ASFF share (see [`SeverityLabel::from_score`]).
 

@@ -217,12 +217,12 @@ pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
                 checkpoint = r.checkpoint_size;
                 if !env.json {
                     // One line per acknowledged entry, flushed as it happens.
-                    use std::io::Write as _;
-                    let mut out = std::io::stdout().lock();
-                    for i in &r.indexes {
-                        let _ = writeln!(out, "acknowledged {i} checkpoint {checkpoint}");
-                    }
-                    let _ = out.flush();
+                    let lines: String = r
+                        .indexes
+                        .iter()
+                        .map(|i| format!("acknowledged {i} checkpoint {checkpoint}\n"))
+                        .collect();
+                    super::write_stdout(lines.as_bytes())?;
                 }
                 indexes.extend(r.indexes);
             }

@@ -1,11 +1,37 @@
 //! The `custody` command line: one module per subcommand, each with its
 //! `Args` and a `run` that returns an [`Outcome`] or an error.
+//!
+//! # Layout
+//!
+//! | module | commands or role |
+//! |---|---|
+//! | [`acquire`] | `acquire file`, `host`, `ebs`, `memory` |
+//! | [`cases`] | `cases`, `show` |
+//! | [`export`] | `export` |
+//! | [`verify`] | `verify` |
+//! | [`store`] | `store check`, `store sas` |
+//! | [`ledger`] | `ledger init`, `checkpoint`, `prove`, `consistency`, `verify`, `export`, `verify-bundle`, `rotate-key`, `record` |
+//! | [`respond`] | `isolate`, `release`, `respond` |
+//! | [`serve`] | `serve`: the webhook server and the jobs it runs |
+//! | [`readiness`] | `readiness run`, `history`, `report` |
+//! | [`logs`] | `logs import`, `cloudtrail`, `lookup`, `vpc-flow`, `s3-access`, `index` |
+//! | [`timeline`] | `timeline`, `pivot`, `findings` |
+//! | [`completions`] | `completions SHELL`: shell completion scripts |
+//! | [`man`] | `man`: the manual pages |
+//! | [`progress_bar`] | the terminal progress bar behind [`crate::progress::Progress`] |
+//! | [`sanitize`] | escaping of outside text for terminals and spreadsheets |
+//!
+//! Results reach stdout only through [`Env::print`] or [`write_stdout`], so a
+//! reader that goes away (`custody timeline CASE | head -1`) ends the
+//! command quietly instead of with a panic or an error.
 
 pub mod acquire;
 pub mod cases;
+pub mod completions;
 pub mod export;
 pub mod ledger;
 pub mod logs;
+pub mod man;
 pub mod progress_bar;
 pub mod readiness;
 pub mod respond;
@@ -117,6 +143,10 @@ pub enum Command {
     /// Findings computed on the timeline (shared new sources, new-ASN sign-ins
     /// followed by inbox rules or mail bursts, legacy sign-ins after a lockout).
     Findings(timeline::FindingsArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one per subcommand with -o.
+    Man(man::ManArgs),
 }
 
 /// How a command ended when it did not fail operationally.
@@ -260,18 +290,44 @@ impl Env {
         human: impl FnOnce() -> String,
     ) -> anyhow::Result<()> {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).context("cannot encode the result as JSON")?
-            );
+            let mut text =
+                serde_json::to_string_pretty(value).context("cannot encode the result as JSON")?;
+            text.push('\n');
+            write_stdout(text.as_bytes())
         } else {
-            print!("{}", human());
+            write_stdout(human().as_bytes())
         }
-        Ok(())
     }
 }
 
+/// Writes `bytes` to stdout and flushes them. A reader that has gone away
+/// (`custody timeline CASE | head -1`, `custody ledger checkpoint | true`)
+/// is not a failure: the work is done, only nobody reads its report. So a
+/// closed pipe is a quiet success and the command keeps its own outcome (a
+/// verification failure is still exit 1). Other write errors (a full disk
+/// under `> file`) are errors.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if is_closed_pipe(&e) => Ok(()),
+        r => r.context("cannot write to standard output"),
+    }
+}
+
+/// Whether a write failed because its reader has gone away (`EPIPE`: Rust
+/// ignores `SIGPIPE`, so the write returns this instead of ending the process).
+pub fn is_closed_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
 pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
+    // These describe the command line itself: no settings, store or ledger.
+    match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
+        _ => {}
+    }
     let config = Config::load(cli.global.home.clone(), cli.global.store.clone())
         .context("cannot load settings")?;
     tracing::debug!(?config, "settings");
@@ -302,6 +358,8 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Timeline(args) => timeline::run_timeline(&env, args).await,
         Command::Pivot(args) => timeline::run_pivot(&env, args).await,
         Command::Findings(args) => timeline::run_findings(&env, args).await,
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
     if env.store_is_cloud() && env.ledger.get().is_some() {

@@ -282,7 +282,7 @@ fn report(env: &Env, args: &ReportArgs) -> anyhow::Result<Outcome> {
         Format::Ocsf => serde_json::to_string_pretty(&report::ocsf(&data))?,
     };
     match &args.output {
-        None => print!("{text}"),
+        None => super::write_stdout(text.as_bytes())?,
         Some(path) => {
             use std::io::Write as _;
             let mut f = std::fs::OpenOptions::new()

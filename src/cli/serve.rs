@@ -87,7 +87,9 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
     ));
     tracing::info!(%addr, resumed = unfinished.len(), "listening");
     // The address on stdout, for whoever started the server (port 0 picks one).
-    println!("{}", serde_json::json!({ "listening": addr.to_string() }));
+    super::write_stdout(
+        format!("{}\n", serde_json::json!({ "listening": addr.to_string() })).as_bytes(),
+    )?;
     let draining = shared.clone();
     crate::serve::server::serve(listener, shared.clone(), async move {
         terminated().await;

@@ -196,6 +196,6 @@ fn sas(env: &Env, url: &str, permissions: &str, hours: u32) -> anyhow::Result<Ou
         hours,
         "minted an account SAS"
     );
-    println!("{}", token.secret());
+    super::write_stdout(format!("{}\n", token.secret()).as_bytes())?;
     Ok(Outcome::Ok)
 }

@@ -26,7 +26,7 @@ pub enum Output {
 #[derive(Debug, clap::Args)]
 pub struct TimelineArgs {
     pub case: CaseId,
-    /// The query: `field:value` terms and free text (see the README);
+    /// The query: `field:value` terms and free text (see docs/logs-and-timeline.md);
     /// `-field:value` negates a term (after `--` when it comes first).
     #[arg(value_name = "QUERY")]
     pub query: Vec<String>,
@@ -183,11 +183,17 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
                 }
                 Ok(())
             })?;
-            if let Some(e) = werr {
-                return Err(e).context("cannot write the export");
-            }
-            w.flush()?;
-            return Ok(Outcome::Ok);
+            // A reader that went away (`| head`) ends the export quietly.
+            let flushed = match werr {
+                Some(e) => Err(e),
+                None => w.flush().map_err(csv::Error::from),
+            };
+            return match flushed {
+                Err(e) if !matches!(e.kind(), csv::ErrorKind::Io(io) if super::is_closed_pipe(io)) => {
+                    Err(e).context("cannot write the export")
+                }
+                _ => Ok(Outcome::Ok),
+            };
         }
         Output::Timesketch => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -200,11 +206,11 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
                 }
                 Ok(())
             })?;
-            if let Some(e) = werr {
-                return Err(e).context("cannot write the export");
-            }
-            out.flush()?;
-            return Ok(Outcome::Ok);
+            // A reader that went away (`| head`) ends the export quietly.
+            return match werr.map_or_else(|| out.flush(), Err) {
+                Err(e) if !super::is_closed_pipe(&e) => Err(e).context("cannot write the export"),
+                _ => Ok(Outcome::Ok),
+            };
         }
         Output::Table | Output::Json => {}
     }
@@ -246,9 +252,9 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         histogram,
     };
     if a.format == Output::Json || env.json {
-        println!("{}", serde_json::to_string_pretty(&res)?);
+        super::write_stdout(format!("{}\n", serde_json::to_string_pretty(&res)?).as_bytes())?;
     } else {
-        print!("{}", human(&res));
+        super::write_stdout(human(&res).as_bytes())?;
     }
     Ok(Outcome::Ok)
 }

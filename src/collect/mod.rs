@@ -3,6 +3,10 @@
 //! - [`file`](mod@file): a file, a raw image or a block device.
 //! - [`host`]: volatile triage of the machine custody runs on, and process memory.
 //! - [`memory`]: an EC2 instance's memory, through SSM Run Command and presigned uploads.
+//! - [`ebs`]: EBS volumes through a snapshot and the EBS direct APIs, with no
+//!   helper instance.
+//! - [`logs`]: cloud logs with their original bytes: S3 log buckets,
+//!   CloudTrail LookupEvents, CloudWatch Logs.
 //! - [`member`]: safe tar member names for host paths and S3 keys.
 //! - [`channel`]: turns a producer that writes (a tar builder, a memory
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.

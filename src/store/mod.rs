@@ -6,7 +6,10 @@
 //! leaves nothing behind under the key.
 //!
 //! Backends: [`local`] (a directory, the embedded default), [`s3`] and
-//! [`azure_blob`]. Cloud SDK types never cross the trait.
+//! [`azure_blob`]. Cloud SDK types never cross the trait. Beside them:
+//! [`journal`], the journal that lets an interrupted upload resume;
+//! [`azure_auth`], Shared Key signing for the Azure SDK, which lacks it; and
+//! [`azure_sas`], using and minting Azure shared access signatures.
 
 pub mod azure_auth;
 pub mod azure_blob;

@@ -719,3 +719,205 @@ fn unescape(source: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn completions_name_the_subcommands_and_refuse_an_unknown_shell() {
+    let home = Home::new();
+    let out = home.run(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = String::from_utf8(out.stdout).unwrap();
+    for sub in ["acquire", "ledger", "timeline", "verify-bundle"] {
+        assert!(script.contains(sub), "bash completions lack {sub}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = home.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("acquire"),
+            "{shell}"
+        );
+    }
+    // A usage error, as clap reports every one: exit 2, the choices named.
+    let out = home.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bash"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    // Neither needs settings: a broken custody.toml does not stop them.
+    std::fs::write(home.path().join("custody.toml"), "not [valid toml").unwrap();
+    let out = home.run(&["completions", "fish"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = home.run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn man_page_renders_and_one_page_per_subcommand_is_written() {
+    let home = Home::new();
+    let out = home.run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = String::from_utf8(out.stdout).unwrap();
+    // roff: a title line after clap_mangen's quote-character preamble.
+    assert!(is_man_page(&page), "{}", &page[..page.len().min(300)]);
+    assert!(page.contains("acquire") && page.contains("ledger"));
+    let page_file = home.path().join("stdout.1");
+    std::fs::write(&page_file, &page).unwrap();
+    if let Some(text) = render_man(&page_file) {
+        assert!(text.contains("custody"), "{text}");
+        assert!(text.contains("acquire"), "{text}");
+    }
+
+    let dir = home.path().join("man/man1");
+    let out = home.run(&["man", "-o", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in [
+        "custody.1",
+        "custody-acquire.1",
+        "custody-acquire-ebs.1",
+        "custody-ledger.1",
+        "custody-ledger-verify-bundle.1",
+        "custody-timeline.1",
+        "custody-man.1",
+    ] {
+        let p = dir.join(name);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(is_man_page(&text), "{name}");
+        // Installed for every user, whatever custody's umask for evidence.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{name}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("custody.1")).unwrap(),
+        page,
+        "-o writes the page printed without it"
+    );
+    if let Some(text) = render_man(&dir.join("custody-acquire-ebs.1")) {
+        assert!(text.contains("custody-acquire-ebs"), "{text}");
+    }
+}
+
+fn is_man_page(roff: &str) -> bool {
+    roff.lines()
+        .find(|l| !l.starts_with(".ie") && !l.starts_with(".el"))
+        .is_some_and(|l| l.starts_with(".TH "))
+}
+
+/// The page as `man -l` shows it, when man is installed.
+fn render_man(page: &std::path::Path) -> Option<String> {
+    let out = std::process::Command::new("man")
+        .arg("-l")
+        .arg(page)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "man -l {}: {}",
+        page.display(),
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    Some(text)
+}
+
+/// Runs custody with a stdout whose reader is already gone, so the first
+/// write fails with EPIPE (as `custody ... | head -1` once head has exited).
+fn run_into_closed_pipe(home: &Home, args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    home.cmd()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+fn assert_quiet_success(out: &std::process::Output, args: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "custody {args:?} into a closed pipe: {}",
+        stderr(out)
+    );
+    assert!(
+        stderr(out).is_empty(),
+        "custody {args:?} into a closed pipe said: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly_with_exit_0() {
+    let home = Home::new();
+    for _ in 0..3 {
+        home.json(&["ledger", "record", "--case", "p", "--action", "copied"]);
+    }
+    let ct = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/logs/aws/cloudtrail.json"
+    );
+    home.json(&[
+        "logs",
+        "import",
+        "--format",
+        "cloudtrail",
+        "--case",
+        "p",
+        ct,
+    ]);
+
+    for args in [
+        &["ledger", "checkpoint"][..],
+        &["--json", "ledger", "checkpoint"],
+        &["--json", "cases"],
+        &["show", "p"],
+        &["timeline", "p"],
+        &["--json", "timeline", "p"],
+        &["timeline", "p", "--format", "csv"],
+        &["timeline", "p", "--format", "timesketch"],
+        &["completions", "bash"],
+        &["man"],
+    ] {
+        let out = run_into_closed_pipe(&home, args);
+        assert_quiet_success(&out, args);
+    }
+    // The work is done even when nobody reads its report: every repeat is recorded.
+    let before = tree_size(&home);
+    let repeat = [
+        "ledger", "record", "--case", "p", "--action", "accessed", "--repeat", "3",
+    ];
+    let out = run_into_closed_pipe(&home, &repeat);
+    assert_quiet_success(&out, &repeat);
+    let after = tree_size(&home);
+    assert_eq!(after, before + 3);
+}
+
+/// The size of the ledger's latest checkpoint (the note's second line).
+fn tree_size(home: &Home) -> u64 {
+    let out = home.run(&["ledger", "checkpoint"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_closed_pipe_keeps_a_verification_failure() {
+    let home = Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, mixed_bytes(64 << 10, 3)).unwrap();
+    let report = home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "v"]);
+    let key = report["artefacts"][0]["stored"]["key"].as_str().unwrap();
+    let stored = home.store_dir().join(key);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, bytes).unwrap();
+    // Nobody reads the report, but the evidence still does not match: exit 1.
+    let out = run_into_closed_pipe(&home, &["verify", "v"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}

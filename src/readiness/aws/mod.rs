@@ -3,6 +3,12 @@
 //! resource. A call that fails (a missing permission, an API the endpoint
 //! does not implement) makes the finding ERROR with the call and the
 //! service's answer, never a verdict.
+//!
+//! - `checks`: one evaluation per AWS check id.
+//! - `access`: the forensic role's effective permissions and its use of KMS
+//!   keys, simulated by IAM where the service can.
+//! - [`policy`]: a local, exact-or-refused reading of IAM and KMS policy
+//!   documents, for where the service cannot simulate.
 
 mod access;
 mod checks;
