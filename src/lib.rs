@@ -33,7 +33,8 @@ pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod evidence;
-pub mod ids;
+/// Case and artefact ids live with the ledger, in the `custody-ledger` crate.
+pub use custody_ledger::ids;
 pub mod ledger;
 pub mod private_fs;
 pub mod progress;
@@ -49,17 +50,4 @@ pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// An error and its causes on one line: `outer: cause: root cause`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        // `#[error(transparent)]` wrappers repeat their source's text.
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
+pub use custody_ledger::error_chain;

@@ -39,26 +39,9 @@ impl ArtefactKind {
     }
 }
 
-/// Where the bytes came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Source {
-    /// Cloud resource id (`i-…`, `snap-…`) or a local description (`file`, `host`, `pid:123`).
-    pub resource: String,
-    /// Host the bytes were read on or from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// Path on that host, where there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// For logs: the format the bytes are in (`cloudtrail`, `ual-csv`), which
-    /// the timeline reads them as.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_format: Option<String>,
-}
+/// Where the bytes came from: defined with the ledger's entries (an entry's
+/// `place` is the same record), re-exported here.
+pub use custody_ledger::entry::Source;
 
 /// Size and SHA-256 of the raw content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

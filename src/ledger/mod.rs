@@ -1,11 +1,21 @@
 //! The custody ledger: an append-only transparency log of every artefact and
 //! every action, in public formats so that verifiers we did not write work on it.
 //!
+//! The formats and their verification are the `custody-ledger` crate (which
+//! auditors build on its own, with its `custody-verify` binary), re-exported
+//! here so that every `custody::ledger::…` path keeps working:
+//!
 //! - [`entry`]: entries as RFC 8785 canonical JSON, one per line.
 //! - [`merkle`]: the RFC 6962 / 9162 tree, proofs and their verification.
 //! - [`note`]: Ed25519 keys and C2SP signed-note checkpoints.
 //! - [`proof`]: C2SP tlog-proof documents.
+//! - [`scan`]: a fast reader of an entry's top-level fields.
 //! - [`verify`]: whole-log and bundle verification, offline.
+//!
+//! This module is the one writer ([`Ledger`], shared by a process's tasks as
+//! [`SharedLedger`], used through a [`Recorder`]), and:
+//!
+//! - [`mirror`]: the ledger's copy in a cloud store, and its check.
 //!
 //! On disk (`<custody home>/ledger/`):
 //!
@@ -23,13 +33,15 @@
 //! checkpoint, signed, and the checkpoint written atomically (temporary file,
 //! fsync, rename, fsync of the directory). Only then is the batch acknowledged.
 
-pub mod entry;
-pub mod merkle;
 pub mod mirror;
-pub mod note;
-pub mod proof;
-pub mod scan;
-pub mod verify;
+#[cfg(test)]
+mod tests;
+
+pub use custody_ledger::{
+    CHECKPOINT_FILE, CHECKPOINTS_DIR, ENTRIES_FILE, LedgerError, LedgerPaths, META_FILE, Meta,
+    Rotation, checkpoint_name, claimed_size, retired_key, rotated_key,
+};
+pub use custody_ledger::{entry, merkle, note, proof, scan, verify};
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -38,131 +50,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::clock::{Clock, rfc3339};
 use crate::ids::CaseId;
-use entry::{Action, Entry, EntryDraft, EntryError};
-use merkle::{Hash, ProofError, Tree, leaf_hash};
+use entry::{Action, Entry, EntryDraft};
+use merkle::{Hash, Tree, leaf_hash};
 use note::{NoteError, SignedCheckpoint};
 
-pub const ENTRIES_FILE: &str = "entries.jsonl";
-pub const CHECKPOINT_FILE: &str = "checkpoint";
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-pub const META_FILE: &str = "ledger.json";
 const LOCK_FILE: &str = "lock";
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LedgerError {
-    #[error("no ledger at {dir}; run `custody ledger init`")]
-    NotInitialised { dir: PathBuf },
-    #[error("a ledger already exists at {dir}")]
-    AlreadyInitialised { dir: PathBuf },
-    #[error("the ledger at {dir} is in use by another process; one writer at a time")]
-    Locked { dir: PathBuf },
-    #[error("{op} {path}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Key(#[from] NoteError),
-    #[error("entry {index} is invalid")]
-    BadEntry {
-        index: u64,
-        #[source]
-        source: EntryError,
-    },
-    #[error(transparent)]
-    Entry(#[from] EntryError),
-    #[error(transparent)]
-    Proof(#[from] ProofError),
-    #[error("signed history does not match its checkpoint: {0}")]
-    HistoryMismatch(String),
-    #[error("refusing to sign: {0}")]
-    RefuseToSign(String),
-    #[error("{path} is not valid ledger metadata")]
-    BadMeta { path: PathBuf },
-    #[error("the ledger failed part-way through a commit and must be reopened")]
-    Poisoned,
-    #[error("the group commit holding this entry failed: {message}")]
-    GroupCommit {
-        message: String,
-        /// The ledger could not write (retry later), rather than refused.
-        commit_failure: bool,
-    },
-    #[error(
-        "the signing key at {path} ({found}) is not the key the log says is in force ({expected})"
-    )]
-    WrongKey {
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
-}
-
-impl LedgerError {
-    /// The ledger could not write (a full disk, an I/O error, a commit left
-    /// half done): the same append may succeed later. Anything else (a
-    /// refusal to sign, a damaged history, a wrong key) will not.
-    pub fn is_commit_failure(&self) -> bool {
-        match self {
-            Self::Io { .. } | Self::Poisoned => true,
-            Self::GroupCommit { commit_failure, .. } => *commit_failure,
-            _ => false,
-        }
-    }
-}
-
-/// `ledger.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
-    pub schema: u32,
-    /// The checkpoints' origin line and the signing key's name.
-    pub origin: String,
-    /// Verifier key at creation; rotations are entries in the log.
-    pub initial_verifier_key: String,
-}
-
-/// Where a ledger lives.
-#[derive(Debug, Clone)]
-pub struct LedgerPaths {
-    pub dir: PathBuf,
-    pub key: PathBuf,
-}
-
-impl LedgerPaths {
-    /// The standard layout under a custody home.
-    pub fn in_home(home: &Path) -> Self {
-        Self {
-            dir: home.join("ledger"),
-            key: home.join("keys").join("ledger.key"),
-        }
-    }
-
-    pub fn entries(&self) -> PathBuf {
-        self.dir.join(ENTRIES_FILE)
-    }
-
-    pub fn checkpoint(&self) -> PathBuf {
-        self.dir.join(CHECKPOINT_FILE)
-    }
-
-    pub fn checkpoints(&self) -> PathBuf {
-        self.dir.join(CHECKPOINTS_DIR)
-    }
-
-    pub fn meta(&self) -> PathBuf {
-        self.dir.join(META_FILE)
-    }
-
-    pub fn exists(&self) -> bool {
-        self.meta().exists()
-    }
-}
 
 /// A new ledger's origin (and key name): this host and a random id, so two
 /// ledgers never share one.
@@ -179,11 +75,6 @@ pub fn default_origin() -> String {
         .collect();
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("custody/{host}/{}", id.get(..8).unwrap_or("0"))
-}
-
-/// Name of a checkpoint in `checkpoints/`.
-pub fn checkpoint_name(size: u64) -> String {
-    format!("{size:012}")
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError {
@@ -224,24 +115,6 @@ struct Skim {
     action: Action,
     #[serde(default)]
     detail: Option<serde_json::Value>,
-}
-
-/// The verifier key a `key_rotated` entry names.
-pub fn rotated_key(detail: Option<&serde_json::Value>) -> Option<String> {
-    detail?.get("new_verifier_key")?.as_str().map(str::to_owned)
-}
-
-/// The verifier key a `key_rotated` entry retires.
-pub fn retired_key(detail: Option<&serde_json::Value>) -> Option<String> {
-    detail?.get("old_verifier_key")?.as_str().map(str::to_owned)
-}
-
-/// A `key_rotated` entry: its index and the keys it names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rotation {
-    pub index: u64,
-    pub old: Option<String>,
-    pub new: String,
 }
 
 /// The keys in force, as `(first checkpoint size signed by it, key)`, for
@@ -403,20 +276,14 @@ fn lock(paths: &LedgerPaths) -> Result<File, LedgerError> {
     }
 }
 
-/// The size a checkpoint note claims, read before its signature is checked
-/// (the key that must have signed it depends on the size).
-pub(crate) fn claimed_size(note: &[u8]) -> Option<u64> {
-    std::str::from_utf8(note).ok()?.lines().nth(1)?.parse().ok()
+/// Where a new signing key waits during a rotation.
+fn key_new(paths: &LedgerPaths) -> PathBuf {
+    paths.key.with_extension("key.new")
 }
 
-impl LedgerPaths {
-    fn key_new(&self) -> PathBuf {
-        self.key.with_extension("key.new")
-    }
-
-    fn retired(&self) -> PathBuf {
-        self.key.with_file_name("retired")
-    }
+/// Where replaced and abandoned signing keys are kept.
+fn retired_dir(paths: &LedgerPaths) -> PathBuf {
+    paths.key.with_file_name("retired")
 }
 
 /// Moves `tail` (lines past the last checkpoint that no pending record
@@ -439,7 +306,7 @@ fn set_aside_tail(paths: &LedgerPaths, tail: &[u8]) -> Result<serde_json::Value,
 
 /// Moves a key file into `retired/` under its key id, never overwriting one there.
 fn retire_key(paths: &LedgerPaths, path: &Path, vkey: &str, what: &str) -> Result<(), LedgerError> {
-    let retired = paths.retired();
+    let retired = retired_dir(paths);
     create_private_dir(&retired)?;
     let id = vkey.split('+').nth(1).unwrap_or("unknown");
     let mut dest = retired.join(format!("{what}-{id}.key"));
@@ -461,7 +328,7 @@ fn key_in_force(paths: &LedgerPaths, expected: &str) -> Result<note::LoadedKey, 
     {
         return Ok(k.clone());
     }
-    let new_path = paths.key_new();
+    let new_path = key_new(paths);
     if let Ok(k) = note::load_key(&new_path)
         && k.vkey == expected
     {
@@ -933,7 +800,7 @@ impl Ledger {
         if self.poisoned {
             self.reopen()?;
         }
-        let new_path = self.paths.key_new();
+        let new_path = key_new(&self.paths);
         if let Ok(stale) = note::load_key(&new_path) {
             // Left by an attempt whose entry was never committed (open would
             // have installed it otherwise): kept, never deleted.

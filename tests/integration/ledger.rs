@@ -685,3 +685,289 @@ fn an_independent_verifier_accepts_the_bundle_and_catches_an_edit() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("is not included in the signed log"));
 }
+
+/// The `custody-verify` binary of the `custody-ledger` crate, beside the
+/// test binary in the target directory (`CARGO_BIN_EXE_*` names only this
+/// package's binaries). scripts/test builds it first; a missing or stale one
+/// fails the test rather than checking old code.
+fn custody_verify() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join("custody-verify");
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|e| {
+        panic!(
+            "custody-verify is not built at {} ({e}): run `cargo build -p custody-ledger --bins` first (scripts/test does)",
+            bin.display()
+        )
+    });
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/custody-ledger");
+    let mut stack = vec![crate_dir.join("src"), crate_dir.join("Cargo.toml")];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::metadata(&p).unwrap();
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert!(
+                meta.modified().unwrap() <= built,
+                "{} is newer than {}: run `cargo build -p custody-ledger --bins` again",
+                p.display(),
+                bin.display()
+            );
+        }
+    }
+    std::process::Command::new(bin)
+}
+
+/// Runs `custody ledger verify-bundle` and `custody-verify bundle` on the
+/// same bundle with the same key, asserts they agree, and returns the exit code.
+fn both_verify_bundle(home: &Home, dir: &std::path::Path, key: Option<&str>) -> Option<i32> {
+    let mut args = vec![dir.to_str().unwrap()];
+    if let Some(k) = key {
+        args.extend(["--key", k]);
+    }
+    let mut custody_args = vec!["ledger", "verify-bundle"];
+    custody_args.extend(&args);
+    let theirs = home.run(&custody_args);
+    let ours = custody_verify().arg("bundle").args(&args).output().unwrap();
+    assert_eq!(
+        theirs.status.code(),
+        ours.status.code(),
+        "custody ledger verify-bundle and custody-verify bundle disagree on {}:\n{}{}\n---\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&theirs.stdout),
+        stderr(&theirs),
+        String::from_utf8_lossy(&ours.stdout),
+        stderr(&ours)
+    );
+    // The same report, line for line.
+    assert_eq!(
+        String::from_utf8_lossy(&theirs.stdout),
+        String::from_utf8_lossy(&ours.stdout)
+    );
+    ours.status.code()
+}
+
+fn initial_key(home: &Home) -> String {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("ledger/ledger.json")).unwrap())
+            .unwrap();
+    meta["initial_verifier_key"].as_str().unwrap().to_owned()
+}
+
+/// Issue 19: `custody-verify bundle` verifies a bundle exported by `custody
+/// ledger export`, and refuses exactly the tampering `custody ledger
+/// verify-bundle` refuses: both run on every copy, with the same exit code.
+#[test]
+fn custody_verify_refuses_the_bundle_tampering_verify_bundle_refuses() {
+    let home = Home::new();
+    let src = home.path().join("f.bin");
+    std::fs::write(&src, mixed_bytes(300_000, 19)).unwrap();
+    home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "V"]);
+    home.json(&["ledger", "record", "--case", "other", "--action", "copied"]);
+    home.json(&["ledger", "rotate-key"]);
+    home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "V"]);
+    home.json(&["ledger", "record", "--case", "V", "--action", "accessed"]);
+    let initial = initial_key(&home);
+    let dir = home.path().join("bundle");
+    let out = home.run(&[
+        "ledger",
+        "export",
+        "--case",
+        "V",
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(both_verify_bundle(&home, &dir, Some(&initial)), Some(0));
+    // Without a pinned key both pass and both warn.
+    assert_eq!(both_verify_bundle(&home, &dir, None), Some(0));
+
+    let idx = bundle_indexes(&dir);
+    let tampered = |name: &str, edit: &dyn Fn(&std::path::Path)| {
+        let copy = home.path().join(name);
+        copy_dir(&dir, &copy);
+        edit(&copy);
+        copy
+    };
+    let remove = |i: u64| {
+        move |d: &std::path::Path| {
+            std::fs::remove_file(d.join(format!("entries/{i}.json"))).unwrap();
+            std::fs::remove_file(d.join(format!("proofs/{i}.tlog-proof"))).unwrap();
+        }
+    };
+    let first = tampered("first", &remove(idx[0]));
+    let last = tampered("last", &remove(*idx.last().unwrap()));
+    let edited = tampered("edited", &|d: &std::path::Path| {
+        let p = d.join(format!("entries/{}.json", idx[0]));
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replacen("acquired", "accessed", 1);
+        std::fs::write(&p, text).unwrap();
+    });
+    let other = Home::new();
+    other.json(&["ledger", "init"]);
+    let foreign_key = initial_key(&other);
+    let forged = tampered("forged-rotation", &|d: &std::path::Path| {
+        let rotation = std::fs::read_dir(d.join("rotations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .unwrap();
+        let mut e: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&rotation).unwrap()).unwrap();
+        e["detail"]["new_verifier_key"] = serde_json::Value::String(foreign_key.clone());
+        std::fs::write(&rotation, serde_json::to_vec(&e).unwrap()).unwrap();
+    });
+    for (what, copy, key) in [
+        ("a removed first entry", &first, initial.as_str()),
+        ("a removed last entry", &last, &initial),
+        ("an edited entry", &edited, &initial),
+        ("a foreign key", &dir, &foreign_key),
+        ("a forged rotation", &forged, &initial),
+    ] {
+        assert_eq!(
+            both_verify_bundle(&home, copy, Some(key)),
+            Some(1),
+            "{what} was not refused"
+        );
+    }
+    // Not a bundle at all: an operational error for both.
+    assert_eq!(
+        both_verify_bundle(&home, &home.path().join("no-such-bundle"), Some(&initial)),
+        Some(2)
+    );
+
+    // With the store: each artefact's stored object is checked against the signed entries.
+    let store = home.store_dir();
+    let with_store = |dir: &std::path::Path| {
+        custody_verify()
+            .args([
+                "bundle",
+                dir.to_str().unwrap(),
+                "--key",
+                &initial,
+                "--store",
+            ])
+            .arg(&store)
+            .output()
+            .unwrap()
+    };
+    let out = with_store(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(text.contains("artefacts: 2 match, 0 do not"), "{text}");
+    let objects: Vec<_> = std::fs::read_dir(store.join("cases/V/artefacts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "zst"))
+        .collect();
+    assert_eq!(objects.len(), 2);
+    let mut bytes = std::fs::read(&objects[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&objects[0], &bytes).unwrap();
+    let out = with_store(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("artefacts: 1 match, 1 do not"), "{text}");
+    assert!(text.contains("but the signed entries record"), "{text}");
+    std::fs::remove_file(&objects[0]).unwrap();
+    let out = with_store(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read"));
+    // A manifest whose digests differ from the signed entries' is refused before the store is read.
+    let manifest = std::fs::read_dir(dir.join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["stored"]["sha256"] = serde_json::Value::String("00".repeat(32));
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = with_store(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("differ from those its signed entries record")
+    );
+}
+
+/// Issue 19: `custody-verify ledger` checks a ledger directory as `custody
+/// ledger verify` does: the same exit code on an intact ledger, a tampered
+/// entry, a foreign key, and a rollback against a saved checkpoint.
+#[test]
+fn custody_verify_checks_a_ledger_directory_as_ledger_verify_does() {
+    let home = Home::new();
+    for case in ["a", "b", "a"] {
+        home.json(&["ledger", "record", "--case", case, "--action", "copied"]);
+    }
+    home.json(&["ledger", "rotate-key"]);
+    home.json(&["ledger", "record", "--case", "a", "--action", "accessed"]);
+    let initial = initial_key(&home);
+    let ledger = home.path().join("ledger");
+    let old = home.path().join("old-ledger");
+    copy_dir(&ledger, &old);
+    home.json(&["ledger", "record", "--case", "b", "--action", "verified"]);
+    let saved = home.path().join("seen.checkpoint");
+    std::fs::write(&saved, home.run(&["ledger", "checkpoint"]).stdout).unwrap();
+    let other = Home::new();
+    other.json(&["ledger", "init"]);
+    let foreign = initial_key(&other);
+
+    let both = |extra: &[&str]| {
+        let mut args = vec!["ledger", "verify"];
+        args.extend(extra);
+        let theirs = home.run(&args);
+        let ours = custody_verify()
+            .arg("ledger")
+            .arg(&ledger)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            theirs.status.code(),
+            ours.status.code(),
+            "{extra:?}:\n{}{}\n---\n{}{}",
+            String::from_utf8_lossy(&theirs.stdout),
+            stderr(&theirs),
+            String::from_utf8_lossy(&ours.stdout),
+            stderr(&ours)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&theirs.stdout),
+            String::from_utf8_lossy(&ours.stdout)
+        );
+        ours.status.code()
+    };
+    let cp = saved.to_str().unwrap();
+    assert_eq!(both(&[]), Some(0));
+    assert_eq!(
+        both(&["--key", &initial, "--strict", "--checkpoint", cp]),
+        Some(0)
+    );
+    assert_eq!(both(&["--key", &foreign]), Some(1));
+    // Rolled back to the older copy: self-consistent, refused against the saved checkpoint.
+    std::fs::remove_dir_all(&ledger).unwrap();
+    copy_dir(&old, &ledger);
+    assert_eq!(both(&["--key", &initial]), Some(0));
+    assert_eq!(both(&["--key", &initial, "--checkpoint", cp]), Some(1));
+    // One entry edited.
+    let path = LedgerPaths::in_home(home.path()).entries();
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replacen("\"copied\"", "\"accessed\"", 1)).unwrap();
+    assert_eq!(both(&["--key", &initial]), Some(1));
+    assert_eq!(both(&["--key", &initial, "--strict"]), Some(1));
+    // No ledger there: an operational error for both.
+    std::fs::remove_dir_all(&ledger).unwrap();
+    assert_eq!(
+        custody_verify()
+            .arg("ledger")
+            .arg(&ledger)
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
 use tlog_tiles::checkpoint::Checkpoint;
 
-use super::merkle::Hash;
+use crate::merkle::Hash;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -224,9 +224,10 @@ pub fn key_name(vkey: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::merkle::{Tree, leaf_hash};
+    use crate::merkle::{Tree, leaf_hash};
 
-    const TESSERA: &str = "../shared/vectors/tessera";
+    /// The shared copy, beside the repository, when `tests/fixtures` is absent.
+    const TESSERA: &str = "../../../shared/vectors/tessera";
     const TESSERA_VKEY: &str =
         "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx";
     const WORDS: [&str; 15] = [
@@ -235,7 +236,7 @@ mod tests {
     ];
 
     fn vectors() -> PathBuf {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tessera");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tessera");
         if p.is_dir() {
             p
         } else {

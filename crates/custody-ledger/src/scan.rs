@@ -356,14 +356,14 @@ mod tests {
             prev in proptest::option::of(0u64..1_000_000),
             note in ".{0,40}",
         ) {
-            let e = super::super::entry::Entry {
+            let e = crate::entry::Entry {
                 v: 1,
                 time: "2026-11-28T04:00:00Z".into(),
                 case: has_case.then(|| case.parse().expect("id")),
                 prev: if has_case { prev } else { None },
-                action: super::super::entry::Action::Copied,
-                actor: super::super::entry::Actor { name: note.clone(), role: "r".into(), host: "h".into(), tool: "t".into(), tool_version: "0".into() },
-                reason: super::super::entry::Reason::Manual { operator: "o".into(), note: Some(note.clone()) },
+                action: crate::entry::Action::Copied,
+                actor: crate::entry::Actor { name: note.clone(), role: "r".into(), host: "h".into(), tool: "t".into(), tool_version: "0".into() },
+                reason: crate::entry::Reason::Manual { operator: "o".into(), note: Some(note.clone()) },
                 evidence: None,
                 place: None,
                 // A detail that mimics every top-level key, nested.

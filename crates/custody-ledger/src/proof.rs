@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::merkle::Hash;
+use crate::merkle::Hash;
 
 pub const HEADER: &str = "c2sp.org/tlog-proof@v1";
 

@@ -103,8 +103,31 @@ pub struct EvidenceRef {
     pub etag: Option<String>,
 }
 
+/// Where the bytes came from: the record an artefact keeps of its source
+/// (`custody::evidence::Source`), and an entry of where its evidence or its
+/// action's target is ([`Place`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    /// Cloud resource id (`i-…`, `snap-…`) or a local description (`file`, `host`, `pid:123`).
+    pub resource: String,
+    /// Host the bytes were read on or from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path on that host, where there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// For logs: the format the bytes are in (`cloudtrail`, `ual-csv`), which
+    /// the timeline reads them as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
 /// Where the evidence or the action's target is: the same record an artefact keeps of its source.
-pub use crate::evidence::Source as Place;
+pub use self::Source as Place;
 
 /// What a caller asks to append; the ledger adds time, `prev` and nonce.
 #[derive(Debug, Clone, PartialEq, Eq)]
