@@ -441,3 +441,32 @@ fn clean(s: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_cannot_climb_out_of_the_store() {
+        let store = Path::new("/store");
+        assert_eq!(
+            object_path(store, "cases/c1/artefacts/a.zst"),
+            Some(PathBuf::from("/store/cases/c1/artefacts/a.zst"))
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "cases/../../x",
+            "./x",
+            "a\\..\\b",
+        ] {
+            assert_eq!(object_path(store, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(clean("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
+    }
+}
