@@ -51,3 +51,6 @@ pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// An error and its causes on one line: `outer: cause: root cause`.
 pub use custody_ledger::error_chain;
+
+#[cfg(test)]
+mod layout_tests;
