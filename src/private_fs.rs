@@ -3,27 +3,12 @@
 //! the umask, and a new directory's entry is fsynced in its parent, so an
 //! acknowledged object's path survives a power cut on every file system.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-/// Creates `dir` and any missing parents, each 0700, fsyncing the parent of
-/// each one created. An existing directory keeps its mode.
-pub fn create_dir_all(dir: &Path) -> io::Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
-        return Ok(());
-    }
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-    if let Some(p) = parent {
-        create_dir_all(p)?;
-    }
-    match DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => fsync_dir(parent.unwrap_or(Path::new("."))),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(e),
-    }
-}
+pub use custody_ledger::private_fs::create_dir_all;
 
 /// fsyncs a directory, making the entries created in it durable.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {

@@ -114,6 +114,21 @@ impl Local {
     }
 }
 
+/// The names of the local checkpoints (`checkpoints/<12 digits>`), in order.
+fn local_checkpoints(paths: &LedgerPaths) -> Result<Vec<String>, MirrorError> {
+    let mut names: Vec<String> = std::fs::read_dir(paths.checkpoints())
+        .map_err(|source| MirrorError::Local {
+            path: paths.checkpoints(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// How many entries from the first the segments `first..end` cover without a gap.
 fn contiguous(mut ranges: Vec<(u64, u64)>) -> u64 {
     ranges.sort_unstable();
@@ -225,16 +240,7 @@ pub async fn sync(
         }
     }
 
-    let mut names: Vec<String> = std::fs::read_dir(paths.checkpoints())
-        .map_err(|source| MirrorError::Local {
-            path: paths.checkpoints(),
-            source,
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()))
-        .collect();
-    names.sort();
+    let names = local_checkpoints(paths)?;
     for name in names {
         let rel = format!("checkpoints/{name}");
         if known.contains(&rel) {
@@ -327,14 +333,9 @@ pub async fn check(
             "the mirror holds this ledger's entries up to {mirrored} of {size}"
         ));
     }
-    let missing = std::fs::read_dir(paths.checkpoints())
-        .map_err(|source| MirrorError::Local {
-            path: paths.checkpoints(),
-            source,
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 12 && !checkpoints.contains(n))
+    let missing = local_checkpoints(paths)?
+        .iter()
+        .filter(|n| !checkpoints.contains(*n))
         .count();
     if missing > 0 {
         problems.push(format!(

@@ -20,7 +20,7 @@
 //! | [`proof`] | C2SP tlog-proof documents |
 //! | [`scan`] | a fast reader of an entry's top-level fields, for whole-log verification |
 //! | [`verify`] | whole-log and bundle verification, offline |
-//! | `private_fs` | (private) owner-only directories for a new key, fsynced in their parents |
+//! | [`private_fs`] | owner-only directories, fsynced in their parents (also what `custody::private_fs` uses) |
 //!
 //! A ledger directory on disk:
 //!
@@ -39,7 +39,7 @@ pub mod proof;
 pub mod scan;
 pub mod verify;
 
-mod private_fs;
+pub mod private_fs;
 
 use std::path::{Path, PathBuf};
 

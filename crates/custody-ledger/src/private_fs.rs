@@ -1,6 +1,7 @@
-//! The one piece of `custody::private_fs` that key creation needs: a new
-//! directory is made readable by its owner only (0700, whatever the umask)
-//! and fsynced in its parent, so a new key's path survives a power cut.
+//! Owner-only directories: a new directory is made readable by its owner
+//! only (0700, whatever the umask) and fsynced in its parent, so a new key's
+//! (or evidence object's) path survives a power cut. `custody::private_fs`
+//! uses this one.
 
 use std::fs::{DirBuilder, File};
 use std::io;
@@ -9,7 +10,7 @@ use std::path::Path;
 
 /// Creates `dir` and any missing parents, each 0700, fsyncing the parent of
 /// each one created. An existing directory keeps its mode.
-pub(crate) fn create_dir_all(dir: &Path) -> io::Result<()> {
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
