@@ -2,7 +2,7 @@
 //! bundles, tampering, one writer, and crashes at random moments.
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -300,10 +300,7 @@ fn l1_a_bundle_after_a_rotation_verifies_from_the_initial_key() {
     home.json(&["ledger", "record", "--case", "r", "--action", "copied"]);
     home.json(&["ledger", "rotate-key"]);
     home.json(&["ledger", "record", "--case", "r", "--action", "accessed"]);
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.path().join("ledger/ledger.json")).unwrap())
-            .unwrap();
-    let initial = meta["initial_verifier_key"].as_str().unwrap().to_owned();
+    let initial = initial_key(&home);
     let dir = home.path().join("bundle");
     let out = home.run(&[
         "ledger",
@@ -627,10 +624,7 @@ fn an_independent_verifier_accepts_the_bundle_and_catches_an_edit() {
             home.json(&["ledger", "rotate-key"]);
         }
     }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(home.path().join("ledger/ledger.json")).unwrap())
-            .unwrap();
-    let initial = meta["initial_verifier_key"].as_str().unwrap().to_owned();
+    let initial = initial_key(&home);
     let dir = home.path().join("bundle");
     assert!(
         home.run(&[
@@ -729,17 +723,21 @@ fn both_verify_bundle(home: &Home, dir: &std::path::Path, key: Option<&str>) -> 
     custody_args.extend(&args);
     let theirs = home.run(&custody_args);
     let ours = custody_verify().arg("bundle").args(&args).output().unwrap();
+    agree(&dir.display().to_string(), &theirs, &ours)
+}
+
+/// Asserts that custody and custody-verify gave the same exit code and the
+/// same report, line for line, on `what`; returns the exit code.
+fn agree(what: &str, theirs: &Output, ours: &Output) -> Option<i32> {
     assert_eq!(
         theirs.status.code(),
         ours.status.code(),
-        "custody ledger verify-bundle and custody-verify bundle disagree on {}:\n{}{}\n---\n{}{}",
-        dir.display(),
+        "custody and custody-verify disagree on {what}:\n{}{}\n---\n{}{}",
         String::from_utf8_lossy(&theirs.stdout),
-        stderr(&theirs),
+        stderr(theirs),
         String::from_utf8_lossy(&ours.stdout),
-        stderr(&ours)
+        stderr(ours)
     );
-    // The same report, line for line.
     assert_eq!(
         String::from_utf8_lossy(&theirs.stdout),
         String::from_utf8_lossy(&ours.stdout)
@@ -925,20 +923,7 @@ fn custody_verify_checks_a_ledger_directory_as_ledger_verify_does() {
             .args(extra)
             .output()
             .unwrap();
-        assert_eq!(
-            theirs.status.code(),
-            ours.status.code(),
-            "{extra:?}:\n{}{}\n---\n{}{}",
-            String::from_utf8_lossy(&theirs.stdout),
-            stderr(&theirs),
-            String::from_utf8_lossy(&ours.stdout),
-            stderr(&ours)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&theirs.stdout),
-            String::from_utf8_lossy(&ours.stdout)
-        );
-        ours.status.code()
+        agree(&format!("{extra:?}"), &theirs, &ours)
     };
     let cp = saved.to_str().unwrap();
     assert_eq!(both(&[]), Some(0));
