@@ -17,7 +17,10 @@
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings |
 //! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs |
+//! | [`mirror`] | the ledger's copy in a cloud evidence store, and its check (the ledger itself knows no store) |
+//! | [`machine`] | the machine custody runs on: its host name |
 //! | [`private_fs`] | how custody creates files and directories: owner-only, new directories fsynced in their parents |
+//! | [`sanitize`] | escaping of outside text (logs, alerts, evidence) for terminals and spreadsheets |
 //! | [`progress`] | how long work reports progress without deciding what a terminal shows |
 //! | [`config`] | defaults < `custody.toml` < `CUSTODY_*` environment < flags |
 //! | [`cli`] | one module per subcommand of the `custody` binary: `Args` + `run()` |
@@ -36,10 +39,13 @@ pub mod evidence;
 /// Case and artefact ids live with the ledger, in the `custody-ledger` crate.
 pub use custody_ledger::ids;
 pub mod ledger;
+pub mod machine;
+pub mod mirror;
 pub mod private_fs;
 pub mod progress;
 pub mod readiness;
 pub mod respond;
+pub mod sanitize;
 pub mod serve;
 pub mod store;
 pub mod timeline;

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors quote what they could not read (an S3 key, a log line).
             let chain = custody::error_chain(e.as_ref());
-            eprintln!("error: {}", custody::cli::sanitize::term_lines(&chain));
+            eprintln!("error: {}", custody::sanitize::term_lines(&chain));
             2
         }
     };

@@ -63,7 +63,7 @@ pub async fn run_show(env: &Env, args: ShowArgs) -> anyhow::Result<Outcome> {
 /// An artefact for the terminal: its source path, resource and notes come
 /// from the evidence, so their control characters are shown, never sent.
 pub fn artefact_line(a: &Artefact) -> String {
-    use super::sanitize::term;
+    use crate::sanitize::term;
     let mut s = format!(
         "{}  {}  {}{}\n  raw     {} bytes  sha256:{}\n  stored  {} bytes  sha256:{}  {}\n  window  {} .. {}\n",
         a.id,

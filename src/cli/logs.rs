@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use super::sanitize::term;
 use super::{Env, Outcome};
 use crate::collect::logs::{AwsLogsLayout, CloudWatchLogs, LookupEvents, S3Logs};
 use crate::collect::{Collected, Collector};
 use crate::evidence::ArtefactKind;
 use crate::ids::CaseId;
+use crate::sanitize::term;
 use crate::timeline::geoip::GeoIp;
 use crate::timeline::ingest;
 use crate::timeline::parse::Format;

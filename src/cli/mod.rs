@@ -19,7 +19,6 @@
 //! | [`completions`] | `completions SHELL`: shell completion scripts |
 //! | [`man`] | `man`: the manual pages |
 //! | [`progress_bar`] | the terminal progress bar behind [`crate::progress::Progress`] |
-//! | [`sanitize`] | escaping of outside text for terminals and spreadsheets |
 //!
 //! Results reach stdout only through [`Env::print`] or [`write_stdout`], so a
 //! reader that goes away (`custody timeline CASE | head -1`) ends the
@@ -35,7 +34,6 @@ pub mod man;
 pub mod progress_bar;
 pub mod readiness;
 pub mod respond;
-pub mod sanitize;
 pub mod serve;
 pub mod store;
 pub mod timeline;
@@ -238,23 +236,23 @@ impl Env {
                 .with_context(|| format!("cannot read {}", paths.meta().display()))?,
         )
         .with_context(|| format!("{} is not ledger metadata", paths.meta().display()))?;
-        crate::ledger::mirror::check(&paths, &meta.origin, store.as_ref())
+        crate::mirror::check(&paths, &meta.origin, store.as_ref())
             .await
             .context("cannot read the ledger's copy in the store")
     }
 
     /// Copies what the store lacks of the committed ledger to the store.
-    pub async fn mirror_ledger(&self) -> anyhow::Result<crate::ledger::mirror::Synced> {
+    pub async fn mirror_ledger(&self) -> anyhow::Result<crate::mirror::Synced> {
         let store = self.store().await?;
         let origin = self.ledger()?.with(|l| l.origin().to_owned());
-        Ok(crate::ledger::mirror::sync(&self.ledger_paths(), &origin, store.as_ref()).await?)
+        Ok(crate::mirror::sync(&self.ledger_paths(), &origin, store.as_ref()).await?)
     }
 
     pub fn actor(&self) -> Actor {
         Actor {
             name: self.config.operator.clone(),
             role: "operator".to_owned(),
-            host: crate::collect::hostname(),
+            host: crate::machine::hostname(),
             tool: crate::TOOL_NAME.to_owned(),
             tool_version: crate::TOOL_VERSION.to_owned(),
         }

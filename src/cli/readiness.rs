@@ -3,13 +3,13 @@
 
 use anyhow::Context;
 
-use super::sanitize::{CsvCells, term};
 use super::{Env, Outcome};
 use crate::readiness::audit::AuditOptions;
 use crate::readiness::catalogue::Catalogue;
 use crate::readiness::history::{History, Run};
 use crate::readiness::score::{self, Change};
 use crate::readiness::{Finding, Status};
+use crate::sanitize::{CsvCells, term};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ReadinessCommand {

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use anyhow::Context;
 
-use super::sanitize::{CsvCells, term};
 use super::{Env, Outcome};
 use crate::ids::CaseId;
+use crate::sanitize::{CsvCells, term};
 use crate::timeline::findings::{self, Finding};
 use crate::timeline::query::{self, Field, Query};
 use crate::timeline::store::{Bucket, Facet, Row, Seen, TimelineError};

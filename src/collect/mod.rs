@@ -64,12 +64,6 @@ pub trait Collector: Send + Sync + fmt::Debug {
     -> Result<Collected, CollectError>;
 }
 
-/// This machine's host name, for artefact sources.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
+/// This machine's host name (it lives in a leaf module so the ledger can
+/// name its host without depending on the collectors).
+pub use crate::machine::hostname;

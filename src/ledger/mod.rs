@@ -15,7 +15,6 @@
 //! This module is the one writer ([`Ledger`], shared by a process's tasks as
 //! [`SharedLedger`], used through a [`Recorder`]), and:
 //!
-//! - [`mirror`]: the ledger's copy in a cloud store, and its check.
 //!
 //! On disk (`<custody home>/ledger/`):
 //!
@@ -33,7 +32,6 @@
 //! checkpoint, signed, and the checkpoint written atomically (temporary file,
 //! fsync, rename, fsync of the directory). Only then is the batch acknowledged.
 
-pub mod mirror;
 #[cfg(test)]
 mod tests;
 
@@ -63,7 +61,7 @@ const LOCK_FILE: &str = "lock";
 /// A new ledger's origin (and key name): this host and a random id, so two
 /// ledgers never share one.
 pub fn default_origin() -> String {
-    let host: String = crate::collect::hostname()
+    let host: String = crate::machine::hostname()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
@@ -546,7 +544,7 @@ impl Ledger {
             let actor = entry::Actor {
                 name: "custody".into(),
                 role: "ledger".into(),
-                host: crate::collect::hostname(),
+                host: crate::machine::hostname(),
                 tool: crate::TOOL_NAME.to_owned(),
                 tool_version: crate::TOOL_VERSION.to_owned(),
             };

@@ -10,7 +10,7 @@ use super::Status;
 use super::catalogue::Catalogue;
 use super::history::{Run, StoredFinding};
 use super::score::{self, RunFindings, Trend};
-use crate::cli::sanitize::CsvCells;
+use crate::sanitize::CsvCells;
 
 /// Everything a report shows: the runs (oldest first), the reported run's
 /// findings and their trend.

@@ -647,7 +647,7 @@ fn the_ledger_mirror_in_s3_matches_the_local_ledger_byte_for_byte() {
         serde_json::from_slice(&std::fs::read(paths.meta()).unwrap()).unwrap();
     let prefix = format!(
         "ev/{}",
-        custody::ledger::mirror::prefix(meta["origin"].as_str().unwrap())
+        custody::mirror::prefix(meta["origin"].as_str().unwrap())
     );
     let (segments, checkpoints) = rt.block_on(async {
         let list = |p: String| {
@@ -748,7 +748,7 @@ fn l5_a_planted_mirror_object_is_reported_and_mirroring_goes_on() {
             .unwrap();
     let prefix = format!(
         "ev/{}",
-        custody::ledger::mirror::prefix(meta["origin"].as_str().unwrap())
+        custody::mirror::prefix(meta["origin"].as_str().unwrap())
     );
     let planted = format!("{prefix}/entries/000000000000-999999999999.jsonl");
     rt.block_on(async {

@@ -29,7 +29,7 @@ use std::path::Path;
 use bytes::Bytes;
 use sha2::Digest as _;
 
-use super::{LedgerPaths, checkpoint_name};
+use crate::ledger::{LedgerPaths, checkpoint_name};
 use crate::store::{EvidenceStore, ObjectKey, StoreError};
 
 /// Local list of mirror objects known to hold this ledger's bytes.
@@ -49,7 +49,7 @@ pub enum MirrorError {
     #[error("the latest checkpoint is malformed")]
     Checkpoint,
     #[error(transparent)]
-    Ledger(#[from] super::LedgerError),
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 /// What a sync uploaded, and what it found that is not this ledger's.
@@ -183,17 +183,19 @@ pub async fn sync(
     }
 
     let meta = read(&paths.meta())?;
-    if !known.contains(super::META_FILE) {
-        if put_checked(store, &key(super::META_FILE)?, &meta).await? {
-            known.insert(super::META_FILE.to_owned());
+    if !known.contains(crate::ledger::META_FILE) {
+        if put_checked(store, &key(crate::ledger::META_FILE)?, &meta).await? {
+            known.insert(crate::ledger::META_FILE.to_owned());
         } else {
-            synced.foreign.push(format!("{base}/{}", super::META_FILE));
+            synced
+                .foreign
+                .push(format!("{base}/{}", crate::ledger::META_FILE));
         }
     }
 
     // Only entries covered by the latest checkpoint: anything after it is not yet committed.
     let latest = read(&paths.checkpoint())?;
-    let size = super::claimed_size(&latest).ok_or(MirrorError::Checkpoint)?;
+    let size = crate::ledger::claimed_size(&latest).ok_or(MirrorError::Checkpoint)?;
     let mut ranges = Vec::new();
     for name in listed.iter().filter_map(|n| n.strip_prefix("entries/")) {
         let rel = format!("entries/{name}");
@@ -274,7 +276,7 @@ pub async fn sync(
     synced.foreign.dedup();
     if known.len() != before {
         let text: String = known.iter().map(|k| format!("{k}\n")).collect();
-        super::write_atomic(&known_path, text.as_bytes())?;
+        crate::ledger::write_atomic(&known_path, text.as_bytes())?;
     }
     Ok(synced)
 }
@@ -298,7 +300,7 @@ pub async fn check(
             continue;
         };
         let bytes = store.get_bytes(&k).await?;
-        let ours = if rel == super::META_FILE {
+        let ours = if rel == crate::ledger::META_FILE {
             bytes == read(&paths.meta())?
         } else if let Some(name) = rel.strip_prefix("entries/") {
             match segment_name(name) {
@@ -327,7 +329,8 @@ pub async fn check(
         }
     }
     let mirrored = contiguous(ranges);
-    let size = super::claimed_size(&read(&paths.checkpoint())?).ok_or(MirrorError::Checkpoint)?;
+    let size =
+        crate::ledger::claimed_size(&read(&paths.checkpoint())?).ok_or(MirrorError::Checkpoint)?;
     if mirrored < size {
         problems.push(format!(
             "the mirror holds this ledger's entries up to {mirrored} of {size}"
