@@ -13,6 +13,7 @@
 //! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory, EBS volumes (snapshots read through EBS direct), instance memory over SSM, cloud logs (S3 log buckets, CloudTrail LookupEvents, CloudWatch Logs) |
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
+//! | [`engine`] | the one engine behind every entry point: the `App` context, typed requests validated into plans, and the acquisitions and responses they run |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings |
@@ -27,7 +28,9 @@
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up tracing, calls
 //! [`cli::run`] and maps the outcome to an exit code: 0 ok, 1 verification
-//! failed, 2 operational error.
+//! failed, 2 operational error. `cli` only parses flags into the engine's
+//! requests and prints what comes back; the server ([`serve::run`]) builds
+//! the same requests from alerts and never imports `cli`.
 
 pub mod alert;
 pub mod aws;
@@ -35,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod engine;
 pub mod evidence;
 /// Case and artefact ids live with the ledger, in the `custody-ledger` crate.
 pub use custody_ledger::ids;
@@ -50,6 +54,8 @@ pub mod serve;
 pub mod store;
 pub mod timeline;
 
+pub use engine::App;
+
 /// Name and version recorded in every artefact this build produces.
 pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");
 /// See [`TOOL_NAME`].
@@ -58,5 +64,7 @@ pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// An error and its causes on one line: `outer: cause: root cause`.
 pub use custody_ledger::error_chain;
 
+#[cfg(test)]
+mod deps_tests;
 #[cfg(test)]
 mod layout_tests;

@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use std::time::Duration;
+
 use clap::Subcommand;
 
 use super::{Env, Outcome};
-use crate::collect::file::FileCollector;
-use crate::collect::host::HostCollector;
-use crate::collect::{Collected, Collector};
-use crate::evidence::case::{ArtefactCheck, check_artefact};
-use crate::evidence::{Artefact, ArtefactKind};
+use crate::collect::ebs::EbsTarget;
+use crate::engine::acquire::Acquired;
+use crate::engine::request::{
+    AcquireRequest, AvmlRequest, EbsRequest, MemoryRequest, StagingRequest, limits,
+};
+use crate::evidence::ArtefactKind;
 use crate::ids::CaseId;
 
 #[derive(Debug, Subcommand)]
@@ -52,11 +54,11 @@ pub struct MemoryArgs {
     #[command(flatten)]
     pub memory: MemoryOptions,
     /// Longest wait for the command to finish, in seconds.
-    #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(30..=172_800))]
+    #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(limits::MEMORY_TIMEOUT_SECS))]
     pub timeout: u64,
     /// MiB per part, each held in the instance's RAM while it uploads.
     /// Default: 64, more on large instances so the command stays small.
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(5..=5120))]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(limits::MEMORY_PART_MIB))]
     pub part_mib: Option<u64>,
 }
 
@@ -75,10 +77,10 @@ pub struct EbsArgs {
     #[command(flatten)]
     pub case: CaseArg,
     /// Blocks read ahead of the pipeline (512 KiB each).
-    #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(i64::from(*limits::EBS_WINDOW.start())..=i64::from(*limits::EBS_WINDOW.end())))]
     pub window: u16,
     /// Longest wait for a new snapshot to complete, in seconds.
-    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    #[arg(long, default_value_t = limits::SNAPSHOT_TIMEOUT_SECS, value_name = "SECS")]
     pub snapshot_timeout: u64,
     /// Read only the blocks changed since this earlier snapshot (ListChangedBlocks),
     /// as an incremental `disk_delta` artefact.
@@ -122,172 +124,91 @@ pub struct HostArgs {
     pub root: PathBuf,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct Report<'a> {
-    case: &'a CaseId,
-    store: String,
-    artefacts: &'a [Artefact],
-    failures: &'a [String],
-    /// Read-back checks, with `--verify`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    verified: Option<Vec<ArtefactCheck>>,
+impl MemoryOptions {
+    pub fn request(&self) -> StagingRequest {
+        StagingRequest {
+            staging: self.staging.clone(),
+            avml: self
+                .avml
+                .clone()
+                .zip(self.avml_sha256.clone())
+                .map(|(url, sha256)| AvmlRequest { url, sha256 }),
+        }
+    }
+}
+
+impl EbsArgs {
+    fn request(&self) -> EbsRequest {
+        let target = match (&self.snapshot, &self.volume, &self.instance) {
+            (Some(s), _, _) => EbsTarget::Snapshot(s.clone()),
+            (_, Some(v), _) => EbsTarget::Volume(v.clone()),
+            (_, _, Some(i)) => EbsTarget::Instance(i.clone()),
+            // clap requires one of the three; an empty id is refused by validation.
+            _ => EbsTarget::Snapshot(String::new()),
+        };
+        EbsRequest {
+            target,
+            window: self.window,
+            snapshot_timeout: Duration::from_secs(self.snapshot_timeout),
+            changed_since: self.changed_since.clone(),
+        }
+    }
+}
+
+impl AcquireCommand {
+    /// The engine's request and the case flags of this command.
+    fn request(&self) -> (AcquireRequest, &CaseArg) {
+        match self {
+            Self::File(a) => (
+                AcquireRequest::File {
+                    path: a.path.clone(),
+                    kind: a.kind,
+                },
+                &a.case,
+            ),
+            Self::Host(a) => (
+                AcquireRequest::Host {
+                    root: a.root.clone(),
+                    memory_pids: a.memory_pids.clone(),
+                    skip_logs: a.skip_logs,
+                },
+                &a.case,
+            ),
+            Self::Ebs(a) => (AcquireRequest::Ebs(a.request()), &a.case),
+            Self::Memory(a) => (
+                AcquireRequest::Memory(MemoryRequest {
+                    instance: a.instance.clone(),
+                    staging: a.memory.request(),
+                    timeout: Duration::from_secs(a.timeout),
+                    part_mib: a.part_mib,
+                }),
+                &a.case,
+            ),
+        }
+    }
 }
 
 pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
-    let (case_arg, collector): (&CaseArg, Box<dyn Collector>) = match &cmd {
-        AcquireCommand::Ebs(a) => (&a.case, Box::new(ebs_collector(env, a).await)),
-        AcquireCommand::Memory(a) => (&a.case, Box::new(memory_collector(env, a).await?)),
-        AcquireCommand::File(a) => (
-            &a.case,
-            Box::new(FileCollector {
-                path: a.path.clone(),
-                kind: a.kind,
-                log_format: None,
-            }),
-        ),
-        AcquireCommand::Host(a) => (
-            &a.case,
-            Box::new(HostCollector {
-                root: a.root.clone(),
-                memory_pids: a.memory_pids.clone(),
-                skip_logs: a.skip_logs,
-            }),
-        ),
-    };
-    let case = case_arg
-        .case
-        .clone()
-        .unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let ctx = env.acquire_context().await?;
-    tracing::info!(%case, what = %collector.describe(), store = %ctx.store.location(), "acquiring");
-    let Collected {
-        artefacts,
-        failures,
-    } = collector
-        .collect(&ctx, &case)
-        .await
-        .with_context(|| format!("{} into case {case} failed", collector.describe()))?;
-    let verified = if case_arg.verify {
-        let mut checks = Vec::with_capacity(artefacts.len());
-        for a in &artefacts {
-            checks.push(check_artefact(ctx.store.as_ref(), a).await);
-        }
-        Some(checks)
-    } else {
-        None
-    };
-    let report = Report {
-        case: &case,
-        store: ctx.store.location(),
-        artefacts: &artefacts,
-        failures: &failures,
-        verified,
-    };
+    let (req, case) = cmd.request();
+    let report = crate::engine::acquire::acquire(env, &req, case.case.clone(), case.verify).await?;
     env.print(&report, || human(&report))?;
-    if !failures.is_empty() {
+    if !report.failures.is_empty() {
         anyhow::bail!(
             "{} of the requested artefacts could not be acquired: {}",
-            failures.len(),
-            failures.join("; ")
+            report.failures.len(),
+            report.failures.join("; ")
         );
     }
-    let all_ok = report.verified.iter().flatten().all(|c| c.ok);
-    Ok(if all_ok {
+    Ok(if report.verified_ok() {
         Outcome::Ok
     } else {
         Outcome::VerificationFailed
     })
 }
 
-pub(crate) async fn ebs_collector(env: &Env, a: &EbsArgs) -> crate::collect::ebs::EbsCollector {
-    use crate::collect::ebs::{EbsCollector, EbsTarget};
-    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
-        endpoint: env.endpoint_url.clone(),
-        max_attempts: env.config.s3.max_attempts,
-        ..Default::default()
-    })
-    .await;
-    let target = match (&a.snapshot, &a.volume, &a.instance) {
-        (Some(s), _, _) => EbsTarget::Snapshot(s.clone()),
-        (_, Some(v), _) => EbsTarget::Volume(v.clone()),
-        (_, _, Some(i)) => EbsTarget::Instance(i.clone()),
-        // clap requires one of the three.
-        _ => EbsTarget::Snapshot(String::new()),
-    };
-    EbsCollector {
-        ebs: aws_sdk_ebs::Client::new(&conf),
-        ec2: aws_sdk_ec2::Client::new(&conf),
-        target,
-        reason: env.reason.clone(),
-        window: usize::from(a.window),
-        snapshot_timeout: std::time::Duration::from_secs(a.snapshot_timeout),
-        region: conf.region().map(|r| r.to_string()),
-        changed_since: a.changed_since.clone(),
-        spool_dir: Some(env.config.home.join("spool")),
-    }
-}
-
-pub(crate) async fn memory_collector(
-    env: &Env,
-    a: &MemoryArgs,
-) -> anyhow::Result<crate::collect::memory::MemoryCollector> {
-    use crate::collect::memory::{AvmlTool, MemoryCollector, Staging};
-    let staging = match (&a.memory.staging, env.config.store.starts_with("s3://")) {
-        (Some(s), _) => Staging::parse(s)?,
-        (None, true) => Staging::parse(&env.config.store)?,
-        (None, false) => anyhow::bail!(
-            "the store is not in S3: give --staging s3://BUCKET/PREFIX for the instance to upload to"
-        ),
-    };
-    let avml = match (&a.memory.avml, &a.memory.avml_sha256) {
-        (Some(url), Some(sha)) => {
-            let loc = Staging::parse(url)?;
-            anyhow::ensure!(
-                !loc.prefix.is_empty(),
-                "--avml names an object: s3://BUCKET/KEY"
-            );
-            anyhow::ensure!(
-                sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
-                "--avml-sha256 is 64 hex digits"
-            );
-            Some(AvmlTool {
-                bucket: loc.bucket,
-                key: loc.prefix,
-                sha256: sha.to_lowercase(),
-            })
-        }
-        _ => None,
-    };
-    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
-        endpoint: env.endpoint_url.clone(),
-        max_attempts: env.config.s3.max_attempts,
-        ..Default::default()
-    })
-    .await;
-    // No checksum in presigned URLs: the host's curl could not match one.
-    let mut s3 = aws_sdk_s3::config::Builder::from(&conf)
-        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired);
-    if env.endpoint_url.is_some() {
-        // Emulators and most S3-compatible stores serve buckets by path.
-        s3 = s3.force_path_style(true);
-    }
-    Ok(MemoryCollector {
-        ssm: aws_sdk_ssm::Client::new(&conf),
-        ec2: aws_sdk_ec2::Client::new(&conf),
-        s3: aws_sdk_s3::Client::from_conf(s3.build()),
-        instance: a.instance.clone(),
-        staging,
-        avml,
-        timeout: std::time::Duration::from_secs(a.timeout),
-        part_size: a.part_mib.map(|m| m << 20),
-        poll: std::time::Duration::from_secs(1),
-        region: conf.region().map(|r| r.to_string()),
-    })
-}
-
-fn human(r: &Report<'_>) -> String {
+fn human(r: &Acquired) -> String {
     let mut s = format!("case {} in {}\n", r.case, r.store);
-    for a in r.artefacts {
+    for a in &r.artefacts {
         s.push_str(&super::cases::artefact_line(a));
     }
     for c in r.verified.iter().flatten() {

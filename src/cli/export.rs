@@ -80,7 +80,7 @@ pub async fn run(env: &Env, args: ExportArgs) -> anyhow::Result<Outcome> {
         .record(
             Some(&report.case),
             crate::ledger::entry::Action::Exported,
-            Some(crate::ledger::evidence_ref(&a)),
+            Some(a.evidence_ref()),
             None,
             Some(detail),
         )

@@ -106,7 +106,7 @@ pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
         LedgerCommand::Init { origin } => {
             let paths = env.ledger_paths();
             let origin = origin.unwrap_or_else(default_origin);
-            let l = Ledger::init(&paths, &origin, env.clock.clone(), env.actor())
+            let l = Ledger::init(&paths, &origin, env.clock.clone(), env.actor("operator"))
                 .with_context(|| format!("cannot create the ledger at {}", paths.dir.display()))?;
             let out = serde_json::json!({ "dir": paths.dir, "origin": origin, "verifier_key": l.verifier_key(), "key_file": paths.key });
             env.print(&out, || {
@@ -234,7 +234,7 @@ pub async fn run(env: &Env, cmd: LedgerCommand) -> anyhow::Result<Outcome> {
             }
         }
         LedgerCommand::RotateKey => {
-            let actor = env.actor();
+            let actor = env.actor("operator");
             let vkey = env
                 .ledger()?
                 .with(|l| l.rotate_key(actor))

@@ -100,14 +100,14 @@ pub struct AwsLogsScope {
     /// Accounts to read (repeat); default: every account in the bucket.
     #[arg(long = "account", value_name = "ID")]
     pub accounts: Vec<String>,
-    /// Regions to read (repeat); default: every region in the bucket.
-    #[arg(long = "region", value_name = "REGION")]
-    pub regions: Vec<String>,
 }
 
 impl AwsLogsScope {
+    /// `regions`: the global `--region`s, the regions read from the bucket
+    /// (all when none).
     fn layout(
         &self,
+        regions: &[String],
         bucket: &str,
         service: &'static str,
         since: OffsetDateTime,
@@ -118,7 +118,7 @@ impl AwsLogsScope {
             prefix: self.prefix.clone(),
             service,
             accounts: self.accounts.clone(),
-            regions: self.regions.clone(),
+            regions: regions.to_vec(),
             since,
             until,
         }
@@ -132,9 +132,6 @@ impl AwsLogsScope {
 
 #[derive(Debug, clap::Args)]
 pub struct LookupArgs {
-    /// Regions to read (repeat); default: the configured region.
-    #[arg(long = "region", value_name = "REGION")]
-    pub regions: Vec<String>,
     #[command(flatten)]
     pub window: Window,
     #[command(flatten)]
@@ -189,24 +186,6 @@ struct Report {
     timeline: Vec<IngestReport>,
 }
 
-async fn sdk(env: &Env) -> aws_config::SdkConfig {
-    crate::aws::sdk_config(&crate::aws::AwsOptions {
-        endpoint: env.endpoint_url.clone(),
-        max_attempts: env.config.s3.max_attempts,
-        ..Default::default()
-    })
-    .await
-}
-
-fn s3_client(env: &Env, conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let mut b = aws_sdk_s3::config::Builder::from(conf);
-    if env.endpoint_url.is_some() {
-        // Emulators and most S3-compatible stores serve buckets by path.
-        b = b.force_path_style(true);
-    }
-    aws_sdk_s3::Client::from_conf(b.build())
-}
-
 fn window(env: &Env, w: &Window) -> anyhow::Result<(OffsetDateTime, OffsetDateTime)> {
     let until = w.until.unwrap_or_else(|| env.clock.now());
     anyhow::ensure!(
@@ -219,8 +198,22 @@ fn window(env: &Env, w: &Window) -> anyhow::Result<(OffsetDateTime, OffsetDateTi
 }
 
 pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
-    let (ingest_args, collectors): (&Ingest, Vec<Box<dyn Collector>>) = match &cmd {
-        LogsCommand::Index(a) => return run_index(env, a).await,
+    if let LogsCommand::Index(a) = &cmd {
+        return run_index(env, a).await;
+    }
+    let (ingest_args, collectors) = collectors(env, &cmd).await?;
+    collect_and_index(env, ingest_args, &collectors).await
+}
+
+/// The collectors a logs command names, with its case and loading options.
+async fn collectors<'a>(
+    env: &Env,
+    cmd: &'a LogsCommand,
+) -> anyhow::Result<(&'a Ingest, Vec<Box<dyn Collector>>)> {
+    Ok(match cmd {
+        LogsCommand::Index(_) => {
+            anyhow::bail!("`logs index` collects nothing; it loads what the case holds")
+        }
         LogsCommand::Import(a) => {
             for f in &a.files {
                 anyhow::ensure!(f.is_file(), "{} is not a file", f.display());
@@ -240,9 +233,11 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
         }
         LogsCommand::Cloudtrail(a) => {
             let (since, until) = window(env, &a.window)?;
-            let conf = sdk(env).await;
-            let s3 = s3_client(env, &conf);
-            let layout = a.scope.layout(&a.bucket, "CloudTrail", since, until);
+            let aws = env.aws().await?;
+            let s3 = aws.s3();
+            let layout = a
+                .scope
+                .layout(&env.regions, &a.bucket, "CloudTrail", since, until);
             let objects = crate::collect::logs::aws_logs_objects(&s3, &layout)
                 .await
                 .with_context(|| format!("cannot list the trail's logs in s3://{}", a.bucket))?;
@@ -263,32 +258,32 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                 bucket: a.bucket.clone(),
                 objects,
                 format: Format::Cloudtrail,
-                region: conf.region().map(|r| r.to_string()),
+                region: aws.region(),
                 account: a.scope.account(),
             });
             (&a.ingest, vec![c])
         }
         LogsCommand::Lookup(a) => {
             let (since, until) = window(env, &a.window)?;
-            let conf = sdk(env).await;
-            let regions = if a.regions.is_empty() {
+            let aws = env.aws().await?;
+            let regions = if env.regions.is_empty() {
                 vec![
-                    conf.region()
-                        .map(|r| r.to_string())
+                    aws.region()
                         .context("no region: give --region or set AWS_REGION")?,
                 ]
             } else {
-                a.regions.clone()
+                env.regions.clone()
             };
-            let scope = env.endpoint_url.clone().unwrap_or_else(|| "aws".into());
+            let scope = env
+                .aws_options
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "aws".into());
             let c = regions
                 .into_iter()
                 .map(|region| {
-                    let rc = aws_sdk_cloudtrail::config::Builder::from(&conf)
-                        .region(aws_sdk_cloudtrail::config::Region::new(region.clone()))
-                        .build();
                     Box::new(LookupEvents {
-                        cloudtrail: aws_sdk_cloudtrail::Client::from_conf(rc),
+                        cloudtrail: aws.in_region(&region).cloudtrail(),
                         region,
                         scope: scope.clone(),
                         since,
@@ -300,20 +295,22 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
         }
         LogsCommand::VpcFlow(a) => {
             let (since, until) = window(env, &a.window)?;
-            let conf = sdk(env).await;
+            let aws = env.aws().await?;
             let c: Box<dyn Collector> = if let Some(group) = &a.log_group {
                 Box::new(CloudWatchLogs {
-                    logs: aws_sdk_cloudwatchlogs::Client::new(&conf),
+                    logs: aws.cloudwatch_logs(),
                     group: group.clone(),
-                    region: conf.region().map(|r| r.to_string()),
+                    region: aws.region(),
                     format: Format::VpcFlowCloudwatch,
                     since,
                     until,
                 })
             } else {
                 let bucket = a.bucket.clone().unwrap_or_default();
-                let s3 = s3_client(env, &conf);
-                let layout = a.scope.layout(&bucket, "vpcflowlogs", since, until);
+                let s3 = aws.s3();
+                let layout = a
+                    .scope
+                    .layout(&env.regions, &bucket, "vpcflowlogs", since, until);
                 let objects = crate::collect::logs::aws_logs_objects(&s3, &layout)
                     .await
                     .with_context(|| format!("cannot list the flow logs in s3://{bucket}"))?;
@@ -326,7 +323,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                     bucket,
                     objects,
                     format: Format::VpcFlow,
-                    region: conf.region().map(|r| r.to_string()),
+                    region: aws.region(),
                     account: a.scope.account(),
                 })
             };
@@ -334,8 +331,8 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
         }
         LogsCommand::S3Access(a) => {
             let (since, until) = window(env, &a.window)?;
-            let conf = sdk(env).await;
-            let s3 = s3_client(env, &conf);
+            let aws = env.aws().await?;
+            let s3 = aws.s3();
             let objects =
                 crate::collect::logs::access_log_objects(&s3, &a.bucket, &a.prefix, since, until)
                     .await
@@ -351,18 +348,26 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
                 bucket: a.bucket.clone(),
                 objects,
                 format: Format::S3Access,
-                region: conf.region().map(|r| r.to_string()),
+                region: aws.region(),
                 account: None,
             });
             (&a.ingest, vec![c])
         }
-    };
+    })
+}
+
+/// Collects into the case, then loads what was collected into its timeline.
+async fn collect_and_index(
+    env: &Env,
+    ingest_args: &Ingest,
+    collectors: &[Box<dyn Collector>],
+) -> anyhow::Result<Outcome> {
     let case = ingest_args.case.clone();
     let mut geoip = open_geoip(&ingest_args.geoip)?;
-    let ctx = env.acquire_context().await?;
+    let ctx = env.acquire_context(env.recorder()?).await?;
     let mut artefacts = Vec::new();
     let mut failures = Vec::new();
-    for c in &collectors {
+    for c in collectors {
         tracing::info!(%case, what = %c.describe(), "collecting logs");
         match c.collect(&ctx, &case).await {
             Ok(Collected {

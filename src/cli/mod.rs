@@ -20,6 +20,8 @@
 //! | [`man`] | `man`: the manual pages |
 //! | [`progress_bar`] | the terminal progress bar behind [`crate::progress::Progress`] |
 //!
+//! `cli` parses flags into the engine's requests ([`crate::engine`]) and
+//! prints what comes back; it holds no logic the server would need.
 //! Results reach stdout only through [`Env::print`] or [`write_stdout`], so a
 //! reader that goes away (`custody timeline CASE | head -1`) ends the
 //! command quietly instead of with a panic or an error.
@@ -47,13 +49,9 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, redact_url};
-use crate::evidence::case::AcquireContext;
-use crate::ledger::entry::{Actor, Reason};
-use crate::ledger::{Ledger, LedgerPaths, Recorder, SharedLedger};
-use crate::progress::{NoProgress, Progress};
-use crate::store::EvidenceStore;
+use crate::App;
+use crate::clock::SystemClock;
+use crate::config::Config;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,6 +83,15 @@ pub struct GlobalArgs {
     /// Endpoint for S3-compatible stores and emulators, as the AWS CLI names it.
     #[arg(long, env = "AWS_ENDPOINT_URL", global = true, value_name = "URL")]
     pub endpoint_url: Option<String>,
+    /// AWS region, as the AWS CLI names it (default: AWS_REGION, the
+    /// profile, instance metadata). Repeat it where a command reads several
+    /// regions (`readiness run`, `logs lookup`; `logs cloudtrail|vpc-flow`
+    /// read those regions from the bucket).
+    #[arg(long = "region", global = true, value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// AWS named profile (~/.aws/config), as the AWS CLI names it. Default: AWS_PROFILE.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -155,132 +162,24 @@ pub enum Outcome {
     VerificationFailed,
 }
 
-/// What every command shares once settings are resolved.
+/// What every command shares once settings are resolved: the engine's
+/// [`App`] and how results are printed.
 #[derive(Debug, Clone)]
 pub struct Env {
-    pub config: Config,
+    pub app: App,
     pub json: bool,
-    pub show_progress: bool,
-    pub cancel: Arc<AtomicBool>,
-    pub clock: Arc<dyn Clock>,
-    pub reason: Option<String>,
-    /// Endpoint for S3-compatible stores and emulators.
-    pub endpoint_url: Option<String>,
-    ledger: std::sync::OnceLock<SharedLedger>,
+    /// Every `--region` given, for the commands that read several.
+    pub regions: Vec<String>,
+}
+
+impl std::ops::Deref for Env {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
+    }
 }
 
 impl Env {
-    pub async fn store(&self) -> anyhow::Result<Arc<dyn EvidenceStore>> {
-        let store = crate::store::open(
-            &self.config.store,
-            self.endpoint_url.as_deref(),
-            &self.config.s3,
-            &self.config.azure,
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the evidence store {}",
-                redact_url(&self.config.store)
-            )
-        })?;
-        Ok(Arc::from(store))
-    }
-
-    pub fn progress(&self) -> Arc<dyn Progress> {
-        if self.show_progress {
-            Arc::new(progress_bar::Bar::new())
-        } else {
-            Arc::new(NoProgress)
-        }
-    }
-
-    pub fn ledger_paths(&self) -> LedgerPaths {
-        LedgerPaths::in_home(&self.config.home)
-    }
-
-    /// The ledger, opened once per command; created on first use so the
-    /// embedded default works with no set-up step.
-    pub fn ledger(&self) -> anyhow::Result<SharedLedger> {
-        if let Some(l) = self.ledger.get() {
-            return Ok(l.clone());
-        }
-        let paths = self.ledger_paths();
-        let ledger = if paths.exists() {
-            Ledger::open(&paths, self.clock.clone())
-                .with_context(|| format!("cannot open the ledger at {}", paths.dir.display()))?
-        } else {
-            let origin = crate::ledger::default_origin();
-            tracing::info!(dir = %paths.dir.display(), %origin, "creating the custody ledger");
-            Ledger::init(&paths, &origin, self.clock.clone(), self.actor())
-                .with_context(|| format!("cannot create the ledger at {}", paths.dir.display()))?
-        };
-        Ok(self
-            .ledger
-            .get_or_init(|| SharedLedger::new(ledger))
-            .clone())
-    }
-
-    /// Whether the configured store is a cloud one, which keeps a copy of the ledger.
-    pub fn store_is_cloud(&self) -> bool {
-        self.config.store.contains("://") && !self.config.store.starts_with("file:")
-    }
-
-    /// Reads the ledger's copy in the cloud store back and names every
-    /// object that is not byte for byte the local ledger's, and what it lacks.
-    pub async fn check_mirror(&self) -> anyhow::Result<Vec<String>> {
-        let store = self.store().await?;
-        let paths = self.ledger_paths();
-        let meta: crate::ledger::Meta = serde_json::from_slice(
-            &std::fs::read(paths.meta())
-                .with_context(|| format!("cannot read {}", paths.meta().display()))?,
-        )
-        .with_context(|| format!("{} is not ledger metadata", paths.meta().display()))?;
-        crate::mirror::check(&paths, &meta.origin, store.as_ref())
-            .await
-            .context("cannot read the ledger's copy in the store")
-    }
-
-    /// Copies what the store lacks of the committed ledger to the store.
-    pub async fn mirror_ledger(&self) -> anyhow::Result<crate::mirror::Synced> {
-        let store = self.store().await?;
-        let origin = self.ledger()?.with(|l| l.origin().to_owned());
-        Ok(crate::mirror::sync(&self.ledger_paths(), &origin, store.as_ref()).await?)
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor {
-            name: self.config.operator.clone(),
-            role: "operator".to_owned(),
-            host: crate::machine::hostname(),
-            tool: crate::TOOL_NAME.to_owned(),
-            tool_version: crate::TOOL_VERSION.to_owned(),
-        }
-    }
-
-    pub fn recorder(&self) -> anyhow::Result<Recorder> {
-        Ok(Recorder {
-            ledger: self.ledger()?,
-            actor: self.actor(),
-            reason: Reason::Manual {
-                operator: self.config.operator.clone(),
-                note: self.reason.clone(),
-            },
-        })
-    }
-
-    pub async fn acquire_context(&self) -> anyhow::Result<AcquireContext> {
-        Ok(AcquireContext {
-            store: self.store().await?,
-            clock: self.clock.clone(),
-            progress: self.progress(),
-            cancel: self.cancel.clone(),
-            pipeline: self.config.pipeline.clone(),
-            recorder: Some(self.recorder()?),
-            resume_dir: Some(self.config.home.join("uploads")),
-        })
-    }
-
     /// Prints a result: JSON with `--json`, otherwise the human text.
     pub fn print<T: serde::Serialize>(
         &self,
@@ -319,6 +218,28 @@ pub fn is_closed_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
+/// The region of the AWS clients: the one `--region` given. Commands that
+/// read several regions take them all; the log bucket commands read
+/// `--region` as the regions in the bucket, so their client keeps the
+/// chain's region (the bucket's may be another).
+fn client_region(command: &Command, regions: &[String]) -> anyhow::Result<Option<String>> {
+    use logs::LogsCommand;
+    match command {
+        Command::Logs(LogsCommand::Cloudtrail(_) | LogsCommand::VpcFlow(_)) => Ok(None),
+        Command::Logs(LogsCommand::Lookup(_)) | Command::Readiness(_) => {
+            Ok(regions.first().cloned())
+        }
+        _ => match regions {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            many => anyhow::bail!(
+                "--region is given {} times; this command acts in one region",
+                many.len()
+            ),
+        },
+    }
+}
+
 pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
     // These describe the command line itself: no settings, store or ledger.
     match &cli.command {
@@ -329,15 +250,19 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
     let config = Config::load(cli.global.home.clone(), cli.global.store.clone())
         .context("cannot load settings")?;
     tracing::debug!(?config, "settings");
+    let show_progress = !cli.global.no_progress && std::io::stderr().is_terminal();
+    let mut app = App::new(config, Arc::new(SystemClock), cancel);
+    app.reason = cli.global.reason.clone();
+    app.aws_options.endpoint = cli.global.endpoint_url.clone();
+    app.aws_options.region = client_region(&cli.command, &cli.global.regions)?;
+    app.aws_options.profile = cli.global.profile.clone();
+    if show_progress {
+        app = app.with_progress(Arc::new(|| Arc::new(progress_bar::Bar::new())));
+    }
     let env = Env {
-        config,
+        app,
         json: cli.global.json,
-        show_progress: !cli.global.no_progress && std::io::stderr().is_terminal(),
-        cancel,
-        clock: Arc::new(SystemClock),
-        reason: cli.global.reason.clone(),
-        endpoint_url: cli.global.endpoint_url.clone(),
-        ledger: std::sync::OnceLock::new(),
+        regions: cli.global.regions.clone(),
     };
     let outcome = match cli.command {
         Command::Acquire(cmd) => acquire::run(&env, cmd).await,
@@ -360,10 +285,10 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Man(args) => man::run(&args),
     };
     // A cloud store keeps a copy of the ledger: catch it up with what this command committed.
-    if env.store_is_cloud() && env.ledger.get().is_some() {
+    if env.store_is_cloud() && env.ledger_opened() {
         match env.mirror_ledger().await {
             Err(e) => {
-                let why = crate::error_chain(e.as_ref());
+                let why = crate::error_chain(&e);
                 tracing::warn!(error = %why, "the ledger could not be mirrored to the store; the next command retries");
                 eprintln!("warning: the ledger could not be mirrored to the store: {why}");
             }

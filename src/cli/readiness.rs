@@ -51,9 +51,6 @@ pub struct ReportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// A region in use (repeat for each); default: the configured region.
-    #[arg(long = "region", value_name = "REGION")]
-    pub regions: Vec<String>,
     /// The S3 bucket evidence is written to; default: the store's, when it is `s3://`.
     #[arg(long, value_name = "BUCKET")]
     pub evidence_bucket: Option<String>,
@@ -101,7 +98,8 @@ async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
             .map(str::to_owned)
     });
     let opts = AuditOptions {
-        regions: args.regions,
+        // `--region` (global), repeated for each region in use.
+        regions: env.regions.clone(),
         evidence_bucket,
         role: args.role,
         response_account: args.response_account,
@@ -113,7 +111,7 @@ async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
     let catalogue = Catalogue::builtin()?;
     let a = crate::readiness::audit::run(
         &opts,
-        env.endpoint_url.as_deref(),
+        env.aws_options.endpoint.as_deref(),
         env.clock.as_ref(),
         &History::path_in(&env.config.home),
     )

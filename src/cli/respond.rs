@@ -1,13 +1,17 @@
-//! `custody isolate` and `custody release`.
+//! `custody isolate`, `custody release` and `custody respond`: flags into
+//! the engine's requests, and its reports printed.
+
+use std::time::Duration;
 
 use anyhow::Context;
 
 use super::{Env, Outcome};
-use crate::evidence::Source;
+use crate::engine::request::{
+    IsolateRequest, MemoryChoice, PlanContext, ResponseRequest, Scope, limits,
+};
+use crate::engine::response::{self, Isolated, Released};
 use crate::ids::CaseId;
-use crate::ledger::entry::Action;
-use crate::respond::isolate::{self, Clients, InstanceState, Options, Step};
-use crate::respond::order::{self, Then, check_isolation, record_prior, take_steps};
+use crate::respond::order::{self, Then};
 
 #[derive(Debug, clap::Args)]
 pub struct IsolateArgs {
@@ -32,87 +36,22 @@ pub struct ReleaseArgs {
     pub instance: String,
 }
 
-async fn clients(env: &Env) -> (Clients, Option<String>) {
-    let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
-        endpoint: env.endpoint_url.clone(),
-        max_attempts: env.config.s3.max_attempts,
-        ..Default::default()
-    })
-    .await;
-    (
-        Clients {
-            ec2: aws_sdk_ec2::Client::new(&conf),
-            autoscaling: aws_sdk_autoscaling::Client::new(&conf),
-        },
-        conf.region().map(|r| r.to_string()),
-    )
-}
-
-fn place(instance: &str, region: &Option<String>) -> Source {
-    Source {
-        resource: instance.to_owned(),
-        region: region.clone(),
-        ..Source::default()
+fn plan_context(env: &Env) -> PlanContext<'_> {
+    PlanContext {
+        now: env.clock.now(),
+        store_url: &env.config.store,
     }
-}
-
-#[derive(Debug, serde::Serialize)]
-struct IsolateReport<'a> {
-    case: &'a CaseId,
-    instance: &'a str,
-    dry_run: bool,
-    prior: &'a InstanceState,
-    plan: Vec<String>,
-    taken: Vec<isolate::Taken>,
-    failed: Vec<String>,
-    /// Changes that do not hold when the instance is described again.
-    not_holding: Vec<String>,
 }
 
 pub async fn run_isolate(env: &Env, args: IsolateArgs) -> anyhow::Result<Outcome> {
-    let case = args
-        .case
-        .clone()
-        .unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let (c, region) = clients(env).await;
-    let prior = isolate::describe(&c, &args.instance)
-        .await
-        .with_context(|| format!("cannot isolate {}", args.instance))?;
-    let opts = Options {
-        case: case.to_string(),
+    let plan = IsolateRequest {
+        instance: args.instance.clone(),
+        case: args.case.clone(),
         revoke_role: args.revoke_role,
-    };
-    let steps = isolate::plan(&c, &prior, &opts).await?;
-    let mut report = IsolateReport {
-        case: &case,
-        instance: &args.instance,
         dry_run: args.dry_run,
-        prior: &prior,
-        plan: steps.iter().map(Step::describe).collect(),
-        taken: Vec::new(),
-        failed: Vec::new(),
-        not_holding: Vec::new(),
-    };
-    if args.dry_run {
-        env.print(&report, || human_isolate(&report))?;
-        return Ok(Outcome::Ok);
     }
-    let rec = env.recorder()?;
-    let at = place(&args.instance, &region);
-    record_prior(&rec, &case, &at, &prior)?;
-    let run = take_steps(&rec, &c, &prior, &steps, &case, &at, "isolate").await?;
-    report.taken = run.taken;
-    report.failed = run.failed;
-    report.not_holding = check_isolation(
-        &rec,
-        &c,
-        &args.instance,
-        &case,
-        &at,
-        &run.done,
-        &report.failed,
-    )
-    .await?;
+    .validate(&plan_context(env))?;
+    let report = response::isolate_instance(env, &plan).await?;
     env.print(&report, || human_isolate(&report))?;
     if !report.failed.is_empty() {
         anyhow::bail!(
@@ -132,7 +71,7 @@ pub async fn run_isolate(env: &Env, args: IsolateArgs) -> anyhow::Result<Outcome
     Ok(Outcome::Ok)
 }
 
-fn human_isolate(r: &IsolateReport<'_>) -> String {
+fn human_isolate(r: &Isolated) -> String {
     let mut s = if r.dry_run {
         format!(
             "plan to isolate {} (case {}), nothing changed:\n",
@@ -162,57 +101,8 @@ fn human_isolate(r: &IsolateReport<'_>) -> String {
     s
 }
 
-#[derive(Debug, serde::Serialize)]
-struct ReleaseReport {
-    instance: String,
-    case: Option<CaseId>,
-    /// Ledger entry holding the prior state that was restored.
-    prior_entry: u64,
-    restored: Vec<(String, Vec<String>)>,
-    /// What still differs from the prior state.
-    differences: Vec<String>,
-}
-
 pub async fn run_release(env: &Env, args: ReleaseArgs) -> anyhow::Result<Outcome> {
-    let rec = env.recorder()?;
-    let recorded = rec.resource_entries(Action::StateRecorded, &args.instance)?;
-    let (index, entry) = recorded
-        .last()
-        .ok_or_else(|| isolate::IsolateError::NoPriorState(args.instance.clone()))?;
-    let prior: InstanceState = entry
-        .detail
-        .as_ref()
-        .and_then(|d| d.get("prior"))
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .with_context(|| format!("ledger entry {index} does not hold a readable prior state"))?
-        .ok_or_else(|| isolate::IsolateError::NoPriorState(args.instance.clone()))?;
-    let (c, region) = clients(env).await;
-    let at = place(&args.instance, &region);
-    let restored = isolate::release(&c, &prior)
-        .await
-        .with_context(|| format!("cannot release {}", args.instance))?;
-    let now = isolate::describe(&c, &args.instance).await?;
-    let differences = isolate::differences(&prior, &now);
-    rec.record(
-        entry.case.as_ref(),
-        Action::Released,
-        None,
-        Some(at),
-        Some(serde_json::json!({
-            "prior_entry": index,
-            "restored": restored,
-            "differences": differences,
-        })),
-    )?;
-    let report = ReleaseReport {
-        instance: args.instance.clone(),
-        case: entry.case.clone(),
-        prior_entry: *index,
-        restored,
-        differences,
-    };
+    let report: Released = response::release(env, &args.instance).await?;
     env.print(&report, || {
         let mut s = format!(
             "released {} to the state recorded in ledger entry {}:\n",
@@ -258,13 +148,13 @@ pub struct RespondArgs {
     #[command(flatten)]
     pub memory: crate::cli::acquire::MemoryOptions,
     /// Longest wait for the memory command, in seconds.
-    #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(30..=172_800))]
+    #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(limits::MEMORY_TIMEOUT_SECS))]
     pub memory_timeout: u64,
     /// EBS blocks read ahead of the pipeline (512 KiB each).
-    #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(i64::from(*limits::EBS_WINDOW.start())..=i64::from(*limits::EBS_WINDOW.end())))]
     pub window: u16,
     /// Longest wait for each volume's snapshot, in seconds.
-    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    #[arg(long, default_value_t = limits::SNAPSHOT_TIMEOUT_SECS, value_name = "SECS")]
     pub snapshot_timeout: u64,
     /// Stop or terminate the instance at the end, only if every capture
     /// (memory and every volume) succeeded and isolation holds.
@@ -272,112 +162,39 @@ pub struct RespondArgs {
     pub then: Option<Then>,
 }
 
-/// A response made ready: the instance described, the steps planned, the
-/// collectors built. Nothing has changed yet.
-pub(crate) struct Prepared {
-    pub clients: Clients,
-    pub region: Option<String>,
-    pub prior: InstanceState,
-    pub protect: Vec<Step>,
-    pub network: Vec<Step>,
-    pub memory: Result<crate::collect::memory::MemoryCollector, String>,
-    pub disk: crate::collect::ebs::EbsCollector,
-}
-
-/// Describes `instance`, plans the steps and builds the collectors. Bad
-/// memory options are refused here, before anything changes; a store that
-/// is not in S3 only means memory cannot be staged.
-pub(crate) async fn prepare(
-    env: &Env,
-    args: &RespondArgs,
-    case: &CaseId,
-) -> anyhow::Result<Prepared> {
-    use crate::cli::acquire::{CaseArg, EbsArgs, MemoryArgs};
-    let (c, region) = clients(env).await;
-    let prior = isolate::describe(&c, &args.instance)
-        .await
-        .with_context(|| format!("cannot respond on {}", args.instance))?;
-    let steps = isolate::plan(
-        &c,
-        &prior,
-        &Options {
-            case: case.to_string(),
-            revoke_role: args.revoke_role,
-        },
-    )
-    .await?;
-    let (protect, network) = order::split(steps);
-    let case_arg = || CaseArg {
-        case: Some(case.clone()),
-        verify: false,
-    };
-    let staging_known = args.memory.staging.is_some() || env.config.store.starts_with("s3://");
-    let memory = if args.no_memory {
-        Err("left out by the operator (--no-memory)".to_owned())
-    } else if !staging_known {
-        Err(
-            "no S3 location to stage it: give --staging s3://BUCKET/PREFIX or use an S3 store"
-                .to_owned(),
-        )
-    } else {
-        Ok(crate::cli::acquire::memory_collector(
-            env,
-            &MemoryArgs {
-                instance: args.instance.clone(),
-                case: case_arg(),
-                memory: args.memory.clone(),
-                timeout: args.memory_timeout,
-                part_mib: None,
+impl RespondArgs {
+    fn request(&self) -> ResponseRequest {
+        ResponseRequest {
+            instance: self.instance.clone(),
+            case: self.case.clone(),
+            scope: Scope::Full,
+            revoke_role: self.revoke_role,
+            memory: if self.no_memory {
+                MemoryChoice::LeaveOut("left out by the operator (--no-memory)".to_owned())
+            } else {
+                MemoryChoice::Take {
+                    staging: self.memory.request(),
+                    timeout: Duration::from_secs(self.memory_timeout),
+                }
             },
-        )
-        .await?)
-    };
-    let disk = crate::cli::acquire::ebs_collector(
-        env,
-        &EbsArgs {
-            snapshot: None,
-            volume: None,
-            instance: Some(args.instance.clone()),
-            case: case_arg(),
-            window: args.window,
-            snapshot_timeout: args.snapshot_timeout,
-            changed_since: None,
-        },
-    )
-    .await;
-    Ok(Prepared {
-        clients: c,
-        region,
-        prior,
-        protect,
-        network,
-        memory,
-        disk,
-    })
+            window: self.window,
+            snapshot_timeout: Duration::from_secs(self.snapshot_timeout),
+            then: self.then,
+            resume: false,
+        }
+    }
 }
 
 /// `custody respond`: protect → memory → network isolation → disk → logs.
 pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome> {
-    let case = args
-        .case
-        .clone()
-        .unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let Prepared {
-        clients: c,
-        region,
-        prior,
-        protect,
-        network,
-        memory,
-        disk,
-    } = prepare(env, &args, &case).await?;
-    let memory = memory.as_ref().map_err(Clone::clone);
+    let plan = args.request().validate(&plan_context(env))?;
+    let prepared = response::prepare(env, &plan).await?;
     if args.dry_run {
         let report = order::Report {
-            case,
-            instance: args.instance.clone(),
+            case: plan.case.clone(),
+            instance: plan.instance.clone(),
             dry_run: true,
-            phases: order::plan(&protect, &memory, &network, &disk),
+            phases: prepared.phases(),
             artefacts: Vec::new(),
             not_holding: Vec::new(),
             then: args.then,
@@ -388,18 +205,7 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
         return Ok(Outcome::Ok);
     }
     let rec = env.recorder()?;
-    let ctx = env.acquire_context().await?;
-    let responder = order::Responder {
-        clients: &c,
-        recorder: &rec,
-        ctx: &ctx,
-        memory,
-        disk: &disk,
-        region,
-        prior_recorded: false,
-    };
-    let report = responder
-        .run(&args.instance, &case, &prior, &protect, &network, args.then)
+    let report = response::respond(env, &rec, &plan, prepared)
         .await
         .with_context(|| format!("the response on {} stopped", args.instance))?;
     env.print(&report, || human_respond(&report))?;
@@ -422,7 +228,7 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
             "the response on {} is incomplete ({}); every step is in the ledger of case {}",
             args.instance,
             incomplete.join(", "),
-            case
+            plan.case
         );
     }
     Ok(Outcome::Ok)

@@ -51,7 +51,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
         Ok(u) if u.scheme() == "s3" => {
             S3Store::from_url(
                 &u,
-                env.endpoint_url.as_deref(),
+                env.aws_options.endpoint.as_deref(),
                 S3Options::from_settings(&env.config.s3),
             )
             .await
@@ -60,7 +60,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
             .await
         }
         Ok(u) if matches!(u.scheme(), "az" | "https" | "http") => {
-            AzureBlobStore::from_url(&u, env.endpoint_url.as_deref(), false)
+            AzureBlobStore::from_url(&u, env.aws_options.endpoint.as_deref(), false)
                 .await
                 .with_context(|| format!("cannot open {}", crate::config::redact_url(&url)))?
                 .preflight()
@@ -125,7 +125,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
 async fn local_check(env: &Env, url: &str) -> anyhow::Result<Preflight> {
     let store = crate::store::open(
         url,
-        env.endpoint_url.as_deref(),
+        env.aws_options.endpoint.as_deref(),
         &env.config.s3,
         &env.config.azure,
     )
@@ -180,7 +180,8 @@ fn sas(env: &Env, url: &str, permissions: &str, hours: u32) -> anyhow::Result<Ou
     let cred = crate::store::azure_auth::SharedKeyCredential::new(account, key)?;
     // Plain http only where an emulator is named as the endpoint.
     let allow_http = env
-        .endpoint_url
+        .aws_options
+        .endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
     let token = crate::store::azure_sas::account_sas(

@@ -22,7 +22,7 @@ use super::seekable::{self, ReadError};
 use crate::clock::Clock;
 use crate::ids::{ArtefactId, CaseId};
 use crate::ledger::entry::{Action, Entry, Place};
-use crate::ledger::{LedgerError, Recorder, evidence_ref};
+use crate::ledger::{LedgerError, Recorder};
 use crate::progress::Progress;
 use crate::store::{EvidenceStore, ObjectKey, StoreError};
 
@@ -188,7 +188,7 @@ pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefa
             rec.record(
                 Some(&case),
                 Action::Acquired,
-                Some(evidence_ref(a)),
+                Some(a.evidence_ref()),
                 Some(place),
                 detail,
             )
@@ -451,7 +451,7 @@ pub fn compare_with_ledger(artefacts: &[Artefact], entries: &[(u64, Entry)]) -> 
                 a.id
             )),
             Some((i, ev)) => {
-                if **ev != evidence_ref(a) {
+                if **ev != a.evidence_ref() {
                     problems.push(format!(
                         "artefact {}'s manifest differs from ledger entry {i}",
                         a.id

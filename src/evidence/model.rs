@@ -136,6 +136,22 @@ pub enum ManifestError {
 }
 
 impl Artefact {
+    /// A ledger entry's reference to this artefact, from its manifest.
+    pub fn evidence_ref(&self) -> crate::ledger::entry::EvidenceRef {
+        crate::ledger::entry::EvidenceRef {
+            artefact: self.id.clone(),
+            kind: self.kind.as_str().to_owned(),
+            raw_size: self.raw.size,
+            raw_sha256: self.raw.sha256.clone(),
+            stored_size: self.stored.size,
+            stored_sha256: self.stored.sha256.clone(),
+            location: self.stored.location.clone(),
+            key: self.stored.key.clone(),
+            version_id: self.stored.version_id.clone(),
+            etag: self.stored.etag.clone(),
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising plain data into memory cannot fail.
         serde_json::to_vec_pretty(self).unwrap_or_default()

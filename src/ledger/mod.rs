@@ -1049,19 +1049,3 @@ impl Recorder {
         Ok(out)
     }
 }
-
-/// An entry's reference to an artefact, from its manifest.
-pub fn evidence_ref(a: &crate::evidence::Artefact) -> entry::EvidenceRef {
-    entry::EvidenceRef {
-        artefact: a.id.clone(),
-        kind: a.kind.as_str().to_owned(),
-        raw_size: a.raw.size,
-        raw_sha256: a.raw.sha256.clone(),
-        stored_size: a.stored.size,
-        stored_sha256: a.stored.sha256.clone(),
-        location: a.stored.location.clone(),
-        key: a.stored.key.clone(),
-        version_id: a.stored.version_id.clone(),
-        etag: a.stored.etag.clone(),
-    }
-}

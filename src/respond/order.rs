@@ -286,48 +286,10 @@ impl Responder<'_> {
             .push(steps_phase("protect", &run.taken, &run.failed, &[]));
 
         // 2. Memory, the most volatile, while the instance can reach SSM.
-        let memory_ok = match &self.memory {
-            Ok(m) => match m.acquire_memory(self.ctx, case).await {
-                MemoryOutcome::Acquired {
-                    artefact,
-                    command_id,
-                } => {
-                    report.phases.push(Phase {
-                        phase: "memory",
-                        status: "done",
-                        detail: vec![format!(
-                            "artefact {} (SSM command {command_id})",
-                            artefact.id
-                        )],
-                    });
-                    report.artefacts.push(*artefact);
-                    true
-                }
-                MemoryOutcome::NotAcquired { reason, .. } => {
-                    report.phases.push(Phase {
-                        phase: "memory",
-                        status: "not_acquired",
-                        detail: vec![reason],
-                    });
-                    false
-                }
-            },
-            Err(reason) => {
-                rec.record(
-                    Some(case),
-                    Action::NotAcquired,
-                    None,
-                    Some(at.clone()),
-                    Some(serde_json::json!({ "what": "memory", "reason": reason })),
-                )?;
-                report.phases.push(Phase {
-                    phase: "memory",
-                    status: "not_acquired",
-                    detail: vec![reason.clone()],
-                });
-                false
-            }
-        };
+        let (phase, memory) = self.memory_phase(case, &at).await?;
+        report.phases.push(phase);
+        let memory_ok = memory.is_some();
+        report.artefacts.extend(memory);
 
         // 3. Network isolation, then every change checked on a fresh description.
         let run = take_steps(rec, c, prior, network, case, &at, "isolate").await?;
@@ -342,31 +304,10 @@ impl Responder<'_> {
         ));
 
         // 4. Disk: a snapshot of every volume, read through EBS direct.
-        let disk_ok = match self.disk.collect(self.ctx, case).await {
-            Ok(collected) => {
-                let ok = collected.failures.is_empty() && !collected.artefacts.is_empty();
-                report.phases.push(Phase {
-                    phase: "disk",
-                    status: if ok { "done" } else { "failed" },
-                    detail: collected
-                        .artefacts
-                        .iter()
-                        .map(|a| format!("artefact {} ({})", a.id, a.kind.as_str()))
-                        .chain(collected.failures.iter().map(|f| format!("FAILED {f}")))
-                        .collect(),
-                });
-                report.artefacts.extend(collected.artefacts);
-                ok
-            }
-            Err(e) => {
-                report.phases.push(Phase {
-                    phase: "disk",
-                    status: "failed",
-                    detail: vec![crate::error_chain(&e)],
-                });
-                false
-            }
-        };
+        let (phase, artefacts) = self.disk_phase(case).await;
+        let disk_ok = phase.status == "done";
+        report.phases.push(phase);
+        report.artefacts.extend(artefacts);
 
         // 5. Logs: no collector yet; said, not hidden.
         report.phases.push(Phase {
@@ -406,6 +347,91 @@ impl Responder<'_> {
             })),
         )?;
         Ok(report)
+    }
+}
+
+impl Responder<'_> {
+    /// The memory phase: the capture, or why it was not taken (recorded).
+    async fn memory_phase(
+        &self,
+        case: &CaseId,
+        at: &Source,
+    ) -> Result<(Phase, Option<Artefact>), RespondError> {
+        let phase = |status, detail| Phase {
+            phase: "memory",
+            status,
+            detail: vec![detail],
+        };
+        Ok(match &self.memory {
+            Ok(m) => match m.acquire_memory(self.ctx, case).await {
+                MemoryOutcome::Acquired {
+                    artefact,
+                    command_id,
+                } => (
+                    phase(
+                        "done",
+                        format!("artefact {} (SSM command {command_id})", artefact.id),
+                    ),
+                    Some(*artefact),
+                ),
+                MemoryOutcome::NotAcquired { reason, .. } => (phase("not_acquired", reason), None),
+            },
+            Err(reason) => {
+                self.recorder.record(
+                    Some(case),
+                    Action::NotAcquired,
+                    None,
+                    Some(at.clone()),
+                    Some(serde_json::json!({ "what": "memory", "reason": reason })),
+                )?;
+                (phase("not_acquired", reason.clone()), None)
+            }
+        })
+    }
+
+    /// The disk phase: every volume, each failure said in the phase (the
+    /// collector records it).
+    async fn disk_phase(&self, case: &CaseId) -> (Phase, Vec<Artefact>) {
+        match self.disk.collect(self.ctx, case).await {
+            Ok(collected) => {
+                let ok = collected.failures.is_empty() && !collected.artefacts.is_empty();
+                let phase = Phase {
+                    phase: "disk",
+                    status: if ok { "done" } else { "failed" },
+                    detail: collected
+                        .artefacts
+                        .iter()
+                        .map(|a| format!("artefact {} ({})", a.id, a.kind.as_str()))
+                        .chain(collected.failures.iter().map(|f| format!("FAILED {f}")))
+                        .collect(),
+                };
+                (phase, collected.artefacts)
+            }
+            Err(e) => (
+                Phase {
+                    phase: "disk",
+                    status: "failed",
+                    detail: vec![crate::error_chain(&e)],
+                },
+                Vec::new(),
+            ),
+        }
+    }
+
+    /// The disk alone: nothing on the instance changes.
+    pub async fn disk_only(&self, instance: &str, case: &CaseId) -> Report {
+        let (phase, artefacts) = self.disk_phase(case).await;
+        Report {
+            case: case.clone(),
+            instance: instance.to_owned(),
+            dry_run: false,
+            phases: vec![phase],
+            artefacts,
+            not_holding: Vec::new(),
+            then: None,
+            then_done: false,
+            then_reason: None,
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! max_connections = 512         # at the limit, the oldest unauthenticated one is closed
 //! max_connections_per_ip = 64
 //! retain_finished_hours = 168   # finished jobs leave the queue after this; 0 keeps them
+//! dry_run = false               # record what each alert would do, change nothing
 //!
 //! [[source]]
 //! name = "guardduty"            # POST /v1/alerts/guardduty
@@ -144,6 +145,9 @@ pub struct ServerConf {
     /// hours after they ended; 0 keeps them for ever.
     #[serde(default = "default_retain_finished")]
     pub retain_finished_hours: u64,
+    /// Record what each alert would do and change nothing (also `--dry-run`).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl Default for ServerConf {
@@ -164,6 +168,7 @@ impl Default for ServerConf {
             max_connections: default_max_connections(),
             max_connections_per_ip: default_max_connections_per_ip(),
             retain_finished_hours: default_retain_finished(),
+            dry_run: false,
         }
     }
 }

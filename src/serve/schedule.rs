@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use super::notify::{Notifier, NotifyTarget};
 use crate::readiness::Status;
-use crate::readiness::audit::{AuditOptions, Audited};
+use crate::readiness::audit::{AuditError, AuditOptions, Audited};
 use crate::readiness::catalogue::{Catalogue, Severity};
 use crate::readiness::score::Change;
 
@@ -115,7 +115,7 @@ pub fn alarms(a: &Audited, catalogue: &Catalogue, score_drop: f64) -> Vec<String
 /// Runs one audit.
 #[async_trait]
 pub trait AuditRunner: Send + Sync {
-    async fn run(&self, opts: &AuditOptions) -> Result<Audited, String>;
+    async fn run(&self, opts: &AuditOptions) -> Result<Audited, AuditError>;
 }
 
 /// Waits: tokio's timer in the server, virtual time in tests (where the
@@ -180,7 +180,8 @@ async fn one(
     let name = &audit.spec.name;
     let a = match runner.run(&audit.spec.scope).await {
         Ok(a) => a,
-        Err(error) => {
+        Err(e) => {
+            let error = crate::error_chain(&e);
             tracing::warn!(audit = %name, %error, "scheduled readiness audit failed");
             return;
         }
@@ -305,9 +306,9 @@ mod tests {
 
     #[async_trait]
     impl AuditRunner for Counting {
-        async fn run(&self, _: &AuditOptions) -> Result<Audited, String> {
+        async fn run(&self, _: &AuditOptions) -> Result<Audited, AuditError> {
             let now = self.clock.now();
-            let mut at = self.at.lock().map_err(|e| e.to_string())?;
+            let mut at = self.at.lock().expect("lock");
             at.push(now);
             Ok(audited(
                 run_at(at.len() as i64, now, Some(90.0)),
@@ -418,7 +419,7 @@ mod tests {
 
     #[async_trait]
     impl AuditRunner for Fixed {
-        async fn run(&self, _: &AuditOptions) -> Result<Audited, String> {
+        async fn run(&self, _: &AuditOptions) -> Result<Audited, AuditError> {
             Ok(self.0.clone())
         }
     }

@@ -163,7 +163,7 @@ pub struct Shared {
 pub trait Recording: Send + Sync {
     /// `Err` with the reason while it cannot (a commit failed and the ledger
     /// cannot be reopened yet). May reopen the ledger: called off the runtime.
-    fn ready(&self) -> Result<(), String>;
+    fn ready(&self) -> Result<(), crate::ledger::LedgerError>;
 }
 
 /// 1 s: while the ledger cannot record, how long one answer to "can it
@@ -219,9 +219,11 @@ impl Readiness {
             Some(_) => {}
         }
         let recording = self.recording.clone();
-        let answer = tokio::task::spawn_blocking(move || recording.ready())
-            .await
-            .unwrap_or_else(|e| Err(format!("the ledger check stopped ({e})")));
+        let answer = tokio::task::spawn_blocking(move || {
+            recording.ready().map_err(|e| crate::error_chain(&e))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the ledger check stopped ({e})")));
         let mut down = self.down();
         match answer {
             Ok(()) => {
@@ -241,7 +243,7 @@ impl Readiness {
 pub struct AlwaysRecording;
 
 impl Recording for AlwaysRecording {
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), crate::ledger::LedgerError> {
         Ok(())
     }
 }
@@ -284,8 +286,44 @@ pub fn router(state: AppState) -> axum::Router {
                 "no such endpoint".into(),
             )
         })
+        .layer(axum::middleware::from_fn(request_span))
         .layer(axum::middleware::from_fn(conn::track))
         .with_state(state)
+}
+
+/// The route template a request's span is named by, also left in the
+/// request for the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTemplate(pub String);
+
+/// The route a request matched, as its template (`/v1/jobs/{id}`), or
+/// `unmatched`: span names and fields stay few and never carry what a
+/// client put in the path.
+fn route_of(req: &axum::extract::Request) -> String {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned())
+}
+
+/// Runs each request in a span named by its route template, and logs its
+/// status and time at debug.
+async fn request_span(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let route = route_of(&req);
+    let span = tracing::info_span!("request", method = %req.method(), route = %route);
+    req.extensions_mut().insert(RouteTemplate(route));
+    let started = std::time::Instant::now();
+    async move {
+        let response = next.run(req).await;
+        tracing::debug!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 fn refuse(status: StatusCode, reason: &str, message: String) -> Response {
@@ -378,6 +416,109 @@ fn auth_reason(e: &AuthError) -> &'static str {
     }
 }
 
+/// The alert's body, within the size and time limits; or the answer that
+/// refuses it.
+async fn read_alert_body(
+    st: &AppState,
+    source: &str,
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+) -> Result<Vec<u8>, Response> {
+    let limit = st.config.server.max_body;
+    let too_large = || {
+        st.metrics.reject(source, "too_large");
+        closing(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is over the {limit}-byte limit"),
+        ))
+    };
+    let declared = header(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > (limit as u64).saturating_add(DRAIN_MAX)) {
+        // Too much even to drain: answer now and close.
+        return Err(too_large());
+    }
+    match read_body(body, limit, timeout).await {
+        Ok(b) => Ok(b),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::TimedOut) => {
+            st.metrics.reject(source, "body_timeout");
+            Err(closing(refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {} s", timeout.as_secs()),
+            )))
+        }
+        Err(BodyError::Broken) => {
+            st.metrics.reject(source, "cut_off");
+            Err(closing(refuse(
+                StatusCode::BAD_REQUEST,
+                "cut_off",
+                "the body was cut off".into(),
+            )))
+        }
+    }
+}
+
+/// Queues each alert (a duplicate gets its first job back) and answers 202
+/// with their jobs; 503 when one could not be written, for the sender to
+/// deliver again.
+async fn enqueue(st: &AppState, source: &str, alerts: Vec<crate::alert::Alert>) -> Response {
+    let mut accepted = Vec::with_capacity(alerts.len());
+    for alert in alerts {
+        let value = match serde_json::to_value(&alert) {
+            Ok(v) => v,
+            Err(e) => {
+                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+            }
+        };
+        let submitted = st
+            .queue
+            .enqueue(Submit {
+                source: source.to_owned(),
+                alert_id: alert.id.clone(),
+                entities: alert.entities.join_keys(),
+                alert: value,
+            })
+            .await;
+        match submitted {
+            Ok(e) => {
+                if !e.duplicate {
+                    let _ = st.jobs.send(e.job.clone());
+                    st.metrics
+                        .accepted
+                        .get_or_create(&SourceLabel {
+                            source: source.to_owned(),
+                        })
+                        .inc();
+                }
+                accepted.push(serde_json::json!({
+                    "alert": alert.id,
+                    "job": e.job,
+                    "case": e.case,
+                    "duplicate": e.duplicate,
+                }));
+            }
+            Err(e) => {
+                // Not on disk: the sender must deliver again.
+                tracing::error!(error = %e, "cannot queue an alert");
+                st.metrics.reject(source, "queue_unavailable");
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    "the alert could not be stored; deliver again".into(),
+                );
+            }
+        }
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "accepted": accepted })),
+    )
+        .into_response()
+}
+
 async fn post_alert(
     State(st): State<AppState>,
     Path(source): Path<String>,
@@ -439,39 +580,9 @@ async fn post_alert(
         )
         .await;
     }
-    let limit = st.config.server.max_body;
-    let too_large = || {
-        st.metrics.reject(&source, "too_large");
-        closing(refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is over the {limit}-byte limit"),
-        ))
-    };
-    let declared = header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > (limit as u64).saturating_add(DRAIN_MAX)) {
-        // Too much even to drain: answer now and close.
-        return too_large();
-    }
-    let body = match read_body(body, limit, timeout).await {
+    let body = match read_alert_body(&st, &source, &headers, body, timeout).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return too_large(),
-        Err(BodyError::TimedOut) => {
-            st.metrics.reject(&source, "body_timeout");
-            return closing(refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!("the body did not arrive within {} s", timeout.as_secs()),
-            ));
-        }
-        Err(BodyError::Broken) => {
-            st.metrics.reject(&source, "cut_off");
-            return closing(refuse(
-                StatusCode::BAD_REQUEST,
-                "cut_off",
-                "the body was cut off".into(),
-            ));
-        }
+        Err(refused) => return refused,
     };
     if let Some(auth) = &src.auth
         && let Err(e) = super::auth::check(
@@ -517,58 +628,7 @@ async fn post_alert(
             format!("{why}; deliver again later"),
         );
     }
-    let mut accepted = Vec::with_capacity(alerts.len());
-    for alert in alerts {
-        let value = match serde_json::to_value(&alert) {
-            Ok(v) => v,
-            Err(e) => {
-                return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
-            }
-        };
-        let submitted = st
-            .queue
-            .enqueue(Submit {
-                source: source.clone(),
-                alert_id: alert.id.clone(),
-                entities: alert.entities.join_keys(),
-                alert: value,
-            })
-            .await;
-        match submitted {
-            Ok(e) => {
-                if !e.duplicate {
-                    let _ = st.jobs.send(e.job.clone());
-                    st.metrics
-                        .accepted
-                        .get_or_create(&SourceLabel {
-                            source: source.clone(),
-                        })
-                        .inc();
-                }
-                accepted.push(serde_json::json!({
-                    "alert": alert.id,
-                    "job": e.job,
-                    "case": e.case,
-                    "duplicate": e.duplicate,
-                }));
-            }
-            Err(e) => {
-                // Not on disk: the sender must deliver again.
-                tracing::error!(error = %e, "cannot queue an alert");
-                st.metrics.reject(&source, "queue_unavailable");
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "queue_unavailable",
-                    "the alert could not be stored; deliver again".into(),
-                );
-            }
-        }
-    }
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "accepted": accepted })),
-    )
-        .into_response()
+    enqueue(&st, &source, alerts).await
 }
 
 /// Why new alerts cannot be taken now, if they cannot: the queue's writer
@@ -737,9 +797,13 @@ mod tests {
     struct Switch(Mutex<Option<String>>);
 
     impl Recording for Switch {
-        fn ready(&self) -> Result<(), String> {
+        fn ready(&self) -> Result<(), crate::ledger::LedgerError> {
             match self.0.lock().expect("lock").clone() {
-                Some(why) => Err(why),
+                Some(why) => Err(crate::ledger::LedgerError::Io {
+                    op: "cannot write",
+                    path: why.into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                }),
                 None => Ok(()),
             }
         }
@@ -877,6 +941,29 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn request_spans_are_named_by_route_template_never_by_the_path() {
+        async fn echo(axum::Extension(r): axum::Extension<RouteTemplate>) -> String {
+            r.0
+        }
+        let app = axum::Router::new()
+            .route("/v1/jobs/{id}", get(echo))
+            .fallback(echo)
+            .layer(axum::middleware::from_fn(request_span));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for (path, want) in [
+            ("/v1/jobs/job-from-the-path", "/v1/jobs/{id}"),
+            ("/no/such/secret-route", "unmatched"),
+        ] {
+            let (status, body) = http(&addr, "GET", path, &[], b"").await.expect("get");
+            assert_eq!((status, body.as_str()), (200, want), "{path}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn w1_job_case_and_metrics_views_need_credentials() {
         let srv = start("", "").await;
         let (status, v) = post(&srv.addr, "a-1").await;
@@ -956,7 +1043,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn q2_while_the_ledger_cannot_record_alerts_get_503_and_readyz_says_why() {
         let srv = start("", "").await;
-        *srv.switch.0.lock().expect("lock") = Some("No space left on device".into());
+        *srv.switch.0.lock().expect("lock") = Some("entries.jsonl".into());
         // Until a job fails to record, intake does not ask the ledger.
         let (status, v) = post(&srv.addr, "before-a-job-failed").await;
         assert_eq!(status, 202, "{v}");
@@ -969,7 +1056,9 @@ mod tests {
             .expect("readyz");
         assert_eq!(status, 503);
         assert!(
-            why.contains("the ledger cannot record (No space left on device)"),
+            why.contains(
+                "the ledger cannot record (cannot write entries.jsonl: No space left on device"
+            ),
             "{why}"
         );
         // Room again: the same alert is taken.

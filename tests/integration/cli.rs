@@ -921,3 +921,75 @@ fn a_closed_pipe_keeps_a_verification_failure() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+/// With no credentials anywhere, one line says which chain was tried and how
+/// to give one; the SDK's own multi-line warnings stay out of sight.
+#[test]
+fn no_aws_credentials_is_one_clear_line() {
+    let home = Home::new();
+    let empty = home.path().join("no-aws");
+    std::fs::create_dir_all(&empty).unwrap();
+    for args in [
+        &["acquire", "ebs", "--snapshot", "snap-0123456789abcdef0"][..],
+        &["isolate", "--instance", "i-0123456789abcdef0", "--dry-run"][..],
+        &[
+            "--region",
+            "eu-west-1",
+            "release",
+            "--instance",
+            "i-0123456789abcdef0",
+        ][..],
+    ] {
+        let mut cmd = home.cmd();
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_ENDPOINT_URL",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        // No instance role either: instance metadata is not asked (no network here).
+        let out = cmd
+            .env("HOME", &empty)
+            .env("AWS_CONFIG_FILE", empty.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", empty.join("credentials"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_REGION", "us-east-1")
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one line, not {stderr}");
+        assert!(
+            lines[0].starts_with("error: no AWS credentials: tried the environment")
+                && lines[0].contains("--profile NAME"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A single-region command refuses several `--region`s, naming the flag.
+#[test]
+fn several_regions_for_a_one_region_command_are_refused() {
+    let home = Home::new();
+    let out = home.run(&[
+        "--region",
+        "us-east-1",
+        "--region",
+        "eu-west-1",
+        "isolate",
+        "--instance",
+        "i-0123456789abcdef0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--region is given 2 times"), "{stderr}");
+}

@@ -23,6 +23,7 @@ mod respond;
 mod s3;
 mod s3_faults;
 mod serve;
+mod serve_contract;
 mod serve_faults;
 mod timeline;
 mod vectors;

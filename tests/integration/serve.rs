@@ -106,7 +106,7 @@ fn start_cmd(home: &Home, mut cmd: std::process::Command, endpoint: Option<&str>
 }
 
 /// One HTTP/1.1 request; returns the status and the body.
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,

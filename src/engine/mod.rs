@@ -1,0 +1,83 @@
+//! The one engine behind every entry point. The command line builds typed
+//! requests from its flags, the webhook server from alerts and playbook
+//! rules; both validate them into plans (pure, in [`request`]) and act
+//! through the same functions, with an [`App`] as their context. Nothing
+//! here knows of flags, HTTP or terminals.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`app`] | [`App`]: settings, clock, cancellation, ledger, store and AWS clients |
+//! | [`request`] | typed requests and their validation into plans |
+//! | [`acquire`] | collectors from requests, and acquisitions into a case |
+//! | [`response`] | respond, isolate and release on an EC2 instance |
+
+pub mod acquire;
+pub mod app;
+pub mod request;
+pub mod response;
+
+pub use app::{App, AppError};
+
+use crate::collect::CollectError;
+use crate::ids::CaseId;
+use crate::ledger::LedgerError;
+use crate::respond::isolate::IsolateError;
+use crate::respond::order::RespondError;
+
+/// Why the engine could not carry out a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("the request is refused: {0}")]
+    Plan(#[from] request::PlanError),
+    #[error("cannot {doing} {instance}")]
+    Instance {
+        doing: &'static str,
+        instance: String,
+        #[source]
+        source: IsolateError,
+    },
+    #[error(transparent)]
+    Isolate(#[from] IsolateError),
+    #[error(transparent)]
+    Respond(#[from] RespondError),
+    #[error("cannot record in the ledger")]
+    Ledger(#[from] LedgerError),
+    #[error("{what} into case {case} failed")]
+    Collect {
+        what: String,
+        case: CaseId,
+        #[source]
+        source: Box<CollectError>,
+    },
+    #[error("ledger entry {index} does not hold a readable prior state")]
+    PriorUnreadable {
+        index: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl EngineError {
+    /// Whether the ledger could not record: the work is to be tried again
+    /// once it can, not reported as failed.
+    pub fn unrecorded(&self) -> bool {
+        unrecorded(self)
+    }
+}
+
+/// Whether `e` or one of its causes is a ledger commit that failed.
+pub fn unrecorded(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<LedgerError>()
+            .is_some_and(LedgerError::is_commit_failure)
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}

@@ -1,0 +1,365 @@
+//! How the server carries out a job: the alert and its playbook rule become
+//! the engine's typed requests ([`response_request`], pure and unit-tested),
+//! validated and run by the same engine functions the command line calls,
+//! every step recorded with the alert as its reason.
+
+use async_trait::async_trait;
+
+use super::playbook::{Action, Rule};
+use super::queue::Job;
+use super::server::Recording;
+use super::worker::{JobError, JobRunner};
+use crate::alert::Alert;
+use crate::engine::request::{
+    MemoryChoice, PlanContext, ResponsePlan, ResponseRequest, Scope, StagingRequest,
+};
+use crate::engine::response::{self, shortfalls};
+use crate::engine::{App, AppError, EngineError};
+use crate::ids::CaseId;
+use crate::ledger::entry::{Action as LedgerAction, Reason};
+use crate::ledger::{LedgerError, Recorder};
+use crate::readiness::audit::{AuditOptions, Audited};
+
+/// The ledger's readiness, as intake asks for it.
+pub struct LedgerRecording(pub App);
+
+impl Recording for LedgerRecording {
+    fn ready(&self) -> Result<(), LedgerError> {
+        self.0.ledger_ready()
+    }
+}
+
+/// The engine's request for one action on one instance, as a rule asks it.
+/// `None` for [`Action::Record`], which acts on nothing.
+pub fn response_request(
+    instance: &str,
+    case: &CaseId,
+    action: Action,
+    rule: Option<&Rule>,
+    staging: Option<&str>,
+) -> Option<ResponseRequest> {
+    let scope = match action {
+        Action::Respond => Scope::Full,
+        Action::Isolate => Scope::IsolateOnly,
+        Action::AcquireDisk => Scope::DiskOnly,
+        Action::Record => return None,
+    };
+    let mut r = ResponseRequest::new(instance, scope);
+    r.case = Some(case.clone());
+    r.revoke_role = rule.is_some_and(|r| r.revoke_role);
+    // A job may have started before a crash: the prior state it recorded stands.
+    r.resume = true;
+    r.memory = match rule.filter(|r| !r.memory) {
+        Some(rule) => MemoryChoice::LeaveOut(format!(
+            "left out by playbook rule {} (memory = false)",
+            rule.name
+        )),
+        None => MemoryChoice::Take {
+            staging: StagingRequest {
+                staging: staging.map(str::to_owned),
+                avml: None,
+            },
+            timeout: crate::collect::memory::DEFAULT_TIMEOUT,
+        },
+    };
+    Some(r)
+}
+
+/// Carries out jobs through the engine.
+pub struct AppRunner {
+    pub app: App,
+    /// The server's `dry_run`: every alert is recorded, nothing changed.
+    pub dry_run: bool,
+    /// Where instances upload memory, when the store is not in S3.
+    pub staging: Option<String>,
+}
+
+#[async_trait]
+impl JobRunner for AppRunner {
+    async fn run(
+        &self,
+        job: &Job,
+        alert: &Alert,
+        rule: Option<&Rule>,
+    ) -> Result<serde_json::Value, JobError> {
+        // A ledger a failed commit left unusable is reopened (its tail
+        // recovered) before anything is looked up in it; while that fails,
+        // for whatever reason, the job waits rather than fails.
+        if let Err(e) = self.app.ledger_ready() {
+            return Err(JobError::Unrecorded(crate::error_chain(&e)));
+        }
+        self.run_job(job, alert, rule).await.map_err(|e| match e {
+            RunError::Engine(e) if e.unrecorded() => JobError::Unrecorded(crate::error_chain(&e)),
+            e => JobError::Failed(crate::error_chain(&e)),
+        })
+    }
+}
+
+/// Why a job did not finish, before it is sorted into retried or failed.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl From<LedgerError> for RunError {
+    fn from(e: LedgerError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
+impl From<AppError> for RunError {
+    fn from(e: AppError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
+impl AppRunner {
+    fn recorder(&self, job: &Job, alert: &Alert) -> Result<Recorder, RunError> {
+        Ok(self.app.recorder_for(
+            "webhook",
+            Reason::Alert {
+                source: job.source.clone(),
+                id: alert.id.clone(),
+            },
+        )?)
+    }
+
+    /// Records the alert once per job: a job resumed after a crash, or put
+    /// back because the ledger could not record, may have recorded it.
+    fn record_alert(
+        &self,
+        rec: &Recorder,
+        job: &Job,
+        alert: &Alert,
+        rule: Option<&Rule>,
+        dry_run: bool,
+    ) -> Result<(), RunError> {
+        let action = rule.map_or(Action::Record, |r| r.action);
+        let resumed = job
+            .steps
+            .iter()
+            .any(|s| s.get("state").and_then(|v| v.as_str()) == Some("running"));
+        let seen = resumed
+            && rec.case_entries(&job.case)?.into_iter().any(|(_, _, e)| {
+                e.action == LedgerAction::AlertReceived
+                    && e.detail
+                        .as_ref()
+                        .and_then(|d| d.get("job"))
+                        .and_then(|j| j.as_str())
+                        == Some(job.id.as_str())
+            });
+        if !seen {
+            rec.record(
+                Some(&job.case),
+                LedgerAction::AlertReceived,
+                None,
+                None,
+                Some(serde_json::json!({
+                    "job": job.id,
+                    "title": alert.title,
+                    "finding_type": alert.finding_type,
+                    "severity": alert.severity,
+                    "entities": alert.entities,
+                    "rule": rule.map(|r| r.name.clone()),
+                    "action": action.as_str(),
+                    "dry_run": dry_run,
+                })),
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn run_job(
+        &self,
+        job: &Job,
+        alert: &Alert,
+        rule: Option<&Rule>,
+    ) -> Result<serde_json::Value, RunError> {
+        let rec = self.recorder(job, alert)?;
+        let action = rule.map_or(Action::Record, |r| r.action);
+        let dry_run = self.dry_run || rule.is_some_and(|r| r.dry_run);
+        self.record_alert(&rec, job, alert, rule, dry_run)?;
+        let instances = &alert.entities.instances;
+        let mut detail = serde_json::Map::new();
+        detail.insert("action".into(), action.as_str().into());
+        detail.insert("dry_run".into(), dry_run.into());
+        detail.insert("instances".into(), serde_json::json!(instances));
+        if action == Action::Record || dry_run {
+            return Ok(detail.into());
+        }
+        if instances.is_empty() {
+            detail.insert(
+                "note".into(),
+                "the alert names no instance to act on: recorded only".into(),
+            );
+            return Ok(detail.into());
+        }
+        let mut results = Vec::new();
+        let mut failures = Vec::new();
+        let mut bytes = 0u64;
+        for instance in instances {
+            match self.act(&rec, &job.case, instance, action, rule).await {
+                Ok((summary, b)) => {
+                    bytes += b;
+                    results.push(summary);
+                }
+                // The ledger could not record: the whole job runs again.
+                Err(RunError::Engine(e)) if e.unrecorded() => return Err(e.into()),
+                Err(e) => {
+                    let why = crate::error_chain(&e);
+                    rec.record(
+                        Some(&job.case),
+                        LedgerAction::Failed,
+                        None,
+                        Some(crate::evidence::Source {
+                            resource: instance.clone(),
+                            ..Default::default()
+                        }),
+                        Some(serde_json::json!({ "job": job.id, "action": action.as_str(), "error": why })),
+                    )?;
+                    failures.push(format!("{instance}: {why}"));
+                }
+            }
+        }
+        detail.insert("results".into(), serde_json::Value::Array(results));
+        detail.insert("bytes".into(), bytes.into());
+        if failures.is_empty() {
+            Ok(detail.into())
+        } else {
+            Err(RunError::Incomplete(failures.join("; ")))
+        }
+    }
+
+    /// One action on one instance; returns its summary and the raw bytes acquired.
+    async fn act(
+        &self,
+        rec: &Recorder,
+        case: &CaseId,
+        instance: &str,
+        action: Action,
+        rule: Option<&Rule>,
+    ) -> Result<(serde_json::Value, u64), RunError> {
+        let Some(req) = response_request(instance, case, action, rule, self.staging.as_deref())
+        else {
+            return Ok((serde_json::json!({ "instance": instance }), 0));
+        };
+        let plan: ResponsePlan = req
+            .validate(&PlanContext {
+                now: self.app.clock.now(),
+                store_url: &self.app.config.store,
+            })
+            .map_err(EngineError::from)?;
+        let prepared = response::prepare(&self.app, &plan).await?;
+        let report = response::respond(&self.app, rec, &plan, prepared).await?;
+        let bytes = report.artefacts.iter().map(|a| a.raw.size).sum();
+        let summary = serde_json::json!({
+            "instance": instance,
+            "phases": report.phases,
+            "artefacts": report.artefacts.iter().map(|a| a.id.to_string()).collect::<Vec<_>>(),
+            "not_holding": report.not_holding,
+        });
+        let short = shortfalls(&plan, &report);
+        if short.is_empty() {
+            Ok((summary, bytes))
+        } else {
+            Err(RunError::Incomplete(format!(
+                "the response on {instance} is incomplete ({})",
+                short.join(", ")
+            )))
+        }
+    }
+}
+
+/// Runs scheduled readiness audits as `custody readiness run` does.
+pub struct AppAudits(pub App);
+
+#[async_trait]
+impl super::schedule::AuditRunner for AppAudits {
+    async fn run(
+        &self,
+        opts: &AuditOptions,
+    ) -> Result<Audited, crate::readiness::audit::AuditError> {
+        let app = &self.0;
+        crate::readiness::audit::run(
+            opts,
+            app.aws_options.endpoint.as_deref(),
+            app.clock.as_ref(),
+            &crate::readiness::history::History::path_in(&app.config.home),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const I: &str = "i-0123456789abcdef0";
+
+    fn rule(action: Action, memory: bool, revoke_role: bool) -> Rule {
+        let mut r: Rule = toml::from_str(&format!(
+            "name = \"r1\"\naction = \"{}\"\nmemory = {memory}\nrevoke_role = {revoke_role}\n",
+            action.as_str()
+        ))
+        .unwrap();
+        r.action = action;
+        r
+    }
+
+    fn plan(
+        action: Action,
+        rule: Option<&Rule>,
+        staging: Option<&str>,
+        store: &str,
+    ) -> ResponsePlan {
+        let case: CaseId = "case-1".parse().unwrap();
+        response_request(I, &case, action, rule, staging)
+            .unwrap()
+            .validate(&PlanContext {
+                now: time::OffsetDateTime::UNIX_EPOCH,
+                store_url: store,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn each_action_is_its_scope_on_the_alerts_case() {
+        for (action, scope) in [
+            (Action::Respond, Scope::Full),
+            (Action::Isolate, Scope::IsolateOnly),
+            (Action::AcquireDisk, Scope::DiskOnly),
+        ] {
+            let r = rule(action, true, false);
+            let p = plan(action, Some(&r), None, "s3://b/p");
+            assert_eq!(p.scope, scope);
+            assert_eq!(p.case.as_str(), "case-1");
+            assert!(p.resume, "a job may resume after a crash");
+        }
+        let case: CaseId = "case-1".parse().unwrap();
+        assert!(response_request(I, &case, Action::Record, None, None).is_none());
+    }
+
+    #[test]
+    fn a_rule_without_memory_leaves_it_out_by_name_and_revokes_as_told() {
+        let r = rule(Action::Respond, false, true);
+        let p = plan(Action::Respond, Some(&r), None, "s3://b/p");
+        assert_eq!(
+            p.memory.unwrap_err(),
+            "left out by playbook rule r1 (memory = false)"
+        );
+        assert!(p.memory_left_out && p.revoke_role);
+    }
+
+    #[test]
+    fn memory_is_staged_where_the_server_says_or_under_an_s3_store() {
+        let r = rule(Action::Respond, true, false);
+        let p = plan(Action::Respond, Some(&r), Some("s3://stage/mem"), "/var/e");
+        assert_eq!(p.memory.unwrap().staging.bucket, "stage");
+        let p = plan(Action::Respond, Some(&r), None, "/var/e");
+        assert!(p.memory.unwrap_err().starts_with("no S3 location"));
+        assert!(!p.memory_left_out, "asked for and not taken: a shortfall");
+    }
+}
