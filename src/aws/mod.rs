@@ -1,11 +1,15 @@
 //! What every AWS client custody makes shares: the standard credential chain,
 //! an optional endpoint (emulators, compatible services), bounded retries
 //! with backoff that never retry access errors, per-attempt timeouts, and
-//! the process-wide rate budgets of [`rate`].
+//! the process-wide rate budgets of [`rate`]; and [`error`], the one error
+//! of a failed call, classified by the service's error code.
 //!
 //! SDK types stay inside this module and the collectors that use it.
 
+pub mod error;
 pub mod rate;
+
+pub use error::{ApiError, ApiErrorKind};
 
 use std::time::Duration;
 
