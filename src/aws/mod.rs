@@ -1,7 +1,8 @@
 //! What every AWS client custody makes shares: the standard credential chain,
 //! an optional endpoint (emulators, compatible services), bounded retries
 //! with backoff that never retry access errors, per-attempt timeouts, and
-//! the process-wide rate budgets of [`rate`].
+//! the process-wide rate budgets of [`rate`]; and [`error`], the one error
+//! of a failed call, classified by the service's error code.
 //!
 //! [`Aws`] is the one factory of AWS clients: region, profile, endpoint,
 //! path-style addressing, retries and timeouts are decided once, here, for
@@ -13,7 +14,10 @@
 //! |---|---|
 //! | [`rate`] | process-wide API rate budgets |
 
+pub mod error;
 pub mod rate;
+
+pub use error::{ApiError, ApiErrorKind};
 
 use std::time::Duration;
 

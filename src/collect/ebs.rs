@@ -48,6 +48,7 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 
 use super::{CollectError, Collected, Collector, SourceEnd, SourceReader};
+use crate::aws::ApiError;
 use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
 use crate::evidence::{ArtefactKind, BlockMap, Source};
 use crate::ids::CaseId;
@@ -103,12 +104,8 @@ impl std::fmt::Debug for EbsCollector {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EbsError {
-    #[error("cannot {op} {resource}: {message}")]
-    Api {
-        op: &'static str,
-        resource: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error(
         "block {index} of {snapshot} does not match its checksum after {CHECKSUM_TRIES} reads \
          (expected {expected}, got {actual}): refused"
@@ -158,14 +155,6 @@ pub enum EbsError {
     ChangedSinceInstance,
 }
 
-fn api<E: std::error::Error + 'static>(op: &'static str, resource: &str, e: E) -> EbsError {
-    EbsError::Api {
-        op,
-        resource: resource.to_owned(),
-        message: crate::aws::brief(&e),
-    }
-}
-
 /// A listed block: its index and, when the snapshot holds data there, its token.
 type Listed = (u64, Option<String>);
 
@@ -213,10 +202,12 @@ impl Lister {
                 .lock()
                 .ok()
                 .and_then(|mut c| c.pop_front())
-                .ok_or_else(|| EbsError::Api {
-                    op: "list the blocks of",
-                    resource: self.snapshot.clone(),
-                    message: format!("no canned page for token {token:?}"),
+                .ok_or_else(|| {
+                    ApiError::other(
+                        "list the blocks of",
+                        &self.snapshot,
+                        format!("no canned page for token {token:?}"),
+                    )
                 })?;
             p.blocks.sort_by_key(|(i, _)| *i);
             return Ok(p);
@@ -231,7 +222,7 @@ impl Lister {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| api("list the blocks of", &self.snapshot, e))?;
+                    .map_err(|e| ApiError::sdk("list the blocks of", &self.snapshot, e))?;
                 Page {
                     block_size: out.block_size().unwrap_or(0),
                     volume_gib: out.volume_size().unwrap_or(0),
@@ -256,7 +247,7 @@ impl Lister {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| api("list the changed blocks of", &self.snapshot, e))?;
+                    .map_err(|e| ApiError::sdk("list the changed blocks of", &self.snapshot, e))?;
                 Page {
                     block_size: out.block_size().unwrap_or(0),
                     volume_gib: out.volume_size().unwrap_or(0),
@@ -330,7 +321,7 @@ impl EbsCollector {
             .instance_ids(instance)
             .send()
             .await
-            .map_err(|e| api("describe", instance, e))?;
+            .map_err(|e| ApiError::sdk("describe", instance, e))?;
         let vols: Vec<String> = out
             .reservations()
             .iter()
@@ -381,15 +372,11 @@ impl EbsCollector {
             )
             .send()
             .await
-            .map_err(|e| api("snapshot", volume, e))?;
+            .map_err(|e| ApiError::sdk("snapshot", volume, e))?;
         let snapshot = out
             .snapshot_id()
             .map(str::to_owned)
-            .ok_or_else(|| EbsError::Api {
-                op: "snapshot",
-                resource: volume.to_owned(),
-                message: "no snapshot id in the answer".into(),
-            })?;
+            .ok_or_else(|| ApiError::other("snapshot", volume, "no snapshot id in the answer"))?;
         tracing::info!(%volume, %snapshot, "snapshot started");
         self.note_snapshot(case, volume, &snapshot);
         if let Some(rec) = &ctx.recorder {
@@ -427,7 +414,7 @@ impl EbsCollector {
                 .snapshot_ids(snapshot)
                 .send()
                 .await
-                .map_err(|e| api("describe", snapshot, e))?;
+                .map_err(|e| ApiError::sdk("describe", snapshot, e))?;
             let s = out.snapshots().first();
             let state = s
                 .and_then(|s| s.state())
@@ -437,11 +424,12 @@ impl EbsCollector {
             match state.as_str() {
                 "completed" => return Ok(()),
                 "error" | "recoverable" | "recovering" => {
-                    return Err(EbsError::Api {
-                        op: "snapshot",
-                        resource: snapshot.to_owned(),
-                        message: format!("the snapshot is in state {state}"),
-                    });
+                    return Err(ApiError::other(
+                        "snapshot",
+                        snapshot,
+                        format!("the snapshot is in state {state}"),
+                    )
+                    .into());
                 }
                 _ => {}
             }
@@ -533,35 +521,8 @@ impl EbsCollector {
             }
         };
         let owner = self.owner(snapshot).await;
-        let budgets = vec![
-            crate::aws::rate::budget(
-                &format!("ebs-get:account:{owner}"),
-                crate::aws::rate::EBS_GET_BLOCK_PER_SECOND,
-            ),
-            crate::aws::rate::budget(
-                &format!("ebs-get:snapshot:{snapshot}"),
-                crate::aws::rate::EBS_GET_BLOCK_PER_SECOND,
-            ),
-        ];
-        let spool = self.spool_dir.as_deref().and_then(|d| {
-            let base = self.changed_since.as_deref().unwrap_or("");
-            let dir = d.join(format!(
-                "snap-{}",
-                spool_key(&[case.as_str(), snapshot, base])
-            ));
-            match Spool::open(&dir) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "no resume spool: this acquisition cannot be resumed if it is cut");
-                    None
-                }
-            }
-        });
-        if let Some(s) = &spool
-            && !s.confirmed.is_empty()
-        {
-            tracing::info!(%snapshot, blocks = s.confirmed.len(), "resuming: blocks read by an interrupted run come from its spool");
-        }
+        let budgets = block_budgets(&owner, snapshot);
+        let spool = self.spool(case, snapshot);
         let map_file = tempfile::NamedTempFile::new().map_err(|source| CollectError::Open {
             path: "a temporary block manifest".into(),
             source,
@@ -594,15 +555,15 @@ impl EbsCollector {
             host: None,
             log_format: None,
         };
-        let (kind, size_hint, record) = match &self.changed_since {
-            None => (ArtefactKind::DiskImage, Some(layout.volume_bytes), 32),
+        let (kind, size_hint) = match &self.changed_since {
+            None => (ArtefactKind::DiskImage, Some(layout.volume_bytes)),
             Some(base) => {
                 notes.push(format!(
                     "the {BLOCK_SIZE}-byte blocks of {snapshot} that changed since {base} \
                      (ListChangedBlocks), packed in index order; the block manifest gives \
                      each one's index"
                 ));
-                (ArtefactKind::DiskDelta, None, SPOOL_RECORD as u64)
+                (ArtefactKind::DiskDelta, None)
             }
         };
         let image = acquire(
@@ -629,8 +590,56 @@ impl EbsCollector {
                 path: format!("the block manifest of {snapshot}"),
                 source: io::Error::other("the image reader did not finish"),
             })?;
-        let file = std::fs::File::open(map_file.path()).map_err(|source| CollectError::Open {
-            path: map_file.path().display().to_string(),
+        let manifest = self
+            .acquire_block_map(ctx, case, &image, source, map, map_file.path())
+            .await?;
+        Ok(vec![image, manifest])
+    }
+
+    /// The resume spool of `snapshot` for `case`, with what an interrupted
+    /// run journalled; `None` without a spool directory, or when the spool
+    /// cannot be opened.
+    fn spool(&self, case: &CaseId, snapshot: &str) -> Option<Arc<Spool>> {
+        let spool = self.spool_dir.as_deref().and_then(|d| {
+            let base = self.changed_since.as_deref().unwrap_or("");
+            let dir = d.join(format!(
+                "snap-{}",
+                spool_key(&[case.as_str(), snapshot, base])
+            ));
+            match Spool::open(&dir) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "no resume spool: this acquisition cannot be resumed if it is cut");
+                    None
+                }
+            }
+        });
+        if let Some(s) = &spool
+            && !s.confirmed.is_empty()
+        {
+            tracing::info!(%snapshot, blocks = s.confirmed.len(), "resuming: blocks read by an interrupted run come from its spool");
+        }
+        spool
+    }
+
+    /// Acquires the block manifest the image reader wrote to `map_file`, as
+    /// the second artefact of `image`.
+    async fn acquire_block_map(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+        image: &crate::evidence::Artefact,
+        source: Source,
+        map: MapSummary,
+        map_file: &Path,
+    ) -> Result<crate::evidence::Artefact, CollectError> {
+        // A digest per block; a delta's record also holds the block's index.
+        let record = match self.changed_since {
+            None => 32,
+            Some(_) => SPOOL_RECORD as u64,
+        };
+        let file = std::fs::File::open(map_file).map_err(|source| CollectError::Open {
+            path: map_file.display().to_string(),
             source,
         })?;
         let layout_note = if self.changed_since.is_some() {
@@ -646,7 +655,7 @@ impl EbsCollector {
                 image.id, map.merkle_root
             )
         };
-        let manifest = acquire(
+        Ok(acquire(
             ctx,
             AcquireRequest {
                 case: case.clone(),
@@ -657,8 +666,7 @@ impl EbsCollector {
                 notes: vec![layout_note],
             },
         )
-        .await?;
-        Ok(vec![image, manifest])
+        .await?)
     }
 
     /// Where the snapshot custody made of `volume` for `case` is noted until
@@ -706,6 +714,21 @@ impl EbsCollector {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The rate budgets a block read of `snapshot` waits for: its owner
+/// account's and its own, each EBS direct's GetSnapshotBlock limit.
+fn block_budgets(owner: &str, snapshot: &str) -> Vec<Arc<governor::DefaultDirectRateLimiter>> {
+    vec![
+        crate::aws::rate::budget(
+            &format!("ebs-get:account:{owner}"),
+            crate::aws::rate::EBS_GET_BLOCK_PER_SECOND,
+        ),
+        crate::aws::rate::budget(
+            &format!("ebs-get:snapshot:{snapshot}"),
+            crate::aws::rate::EBS_GET_BLOCK_PER_SECOND,
+        ),
+    ]
 }
 
 impl From<EbsError> for CollectError {
@@ -802,15 +825,11 @@ impl Fetcher {
                 .block_token(&token)
                 .send()
                 .await
-                .map_err(|e| api("read a block of", &self.snapshot, e))?;
+                .map_err(|e| ApiError::sdk("read a block of", &self.snapshot, e))?;
             let expected = out.checksum().unwrap_or_default().to_owned();
             let data = collect_body(out.block_data)
                 .await
-                .map_err(|e| EbsError::Api {
-                    op: "read a block of",
-                    resource: self.snapshot.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| ApiError::other("read a block of", &self.snapshot, e.to_string()))?;
             if data.len() as u64 != BLOCK_SIZE {
                 return Err(EbsError::BlockLength {
                     snapshot: self.snapshot.clone(),
@@ -1209,11 +1228,8 @@ async fn produce(
     let mut map = io::BufWriter::new(map_writer);
     let mut range = CompactRange::default();
     let mut n = 0u64;
-    let manifest_err = |e: io::Error| EbsError::Api {
-        op: "write the block manifest of",
-        resource: snapshot.clone(),
-        message: e.to_string(),
-    };
+    let manifest_err =
+        |e: io::Error| ApiError::other("write the block manifest of", &snapshot, e.to_string());
     while let Some(block) = blocks.next().await {
         let (index, data, digest, fresh) = block?;
         if delta {

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
 
 use super::{CollectError, Collected, Collector, SourceEnd, SourceReader};
+use crate::aws::{ApiError, ApiErrorKind};
 use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
 use crate::evidence::{Artefact, ArtefactKind, Source};
 use crate::ids::CaseId;
@@ -146,12 +147,8 @@ pub enum MemoryError {
     NotManaged { instance: String },
     #[error("{instance} is managed by SSM but not online (PingStatus {status})")]
     Offline { instance: String, status: String },
-    #[error("cannot {op} {resource}: {message}")]
-    Api {
-        op: &'static str,
-        resource: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error(
         "the memory of {instance} ({mib} MiB) does not fit in {MAX_PARTS} parts of {part_size} bytes"
     )]
@@ -189,14 +186,6 @@ pub enum MemoryError {
         #[source]
         source: crate::evidence::case::EvidenceError,
     },
-}
-
-fn api<E: std::error::Error + 'static>(op: &'static str, resource: &str, e: E) -> MemoryError {
-    MemoryError::Api {
-        op,
-        resource: resource.to_owned(),
-        message: crate::aws::brief(&e),
-    }
 }
 
 /// How a memory acquisition ended: the caller (a response) goes on either way.
@@ -395,7 +384,7 @@ impl MemoryCollector {
             .key(&key)
             .send()
             .await
-            .map_err(|e| api("start the staging upload of", &key, e))?;
+            .map_err(|e| ApiError::sdk("start the staging upload of", &key, e))?;
         state.request_id("CreateMultipartUpload", s3_request_id(&created));
         let upload = Upload {
             bucket: self.staging.bucket.clone(),
@@ -433,11 +422,13 @@ impl MemoryCollector {
                     .key("InstanceIds")
                     .values(&self.instance)
                     .build()
-                    .map_err(|e| api("describe", &self.instance, e))?,
+                    .map_err(|e| {
+                        ApiError::other("describe", &self.instance, crate::aws::brief(&e))
+                    })?,
             )
             .send()
             .await
-            .map_err(|e| api("check whether SSM manages", &self.instance, e))?;
+            .map_err(|e| ApiError::sdk("check whether SSM manages", &self.instance, e))?;
         state.request_id("DescribeInstanceInformation", ssm_request_id(&out));
         let info = out
             .instance_information_list()
@@ -462,16 +453,14 @@ impl MemoryCollector {
             .instance_ids(&self.instance)
             .send()
             .await
-            .map_err(|e| api("describe", &self.instance, e))?;
+            .map_err(|e| ApiError::sdk("describe", &self.instance, e))?;
         let itype = out
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
             .find_map(|i| i.instance_type().cloned())
-            .ok_or_else(|| MemoryError::Api {
-                op: "describe",
-                resource: self.instance.clone(),
-                message: "no instance type in the answer".into(),
+            .ok_or_else(|| {
+                ApiError::other("describe", &self.instance, "no instance type in the answer")
             })?;
         let types = self
             .ec2
@@ -479,16 +468,19 @@ impl MemoryCollector {
             .instance_types(itype.clone())
             .send()
             .await
-            .map_err(|e| api("describe instance type", itype.as_str(), e))?;
+            .map_err(|e| ApiError::sdk("describe instance type", itype.as_str(), e))?;
         types
             .instance_types()
             .iter()
             .find_map(|t| t.memory_info().and_then(|m| m.size_in_mib()))
             .and_then(|m| u64::try_from(m).ok())
-            .ok_or_else(|| MemoryError::Api {
-                op: "describe instance type",
-                resource: itype.as_str().to_owned(),
-                message: "no memory size in the answer".into(),
+            .ok_or_else(|| {
+                ApiError::other(
+                    "describe instance type",
+                    itype.as_str(),
+                    "no memory size in the answer",
+                )
+                .into()
             })
     }
 
@@ -506,11 +498,13 @@ impl MemoryCollector {
             .start_time(SystemTime::now())
             .expires_in(life)
             .build()
-            .map_err(|e| api("presign parts of", &upload.key, e))?;
+            .map_err(|e| ApiError::other("presign parts of", &upload.key, crate::aws::brief(&e)))?;
         let mut template: Option<String> = None;
         let mut signatures = Vec::with_capacity(usize::try_from(plan.parts).unwrap_or(0));
         for part in 1..=plan.parts {
-            let n = i32::try_from(part).map_err(|e| api("presign parts of", &upload.key, e))?;
+            let n = i32::try_from(part).map_err(|e| {
+                ApiError::other("presign parts of", &upload.key, crate::aws::brief(&e))
+            })?;
             let req = self
                 .s3
                 .upload_part()
@@ -520,17 +514,14 @@ impl MemoryCollector {
                 .part_number(n)
                 .presigned(config.clone())
                 .await
-                .map_err(|e| api("presign parts of", &upload.key, e))?;
-            let unusable = |why: &str| MemoryError::Api {
-                op: "presign parts of",
-                resource: upload.key.clone(),
-                message: why.to_owned(),
-            };
+                .map_err(|e| ApiError::sdk("presign parts of", &upload.key, e))?;
+            let unusable = |why: &str| ApiError::other("presign parts of", &upload.key, why);
             // curl sends no headers but Host and Content-Length.
             if req.headers().next().is_some() {
                 return Err(unusable(
                     "the presigned request needs headers a plain PUT does not send",
-                ));
+                )
+                .into());
             }
             let (t, sig) = templated(req.uri(), part)
                 .ok_or_else(|| unusable("the presigned URL is not in the expected form"))?;
@@ -538,7 +529,8 @@ impl MemoryCollector {
                 Some(first) if *first != t => {
                     return Err(unusable(
                         "the presigned URLs differ in more than part number and signature",
-                    ));
+                    )
+                    .into());
                 }
                 Some(_) => {}
                 None => template = Some(t),
@@ -557,7 +549,7 @@ impl MemoryCollector {
             return Ok(None);
         };
         let config = PresigningConfig::expires_in((self.timeout + URL_MARGIN).min(MAX_URL_LIFE))
-            .map_err(|e| api("presign", &tool.key, e))?;
+            .map_err(|e| ApiError::other("presign", &tool.key, crate::aws::brief(&e)))?;
         let req = self
             .s3
             .get_object()
@@ -565,7 +557,7 @@ impl MemoryCollector {
             .key(&tool.key)
             .presigned(config)
             .await
-            .map_err(|e| api("presign", &tool.key, e))?;
+            .map_err(|e| ApiError::sdk("presign", &tool.key, e))?;
         Ok(Some((req.uri().to_owned(), tool.sha256.to_lowercase())))
     }
 
@@ -603,17 +595,19 @@ impl MemoryCollector {
             .timeout_seconds(i32::try_from(secs.clamp(30, 2_592_000)).unwrap_or(600))
             .send()
             .await
-            .map_err(|e| api("send the memory command to", &self.instance, e))?;
+            .map_err(|e| ApiError::sdk("send the memory command to", &self.instance, e))?;
         let request_id = ssm_request_id(&sent);
         state.request_id("SendCommand", request_id.clone());
         let command = sent
             .command()
             .and_then(|c| c.command_id())
             .map(str::to_owned)
-            .ok_or_else(|| MemoryError::Api {
-                op: "send the memory command to",
-                resource: self.instance.clone(),
-                message: "no command id in the answer".into(),
+            .ok_or_else(|| {
+                ApiError::other(
+                    "send the memory command to",
+                    &self.instance,
+                    "no command id in the answer",
+                )
             })?;
         state.command_id = Some(command.clone());
         tracing::info!(instance = %self.instance, %command, parts = plan.parts, part_size = plan.part_size, "memory command sent");
@@ -687,7 +681,7 @@ impl MemoryCollector {
             .set_version_id(staged.version.clone())
             .send()
             .await
-            .map_err(|e| api("read back", &upload.key, e))?;
+            .map_err(|e| ApiError::sdk("read back", &upload.key, e))?;
         let reader = StagedReader {
             inner: tokio_util::io::SyncIoBridge::new(Box::pin(body.body.into_async_read())),
             expected: staged.size,
@@ -775,7 +769,16 @@ impl MemoryCollector {
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_invocation_does_not_exist()) => {}
-                Err(e) => return Err(api("follow the memory command on", &self.instance, e)),
+                Err(e) => {
+                    let e = ApiError::sdk("follow the memory command on", &self.instance, e);
+                    // The command runs on whether it is watched or not: a
+                    // poll still throttled after the SDK's retries is tried
+                    // again at the next poll, until the timeout.
+                    if e.kind != ApiErrorKind::Throttled {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(instance = %self.instance, %command, error = %e, "polling the memory command is throttled; polling on");
+                }
             }
             if start.elapsed() >= self.timeout {
                 self.cancel(command).await;
@@ -823,7 +826,7 @@ impl MemoryCollector {
                 .set_part_number_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| api("list the staged parts of", &upload.key, e))?;
+                .map_err(|e| ApiError::sdk("list the staged parts of", &upload.key, e))?;
             state.request_id("ListParts", s3_request_id(&out));
             for p in out.parts() {
                 let size = p.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
@@ -879,7 +882,7 @@ impl MemoryCollector {
             .multipart_upload(completed)
             .send()
             .await
-            .map_err(|e| api("complete the staging upload of", &upload.key, e))?;
+            .map_err(|e| ApiError::sdk("complete the staging upload of", &upload.key, e))?;
         state.request_id("CompleteMultipartUpload", s3_request_id(&out));
         Ok(StagedObject {
             size,

@@ -22,6 +22,8 @@ use aws_sdk_ec2::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::aws::{ApiError, ApiErrorKind};
+
 /// Names of the isolation security groups custody creates in a VPC.
 pub const OPEN_GROUP: &str = "custody-isolation-untrack";
 pub const CLOSED_GROUP: &str = "custody-isolation";
@@ -31,26 +33,14 @@ pub const ISOLATED_TAG: &str = "custody:isolated";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IsolateError {
-    #[error("cannot {op} {resource}: {message}")]
-    Api {
-        op: String,
-        resource: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("instance {0} was not found")]
     NotFound(String),
     #[error("instance {0} is not in a VPC; isolation needs VPC security groups")]
     NoVpc(String),
     #[error("no recorded prior state of {0} in the ledger: it was not isolated by custody here")]
     NoPriorState(String),
-}
-
-fn api<E: std::error::Error + 'static>(op: &str, resource: &str, e: E) -> IsolateError {
-    IsolateError::Api {
-        op: op.to_owned(),
-        resource: resource.to_owned(),
-        message: crate::aws::brief(&e),
-    }
 }
 
 /// An attached volume and whether it goes with the instance.
@@ -152,7 +142,12 @@ pub async fn describe(c: &Clients, instance: &str) -> Result<InstanceState, Isol
         .instance_ids(instance)
         .send()
         .await
-        .map_err(|e| api("describe", instance, e))?;
+        .map_err(|e| match ApiError::sdk("describe", instance, e) {
+            // EC2 answers an unknown id with InvalidInstanceID.NotFound, an
+            // emulator may answer it with no reservation: one error for both.
+            e if e.kind == ApiErrorKind::NotFound => IsolateError::NotFound(instance.to_owned()),
+            e => e.into(),
+        })?;
     let inst = out
         .reservations()
         .iter()
@@ -168,17 +163,17 @@ pub async fn describe(c: &Clients, instance: &str) -> Result<InstanceState, Isol
     };
     let term = attr(InstanceAttributeName::DisableApiTermination)
         .await
-        .map_err(|e| api("read termination protection of", instance, e))?;
+        .map_err(|e| ApiError::sdk("read termination protection of", instance, e))?;
     let shutdown = attr(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
         .await
-        .map_err(|e| api("read shutdown behaviour of", instance, e))?;
+        .map_err(|e| ApiError::sdk("read shutdown behaviour of", instance, e))?;
     let asg = c
         .autoscaling
         .describe_auto_scaling_instances()
         .instance_ids(instance)
         .send()
         .await
-        .map_err(|e| api("read Auto Scaling membership of", instance, e))?;
+        .map_err(|e| ApiError::sdk("read Auto Scaling membership of", instance, e))?;
     let profile = c
         .ec2
         .describe_iam_instance_profile_associations()
@@ -190,7 +185,7 @@ pub async fn describe(c: &Clients, instance: &str) -> Result<InstanceState, Isol
         )
         .send()
         .await
-        .map_err(|e| api("read the instance profile of", instance, e))?;
+        .map_err(|e| ApiError::sdk("read the instance profile of", instance, e))?;
     let mut interfaces: Vec<Interface> = inst
         .network_interfaces()
         .iter()
@@ -276,7 +271,7 @@ async fn find_group(c: &Clients, vpc: &str, name: &str) -> Result<Option<String>
         .filters(Filter::builder().name("group-name").values(name).build())
         .send()
         .await
-        .map_err(|e| api("look for security group", name, e))?;
+        .map_err(|e| ApiError::sdk("look for security group", name, e))?;
     Ok(out
         .security_groups()
         .first()
@@ -304,15 +299,10 @@ async fn create_group(
         })
         .send()
         .await
-        .map_err(|e| api("create security group", name, e))?;
-    let id = out
-        .group_id()
-        .map(str::to_owned)
-        .ok_or_else(|| IsolateError::Api {
-            op: "create security group".into(),
-            resource: name.to_owned(),
-            message: "no group id in the answer".into(),
-        })?;
+        .map_err(|e| ApiError::sdk("create security group", name, e))?;
+    let id = out.group_id().map(str::to_owned).ok_or_else(|| {
+        ApiError::other("create security group", name, "no group id in the answer")
+    })?;
     let all = IpPermission::builder()
         .ip_protocol("-1")
         .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
@@ -325,7 +315,7 @@ async fn create_group(
             .ip_permissions(all)
             .send()
             .await
-            .map_err(|e| api("open security group", &id, e))?;
+            .map_err(|e| ApiError::sdk("open security group", &id, e))?;
     } else {
         // A new group allows all outbound traffic: remove that rule.
         let egress = IpPermission::builder()
@@ -338,7 +328,7 @@ async fn create_group(
             .ip_permissions(egress)
             .send()
             .await
-            .map_err(|e| api("close security group", &id, e))?;
+            .map_err(|e| ApiError::sdk("close security group", &id, e))?;
     }
     Ok(id)
 }
@@ -404,7 +394,7 @@ async fn move_to(
         .groups(group)
         .send()
         .await
-        .map_err(|e| api("change the security groups of", &prior.instance, e))?;
+        .map_err(|e| ApiError::sdk("change the security groups of", &prior.instance, e))?;
     ids.extend(out.request_id().map(str::to_owned));
     for i in prior.interfaces.iter().filter(|i| i.device_index != 0) {
         let out = c
@@ -414,7 +404,7 @@ async fn move_to(
             .groups(group)
             .send()
             .await
-            .map_err(|e| api("change the security groups of", &i.id, e))?;
+            .map_err(|e| ApiError::sdk("change the security groups of", &i.id, e))?;
         ids.extend(out.request_id().map(str::to_owned));
     }
     Ok(ids)
@@ -438,7 +428,7 @@ pub async fn take(
                 .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
                 .send()
                 .await
-                .map_err(|e| api("enable termination protection of", id, e))?;
+                .map_err(|e| ApiError::sdk("enable termination protection of", id, e))?;
             rid(out.request_id())
         }
         Step::ShutdownBehaviorStop => {
@@ -451,7 +441,7 @@ pub async fn take(
                 )
                 .send()
                 .await
-                .map_err(|e| api("set the shutdown behaviour of", id, e))?;
+                .map_err(|e| ApiError::sdk("set the shutdown behaviour of", id, e))?;
             rid(out.request_id())
         }
         Step::KeepVolumes { devices } => {
@@ -467,7 +457,7 @@ pub async fn take(
                 ))
                 .send()
                 .await
-                .map_err(|e| api("keep the volumes of", id, e))?;
+                .map_err(|e| ApiError::sdk("keep the volumes of", id, e))?;
             rid(out.request_id())
         }
         Step::DetachFromAutoScaling { group } => {
@@ -479,7 +469,7 @@ pub async fn take(
                 .should_decrement_desired_capacity(true)
                 .send()
                 .await
-                .map_err(|e| api("detach from its Auto Scaling group", id, e))?;
+                .map_err(|e| ApiError::sdk("detach from its Auto Scaling group", id, e))?;
             rid(aws_sdk_autoscaling::operation::RequestId::request_id(&out))
         }
         Step::AllowAllThenUntracked { .. } | Step::NoTraffic { .. } => {
@@ -513,7 +503,7 @@ pub async fn take(
                     .association_id(assoc)
                     .send()
                     .await
-                    .map_err(|e| api("disassociate the instance profile of", id, e))?;
+                    .map_err(|e| ApiError::sdk("disassociate the instance profile of", id, e))?;
                 rid(out.request_id())
             }
             None => Vec::new(),
@@ -531,7 +521,7 @@ pub async fn take(
                 )
                 .send()
                 .await
-                .map_err(|e| api("tag", id, e))?;
+                .map_err(|e| ApiError::sdk("tag", id, e))?;
             rid(out.request_id())
         }
     };
@@ -618,7 +608,7 @@ pub async fn release(
             .set_groups(Some(groups.clone()))
             .send()
             .await
-            .map_err(|e| api("restore the security groups of", id, e))?;
+            .map_err(|e| ApiError::sdk("restore the security groups of", id, e))?;
         done.push((format!("security groups {groups:?}"), rid(out.request_id())));
         for i in prior.interfaces.iter().filter(|i| i.device_index != 0) {
             let out = c
@@ -628,7 +618,7 @@ pub async fn release(
                 .set_groups(Some(i.groups.clone()))
                 .send()
                 .await
-                .map_err(|e| api("restore the security groups of", &i.id, e))?;
+                .map_err(|e| ApiError::sdk("restore the security groups of", &i.id, e))?;
             done.push((
                 format!("security groups of {} {:?}", i.id, i.groups),
                 rid(out.request_id()),
@@ -649,7 +639,7 @@ pub async fn release(
             )
             .send()
             .await
-            .map_err(|e| api("restore the instance profile of", id, e))?;
+            .map_err(|e| ApiError::sdk("restore the instance profile of", id, e))?;
         done.push((format!("instance profile {arn}"), rid(out.request_id())));
     }
     if let Some(g) = &prior.auto_scaling_group
@@ -662,7 +652,7 @@ pub async fn release(
             .instance_ids(id)
             .send()
             .await
-            .map_err(|e| api("reattach to its Auto Scaling group", id, e))?;
+            .map_err(|e| ApiError::sdk("reattach to its Auto Scaling group", id, e))?;
         done.push((
             format!("Auto Scaling group {g}"),
             rid(aws_sdk_autoscaling::operation::RequestId::request_id(&out)),
@@ -686,7 +676,7 @@ pub async fn release(
             .set_block_device_mappings(Some(devices))
             .send()
             .await
-            .map_err(|e| api("restore the volumes' delete-on-termination of", id, e))?;
+            .map_err(|e| ApiError::sdk("restore the volumes' delete-on-termination of", id, e))?;
         done.push(("delete on termination".into(), rid(out.request_id())));
     }
     if now.shutdown_behavior != prior.shutdown_behavior {
@@ -701,7 +691,7 @@ pub async fn release(
             )
             .send()
             .await
-            .map_err(|e| api("restore the shutdown behaviour of", id, e))?;
+            .map_err(|e| ApiError::sdk("restore the shutdown behaviour of", id, e))?;
         done.push((
             format!("shutdown behaviour {}", prior.shutdown_behavior),
             rid(out.request_id()),
@@ -719,7 +709,7 @@ pub async fn release(
             )
             .send()
             .await
-            .map_err(|e| api("restore termination protection of", id, e))?;
+            .map_err(|e| ApiError::sdk("restore termination protection of", id, e))?;
         done.push((
             format!("termination protection {}", prior.termination_protection),
             rid(out.request_id()),
@@ -733,7 +723,7 @@ pub async fn release(
             .tags(Tag::builder().key(ISOLATED_TAG).build())
             .send()
             .await
-            .map_err(|e| api("untag", id, e))?;
+            .map_err(|e| ApiError::sdk("untag", id, e))?;
         done.push((format!("tag {ISOLATED_TAG} removed"), rid(out.request_id())));
     }
     Ok(done)

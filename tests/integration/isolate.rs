@@ -334,8 +334,9 @@ fn release_without_a_recorded_state_and_an_unknown_instance_are_refused() {
         &["isolate", "--instance", "i-0123456789abcdef0"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // EC2's InvalidInstanceID.NotFound is told as custody's own not-found.
     assert!(
-        stderr(&out).contains("i-0123456789abcdef0"),
+        stderr(&out).contains("instance i-0123456789abcdef0 was not found"),
         "{}",
         stderr(&out)
     );

@@ -318,6 +318,57 @@ fn a_command_that_uploads_nothing_is_recorded_not_acquired_and_its_upload_aborte
     assert!(home.store_files().is_empty());
 }
 
+/// A poll of the command still throttled after the SDK's retries does not
+/// end the acquisition: the command runs on, and a later poll sees it end.
+#[test]
+fn a_throttled_poll_of_the_command_is_polled_again() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (proxy, url) = rt.block_on(FaultProxy::start(&endpoint));
+    let id = rt.block_on(instance(&endpoint));
+    let bucket = rt.block_on(crate::s3::bucket(&s3(&endpoint)));
+    let home = Home::new();
+    // One attempt per request: each throttled answer reaches custody.
+    std::fs::write(home.path().join("custody.toml"), "[s3]\nmax_attempts = 1\n").unwrap();
+    managed(&proxy, &id, Some("Online"));
+    proxy.rule(Rule {
+        op: "GetCommandInvocation",
+        path: "",
+        pass: 0,
+        times: 2,
+        fault: Fault::Json(
+            400,
+            serde_json::json!({ "__type": "ThrottlingException", "message": "Rate exceeded" })
+                .to_string(),
+        ),
+    });
+    // Then moto answers: the command ended at once, uploading nothing.
+    let out = spawn(
+        &home,
+        &url,
+        &[
+            "--instance",
+            &id,
+            "--case",
+            "mem6",
+            "--staging",
+            &format!("s3://{bucket}/mem"),
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failure = report["failures"][0].as_str().unwrap();
+    assert!(
+        failure.contains("succeeded but uploaded nothing"),
+        "{failure}"
+    );
+    assert_eq!(proxy.count("GetCommandInvocation"), 3);
+}
+
 /// A stand-in `avml` on PATH that writes `pattern` where it is told.
 fn fake_avml(dir: &std::path::Path, pattern: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;

@@ -2,7 +2,7 @@
 //! case bundle. Both read files only and need nothing but the verifier key.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use base64::Engine as _;
@@ -296,19 +296,7 @@ pub fn verify_ledger_since(
             .problems
             .push("ledger.json names a different initial verifier key than the trusted one".into());
     }
-    let mut names: Vec<(u64, std::path::PathBuf)> =
-        std::fs::read_dir(paths.dir.join(CHECKPOINTS_DIR))
-            .map_err(crate::io("cannot list", &paths.checkpoints()))?
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.parse::<u64>()
-                    .ok()
-                    .filter(|_| name.len() == 12)
-                    .map(|n| (n, e.path()))
-            })
-            .collect();
-    names.sort();
+    let names = checkpoint_files(paths)?;
     let trusted_size = trusted_checkpoint.and_then(crate::claimed_size);
     if trusted_checkpoint.is_some() && trusted_size.is_none() {
         report
@@ -317,9 +305,62 @@ pub fn verify_ledger_since(
     }
     let mut sizes: Vec<u64> = names.iter().map(|(n, _)| *n).chain(trusted_size).collect();
     sizes.sort_unstable();
-    // Roots at every checkpointed size, computed in one pass over the entries
-    // with a compact range: each checkpoint is checked against the same
-    // sequence of leaves, so each is a prefix of the next.
+    let mut scan = scan_entries(&paths.entries(), strict, sizes)?;
+    report.problems.append(&mut scan.problems);
+    if scan.trailing > 0 {
+        report
+            .problems
+            .push("the entries file ends with an incomplete line".into());
+    }
+    report.entries = scan.size;
+    report.key_rotations = scan.rotations.len();
+    let (chain, newest) = check_checkpoints(&names, initial, &scan, &meta.origin, &mut report)?;
+    if let (Some(trusted), Some(size)) = (trusted_checkpoint, trusted_size) {
+        check_trusted(trusted, size, &chain, &scan, &meta.origin, &mut report);
+    }
+    check_latest(paths, newest.as_ref(), scan.size, &mut report);
+    Ok(report)
+}
+
+/// Each verifier key with the first checkpoint size it signs, oldest first.
+type KeyChain = Vec<(u64, String)>;
+
+/// The signed checkpoints of `checkpoints/` (names of 12 digits, the size
+/// they claim), in size order.
+fn checkpoint_files(paths: &LedgerPaths) -> Result<Vec<(u64, PathBuf)>, LedgerError> {
+    let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(paths.dir.join(CHECKPOINTS_DIR))
+        .map_err(crate::io("cannot list", &paths.checkpoints()))?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.parse::<u64>()
+                .ok()
+                .filter(|_| name.len() == 12)
+                .map(|n| (n, e.path()))
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// What one pass over the entries file found.
+struct Scan {
+    /// Entries read.
+    size: u64,
+    /// The Merkle root at each size asked for that the log reaches.
+    roots: HashMap<u64, merkle::Hash>,
+    rotations: Vec<Rotation>,
+    /// Problems of single entries and of their links, in entry order.
+    problems: Vec<String>,
+    /// Bytes after the last newline.
+    trailing: usize,
+}
+
+/// Reads the entries file once, checking every entry and its links, and
+/// computing the root at each of `sizes` (sorted) with a compact range:
+/// each checkpoint is checked against the same sequence of leaves, so each
+/// is a prefix of the next.
+fn scan_entries(entries: &Path, strict: bool, sizes: Vec<u64>) -> Result<Scan, LedgerError> {
     let mut wanted = sizes.into_iter().peekable();
     let mut roots: HashMap<u64, merkle::Hash> = HashMap::new();
     let mut range = CompactRange::default();
@@ -334,7 +375,6 @@ pub fn verify_ledger_since(
     record(&range, &mut roots);
     // Three stages overlap: reading the file, hashing and reading each line
     // (on all cores), and the in-order checks here.
-    let entries_path = paths.entries();
     let trailing = std::thread::scope(|s| -> Result<usize, LedgerError> {
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -346,24 +386,12 @@ pub fn verify_ledger_since(
             let (chunk_tx, chunk_rx) = sync_channel::<Vec<u8>>(1);
             let (lines_tx, lines_rx) = sync_channel::<Vec<Line>>(1);
             let pool_tx = pool_tx.clone();
-            s.spawn(move || {
-                for chunk in chunk_rx {
-                    let lines: Vec<Line> = split_lines(&chunk)
-                        .0
-                        .iter()
-                        .map(|l| read_line(l, strict))
-                        .collect();
-                    let _ = pool_tx.try_send(chunk);
-                    if lines_tx.send(lines).is_err() {
-                        break;
-                    }
-                }
-            });
+            s.spawn(move || read_lines(&chunk_rx, &lines_tx, &pool_tx, strict));
             chunk_txs.push(chunk_tx);
             line_rxs.push(lines_rx);
         }
         drop(pool_tx);
-        let reader = s.spawn(|| read_chunks(&entries_path, chunk_txs, pool_rx));
+        let reader = s.spawn(|| read_chunks(entries, chunk_txs, pool_rx));
         'chunks: for i in 0.. {
             let Some(rx) = line_rxs.get(i % workers) else {
                 break;
@@ -377,26 +405,54 @@ pub fn verify_ledger_since(
         }
         reader.join().map_err(|_| LedgerError::Poisoned)?
     })?;
-    report.problems.extend(problems);
-    if trailing > 0 {
-        report
-            .problems
-            .push("the entries file ends with an incomplete line".into());
-    }
-    let rotations = links.rotations;
-    report.entries = range.size();
-    report.key_rotations = rotations.len();
+    Ok(Scan {
+        size: range.size(),
+        roots,
+        rotations: links.rotations,
+        problems,
+        trailing,
+    })
+}
 
-    // Checkpoints in size order, each opened with the key in force; a
-    // rotation at index i puts its key in force only once the checkpoint of
-    // size i + 1, signed by the key it retires, covers it.
-    let mut chain: Vec<(u64, String)> = vec![(0u64, initial)];
-    let mut pending = rotations.iter().peekable();
+/// One line reader: hashes and reads the lines of each chunk it is handed,
+/// and hands the chunk's buffer back to the pool.
+fn read_lines(
+    chunks: &Receiver<Vec<u8>>,
+    lines_tx: &SyncSender<Vec<Line>>,
+    pool: &SyncSender<Vec<u8>>,
+    strict: bool,
+) {
+    for chunk in chunks {
+        let lines: Vec<Line> = split_lines(&chunk)
+            .0
+            .iter()
+            .map(|l| read_line(l, strict))
+            .collect();
+        let _ = pool.try_send(chunk);
+        if lines_tx.send(lines).is_err() {
+            break;
+        }
+    }
+}
+
+/// Checks the checkpoints in size order, each opened with the key in force;
+/// a rotation at index i puts its key in force only once the checkpoint of
+/// size i + 1, signed by the key it retires, covers it. Returns the key
+/// chain and the newest checkpoint that opened and lies within the log.
+fn check_checkpoints(
+    names: &[(u64, PathBuf)],
+    initial: String,
+    scan: &Scan,
+    origin: &str,
+    report: &mut Report,
+) -> Result<(KeyChain, Option<SignedCheckpoint>), LedgerError> {
+    let mut chain: KeyChain = vec![(0u64, initial)];
+    let mut pending = scan.rotations.iter().peekable();
     let mut prev: Option<SignedCheckpoint> = None;
-    for (named, path) in &names {
+    for (named, path) in names {
         let bytes = std::fs::read(path).map_err(crate::io("cannot read", path))?;
         let cur = chain.last().map(|(_, k)| k.clone()).unwrap_or_default();
-        let cp = match note::open_checkpoint(&bytes, &cur, &meta.origin) {
+        let cp = match note::open_checkpoint(&bytes, &cur, origin) {
             Ok(cp) => cp,
             Err(e) => {
                 report.problems.push(format!(
@@ -407,27 +463,8 @@ pub fn verify_ledger_since(
             }
         };
         report.checkpoints += 1;
-        if cp.size != *named {
-            report.problems.push(format!(
-                "checkpoint {} is for size {}",
-                path.display(),
-                cp.size
-            ));
-        }
-        match roots.get(&cp.size) {
-            Some(root) if *root == cp.root => {}
-            Some(_) => report.problems.push(format!(
-                "checkpoint of size {}: the entries do not hash to its root",
-                cp.size
-            )),
-            None => {
-                report.problems.push(format!(
-                    "checkpoint of size {} covers more entries than the log holds ({})",
-                    cp.size,
-                    range.size()
-                ));
-                continue;
-            }
+        if !check_checkpoint(&cp, *named, path, scan, report) {
+            continue;
         }
         if prev.as_ref().is_some_and(|p| p.size >= cp.size) {
             report.problems.push(format!(
@@ -453,35 +490,90 @@ pub fn verify_ledger_since(
         }
         prev = Some(cp);
     }
-    if let (Some(trusted), Some(size)) = (trusted_checkpoint, trusted_size) {
-        let key = key_for(&chain, size);
-        match note::open_checkpoint(trusted, key, &meta.origin) {
-            Err(e) => report.problems.push(format!(
-                "the trusted checkpoint of size {size} is not signed by the key in force at that size: {e}"
-            )),
-            Ok(t) => match roots.get(&t.size) {
-                None => report.problems.push(format!(
-                    "the log holds {} entries, fewer than the {} of the trusted checkpoint: it was rolled back",
-                    range.size(),
-                    t.size
-                )),
-                Some(root) if *root != t.root => report.problems.push(format!(
-                    "the log's first {} entries do not hash to the trusted checkpoint's root: the log was rewritten (a fork)",
-                    t.size
-                )),
-                Some(_) => {}
-            },
+    Ok((chain, prev))
+}
+
+/// Checks a signed checkpoint against its file name and the entries' root
+/// at its size; false when it covers more entries than the log holds.
+fn check_checkpoint(
+    cp: &SignedCheckpoint,
+    named: u64,
+    path: &Path,
+    scan: &Scan,
+    report: &mut Report,
+) -> bool {
+    if cp.size != named {
+        report.problems.push(format!(
+            "checkpoint {} is for size {}",
+            path.display(),
+            cp.size
+        ));
+    }
+    match scan.roots.get(&cp.size) {
+        Some(root) if *root == cp.root => true,
+        Some(_) => {
+            report.problems.push(format!(
+                "checkpoint of size {}: the entries do not hash to its root",
+                cp.size
+            ));
+            true
+        }
+        None => {
+            report.problems.push(format!(
+                "checkpoint of size {} covers more entries than the log holds ({})",
+                cp.size, scan.size
+            ));
+            false
         }
     }
+}
+
+/// Checks that the log extends `trusted`, a checkpoint of `size` the
+/// verifier saw earlier: neither rolled back nor rewritten.
+fn check_trusted(
+    trusted: &[u8],
+    size: u64,
+    chain: &[(u64, String)],
+    scan: &Scan,
+    origin: &str,
+    report: &mut Report,
+) {
+    let key = key_for(chain, size);
+    match note::open_checkpoint(trusted, key, origin) {
+        Err(e) => report.problems.push(format!(
+            "the trusted checkpoint of size {size} is not signed by the key in force at that size: {e}"
+        )),
+        Ok(t) => match scan.roots.get(&t.size) {
+            None => report.problems.push(format!(
+                "the log holds {} entries, fewer than the {} of the trusted checkpoint: it was rolled back",
+                scan.size, t.size
+            )),
+            Some(root) if *root != t.root => report.problems.push(format!(
+                "the log's first {} entries do not hash to the trusted checkpoint's root: the log was rewritten (a fork)",
+                t.size
+            )),
+            Some(_) => {}
+        },
+    }
+}
+
+/// Checks that the latest checkpoint is `newest`, the newest of
+/// `checkpoints/`, and that it covers all `entries`.
+fn check_latest(
+    paths: &LedgerPaths,
+    newest: Option<&SignedCheckpoint>,
+    entries: u64,
+    report: &mut Report,
+) {
     match std::fs::read(paths.checkpoint()) {
-        Ok(latest) => match &prev {
+        Ok(latest) => match newest {
             Some(p) if p.note == latest => {
                 report.latest_size = p.size;
                 report.latest_root = b64(&p.root);
-                if range.size() > p.size {
+                if entries > p.size {
                     report.problems.push(format!(
                         "{} entries after entry {} are not covered by any signed checkpoint",
-                        range.size() - p.size,
+                        entries - p.size,
                         p.size
                     ));
                 }
@@ -494,7 +586,6 @@ pub fn verify_ledger_since(
             .problems
             .push(format!("cannot read the latest checkpoint: {e}")),
     }
-    Ok(report)
 }
 
 /// Files of an exported case bundle.
@@ -533,10 +624,7 @@ fn bundle_items(dir: &Path) -> Result<Vec<u64>, LedgerError> {
 /// verifier key), or, without one, the bundle's own `verifier.key` (and says
 /// so in the report's warnings: a wholly forged bundle is self-consistent).
 pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, LedgerError> {
-    let read = |name: &str| {
-        std::fs::read(dir.join(name)).map_err(crate::io("cannot read", &dir.join(name)))
-    };
-    let key_text = String::from_utf8(read(bundle::VERIFIER_KEY)?).unwrap_or_default();
+    let key_text = String::from_utf8(read_in(dir, bundle::VERIFIER_KEY)?).unwrap_or_default();
     let mut report = Report::default();
     let key = match trusted_key {
         Some(k) => k.to_owned(),
@@ -557,50 +645,10 @@ pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, Le
             .problems
             .push("the bundle does not name its case (file `case`)".into());
     }
-
-    // The key chain: each rotation covered by a checkpoint of its own size + 1
-    // signed by the key it retires.
-    let mut chain: Vec<(u64, String)> = vec![(0, key.clone())];
-    let rotations_dir = dir.join(bundle::ROTATIONS);
-    for i in bundle_items(&rotations_dir)? {
-        let cur = chain.last().map(|(_, k)| k.clone()).unwrap_or_default();
-        let bytes = read(&format!("{}/{i}.json", bundle::ROTATIONS))?;
-        let checked = (|| -> Result<String, String> {
-            let e = Entry::parse(&bytes).map_err(|e| crate::error_chain(&e))?;
-            if e.action != Action::KeyRotated {
-                return Err("it is not a key rotation".into());
-            }
-            if retired_key(e.detail.as_ref()).as_deref() != Some(cur.as_str()) {
-                return Err("it does not retire the key in force".into());
-            }
-            let new = rotated_key(e.detail.as_ref()).ok_or("it names no new key")?;
-            let proof = read(&format!("{}/{i}.tlog-proof", bundle::ROTATIONS))
-                .map_err(|e| e.to_string())
-                .and_then(|b| TlogProof::parse(&b).map_err(|e| e.to_string()))?;
-            let cp = note::open_checkpoint(&proof.checkpoint, &cur, &origin)
-                .map_err(|e| format!("its checkpoint is not signed by the key it retires: {e}"))?;
-            if proof.index != i || cp.size != i + 1 {
-                return Err(format!(
-                    "its proof is of entry {} in a checkpoint of size {}, not of entry {i} in one of size {}",
-                    proof.index,
-                    cp.size,
-                    i + 1
-                ));
-            }
-            merkle::verify_inclusion(i, cp.size, &leaf_hash(&bytes), &proof.hashes, &cp.root)
-                .map_err(|e| format!("it is not in its checkpoint: {e}"))?;
-            Ok(new)
-        })();
-        match checked {
-            Ok(new) => chain.push((i + 2, new)),
-            Err(why) => report
-                .problems
-                .push(format!("key rotation at entry {i}: {why}")),
-        }
-    }
+    let chain = bundle_key_chain(dir, key, &origin, &mut report)?;
     report.key_rotations = chain.len() - 1;
 
-    let checkpoint = read(bundle::CHECKPOINT)?;
+    let checkpoint = read_in(dir, bundle::CHECKPOINT)?;
     let cp = match open_with_chain(&checkpoint, &chain, &origin) {
         Ok(cp) => cp,
         Err(e) => {
@@ -613,89 +661,171 @@ pub fn verify_bundle(dir: &Path, trusted_key: Option<&str>) -> Result<Report, Le
     report.checkpoints = 1;
     let indexes = bundle_items(&dir.join(bundle::ENTRIES))?;
     let mut last: Option<(u64, Entry)> = None;
+    let signed = Signed {
+        chain: &chain,
+        origin: &origin,
+    };
     for &i in &indexes {
-        let bytes = read(&format!("{}/{i}.json", bundle::ENTRIES))?;
-        let e = match Entry::parse(&bytes) {
-            Ok(e) => e,
-            Err(err) => {
-                report
-                    .problems
-                    .push(format!("entry {i}: {}", crate::error_chain(&err)));
-                continue;
-            }
-        };
-        report.entries += 1;
-        if e.case != case {
-            report.problems.push(format!(
-                "entry {i} is of case {:?}, not of the bundle's case",
-                e.case.as_ref().map(CaseId::as_str)
-            ));
-        }
-        let expected = last.as_ref().map(|(l, _)| *l);
-        if e.prev != expected {
-            report.problems.push(match expected {
-                None => format!(
-                    "entry {i}: prev is {:?}, but it is the bundle's first entry of the case: the case's earlier entries are missing",
-                    e.prev
-                ),
-                Some(l) => format!(
-                    "entry {i}: prev is {:?}, but the bundle's previous entry of the case is {l}: an entry is missing",
-                    e.prev
-                ),
-            });
-        }
-        last = Some((i, e));
-        let proof = match read(&format!("{}/{i}.tlog-proof", bundle::PROOFS))
-            .map(|b| TlogProof::parse(&b))
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                report.problems.push(format!("proof of entry {i}: {e}"));
-                continue;
-            }
-            Err(e) => {
-                report.problems.push(format!("proof of entry {i}: {e}"));
-                continue;
-            }
-        };
-        if proof.index != i {
-            report
+        check_bundle_entry(dir, i, case.as_ref(), &mut last, &signed, &mut report)?;
+    }
+    check_export_record(last.as_ref(), indexes.len(), &mut report);
+    Ok(report)
+}
+
+/// The bytes of the bundle's file `name`.
+fn read_in(dir: &Path, name: &str) -> Result<Vec<u8>, LedgerError> {
+    std::fs::read(dir.join(name)).map_err(crate::io("cannot read", &dir.join(name)))
+}
+
+/// The key chain of a bundle, from `key`: each rotation covered by a
+/// checkpoint of its own size + 1 signed by the key it retires.
+fn bundle_key_chain(
+    dir: &Path,
+    key: String,
+    origin: &str,
+    report: &mut Report,
+) -> Result<KeyChain, LedgerError> {
+    let mut chain: KeyChain = vec![(0, key)];
+    for i in bundle_items(&dir.join(bundle::ROTATIONS))? {
+        let cur = chain.last().map(|(_, k)| k.clone()).unwrap_or_default();
+        let bytes = read_in(dir, &format!("{}/{i}.json", bundle::ROTATIONS))?;
+        match rotated_to(dir, i, &bytes, &cur, origin) {
+            Ok(new) => chain.push((i + 2, new)),
+            Err(why) => report
                 .problems
-                .push(format!("proof of entry {i} is for index {}", proof.index));
-        }
-        let pcp = match open_with_chain(&proof.checkpoint, &chain, &origin) {
-            Ok(c) => c,
-            Err(e) => {
-                report
-                    .problems
-                    .push(format!("proof of entry {i}: its checkpoint: {e}"));
-                continue;
-            }
-        };
-        if let Err(e) =
-            merkle::verify_inclusion(i, pcp.size, &leaf_hash(&bytes), &proof.hashes, &pcp.root)
-        {
-            report
-                .problems
-                .push(format!("entry {i} is not in the signed log: {e}"));
+                .push(format!("key rotation at entry {i}: {why}")),
         }
     }
-    // The bundle ends with the signed record of its export, which counts the entries before it.
+    Ok(chain)
+}
+
+/// The key the rotation at entry `i` (its line `bytes`) puts in force after
+/// `cur`, or why it does not.
+fn rotated_to(dir: &Path, i: u64, bytes: &[u8], cur: &str, origin: &str) -> Result<String, String> {
+    let e = Entry::parse(bytes).map_err(|e| crate::error_chain(&e))?;
+    if e.action != Action::KeyRotated {
+        return Err("it is not a key rotation".into());
+    }
+    if retired_key(e.detail.as_ref()).as_deref() != Some(cur) {
+        return Err("it does not retire the key in force".into());
+    }
+    let new = rotated_key(e.detail.as_ref()).ok_or("it names no new key")?;
+    let proof = read_in(dir, &format!("{}/{i}.tlog-proof", bundle::ROTATIONS))
+        .map_err(|e| e.to_string())
+        .and_then(|b| TlogProof::parse(&b).map_err(|e| e.to_string()))?;
+    let cp = note::open_checkpoint(&proof.checkpoint, cur, origin)
+        .map_err(|e| format!("its checkpoint is not signed by the key it retires: {e}"))?;
+    if proof.index != i || cp.size != i + 1 {
+        return Err(format!(
+            "its proof is of entry {} in a checkpoint of size {}, not of entry {i} in one of size {}",
+            proof.index,
+            cp.size,
+            i + 1
+        ));
+    }
+    merkle::verify_inclusion(i, cp.size, &leaf_hash(bytes), &proof.hashes, &cp.root)
+        .map_err(|e| format!("it is not in its checkpoint: {e}"))?;
+    Ok(new)
+}
+
+/// The keys a bundle's checkpoints are opened with.
+struct Signed<'a> {
+    chain: &'a [(u64, String)],
+    origin: &'a str,
+}
+
+/// Checks entry `i` of a bundle: of the bundle's case, linked to `last`
+/// (the bundle's previous entry, which it becomes), and proved in the
+/// signed log.
+fn check_bundle_entry(
+    dir: &Path,
+    i: u64,
+    case: Option<&CaseId>,
+    last: &mut Option<(u64, Entry)>,
+    signed: &Signed<'_>,
+    report: &mut Report,
+) -> Result<(), LedgerError> {
+    let bytes = read_in(dir, &format!("{}/{i}.json", bundle::ENTRIES))?;
+    let e = match Entry::parse(&bytes) {
+        Ok(e) => e,
+        Err(err) => {
+            report
+                .problems
+                .push(format!("entry {i}: {}", crate::error_chain(&err)));
+            return Ok(());
+        }
+    };
+    report.entries += 1;
+    if e.case.as_ref() != case {
+        report.problems.push(format!(
+            "entry {i} is of case {:?}, not of the bundle's case",
+            e.case.as_ref().map(CaseId::as_str)
+        ));
+    }
+    let expected = last.as_ref().map(|(l, _)| *l);
+    if e.prev != expected {
+        report.problems.push(match expected {
+            None => format!(
+                "entry {i}: prev is {:?}, but it is the bundle's first entry of the case: the case's earlier entries are missing",
+                e.prev
+            ),
+            Some(l) => format!(
+                "entry {i}: prev is {:?}, but the bundle's previous entry of the case is {l}: an entry is missing",
+                e.prev
+            ),
+        });
+    }
+    *last = Some((i, e));
+    if let Err(why) = check_bundle_proof(dir, i, &bytes, signed, report) {
+        report.problems.push(why);
+    }
+    Ok(())
+}
+
+/// Checks the inclusion proof of entry `i` (its line `bytes`); Err with the
+/// problem that stopped the check.
+fn check_bundle_proof(
+    dir: &Path,
+    i: u64,
+    bytes: &[u8],
+    signed: &Signed<'_>,
+    report: &mut Report,
+) -> Result<(), String> {
+    let proof = match read_in(dir, &format!("{}/{i}.tlog-proof", bundle::PROOFS))
+        .map(|b| TlogProof::parse(&b))
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(format!("proof of entry {i}: {e}")),
+        Err(e) => return Err(format!("proof of entry {i}: {e}")),
+    };
+    if proof.index != i {
+        report
+            .problems
+            .push(format!("proof of entry {i} is for index {}", proof.index));
+    }
+    let pcp = open_with_chain(&proof.checkpoint, signed.chain, signed.origin)
+        .map_err(|e| format!("proof of entry {i}: its checkpoint: {e}"))?;
+    merkle::verify_inclusion(i, pcp.size, &leaf_hash(bytes), &proof.hashes, &pcp.root)
+        .map_err(|e| format!("entry {i} is not in the signed log: {e}"))
+}
+
+/// The bundle ends with the signed record of its export, which counts the
+/// entries before it: checks that `last` is that record and that it counts
+/// the other `entries - 1`.
+fn check_export_record(last: Option<&(u64, Entry)>, entries: usize, report: &mut Report) {
     let counted = last
-        .as_ref()
         .filter(|(_, e)| e.action == Action::Exported)
         .and_then(|(_, e)| e.detail.as_ref()?.get("entries")?.as_u64());
     match counted {
-        Some(n) if n + 1 == indexes.len() as u64 => {}
+        Some(n) if n + 1 == entries as u64 => {}
         Some(n) => report.problems.push(format!(
             "the export record counts {n} entries of the case before it, but the bundle holds {}",
-            indexes.len().saturating_sub(1)
+            entries.saturating_sub(1)
         )),
         None => report.problems.push(
             "the bundle does not end with the signed record of its export: entries may have been cut from its end".into(),
         ),
     }
-    Ok(report)
 }
 
 #[cfg(test)]
