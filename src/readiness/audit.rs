@@ -68,7 +68,7 @@ pub enum AuditError {
     #[error("nothing to audit: AWS left out and no Azure container given")]
     Nothing,
     #[error("cannot start the AWS audit")]
-    Aws(#[source] super::aws::AuditError),
+    Aws(#[source] super::aws::AwsContextError),
     #[error("the Azure container {url}: {message}")]
     Azure { url: String, message: String },
     #[error(transparent)]
@@ -120,7 +120,7 @@ pub async fn run(
             .await
             .map_err(AuditError::Aws)?;
         tracing::info!(account = %ctx.account, regions = ?ctx.regions, "readiness audit (AWS)");
-        findings.extend(super::aws::evaluate(&ctx, &catalogue, &opts.checks).await);
+        findings.extend(super::engine::evaluate_aws(&ctx, &catalogue, &opts.checks).await);
         scope.providers.push(Provider::Aws.as_str().to_owned());
         scope.accounts.push(ctx.account.clone());
         scope.regions.clone_from(&ctx.regions);
@@ -141,7 +141,8 @@ pub async fn run(
             container = store.container(),
             "readiness audit (Azure)"
         );
-        findings.extend(super::azure::evaluate(Some(&store), &catalogue, &opts.checks).await);
+        findings
+            .extend(super::engine::evaluate_azure(Some(&store), &catalogue, &opts.checks).await);
         scope.providers.push(Provider::Azure.as_str().to_owned());
         scope.accounts.push(store.account().to_owned());
         identity.push(format!("azure:{}", store.account()));

@@ -1,7 +1,9 @@
 //! Readiness audits: can this account be investigated right now?
 //!
 //! - [`audit`]: one run: evaluate, score, store, compare.
-//! - [`aws`]: the evaluation of each AWS check.
+//! - [`engine`]: the one table from each declared check id to its
+//!   evaluation, and the evaluation of a provider's checks.
+//! - [`aws`]: the evaluation of each AWS check, one file per service.
 //! - [`azure`]: the Azure checks the Blob service answers, on the evidence container.
 //! - [`catalogue`]: the checks declared in `readiness_checks/`, built in.
 //! - [`history`]: every run and its findings, in an embedded SQLite database.
@@ -17,6 +19,7 @@ pub mod audit;
 pub mod aws;
 pub mod azure;
 pub mod catalogue;
+pub mod engine;
 pub mod history;
 pub mod report;
 pub mod score;
