@@ -220,8 +220,9 @@ pub fn is_closed_pipe(e: &std::io::Error) -> bool {
 
 /// The region of the AWS clients: the one `--region` given. Commands that
 /// read several regions take them all; the log bucket commands read
-/// `--region` as the regions in the bucket, so their client keeps the
-/// chain's region (the bucket's may be another).
+/// `--region` as the regions in the bucket and `readiness run` as the
+/// regions to audit, so their clients keep the chain's region (the bucket's
+/// or the account's home may be another).
 fn client_region(command: &Command, regions: &[String]) -> anyhow::Result<Option<String>> {
     use logs::LogsCommand;
     match command {

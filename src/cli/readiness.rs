@@ -111,7 +111,7 @@ async fn run_audit(env: &Env, args: RunArgs) -> anyhow::Result<Outcome> {
     let catalogue = Catalogue::builtin()?;
     let a = crate::readiness::audit::run(
         &opts,
-        env.aws_options.endpoint.as_deref(),
+        &env.aws_options,
         env.clock.as_ref(),
         &History::path_in(&env.config.home),
     )

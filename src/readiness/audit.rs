@@ -67,6 +67,8 @@ pub enum AuditError {
     UnknownCheck(String),
     #[error("nothing to audit: AWS left out and no Azure container given")]
     Nothing,
+    #[error(transparent)]
+    Credentials(#[from] crate::aws::CredentialsError),
     #[error("cannot start the AWS audit")]
     Aws(#[source] super::aws::AwsContextError),
     #[error("the Azure container {url}: {message}")]
@@ -89,9 +91,10 @@ pub struct Audited {
 }
 
 /// Runs the audit of `opts`, stores it in the history at `history`.
+/// `aws` carries the endpoint, region and profile of every AWS client.
 pub async fn run(
     opts: &AuditOptions,
-    endpoint: Option<&str>,
+    aws: &crate::aws::AwsOptions,
     clock: &dyn crate::clock::Clock,
     history: &Path,
 ) -> Result<Audited, AuditError> {
@@ -104,12 +107,12 @@ pub async fn run(
     let mut scope = Scope::default();
     let mut identity = Vec::new();
     if !opts.no_aws {
-        let conf = crate::aws::sdk_config(&crate::aws::AwsOptions {
-            endpoint: endpoint.map(str::to_owned),
+        let factory = crate::aws::Aws::new(&crate::aws::AwsOptions {
             max_attempts: opts.max_attempts.max(1),
-            ..Default::default()
+            ..aws.clone()
         })
-        .await;
+        .await?;
+        let conf = factory.sdk_config().clone();
         let aws_scope = AwsScope {
             regions: opts.regions.clone(),
             evidence_bucket: opts.evidence_bucket.clone(),
@@ -133,9 +136,13 @@ pub async fn run(
             message,
         };
         let parsed = url::Url::parse(url).map_err(|e| azure_err(format!("not a URL ({e})")))?;
-        let store = crate::store::azure_blob::AzureBlobStore::from_url(&parsed, endpoint, false)
-            .await
-            .map_err(|e| azure_err(crate::error_chain(&e)))?;
+        let store = crate::store::azure_blob::AzureBlobStore::from_url(
+            &parsed,
+            aws.endpoint.as_deref(),
+            false,
+        )
+        .await
+        .map_err(|e| azure_err(crate::error_chain(&e)))?;
         tracing::info!(
             account = store.account(),
             container = store.container(),

@@ -285,7 +285,7 @@ impl super::schedule::AuditRunner for AppAudits {
         let app = &self.0;
         crate::readiness::audit::run(
             opts,
-            app.aws_options.endpoint.as_deref(),
+            &app.aws_options,
             app.clock.as_ref(),
             &crate::readiness::history::History::path_in(&app.config.home),
         )
