@@ -258,161 +258,10 @@ impl ServeConfig {
         )
         .map_err(bad)?
         .map(|token| Auth::Bearer { token });
-        let mut sources = Vec::new();
-        for s in file.sources {
-            let name_ok = !s.name.is_empty()
-                && s.name.len() <= 64
-                && s.name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-                });
-            if !name_ok {
-                return Err(bad(format!(
-                    "source name {:?}: use 1 to 64 of a-z, 0-9, - and _",
-                    s.name
-                )));
-            }
-            if sources.iter().any(|x: &Source| x.name == s.name) {
-                return Err(bad(format!("source {} is given twice", s.name)));
-            }
-            let kind: AlertSource = s
-                .kind
-                .parse()
-                .map_err(|e| bad(format!("source {}: {e}", s.name)))?;
-            let secret = secret(
-                &format!("source {}", s.name),
-                "secret",
-                s.secret_env.as_deref(),
-                s.secret_file.as_deref(),
-                env,
-            )
-            .map_err(bad)?;
-            let auth = match (s.auth, secret) {
-                (AuthKind::None, None) => None,
-                (AuthKind::None, Some(_)) => {
-                    return Err(bad(format!(
-                        "source {}: a secret is given but auth is \"none\"",
-                        s.name
-                    )));
-                }
-                (_, None) => {
-                    return Err(bad(format!(
-                        "source {}: auth {:?} needs secret_env or secret_file",
-                        s.name, s.auth
-                    )));
-                }
-                (AuthKind::Hmac, Some(secret)) => Some(Auth::Hmac {
-                    secret: secret.into_bytes(),
-                }),
-                (AuthKind::Bearer, Some(token)) => Some(Auth::Bearer { token }),
-            };
-            sources.push(Source {
-                name: s.name,
-                kind,
-                auth,
-            });
-        }
-        if sources.is_empty() {
-            return Err(bad("no [[source]]: nothing could post alerts".into()));
-        }
-        // An open listener with no authentication would let anyone isolate instances.
-        if !file.server.bind.ip().is_loopback()
-            && let Some(s) = sources.iter().find(|s| s.auth.is_none())
-        {
-            return Err(bad(format!(
-                "bind {} is not a loopback address, and source {} has no authentication: \
-                 refusing to start",
-                file.server.bind, s.name
-            )));
-        }
-        let mut notify = BTreeMap::new();
-        for r in &file.rules {
-            if let Some(src) = &r.source
-                && !sources.iter().any(|s| &s.name == src)
-            {
-                return Err(bad(format!("rule {}: no source named {src}", r.name)));
-            }
-            match (&r.notify, &r.notify_secret_env) {
-                (None, None) => {}
-                (None, Some(_)) => {
-                    return Err(bad(format!(
-                        "rule {}: notify_secret_env without notify",
-                        r.name
-                    )));
-                }
-                (Some(url), var) => {
-                    let secret = match var {
-                        None => None,
-                        Some(var) => Some(
-                            env(var)
-                                .filter(|v| !v.is_empty())
-                                .ok_or_else(|| {
-                                    bad(format!(
-                                        "rule {}: the environment variable {var} is not set",
-                                        r.name
-                                    ))
-                                })?
-                                .into_bytes(),
-                        ),
-                    };
-                    let target = NotifyTarget::new(url, secret)
-                        .map_err(|e| bad(format!("rule {}: notify: {e}", r.name)))?;
-                    notify.insert(r.name.clone(), target);
-                }
-            }
-        }
-        let mut audits = Vec::new();
-        for a in file.audits {
-            if audits
-                .iter()
-                .any(|x: &super::schedule::Scheduled| x.spec.name == a.name)
-            {
-                return Err(bad(format!("audit {} is given twice", a.name)));
-            }
-            let secret = match &a.notify_secret_env {
-                None => None,
-                Some(var) => Some(
-                    env(var)
-                        .filter(|v| !v.is_empty())
-                        .ok_or_else(|| {
-                            bad(format!(
-                                "audit {}: the environment variable {var} is not set",
-                                a.name
-                            ))
-                        })?
-                        .into_bytes(),
-                ),
-            };
-            let name = a.name.clone();
-            audits.push(
-                super::schedule::Scheduled::new(a, secret)
-                    .map_err(|e| bad(format!("audit {name}: {e}")))?,
-            );
-        }
-        if file.server.concurrency == 0 {
-            return Err(bad("server.concurrency must be at least 1".into()));
-        }
-        for (key, v) in [
-            ("header_timeout_secs", file.server.header_timeout_secs),
-            ("body_timeout_secs", file.server.body_timeout_secs),
-            ("max_connections", file.server.max_connections as u64),
-            (
-                "max_connections_per_ip",
-                file.server.max_connections_per_ip as u64,
-            ),
-        ] {
-            if v == 0 {
-                return Err(bad(format!("server.{key} must be at least 1")));
-            }
-        }
-        let retain = file.server.retain_finished_hours;
-        if retain != 0 && retain < file.server.case_window_hours {
-            // A compacted job's entities no longer join new alerts to its case.
-            return Err(bad(format!(
-                "server.retain_finished_hours ({retain}) must be 0 or at least \
-                 case_window_hours ({})",
-                file.server.case_window_hours
-            )));
-        }
+        let sources = sources(file.sources, env).map_err(bad)?;
+        check_server(&file.server, &sources).map_err(bad)?;
+        let notify = notify_targets(&file.rules, &sources, env).map_err(bad)?;
+        let audits = audits(file.audits, env).map_err(bad)?;
         Ok(Self {
             server: file.server,
             sources,
@@ -426,6 +275,175 @@ impl ServeConfig {
     pub fn source(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
     }
+}
+
+/// The sources, each with its name checked and its secret read.
+fn sources(
+    files: Vec<SourceFile>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Source>, String> {
+    let mut sources: Vec<Source> = Vec::new();
+    for s in files {
+        let name_ok = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!(
+                "source name {:?}: use 1 to 64 of a-z, 0-9, - and _",
+                s.name
+            ));
+        }
+        if sources.iter().any(|x| x.name == s.name) {
+            return Err(format!("source {} is given twice", s.name));
+        }
+        let kind: AlertSource = s
+            .kind
+            .parse()
+            .map_err(|e| format!("source {}: {e}", s.name))?;
+        let secret = secret(
+            &format!("source {}", s.name),
+            "secret",
+            s.secret_env.as_deref(),
+            s.secret_file.as_deref(),
+            env,
+        )?;
+        let auth = match (s.auth, secret) {
+            (AuthKind::None, None) => None,
+            (AuthKind::None, Some(_)) => {
+                return Err(format!(
+                    "source {}: a secret is given but auth is \"none\"",
+                    s.name
+                ));
+            }
+            (_, None) => {
+                return Err(format!(
+                    "source {}: auth {:?} needs secret_env or secret_file",
+                    s.name, s.auth
+                ));
+            }
+            (AuthKind::Hmac, Some(secret)) => Some(Auth::Hmac {
+                secret: secret.into_bytes(),
+            }),
+            (AuthKind::Bearer, Some(token)) => Some(Auth::Bearer { token }),
+        };
+        sources.push(Source {
+            name: s.name,
+            kind,
+            auth,
+        });
+    }
+    if sources.is_empty() {
+        return Err("no [[source]]: nothing could post alerts".into());
+    }
+    Ok(sources)
+}
+
+/// The listener's settings that make no sense, or are unsafe.
+fn check_server(server: &ServerConf, sources: &[Source]) -> Result<(), String> {
+    // An open listener with no authentication would let anyone isolate instances.
+    if !server.bind.ip().is_loopback()
+        && let Some(s) = sources.iter().find(|s| s.auth.is_none())
+    {
+        return Err(format!(
+            "bind {} is not a loopback address, and source {} has no authentication: \
+             refusing to start",
+            server.bind, s.name
+        ));
+    }
+    if server.concurrency == 0 {
+        return Err("server.concurrency must be at least 1".into());
+    }
+    for (key, v) in [
+        ("header_timeout_secs", server.header_timeout_secs),
+        ("body_timeout_secs", server.body_timeout_secs),
+        ("max_connections", server.max_connections as u64),
+        (
+            "max_connections_per_ip",
+            server.max_connections_per_ip as u64,
+        ),
+    ] {
+        if v == 0 {
+            return Err(format!("server.{key} must be at least 1"));
+        }
+    }
+    let retain = server.retain_finished_hours;
+    if retain != 0 && retain < server.case_window_hours {
+        // A compacted job's entities no longer join new alerts to its case.
+        return Err(format!(
+            "server.retain_finished_hours ({retain}) must be 0 or at least \
+             case_window_hours ({})",
+            server.case_window_hours
+        ));
+    }
+    Ok(())
+}
+
+/// The secret named by `var` (a `*_secret_env`), which must be set.
+fn env_secret(
+    what: &str,
+    var: Option<&String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(var) = var else { return Ok(None) };
+    env(var)
+        .filter(|v| !v.is_empty())
+        .map(|v| Some(v.into_bytes()))
+        .ok_or_else(|| format!("{what}: the environment variable {var} is not set"))
+}
+
+/// Each rule's notification target, by rule name; every rule's source must exist.
+fn notify_targets(
+    rules: &[Rule],
+    sources: &[Source],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, NotifyTarget>, String> {
+    let mut notify = BTreeMap::new();
+    for r in rules {
+        if let Some(src) = &r.source
+            && !sources.iter().any(|s| &s.name == src)
+        {
+            return Err(format!("rule {}: no source named {src}", r.name));
+        }
+        match (&r.notify, &r.notify_secret_env) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(format!("rule {}: notify_secret_env without notify", r.name));
+            }
+            (Some(url), var) => {
+                let secret = env_secret(&format!("rule {}", r.name), var.as_ref(), env)?;
+                let target = NotifyTarget::new(url, secret)
+                    .map_err(|e| format!("rule {}: notify: {e}", r.name))?;
+                notify.insert(r.name.clone(), target);
+            }
+        }
+    }
+    Ok(notify)
+}
+
+/// The scheduled audits, each name once.
+fn audits(
+    specs: Vec<super::schedule::AuditSpec>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<super::schedule::Scheduled>, String> {
+    let mut audits: Vec<super::schedule::Scheduled> = Vec::new();
+    for a in specs {
+        if audits.iter().any(|x| x.spec.name == a.name) {
+            return Err(format!("audit {} is given twice", a.name));
+        }
+        let secret = env_secret(
+            &format!("audit {}", a.name),
+            a.notify_secret_env.as_ref(),
+            env,
+        )?;
+        let name = a.name.clone();
+        audits.push(
+            super::schedule::Scheduled::new(a, secret)
+                .map_err(|e| format!("audit {name}: {}", crate::error_chain(&e)))?,
+        );
+    }
+    Ok(audits)
 }
 
 /// A secret from `{what}_env` (an environment variable) or `{what}_file`;

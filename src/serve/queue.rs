@@ -62,6 +62,9 @@ pub enum QueueError {
     Write(String),
     #[error("no job {0}")]
     NoJob(String),
+    /// The writer stopped after a failure it could not undo (the reason).
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// Where a job is.
@@ -310,9 +313,9 @@ impl Queue {
 
     /// `Err` with the reason once the queue can take nothing more (its
     /// writer stopped after a failure it could not undo).
-    pub fn health(&self) -> Result<(), String> {
+    pub fn health(&self) -> Result<(), QueueError> {
         match lock(&self.down).as_ref() {
-            Some(why) => Err(why.clone()),
+            Some(why) => Err(QueueError::Stopped(why.clone())),
             None => Ok(()),
         }
     }

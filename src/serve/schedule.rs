@@ -49,6 +49,16 @@ pub struct AuditSpec {
     pub scope: AuditOptions,
 }
 
+/// Why an audit cannot be scheduled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    #[error("schedule {schedule:?}: {message}")]
+    Cron { schedule: String, message: String },
+    #[error("notify")]
+    Notify(#[source] super::notify::NotifyError),
+}
+
 /// An audit ready to schedule.
 #[derive(Debug, Clone)]
 pub struct Scheduled {
@@ -59,13 +69,16 @@ pub struct Scheduled {
 
 impl Scheduled {
     /// Checks the schedule and the notification target.
-    pub fn new(spec: AuditSpec, secret: Option<Vec<u8>>) -> Result<Self, String> {
-        let cron: croner::Cron = spec
-            .schedule
-            .parse()
-            .map_err(|e| format!("schedule {:?}: {e}", spec.schedule))?;
+    pub fn new(spec: AuditSpec, secret: Option<Vec<u8>>) -> Result<Self, ScheduleError> {
+        let cron: croner::Cron =
+            spec.schedule
+                .parse()
+                .map_err(|e: croner::errors::CronError| ScheduleError::Cron {
+                    schedule: spec.schedule.clone(),
+                    message: e.to_string(),
+                })?;
         let notify = match &spec.notify {
-            Some(url) => Some(NotifyTarget::new(url, secret).map_err(|e| format!("notify: {e}"))?),
+            Some(url) => Some(NotifyTarget::new(url, secret).map_err(ScheduleError::Notify)?),
             None => None,
         };
         Ok(Self { spec, cron, notify })
@@ -364,7 +377,7 @@ mod tests {
         let spec: AuditSpec =
             toml::from_str("name = \"x\"\nschedule = \"61 * * * *\"").expect("spec");
         let e = Scheduled::new(spec, None).expect_err("minute 61");
-        assert!(e.contains("61 * * * *"), "{e}");
+        assert!(e.to_string().contains("61 * * * *"), "{e}");
         let typo = toml::from_str::<AuditSpec>(
             "name = \"x\"\nschedule = \"0 3 * * *\"\n[scope]\nregion = [\"a\"]",
         );
