@@ -10,7 +10,7 @@ use crate::ids::CaseId;
 use crate::sanitize::{CsvCells, term};
 use crate::timeline::findings::{self, Finding};
 use crate::timeline::query::{self, Field, Query};
-use crate::timeline::store::{Bucket, Facet, Row, Seen, TimelineError};
+use crate::timeline::store::{Bucket, Facet, Row, Seen, Timeline, TimelineError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -107,21 +107,7 @@ struct Results {
 pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome> {
     let tl = super::logs::existing_timeline(env, &a.case)?;
     if a.searches {
-        let list = tl.saved_searches()?;
-        env.print(&list, || {
-            list.iter()
-                .map(|s| {
-                    format!(
-                        "{}\t{}\tfacets: {}\t(saved {})\n",
-                        term(&s.name),
-                        term(&s.query),
-                        term(&s.facets.join(",")),
-                        term(&s.saved)
-                    )
-                })
-                .collect()
-        })?;
-        return Ok(Outcome::Ok);
+        return list_searches(env, &tl);
     }
     let mut text = a.query.join(" ");
     let mut facet_names = a.facets.clone();
@@ -133,21 +119,7 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         }
     }
     let q = Query::parse(&text)?;
-    let fields = facet_names
-        .iter()
-        .map(|f| {
-            Field::from_name(f).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--facets: unknown field `{f}`; fields are {}",
-                    query::FIELDS
-                        .iter()
-                        .map(|(f, _)| f.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let fields = facet_fields(&facet_names)?;
     if let Some(name) = &a.save {
         anyhow::ensure!(
             !name.is_empty()
@@ -165,53 +137,8 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         eprintln!("saved search `{name}`: {}", q.text);
     }
     match a.format {
-        Output::Csv => {
-            let cells = if a.raw_csv {
-                CsvCells::Raw
-            } else {
-                CsvCells::Neutralised
-            };
-            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-            w.write_record(CSV_HEADER)?;
-            // A write error is kept and reported as one, not as a database error.
-            let mut werr = None;
-            tl.each(&q, |r| {
-                if werr.is_none()
-                    && let Err(e) = w.write_record(csv_record(&r, cells))
-                {
-                    werr = Some(e);
-                }
-                Ok(())
-            })?;
-            // A reader that went away (`| head`) ends the export quietly.
-            let flushed = match werr {
-                Some(e) => Err(e),
-                None => w.flush().map_err(csv::Error::from),
-            };
-            return match flushed {
-                Err(e) if !matches!(e.kind(), csv::ErrorKind::Io(io) if super::is_closed_pipe(io)) => {
-                    Err(e).context("cannot write the export")
-                }
-                _ => Ok(Outcome::Ok),
-            };
-        }
-        Output::Timesketch => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let mut werr = None;
-            tl.each(&q, |r| {
-                if werr.is_none()
-                    && let Err(e) = writeln!(out, "{}", timesketch(&r))
-                {
-                    werr = Some(e);
-                }
-                Ok(())
-            })?;
-            // A reader that went away (`| head`) ends the export quietly.
-            return match werr.map_or_else(|| out.flush(), Err) {
-                Err(e) if !super::is_closed_pipe(&e) => Err(e).context("cannot write the export"),
-                _ => Ok(Outcome::Ok),
-            };
-        }
+        Output::Csv => return export_csv(&tl, &q, a.raw_csv),
+        Output::Timesketch => return export_timesketch(&tl, &q),
         Output::Table | Output::Json => {}
     }
     // Each facet is a scan of its own: they run side by side, one
@@ -257,6 +184,95 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         super::write_stdout(human(&res).as_bytes())?;
     }
     Ok(Outcome::Ok)
+}
+
+/// The saved searches of the case's timeline.
+fn list_searches(env: &Env, tl: &Timeline) -> anyhow::Result<Outcome> {
+    let list = tl.saved_searches()?;
+    env.print(&list, || {
+        list.iter()
+            .map(|s| {
+                format!(
+                    "{}\t{}\tfacets: {}\t(saved {})\n",
+                    term(&s.name),
+                    term(&s.query),
+                    term(&s.facets.join(",")),
+                    term(&s.saved)
+                )
+            })
+            .collect()
+    })?;
+    Ok(Outcome::Ok)
+}
+
+/// The fields `--facets` names, each one known.
+fn facet_fields(names: &[String]) -> anyhow::Result<Vec<Field>> {
+    names
+        .iter()
+        .map(|f| {
+            Field::from_name(f).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--facets: unknown field `{f}`; fields are {}",
+                    query::FIELDS
+                        .iter()
+                        .map(|(f, _)| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Every matching event as CSV on stdout.
+fn export_csv(tl: &Timeline, q: &Query, raw_csv: bool) -> anyhow::Result<Outcome> {
+    let cells = if raw_csv {
+        CsvCells::Raw
+    } else {
+        CsvCells::Neutralised
+    };
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record(CSV_HEADER)?;
+    // A write error is kept and reported as one, not as a database error.
+    let mut werr = None;
+    tl.each(q, |r| {
+        if werr.is_none()
+            && let Err(e) = w.write_record(csv_record(&r, cells))
+        {
+            werr = Some(e);
+        }
+        Ok(())
+    })?;
+    // A reader that went away (`| head`) ends the export quietly.
+    let flushed = match werr {
+        Some(e) => Err(e),
+        None => w.flush().map_err(csv::Error::from),
+    };
+    match flushed {
+        Err(e) if !matches!(e.kind(), csv::ErrorKind::Io(io) if super::is_closed_pipe(io)) => {
+            Err(e).context("cannot write the export")
+        }
+        _ => Ok(Outcome::Ok),
+    }
+}
+
+/// Every matching event as Timesketch JSON lines on stdout.
+fn export_timesketch(tl: &Timeline, q: &Query) -> anyhow::Result<Outcome> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut werr = None;
+    tl.each(q, |r| {
+        if werr.is_none()
+            && let Err(e) = writeln!(out, "{}", timesketch(&r))
+        {
+            werr = Some(e);
+        }
+        Ok(())
+    })?;
+    // A reader that went away (`| head`) ends the export quietly.
+    match werr.map_or_else(|| out.flush(), Err) {
+        Err(e) if !super::is_closed_pipe(&e) => Err(e).context("cannot write the export"),
+        _ => Ok(Outcome::Ok),
+    }
 }
 
 const CSV_HEADER: &[&str] = &[
