@@ -211,6 +211,11 @@ struct Resumed {
 
 fn discard(spec: &journal::ResumeSpec, why: &str) {
     tracing::warn!(journal = %spec.path.display(), why, "not resuming an earlier upload");
+    remove_journal(spec);
+}
+
+/// Removes a journal whose upload completed, or was given up or discarded.
+fn remove_journal(spec: &journal::ResumeSpec) {
     if let Err(e) = journal::remove(&spec.path) {
         tracing::warn!(journal = %spec.path.display(), error = %e, "cannot remove an upload journal");
     }
@@ -447,7 +452,7 @@ impl<B: Backend> Run<'_, B> {
                 // Resuming cannot help: the upload and its journal go.
                 guard.upload_id = Some(upload_id);
                 if let Some((spec, _)) = &resume {
-                    discard(spec, "the upload was given up");
+                    remove_journal(spec);
                 }
                 return Err(e);
             }
@@ -462,10 +467,8 @@ impl<B: Backend> Run<'_, B> {
             .await
             .map_err(|e| self.interrupted(e, resume.as_ref()))?;
         guard.upload_id = None;
-        if let Some((spec, _)) = &resume
-            && let Err(e) = journal::remove(&spec.path)
-        {
-            tracing::warn!(journal = %spec.path.display(), error = %e, "cannot remove a finished upload's journal");
+        if let Some((spec, _)) = &resume {
+            remove_journal(spec);
         }
         Ok(stored)
     }

@@ -71,8 +71,9 @@ pub struct S3Options {
     pub size_hint: Option<u64>,
     /// Refuse to write unless the bucket is write-once.
     pub require_worm: bool,
-    /// Attempts per request, the first included (the SDK's standard retry:
-    /// throttling, 5xx and connection errors, exponential backoff with jitter).
+    /// Attempts per request, the first included: throttling, 5xx and
+    /// connection errors are retried with exponential backoff and jitter, by
+    /// the upload engine for parts and by the SDK's standard retry otherwise.
     pub max_attempts: u32,
 }
 
