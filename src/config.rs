@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::evidence::pipeline::{DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, PipelineOptions};
+// The store's own settings and its URL redaction, defined beside the code
+// that uses them; re-exported so the configuration reads as one place.
+pub use crate::store::azure_blob::AzureSettings;
+pub use crate::store::redact_url;
+pub use crate::store::s3::S3Settings;
 use crate::timeline::parse::InflateLimits;
 
 pub const CONFIG_FILE: &str = "custody.toml";
@@ -71,45 +76,6 @@ impl Default for DecompressSettings {
     }
 }
 
-/// `[azure]` in custody.toml: how evidence is written to Azure Blob.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AzureSettings {
-    /// Refuse to write unless the container's immutability (a time-based
-    /// retention policy or a legal hold) is verified.
-    pub require_worm: bool,
-}
-
-/// `[s3]` in custody.toml: how evidence is written to S3.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct S3Settings {
-    /// Retention mode on buckets with Object Lock: `compliance`, `governance` or `off`.
-    pub object_lock: String,
-    /// Days each object is retained under Object Lock.
-    pub retention_days: u32,
-    /// SSE-KMS key id or ARN for evidence objects.
-    pub kms_key: Option<String>,
-    /// Refuse to write unless the bucket is write-once (versioning and Object Lock).
-    pub require_worm: bool,
-    /// Attempts per S3 request, the first included: throttling and transient
-    /// errors are retried with exponential backoff and jitter; access errors never.
-    pub max_attempts: u32,
-}
-
-impl Default for S3Settings {
-    fn default() -> Self {
-        // COMPLIANCE for a year: no one, root included, can shorten it or delete the evidence meanwhile.
-        Self {
-            object_lock: "compliance".into(),
-            retention_days: 365,
-            kms_key: None,
-            require_worm: false,
-            max_attempts: 5,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct Config {
     /// Holds the config file, keys, the local ledger and, by default, the local evidence store.
@@ -134,22 +100,6 @@ impl fmt::Debug for Config {
             .field("operator", &self.operator)
             .field("inflate", &self.inflate)
             .finish()
-    }
-}
-
-/// A URL safe to log: no user info, no query (SAS tokens and presigned
-/// signatures live there).
-pub fn redact_url(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(mut u) => {
-            let _ = u.set_password(None);
-            let _ = u.set_username("");
-            if u.query().is_some() {
-                u.set_query(Some("REDACTED"));
-            }
-            u.to_string()
-        }
-        Err(_) => s.split('?').next().unwrap_or_default().to_owned(),
     }
 }
 

@@ -24,7 +24,6 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use bytes::Bytes;
-use futures::Stream;
 use sha2::{Digest as _, Sha256};
 
 use crate::progress::Progress;
@@ -141,9 +140,8 @@ pub enum PipelineError {
     Thread(&'static str),
 }
 
-/// The stored bytes, in order, as the store consumes them. An `Err` item means
-/// the source failed: the store must discard what it received.
-pub type EvidenceStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+/// The stored bytes, as the store consumes them: the store's input type.
+pub use crate::store::EvidenceStream;
 
 /// The end of a running pipeline: after the store consumed the stream, `finish` gives the digests.
 #[derive(Debug)]

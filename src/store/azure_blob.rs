@@ -1,13 +1,14 @@
 //! The Azure Blob evidence store: block blobs in a container, under an
 //! optional prefix.
 //!
-//! A put streams the pipeline's output as staged blocks: blocks of
-//! [`BLOCK_SIZE`] are cut from the stream as it arrives (no temporary file),
-//! each carries its own Content-MD5 that the service checks, and at most
-//! [`BLOCKS_IN_FLIGHT`] blocks are uploading at once, so memory stays at about
-//! `BLOCK_SIZE × (BLOCKS_IN_FLIGHT + 1)`. Only when the stream ended without
-//! error is the block list committed, with `If-None-Match: *` so that an
-//! object that appeared meanwhile is never overwritten.
+//! A put goes through the shared upload engine ([`super::multipart`]): the
+//! pipeline's output is staged as blocks of [`BLOCK_SIZE`] cut from the
+//! stream as it arrives (no temporary file), each with its own Content-MD5
+//! that the service checks, at most [`BLOCKS_IN_FLIGHT`] uploading at once,
+//! so memory stays at about `BLOCK_SIZE × (BLOCKS_IN_FLIGHT + 1)`. Only when
+//! the stream ended without error is the block list committed, with
+//! `If-None-Match: *` so that an object that appeared meanwhile is never
+//! overwritten, and with the object's size and SHA-256 as metadata.
 //!
 //! A stream that fails, or a put that is dropped, commits nothing: the blob
 //! never appears. Azure has no call to discard staged blocks; uncommitted
@@ -16,35 +17,40 @@
 //! ([`PutMeta::resume`]) a rerun within that week stages only the blocks the
 //! journal and the service's uncommitted block list do not both confirm.
 //! Throttling, 5xx and dropped connections are retried with backoff
-//! ([`MAX_ATTEMPTS`] tries); 403 and 404 are not.
+//! ([`MAX_ATTEMPTS`] tries: blocks by the engine, other requests by the
+//! SDK); 403 and 404 are not.
+//!
+//! Every Azure client custody uses is built by [`AzureClients`], from a
+//! location URL, an endpoint override and the credentials in the environment.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
 use azure_core::http::StatusCode;
-use azure_storage_blob::BlobContainerClient;
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
     BlobContainerClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
     BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
     BlockBlobClientStageBlockOptions, BlockListType, BlockLookupList,
 };
-use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use azure_storage_blob::{
+    BlobContainerClient, BlobContainerClientOptions, BlobServiceClient, BlobServiceClientOptions,
+};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use md5::{Digest as _, Md5};
-use tokio::task::JoinSet;
 
 use super::Preflight;
-use super::azure_auth::{AzureAuth, SharedKeyCredential, container_client};
+use super::azure_auth::{AzureAuth, SharedKeyCredential, container_client, service_client};
 use super::azure_sas::SasToken;
 use super::{
     EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, PutMeta, StoreError, StoredObject,
-    journal,
+    journal, multipart, redact_url,
 };
 
 /// 4 MiB blocks: small enough to keep memory low, and each one is checked
@@ -57,10 +63,28 @@ pub const BLOCKS_IN_FLIGHT: usize = 4;
 pub const MAX_BLOCKS: u64 = 50_000;
 /// Environment variable holding the storage account key for [`AzureBlobStore::from_url`].
 pub const KEY_VAR: &str = "AZURE_STORAGE_KEY";
+/// The first retry's wait, doubling up to 10 s: for blocks (the engine) and
+/// every other request (the SDK) alike.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// What the upload journal's header says of the upload: Azure has no
+/// upload id, only blocks staged under a blob's name.
+const STAGED: &str = "staged-blocks";
+
+/// `[azure]` in custody.toml: how evidence is written to Azure Blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureSettings {
+    /// Refuse to write unless the container's immutability (a time-based
+    /// retention policy or a legal hold) is verified.
+    pub require_worm: bool,
+}
 
 #[derive(Clone)]
 pub struct AzureBlobStore {
     client: Arc<BlobContainerClient>,
+    /// The same container for staging blocks: without the SDK's retries
+    /// where the engine tries blocks again itself.
+    blocks: Arc<BlobContainerClient>,
     account: String,
     container: String,
     prefix: String,
@@ -108,6 +132,21 @@ fn block_id(n: u64) -> Vec<u8> {
     format!("custody-block-{n:012}").into_bytes()
 }
 
+/// The block of engine part `part` (parts count from 1, blocks from 0).
+fn part_block(part: i32) -> Vec<u8> {
+    block_id(u64::try_from(part.saturating_sub(1)).unwrap_or(0))
+}
+
+/// The engine part a staged block id names, if custody staged it.
+fn block_part(id: &[u8]) -> Option<i32> {
+    let n: u64 = std::str::from_utf8(id)
+        .ok()?
+        .strip_prefix("custody-block-")?
+        .parse()
+        .ok()?;
+    i32::try_from(n).ok()?.checked_add(1)
+}
+
 /// An SDK error's message, shortened (it may carry a response body).
 fn brief(e: &(dyn std::error::Error + 'static)) -> String {
     let full = redact_sig(&crate::error_chain(e));
@@ -137,12 +176,12 @@ fn redact_sig(s: &str) -> String {
 
 /// Where a location points: the blob service endpoint, account, container
 /// and key prefix.
-#[derive(Debug, PartialEq, Eq)]
-struct LocationParts {
-    endpoint: String,
-    account: String,
-    container: String,
-    prefix: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationParts {
+    pub endpoint: String,
+    pub account: String,
+    pub container: String,
+    pub prefix: String,
 }
 
 fn parse_location(url: &url::Url, endpoint: Option<&str>) -> Result<LocationParts, String> {
@@ -260,8 +299,6 @@ fn is_emulator(url: &url::Url) -> bool {
     }
 }
 
-type SharedJournal = Arc<std::sync::Mutex<journal::Writer>>;
-
 fn error_code(e: &azure_core::Error) -> Option<&str> {
     match e.kind() {
         ErrorKind::HttpResponse { error_code, .. } => error_code.as_deref(),
@@ -269,29 +306,51 @@ fn error_code(e: &azure_core::Error) -> Option<&str> {
     }
 }
 
-impl AzureBlobStore {
-    /// A store on `client`'s container; `account` and `container` only name
-    /// it in [`EvidenceStore::location`].
-    pub fn new(
-        client: BlobContainerClient,
-        account: impl Into<String>,
-        container: impl Into<String>,
-        prefix: impl Into<String>,
-    ) -> Self {
-        let prefix: String = prefix.into();
-        Self {
-            client: Arc::new(client),
-            account: account.into(),
-            container: container.into(),
-            prefix: prefix.trim_matches('/').to_owned(),
-            auth: "caller-supplied client",
-            require_worm: false,
-            checked: Arc::new(tokio::sync::OnceCell::new()),
-            service: None,
-        }
-    }
+/// Whether another try of a failed request may succeed: 408, 429, 5xx, or
+/// a dropped connection. 403 and 404 never.
+fn transient(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::Io | ErrorKind::Connection)
+        || matches!(
+            e.http_status(),
+            Some(
+                StatusCode::RequestTimeout
+                    | StatusCode::TooManyRequests
+                    | StatusCode::InternalServerError
+                    | StatusCode::BadGateway
+                    | StatusCode::ServiceUnavailable
+                    | StatusCode::GatewayTimeout
+            )
+        )
+}
 
-    /// A store for `az://account/container/prefix` or a blob endpoint URL
+/// The clients for one Azure Blob location: the one place custody builds
+/// them, for the store and for anything else that reads the container or
+/// its account (readiness audits).
+pub struct AzureClients {
+    /// Endpoint, account, container and key prefix.
+    pub location: LocationParts,
+    /// How every request is authorised.
+    pub auth: AzureAuth,
+    /// The container; the SDK retries its requests ([`MAX_ATTEMPTS`] tries).
+    pub container: BlobContainerClient,
+    /// The same container without the SDK's retries, for staging blocks,
+    /// which the upload engine tries again itself.
+    pub blocks: BlobContainerClient,
+    /// The account's blob service, for account-level settings.
+    pub service: BlobServiceClient,
+}
+
+impl fmt::Debug for AzureClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AzureClients")
+            .field("location", &self.location)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureClients {
+    /// The clients for `az://account/container/prefix` or a blob endpoint URL
     /// (`https://account.blob.core.windows.net/container/prefix`, or for a
     /// loopback emulator the path-style
     /// `http://127.0.0.1:PORT/account/container/prefix`), optionally with a
@@ -304,46 +363,102 @@ impl AzureBlobStore {
     /// Credentials, first found wins: a SAS token in the URL; the account key
     /// in `AZURE_STORAGE_KEY`; a SAS token in `AZURE_STORAGE_SAS_TOKEN`; else
     /// Entra ID: workload identity where `AZURE_FEDERATED_TOKEN_FILE` is set,
-    /// managed identity otherwise.
+    /// managed identity otherwise. No request is made.
+    pub fn from_url(url: &url::Url, endpoint: Option<&str>) -> Result<Self, StoreError> {
+        let invalid = |reason: String| StoreError::InvalidLocation {
+            url: redact_url(url.as_str()),
+            reason,
+        };
+        let location = parse_location(url, endpoint).map_err(invalid)?;
+        let auth = choose_auth(&location.account, url.query()).map_err(invalid)?;
+        let retrying = azure_core::http::RetryOptions::exponential(
+            azure_core::http::ExponentialRetryOptions {
+                initial_delay: azure_core::time::Duration::try_from(FIRST_BACKOFF)
+                    .unwrap_or_default(),
+                max_retries: MAX_ATTEMPTS - 1,
+                max_total_elapsed: azure_core::time::Duration::seconds(120),
+                max_delay: azure_core::time::Duration::try_from(multipart::MAX_BACKOFF)
+                    .unwrap_or_default(),
+            },
+        );
+        let container = |retry| {
+            let mut options = BlobContainerClientOptions::default();
+            options.client_options.retry = retry;
+            container_client(
+                &location.endpoint,
+                &location.container,
+                auth.clone(),
+                options,
+            )
+            .map_err(|e| invalid(e.to_string()))
+        };
+        let blocks = container(azure_core::http::RetryOptions::none())?;
+        let mut service_options = BlobServiceClientOptions::default();
+        service_options.client_options.retry = retrying.clone();
+        let service = service_client(&location.endpoint, auth.clone(), service_options)
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Self {
+            container: container(retrying)?,
+            blocks,
+            service,
+            location,
+            auth,
+        })
+    }
+}
+
+impl AzureBlobStore {
+    /// A store on `client`'s container; `account` and `container` only name
+    /// it in [`EvidenceStore::location`]. Blocks are staged through `client`
+    /// too, under its own retry options.
+    pub fn new(
+        client: BlobContainerClient,
+        account: impl Into<String>,
+        container: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        let prefix: String = prefix.into();
+        let client = Arc::new(client);
+        Self {
+            blocks: client.clone(),
+            client,
+            account: account.into(),
+            container: container.into(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            auth: "caller-supplied client",
+            require_worm: false,
+            checked: Arc::new(tokio::sync::OnceCell::new()),
+            service: None,
+        }
+    }
+
+    /// A store on the clients [`AzureClients::from_url`] built.
+    pub fn from_clients(clients: AzureClients, require_worm: bool) -> Self {
+        let LocationParts {
+            account,
+            container,
+            prefix,
+            ..
+        } = clients.location;
+        let mut store = Self::new(clients.container, account, container, prefix);
+        store.blocks = Arc::new(clients.blocks);
+        store.service = Some(Arc::new(clients.service));
+        store.auth = clients.auth.describe();
+        store.require_worm = require_worm;
+        store
+    }
+
+    /// A store for an Azure location: [`AzureClients::from_url`] says which
+    /// locations and credentials.
     pub async fn from_url(
         url: &url::Url,
         endpoint: Option<&str>,
         require_worm: bool,
     ) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidLocation {
-            url: crate::config::redact_url(url.as_str()),
-            reason,
-        };
-        let parts = parse_location(url, endpoint).map_err(invalid)?;
-        let auth = choose_auth(&parts.account, url.query()).map_err(invalid)?;
-        let mut options = azure_storage_blob::BlobContainerClientOptions::default();
-        options.client_options.retry = azure_core::http::RetryOptions::exponential(
-            azure_core::http::ExponentialRetryOptions {
-                initial_delay: azure_core::time::Duration::milliseconds(200),
-                max_retries: MAX_ATTEMPTS - 1,
-                max_total_elapsed: azure_core::time::Duration::seconds(120),
-                max_delay: azure_core::time::Duration::seconds(10),
-            },
-        );
-        let client = container_client(
-            &parts.endpoint,
-            &parts.container,
-            auth.clone(),
-            options.clone(),
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-        let service_options = azure_storage_blob::BlobServiceClientOptions {
-            client_options: options.client_options,
-            ..Default::default()
-        };
-        let service =
-            super::azure_auth::service_client(&parts.endpoint, auth.clone(), service_options)
-                .map_err(|e| invalid(e.to_string()))?;
-        let mut store = Self::new(client, parts.account, parts.container, parts.prefix);
-        store.service = Some(Arc::new(service));
-        store.auth = auth.describe();
-        store.require_worm = require_worm;
-        Ok(store)
+        Ok(Self::from_clients(
+            AzureClients::from_url(url, endpoint)?,
+            require_worm,
+        ))
     }
 
     pub fn account(&self) -> &str {
@@ -479,7 +594,7 @@ impl AzureBlobStore {
             uuid::Uuid::new_v4().simple()
         )));
         let data = Bytes::from_static(b"custody preflight write probe");
-        match Self::stage(self.client.clone(), probe, 0, data).await {
+        match Self::stage(&self.client, &probe, &block_id(0), data).await {
             // The staged block is never committed: no blob appears, and the
             // service discards uncommitted blocks on its own.
             Ok(()) => p.writable = true,
@@ -546,126 +661,19 @@ impl AzureBlobStore {
         Ok(())
     }
 
-    /// The caller's settings plus the block size: a block is reused only if
-    /// it is cut at the same place.
-    fn journal_settings(spec: &journal::ResumeSpec) -> String {
-        format!("{}; azure blocks {BLOCK_SIZE}", spec.settings)
-    }
-
-    fn journal_error(&self, full: &str, e: io::Error) -> StoreError {
-        journal::write_error(&self.location(), full, e)
-    }
-
-    /// The blocks of an interrupted upload of `full` that its journal lists
-    /// and the service still holds uncommitted with the same size, and the
-    /// journal to record new blocks in (a new one when nothing can be
-    /// resumed).
-    async fn resume_blocks(
-        &self,
-        spec: &journal::ResumeSpec,
-        full: &str,
-    ) -> Result<(BTreeMap<i32, journal::Part>, Option<SharedJournal>), StoreError> {
-        let settings = Self::journal_settings(spec);
-        let earlier = journal::read(&spec.path).ok().flatten().filter(|j| {
-            j.header.location == self.location()
-                && j.header.key == full
-                && j.header.settings == settings
-        });
-        if let Some(j) = earlier {
-            let listed = self
-                .client
-                .blob_client(full)
-                .block_blob_client()
-                .get_block_list(BlockListType::Uncommitted, None)
-                .await
-                .and_then(|r| r.into_model());
-            match listed {
-                Ok(list) => {
-                    let staged: HashMap<Vec<u8>, i64> = list
-                        .uncommitted_blocks
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|b| Some((b.name?, b.size?)))
-                        .collect();
-                    let confirmed: BTreeMap<i32, journal::Part> = j
-                        .parts
-                        .into_iter()
-                        .filter(|(n, p)| {
-                            u64::try_from(*n).ok().is_some_and(|n| {
-                                staged
-                                    .get(&block_id(n))
-                                    .and_then(|s| u64::try_from(*s).ok())
-                                    == Some(p.size)
-                            })
-                        })
-                        .collect();
-                    tracing::info!(key = %full, confirmed = confirmed.len(), "resuming an interrupted upload");
-                    let w = journal::Writer::append_to(&spec.path)
-                        .map_err(|e| self.journal_error(full, e))?;
-                    return Ok((confirmed, Some(Arc::new(std::sync::Mutex::new(w)))));
-                }
-                Err(e) => {
-                    tracing::warn!(key = %full, error = %brief(&e), "the staged blocks cannot be listed; starting over");
-                }
-            }
-        }
-        let header = journal::Header::new(
-            self.location(),
-            full.to_owned(),
-            "staged-blocks".to_owned(),
-            settings,
-        );
-        let w = journal::Writer::create(&spec.path, &header)
-            .map_err(|e| self.journal_error(full, e))?;
-        Ok((BTreeMap::new(), Some(Arc::new(std::sync::Mutex::new(w)))))
-    }
-
-    /// Stages block `n` unless `earlier` shows the service already holds
-    /// these same bytes, and journals it; returns whether it was sent.
-    async fn stage_journalled(
-        self,
-        full: String,
-        n: u64,
-        data: Bytes,
-        earlier: Option<journal::Part>,
-        journal: Option<SharedJournal>,
-    ) -> Result<bool, StoreError> {
-        let sum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&data));
-        let len = data.len() as u64;
-        if earlier.is_some_and(|p| p.sha256 == sum && p.size == len) {
-            return Ok(false);
-        }
-        Self::stage(self.client.clone(), full.clone(), n, data)
-            .await
-            .map_err(|e| self.remote("upload a block of", &full, &e))?;
-        if let Some(j) = journal {
-            let part = journal::Part {
-                part: i32::try_from(n).unwrap_or(i32::MAX),
-                size: len,
-                sha256: sum,
-                etag: String::new(),
-            };
-            j.lock()
-                .map_err(|_| self.journal_error(&full, io::Error::other("journal lock poisoned")))?
-                .record(&part)
-                .map_err(|e| self.journal_error(&full, e))?;
-        }
-        Ok(true)
-    }
-
     /// Stages one block with its Content-MD5.
     async fn stage(
-        client: Arc<BlobContainerClient>,
-        full: String,
-        n: u64,
+        client: &BlobContainerClient,
+        full: &str,
+        id: &[u8],
         data: Bytes,
     ) -> Result<(), azure_core::Error> {
         let md5 = Md5::digest(&data).to_vec();
         client
-            .blob_client(&full)
+            .blob_client(full)
             .block_blob_client()
             .stage_block(
-                &block_id(n),
+                id,
                 data.len() as u64,
                 data.into(),
                 Some(BlockBlobClientStageBlockOptions {
@@ -678,126 +686,125 @@ impl AzureBlobStore {
     }
 }
 
+/// Azure Blob's calls for the upload engine: parts are blocks.
 #[async_trait]
-impl EvidenceStore for AzureBlobStore {
+impl multipart::Backend for AzureBlobStore {
     fn location(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("az://{}/{}", self.account, self.container)
-        } else {
-            format!("az://{}/{}/{}", self.account, self.container, self.prefix)
+        EvidenceStore::location(self)
+    }
+
+    fn plan(&self) -> multipart::Plan {
+        multipart::Plan {
+            max_parts: MAX_BLOCKS,
+            parts_in_flight: BLOCKS_IN_FLIGHT,
+            max_attempts: MAX_ATTEMPTS,
+            first_backoff: FIRST_BACKOFF,
+            // Journals numbered their blocks from 0 before the engine
+            // numbered parts from 1: "from 1" keeps those from being misread.
+            cut: format!("azure blocks {BLOCK_SIZE} from 1"),
+            object_digest: true,
         }
     }
 
-    async fn put(&self, key: &ObjectKey, body: EvidenceStream) -> Result<StoredObject, StoreError> {
-        self.put_with(key, body, &PutMeta::default()).await
+    fn part_size(&self, _part: i32) -> usize {
+        BLOCK_SIZE
     }
 
-    async fn put_with(
+    async fn check(&self, key: &ObjectKey, full: &str) -> Result<(), StoreError> {
+        self.check_before_write().await?;
+        match self.client.blob_client(full).exists().await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(StoreError::AlreadyExists {
+                key: key.clone(),
+                location: EvidenceStore::location(self),
+            }),
+            Err(e) => Err(self.remote("check for", full, &e)),
+        }
+    }
+
+    async fn put_whole(
+        &self,
+        _key: &ObjectKey,
+        _full: &str,
+        _body: Bytes,
+        _meta: &PutMeta,
+    ) -> Option<Result<StoredObject, StoreError>> {
+        // A small object is one block and a block list: the metadata is
+        // written at the commit all the same.
+        None
+    }
+
+    async fn start(&self, _full: &str, _meta: &PutMeta) -> Result<String, StoreError> {
+        Ok(STAGED.to_owned())
+    }
+
+    async fn listed(
+        &self,
+        full: &str,
+        _upload_id: &str,
+    ) -> Result<BTreeMap<i32, multipart::Listed>, StoreError> {
+        let list = self
+            .client
+            .blob_client(full)
+            .block_blob_client()
+            .get_block_list(BlockListType::Uncommitted, None)
+            .await
+            .and_then(|r| r.into_model())
+            .map_err(|e| self.remote("list the staged blocks of", full, &e))?;
+        Ok(list
+            .uncommitted_blocks
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| {
+                let part = block_part(b.name.as_deref()?)?;
+                let size = u64::try_from(b.size?).ok()?;
+                let tag = String::new();
+                Some((part, multipart::Listed { size, tag }))
+            })
+            .collect())
+    }
+
+    async fn upload_part(
+        &self,
+        full: &str,
+        _upload_id: &str,
+        part: i32,
+        data: Bytes,
+        _sha256: &str,
+    ) -> Result<String, multipart::PartError> {
+        Self::stage(&self.blocks, full, &part_block(part), data)
+            .await
+            .map_err(|e| multipart::PartError {
+                transient: transient(&e),
+                error: self.remote("upload a block of", full, &e),
+            })?;
+        // A block has no tag: its id is derived from its number.
+        Ok(String::new())
+    }
+
+    async fn complete(
         &self,
         key: &ObjectKey,
-        mut body: EvidenceStream,
+        full: &str,
+        _upload_id: &str,
+        parts: &[journal::Part],
+        object: &multipart::Finished,
         meta: &PutMeta,
     ) -> Result<StoredObject, StoreError> {
-        self.check_before_write().await?;
-        let full = self.full_key(key);
-        let blob = self.client.blob_client(&full);
-        match blob.exists().await {
-            Ok(false) => {}
-            Ok(true) => {
-                return Err(StoreError::AlreadyExists {
-                    key: key.clone(),
-                    location: self.location(),
-                });
-            }
-            Err(e) => return Err(self.remote("check for", &full, &e)),
-        }
-
-        // On any early return below (source error, failed block), the staged
-        // blocks are left uncommitted: the blob never appears, and Azure
-        // garbage-collects uncommitted blocks on its own (after a week). With
-        // a journal, a rerun within that time stages only what is missing.
-        let (confirmed, journal) = match &meta.resume {
-            Some(spec) => self.resume_blocks(spec, &full).await?,
-            None => (BTreeMap::new(), None),
-        };
-        let mut reused = 0usize;
-        let mut inflight: JoinSet<Result<bool, StoreError>> = JoinSet::new();
-        let mut buf = BytesMut::with_capacity(BLOCK_SIZE);
-        let mut size = 0u64;
-        let mut blocks = 0u64;
-        let mut ended = false;
-        let mut stored_sha = sha2::Sha256::new();
-        while !ended {
-            match body.next().await {
-                Some(Ok(chunk)) => {
-                    stored_sha.update(&chunk);
-                    buf.extend_from_slice(&chunk);
-                }
-                Some(Err(source)) => {
-                    inflight.abort_all();
-                    return Err(StoreError::SourceFailed {
-                        key: key.clone(),
-                        source,
-                    });
-                }
-                None => ended = true,
-            }
-            while buf.len() >= BLOCK_SIZE || (ended && !buf.is_empty()) {
-                let cut = buf.len().min(BLOCK_SIZE);
-                let data = buf.split_to(cut).freeze();
-                if blocks >= MAX_BLOCKS {
-                    inflight.abort_all();
-                    return Err(self.remote(
-                        "upload",
-                        &full,
-                        &azure_core::Error::with_message(
-                            ErrorKind::Other,
-                            format!(
-                                "the object is larger than {MAX_BLOCKS} blocks of {BLOCK_SIZE} bytes, Azure's limit for a block blob"
-                            ),
-                        ),
-                    ));
-                }
-                while inflight.len() >= BLOCKS_IN_FLIGHT {
-                    if let Some(r) = inflight.join_next().await {
-                        reused += usize::from(!self.joined(r, &full)?);
-                    }
-                }
-                size += data.len() as u64;
-                let earlier = i32::try_from(blocks)
-                    .ok()
-                    .and_then(|n| confirmed.get(&n).cloned());
-                inflight.spawn(self.clone().stage_journalled(
-                    full.clone(),
-                    blocks,
-                    data,
-                    earlier,
-                    journal.clone(),
-                ));
-                blocks += 1;
-            }
-        }
-        while let Some(r) = inflight.join_next().await {
-            reused += usize::from(!self.joined(r, &full)?);
-        }
-        if reused > 0 {
-            tracing::info!(key = %full, reused, blocks, "resumed an interrupted upload");
-        }
-
         let list = BlockLookupList {
-            latest: Some((0..blocks).map(block_id).collect()),
+            latest: Some(parts.iter().map(|p| part_block(p.part)).collect()),
             ..Default::default()
         };
         let list = list
             .try_into()
-            .map_err(|e: azure_core::Error| self.remote("upload", &full, &e))?;
+            .map_err(|e: azure_core::Error| self.remote("upload", full, &e))?;
         // Metadata names must be C# identifiers: underscores, not hyphens.
         let mut metadata = HashMap::from([
             ("custody_key".to_owned(), key.to_string()),
-            ("custody_size".to_owned(), size.to_string()),
+            ("custody_size".to_owned(), object.size.to_string()),
             (
                 "custody_stored_sha256".to_owned(),
-                hex::encode(stored_sha.finalize()),
+                object.sha256.clone().unwrap_or_default(),
             ),
         ]);
         for (k, v) in meta.ids() {
@@ -807,7 +814,9 @@ impl EvidenceStore for AzureBlobStore {
             metadata.insert("custody_raw_size".to_owned(), raw_size.to_string());
             metadata.insert("custody_raw_sha256".to_owned(), raw_sha);
         }
-        let out = blob
+        let out = self
+            .client
+            .blob_client(full)
             .block_blob_client()
             .commit_block_list(
                 list,
@@ -828,22 +837,46 @@ impl EvidenceStore for AzureBlobStore {
             {
                 return Err(StoreError::AlreadyExists {
                     key: key.clone(),
-                    location: self.location(),
+                    location: EvidenceStore::location(self),
                 });
             }
-            Err(e) => return Err(self.remote("commit", &full, &e)),
+            Err(e) => return Err(self.remote("commit", full, &e)),
         };
-        if let Some(spec) = &meta.resume
-            && let Err(e) = journal::remove(&spec.path)
-        {
-            tracing::warn!(journal = %spec.path.display(), error = %e, "cannot remove a finished upload's journal");
-        }
         Ok(StoredObject {
             key: key.clone(),
-            size,
+            size: object.size,
             version_id: out.version_id().ok().flatten(),
             etag: out.etag().ok().flatten().map(|e| e.to_string()),
         })
+    }
+
+    async fn abort(&self, _full: &str, _upload_id: &str) {
+        // Azure has no call to discard staged blocks: uncommitted blocks are
+        // never listed or readable, and the service drops them in a week.
+    }
+}
+
+#[async_trait]
+impl EvidenceStore for AzureBlobStore {
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("az://{}/{}", self.account, self.container)
+        } else {
+            format!("az://{}/{}/{}", self.account, self.container, self.prefix)
+        }
+    }
+
+    async fn put(&self, key: &ObjectKey, body: EvidenceStream) -> Result<StoredObject, StoreError> {
+        self.put_with(key, body, &PutMeta::default()).await
+    }
+
+    async fn put_with(
+        &self,
+        key: &ObjectKey,
+        body: EvidenceStream,
+        meta: &PutMeta,
+    ) -> Result<StoredObject, StoreError> {
+        multipart::upload(self, key, &self.full_key(key), body, meta).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError> {
@@ -935,25 +968,6 @@ impl EvidenceStore for AzureBlobStore {
         }
         out.sort();
         Ok(out)
-    }
-}
-
-impl AzureBlobStore {
-    /// A finished block task: whether the block was sent (not reused).
-    fn joined(
-        &self,
-        r: Result<Result<bool, StoreError>, tokio::task::JoinError>,
-        full: &str,
-    ) -> Result<bool, StoreError> {
-        match r {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Io {
-                op: "upload a block of",
-                key: full.to_owned(),
-                location: self.location(),
-                source: io::Error::other(e.to_string()),
-            }),
-        }
     }
 }
 

@@ -26,7 +26,7 @@ use azure_core::http::{Context, Request};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::azure_auth::SharedKeyCredential;
+use super::azure_key::SharedKeyCredential;
 
 /// The service version an account SAS minted here is signed for.
 pub const SAS_VERSION: &str = "2021-08-06";

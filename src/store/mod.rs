@@ -5,17 +5,30 @@
 //! stream that ends in an error, or a put that is dropped part-way (Ctrl-C),
 //! leaves nothing behind under the key.
 //!
-//! Backends: [`local`] (a directory, the embedded default), [`s3`] and
-//! [`azure_blob`]. Cloud SDK types never cross the trait. Beside them:
-//! [`journal`], the journal that lets an interrupted upload resume;
-//! [`azure_auth`], Shared Key signing for the Azure SDK, which lacks it; and
-//! [`azure_sas`], using and minting Azure shared access signatures.
+//! The store knows nothing of what it stores: its input is a stream of bytes
+//! ([`EvidenceStream`]) and its settings are its own ([`s3::S3Settings`],
+//! [`azure_blob::AzureSettings`]); the configuration re-exports them.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`local`] | a directory, the embedded default |
+//! | [`s3`] | S3 and S3-compatible stores |
+//! | [`azure_blob`] | Azure Blob containers, and the one factory of Azure clients ([`azure_blob::AzureClients`]) |
+//! | [`multipart`] | the upload engine S3 and Azure Blob share: parts in flight, retries, resume, completion |
+//! | [`journal`] | the journal that lets an interrupted upload resume |
+//! | [`azure_auth`] | how Azure requests are authorised: Shared Key signing (the Azure SDK lacks it), SAS, Entra ID; client builders |
+//! | [`azure_sas`] | using and minting Azure shared access signatures |
+//! | [`azure_key`] | the storage account key credential both of those sign with |
+//!
+//! Cloud SDK types never cross the trait.
 
 pub mod azure_auth;
 pub mod azure_blob;
+pub mod azure_key;
 pub mod azure_sas;
 pub mod journal;
 pub mod local;
+pub mod multipart;
 pub mod s3;
 
 use std::fmt;
@@ -25,9 +38,12 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::Stream;
 use tokio::io::AsyncRead;
 
-pub use crate::evidence::pipeline::EvidenceStream;
+/// The stored bytes, in order, as the store consumes them. An `Err` item means
+/// the source failed: the store must discard what it received.
+pub type EvidenceStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
 /// A validated object key: relative, slash-separated, no empty, `.` or `..` parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -229,6 +245,22 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// A URL safe to log: no user info, no query (SAS tokens and presigned
+/// signatures live there).
+pub fn redact_url(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            if u.query().is_some() {
+                u.set_query(Some("REDACTED"));
+            }
+            u.to_string()
+        }
+        Err(_) => s.split('?').next().unwrap_or_default().to_owned(),
+    }
+}
+
 /// `key` under `prefix` (a prefix without slashes at its ends, or empty).
 fn prefixed(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
@@ -245,11 +277,11 @@ fn prefixed(prefix: &str, key: &str) -> String {
 pub async fn open(
     url: &str,
     endpoint: Option<&str>,
-    s3: &crate::config::S3Settings,
-    azure: &crate::config::AzureSettings,
+    s3: &s3::S3Settings,
+    azure: &azure_blob::AzureSettings,
 ) -> Result<Box<dyn EvidenceStore>, StoreError> {
     let invalid = |reason: &str| StoreError::InvalidLocation {
-        url: crate::config::redact_url(url),
+        url: redact_url(url),
         reason: reason.to_owned(),
     };
     if let Some((scheme, _)) = url.split_once("://") {

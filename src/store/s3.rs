@@ -1,42 +1,45 @@
 //! The S3 evidence store (and S3-compatible stores through `--endpoint-url`).
 //!
-//! A put streams the pipeline's output as a multipart upload: parts are cut
-//! from the stream as it arrives (no temporary file), each carries its own
-//! SHA-256 checksum that S3 checks, and at most `parts_in_flight` parts are
-//! uploading at once, so memory stays at about `part_size × (parts_in_flight + 1)`.
-//! A stream that fails, or a put that is dropped, aborts the upload: nothing
-//! is left under the key. Objects smaller than one part go up in a single PUT.
+//! A put goes through the shared upload engine ([`super::multipart`]): the
+//! pipeline's output is streamed as a multipart upload, parts cut as it
+//! arrives (no temporary file), each with its own SHA-256 checksum that S3
+//! checks, at most `parts_in_flight` of them uploading at once, so memory
+//! stays at about `part_size × (parts_in_flight + 1)`. A stream that fails,
+//! or a put that is dropped, aborts the upload: nothing is left under the
+//! key. Objects smaller than one part go up in a single PUT. Every object
+//! gets the configured Object Lock retention where the bucket has Object
+//! Lock, and SSE-KMS with the configured key.
 //!
 //! With a journal ([`PutMeta::resume`]) an interrupted upload is kept
 //! instead: each confirmed part is journalled, and the rerun of the same
 //! acquisition reproduces the same bytes, checks each part's SHA-256 against
-//! the journal and S3's own list of parts, and sends only what is missing.
-//! Requests are retried with backoff (throttling, 5xx, dropped connections)
+//! the journal and its ETag and size against S3's own list of parts, and
+//! sends only what is missing. Parts are tried again by the engine, other
+//! requests by the SDK, with backoff (throttling, 5xx, dropped connections),
 //! a bounded number of times; access errors are not retried.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
     ServerSideEncryption,
 };
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
-use tokio::task::JoinSet;
 
 pub use super::Preflight;
 use super::{
     EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, PutMeta, StoreError, StoredObject,
-    journal,
+    journal, multipart,
 };
 
 /// 8 MiB parts: above S3's 5 MiB minimum, small enough to keep memory low.
@@ -46,6 +49,9 @@ pub const MAX_PARTS: u64 = 10_000;
 /// The largest object S3 stores: 5 TiB.
 pub const MAX_OBJECT: u64 = 5 << 40;
 const _: () = assert!(DEFAULT_PART_SIZE >= 5 << 20);
+/// The first retry's wait, doubling up to 10 s: for parts (the engine) and
+/// every other request (the SDK) alike.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Object Lock retention applied to every object written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +71,9 @@ pub struct S3Options {
     pub size_hint: Option<u64>,
     /// Refuse to write unless the bucket is write-once.
     pub require_worm: bool,
-    /// Attempts per request, the first included (the SDK's standard retry:
-    /// throttling, 5xx and connection errors, exponential backoff with jitter).
+    /// Attempts per request, the first included: throttling, 5xx and
+    /// connection errors are retried with exponential backoff and jitter, by
+    /// the upload engine for parts and by the SDK's standard retry otherwise.
     pub max_attempts: u32,
 }
 
@@ -89,8 +96,38 @@ const PARTS_PER_TIER: i32 = 1000;
 /// S3's largest part: 5 GiB.
 const MAX_PART: usize = 5 << 30;
 
+/// `[s3]` in custody.toml: how evidence is written to S3.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    /// Retention mode on buckets with Object Lock: `compliance`, `governance` or `off`.
+    pub object_lock: String,
+    /// Days each object is retained under Object Lock.
+    pub retention_days: u32,
+    /// SSE-KMS key id or ARN for evidence objects.
+    pub kms_key: Option<String>,
+    /// Refuse to write unless the bucket is write-once (versioning and Object Lock).
+    pub require_worm: bool,
+    /// Attempts per S3 request, the first included: throttling and transient
+    /// errors are retried with exponential backoff and jitter; access errors never.
+    pub max_attempts: u32,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        // COMPLIANCE for a year: no one, root included, can shorten it or delete the evidence meanwhile.
+        Self {
+            object_lock: "compliance".into(),
+            retention_days: 365,
+            kms_key: None,
+            require_worm: false,
+            max_attempts: 5,
+        }
+    }
+}
+
 impl S3Options {
-    pub fn from_settings(s: &crate::config::S3Settings) -> Self {
+    pub fn from_settings(s: &S3Settings) -> Self {
         let retention = (s.object_lock != "off").then_some(Retention {
             compliance: s.object_lock == "compliance",
             days: s.retention_days,
@@ -148,45 +185,6 @@ fn sha256_b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(b))
 }
 
-/// A part as it finished: what CompleteMultipartUpload needs, and whether
-/// it went over the wire.
-struct SentPart {
-    completed: CompletedPart,
-    sent: bool,
-}
-
-fn completed_part(n: i32, etag: Option<String>, sum: String) -> CompletedPart {
-    CompletedPart::builder()
-        .part_number(n)
-        .set_e_tag(etag)
-        .checksum_sha256(sum)
-        .build()
-}
-
-/// Aborts a multipart upload that was not completed (error or dropped future).
-struct AbortGuard {
-    client: Client,
-    bucket: String,
-    key: String,
-    upload_id: Option<String>,
-}
-
-impl Drop for AbortGuard {
-    fn drop(&mut self) {
-        let Some(upload_id) = self.upload_id.take() else {
-            return;
-        };
-        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = client.abort_multipart_upload().bucket(&bucket).key(&key).upload_id(&upload_id).send().await {
-                    tracing::warn!(%bucket, %key, error = %DisplayErrorContext(&e), "could not abort an unfinished upload");
-                }
-            });
-        }
-    }
-}
-
 impl S3Store {
     pub fn new(
         client: Client,
@@ -225,8 +223,8 @@ impl S3Store {
         // (SlowDown, 503) and dropped connections are, with backoff.
         let retry = aws_config::retry::RetryConfig::standard()
             .with_max_attempts(opts.max_attempts.max(1))
-            .with_initial_backoff(std::time::Duration::from_millis(200))
-            .with_max_backoff(std::time::Duration::from_secs(10));
+            .with_initial_backoff(FIRST_BACKOFF)
+            .with_max_backoff(multipart::MAX_BACKOFF);
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build();
@@ -286,19 +284,6 @@ impl S3Store {
         }
     }
 
-    /// The caller's settings plus the part sizes: a part is reused only if
-    /// it is cut at the same place.
-    fn journal_settings(&self, spec: &journal::ResumeSpec) -> String {
-        format!(
-            "{}; s3 parts {} hint {:?}",
-            spec.settings, self.opts.part_size, self.opts.size_hint
-        )
-    }
-
-    fn journal_error(&self, full: &str, e: io::Error) -> StoreError {
-        journal::write_error(&self.location(), full, e)
-    }
-
     /// Starts a multipart upload with the object's retention, encryption
     /// and metadata.
     async fn create_upload(&self, full: &str, meta: &PutMeta) -> Result<String, StoreError> {
@@ -334,83 +319,7 @@ impl S3Store {
         })
     }
 
-    /// The upload id and confirmed parts of an interrupted upload of `full`,
-    /// from its journal, each part checked against what S3 lists. A journal
-    /// for other bytes (other settings, store or key) or an upload S3 no
-    /// longer has is discarded, and its upload aborted.
-    async fn resumable(
-        &self,
-        spec: &journal::ResumeSpec,
-        full: &str,
-    ) -> Option<(String, BTreeMap<i32, journal::Part>)> {
-        let j = match journal::read(&spec.path) {
-            Ok(Some(j)) => j,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!(journal = %spec.path.display(), error = %e, "cannot read an upload journal; starting over");
-                return None;
-            }
-        };
-        let discard = |why: &str| {
-            tracing::warn!(journal = %spec.path.display(), why, "not resuming an earlier upload");
-            let _ = journal::remove(&spec.path);
-        };
-        if j.header.location != self.location() || j.header.settings != self.journal_settings(spec)
-        {
-            discard("it was made with other settings or for another store");
-            return None;
-        }
-        if j.header.key != full {
-            discard("it is for another object");
-            if j.header.location == self.location() {
-                self.abort_quietly(&j.header.key, &j.header.upload_id).await;
-            }
-            return None;
-        }
-        let mut listed = BTreeMap::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_parts()
-                .bucket(&self.bucket)
-                .key(full)
-                .upload_id(&j.header.upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await;
-            let out = match out {
-                Ok(out) => out,
-                Err(e) => {
-                    tracing::warn!(key = %full, error = %DisplayErrorContext(&e), "the interrupted upload cannot be listed; starting over");
-                    let _ = journal::remove(&spec.path);
-                    self.abort_quietly(full, &j.header.upload_id).await;
-                    return None;
-                }
-            };
-            for p in out.parts() {
-                if let (Some(n), Some(etag)) = (p.part_number, p.e_tag.as_deref()) {
-                    listed.insert(n, (etag.to_owned(), p.size.unwrap_or(-1)));
-                }
-            }
-            marker = out.next_part_number_marker.clone();
-            if out.is_truncated != Some(true) || marker.is_none() {
-                break;
-            }
-        }
-        let confirmed: BTreeMap<i32, journal::Part> = j
-            .parts
-            .into_iter()
-            .filter(|(n, p)| {
-                listed.get(n).is_some_and(|(etag, size)| {
-                    *etag == p.etag && u64::try_from(*size).ok() == Some(p.size)
-                })
-            })
-            .collect();
-        tracing::info!(key = %full, confirmed = confirmed.len(), "resuming an interrupted upload");
-        Some((j.header.upload_id, confirmed))
-    }
-
+    /// Aborts a multipart upload; a failure is only logged.
     async fn abort_quietly(&self, full: &str, upload_id: &str) {
         if let Err(e) = self
             .client
@@ -421,7 +330,7 @@ impl S3Store {
             .send()
             .await
         {
-            tracing::warn!(key = %full, error = %DisplayErrorContext(&e), "could not abort an earlier upload");
+            tracing::warn!(key = %full, error = %DisplayErrorContext(&e), "could not abort an unfinished upload");
         }
     }
 
@@ -652,6 +561,190 @@ fn retain_until(r: Retention) -> aws_sdk_s3::primitives::DateTime {
     let until = time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(r.days));
     aws_sdk_s3::primitives::DateTime::from_secs(until.unix_timestamp())
 }
+/// Whether another try of a failed request may succeed: throttling, a 5xx,
+/// a timeout or a dropped connection. Access and client errors never.
+fn transient<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        SdkError::ServiceError(s) => {
+            matches!(s.raw().status().as_u16(), 429 | 500 | 502 | 503 | 504)
+                || matches!(
+                    s.err().code(),
+                    Some(
+                        "SlowDown"
+                            | "RequestTimeout"
+                            | "Throttling"
+                            | "ThrottlingException"
+                            | "RequestLimitExceeded"
+                            | "TooManyRequestsException"
+                    )
+                )
+        }
+        _ => false,
+    }
+}
+
+/// S3's calls for the upload engine.
+#[async_trait]
+impl multipart::Backend for S3Store {
+    fn location(&self) -> String {
+        EvidenceStore::location(self)
+    }
+
+    fn plan(&self) -> multipart::Plan {
+        multipart::Plan {
+            max_parts: MAX_PARTS,
+            parts_in_flight: self.opts.parts_in_flight.max(1),
+            max_attempts: self.opts.max_attempts.max(1),
+            first_backoff: FIRST_BACKOFF,
+            cut: format!(
+                "s3 parts {} hint {:?}",
+                self.opts.part_size, self.opts.size_hint
+            ),
+            object_digest: false,
+        }
+    }
+
+    fn part_size(&self, part: i32) -> usize {
+        self.opts.part_size_at(part)
+    }
+
+    async fn check(&self, key: &ObjectKey, full: &str) -> Result<(), StoreError> {
+        if self.exists(full).await? {
+            return Err(StoreError::AlreadyExists {
+                key: key.clone(),
+                location: EvidenceStore::location(self),
+            });
+        }
+        Ok(())
+    }
+
+    async fn put_whole(
+        &self,
+        key: &ObjectKey,
+        full: &str,
+        body: Bytes,
+        meta: &PutMeta,
+    ) -> Option<Result<StoredObject, StoreError>> {
+        Some(self.put_single(key, full, body, meta).await)
+    }
+
+    async fn start(&self, full: &str, meta: &PutMeta) -> Result<String, StoreError> {
+        self.create_upload(full, meta).await
+    }
+
+    async fn listed(
+        &self,
+        full: &str,
+        upload_id: &str,
+    ) -> Result<BTreeMap<i32, multipart::Listed>, StoreError> {
+        let mut listed = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(full)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await
+                .map_err(|e| self.remote("list the parts of", full, e))?;
+            for p in out.parts() {
+                if let (Some(n), Some(tag), Some(size)) =
+                    (p.part_number, p.e_tag.as_deref(), p.size)
+                    && let Ok(size) = u64::try_from(size)
+                {
+                    let tag = tag.to_owned();
+                    listed.insert(n, multipart::Listed { size, tag });
+                }
+            }
+            marker = out.next_part_number_marker.clone();
+            if out.is_truncated != Some(true) || marker.is_none() {
+                return Ok(listed);
+            }
+        }
+    }
+
+    async fn upload_part(
+        &self,
+        full: &str,
+        upload_id: &str,
+        part: i32,
+        data: Bytes,
+        sha256: &str,
+    ) -> Result<String, multipart::PartError> {
+        // The engine tries a part again itself: the SDK's retries are off
+        // here so that tries are not multiplied.
+        let once = aws_sdk_s3::config::Builder::default().retry_config(RetryConfig::disabled());
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .part_number(part)
+            .checksum_sha256(sha256)
+            .body(ByteStream::from(data))
+            .customize()
+            .config_override(once)
+            .send()
+            .await
+            .map_err(|e| multipart::PartError {
+                transient: transient(&e),
+                error: self.remote("upload a part of", full, e),
+            })?;
+        Ok(out.e_tag.unwrap_or_default())
+    }
+
+    async fn complete(
+        &self,
+        key: &ObjectKey,
+        full: &str,
+        upload_id: &str,
+        parts: &[journal::Part],
+        object: &multipart::Finished,
+        _meta: &PutMeta,
+    ) -> Result<StoredObject, StoreError> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.part)
+                    .e_tag(&p.etag)
+                    .checksum_sha256(&p.sha256)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.remote("complete the upload of", full, e))?;
+        Ok(StoredObject {
+            key: key.clone(),
+            size: object.size,
+            version_id: out.version_id,
+            etag: out.e_tag,
+        })
+    }
+
+    async fn abort(&self, full: &str, upload_id: &str) {
+        self.abort_quietly(full, upload_id).await;
+    }
+}
 
 #[async_trait]
 impl EvidenceStore for S3Store {
@@ -670,243 +763,10 @@ impl EvidenceStore for S3Store {
     async fn put_with(
         &self,
         key: &ObjectKey,
-        mut body: EvidenceStream,
+        body: EvidenceStream,
         meta: &PutMeta,
     ) -> Result<StoredObject, StoreError> {
-        let full = self.full_key(key);
-        let resumed = match &meta.resume {
-            Some(spec) => self.resumable(spec, &full).await,
-            None => None,
-        };
-        if self.exists(&full).await? {
-            return Err(StoreError::AlreadyExists {
-                key: key.clone(),
-                location: self.location(),
-            });
-        }
-        let part_size = self.opts.part_size_at(1);
-        let mut buf = BytesMut::with_capacity(part_size);
-        // Fill the first part before deciding: a small object is one PUT.
-        let mut ended = false;
-        while buf.len() < part_size {
-            match body.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(source)) => {
-                    return Err(StoreError::SourceFailed {
-                        key: key.clone(),
-                        source,
-                    });
-                }
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        if ended && resumed.is_none() {
-            return self.put_single(key, &full, buf.freeze(), meta).await;
-        }
-        let mut guard = AbortGuard {
-            client: self.client.clone(),
-            bucket: self.bucket.clone(),
-            key: full.clone(),
-            upload_id: None,
-        };
-        let (upload_id, confirmed, journal) = match resumed {
-            Some((upload_id, confirmed)) => {
-                let journal = match &meta.resume {
-                    Some(spec) => Some(
-                        journal::Writer::append_to(&spec.path)
-                            .map_err(|e| self.journal_error(&full, e))?,
-                    ),
-                    None => None,
-                };
-                (upload_id, confirmed, journal)
-            }
-            None => {
-                let upload_id = self.create_upload(&full, meta).await?;
-                // Until the journal is on disk, a failure aborts the upload.
-                guard.upload_id = Some(upload_id.clone());
-                let journal = match &meta.resume {
-                    Some(spec) => {
-                        let header = journal::Header::new(
-                            self.location(),
-                            full.clone(),
-                            upload_id.clone(),
-                            self.journal_settings(spec),
-                        );
-                        let w = journal::Writer::create(&spec.path, &header)
-                            .map_err(|e| self.journal_error(&full, e))?;
-                        // From here the journal keeps the upload for a rerun.
-                        guard.upload_id = None;
-                        Some(w)
-                    }
-                    None => None,
-                };
-                (upload_id, BTreeMap::new(), journal)
-            }
-        };
-
-        // Shared with the part tasks: each part is journalled as soon as S3
-        // confirms it, whatever order the parts finish in.
-        let journal = journal.map(|j| Arc::new(std::sync::Mutex::new(j)));
-        let mut inflight: JoinSet<Result<SentPart, StoreError>> = JoinSet::new();
-        let mut done: Vec<CompletedPart> = Vec::new();
-        let mut reused = 0usize;
-        let mut size = 0u64;
-        let mut number = 0i32;
-        let mut send_part = |part: Bytes, inflight: &mut JoinSet<Result<SentPart, StoreError>>| {
-            number += 1;
-            size += part.len() as u64;
-            let (client, bucket, full, upload_id, this) = (
-                self.client.clone(),
-                self.bucket.clone(),
-                full.clone(),
-                upload_id.clone(),
-                self.clone(),
-            );
-            let n = number;
-            let earlier = confirmed.get(&n).cloned();
-            let journal = journal.clone();
-            inflight.spawn(async move {
-                let sum = sha256_b64(&part);
-                let len = part.len() as u64;
-                if let Some(p) = earlier.filter(|p| p.sha256 == sum && p.size == len) {
-                    // Confirmed by the store before the interruption, and the
-                    // bytes produced now are the same: not sent again.
-                    return Ok(SentPart {
-                        completed: completed_part(n, Some(p.etag), sum),
-                        sent: false,
-                    });
-                }
-                let out = client
-                    .upload_part()
-                    .bucket(&bucket)
-                    .key(&full)
-                    .upload_id(&upload_id)
-                    .part_number(n)
-                    .checksum_sha256(&sum)
-                    .body(ByteStream::from(part))
-                    .send()
-                    .await
-                    .map_err(|e| this.remote("upload a part of", &full, e))?;
-                let etag = out.e_tag.unwrap_or_default();
-                let record = journal::Part {
-                    part: n,
-                    size: len,
-                    sha256: sum.clone(),
-                    etag: etag.clone(),
-                };
-                if let Some(j) = &journal {
-                    j.lock()
-                        .map_err(|_| {
-                            this.journal_error(&full, io::Error::other("journal lock poisoned"))
-                        })?
-                        .record(&record)
-                        .map_err(|e| this.journal_error(&full, e))?;
-                }
-                Ok(SentPart {
-                    completed: completed_part(n, Some(etag), sum),
-                    sent: true,
-                })
-            });
-        };
-        let mut joined = |r: Result<Result<SentPart, StoreError>, tokio::task::JoinError>,
-                          done: &mut Vec<CompletedPart>|
-         -> Result<(), StoreError> {
-            let part = r.map_err(|e| self.remote("upload a part of", &full, e))??;
-            if !part.sent {
-                reused += 1;
-            }
-            done.push(part.completed);
-            Ok(())
-        };
-        let result: Result<(), StoreError> = async {
-            send_part(buf.split().freeze(), &mut inflight);
-            loop {
-                match body.next().await {
-                    Some(Ok(chunk)) => {
-                        buf.extend_from_slice(&chunk);
-                        loop {
-                            let target = self.opts.part_size_at(
-                                i32::try_from(inflight.len() + done.len() + 1).unwrap_or(i32::MAX),
-                            );
-                            if buf.len() < target {
-                                break;
-                            }
-                            while inflight.len() >= self.opts.parts_in_flight.max(1) {
-                                if let Some(r) = inflight.join_next().await {
-                                    joined(r, &mut done)?;
-                                }
-                            }
-                            send_part(buf.split_to(target).freeze(), &mut inflight);
-                        }
-                    }
-                    Some(Err(source)) => {
-                        return Err(StoreError::SourceFailed {
-                            key: key.clone(),
-                            source,
-                        });
-                    }
-                    None => break,
-                }
-            }
-            if !buf.is_empty() {
-                send_part(buf.split().freeze(), &mut inflight);
-            }
-            while let Some(r) = inflight.join_next().await {
-                joined(r, &mut done)?;
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = result {
-            // The guard aborts the upload on the way out, unless a journal
-            // keeps it for a rerun.
-            if let Some(spec) = &meta.resume {
-                tracing::warn!(key = %full, journal = %spec.path.display(), "upload interrupted; the parts sent so far are kept: rerun the same command to resume");
-            }
-            return Err(e);
-        }
-        if reused > 0 {
-            tracing::info!(key = %full, reused, sent = done.len() - reused, "resumed an interrupted upload");
-        }
-        if number as u64 > MAX_PARTS {
-            guard.upload_id = Some(upload_id.clone());
-            return Err(self.remote(
-                "upload",
-                &full,
-                io::Error::other(format!("{number} parts exceed S3's limit of 10,000")),
-            ));
-        }
-        done.sort_by_key(|p| p.part_number);
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&full)
-            .upload_id(&upload_id)
-            .if_none_match("*")
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(done))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| self.remote("complete the upload of", &full, e))?;
-        guard.upload_id = None;
-        if let Some(spec) = &meta.resume
-            && let Err(e) = journal::remove(&spec.path)
-        {
-            tracing::warn!(journal = %spec.path.display(), error = %e, "cannot remove a finished upload's journal");
-        }
-        Ok(StoredObject {
-            key: key.clone(),
-            size,
-            version_id: out.version_id,
-            etag: out.e_tag,
-        })
+        multipart::upload(self, key, &self.full_key(key), body, meta).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError> {
