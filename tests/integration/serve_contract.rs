@@ -22,7 +22,7 @@ struct Running {
     app: App,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<Result<(), custody::serve::ServeError>>,
-    _home: Home,
+    home: Home,
 }
 
 impl Running {
@@ -71,7 +71,7 @@ async fn start(rules: &str) -> Running {
         app,
         stop: Some(stop),
         done,
-        _home: home,
+        home,
     }
 }
 
@@ -160,7 +160,7 @@ async fn an_accepted_alert_is_a_job_recorded_in_the_ledger_and_a_repeat_is_the_s
     assert_eq!(again["accepted"][0]["duplicate"], true, "{again}");
     assert_eq!(recorded_jobs(&srv.app), vec![job.clone()], "recorded once");
     let app = srv.app.clone();
-    srv.stop().await;
+    let _home = srv.stop().await;
     // The ledger the server wrote verifies.
     let report = custody::ledger::verify::verify_ledger(&app.ledger_paths(), None, true)
         .expect("the ledger reads");
