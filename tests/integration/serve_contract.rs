@@ -26,13 +26,15 @@ struct Running {
 }
 
 impl Running {
-    /// Asks the server to stop and waits for it, running jobs included.
-    async fn stop(mut self) {
+    /// Asks the server to stop and waits for it, running jobs included;
+    /// the home stays for the caller to read.
+    async fn stop(mut self) -> Home {
         let _ = self.stop.take().map(|s| s.send(()));
         self.done
             .await
             .expect("join")
             .expect("the server ends cleanly");
+        self.home
     }
 }
 
