@@ -51,7 +51,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
         Ok(u) if u.scheme() == "s3" => {
             S3Store::from_url(
                 &u,
-                env.aws_options.endpoint.as_deref(),
+                &env.aws_options,
                 S3Options::from_settings(&env.config.s3),
             )
             .await
@@ -123,14 +123,9 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
 
 /// A local directory: it can be written, and it is never write-once.
 async fn local_check(env: &Env, url: &str) -> anyhow::Result<Preflight> {
-    let store = crate::store::open(
-        url,
-        env.aws_options.endpoint.as_deref(),
-        &env.config.s3,
-        &env.config.azure,
-    )
-    .await
-    .with_context(|| format!("cannot open {}", crate::config::redact_url(url)))?;
+    let store = crate::store::open(url, &env.aws_options, &env.config.s3, &env.config.azure)
+        .await
+        .with_context(|| format!("cannot open {}", crate::config::redact_url(url)))?;
     let probe = crate::store::ObjectKey::new(format!(
         ".custody-preflight-{}",
         uuid::Uuid::new_v4().simple()

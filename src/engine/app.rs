@@ -111,7 +111,7 @@ impl App {
     pub async fn store(&self) -> Result<Arc<dyn EvidenceStore>, AppError> {
         let store = crate::store::open(
             &self.config.store,
-            self.aws_options.endpoint.as_deref(),
+            &self.aws_options,
             &self.config.s3,
             &self.config.azure,
         )

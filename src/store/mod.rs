@@ -272,11 +272,12 @@ fn prefixed(prefix: &str, key: &str) -> String {
 
 /// Opens the store named by `url`: `file:///path` or a plain path (the
 /// local store), `s3://bucket/prefix`, or an Azure container
-/// (`az://account/container/prefix` or its blob endpoint URL); `endpoint`
-/// points S3 or `az://` at an emulator or a compatible service.
+/// (`az://account/container/prefix` or its blob endpoint URL); `aws` is
+/// the endpoint, region and profile of S3 (its endpoint also points `az://`
+/// at an emulator or a compatible service).
 pub async fn open(
     url: &str,
-    endpoint: Option<&str>,
+    aws: &crate::aws::AwsOptions,
     s3: &s3::S3Settings,
     azure: &azure_blob::AzureSettings,
 ) -> Result<Box<dyn EvidenceStore>, StoreError> {
@@ -294,10 +295,15 @@ pub async fn open(
                 Ok(Box::new(local::LocalStore::new(path)))
             }
             "s3" => Ok(Box::new(
-                s3::S3Store::from_url(&parsed, endpoint, s3::S3Options::from_settings(s3)).await?,
+                s3::S3Store::from_url(&parsed, aws, s3::S3Options::from_settings(s3)).await?,
             )),
             "az" | "https" | "http" => Ok(Box::new(
-                azure_blob::AzureBlobStore::from_url(&parsed, endpoint, azure.require_worm).await?,
+                azure_blob::AzureBlobStore::from_url(
+                    &parsed,
+                    aws.endpoint.as_deref(),
+                    azure.require_worm,
+                )
+                .await?,
             )),
             _ => Err(invalid(
                 "unknown scheme; expected file://, s3://, az:// or an Azure blob endpoint URL",
@@ -336,7 +342,7 @@ mod tests {
     async fn open_understands_locations() {
         let local = open(
             "file:///tmp/x",
-            None,
+            &crate::aws::AwsOptions::default(),
             &Default::default(),
             &Default::default(),
         )
@@ -346,7 +352,7 @@ mod tests {
         assert!(
             open(
                 "relative/dir",
-                None,
+                &crate::aws::AwsOptions::default(),
                 &Default::default(),
                 &Default::default()
             )
@@ -356,7 +362,7 @@ mod tests {
         // An Azure location with an expired SAS is refused without echoing it.
         let Err(err) = open(
             "az://acct/container?sv=2021-08-06&se=2020-01-01T00:00:00Z&sig=SECRET",
-            None,
+            &crate::aws::AwsOptions::default(),
             &Default::default(),
             &Default::default(),
         )
@@ -369,14 +375,19 @@ mod tests {
             "{err}"
         );
         assert!(
-            open("gopher://x", None, &Default::default(), &Default::default())
-                .await
-                .is_err()
+            open(
+                "gopher://x",
+                &crate::aws::AwsOptions::default(),
+                &Default::default(),
+                &Default::default()
+            )
+            .await
+            .is_err()
         );
         assert!(
             open(
                 "file://host/x",
-                None,
+                &crate::aws::AwsOptions::default(),
                 &Default::default(),
                 &Default::default()
             )

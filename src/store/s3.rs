@@ -205,7 +205,7 @@ impl S3Store {
     /// A store for `s3://bucket/prefix`, with the standard AWS credential chain.
     pub async fn from_url(
         url: &url::Url,
-        endpoint: Option<&str>,
+        aws: &crate::aws::AwsOptions,
         opts: S3Options,
     ) -> Result<Self, StoreError> {
         let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
@@ -214,33 +214,12 @@ impl S3Store {
                 reason: "no bucket name".into(),
             }
         })?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(e) = endpoint {
-            loader = loader.endpoint_url(e);
-        }
-        let shared = loader.load().await;
-        // Access errors are never retried by the standard mode; throttling
-        // (SlowDown, 503) and dropped connections are, with backoff.
-        let retry = aws_config::retry::RetryConfig::standard()
-            .with_max_attempts(opts.max_attempts.max(1))
-            .with_initial_backoff(FIRST_BACKOFF)
-            .with_max_backoff(multipart::MAX_BACKOFF);
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build();
-        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
-            .retry_config(retry)
-            .timeout_config(timeouts);
-        if endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-            // Emulators and most S3-compatible stores serve buckets by path.
-            conf = conf.force_path_style(true);
-        }
-        Ok(Self::new(
-            Client::from_conf(conf.build()),
-            bucket,
-            url.path(),
-            opts,
-        ))
+        // The one factory's settings; its store client leaves out the
+        // per-attempt timeout, which a large part on a slow link could pass.
+        let client = crate::aws::Aws::unchecked(aws)
+            .await
+            .s3_store(opts.max_attempts);
+        Ok(Self::new(client, bucket, url.path(), opts))
     }
 
     pub fn bucket(&self) -> &str {
