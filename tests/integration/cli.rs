@@ -935,9 +935,10 @@ fn no_aws_credentials_is_one_clear_line() {
         &[
             "--region",
             "eu-west-1",
-            "release",
+            "respond",
             "--instance",
             "i-0123456789abcdef0",
+            "--dry-run",
         ][..],
     ] {
         let mut cmd = home.cmd();

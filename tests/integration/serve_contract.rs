@@ -182,7 +182,7 @@ async fn refused_alerts_leave_nothing_behind() {
             bearer(),
             "/v1/alerts/edr",
             alert("a-4", &["i-NOT-AN-ID"]),
-            400,
+            422,
         ),
     ];
     for (headers, path, body, want) in cases {
