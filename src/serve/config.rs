@@ -40,7 +40,7 @@ use crate::alert::AlertSource;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum ServeConfigError {
     #[error("cannot read the server configuration {path}")]
     Read {
         path: PathBuf,
@@ -230,8 +230,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    pub fn load(path: &Path) -> Result<Self, ServeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServeConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -243,8 +243,8 @@ impl ServeConfig {
         text: &str,
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let bad = |message: String| ConfigError::Invalid {
+    ) -> Result<Self, ServeConfigError> {
+        let bad = |message: String| ServeConfigError::Invalid {
             path: path.to_owned(),
             message,
         };
