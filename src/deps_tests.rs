@@ -7,6 +7,8 @@
 //!   engine are driven by typed requests, never by command-line flags.
 //! - Nothing under `cli/` names an AWS SDK type: clients come from
 //!   `crate::aws::Aws`, the one factory.
+//! - No two error types share a name (a `ConfigError` of the settings and
+//!   another of the server once did).
 //!
 //! Uses are read from the source text: each `crate::NAME` and `super::NAME`
 //! outside comments and outside `#[cfg(test)]` modules.
@@ -229,4 +231,32 @@ fn the_scan_sees_uses_and_cycles() {
     ]
     .into();
     assert_eq!(find_cycle(&edges).unwrap(), ["x", "y", "x"]);
+}
+
+#[test]
+fn each_error_type_name_means_one_thing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in [root.join("src"), root.join("crates")] {
+        for (path, code) in code_files(&dir) {
+            for kind in ["pub enum ", "pub struct "] {
+                for name in names_after(&code, kind) {
+                    if !name.ends_with("Error") {
+                        continue;
+                    }
+                    if let Some(first) = seen.insert(name.clone(), path.clone()) {
+                        panic!(
+                            "two error types named {name}: {} and {}",
+                            first.display(),
+                            path.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        seen.contains_key("EngineError"),
+        "the scan found the error types"
+    );
 }
