@@ -298,6 +298,10 @@ impl<'a> Source<'a> {
 
     /// Reads until `want` bytes are buffered or the stream ended.
     async fn fill(&mut self, want: usize) -> Result<(), StoreError> {
+        // One allocation per part: the last part took the buffer's
+        // capacity with it, and growing by doubling would copy the part's
+        // bytes again at each step.
+        self.buf.reserve(want.saturating_sub(self.buf.len()));
         while !self.ended && self.buf.len() < want {
             match self.body.next().await {
                 Some(Ok(chunk)) => {
