@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::evidence::pipeline::{DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, PipelineOptions};
-use crate::timeline::parse::InflateLimits;
+use crate::inflate::InflateLimits;
 
 pub const CONFIG_FILE: &str = "custody.toml";
 

@@ -11,11 +11,15 @@
 //! [`azure_auth`], Shared Key signing for the Azure SDK, which lacks it; and
 //! [`azure_sas`], using and minting Azure shared access signatures.
 
+#[cfg(feature = "azure")]
 pub mod azure_auth;
+#[cfg(feature = "azure")]
 pub mod azure_blob;
+#[cfg(feature = "azure")]
 pub mod azure_sas;
 pub mod journal;
 pub mod local;
+#[cfg(feature = "aws")]
 pub mod s3;
 
 use std::fmt;
@@ -230,6 +234,7 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
 }
 
 /// `key` under `prefix` (a prefix without slashes at its ends, or empty).
+#[cfg(any(feature = "aws", feature = "azure"))]
 fn prefixed(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
@@ -242,6 +247,7 @@ fn prefixed(prefix: &str, key: &str) -> String {
 /// local store), `s3://bucket/prefix`, or an Azure container
 /// (`az://account/container/prefix` or its blob endpoint URL); `endpoint`
 /// points S3 or `az://` at an emulator or a compatible service.
+#[cfg_attr(not(all(feature = "aws", feature = "azure")), allow(unused_variables))]
 pub async fn open(
     url: &str,
     endpoint: Option<&str>,
@@ -261,11 +267,19 @@ pub async fn open(
                     .map_err(|()| invalid("a file URL needs an absolute local path"))?;
                 Ok(Box::new(local::LocalStore::new(path)))
             }
+            #[cfg(feature = "aws")]
             "s3" => Ok(Box::new(
                 s3::S3Store::from_url(&parsed, endpoint, s3::S3Options::from_settings(s3)).await?,
             )),
+            #[cfg(not(feature = "aws"))]
+            "s3" => Err(invalid("this custody was built without the `aws` feature")),
+            #[cfg(feature = "azure")]
             "az" | "https" | "http" => Ok(Box::new(
                 azure_blob::AzureBlobStore::from_url(&parsed, endpoint, azure.require_worm).await?,
+            )),
+            #[cfg(not(feature = "azure"))]
+            "az" | "https" | "http" => Err(invalid(
+                "this custody was built without the `azure` feature",
             )),
             _ => Err(invalid(
                 "unknown scheme; expected file://, s3://, az:// or an Azure blob endpoint URL",
