@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::evidence::pipeline::{DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, PipelineOptions};
-// The store's own settings and its URL redaction, defined beside the code
-// that uses them; re-exported so the configuration reads as one place.
-pub use crate::store::azure_blob::AzureSettings;
+use crate::inflate::InflateLimits;
+// The stores' own settings and the URL redaction, defined beside the store
+// code; re-exported so the configuration reads as one place.
 pub use crate::store::redact_url;
-pub use crate::store::s3::S3Settings;
-use crate::timeline::parse::InflateLimits;
+pub use crate::store::settings::{AzureSettings, S3Settings};
 
 pub const CONFIG_FILE: &str = "custody.toml";
 

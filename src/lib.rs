@@ -11,13 +11,14 @@
 //! | [`ledger`] | the custody ledger: entries, Merkle tree, signed checkpoints, proofs, verification |
 //! | [`store`] | the `EvidenceStore` seam and its backends; `local` is the embedded default |
 //! | [`collect`] | the `Collector` seam: a file or block device, volatile host triage, process memory, EBS volumes (snapshots read through EBS direct), instance memory over SSM, cloud logs (S3 log buckets, CloudTrail LookupEvents, CloudWatch Logs) |
-//! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets |
+//! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets; the clients with feature `aws` |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`engine`] | the one engine behind every entry point: the `App` context, typed requests validated into plans, and the acquisitions and responses they run |
-//! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility |
-//! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications |
-//! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings |
-//! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs |
+//! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility (feature `aws`) |
+//! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications (feature `serve`) |
+//! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings (feature `timeline`) |
+//! | [`inflate`] | how far compressed log input may expand: the `[decompress]` setting, read in every build, enforced by the timeline's parsers |
+//! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs (feature `readiness`) |
 //! | [`mirror`] | the ledger's copy in a cloud evidence store, and its check (the ledger itself knows no store) |
 //! | [`machine`] | the machine custody runs on: its host name |
 //! | [`private_fs`] | how custody creates files and directories: owner-only, new directories fsynced in their parents |
@@ -31,6 +32,12 @@
 //! failed, 2 operational error. `cli` only parses flags into the engine's
 //! requests and prints what comes back; the server ([`serve::run`]) builds
 //! the same requests from alerts and never imports `cli`.
+//!
+//! Cargo features add backends and commands to what every build has (the
+//! engine, the local store, the ledger): `aws`, `azure`, `timeline`,
+//! `readiness` and `serve`, all on by default (`docs/design.md`,
+//! "Features"). A gated module is declared only with its feature, and each
+//! map names the feature beside the module.
 
 pub mod alert;
 pub mod aws;
@@ -40,6 +47,7 @@ pub mod collect;
 pub mod config;
 pub mod engine;
 pub mod evidence;
+pub mod inflate;
 /// Case and artefact ids live with the ledger, in the `custody-ledger` crate.
 pub use custody_ledger::ids;
 pub mod ledger;
@@ -47,11 +55,15 @@ pub mod machine;
 pub mod mirror;
 pub mod private_fs;
 pub mod progress;
+#[cfg(feature = "readiness")]
 pub mod readiness;
+#[cfg(feature = "aws")]
 pub mod respond;
 pub mod sanitize;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;
+#[cfg(feature = "timeline")]
 pub mod timeline;
 
 pub use engine::App;

@@ -5,17 +5,17 @@
 //!
 //! | module | commands or role |
 //! |---|---|
-//! | [`acquire`] | `acquire file`, `host`, `ebs`, `memory` |
+//! | [`acquire`] | `acquire file`, `host`; `ebs`, `memory` (feature `aws`) |
 //! | [`cases`] | `cases`, `show` |
 //! | [`export`] | `export` |
 //! | [`verify`] | `verify` |
-//! | [`store`] | `store check`, `store sas` |
+//! | [`store`] | `store check`; `store sas` (feature `azure`) |
 //! | [`ledger`] | `ledger init`, `checkpoint`, `prove`, `consistency`, `verify`, `export`, `verify-bundle`, `rotate-key`, `record` |
-//! | [`respond`] | `isolate`, `release`, `respond` |
-//! | [`serve`] | `serve`: the webhook server and the jobs it runs |
-//! | [`readiness`] | `readiness run`, `history`, `report` |
-//! | [`logs`] | `logs import`, `cloudtrail`, `lookup`, `vpc-flow`, `s3-access`, `index` |
-//! | [`timeline`] | `timeline`, `pivot`, `findings` |
+//! | [`respond`] | `isolate`, `release`, `respond` (feature `aws`) |
+//! | [`serve`] | `serve`: the webhook server and the jobs it runs (feature `serve`) |
+//! | [`readiness`] | `readiness run`, `history`, `report` (feature `readiness`) |
+//! | [`logs`] | `logs import`, `index`; `cloudtrail`, `lookup`, `vpc-flow`, `s3-access` with `aws` too (feature `timeline`) |
+//! | [`timeline`] | `timeline`, `pivot`, `findings` (feature `timeline`) |
 //! | [`completions`] | `completions SHELL`: shell completion scripts |
 //! | [`man`] | `man`: the manual pages |
 //! | [`progress_bar`] | the terminal progress bar behind [`crate::progress::Progress`] |
@@ -25,19 +25,27 @@
 //! Results reach stdout only through [`Env::print`] or [`write_stdout`], so a
 //! reader that goes away (`custody timeline CASE | head -1`) ends the
 //! command quietly instead of with a panic or an error.
+//!
+//! A subcommand whose feature is not built does not exist: it is neither
+//! parsed nor listed in `--help`.
 
 pub mod acquire;
 pub mod cases;
 pub mod completions;
 pub mod export;
 pub mod ledger;
+#[cfg(feature = "timeline")]
 pub mod logs;
 pub mod man;
 pub mod progress_bar;
+#[cfg(feature = "readiness")]
 pub mod readiness;
+#[cfg(feature = "aws")]
 pub mod respond;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;
+#[cfg(feature = "timeline")]
 pub mod timeline;
 pub mod verify;
 
@@ -126,27 +134,36 @@ pub enum Command {
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
     /// Isolate an EC2 instance, reversibly, recording its prior state first.
+    #[cfg(feature = "aws")]
     Isolate(respond::IsolateArgs),
     /// Put an isolated instance back to the state recorded before isolation.
+    #[cfg(feature = "aws")]
     Release(respond::ReleaseArgs),
     /// Respond on an EC2 instance: protect, memory, network isolation, disk,
     /// in the order of volatility, every step in the ledger.
+    #[cfg(feature = "aws")]
     Respond(respond::RespondArgs),
     /// The alert webhook server: alerts in, isolation and collection out.
+    #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
     /// Readiness audits: can this account be investigated now, and the trend.
+    #[cfg(feature = "readiness")]
     #[command(subcommand)]
     Readiness(readiness::ReadinessCommand),
     /// Cloud and SaaS logs: collect them into a case, load its timeline.
+    #[cfg(feature = "timeline")]
     #[command(subcommand)]
     Logs(logs::LogsCommand),
     /// Search a case's timeline: field terms and free text, facets,
     /// histogram, saved searches; table, JSON, CSV or Timesketch output.
+    #[cfg(feature = "timeline")]
     Timeline(timeline::TimelineArgs),
     /// Every account seen from a source, or every source seen for an account.
+    #[cfg(feature = "timeline")]
     Pivot(timeline::PivotArgs),
     /// Findings computed on the timeline (shared new sources, new-ASN sign-ins
     /// followed by inbox rules or mail bursts, legacy sign-ins after a lockout).
+    #[cfg(feature = "timeline")]
     Findings(timeline::FindingsArgs),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
@@ -224,12 +241,17 @@ pub fn is_closed_pipe(e: &std::io::Error) -> bool {
 /// regions to audit, so their clients keep the chain's region (the bucket's
 /// or the account's home may be another).
 fn client_region(command: &Command, regions: &[String]) -> anyhow::Result<Option<String>> {
-    use logs::LogsCommand;
+    #[cfg(all(feature = "timeline", feature = "aws"))]
+    use logs::aws::AwsLogsCommand as AwsLogs;
     match command {
-        Command::Logs(LogsCommand::Cloudtrail(_) | LogsCommand::VpcFlow(_)) => Ok(None),
-        Command::Logs(LogsCommand::Lookup(_)) | Command::Readiness(_) => {
-            Ok(regions.first().cloned())
+        #[cfg(all(feature = "timeline", feature = "aws"))]
+        Command::Logs(logs::LogsCommand::Aws(AwsLogs::Cloudtrail(_) | AwsLogs::VpcFlow(_))) => {
+            Ok(None)
         }
+        #[cfg(all(feature = "timeline", feature = "aws"))]
+        Command::Logs(logs::LogsCommand::Aws(AwsLogs::Lookup(_))) => Ok(regions.first().cloned()),
+        #[cfg(feature = "readiness")]
+        Command::Readiness(_) => Ok(regions.first().cloned()),
         _ => match regions {
             [] => Ok(None),
             [one] => Ok(Some(one.clone())),
@@ -273,14 +295,23 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Verify(args) => verify::run(&env, args).await,
         Command::Ledger(cmd) => ledger::run(&env, cmd).await,
         Command::Store(cmd) => store::run(&env, cmd).await,
+        #[cfg(feature = "aws")]
         Command::Isolate(args) => respond::run_isolate(&env, args).await,
+        #[cfg(feature = "aws")]
         Command::Release(args) => respond::run_release(&env, args).await,
+        #[cfg(feature = "aws")]
         Command::Respond(args) => respond::run_respond(&env, args).await,
+        #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(&env, args).await,
+        #[cfg(feature = "readiness")]
         Command::Readiness(cmd) => readiness::run(&env, cmd).await,
+        #[cfg(feature = "timeline")]
         Command::Logs(cmd) => logs::run(&env, cmd).await,
+        #[cfg(feature = "timeline")]
         Command::Timeline(args) => timeline::run_timeline(&env, args).await,
+        #[cfg(feature = "timeline")]
         Command::Pivot(args) => timeline::run_pivot(&env, args).await,
+        #[cfg(feature = "timeline")]
         Command::Findings(args) => timeline::run_findings(&env, args).await,
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),

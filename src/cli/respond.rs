@@ -146,7 +146,7 @@ pub struct RespondArgs {
     #[arg(long)]
     pub no_memory: bool,
     #[command(flatten)]
-    pub memory: crate::cli::acquire::MemoryOptions,
+    pub memory: crate::cli::acquire::ec2::MemoryOptions,
     /// Longest wait for the memory command, in seconds.
     #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(limits::MEMORY_TIMEOUT_SECS))]
     pub memory_timeout: u64,

@@ -1,13 +1,17 @@
 //! `custody store check URL`: what a store offers for evidence, before the
-//! first write. `custody store sas URL`: a narrow, expiring Azure credential
-//! to hand to someone who must not hold the account key.
+//! first write. `custody store sas URL` (feature `azure`): a narrow,
+//! expiring Azure credential to hand to someone who must not hold the
+//! account key. A cloud URL this build has no backend for goes to
+//! [`crate::store::open`], which refuses it naming the missing feature.
 
 use anyhow::Context;
 use clap::Subcommand;
 
 use super::{Env, Outcome};
 use crate::store::Preflight;
+#[cfg(feature = "azure")]
 use crate::store::azure_blob::AzureBlobStore;
+#[cfg(feature = "aws")]
 use crate::store::s3::{S3Options, S3Store};
 
 #[derive(Debug, Subcommand)]
@@ -25,6 +29,7 @@ pub enum StoreCommand {
     /// Mint an account SAS for an Azure storage account from the key in
     /// AZURE_STORAGE_KEY and print it (the token is a secret: it goes to
     /// stdout only).
+    #[cfg(feature = "azure")]
     Sas {
         /// az://account/container (only the account is used).
         url: String,
@@ -40,6 +45,7 @@ pub enum StoreCommand {
 pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
     let (url, require_worm) = match cmd {
         StoreCommand::Check { url, require_worm } => (url, require_worm),
+        #[cfg(feature = "azure")]
         StoreCommand::Sas {
             url,
             permissions,
@@ -48,6 +54,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
     };
     let url = url.unwrap_or_else(|| env.config.store.clone());
     let p = match url::Url::parse(&url) {
+        #[cfg(feature = "aws")]
         Ok(u) if u.scheme() == "s3" => {
             S3Store::from_url(
                 &u,
@@ -59,6 +66,7 @@ pub async fn run(env: &Env, cmd: StoreCommand) -> anyhow::Result<Outcome> {
             .preflight()
             .await
         }
+        #[cfg(feature = "azure")]
         Ok(u) if matches!(u.scheme(), "az" | "https" | "http") => {
             AzureBlobStore::from_url(&u, env.aws_options.endpoint.as_deref(), false)
                 .await
@@ -158,6 +166,7 @@ async fn local_check(env: &Env, url: &str) -> anyhow::Result<Preflight> {
     Ok(p)
 }
 
+#[cfg(feature = "azure")]
 fn sas(env: &Env, url: &str, permissions: &str, hours: u32) -> anyhow::Result<Outcome> {
     let u = url::Url::parse(url).with_context(|| format!("{url:?} is not an az:// URL"))?;
     anyhow::ensure!(

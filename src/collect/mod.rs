@@ -2,21 +2,26 @@
 //!
 //! - [`file`](mod@file): a file, a raw image or a block device.
 //! - [`host`]: volatile triage of the machine custody runs on, and process memory.
-//! - [`memory`]: an EC2 instance's memory, through SSM Run Command and presigned uploads.
+//! - [`memory`]: an EC2 instance's memory, through SSM Run Command and
+//!   presigned uploads (feature `aws`).
 //! - [`ebs`]: EBS volumes through a snapshot and the EBS direct APIs, with no
-//!   helper instance.
+//!   helper instance (feature `aws`).
 //! - [`logs`]: cloud logs with their original bytes: S3 log buckets,
-//!   CloudTrail LookupEvents, CloudWatch Logs.
+//!   CloudTrail LookupEvents, CloudWatch Logs (features `aws` and
+//!   `timeline`, whose parsers name each log's format).
 //! - [`member`]: safe tar member names for host paths and S3 keys.
 //! - [`channel`]: turns a producer that writes (a tar builder, a memory
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
 
 pub mod channel;
+#[cfg(feature = "aws")]
 pub mod ebs;
 pub mod file;
 pub mod host;
+#[cfg(all(feature = "aws", feature = "timeline"))]
 pub mod logs;
 pub mod member;
+#[cfg(feature = "aws")]
 pub mod memory;
 
 use std::fmt;

@@ -1,20 +1,24 @@
 //! Acquisitions: the collector an [`AcquireRequest`] names, run into a case,
 //! and the artefacts read back when asked.
 
+#[cfg(feature = "aws")]
 use crate::aws::Aws;
-use crate::collect::ebs::EbsCollector;
 use crate::collect::file::FileCollector;
 use crate::collect::host::HostCollector;
-use crate::collect::memory::MemoryCollector;
 use crate::collect::{Collected, Collector};
+#[cfg(feature = "aws")]
+use crate::collect::{ebs::EbsCollector, memory::MemoryCollector};
 use crate::evidence::Artefact;
 use crate::evidence::case::{ArtefactCheck, check_artefact};
 use crate::ids::CaseId;
 
-use super::request::{AcquireRequest, EbsRequest, MemoryPlan, PlanContext};
+use super::request::AcquireRequest;
+#[cfg(feature = "aws")]
+use super::request::{EbsRequest, MemoryPlan, PlanContext};
 use super::{App, EngineError};
 
 /// The EBS collector of a validated request.
+#[cfg(feature = "aws")]
 pub fn ebs_collector(app: &App, aws: &Aws, r: &EbsRequest) -> EbsCollector {
     EbsCollector {
         ebs: aws.ebs(),
@@ -30,6 +34,7 @@ pub fn ebs_collector(app: &App, aws: &Aws, r: &EbsRequest) -> EbsCollector {
 }
 
 /// The memory collector of a validated request.
+#[cfg(feature = "aws")]
 pub fn memory_collector(aws: &Aws, m: &MemoryPlan) -> MemoryCollector {
     MemoryCollector {
         ssm: aws.ssm(),
@@ -46,6 +51,7 @@ pub fn memory_collector(aws: &Aws, m: &MemoryPlan) -> MemoryCollector {
 }
 
 /// Validates `req` and builds its collector; nothing is read yet.
+#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
 pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collector>, EngineError> {
     Ok(match req {
         AcquireRequest::File { path, kind } => Box::new(FileCollector {
@@ -62,10 +68,12 @@ pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collec
             memory_pids: memory_pids.clone(),
             skip_logs: *skip_logs,
         }),
+        #[cfg(feature = "aws")]
         AcquireRequest::Ebs(r) => {
             let r = r.clone().validate()?;
             Box::new(ebs_collector(app, &app.aws().await?, &r))
         }
+        #[cfg(feature = "aws")]
         AcquireRequest::Memory(r) => {
             let plan = r.validate(&PlanContext {
                 now: app.clock.now(),

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use crate::aws::{Aws, AwsOptions, CredentialsError};
+use crate::aws::AwsOptions;
+#[cfg(feature = "aws")]
+use crate::aws::{Aws, CredentialsError};
 use crate::clock::Clock;
 use crate::config::{Config, redact_url};
 use crate::evidence::case::AcquireContext;
@@ -38,6 +40,7 @@ pub enum AppError {
         #[source]
         source: LedgerError,
     },
+    #[cfg(feature = "aws")]
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
     #[error("cannot read the ledger's metadata {path}: {message}")]
@@ -64,6 +67,7 @@ pub struct App {
     pub aws_options: AwsOptions,
     progress: ProgressFactory,
     ledger: Arc<OnceLock<SharedLedger>>,
+    #[cfg(feature = "aws")]
     aws: Arc<tokio::sync::OnceCell<Aws>>,
 }
 
@@ -92,6 +96,7 @@ impl App {
             aws_options,
             progress: Arc::new(|| Arc::new(NoProgress)),
             ledger: Arc::new(OnceLock::new()),
+            #[cfg(feature = "aws")]
             aws: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
@@ -124,6 +129,7 @@ impl App {
     }
 
     /// The AWS client factory, made (and the credentials found) once.
+    #[cfg(feature = "aws")]
     pub async fn aws(&self) -> Result<Aws, AppError> {
         let aws = self
             .aws

@@ -9,11 +9,12 @@
 //! | [`app`] | [`App`]: settings, clock, cancellation, ledger, store and AWS clients |
 //! | [`request`] | typed requests and their validation into plans |
 //! | [`acquire`] | collectors from requests, and acquisitions into a case |
-//! | [`response`] | respond, isolate and release on an EC2 instance |
+//! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
 
 pub mod acquire;
 pub mod app;
 pub mod request;
+#[cfg(feature = "aws")]
 pub mod response;
 
 pub use app::{App, AppError};
@@ -21,8 +22,8 @@ pub use app::{App, AppError};
 use crate::collect::CollectError;
 use crate::ids::CaseId;
 use crate::ledger::LedgerError;
-use crate::respond::isolate::IsolateError;
-use crate::respond::order::RespondError;
+#[cfg(feature = "aws")]
+use crate::respond::{isolate::IsolateError, order::RespondError};
 
 /// Why the engine could not carry out a request.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,7 @@ pub enum EngineError {
     App(#[from] AppError),
     #[error("the request is refused: {0}")]
     Plan(#[from] request::PlanError),
+    #[cfg(feature = "aws")]
     #[error("cannot {doing} {instance}")]
     Instance {
         doing: &'static str,
@@ -39,8 +41,10 @@ pub enum EngineError {
         #[source]
         source: IsolateError,
     },
+    #[cfg(feature = "aws")]
     #[error(transparent)]
     Isolate(#[from] IsolateError),
+    #[cfg(feature = "aws")]
     #[error(transparent)]
     Respond(#[from] RespondError),
     #[error("cannot record in the ledger")]

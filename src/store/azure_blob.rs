@@ -70,14 +70,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// upload id, only blocks staged under a blob's name.
 const STAGED: &str = "staged-blocks";
 
-/// `[azure]` in custody.toml: how evidence is written to Azure Blob.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AzureSettings {
-    /// Refuse to write unless the container's immutability (a time-based
-    /// retention policy or a legal hold) is verified.
-    pub require_worm: bool,
-}
+pub use super::settings::AzureSettings;
 
 #[derive(Clone)]
 pub struct AzureBlobStore {

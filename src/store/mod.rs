@@ -16,20 +16,29 @@
 //! | [`azure_blob`] | Azure Blob containers, and the one factory of Azure clients ([`azure_blob::AzureClients`]) |
 //! | [`multipart`] | the upload engine S3 and Azure Blob share: parts in flight, retries, resume, completion |
 //! | [`journal`] | the journal that lets an interrupted upload resume |
+//! | [`settings`] | the stores' sections of custody.toml, in every build |
 //! | [`azure_auth`] | how Azure requests are authorised: Shared Key signing (the Azure SDK lacks it), SAS, Entra ID; client builders |
 //! | [`azure_sas`] | using and minting Azure shared access signatures |
 //! | [`azure_key`] | the storage account key credential both of those sign with |
 //!
-//! Cloud SDK types never cross the trait.
+//! Cloud SDK types never cross the trait. `s3` is built with the `aws`
+//! feature, the `azure_*` modules with `azure`, `multipart` with either.
 
+#[cfg(feature = "azure")]
 pub mod azure_auth;
+#[cfg(feature = "azure")]
 pub mod azure_blob;
+#[cfg(feature = "azure")]
 pub mod azure_key;
+#[cfg(feature = "azure")]
 pub mod azure_sas;
 pub mod journal;
 pub mod local;
+#[cfg(any(feature = "aws", feature = "azure"))]
 pub mod multipart;
+#[cfg(feature = "aws")]
 pub mod s3;
+pub mod settings;
 
 use std::fmt;
 use std::io;
@@ -262,6 +271,7 @@ pub fn redact_url(s: &str) -> String {
 }
 
 /// `key` under `prefix` (a prefix without slashes at its ends, or empty).
+#[cfg(any(feature = "aws", feature = "azure"))]
 fn prefixed(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
@@ -275,11 +285,12 @@ fn prefixed(prefix: &str, key: &str) -> String {
 /// (`az://account/container/prefix` or its blob endpoint URL); `aws` is
 /// the endpoint, region and profile of S3 (its endpoint also points `az://`
 /// at an emulator or a compatible service).
+#[cfg_attr(not(all(feature = "aws", feature = "azure")), allow(unused_variables))]
 pub async fn open(
     url: &str,
     aws: &crate::aws::AwsOptions,
-    s3: &s3::S3Settings,
-    azure: &azure_blob::AzureSettings,
+    s3: &settings::S3Settings,
+    azure: &settings::AzureSettings,
 ) -> Result<Box<dyn EvidenceStore>, StoreError> {
     let invalid = |reason: &str| StoreError::InvalidLocation {
         url: redact_url(url),
@@ -294,9 +305,13 @@ pub async fn open(
                     .map_err(|()| invalid("a file URL needs an absolute local path"))?;
                 Ok(Box::new(local::LocalStore::new(path)))
             }
+            #[cfg(feature = "aws")]
             "s3" => Ok(Box::new(
                 s3::S3Store::from_url(&parsed, aws, s3::S3Options::from_settings(s3)).await?,
             )),
+            #[cfg(not(feature = "aws"))]
+            "s3" => Err(invalid("this custody was built without the `aws` feature")),
+            #[cfg(feature = "azure")]
             "az" | "https" | "http" => Ok(Box::new(
                 azure_blob::AzureBlobStore::from_url(
                     &parsed,
@@ -304,6 +319,10 @@ pub async fn open(
                     azure.require_worm,
                 )
                 .await?,
+            )),
+            #[cfg(not(feature = "azure"))]
+            "az" | "https" | "http" => Err(invalid(
+                "this custody was built without the `azure` feature",
             )),
             _ => Err(invalid(
                 "unknown scheme; expected file://, s3://, az:// or an Azure blob endpoint URL",

@@ -1,19 +1,15 @@
-//! Typed requests, as the command line builds them from flags and the
-//! server from alerts and playbook rules, and their validation into plans.
-//! Validation is pure (no I/O, the time and the store's URL are given), so
-//! what makes sense and what is refused is decided, and tested, here once;
-//! a new flag cannot change what the server does without a change here.
+//! Requests that act on an EC2 instance or its volumes (feature `aws`):
+//! EBS and memory acquisitions, isolation and whole responses, and their
+//! validation into plans.
 
-use std::path::PathBuf;
 use std::time::Duration;
-
-use time::OffsetDateTime;
 
 use crate::collect::ebs::EbsTarget;
 use crate::collect::memory::{AvmlTool, Staging};
-use crate::evidence::ArtefactKind;
 use crate::ids::CaseId;
 use crate::respond::order::Then;
+
+use super::{PlanContext, PlanError};
 
 /// Bounds shared by the command line's flags and validation.
 pub mod limits {
@@ -26,39 +22,6 @@ pub mod limits {
     pub const EBS_WINDOW: RangeInclusive<u16> = 1..=1024;
     /// Default longest wait for a new snapshot, in seconds.
     pub const SNAPSHOT_TIMEOUT_SECS: u64 = 3600;
-}
-
-/// A request that makes no sense, refused before anything changes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PlanError {
-    #[error("{value:?} is not {what}")]
-    InvalidId { what: &'static str, value: String },
-    #[error("{what} must be between {min} and {max}, not {value}")]
-    OutOfRange {
-        what: &'static str,
-        value: u64,
-        min: u64,
-        max: u64,
-    },
-    #[error("memory staging: {0}")]
-    Staging(String),
-    #[error("the avml build: {0}")]
-    Avml(String),
-    #[error(
-        "--changed-since reads one snapshot's changes: give --snapshot or --volume, not --instance"
-    )]
-    ChangedSinceWithInstance,
-    #[error("stopping or terminating the instance ends a whole response, not {0}")]
-    ThenNeedsFullResponse(&'static str),
-}
-
-/// What validation may read: the time (for new case ids) and the store's URL
-/// (an S3 store can stage memory).
-#[derive(Debug, Clone)]
-pub struct PlanContext<'a> {
-    pub now: OffsetDateTime,
-    pub store_url: &'a str,
 }
 
 impl PlanContext<'_> {
@@ -119,24 +82,6 @@ fn in_range<T: Into<u64> + Copy>(
             max,
         })
     }
-}
-
-/// An acquisition into a case.
-#[derive(Debug, Clone)]
-pub enum AcquireRequest {
-    /// A file, a raw image or a block device.
-    File {
-        path: PathBuf,
-        kind: ArtefactKind,
-    },
-    /// Volatile triage of the machine custody runs on.
-    Host {
-        root: PathBuf,
-        memory_pids: Vec<u32>,
-        skip_logs: bool,
-    },
-    Ebs(EbsRequest),
-    Memory(MemoryRequest),
 }
 
 /// EBS volumes through a snapshot and the EBS direct APIs.
@@ -463,6 +408,8 @@ impl ResponseRequest {
 
 #[cfg(test)]
 mod tests {
+    use time::OffsetDateTime;
+
     use super::*;
 
     const I: &str = "i-0123456789abcdef0";

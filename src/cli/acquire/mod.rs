@@ -1,0 +1,134 @@
+//! `custody acquire file|host|ebs|memory`: the flags of each into the
+//! engine's [`AcquireRequest`]; [`ec2`] holds those of `ebs` and `memory`
+//! (feature `aws`).
+
+#[cfg(feature = "aws")]
+pub mod ec2;
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::{Env, Outcome};
+use crate::engine::acquire::Acquired;
+use crate::engine::request::AcquireRequest;
+use crate::evidence::ArtefactKind;
+use crate::ids::CaseId;
+
+#[derive(Debug, Subcommand)]
+pub enum AcquireCommand {
+    /// A file, a raw image or a block device.
+    File(FileArgs),
+    /// Volatile triage of this machine, in order of volatility.
+    Host(HostArgs),
+    /// EBS volumes through a snapshot and the EBS direct APIs (no helper instance).
+    #[cfg(feature = "aws")]
+    Ebs(ec2::EbsArgs),
+    /// An EC2 instance's memory, through SSM Run Command (avml on the
+    /// instance uploads to presigned URLs of one staging key).
+    #[cfg(feature = "aws")]
+    Memory(ec2::MemoryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CaseArg {
+    /// Case to add the evidence to; a new id is generated when omitted.
+    #[arg(long, value_name = "ID")]
+    pub case: Option<CaseId>,
+    /// Read each artefact back from the store and check both digests before reporting.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FileArgs {
+    /// File, image or block device to read.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// What the bytes are.
+    #[arg(long, value_enum, default_value = "file")]
+    pub kind: ArtefactKind,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// Also dump this process's readable memory (repeatable).
+    #[arg(long = "memory-pid", value_name = "PID")]
+    pub memory_pids: Vec<u32>,
+    /// Leave /var/log out of the bundle.
+    #[arg(long)]
+    pub skip_logs: bool,
+    /// Root of the file system to triage (a mounted image, for example).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+impl AcquireCommand {
+    /// The engine's request and the case flags of this command.
+    fn request(&self) -> (AcquireRequest, &CaseArg) {
+        match self {
+            Self::File(a) => (
+                AcquireRequest::File {
+                    path: a.path.clone(),
+                    kind: a.kind,
+                },
+                &a.case,
+            ),
+            Self::Host(a) => (
+                AcquireRequest::Host {
+                    root: a.root.clone(),
+                    memory_pids: a.memory_pids.clone(),
+                    skip_logs: a.skip_logs,
+                },
+                &a.case,
+            ),
+            #[cfg(feature = "aws")]
+            Self::Ebs(a) => (AcquireRequest::Ebs(a.request()), &a.case),
+            #[cfg(feature = "aws")]
+            Self::Memory(a) => (AcquireRequest::Memory(a.request()), &a.case),
+        }
+    }
+}
+
+pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
+    let (req, case) = cmd.request();
+    let report = crate::engine::acquire::acquire(env, &req, case.case.clone(), case.verify).await?;
+    env.print(&report, || human(&report))?;
+    if !report.failures.is_empty() {
+        anyhow::bail!(
+            "{} of the requested artefacts could not be acquired: {}",
+            report.failures.len(),
+            report.failures.join("; ")
+        );
+    }
+    Ok(if report.verified_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::VerificationFailed
+    })
+}
+
+fn human(r: &Acquired) -> String {
+    let mut s = format!("case {} in {}\n", r.case, r.store);
+    for a in &r.artefacts {
+        s.push_str(&super::cases::artefact_line(a));
+    }
+    for c in r.verified.iter().flatten() {
+        if c.ok {
+            s.push_str(&format!(
+                "verified {}: read back from the store, both digests match\n",
+                c.artefact
+            ));
+        } else {
+            s.push_str(&format!(
+                "FAILED   {}: {}\n",
+                c.artefact,
+                c.problems.join("; ")
+            ));
+        }
+    }
+    s
+}
