@@ -105,7 +105,7 @@ struct Results {
 }
 
 pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome> {
-    let tl = super::logs::existing_timeline(env, &a.case)?;
+    let tl = crate::engine::logs::existing_timeline(env, &a.case)?;
     if a.searches {
         return list_searches(env, &tl);
     }
@@ -435,7 +435,7 @@ struct Pivot {
 }
 
 pub async fn run_pivot(env: &Env, a: PivotArgs) -> anyhow::Result<Outcome> {
-    let tl = super::logs::existing_timeline(env, &a.case)?;
+    let tl = crate::engine::logs::existing_timeline(env, &a.case)?;
     let (by, value, seen, asns) = if let Some(ip) = &a.ip {
         let q = Query::parse(&format!("ip:{ip}")).context("--ip")?;
         let (cond, params) = q.to_sql();
@@ -548,7 +548,7 @@ struct FindingOut {
 }
 
 pub async fn run_findings(env: &Env, a: FindingsArgs) -> anyhow::Result<Outcome> {
-    let tl = super::logs::existing_timeline(env, &a.case)?;
+    let tl = crate::engine::logs::existing_timeline(env, &a.case)?;
     let opts = findings::Options {
         rule_within_h: a.rule_within,
         burst_count: a.burst,

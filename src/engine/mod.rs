@@ -9,10 +9,13 @@
 //! | [`app`] | [`App`]: settings, clock, cancellation, ledger, store and AWS clients |
 //! | [`request`] | typed requests and their validation into plans |
 //! | [`acquire`] | collectors from requests, and acquisitions into a case |
+//! | [`logs`] | logs into a case and its timeline: exported files, and the AWS sources (feature `timeline`) |
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
 
 pub mod acquire;
 pub mod app;
+#[cfg(feature = "timeline")]
+pub mod logs;
 pub mod request;
 #[cfg(feature = "aws")]
 pub mod response;

@@ -1,14 +1,10 @@
 //! `custody logs cloudtrail|lookup|vpc-flow|s3-access`: the AWS log
 //! sources, listed for a window and collected with their original bytes.
 
-use anyhow::Context;
 use time::OffsetDateTime;
 
 use super::Ingest;
-use crate::cli::Env;
-use crate::collect::Collector;
-use crate::collect::logs::{AwsLogsLayout, CloudWatchLogs, LookupEvents, S3Logs};
-use crate::timeline::parse::Format;
+use crate::engine::logs::{self, AwsLogs, AwsLogsKind};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AwsLogsCommand {
@@ -65,30 +61,11 @@ pub struct AwsLogsScope {
 }
 
 impl AwsLogsScope {
-    /// `regions`: the global `--region`s, the regions read from the bucket
-    /// (all when none).
-    fn layout(
-        &self,
-        regions: &[String],
-        bucket: &str,
-        service: &'static str,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> AwsLogsLayout {
-        AwsLogsLayout {
-            bucket: bucket.to_owned(),
+    fn request(&self) -> logs::AwsLogsScope {
+        logs::AwsLogsScope {
             prefix: self.prefix.clone(),
-            service,
             accounts: self.accounts.clone(),
-            regions: regions.to_vec(),
-            since,
-            until,
         }
-    }
-
-    /// The account, when exactly one was asked for.
-    fn account(&self) -> Option<String> {
-        (self.accounts.len() == 1).then(|| self.accounts.concat())
     }
 }
 
@@ -131,144 +108,45 @@ pub struct S3AccessArgs {
     pub ingest: Ingest,
 }
 
-fn window(env: &Env, w: &Window) -> anyhow::Result<(OffsetDateTime, OffsetDateTime)> {
-    let until = w.until.unwrap_or_else(|| env.clock.now());
-    anyhow::ensure!(
-        w.since < until,
-        "--since ({}) must be before --until ({})",
-        crate::clock::rfc3339(w.since),
-        crate::clock::rfc3339(until)
-    );
-    Ok((w.since, until))
-}
-
-/// The collectors an AWS source names, with its case and loading options.
-pub(super) async fn collectors<'a>(
-    env: &Env,
-    cmd: &'a AwsLogsCommand,
-) -> anyhow::Result<(&'a Ingest, Vec<Box<dyn Collector>>)> {
-    Ok(match cmd {
-        AwsLogsCommand::Cloudtrail(a) => {
-            let (since, until) = window(env, &a.window)?;
-            let aws = env.aws().await?;
-            let s3 = aws.s3();
-            let layout = a
-                .scope
-                .layout(&env.regions, &a.bucket, "CloudTrail", since, until);
-            let objects = crate::collect::logs::aws_logs_objects(&s3, &layout)
-                .await
-                .with_context(|| format!("cannot list the trail's logs in s3://{}", a.bucket))?;
-            anyhow::ensure!(
-                !objects.is_empty(),
-                "no CloudTrail log files in s3://{}/{}AWSLogs/ for {} to {}",
-                a.bucket,
-                if a.scope.prefix.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}/", a.scope.prefix.trim_end_matches('/'))
+impl AwsLogsCommand {
+    /// The engine's request, and the case and loading options.
+    pub(super) fn request(self) -> (AwsLogs, Ingest) {
+        let (kind, window, ingest) = match self {
+            Self::Cloudtrail(a) => (
+                AwsLogsKind::Cloudtrail {
+                    scope: a.scope.request(),
+                    bucket: a.bucket,
                 },
-                crate::clock::rfc3339(since),
-                crate::clock::rfc3339(until)
-            );
-            let c: Box<dyn Collector> = Box::new(S3Logs {
-                s3,
-                bucket: a.bucket.clone(),
-                objects,
-                format: Format::Cloudtrail,
-                region: aws.region(),
-                account: a.scope.account(),
-            });
-            (&a.ingest, vec![c])
-        }
-        AwsLogsCommand::Lookup(a) => {
-            let (since, until) = window(env, &a.window)?;
-            let aws = env.aws().await?;
-            let regions = if env.regions.is_empty() {
-                vec![
-                    aws.region()
-                        .context("no region: give --region or set AWS_REGION")?,
-                ]
-            } else {
-                env.regions.clone()
-            };
-            let scope = env
-                .aws_options
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| "aws".into());
-            let c = regions
-                .into_iter()
-                .map(|region| {
-                    Box::new(LookupEvents {
-                        cloudtrail: aws.in_region(&region).cloudtrail(),
-                        region,
-                        scope: scope.clone(),
-                        since,
-                        until,
-                    }) as Box<dyn Collector>
-                })
-                .collect();
-            (&a.ingest, c)
-        }
-        AwsLogsCommand::VpcFlow(a) => {
-            let (since, until) = window(env, &a.window)?;
-            let aws = env.aws().await?;
-            let c: Box<dyn Collector> = if let Some(group) = &a.log_group {
-                Box::new(CloudWatchLogs {
-                    logs: aws.cloudwatch_logs(),
-                    group: group.clone(),
-                    region: aws.region(),
-                    format: Format::VpcFlowCloudwatch,
-                    since,
-                    until,
-                })
-            } else {
-                let bucket = a.bucket.clone().unwrap_or_default();
-                let s3 = aws.s3();
-                let layout = a
-                    .scope
-                    .layout(&env.regions, &bucket, "vpcflowlogs", since, until);
-                let objects = crate::collect::logs::aws_logs_objects(&s3, &layout)
-                    .await
-                    .with_context(|| format!("cannot list the flow logs in s3://{bucket}"))?;
-                anyhow::ensure!(
-                    !objects.is_empty(),
-                    "no flow log files in s3://{bucket} for the window"
-                );
-                Box::new(S3Logs {
-                    s3,
-                    bucket,
-                    objects,
-                    format: Format::VpcFlow,
-                    region: aws.region(),
-                    account: a.scope.account(),
-                })
-            };
-            (&a.ingest, vec![c])
-        }
-        AwsLogsCommand::S3Access(a) => {
-            let (since, until) = window(env, &a.window)?;
-            let aws = env.aws().await?;
-            let s3 = aws.s3();
-            let objects =
-                crate::collect::logs::access_log_objects(&s3, &a.bucket, &a.prefix, since, until)
-                    .await
-                    .with_context(|| format!("cannot list the access logs in s3://{}", a.bucket))?;
-            anyhow::ensure!(
-                !objects.is_empty(),
-                "no access log files under s3://{}/{} for the window",
-                a.bucket,
-                a.prefix
-            );
-            let c: Box<dyn Collector> = Box::new(S3Logs {
-                s3,
-                bucket: a.bucket.clone(),
-                objects,
-                format: Format::S3Access,
-                region: aws.region(),
-                account: None,
-            });
-            (&a.ingest, vec![c])
-        }
-    })
+                a.window,
+                a.ingest,
+            ),
+            Self::Lookup(a) => (AwsLogsKind::Lookup, a.window, a.ingest),
+            Self::VpcFlow(a) => (
+                match a.log_group {
+                    Some(group) => AwsLogsKind::VpcFlowGroup { group },
+                    // clap requires --bucket or --log-group.
+                    None => AwsLogsKind::VpcFlowBucket {
+                        bucket: a.bucket.unwrap_or_default(),
+                        scope: a.scope.request(),
+                    },
+                },
+                a.window,
+                a.ingest,
+            ),
+            Self::S3Access(a) => (
+                AwsLogsKind::S3Access {
+                    bucket: a.bucket,
+                    prefix: a.prefix,
+                },
+                a.window,
+                a.ingest,
+            ),
+        };
+        let logs = AwsLogs {
+            kind,
+            since: window.since,
+            until: window.until,
+        };
+        (logs, ingest)
+    }
 }

@@ -8,17 +8,11 @@ pub mod aws;
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 use super::{Env, Outcome};
-use crate::collect::{Collected, Collector};
-use crate::evidence::ArtefactKind;
+use crate::engine::logs::{self, LoadRequest, LogsCollected, LogsSource};
 use crate::ids::CaseId;
 use crate::sanitize::term;
-use crate::timeline::geoip::GeoIp;
-use crate::timeline::ingest;
 use crate::timeline::parse::Format;
-use crate::timeline::store::{IngestReport, Timeline, path_for};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LogsCommand {
@@ -68,208 +62,49 @@ pub struct IndexArgs {
     pub rebuild: bool,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct Report {
-    case: CaseId,
-    artefacts: Vec<crate::evidence::Artefact>,
-    timeline: Vec<IngestReport>,
+impl Ingest {
+    fn load(&self) -> LoadRequest {
+        LoadRequest {
+            case: self.case.clone(),
+            geoip: self.geoip.clone(),
+            no_index: self.no_index,
+        }
+    }
 }
 
 pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
-    if let LogsCommand::Index(a) = &cmd {
-        return run_index(env, a).await;
-    }
-    let (ingest_args, collectors) = collectors(env, &cmd).await?;
-    collect_and_index(env, ingest_args, &collectors).await
-}
-
-/// The collectors a logs command names, with its case and loading options.
-#[cfg_attr(not(feature = "aws"), allow(unused_variables))]
-async fn collectors<'a>(
-    env: &Env,
-    cmd: &'a LogsCommand,
-) -> anyhow::Result<(&'a Ingest, Vec<Box<dyn Collector>>)> {
-    Ok(match cmd {
-        LogsCommand::Index(_) => {
-            anyhow::bail!("`logs index` collects nothing; it loads what the case holds")
+    let (source, ingest) = match cmd {
+        LogsCommand::Index(a) => {
+            let report = logs::index_case(env, &a.case, &a.geoip, a.rebuild).await?;
+            env.print(&report, || human(&report))?;
+            report.check()?;
+            return Ok(Outcome::Ok);
         }
-        LogsCommand::Import(a) => {
-            for f in &a.files {
-                anyhow::ensure!(f.is_file(), "{} is not a file", f.display());
-            }
-            let c = a
-                .files
-                .iter()
-                .map(|f| {
-                    Box::new(crate::collect::file::FileCollector {
-                        path: f.clone(),
-                        kind: ArtefactKind::File,
-                        log_format: Some(a.format.name().to_owned()),
-                    }) as Box<dyn Collector>
-                })
-                .collect();
-            (&a.ingest, c)
-        }
-        #[cfg(feature = "aws")]
-        LogsCommand::Aws(cmd) => aws::collectors(env, cmd).await?,
-    })
-}
-
-/// Collects into the case, then loads what was collected into its timeline.
-async fn collect_and_index(
-    env: &Env,
-    ingest_args: &Ingest,
-    collectors: &[Box<dyn Collector>],
-) -> anyhow::Result<Outcome> {
-    let case = ingest_args.case.clone();
-    let mut geoip = open_geoip(&ingest_args.geoip)?;
-    let ctx = env.acquire_context(env.recorder()?).await?;
-    let mut artefacts = Vec::new();
-    let mut failures = Vec::new();
-    for c in collectors {
-        tracing::info!(%case, what = %c.describe(), "collecting logs");
-        match c.collect(&ctx, &case).await {
-            Ok(Collected {
-                artefacts: a,
-                failures: f,
-            }) => {
-                artefacts.extend(a);
-                failures.extend(f);
-            }
-            Err(e) => failures.push(format!("{}: {}", c.describe(), crate::error_chain(&e))),
-        }
-    }
-    let mut timeline = Vec::new();
-    if !ingest_args.no_index && !artefacts.is_empty() {
-        let mut tl = open_timeline(env, &case)?;
-        let now = crate::clock::rfc3339(env.clock.now());
-        for a in &artefacts {
-            let Some(format) = ingest::format_of(a) else {
-                continue;
-            };
-            let r = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(ingest::ingest(
-                    ctx.store.as_ref(),
-                    &mut tl,
-                    a,
-                    format,
-                    ingest::LoadOptions {
-                        geoip: geoip.as_mut(),
-                        inflate: env.config.inflate,
-                    },
-                    &now,
-                ))
-            })
-            .with_context(|| format!("cannot load artefact {} into the timeline", a.id))?;
-            timeline.push(r);
-        }
-        tl.end_bulk().context("cannot index the timeline")?;
-    }
-    let report = Report {
-        case,
-        artefacts,
-        timeline,
-    };
-    env.print(&report, || human(&report))?;
-    unreadable(&report.timeline)?;
-    anyhow::ensure!(
-        failures.is_empty(),
-        "{} log source(s) could not be collected: {}",
-        failures.len(),
-        failures.join("; ")
-    );
-    Ok(Outcome::Ok)
-}
-
-fn open_geoip(paths: &[PathBuf]) -> anyhow::Result<Option<GeoIp>> {
-    if paths.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(GeoIp::open(paths)?))
-}
-
-pub(crate) fn open_timeline(env: &Env, case: &CaseId) -> anyhow::Result<Timeline> {
-    let path = path_for(&env.config.home, case);
-    Timeline::open(&path).with_context(|| format!("cannot open the timeline of case {case}"))
-}
-
-/// The timeline of a case for searching: one that was never loaded is an
-/// error naming how to load it, not an empty result.
-pub(crate) fn existing_timeline(env: &Env, case: &CaseId) -> anyhow::Result<Timeline> {
-    let path = path_for(&env.config.home, case);
-    anyhow::ensure!(
-        path.exists(),
-        "case {case} has no timeline in {}: load its logs with `custody logs import|cloudtrail|lookup|…` or `custody logs index {case}`",
-        env.config.home.display()
-    );
-    open_timeline(env, case)
-}
-
-async fn run_index(env: &Env, a: &IndexArgs) -> anyhow::Result<Outcome> {
-    let store = env.store().await?;
-    let mut geoip = open_geoip(&a.geoip)?;
-    let mut tl = if a.rebuild {
-        let path = path_for(&env.config.home, &a.case);
-        Timeline::reset(&path)
-            .with_context(|| format!("cannot start the timeline of case {} over", a.case))?
-    } else {
-        open_timeline(env, &a.case)?
-    };
-    let now = crate::clock::rfc3339(env.clock.now());
-    let reports = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(ingest::ingest_case(
-            store.as_ref(),
-            &mut tl,
-            &a.case,
-            ingest::LoadOptions {
-                geoip: geoip.as_mut(),
-                inflate: env.config.inflate,
+        LogsCommand::Import(a) => (
+            LogsSource::Files {
+                paths: a.files,
+                format: a.format,
             },
-            &now,
-        ))
-    })
-    .with_context(|| format!("cannot load case {} into its timeline", a.case))?;
-    let report = Report {
-        case: a.case.clone(),
-        artefacts: Vec::new(),
-        timeline: reports,
+            a.ingest,
+        ),
+        #[cfg(feature = "aws")]
+        LogsCommand::Aws(cmd) => {
+            let (a, ingest) = cmd.request();
+            (LogsSource::Aws(a), ingest)
+        }
     };
+    let collectors = logs::collectors(env, &source, &env.regions).await?;
+    let report = logs::collect_and_load(env, &ingest.load(), &collectors).await?;
     env.print(&report, || human(&report))?;
-    unreadable(&report.timeline)?;
+    report.check()?;
     Ok(Outcome::Ok)
-}
-
-/// An artefact that gave problems and not one event was most likely read as
-/// the wrong format: an error, though the evidence is kept and recorded.
-fn unreadable(reports: &[IngestReport]) -> anyhow::Result<()> {
-    let bad: Vec<String> = reports
-        .iter()
-        .filter(|t| !t.already && t.events == 0 && t.duplicates == 0 && t.problems > 0)
-        .map(|t| {
-            let first = t
-                .problem_samples
-                .first()
-                .map(|p| format!("{}: {}", p.locator, p.message))
-                .unwrap_or_default();
-            format!(
-                "{} read as {} gave no event ({first})",
-                t.artefact, t.format
-            )
-        })
-        .collect();
-    anyhow::ensure!(
-        bad.is_empty(),
-        "{}; the evidence is kept: is the format right? Importing the file again with the right --format makes a new artefact of it",
-        bad.join("; ")
-    );
-    Ok(())
 }
 
 /// Purview's audit search exports stop at this many rows: an export of
 /// exactly this size is probably cut.
 const PURVIEW_EXPORT_LIMITS: &[u64] = &[50_000, 100_000];
 
-fn human(r: &Report) -> String {
+fn human(r: &LogsCollected) -> String {
     let mut s = format!("case {}\n", r.case);
     for a in &r.artefacts {
         s.push_str(&super::cases::artefact_line(a));
