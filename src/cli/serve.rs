@@ -1,5 +1,5 @@
-//! `custody serve`: loads the configuration, binds, prints the address and
-//! runs [`crate::serve::run`] until SIGTERM or Ctrl-C.
+//! `custody serve`: loads the configuration, opens the server (ledger and
+//! queue), binds, prints the address and runs it until SIGTERM or Ctrl-C.
 
 use std::path::PathBuf;
 
@@ -21,9 +21,13 @@ pub struct ServeArgs {
 pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
     let mut config = ServeConfig::load(&args.config)?;
     config.server.dry_run |= args.dry_run;
-    let listener = tokio::net::TcpListener::bind(config.server.bind)
+    // The ledger and the queue open before the address is printed: whoever
+    // starts the server takes the address as the sign it can take alerts.
+    let bind = config.server.bind;
+    let server = crate::serve::Server::open(env.app.clone(), config)?;
+    let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
@@ -31,7 +35,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
     super::write_stdout(
         format!("{}\n", serde_json::json!({ "listening": addr.to_string() })).as_bytes(),
     )?;
-    crate::serve::run(env.app.clone(), config, listener, terminated()).await?;
+    server.run(listener, terminated()).await?;
     Ok(Outcome::Ok)
 }
 

@@ -1,7 +1,7 @@
 //! `custody serve`: alerts in, isolation and collection out, nothing lost.
 //! [`run`] is the whole server on a listener, with an [`App`] as its
-//! context; the command line only loads the configuration, binds and
-//! prints the address.
+//! context ([`Server::open`] then [`Server::run`]); the command line only
+//! loads the configuration, opens the server, binds and prints the address.
 //!
 //! - [`config`]: the server's configuration file: listener, limits, alert
 //!   sources with their adapter and authentication, playbook rules.
@@ -55,68 +55,94 @@ pub enum ServeError {
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then lets the
-/// running jobs finish. Jobs a crash or a shutdown left unfinished run
-/// (again) first. The ledger is opened before the first alert is taken: a
-/// server that cannot record must not accept alerts.
+/// running jobs finish: [`Server::open`], then [`Server::run`].
 pub async fn run(
     app: App,
     config: ServeConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    app.ledger()?;
-    let queue = Queue::open(
-        &app.config.home.join("serve").join("queue.jsonl"),
-        app.clock.clone(),
-        time::Duration::hours(i64::try_from(config.server.case_window_hours).unwrap_or(24)),
-    )?;
-    let addr = listener.local_addr().map_err(ServeError::Address)?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let unfinished = queue.unfinished();
-    for j in &unfinished {
-        let _ = tx.send(j.id.clone());
+    Server::open(app, config)?.run(listener, shutdown).await
+}
+
+/// A server whose ledger and queue are open: what can fail before an alert
+/// is taken has been tried.
+pub struct Server {
+    app: App,
+    config: ServeConfig,
+    queue: Queue,
+}
+
+impl Server {
+    /// Opens the ledger and the job queue. A server that cannot record must
+    /// not accept alerts, so whoever starts it learns that before it listens.
+    pub fn open(app: App, config: ServeConfig) -> Result<Self, ServeError> {
+        app.ledger()?;
+        let queue = Queue::open(
+            &app.config.home.join("serve").join("queue.jsonl"),
+            app.clock.clone(),
+            time::Duration::hours(i64::try_from(config.server.case_window_hours).unwrap_or(24)),
+        )?;
+        Ok(Self { app, config, queue })
     }
-    let runner = Arc::new(runner::AppRunner {
-        app: app.clone(),
-        dry_run: config.server.dry_run,
-        staging: config.server.staging.clone(),
-    });
-    let audits = config.audits.clone();
-    let shared = Arc::new(Shared {
-        config,
-        queue,
-        metrics: Metrics::default(),
-        notifier: notify::Notifier::new(&notify::DEFAULT_BACKOFF).map_err(ServeError::Notify)?,
-        clock: app.clock.clone(),
-        jobs: tx,
-        draining: AtomicBool::new(false),
-        cancel: app.cancel.clone(),
-        recording: Readiness::new(Arc::new(runner::LedgerRecording(app.clone()))),
-    });
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let compaction = tokio::spawn(compact(shared.clone(), stop_rx.clone()));
-    let workers = tokio::spawn(worker::run(shared.clone(), runner, rx, stop_rx.clone()));
-    let schedules = tokio::spawn(schedule::run(
-        audits,
-        app.clock.clone(),
-        Arc::new(schedule::TokioTimer),
-        Arc::new(runner::AppAudits(app.clone())),
-        shared.notifier.clone(),
-        stop_rx,
-    ));
-    tracing::info!(%addr, resumed = unfinished.len(), "listening");
-    let draining = shared.clone();
-    let served = server::serve(listener, shared.clone(), async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new alerts; running jobs finish");
-        draining.draining.store(true, Ordering::SeqCst);
-    })
-    .await;
-    let _ = stop_tx.send(true);
-    let _ = workers.await;
-    let _ = schedules.await;
-    let _ = compaction.await;
-    served.map_err(ServeError::Stopped)
+
+    /// Serves on `listener` until `shutdown` completes. Jobs a crash or a
+    /// shutdown left unfinished run (again) first.
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Self { app, config, queue } = self;
+        let addr = listener.local_addr().map_err(ServeError::Address)?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let unfinished = queue.unfinished();
+        for j in &unfinished {
+            let _ = tx.send(j.id.clone());
+        }
+        let runner = Arc::new(runner::AppRunner {
+            app: app.clone(),
+            dry_run: config.server.dry_run,
+            staging: config.server.staging.clone(),
+        });
+        let audits = config.audits.clone();
+        let shared = Arc::new(Shared {
+            config,
+            queue,
+            metrics: Metrics::default(),
+            notifier: notify::Notifier::new(&notify::DEFAULT_BACKOFF)
+                .map_err(ServeError::Notify)?,
+            clock: app.clock.clone(),
+            jobs: tx,
+            draining: AtomicBool::new(false),
+            cancel: app.cancel.clone(),
+            recording: Readiness::new(Arc::new(runner::LedgerRecording(app.clone()))),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let compaction = tokio::spawn(compact(shared.clone(), stop_rx.clone()));
+        let workers = tokio::spawn(worker::run(shared.clone(), runner, rx, stop_rx.clone()));
+        let schedules = tokio::spawn(schedule::run(
+            audits,
+            app.clock.clone(),
+            Arc::new(schedule::TokioTimer),
+            Arc::new(runner::AppAudits(app.clone())),
+            shared.notifier.clone(),
+            stop_rx,
+        ));
+        tracing::info!(%addr, resumed = unfinished.len(), "listening");
+        let draining = shared.clone();
+        let served = server::serve(listener, shared.clone(), async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new alerts; running jobs finish");
+            draining.draining.store(true, Ordering::SeqCst);
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        let _ = workers.await;
+        let _ = schedules.await;
+        let _ = compaction.await;
+        served.map_err(ServeError::Stopped)
+    }
 }
 
 /// 1 hour: finished jobs are kept for days; an hour late costs nothing.
