@@ -22,6 +22,21 @@ fn clients(aws: &Aws) -> Clients {
     }
 }
 
+/// The instance's state now; `doing` names the action it is described for.
+async fn describe(
+    c: &Clients,
+    instance: &str,
+    doing: &'static str,
+) -> Result<InstanceState, EngineError> {
+    isolate::describe(c, instance)
+        .await
+        .map_err(|source| EngineError::Instance {
+            doing,
+            instance: instance.to_owned(),
+            source,
+        })
+}
+
 fn place(instance: &str, region: Option<String>) -> Source {
     Source {
         resource: instance.to_owned(),
@@ -58,13 +73,7 @@ impl Prepared {
 pub async fn prepare(app: &App, plan: &ResponsePlan) -> Result<Prepared, EngineError> {
     let aws = app.aws().await?;
     let c = clients(&aws);
-    let prior = isolate::describe(&c, &plan.instance)
-        .await
-        .map_err(|source| EngineError::Instance {
-            doing: "respond on",
-            instance: plan.instance.clone(),
-            source,
-        })?;
+    let prior = describe(&c, &plan.instance, "respond on").await?;
     let steps = isolate::plan(
         &c,
         &prior,
@@ -200,13 +209,7 @@ pub struct Isolated {
 pub async fn isolate_instance(app: &App, plan: &IsolatePlan) -> Result<Isolated, EngineError> {
     let aws = app.aws().await?;
     let c = clients(&aws);
-    let prior = isolate::describe(&c, &plan.instance)
-        .await
-        .map_err(|source| EngineError::Instance {
-            doing: "isolate",
-            instance: plan.instance.clone(),
-            source,
-        })?;
+    let prior = describe(&c, &plan.instance, "isolate").await?;
     let opts = Options {
         case: plan.case.to_string(),
         revoke_role: plan.revoke_role,

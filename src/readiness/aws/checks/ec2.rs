@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use super::shared::running;
 use crate::readiness::Status;
 use crate::readiness::aws::context::failed;
-use crate::readiness::aws::runner::{At, Findings, call_failed};
+use crate::readiness::aws::runner::{At, Findings};
 
 /// `aws.ec2.imdsv2_required`
 pub(crate) async fn imdsv2_required(at: At<'_>) -> Findings {
@@ -39,16 +39,9 @@ pub(crate) async fn imdsv2_required(at: At<'_>) -> Findings {
 /// `aws.ec2.isolation_group`
 pub(crate) async fn isolation_group(at: At<'_>) -> Findings {
     let ec2 = aws_sdk_ec2::Client::new(&at.ctx.conf(at.region));
-    let vpcs = ec2
-        .describe_vpcs()
-        .send()
-        .await
-        .map_err(call_failed("ec2:DescribeVpcs"))?
-        .vpcs()
-        .to_vec();
     let mut out = Vec::new();
-    for v in vpcs {
-        let Some(id) = v.vpc_id() else { continue };
+    for id in super::shared::vpc_ids(&ec2).await? {
+        let id = id.as_str();
         let groups = match ec2
             .describe_security_groups()
             .filters(Filter::builder().name("vpc-id").values(id).build())

@@ -109,3 +109,16 @@ pub(crate) async fn running(
     }
     Ok(out)
 }
+
+/// The ids of the region's VPCs, as ec2:DescribeVpcs lists them.
+pub(crate) async fn vpc_ids(ec2: &aws_sdk_ec2::Client) -> Result<Vec<String>, Stop> {
+    Ok(ec2
+        .describe_vpcs()
+        .send()
+        .await
+        .map_err(call_failed("ec2:DescribeVpcs"))?
+        .vpcs()
+        .iter()
+        .filter_map(|v| v.vpc_id().map(str::to_owned))
+        .collect())
+}

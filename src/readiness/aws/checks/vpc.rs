@@ -4,21 +4,14 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::readiness::Status;
 use crate::readiness::aws::context::failed;
-use crate::readiness::aws::runner::{At, Findings, call_failed};
+use crate::readiness::aws::runner::{At, Findings};
 
 /// `aws.vpc.flow_logs`
 pub(crate) async fn flow_logs(at: At<'_>) -> Findings {
     let ec2 = aws_sdk_ec2::Client::new(&at.ctx.conf(at.region));
-    let vpcs = ec2
-        .describe_vpcs()
-        .send()
-        .await
-        .map_err(call_failed("ec2:DescribeVpcs"))?
-        .vpcs()
-        .to_vec();
     let mut out = Vec::new();
-    for v in vpcs {
-        let Some(id) = v.vpc_id() else { continue };
+    for id in super::shared::vpc_ids(&ec2).await? {
+        let id = id.as_str();
         let logs = match ec2
             .describe_flow_logs()
             .filter(Filter::builder().name("resource-id").values(id).build())
