@@ -33,6 +33,14 @@ install_emulators() {
   command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null || missing+=(e2fsprogs)
   # GNU time: the security probes measure peak memory with it.
   [ -x /usr/bin/time ] || missing+=(time)
+  # Disk images as real disks are made, and The Sleuth Kit as the oracle
+  # of what is on them (the disk-processing tests).
+  command -v sgdisk >/dev/null || missing+=(gdisk)
+  command -v mmls >/dev/null && command -v fls >/dev/null || missing+=(sleuthkit)
+  command -v mkfs.xfs >/dev/null || missing+=(xfsprogs)
+  command -v mkntfs >/dev/null || missing+=(ntfs-3g)
+  command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
+  command -v cryptsetup >/dev/null || missing+=(cryptsetup-bin)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "emulators: installing ${missing[*]} (Debian packages)" >&2
     if [ "$(id -u)" -eq 0 ]; then

@@ -14,6 +14,7 @@
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets; the clients with feature `aws` |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`engine`] | the one engine behind every entry point: the `App` context, typed requests validated into plans, and the acquisitions and responses they run |
+//! | [`process`] | disk images read in place from the evidence: random access through the seek table, volumes and what they hold |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility (feature `aws`) |
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications (feature `serve`) |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings (feature `timeline`) |
@@ -54,6 +55,7 @@ pub mod ledger;
 pub mod machine;
 pub mod mirror;
 pub mod private_fs;
+pub mod process;
 pub mod progress;
 #[cfg(feature = "readiness")]
 pub mod readiness;

@@ -289,6 +289,57 @@ pub async fn read_range(
     Ok(written)
 }
 
+/// Raw bytes of frame `i` of a stored object, whole: what a reader that
+/// seeks around an image (a file system) keeps in its cache. The frame is
+/// checked against its seek table entry, as [`read_range`] checks it.
+pub async fn read_frame(
+    store: &dyn EvidenceStore,
+    key: &ObjectKey,
+    table: &zeekstd::SeekTable,
+    i: u32,
+) -> Result<Vec<u8>, ReadError> {
+    let table_err = |e: zeekstd::Error| ReadError::SeekTable {
+        key: key.to_string(),
+        reason: e.to_string(),
+    };
+    let c_start = table.frame_start_comp(i).map_err(table_err)?;
+    let c_len = table.frame_size_comp(i).map_err(table_err)?;
+    let d_start = table.frame_start_decomp(i).map_err(table_err)?;
+    let d_len = table.frame_size_decomp(i).map_err(table_err)?;
+    let max_stored = zstd::zstd_safe::compress_bound(MAX_FRAME_RAW) as u64;
+    let raw_len = usize::try_from(d_len)
+        .ok()
+        .filter(|&n| n <= MAX_FRAME_RAW && c_len <= max_stored)
+        .ok_or_else(|| ReadError::SeekTable {
+            key: key.to_string(),
+            reason: format!("frame {i} is larger than a frame custody writes"),
+        })?;
+    let compressed = store.get_range(key, c_start, c_len).await?;
+    let decode_err = |source| ReadError::Decode {
+        key: key.to_string(),
+        raw_offset: d_start,
+        source,
+    };
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(&compressed[..]).map_err(decode_err)?;
+    // One byte more than the entry says, to catch a frame that holds more.
+    let mut raw = Vec::with_capacity(raw_len);
+    (&mut decoder)
+        .take(d_len + 1)
+        .read_to_end(&mut raw)
+        .map_err(decode_err)?;
+    if raw.len() != raw_len {
+        return Err(decode_err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "frame {i} holds {} raw bytes; its seek table entry says {d_len}",
+                raw.len()
+            ),
+        )));
+    }
+    Ok(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -18,6 +18,7 @@ mod faults;
 mod isolate;
 mod ledger;
 mod memory;
+mod process;
 mod readiness;
 mod respond;
 mod s3;
