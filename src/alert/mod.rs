@@ -547,7 +547,9 @@ const REGION: &str = "an AWS region name (like us-east-1)";
 const IP: &str = "an IPv4 or IPv6 address";
 const PRINCIPAL: &str = "a principal name (1 to 512 characters, no control characters)";
 
-fn is_instance_id(s: &str) -> bool {
+/// `i-` and 8 or 17 lowercase hex digits: an EC2 instance id's shape, for
+/// alerts and for the engine's requests alike.
+pub fn is_instance_id(s: &str) -> bool {
     s.strip_prefix("i-").is_some_and(|hex| {
         matches!(hex.len(), 8 | 17)
             && hex

@@ -34,15 +34,8 @@ const INSTANCE: &str = "an EC2 instance id (i- and 8 or 17 lowercase hex digits)
 const SNAPSHOT: &str = "an EBS snapshot id (snap-…)";
 const VOLUME: &str = "an EBS volume id (vol-…)";
 
-/// `i-` and 8 or 17 lowercase hex digits.
-pub fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
+/// `i-` and 8 or 17 lowercase hex digits: the rule alerts are checked by.
+pub use crate::alert::is_instance_id;
 
 /// `prefix` and 1 to 64 lowercase letters and digits: shape only, AWS
 /// decides whether it exists.
