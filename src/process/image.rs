@@ -1,92 +1,18 @@
-//! Random access to a disk image: [`ReadAt`], over a raw file or over a
-//! stored artefact read in place. A stored image is read through its seek
-//! table from whichever store holds it (local, S3 ranged GETs, Azure ranged
-//! reads), decompressing only the frames a read touches and keeping at most
-//! [`CACHED_FRAMES`] of them, so memory is bounded whatever the image's size
-//! and nothing is decompressed to a temporary copy.
+//! A stored artefact read in place as a disk image: [`StoredImage`]
+//! implements [`ReadAt`] through the artefact's seek table, from whichever
+//! store holds it (local, S3 ranged GETs, Azure ranged reads), decompressing
+//! only the frames a read touches and keeping at most [`CACHED_FRAMES`] of
+//! them, so memory is bounded whatever the image's size and nothing is
+//! decompressed to a temporary copy.
 
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
 
+pub use custody_disk::image::{FileImage, ReadAt, Window};
+
 use crate::evidence::seekable::{ReadError, read_frame, seek_table};
 use crate::store::{EvidenceStore, ObjectKey};
-
-/// Reads at any offset; what the volume and file-system readers see.
-pub trait ReadAt: Send + Sync {
-    /// Fills as much of `buf` as the image holds from `offset`; returns how
-    /// many bytes that was (fewer only at the image's end).
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
-
-    /// The image's size in bytes.
-    fn size(&self) -> u64;
-
-    /// `len` bytes from `offset`, or an error naming the offset when the
-    /// image ends first (a cut image, a pointer past the end).
-    fn read_exact_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        let mut done = 0;
-        while done < len {
-            let rest = buf.get_mut(done..).unwrap_or_default();
-            let n = self.read_at(offset + done as u64, rest)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the image ends at byte {}, inside {len} bytes read at {offset}",
-                        offset + done as u64
-                    ),
-                ));
-            }
-            done += n;
-        }
-        Ok(buf)
-    }
-}
-
-/// A raw image file (or block device) on this machine.
-#[derive(Debug)]
-pub struct FileImage {
-    file: std::fs::File,
-    size: u64,
-}
-
-impl FileImage {
-    pub fn open(path: &std::path::Path) -> io::Result<Self> {
-        use std::io::Seek as _;
-        let mut file = std::fs::File::open(path)?;
-        // A block device reports no length in its metadata: seek to its end.
-        let size = file.seek(io::SeekFrom::End(0))?;
-        Ok(Self { file, size })
-    }
-}
-
-impl ReadAt for FileImage {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt as _;
-        if offset >= self.size {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.size - offset).unwrap_or(usize::MAX));
-        let mut done = 0;
-        while done < want {
-            let rest = buf.get_mut(done..want).unwrap_or_default();
-            match self.file.read_at(rest, offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(done)
-    }
-
-    fn size(&self) -> u64 {
-        self.size
-    }
-}
 
 /// Decoded frames kept at once: 16 frames of custody's default 2 MiB is
 /// 32 MiB, enough for a file system's metadata to stay warm.
@@ -244,19 +170,5 @@ mod tests {
         })
         .await
         .unwrap();
-    }
-
-    #[test]
-    fn a_file_image_reads_what_it_holds_and_no_more() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("img");
-        std::fs::write(&path, data(10_000)).unwrap();
-        let img = FileImage::open(&path).unwrap();
-        assert_eq!(img.size(), 10_000);
-        let mut buf = [0u8; 100];
-        assert_eq!(img.read_at(9_950, &mut buf).unwrap(), 50);
-        assert_eq!(img.read_at(10_000, &mut buf).unwrap(), 0);
-        let err = img.read_exact_at(9_990, 20).unwrap_err();
-        assert!(err.to_string().contains("ends at byte 10000"), "{err}");
     }
 }

@@ -7,4 +7,4 @@
 //! | [`volume`] | the image's volumes: GPT, MBR and its extended partitions, or none; what each holds by its signature (ext, XFS, NTFS, FAT, LUKS, BitLocker, LVM2, swap) |
 
 pub mod image;
-pub mod volume;
+pub use custody_disk::volume;

@@ -9,10 +9,20 @@
 //! - [`microsoft`]: Azure Activity Log, Entra ID sign-in and audit logs,
 //!   the Microsoft 365 Unified Audit Log (Purview CSV and JSON lines).
 //! - [`host`]: text logs of the host triage bundle (auth.log, secure, syslog).
+//! - [`journal`]: systemd journal files, in their binary format.
+//! - [`utmp`]: `utmp`, `wtmp`, `btmp` and `lastlog`.
+//! - [`linux`]: what a responder reads first on a Linux disk besides its
+//!   logs: shell histories, crontabs, systemd units and timers,
+//!   `authorized_keys`, users, groups, sudoers, package logs, cloud-init.
+//! - [`evtx`]: Windows event logs.
 
 pub mod aws;
+pub mod evtx;
 pub mod host;
+pub mod journal;
+pub mod linux;
 pub mod microsoft;
+pub mod utmp;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -90,6 +100,34 @@ pub enum Format {
     HostBundle,
     /// One syslog-style text log (auth.log, secure, syslog, messages).
     Syslog,
+    /// A systemd journal file (`*.journal`, `*.journal~`).
+    Journal,
+    /// `utmp`, `wtmp` or `btmp` records (glibc's `struct utmp`).
+    Utmp,
+    /// `/var/log/lastlog`: one record per uid.
+    Lastlog,
+    /// A bash or zsh history.
+    ShellHistory,
+    /// A crontab (`/etc/crontab`, `/etc/cron.d/*`, `/var/spool/cron/...`).
+    Crontab,
+    /// A systemd unit or timer file.
+    SystemdUnit,
+    /// An `authorized_keys` file.
+    AuthorizedKeys,
+    /// `/etc/passwd`.
+    Passwd,
+    /// `/etc/group`.
+    Group,
+    /// `/etc/sudoers` or a file of `/etc/sudoers.d`.
+    Sudoers,
+    /// `/var/log/dpkg.log`.
+    Dpkg,
+    /// dnf or yum's logs (`dnf.rpm.log`, `dnf.log`, `yum.log`).
+    Dnf,
+    /// cloud-init's `cloud-init.log` or `cloud-init-output.log`.
+    CloudInit,
+    /// A Windows event log (`.evtx`).
+    Evtx,
 }
 
 impl Format {
@@ -104,6 +142,14 @@ impl Format {
             Self::EntraAudit => "entra_audit",
             Self::UalCsv | Self::UalJsonl => "m365_ual",
             Self::HostBundle | Self::Syslog => "host",
+            Self::Journal => "journal",
+            Self::Utmp | Self::Lastlog => "login",
+            Self::ShellHistory => "shell",
+            Self::Crontab | Self::SystemdUnit => "persistence",
+            Self::AuthorizedKeys | Self::Passwd | Self::Group | Self::Sudoers => "accounts",
+            Self::Dpkg | Self::Dnf => "packages",
+            Self::CloudInit => "cloud_init",
+            Self::Evtx => "evtx",
         }
     }
 
@@ -121,6 +167,20 @@ impl Format {
             Self::UalJsonl => "ual-jsonl",
             Self::HostBundle => "host-bundle",
             Self::Syslog => "syslog",
+            Self::Journal => "journal",
+            Self::Utmp => "utmp",
+            Self::Lastlog => "lastlog",
+            Self::ShellHistory => "shell-history",
+            Self::Crontab => "crontab",
+            Self::SystemdUnit => "systemd-unit",
+            Self::AuthorizedKeys => "authorized-keys",
+            Self::Passwd => "passwd",
+            Self::Group => "group",
+            Self::Sudoers => "sudoers",
+            Self::Dpkg => "dpkg",
+            Self::Dnf => "dnf",
+            Self::CloudInit => "cloud-init",
+            Self::Evtx => "evtx",
         }
     }
 
@@ -132,11 +192,37 @@ impl Format {
     }
 }
 
+/// What a parser may know of a file besides its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileContext {
+    /// Dates syslog lines, which carry no year.
+    pub year_hint: i32,
+    /// The file's modification time (µs), where it came off a file system:
+    /// what dates a history that wrote no times, as "undated".
+    pub modified_us: Option<i64>,
+}
+
 /// Parses one file of `format`. `member` names it within its artefact ("" for
 /// an artefact that is the file itself); gzip is undone first when present,
 /// within the sink's [`InflateLimits`]. `year_hint` dates syslog lines,
 /// which carry no year.
 pub fn parse_file(format: Format, member: &str, bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
+    let ctx = FileContext {
+        year_hint,
+        modified_us: None,
+    };
+    parse_with(format, member, bytes, &ctx, sink);
+}
+
+/// [`parse_file`], with what is known of the file.
+pub fn parse_with(
+    format: Format,
+    member: &str,
+    bytes: &[u8],
+    ctx: &FileContext,
+    sink: &mut dyn Sink,
+) {
+    let year_hint = ctx.year_hint;
     let owned;
     let bytes = if is_gzip(bytes) {
         owned = gunzip(member, bytes, sink);
@@ -158,6 +244,20 @@ pub fn parse_file(format: Format, member: &str, bytes: &[u8], year_hint: i32, si
         Format::UalJsonl => microsoft::ual_jsonl(bytes, &mut tagged),
         Format::Syslog => host::syslog(bytes, year_hint, &mut tagged),
         Format::HostBundle => host::bundle(bytes, year_hint, sink),
+        Format::Journal => journal::journal(bytes, &mut tagged),
+        Format::Utmp => utmp::utmp(bytes, &mut tagged),
+        Format::Lastlog => utmp::lastlog(bytes, ctx, &mut tagged),
+        Format::ShellHistory => linux::shell_history(bytes, ctx, &mut tagged),
+        Format::Crontab => linux::crontab(bytes, ctx, &mut tagged),
+        Format::SystemdUnit => linux::systemd_unit(bytes, ctx, &mut tagged),
+        Format::AuthorizedKeys => linux::authorized_keys(bytes, ctx, &mut tagged),
+        Format::Passwd => linux::passwd(bytes, ctx, &mut tagged),
+        Format::Group => linux::group(bytes, ctx, &mut tagged),
+        Format::Sudoers => linux::sudoers(bytes, ctx, &mut tagged),
+        Format::Dpkg => linux::dpkg(bytes, &mut tagged),
+        Format::Dnf => linux::dnf(bytes, ctx, &mut tagged),
+        Format::CloudInit => linux::cloud_init(bytes, ctx, &mut tagged),
+        Format::Evtx => evtx::evtx(bytes, &mut tagged),
     }
 }
 

@@ -12,7 +12,8 @@ use std::io;
 
 use serde::Serialize;
 
-use super::image::ReadAt;
+use crate::bytes::{le16 as u16_at, le32 as u32_at, le64 as u64_at, slice as bytes_at};
+use crate::image::ReadAt;
 
 /// The sector size partition tables count in.
 pub const SECTOR: u64 = 512;
@@ -87,34 +88,6 @@ pub struct Layout {
     pub scheme: Scheme,
     pub volumes: Vec<Volume>,
     pub problems: Vec<Problem>,
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    let mut x = [0u8; 2];
-    if let Some(s) = b.get(at..at + 2) {
-        x.copy_from_slice(s);
-    }
-    u16::from_le_bytes(x)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        x.copy_from_slice(s);
-    }
-    u32::from_le_bytes(x)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        x.copy_from_slice(s);
-    }
-    u64::from_le_bytes(x)
-}
-
-fn bytes_at(b: &[u8], at: usize, len: usize) -> &[u8] {
-    b.get(at..at + len).unwrap_or_default()
 }
 
 /// Reads up to `len` bytes at `offset`: what the image holds of them.

@@ -1,0 +1,1 @@
+//! LVM2 physical volumes and their linear logical volumes (being written).
