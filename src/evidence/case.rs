@@ -167,13 +167,60 @@ impl std::fmt::Debug for AcquireRequest {
 /// the artefact's manifest and its ledger entry. If any step fails, no
 /// manifest is written and the ledger gets a signed failure entry instead.
 pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefact, EvidenceError> {
+    acquire_with(ctx, req, None).await
+}
+
+/// [`acquire`] for an artefact derived from another: its manifest keeps the
+/// derivation and its ledger entry is `derived`, naming the parent, the
+/// path, the inode and the extents (inline when few, always by digest).
+pub async fn acquire_derived(
+    ctx: &AcquireContext,
+    req: AcquireRequest,
+    derivation: super::model::Derivation,
+) -> Result<Artefact, EvidenceError> {
+    acquire_with(ctx, req, Some(derivation)).await
+}
+
+/// Extents named inline in a `derived` entry at most; the entry's size is
+/// bounded, and its extents digest binds the rest (kept in the manifest).
+const INLINE_EXTENTS: usize = 64;
+
+async fn acquire_with(
+    ctx: &AcquireContext,
+    req: AcquireRequest,
+    derivation: Option<super::model::Derivation>,
+) -> Result<Artefact, EvidenceError> {
     let case = req.case.clone();
     let place = req.source.clone();
-    let result = acquire_unrecorded(ctx, req).await;
+    let result = acquire_unrecorded(ctx, req, derivation).await;
     let Some(rec) = &ctx.recorder else {
         return result;
     };
     match &result {
+        Ok(a) if a.derived.is_some() => {
+            let d = a.derived.as_ref();
+            let detail = d.map(|d| {
+                serde_json::json!({
+                    "parent": d.parent,
+                    "parent_sha256": d.parent_sha256,
+                    "volume": d.volume,
+                    "fs": d.fs,
+                    "path": d.path,
+                    "inode": d.inode,
+                    "extents_count": d.extents.len(),
+                    "extents_sha256": d.extents_sha256(),
+                    "extents": (d.extents.len() <= INLINE_EXTENTS).then_some(&d.extents),
+                })
+            });
+            rec.record(
+                Some(&case),
+                Action::Derived,
+                Some(a.evidence_ref()),
+                Some(place),
+                detail,
+            )
+            .map_err(EvidenceError::Ledger)?;
+        }
         Ok(a) => {
             let detail = (!a.notes.is_empty()
                 || a.source_changed.is_some()
@@ -224,6 +271,7 @@ pub fn record_failure(ctx: &AcquireContext, case: &CaseId, place: Option<Place>,
 async fn acquire_unrecorded(
     ctx: &AcquireContext,
     req: AcquireRequest,
+    derived: Option<super::model::Derivation>,
 ) -> Result<Artefact, EvidenceError> {
     let resume = ctx
         .resume_dir
@@ -312,6 +360,7 @@ async fn acquire_unrecorded(
         source_changed: out.source_end.changed,
         notes: notes.into_iter().chain(out.source_end.notes).collect(),
         block_map: out.source_end.block_map,
+        derived,
         tool: Tool::this(),
     };
     ctx.store
@@ -441,7 +490,7 @@ pub fn compare_with_ledger(artefacts: &[Artefact], entries: &[(u64, Entry)]) -> 
     let mut problems = Vec::new();
     let acquired: Vec<(u64, &crate::ledger::entry::EvidenceRef)> = entries
         .iter()
-        .filter(|(_, e)| e.action == Action::Acquired)
+        .filter(|(_, e)| matches!(e.action, Action::Acquired | Action::Derived))
         .filter_map(|(i, e)| e.evidence.as_ref().map(|ev| (*i, ev)))
         .collect();
     for a in artefacts {

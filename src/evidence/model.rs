@@ -23,6 +23,10 @@ pub enum ArtefactKind {
     /// The blocks of a disk that changed since an earlier snapshot, packed
     /// in index order; its block manifest gives each block's index.
     DiskDelta,
+    /// A file read out of a disk image artefact by `custody process`.
+    Extracted,
+    /// The file-system timeline of a disk image artefact, as a TSK bodyfile.
+    Bodyfile,
 }
 
 impl ArtefactKind {
@@ -35,6 +39,8 @@ impl ArtefactKind {
             Self::File => "file",
             Self::BlockMap => "block_map",
             Self::DiskDelta => "disk_delta",
+            Self::Extracted => "extracted",
+            Self::Bodyfile => "bodyfile",
         }
     }
 }
@@ -123,7 +129,49 @@ pub struct Artefact {
     /// Block manifest summary, for images read block by block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_map: Option<BlockMap>,
+    /// For an artefact derived from another (a file extracted from a disk
+    /// image): where in the parent its bytes are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived: Option<Derivation>,
     pub tool: Tool,
+}
+
+/// Where a derived artefact's bytes lie in its parent's raw bytes, so that
+/// they can be read again from the parent and re-hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Derivation {
+    pub parent: crate::ids::ArtefactId,
+    /// The parent's raw SHA-256 when this was derived.
+    pub parent_sha256: String,
+    /// The volume: `p2` (a partition), `whole` (no table), `vg0/root` (LVM).
+    pub volume: String,
+    /// The file system (`ext4`, `xfs`, `ntfs`, `fat`), or `custody` for
+    /// what custody wrote from the parent (a bodyfile).
+    pub fs: String,
+    /// The file's path in its file system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Its inode (or MFT record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    /// Its modification time (µs), which dates what the file does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_us: Option<i64>,
+    /// `[file offset, parent offset, length]` runs covering the file in
+    /// order; a hole (zeros) has parent offset `null`. Empty for what
+    /// custody wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extents: Vec<(u64, Option<u64>, u64)>,
+}
+
+impl Derivation {
+    /// SHA-256 of the extents list as canonical JSON: the ledger entry
+    /// names it, so a long list is bound without being copied.
+    pub fn extents_sha256(&self) -> String {
+        use sha2::Digest as _;
+        let json = serde_json::to_vec(&self.extents).unwrap_or_default();
+        hex::encode(sha2::Sha256::digest(&json))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +248,7 @@ mod tests {
             source_changed: None,
             notes: vec![],
             block_map: None,
+            derived: None,
             tool: Tool::this(),
         }
     }

@@ -50,6 +50,10 @@ pub enum Action {
     /// rule that matched and the action decided (or, in a dry run, what
     /// would be done).
     AlertReceived,
+    /// An artefact was derived from another (a file extracted from a disk
+    /// image, its file-system timeline): the parent, the path, the inode
+    /// and the byte extents it occupies in the parent.
+    Derived,
     /// Names the new verifier key; committed under the old key.
     KeyRotated,
     LedgerInitialised,

@@ -17,6 +17,7 @@
 //! - [`evtx`]: Windows event logs.
 
 pub mod aws;
+pub mod bodyfile;
 pub mod evtx;
 pub mod host;
 pub mod journal;
@@ -128,6 +129,8 @@ pub enum Format {
     CloudInit,
     /// A Windows event log (`.evtx`).
     Evtx,
+    /// A TSK bodyfile: a file system's timeline (`fls -m`, `custody process`).
+    Bodyfile,
 }
 
 impl Format {
@@ -150,6 +153,7 @@ impl Format {
             Self::Dpkg | Self::Dnf => "packages",
             Self::CloudInit => "cloud_init",
             Self::Evtx => "evtx",
+            Self::Bodyfile => "fs",
         }
     }
 
@@ -181,6 +185,7 @@ impl Format {
             Self::Dnf => "dnf",
             Self::CloudInit => "cloud-init",
             Self::Evtx => "evtx",
+            Self::Bodyfile => "bodyfile",
         }
     }
 
@@ -258,6 +263,7 @@ pub fn parse_with(
         Format::Dnf => linux::dnf(bytes, ctx, &mut tagged),
         Format::CloudInit => linux::cloud_init(bytes, ctx, &mut tagged),
         Format::Evtx => evtx::evtx(bytes, &mut tagged),
+        Format::Bodyfile => bodyfile::bodyfile(bytes, &mut tagged),
     }
 }
 
