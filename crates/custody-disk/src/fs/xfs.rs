@@ -11,7 +11,8 @@
 //!
 //! Not read: the log (a dirty log is not replayed), checksums (XFS uses
 //! CRC32C), the realtime device, extended attributes, and deleted files
-//! (XFS zeroes a freed inode's forks, so [`FileSystem::orphans`] is empty).
+//! (XFS clears a freed inode's mode and extent count, so
+//! [`FileSystem::orphans`] is empty).
 //!
 //! All on-disk integers are big-endian. Layouts follow the kernel's
 //! `Documentation/filesystems/xfs` and the "XFS Algorithms & Data
@@ -923,5 +924,52 @@ impl FileSystem for Xfs {
 
     fn volume(&self) -> &Arc<dyn ReadAt> {
         &self.volume
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extent_record_unpacks_its_four_fields() {
+        // Packed by hand: unwritten flag at bit 127, file block in bits
+        // 73-126, file-system block in 21-72, count in 0-20.
+        let (off, block, count) = (5u128, (3u128 << 40) | 300, 7u128);
+        let v = (1u128 << 127) | (off << 73) | (block << 21) | count;
+        let r = Rec::parse(&v.to_be_bytes());
+        assert!(r.unwritten);
+        assert_eq!((r.off, r.block, r.count), (5, (3 << 40) | 300, 7));
+    }
+
+    #[test]
+    fn bigtime_and_legacy_times_meet_at_the_old_epoch() {
+        let mut raw = vec![0u8; 512];
+        let i = |raw: Vec<u8>, flags2| Inode {
+            ino: 1,
+            at: 0,
+            raw,
+            mode: 0,
+            format: 0,
+            flags: 0,
+            flags2,
+            core: 176,
+            dsize: 0,
+            size: 0,
+            nextents: 0,
+        };
+        // Legacy: signed seconds. 0x80000000 is 1901-12-13T20:45:52Z.
+        raw[32..36].copy_from_slice(&0x8000_0000u32.to_be_bytes());
+        raw[36..40].copy_from_slice(&5u32.to_be_bytes());
+        assert_eq!(Xfs::time(&i(raw.clone(), 0), 32), Time::new(-(1 << 31), 5));
+        // Bigtime: 0 is that same second.
+        raw[32..40].copy_from_slice(&0u64.to_be_bytes());
+        assert_eq!(
+            Xfs::time(&i(raw.clone(), DIFLAG2_BIGTIME), 32),
+            Time::new(-(1 << 31), 0)
+        );
+        let t = ((1u64 << 31) + 10) * 1_000_000_000 + 7;
+        raw[32..40].copy_from_slice(&t.to_be_bytes());
+        assert_eq!(Xfs::time(&i(raw, DIFLAG2_BIGTIME), 32), Time::new(10, 7));
     }
 }
