@@ -1,10 +1,18 @@
-//! Processing disk images in place, from the stored evidence (issue "Depth
-//! of data"; being built). So far:
+//! Processing disk images in place, from the stored evidence: what is on
+//! them, on the case's timeline, with custody of every derived byte.
 //!
 //! | module | role |
 //! |---|---|
-//! | [`image`] | `ReadAt`: random access to a raw image file or to a stored artefact through its seek table, with a bounded frame cache |
-//! | [`volume`] | the image's volumes: GPT, MBR and its extended partitions, or none; what each holds by its signature (ext, XFS, NTFS, FAT, LUKS, BitLocker, LVM2, swap) |
+//! | [`image`] | [`image::StoredImage`]: a stored artefact read in place through its seek table, with a bounded frame cache |
+//! | [`volume`] | (from `custody-disk`) the image's volumes and what each holds |
+//! | [`catalogue`] | the files a responder reads first, by path, and their formats |
+//! | [`scan`] | one image: volumes, file systems, catalogue files, the bodyfile |
+//!
+//! The readers themselves (volumes, LVM, ext4, XFS, NTFS, FAT) are the
+//! `custody-disk` crate's: they parse attacker-controlled bytes and build
+//! and fuzz alone.
 
+pub mod catalogue;
 pub mod image;
+pub mod scan;
 pub use custody_disk::volume;
