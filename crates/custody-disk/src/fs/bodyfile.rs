@@ -50,8 +50,15 @@ pub fn lines(r: &Record) -> Vec<String> {
     let name_kind = r.entry_kind.or(r.node.as_ref().map(|n| n.kind));
     let name_letter = name_kind.map_or('-', Kind::letter);
     let mut name = clean_name(&r.path);
+    if let Some(target) = &r.link {
+        name.push_str(" -> ");
+        name.push_str(&clean_name(target));
+    }
     if r.deleted {
-        name.push_str(" (deleted)");
+        // A deleted name whose node is in use again names someone else's
+        // file now: TSK's word for it.
+        let realloc = !r.orphan && r.node.as_ref().is_some_and(|n| n.allocated);
+        name.push_str(if realloc { " (deleted-realloc)" } else { " (deleted)" });
     }
     let Some(n) = &r.node else {
         return vec![format!(
@@ -128,6 +135,7 @@ mod tests {
             }),
             deleted: true,
             orphan: false,
+            link: None,
         };
         assert_eq!(
             lines(&r),

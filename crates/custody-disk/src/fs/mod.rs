@@ -232,8 +232,18 @@ pub trait FileSystem: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// Problems found when the file system was opened (a bad backup
-    /// superblock, a log that needs replaying).
+    /// The name an orphan had, where the reader can tell it (FAT keeps the
+    /// name in the entry it recovers); otherwise `OrphanFile-ID`, as TSK.
+    fn orphan_name(&self, id: u64) -> Option<Vec<u8>> {
+        let _ = id;
+        None
+    }
+
+    /// Problems found so far outside any answer: when the file system was
+    /// opened (a bad backup superblock, a log that needs replaying) and,
+    /// for readers that keep them, during calls that still answered (a
+    /// chain that loops, read up to the loop). The walk asks at its start
+    /// and at its end.
     fn problems(&self) -> Vec<Problem> {
         Vec::new()
     }

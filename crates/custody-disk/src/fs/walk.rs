@@ -25,6 +25,34 @@ pub struct Record {
     pub deleted: bool,
     /// Listed under `/$OrphanFiles`: no directory names it.
     pub orphan: bool,
+    /// A symlink's target, as stored (at most [`MAX_LINK`] bytes).
+    pub link: Option<Vec<u8>>,
+}
+
+/// Longest symlink target read (Linux's `PATH_MAX`).
+pub const MAX_LINK: u64 = 4096;
+
+/// A symlink's target through its extents, or `None` (with a problem) when
+/// it cannot be read.
+fn link_target(fs: &dyn FileSystem, node: &Node, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
+    if node.kind != Kind::Symlink {
+        return None;
+    }
+    let read = || -> Result<Vec<u8>, super::FsError> {
+        let extents = fs.extents(node.id)?;
+        let size = node.size.min(MAX_LINK);
+        let mut buf = vec![0u8; usize::try_from(size).unwrap_or(0)];
+        let n = super::read_data(fs.volume().as_ref(), &extents, size, 0, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    };
+    match read() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(Problem::from(&e));
+            None
+        }
+    }
 }
 
 /// Walks `fs`, calling `visit` for each name (the root itself excluded,
@@ -59,6 +87,9 @@ pub fn walk(fs: &dyn FileSystem, visit: &mut dyn FnMut(Record)) -> Vec<Problem> 
         // A deleted name is followed only to a node still free: a reused
         // node is someone else's now, and is walked under its own name.
         let follow = is_dir && (!entry.deleted || node.as_ref().is_some_and(|n| !n.allocated));
+        let link = node
+            .as_ref()
+            .and_then(|n| link_target(fs, n, &mut problems));
         let record = Record {
             path: path.clone(),
             id: entry.id,
@@ -66,6 +97,7 @@ pub fn walk(fs: &dyn FileSystem, visit: &mut dyn FnMut(Record)) -> Vec<Problem> 
             node,
             deleted: entry.deleted,
             orphan: false,
+            link,
         };
         visit(record);
         if !follow {
@@ -110,17 +142,34 @@ pub fn walk(fs: &dyn FileSystem, visit: &mut dyn FnMut(Record)) -> Vec<Problem> 
                         None
                     }
                 };
+                let name = fs
+                    .orphan_name(id)
+                    .unwrap_or_else(|| format!("OrphanFile-{id}").into_bytes());
+                let mut path = b"/$OrphanFiles/".to_vec();
+                path.extend_from_slice(&name);
+                let link = node
+                    .as_ref()
+                    .and_then(|n| link_target(fs, n, &mut problems));
+                // An orphan's name is made up: its type is unknown (`-`).
                 visit(Record {
-                    path: format!("/$OrphanFiles/OrphanFile-{id}").into_bytes(),
+                    path,
                     id,
-                    entry_kind: None,
+                    entry_kind: Some(Kind::Unknown),
                     node,
                     deleted: true,
                     orphan: true,
+                    link,
                 });
             }
         }
         Err(e) => problems.push(Problem::from(&e)),
+    }
+    // What the reader found during the walk (a broken chain inside a
+    // file's extents) that it could not return with its answer.
+    for p in fs.problems() {
+        if !problems.contains(&p) {
+            problems.push(p);
+        }
     }
     problems
 }
