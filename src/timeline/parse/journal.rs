@@ -132,6 +132,9 @@ enum Chain {
     Broken { at: u64, why: String },
 }
 
+/// A field the event keeps: its index and its value.
+type Kept<'a> = (usize, Cow<'a, [u8]>);
+
 /// Why an object could not be read.
 enum Fault {
     /// The file ends inside it.
@@ -176,7 +179,7 @@ impl<'a> Journal<'a> {
         }
         let len = bytes.len() as u64;
         let header_size = le64(bytes, 88);
-        if header_size < MIN_HEADER || header_size > len || header_size % 8 != 0 {
+        if header_size < MIN_HEADER || header_size > len || !header_size.is_multiple_of(8) {
             sink.problem(problem(
                 "byte 88",
                 format!("the header size {header_size} is impossible for a file of {len} bytes"),
@@ -228,7 +231,7 @@ impl<'a> Journal<'a> {
 
     /// The object of type `kind` at `at`, whole, at least `min` bytes long.
     fn object(&self, at: u64, kind: u8, min: u64) -> Result<(u8, &'a [u8]), Fault> {
-        if at % 8 != 0 {
+        if !at.is_multiple_of(8) {
             return Err(Fault::Bad(format!("byte {at} is not 8-byte aligned")));
         }
         if at < self.header_size {
@@ -504,7 +507,7 @@ impl<'a> Journal<'a> {
         &mut self,
         at: u64,
         have: &[Option<Cow<'a, [u8]>>; FIELDS],
-    ) -> Result<Option<(usize, Cow<'a, [u8]>)>, String> {
+    ) -> Result<Option<Kept<'a>>, String> {
         let payload_at = if self.compact {
             DATA_PAYLOAD_COMPACT
         } else {

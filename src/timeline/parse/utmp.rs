@@ -471,11 +471,7 @@ mod tests {
         btmp(&bytes, &mut told);
         assert_eq!(told.events, c.events);
         // A wtmp's getty records (user LOGIN) are not failures.
-        let getty = undump(
-            &WTMP.lines().nth(3).unwrap().to_string(),
-            dir.path(),
-            "getty",
-        );
+        let getty = undump(WTMP.lines().nth(3).unwrap(), dir.path(), "getty");
         assert_eq!(parse(&getty).events[0].action, "login_process");
     }
 
