@@ -230,7 +230,7 @@ fn set(e: &mut Event, action: &str, outcome: &str) {
     e.outcome = Some(outcome.to_owned());
 }
 
-fn sshd(e: &mut Event, text: &str) {
+pub(super) fn sshd(e: &mut Event, text: &str) {
     // rsyslog folds repeats: `message repeated 2 times: [ Failed password ...]`.
     let text = match text.strip_prefix("message repeated ") {
         Some(rest) => match rest.split_once(" times: [ ") {
@@ -310,7 +310,7 @@ fn login_from(rest: &str) -> Option<LoginFrom<'_>> {
 }
 
 /// `USER : [REASON ;] TTY=.. ; PWD=.. ; USER=.. ; COMMAND=..`
-fn sudo(e: &mut Event, text: &str) {
+pub(super) fn sudo(e: &mut Event, text: &str) {
     let Some((user, rest)) = text.trim_start().split_once(" : ") else {
         return;
     };
@@ -356,7 +356,7 @@ fn sudo(e: &mut Event, text: &str) {
 }
 
 /// `pam_unix(su:session): session opened for user root(uid=0) by alice(uid=1000)`
-fn su(e: &mut Event, text: &str) {
+pub(super) fn su(e: &mut Event, text: &str) {
     let Some((_, rest)) = text.split_once("session opened for user ") else {
         return;
     };
@@ -373,7 +373,7 @@ fn su(e: &mut Event, text: &str) {
 }
 
 /// `new user: name=X, UID=N, GID=N, home=..., shell=..., from=...`
-fn useradd(e: &mut Event, text: &str) {
+pub(super) fn useradd(e: &mut Event, text: &str) {
     let Some(rest) = text.strip_prefix("new user: ") else {
         return;
     };
