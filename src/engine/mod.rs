@@ -10,9 +10,12 @@
 //! | [`request`] | typed requests and their validation into plans |
 //! | [`acquire`] | collectors from requests, and acquisitions into a case |
 //! | [`logs`] | logs into a case and its timeline: exported files, and the AWS sources (feature `timeline`) |
+//! | [`process`] | disk images of a case, read in place, into derived artefacts and its timeline (feature `timeline`) |
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
 
 pub mod acquire;
+#[cfg(feature = "timeline")]
+pub mod process;
 pub mod app;
 #[cfg(feature = "timeline")]
 pub mod logs;

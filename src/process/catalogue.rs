@@ -29,8 +29,12 @@ pub const ITEMS: &[Item] = &[
         format: Some(Format::Journal),
     },
     Item {
-        patterns: &["/var/log/wtmp*", "/var/log/btmp*", "/var/run/utmp", "/run/utmp"],
+        patterns: &["/var/log/wtmp*", "/var/run/utmp", "/run/utmp"],
         format: Some(Format::Utmp),
+    },
+    Item {
+        patterns: &["/var/log/btmp*"],
+        format: Some(Format::Btmp),
     },
     Item {
         patterns: &["/var/log/lastlog"],

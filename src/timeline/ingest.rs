@@ -136,6 +136,22 @@ struct Job {
     format: Format,
     bundle: bool,
     year: i32,
+    /// A file extracted from a disk image: its path (the member its events
+    /// name) and its modification time.
+    member: String,
+    modified_us: Option<i64>,
+}
+
+/// The year that dates a file's yearless lines: its modification time's
+/// where it came off a file system, else the collection's.
+fn year_of(a: &Artefact) -> i32 {
+    a.derived
+        .as_ref()
+        .and_then(|d| d.modified_us)
+        .and_then(|us| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
+        })
+        .map_or(a.started.year(), |t| t.year())
 }
 
 /// How a load reads its artefacts.
@@ -203,7 +219,11 @@ pub async fn ingest_many(
             if job.bundle {
                 parse_bundle(job.format, &job.bytes, job.year, &mut sink);
             } else {
-                parse::parse_file(job.format, "", &job.bytes, job.year, &mut sink);
+                let ctx = parse::FileContext {
+                    year_hint: job.year,
+                    modified_us: job.modified_us,
+                };
+                parse::parse_with(job.format, &job.member, &job.bytes, &ctx, &mut sink);
             }
             sink.buf.push(Parsed::End);
             sink.send();
@@ -227,7 +247,13 @@ pub async fn ingest_many(
                 bytes,
                 format,
                 bundle: a.kind == ArtefactKind::LogBundle,
-                year: a.started.year(),
+                year: year_of(a),
+                member: a
+                    .derived
+                    .as_ref()
+                    .and_then(|d| d.path.clone())
+                    .unwrap_or_default(),
+                modified_us: a.derived.as_ref().and_then(|d| d.modified_us),
             }))
         }
     };

@@ -103,8 +103,10 @@ pub enum Format {
     Syslog,
     /// A systemd journal file (`*.journal`, `*.journal~`).
     Journal,
-    /// `utmp`, `wtmp` or `btmp` records (glibc's `struct utmp`).
+    /// `utmp` or `wtmp` records (glibc's `struct utmp`).
     Utmp,
+    /// `btmp`: failed logins, in the same records.
+    Btmp,
     /// `/var/log/lastlog`: one record per uid.
     Lastlog,
     /// A bash or zsh history.
@@ -146,7 +148,7 @@ impl Format {
             Self::UalCsv | Self::UalJsonl => "m365_ual",
             Self::HostBundle | Self::Syslog => "host",
             Self::Journal => "journal",
-            Self::Utmp | Self::Lastlog => "login",
+            Self::Utmp | Self::Btmp | Self::Lastlog => "login",
             Self::ShellHistory => "shell",
             Self::Crontab | Self::SystemdUnit => "persistence",
             Self::AuthorizedKeys | Self::Passwd | Self::Group | Self::Sudoers => "accounts",
@@ -173,6 +175,7 @@ impl Format {
             Self::Syslog => "syslog",
             Self::Journal => "journal",
             Self::Utmp => "utmp",
+            Self::Btmp => "btmp",
             Self::Lastlog => "lastlog",
             Self::ShellHistory => "shell-history",
             Self::Crontab => "crontab",
@@ -251,6 +254,7 @@ pub fn parse_with(
         Format::HostBundle => host::bundle(bytes, year_hint, sink),
         Format::Journal => journal::journal(bytes, &mut tagged),
         Format::Utmp => utmp::utmp(bytes, &mut tagged),
+        Format::Btmp => utmp::btmp(bytes, &mut tagged),
         Format::Lastlog => utmp::lastlog(bytes, ctx, &mut tagged),
         Format::ShellHistory => linux::shell_history(bytes, ctx, &mut tagged),
         Format::Crontab => linux::crontab(bytes, ctx, &mut tagged),
