@@ -149,6 +149,16 @@ fn populate(m: &Path) {
         "system.ntfs_dos_name",
         "ARATHE~1.TEX",
     );
+    // So many names that the record needs an $ATTRIBUTE_LIST.
+    std::fs::create_dir(m.join("links")).unwrap();
+    w("links/target.bin", &vec![9u8; 5000]);
+    for i in 0..24 {
+        std::fs::hard_link(
+            m.join("links/target.bin"),
+            m.join(format!("links/another_rather_long_link_name_{i:02}.bin")),
+        )
+        .unwrap();
+    }
     // Compressed: files made in a directory flagged compressed.
     std::fs::create_dir(m.join("comp")).unwrap();
     setfattr(&m.join("comp"), "system.ntfs_attrib_be", "0x00000810");
@@ -169,11 +179,15 @@ fn populate(m: &Path) {
     std::fs::remove_dir_all(m.join("gone")).unwrap();
 }
 
-fn image() -> &'static (tempfile::TempDir, PathBuf) {
-    static IMG: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+/// The test image, made once per run in the target's scratch directory
+/// (not in /tmp, where a static's TempDir would never be removed).
+fn image() -> &'static (PathBuf, PathBuf) {
+    static IMG: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     IMG.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let img = make_image(dir.path(), "main.img", 64, populate);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ntfs");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = make_image(&dir, "main.img", 64, populate);
         (dir, img)
     })
 }
@@ -552,4 +566,16 @@ fn speed_against_fls() {
         out.iter().filter(|&&b| b == b'\n').count(),
         tsk.iter().filter(|&&b| b == b'\n').count()
     );
+}
+
+/// The bodyfile comparison on any image: `NTFS_IMAGE=path cargo test -p
+/// custody-disk --test ntfs -- --ignored any_image`.
+#[test]
+#[ignore]
+fn any_image_against_fls() {
+    let img = PathBuf::from(std::env::var_os("NTFS_IMAGE").expect("NTFS_IMAGE"));
+    let fs = open_file(&img);
+    let (ours, problems) = ours(fs.as_ref());
+    println!("problems: {problems:?}");
+    assert_same(&ours, &tsk(&img));
 }
