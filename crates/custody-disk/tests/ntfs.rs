@@ -104,6 +104,10 @@ fn setfattr(path: &Path, name: &str, value: &str) {
         .arg(path));
 }
 
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// The test image: a bit of everything a reader meets.
 fn populate(m: &Path) {
     let w = |p: &str, data: &[u8]| std::fs::write(m.join(p), data).unwrap();
@@ -167,6 +171,19 @@ fn populate(m: &Path) {
     std::fs::create_dir(m.join("many")).unwrap();
     for i in 0..300 {
         w(&format!("many/file_{i:04}.txt"), format!("{i}").as_bytes());
+    }
+    // Names deleted from an index block whose times TSK finds plausible
+    // (before 2020), so that it reads the block's slack for them.
+    std::fs::create_dir(m.join("old")).unwrap();
+    let t: u64 = 1_420_070_400 * 10_000_000 + 116_444_736_000_000_000;
+    let times: String = (0..4).map(|_| hex(&t.to_le_bytes())).collect();
+    for i in 0..40 {
+        let p = m.join(format!("old/f{i}.txt"));
+        std::fs::write(&p, format!("{i}")).unwrap();
+        setfattr(&p, "system.ntfs_times", &format!("0x{times}"));
+    }
+    for i in (0..40).step_by(2) {
+        std::fs::remove_file(m.join(format!("old/f{i}.txt"))).unwrap();
     }
     // Deleted: files, and a directory with its contents.
     w("dir2/deleted.txt", b"soon gone");
@@ -265,6 +282,44 @@ fn tsk(img: &Path) -> BTreeSet<String> {
     lines
 }
 
+/// A deleted index entry whose record has since been reused: TSK prints
+/// the name without metadata (`X/----------`, zeros), the seam has no way
+/// to say so and our line carries the reused record's metadata. For those
+/// only the name and record are compared.
+fn stale_names(
+    mut ours: BTreeSet<String>,
+    mut tsk: BTreeSet<String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let stale: Vec<String> = tsk
+        .iter()
+        .filter(|l| {
+            l.split('|')
+                .nth(3)
+                .is_some_and(|m| m.ends_with("/----------"))
+        })
+        .cloned()
+        .collect();
+    for l in stale {
+        let f: Vec<&str> = l.split('|').collect();
+        let (name, id) = (f[1], f[2]);
+        let bare = name.trim_end_matches(" (deleted)");
+        let mine: Vec<String> = ours
+            .iter()
+            .filter(|o| {
+                let g: Vec<&str> = o.split('|').collect();
+                g[2] == id && (g[1] == name || g[1] == format!("{bare} ($FILE_NAME) (deleted)"))
+            })
+            .cloned()
+            .collect();
+        assert!(!mine.is_empty(), "no line of ours for the stale name {l}");
+        for m in mine {
+            ours.remove(&m);
+        }
+        tsk.remove(&l);
+    }
+    (ours, tsk)
+}
+
 fn assert_same(ours: &BTreeSet<String>, tsk: &BTreeSet<String>) {
     let only_ours: Vec<_> = ours.difference(tsk).collect();
     let only_tsk: Vec<_> = tsk.difference(ours).collect();
@@ -291,6 +346,7 @@ fn the_bodyfile_matches_fls_deleted_entries_and_file_names_included() {
     let (ours, problems) = ours(fs.as_ref());
     assert!(problems.is_empty(), "{problems:?}");
     let tsk = tsk(img);
+    let (ours, tsk) = stale_names(ours, tsk);
     assert_same(&ours, &tsk);
     // The oracle saw what the image was made to hold.
     for want in [

@@ -113,7 +113,6 @@ enum Body {
         alloc_size: u64,
         data_size: u64,
         init_size: u64,
-        comp_unit: u16,
     },
 }
 
@@ -398,7 +397,6 @@ fn parse_attrs(rec: &Record, rec_index: usize, at: &str) -> Result<Vec<Attr>, Fs
                 alloc_size: le64(a, 40),
                 data_size: le64(a, 48),
                 init_size: le64(a, 56),
-                comp_unit: le16(a, 34),
             }
         } else {
             let vlen = le32(a, 16) as usize;
@@ -514,7 +512,7 @@ struct Child {
     allocated: bool,
 }
 
-pub struct Ntfs {
+struct Ntfs {
     volume: Arc<dyn ReadAt>,
     geo: Geometry,
     mft_runs: Vec<Run>,
@@ -536,7 +534,7 @@ pub fn open(volume: Arc<dyn ReadAt>) -> Result<Box<dyn FileSystem>, FsError> {
 }
 
 impl Ntfs {
-    pub fn open(volume: Arc<dyn ReadAt>) -> Result<Self, FsError> {
+    fn open(volume: Arc<dyn ReadAt>) -> Result<Self, FsError> {
         let boot = volume
             .read_exact_at(0, 512)
             .map_err(|e| FsError::io("byte 0", e))?;
@@ -670,7 +668,8 @@ impl Ntfs {
                 _ => None,
             })
             .unwrap_or(0);
-        let mut records = data_size / record as u64;
+        // Runs may overlap in a hostile image; a real MFT fits the volume.
+        let mut records = data_size.min(fs.volume.size()) / record as u64;
         if records > MAX_RECORDS {
             fs.problems.push(Problem {
                 at: "MFT record 0".into(),
@@ -1232,16 +1231,14 @@ impl Ntfs {
                             start_vcn: 0,
                             data_size,
                             init_size,
-                            comp_unit,
                             ..
-                        } => Some((data_size, init_size, comp_unit, a.flags)),
+                        } => Some((data_size, init_size, a.flags)),
                         _ => None,
                     })
                     .ok_or_else(|| FsError::corrupt(&at, "the $DATA has no first segment"))?;
-                let (size, init, comp_unit, flags) = base;
-                // A compression unit alone (ntfs-3g gives sparse files one)
-                // compresses nothing; the flag does.
-                let _ = comp_unit;
+                let (size, init, flags) = base;
+                // The flag says compressed, not the compression unit, which
+                // ntfs-3g gives sparse files too.
                 if flags & FLAG_COMPRESSED != 0 {
                     return Err(FsError::Unsupported {
                         at,
