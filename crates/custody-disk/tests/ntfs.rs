@@ -16,7 +16,9 @@
 //!   it `/$OrphanFiles/OrphanFile-<record>`, and gives it the node's type
 //!   letter where TSK prints `-` for the name's type.
 //!
-//! Excluded: TSK's virtual `/$OrphanFiles` directory line; TSK's lines for
+//! Excluded: TSK's virtual `/$OrphanFiles` directory line; what TSK lists
+//! inside an orphaned directory (`/$OrphanFiles/dir/name`), since the walk
+//! lists orphans flat and does not enter them; TSK's lines for
 //! named streams (`name:stream`, one per named `$DATA` or non-`$I30`
 //! index), which the seam has no place for; and our bare lines for the
 //! four system files that have only named streams and so no bare TSK
@@ -269,6 +271,9 @@ fn tsk(img: &Path) -> BTreeSet<String> {
             continue; // a named stream
         }
         if let Some(rest) = f[1].strip_prefix("/$OrphanFiles/") {
+            if rest.contains('/') {
+                continue; // held by an orphaned directory: see the header
+            }
             let suffix: String = [" ($FILE_NAME)", " (deleted)"]
                 .iter()
                 .filter(|s| rest.contains(*s))
@@ -460,6 +465,37 @@ fn a_broken_fixup_is_a_problem_naming_the_record_and_the_rest_reads() {
             .iter()
             .any(|l| l.contains("/dir1/sub/deeper/leaf.txt|"))
     );
+}
+
+/// A deleted directory whose record is taken again (here: its sequence
+/// number bumped, as reuse does) no longer holds its children: they become
+/// orphans. TSK lists what an orphaned directory still holds under it
+/// (`/$OrphanFiles/inner/x.txt`); the walk lists orphans flat, so those
+/// lines alone are left out here.
+#[test]
+fn a_reused_parent_makes_orphans_as_fls_does() {
+    let (dir, img) = image();
+    let fs = open_file(img);
+    let mut gone = None;
+    walk::walk(fs.as_ref(), &mut |r| {
+        if r.path == b"/gone" {
+            gone = Some(r.id);
+        }
+    });
+    let gone = gone.expect("/gone");
+    let mut bytes = std::fs::read(img).unwrap();
+    let at = mft_at(&bytes) + gone as usize * 1024 + 16;
+    let seq = u16::from_le_bytes([bytes[at], bytes[at + 1]]) + 1;
+    bytes[at..at + 2].copy_from_slice(&seq.to_le_bytes());
+    let edited = dir.join("orphans.img");
+    std::fs::write(&edited, &bytes).unwrap();
+    let fs = open_file(&edited);
+    let (ours, problems) = ours(fs.as_ref());
+    assert!(problems.is_empty(), "{problems:?}");
+    let (ours, tsk) = stale_names(ours, tsk(&edited));
+    assert_same(&ours, &tsk);
+    let orphans = fs.orphans().unwrap();
+    assert!(orphans.len() >= 10, "{orphans:?}"); // 16..=23, inner, y.bin
 }
 
 #[test]
