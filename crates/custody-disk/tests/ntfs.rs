@@ -499,6 +499,44 @@ fn a_reused_parent_makes_orphans_as_fls_does() {
 }
 
 #[test]
+fn a_broken_index_block_is_reported_and_the_directory_still_lists() {
+    let (_, img) = image();
+    let mut bytes = std::fs::read(img).unwrap();
+    let name: Vec<u8> = "file_0100"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let block = (0..bytes.len() / 4096)
+        .map(|i| i * 4096)
+        .find(|&o| {
+            &bytes[o..o + 4] == b"INDX" && bytes[o..o + 4096].windows(name.len()).any(|w| w == name)
+        })
+        .expect("the index block naming file_0100");
+    bytes[block + 510] ^= 0xff;
+    let fs = ntfs::open(Arc::new(bytes)).unwrap();
+    let (lines, _) = ours(fs.as_ref());
+    let problems = fs.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.at.contains("index block") && p.what.contains("update sequence")),
+        "{problems:?}"
+    );
+    // Its names still come through their records' $FILE_NAME.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("0|/many/file_0100.txt|")),
+        "{:?}",
+        lines
+            .iter()
+            .filter(|l| l.contains("/many"))
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn a_wrong_boot_sector_is_a_clear_error() {
     let (_, img) = image();
     let good = std::fs::read(img).unwrap();

@@ -12,6 +12,11 @@
 //! reappear under their directory; unallocated records no directory names
 //! are orphans. Node ids are MFT record numbers.
 //!
+//! Where it parts from TSK on purpose: index blocks are looked for every
+//! index-record size, not every cluster (TSK misses blocks that do not
+//! start a cluster when clusters are larger than index records); a broken
+//! index block is skipped and reported, not the whole directory.
+//!
 //! Extents point into the volume: non-resident runs at their clusters,
 //! resident data at its bytes inside the MFT record, split so that the two
 //! bytes at each 512-byte stride end, which the update sequence replaced on
