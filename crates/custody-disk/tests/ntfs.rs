@@ -312,7 +312,16 @@ fn stale_names(
             .iter()
             .filter(|o| {
                 let g: Vec<&str> = o.split('|').collect();
-                g[2] == id && (g[1] == name || g[1] == format!("{bare} ($FILE_NAME) (deleted)"))
+                // Ours names the reused record's metadata, so it calls the
+                // name reallocated, as TSK does for ext4.
+                g[2] == id
+                    && [
+                        name.to_string(),
+                        format!("{bare} ($FILE_NAME) (deleted)"),
+                        format!("{bare} (deleted-realloc)"),
+                        format!("{bare} ($FILE_NAME) (deleted-realloc)"),
+                    ]
+                    .contains(&g[1].to_string())
             })
             .cloned()
             .collect();

@@ -54,12 +54,14 @@ pub fn lines(r: &Record) -> Vec<String> {
         name.push_str(" -> ");
         name.push_str(&clean_name(target));
     }
-    if r.deleted {
-        // A deleted name whose node is in use again names someone else's
-        // file now: TSK's word for it.
-        let realloc = !r.orphan && r.node.as_ref().is_some_and(|n| n.allocated);
-        name.push_str(if realloc { " (deleted-realloc)" } else { " (deleted)" });
-    }
+    // A deleted name whose node is in use again names someone else's file
+    // now: TSK's word for it.
+    let realloc = !r.orphan && r.node.as_ref().is_some_and(|n| n.allocated);
+    let deleted = match (r.deleted, realloc) {
+        (false, _) => "",
+        (true, false) => " (deleted)",
+        (true, true) => " (deleted-realloc)",
+    };
     let Some(n) = &r.node else {
         return vec![format!(
             "0|{name}|{}|{name_letter}/----------|0|0|0|0|0|0|0",
@@ -80,9 +82,9 @@ pub fn lines(r: &Record) -> Vec<String> {
             secs(t.born),
         )
     };
-    let mut out = vec![line(&name, &n.times)];
+    let mut out = vec![line(&format!("{name}{deleted}"), &n.times)];
     if let Some(t) = &n.name_times {
-        out.push(line(&format!("{name} ($FILE_NAME)"), t));
+        out.push(line(&format!("{name} ($FILE_NAME){deleted}"), t));
     }
     out
 }
