@@ -55,7 +55,6 @@ pub mod ledger;
 pub mod machine;
 pub mod mirror;
 pub mod private_fs;
-#[cfg(feature = "timeline")]
 pub mod process;
 pub mod progress;
 #[cfg(feature = "readiness")]

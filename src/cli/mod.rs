@@ -37,6 +37,8 @@ pub mod ledger;
 #[cfg(feature = "timeline")]
 pub mod logs;
 pub mod man;
+#[cfg(feature = "timeline")]
+pub mod process;
 pub mod progress_bar;
 #[cfg(feature = "readiness")]
 pub mod readiness;
@@ -154,6 +156,11 @@ pub enum Command {
     #[cfg(feature = "timeline")]
     #[command(subcommand)]
     Logs(logs::LogsCommand),
+    /// What is inside a case's disk images, read in place: the files a
+    /// responder reads first and every name of every file system, onto the
+    /// timeline, each extracted file a derived artefact in the ledger.
+    #[cfg(feature = "timeline")]
+    Process(process::ProcessArgs),
     /// Search a case's timeline: field terms and free text, facets,
     /// histogram, saved searches; table, JSON, CSV or Timesketch output.
     #[cfg(feature = "timeline")]
@@ -313,6 +320,8 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Pivot(args) => timeline::run_pivot(&env, args).await,
         #[cfg(feature = "timeline")]
         Command::Findings(args) => timeline::run_findings(&env, args).await,
+        #[cfg(feature = "timeline")]
+        Command::Process(args) => process::run(&env, args).await,
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
     };

@@ -48,6 +48,20 @@ pub async fn run(env: &Env, args: VerifyArgs) -> anyhow::Result<Outcome> {
     let artefacts = case::artefacts(store.as_ref(), &args.case)
         .await
         .unwrap_or_default();
+    // Derived artefacts are read again from their parent by extents.
+    for c in &mut v.checks {
+        if let Some(a) = artefacts
+            .iter()
+            .find(|a| a.id == c.artefact && a.derived.is_some())
+        {
+            let found = crate::process::derived::recheck(store.clone(), &artefacts, a).await;
+            if !found.is_empty() {
+                c.ok = false;
+                c.problems
+                    .extend(found.into_iter().map(|p| format!("derived: {p}")));
+            }
+        }
+    }
     let plain: Vec<(u64, Entry)> = entries.iter().map(|(i, _, e)| (*i, e.clone())).collect();
     ledger_problems.extend(case::compare_with_ledger(&artefacts, &plain));
     v.ledger_problems.extend(ledger_problems);

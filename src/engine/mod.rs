@@ -14,11 +14,11 @@
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
 
 pub mod acquire;
-#[cfg(feature = "timeline")]
-pub mod process;
 pub mod app;
 #[cfg(feature = "timeline")]
 pub mod logs;
+#[cfg(feature = "timeline")]
+pub mod process;
 pub mod request;
 #[cfg(feature = "aws")]
 pub mod response;

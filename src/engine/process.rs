@@ -18,8 +18,9 @@ use super::App;
 use crate::evidence::case::{self, AcquireContext, AcquireRequest, EvidenceError};
 use crate::evidence::{Artefact, ArtefactKind, Derivation, Source};
 use crate::ids::{ArtefactId, CaseId};
+use crate::process::derived::ExtentReader;
 use crate::process::image::StoredImage;
-use crate::process::scan::{self, ExtentReader, Found, Profile, Scan};
+use crate::process::scan::{self, Found, Profile, Scan};
 use crate::timeline::ingest;
 use crate::timeline::parse::Format;
 use crate::timeline::store::IngestReport;
@@ -32,7 +33,10 @@ pub enum ProcessError {
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
     #[error("artefact {artefact} is a {kind}, not a disk image")]
-    NotAnImage { artefact: ArtefactId, kind: &'static str },
+    NotAnImage {
+        artefact: ArtefactId,
+        kind: &'static str,
+    },
     #[error("cannot read artefact {artefact} in place")]
     Open {
         artefact: ArtefactId,
@@ -113,7 +117,10 @@ fn is_image_kind(kind: ArtefactKind) -> bool {
 
 /// Which derived artefacts already exist for `parent`: by
 /// `(volume, path, inode, extents digest)`, and whether its bodyfile does.
-fn derived_before(all: &[Artefact], parent: &ArtefactId) -> (HashSet<(String, String, u64, String)>, bool) {
+fn derived_before(
+    all: &[Artefact],
+    parent: &ArtefactId,
+) -> (HashSet<(String, String, u64, String)>, bool) {
     let mut files = HashSet::new();
     let mut bodyfile = false;
     for a in all {
@@ -169,12 +176,13 @@ pub async fn process(app: &App, req: &ProcessRequest) -> Result<ProcessReport, P
     } else {
         let mut out = Vec::new();
         for id in &req.artefacts {
-            let a = all.iter().find(|a| &a.id == id).ok_or_else(|| {
-                EvidenceError::NoSuchArtefact {
-                    case: req.case.clone(),
-                    artefact: id.clone(),
-                }
-            })?;
+            let a =
+                all.iter()
+                    .find(|a| &a.id == id)
+                    .ok_or_else(|| EvidenceError::NoSuchArtefact {
+                        case: req.case.clone(),
+                        artefact: id.clone(),
+                    })?;
             if !is_image_kind(a.kind) || a.derived.is_some() {
                 return Err(ProcessError::NotAnImage {
                     artefact: a.id.clone(),
@@ -200,7 +208,11 @@ pub async fn process(app: &App, req: &ProcessRequest) -> Result<ProcessReport, P
         new.extend(made);
         images.push(report);
     }
-    let timeline = if req.no_index { Vec::new() } else { load(app, &ctx, &req.case, &new).await? };
+    let timeline = if req.no_index {
+        Vec::new()
+    } else {
+        load(app, &ctx, &req.case, &new).await?
+    };
     Ok(ProcessReport {
         case: req.case.clone(),
         profile: req.profile,
@@ -231,7 +243,11 @@ async fn process_image(
     let (before, bodyfile_before) = derived_before(all, &parent.id);
     let want_bodyfile = profile == Profile::Full && !bodyfile_before;
     let spool = crate::private_fs::create_dir_all(&app.config.home.join("spool"))
-        .and_then(|()| tempfile::Builder::new().prefix("bodyfile-").tempfile_in(app.config.home.join("spool")))
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("bodyfile-")
+                .tempfile_in(app.config.home.join("spool"))
+        })
         .map_err(|source| ProcessError::Spool {
             artefact: parent.id.clone(),
             source,
@@ -266,7 +282,12 @@ async fn process_image(
     let mut already = 0;
     for f in &scan.found {
         let d = derivation(parent, f);
-        let ident = (f.volume.clone(), f.path.clone(), f.inode, d.extents_sha256());
+        let ident = (
+            f.volume.clone(),
+            f.path.clone(),
+            f.inode,
+            d.extents_sha256(),
+        );
         if before.contains(&ident) {
             already += 1;
             continue;

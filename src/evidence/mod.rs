@@ -12,7 +12,7 @@ pub mod model;
 pub mod pipeline;
 pub mod seekable;
 
-pub use model::{Artefact, ArtefactKind, BlockMap, Digest, Source, StoredDigest};
+pub use model::{Artefact, ArtefactKind, BlockMap, Derivation, Digest, Source, StoredDigest};
 
 /// Lower-case hex SHA-256, the one digest form custody writes anywhere.
 pub type Sha256Hex = String;

@@ -25,7 +25,10 @@ pub const ITEMS: &[Item] = &[
         format: Some(Format::Syslog),
     },
     Item {
-        patterns: &["/var/log/journal/*/*.journal", "/var/log/journal/*/*.journal~"],
+        patterns: &[
+            "/var/log/journal/*/*.journal",
+            "/var/log/journal/*/*.journal~",
+        ],
         format: Some(Format::Journal),
     },
     Item {
@@ -97,11 +100,18 @@ pub const ITEMS: &[Item] = &[
         format: Some(Format::Dpkg),
     },
     Item {
-        patterns: &["/var/log/dnf.rpm.log*", "/var/log/dnf.log*", "/var/log/yum.log*"],
+        patterns: &[
+            "/var/log/dnf.rpm.log*",
+            "/var/log/dnf.log*",
+            "/var/log/yum.log*",
+        ],
         format: Some(Format::Dnf),
     },
     Item {
-        patterns: &["/var/log/cloud-init.log*", "/var/log/cloud-init-output.log*"],
+        patterns: &[
+            "/var/log/cloud-init.log*",
+            "/var/log/cloud-init-output.log*",
+        ],
         format: Some(Format::CloudInit),
     },
     Item {
@@ -116,7 +126,13 @@ pub const ITEMS: &[Item] = &[
 
 /// Whether one path component matches one pattern component (`*` any run).
 fn component(pattern: &[u8], name: &[u8], fold: bool) -> bool {
-    let eq = |a: u8, b: u8| if fold { a.eq_ignore_ascii_case(&b) } else { a == b };
+    let eq = |a: u8, b: u8| {
+        if fold {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
     // Iterative glob with one star backtrack point: linear, no recursion.
     let (mut p, mut n) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
@@ -140,11 +156,17 @@ fn component(pattern: &[u8], name: &[u8], fold: bool) -> bool {
             },
         }
     }
-    pattern.get(p..).unwrap_or_default().iter().all(|&c| c == b'*')
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&c| c == b'*')
 }
 
 fn split(path: &[u8]) -> Vec<&[u8]> {
-    path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect()
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// Matches a whole path. `fold`: compare ASCII letters without case (NTFS, FAT).
@@ -177,12 +199,32 @@ mod tests {
 
     #[test]
     fn patterns_match_components_and_rotations() {
-        assert!(matches("/var/log/auth.log*", b"/var/log/auth.log.2.gz", false));
-        assert!(matches("/home/*/.bash_history", b"/home/alice/.bash_history", false));
-        assert!(!matches("/home/*/.bash_history", b"/home/a/b/.bash_history", false));
+        assert!(matches(
+            "/var/log/auth.log*",
+            b"/var/log/auth.log.2.gz",
+            false
+        ));
+        assert!(matches(
+            "/home/*/.bash_history",
+            b"/home/alice/.bash_history",
+            false
+        ));
+        assert!(!matches(
+            "/home/*/.bash_history",
+            b"/home/a/b/.bash_history",
+            false
+        ));
         assert!(!matches("/var/log/auth.log*", b"/var/log/xauth.log", false));
-        assert!(matches("/Windows/System32/winevt/Logs/*.evtx", b"/WINDOWS/system32/winevt/logs/Security.evtx", true));
-        assert!(!matches("/Windows/System32/winevt/Logs/*.evtx", b"/WINDOWS/system32/winevt/logs/Security.evtx", false));
+        assert!(matches(
+            "/Windows/System32/winevt/Logs/*.evtx",
+            b"/WINDOWS/system32/winevt/logs/Security.evtx",
+            true
+        ));
+        assert!(!matches(
+            "/Windows/System32/winevt/Logs/*.evtx",
+            b"/WINDOWS/system32/winevt/logs/Security.evtx",
+            false
+        ));
         assert!(component(b"*a*b*c", b"xaxxbyyc", false));
         assert!(!component(b"*a*b*c", b"xaxxbyy", false));
     }
@@ -195,7 +237,10 @@ mod tests {
         assert!(may_hold(b"/home/bob/.ssh", false));
         assert!(!may_hold(b"/usr", false));
         assert!(!may_hold(b"/var/lib", false));
-        assert_eq!(item_for(b"/etc/passwd", false).and_then(|i| i.format), Some(Format::Passwd));
+        assert_eq!(
+            item_for(b"/etc/passwd", false).and_then(|i| i.format),
+            Some(Format::Passwd)
+        );
         assert!(item_for(b"/etc/shadow", false).is_none());
     }
 }

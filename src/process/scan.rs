@@ -126,33 +126,59 @@ pub fn scan(
             continue;
         }
         let window: Arc<dyn ReadAt> = Arc::new(Window::new(img.clone(), v.start, v.length));
-        let Some(opened) = fs::open(window, v.content) else {
-            vs.note = Some(format!("{:?}: no file system custody reads", v.content));
+        if v.content == Content::LvmPhysical {
             out.volumes.push(vs);
+            let lvs = lvm_volumes(window, &name, v.start, prefixed, &mut out.volumes);
+            for (lv, reader, map) in lvs {
+                let mut lv_scan = lv;
+                let content = match volume::probe(reader.as_ref(), 0) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        lv_scan
+                            .problems
+                            .push(format!("reading the logical volume: {e}"));
+                        out.volumes.push(lv_scan);
+                        continue;
+                    }
+                };
+                lv_scan.content = content;
+                let lv_name = lv_scan.name.clone();
+                let walk = Walk {
+                    body: body.as_mut(),
+                    profile,
+                    lines: &mut out.bodyfile_lines,
+                    cancel,
+                };
+                read_volume(
+                    reader,
+                    content,
+                    &lv_name,
+                    true,
+                    map,
+                    &mut lv_scan,
+                    &mut out.found,
+                    walk,
+                )?;
+                out.volumes.push(lv_scan);
+            }
             continue;
-        };
-        let fsys = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                vs.problems.push(e.to_string());
-                out.volumes.push(vs);
-                continue;
-            }
-        };
-        vs.fs = Some(fsys.kind());
-        let prefix = if prefixed { format!("{name}:") } else { String::new() };
-        let ctx = VolumeCtx {
-            fs: fsys.as_ref(),
-            name: &name,
-            start: v.start,
-            fold: matches!(fsys.kind(), "ntfs" | "fat"),
-        };
-        match (&mut body, profile) {
-            (Some(w), Profile::Full) => {
-                full(&ctx, &prefix, w, &mut vs, &mut out.found, &mut out.bodyfile_lines, cancel)?;
-            }
-            _ => quick(&ctx, &mut vs, &mut out.found, cancel),
         }
+        let walk = Walk {
+            body: body.as_mut(),
+            profile,
+            lines: &mut out.bodyfile_lines,
+            cancel,
+        };
+        read_volume(
+            window,
+            v.content,
+            &name,
+            prefixed,
+            Map::Offset(v.start),
+            &mut vs,
+            &mut out.found,
+            walk,
+        )?;
         out.volumes.push(vs);
     }
     if let Some(w) = body {
@@ -161,10 +187,159 @@ pub fn scan(
     Ok(out)
 }
 
+/// How a volume's byte offsets become the image's.
+#[derive(Debug, Clone)]
+enum Map {
+    /// A partition, or the whole image: add its start.
+    Offset(u64),
+    /// An LVM logical volume: `(volume offset, length, image offset)` per
+    /// segment, in order.
+    Segments(Vec<(u64, u64, u64)>),
+}
+
+impl Map {
+    /// The image ranges that `len` bytes at volume offset `at` occupy.
+    fn ranges(&self, at: u64, len: u64) -> Vec<(u64, u64)> {
+        match self {
+            Self::Offset(start) => vec![(start.saturating_add(at), len)],
+            Self::Segments(segs) => {
+                let mut out = Vec::new();
+                let end = at.saturating_add(len);
+                for &(off, n, img) in segs {
+                    let from = at.max(off);
+                    let to = end.min(off.saturating_add(n));
+                    if from < to {
+                        out.push((img.saturating_add(from - off), to - from));
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Where the walk's output goes.
+struct Walk<'a, 'b> {
+    body: Option<&'a mut BufWriter<&'b mut dyn Write>>,
+    profile: Profile,
+    lines: &'a mut u64,
+    cancel: &'a AtomicBool,
+}
+
+/// The logical volumes of an LVM2 physical volume that can be read, each
+/// with its reader and map; the others are listed with why not.
+fn lvm_volumes(
+    pv: Arc<dyn ReadAt>,
+    part: &str,
+    pv_start: u64,
+    prefixed: bool,
+    listed: &mut Vec<VolumeScan>,
+) -> Vec<(VolumeScan, Arc<dyn ReadAt>, Map)> {
+    let vg = match custody_disk::lvm::read(pv.clone()) {
+        Ok(vg) => vg,
+        Err(e) => {
+            if let Some(v) = listed.last_mut() {
+                v.problems.push(format!("LVM2: {e}"));
+            }
+            return Vec::new();
+        }
+    };
+    if let Some(v) = listed.last_mut() {
+        v.problems.extend(
+            vg.problems
+                .iter()
+                .map(|p| format!("LVM2 {}: {}", p.at, p.what)),
+        );
+        v.note = Some(format!(
+            "LVM2 physical volume of volume group {} ({} logical volumes, listed after it)",
+            vg.name,
+            vg.logical_volumes.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for lv in &vg.logical_volumes {
+        let name = if prefixed {
+            format!("{part}/{}/{}", vg.name, lv.name)
+        } else {
+            format!("{}/{}", vg.name, lv.name)
+        };
+        let mut vs = VolumeScan {
+            name,
+            start: pv_start,
+            length: lv.size,
+            content: Content::Unknown,
+            fs: None,
+            entries: 0,
+            found: 0,
+            note: None,
+            problems: Vec::new(),
+        };
+        match lv.open(pv.clone()) {
+            Ok(reader) => {
+                let segs = lv
+                    .segments
+                    .iter()
+                    .filter_map(|s| Some((s.offset, s.len, pv_start.saturating_add(s.pv_offset?))))
+                    .collect();
+                out.push((vs, reader, Map::Segments(segs)));
+            }
+            Err(e) => {
+                vs.note = Some(format!("not read: {e}"));
+                listed.push(vs);
+            }
+        }
+    }
+    out
+}
+
+/// Opens the file system on one volume and reads it as the profile says.
+#[allow(clippy::too_many_arguments)]
+fn read_volume(
+    reader: Arc<dyn ReadAt>,
+    content: Content,
+    name: &str,
+    prefixed: bool,
+    map: Map,
+    vs: &mut VolumeScan,
+    found: &mut Vec<Found>,
+    walk: Walk<'_, '_>,
+) -> io::Result<()> {
+    let Some(opened) = fs::open(reader, content) else {
+        vs.note = Some(format!("{content:?}: no file system custody reads"));
+        return Ok(());
+    };
+    let fsys = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            vs.problems.push(e.to_string());
+            return Ok(());
+        }
+    };
+    vs.fs = Some(fsys.kind());
+    let prefix = if prefixed {
+        format!("{name}:")
+    } else {
+        String::new()
+    };
+    let ctx = VolumeCtx {
+        fs: fsys.as_ref(),
+        name,
+        map,
+        fold: matches!(fsys.kind(), "ntfs" | "fat"),
+    };
+    match (walk.body, walk.profile) {
+        (Some(w), Profile::Full) => full(&ctx, &prefix, w, vs, found, walk.lines, walk.cancel),
+        _ => {
+            quick(&ctx, vs, found, walk.cancel);
+            Ok(())
+        }
+    }
+}
+
 struct VolumeCtx<'a> {
     fs: &'a dyn FileSystem,
     name: &'a str,
-    start: u64,
+    map: Map,
     fold: bool,
 }
 
@@ -197,7 +372,7 @@ impl VolumeCtx<'_> {
             inode: node.id,
             size: node.size,
             modified_us: node.times.modified.map(fs::Time::micros),
-            extents: clip(&extents, node.size, self.start),
+            extents: clip(&extents, node.size, &self.map),
             format: item.format,
         })
     }
@@ -205,7 +380,7 @@ impl VolumeCtx<'_> {
 
 /// The extents as image offsets, cut to `0..size`, with any part of the
 /// file no extent covers as a hole.
-fn clip(extents: &[fs::Extent], size: u64, start: u64) -> Vec<(u64, Option<u64>, u64)> {
+fn clip(extents: &[fs::Extent], size: u64, map: &Map) -> Vec<(u64, Option<u64>, u64)> {
     let mut out = Vec::with_capacity(extents.len());
     let mut at = 0u64;
     let mut sorted: Vec<&fs::Extent> = extents.iter().collect();
@@ -219,10 +394,20 @@ fn clip(extents: &[fs::Extent], size: u64, start: u64) -> Vec<(u64, Option<u64>,
         if from > at {
             out.push((at, None, from - at));
         }
-        let phys = x
-            .physical
-            .map(|p| start.saturating_add(p).saturating_add(from - x.logical));
-        out.push((from, phys, to - from));
+        match x.physical {
+            None => out.push((from, None, to - from)),
+            Some(p) => {
+                let mut logical = from;
+                for (img, n) in map.ranges(p.saturating_add(from - x.logical), to - from) {
+                    out.push((logical, Some(img), n));
+                    logical += n;
+                }
+                // What no segment holds reads as nothing: a hole, said so.
+                if logical < to {
+                    out.push((logical, None, to - logical));
+                }
+            }
+        }
         at = to;
     }
     if at < size {
@@ -297,8 +482,9 @@ fn quick(ctx: &VolumeCtx<'_>, vs: &mut VolumeScan, found: &mut Vec<Found>, cance
         }
         vs.entries += 1;
         if vs.entries > QUICK_DIRS {
-            vs.problems
-                .push(format!("more than {QUICK_DIRS} directories on the way to the catalogue; stopped"));
+            vs.problems.push(format!(
+                "more than {QUICK_DIRS} directories on the way to the catalogue; stopped"
+            ));
             return;
         }
         let entries = match ctx.fs.read_dir(id) {
@@ -337,54 +523,6 @@ fn quick(ctx: &VolumeCtx<'_>, vs: &mut VolumeScan, found: &mut Vec<Found>, cance
     }
 }
 
-/// A derived file's bytes, read from the image through its extents.
-pub struct ExtentReader {
-    img: Arc<dyn ReadAt>,
-    extents: Vec<(u64, Option<u64>, u64)>,
-    size: u64,
-    pos: u64,
-}
-
-impl ExtentReader {
-    pub fn new(img: Arc<dyn ReadAt>, extents: Vec<(u64, Option<u64>, u64)>, size: u64) -> Self {
-        Self {
-            img,
-            extents,
-            size,
-            pos: 0,
-        }
-    }
-}
-
-impl io::Read for ExtentReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let extents: Vec<fs::Extent> = self
-            .extents
-            .iter()
-            .filter(|(l, _, n)| l.saturating_add(*n) > self.pos)
-            .take(4)
-            .map(|&(logical, physical, len)| fs::Extent {
-                logical,
-                physical,
-                len,
-            })
-            .collect();
-        let want = buf.len().min(1 << 20);
-        let n = fs::read_data(
-            self.img.as_ref(),
-            &extents,
-            self.size,
-            self.pos,
-            buf.get_mut(..want).unwrap_or_default(),
-        )
-        .map_err(io::Error::other)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl crate::evidence::pipeline::SourceReader for ExtentReader {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,7 +534,11 @@ mod tests {
             physical,
             len,
         };
-        let got = clip(&[x(4096, Some(100), 4096), x(0, Some(0), 1000)], 6000, 1 << 20);
+        let got = clip(
+            &[x(4096, Some(100), 4096), x(0, Some(0), 1000)],
+            6000,
+            &Map::Offset(1 << 20),
+        );
         assert_eq!(
             got,
             [
@@ -408,12 +550,17 @@ mod tests {
     }
 
     #[test]
-    fn the_reader_reads_across_extents_and_holes() {
-        use std::io::Read as _;
-        let img: Arc<dyn ReadAt> = Arc::new((0..=255u8).collect::<Vec<u8>>());
-        let mut r = ExtentReader::new(img, vec![(0, Some(10), 3), (3, None, 2), (5, Some(200), 3)], 8);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        assert_eq!(out, [10, 11, 12, 0, 0, 200, 201, 202]);
+    fn a_logical_volume_extent_splits_at_its_segments() {
+        let map = Map::Segments(vec![(0, 100, 5000), (100, 100, 9000)]);
+        assert_eq!(map.ranges(50, 100), [(5050, 50), (9000, 50)]);
+        let x = fs::Extent {
+            logical: 0,
+            physical: Some(90),
+            len: 20,
+        };
+        assert_eq!(
+            clip(&[x], 20, &map),
+            [(0, Some(5090), 10), (10, Some(9000), 10)]
+        );
     }
 }

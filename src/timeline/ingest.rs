@@ -148,9 +148,7 @@ fn year_of(a: &Artefact) -> i32 {
     a.derived
         .as_ref()
         .and_then(|d| d.modified_us)
-        .and_then(|us| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok()
-        })
+        .and_then(|us| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
         .map_or(a.started.year(), |t| t.year())
 }
 
