@@ -160,6 +160,9 @@ pub struct RespondArgs {
     /// (memory and every volume) succeeded and isolation holds.
     #[arg(long, value_enum, value_name = "ACTION")]
     pub then: Option<Then>,
+    #[cfg(feature = "timeline")]
+    #[command(flatten)]
+    pub process: crate::cli::acquire::ProcessFlag,
 }
 
 impl RespondArgs {
@@ -209,6 +212,16 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
         .await
         .with_context(|| format!("the response on {} stopped", args.instance))?;
     env.print(&report, || human_respond(&report))?;
+    // The images are processed once taken, whatever else fell short: what
+    // was captured is worth reading.
+    #[cfg(feature = "timeline")]
+    if let Some(depth) = args.process.process {
+        let processed =
+            crate::engine::process::process_acquired(env, &plan.case, &report.artefacts, depth)
+                .await
+                .with_context(|| format!("cannot process the images of case {}", plan.case))?;
+        env.print(&processed, || super::process::human(&processed))?;
+    }
     if !report.not_holding.is_empty() {
         eprintln!(
             "error: isolation of {} does not hold: {}",

@@ -55,6 +55,9 @@ pub enum EngineError {
     Respond(#[from] RespondError),
     #[error("cannot record in the ledger")]
     Ledger(#[from] LedgerError),
+    #[cfg(feature = "timeline")]
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
     #[error("{what} into case {case} failed")]
     Collect {
         what: String,

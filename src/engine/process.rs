@@ -222,6 +222,41 @@ pub async fn process(app: &App, req: &ProcessRequest) -> Result<ProcessReport, P
     })
 }
 
+/// Processes what an acquisition or a response just took: its disk
+/// images, at `profile` depth, into the case's timeline (the `--process`
+/// of `acquire file|ebs` and `respond`, and a playbook rule's `process`).
+pub async fn process_acquired(
+    app: &App,
+    case: &CaseId,
+    acquired: &[Artefact],
+    profile: Profile,
+) -> Result<ProcessReport, ProcessError> {
+    let artefacts: Vec<ArtefactId> = acquired
+        .iter()
+        .filter(|a| a.kind == ArtefactKind::DiskImage || a.kind == ArtefactKind::File)
+        .map(|a| a.id.clone())
+        .collect();
+    if artefacts.is_empty() {
+        return Ok(ProcessReport {
+            case: case.clone(),
+            profile,
+            images: Vec::new(),
+            skipped: Vec::new(),
+            timeline: Vec::new(),
+        });
+    }
+    process(
+        app,
+        &ProcessRequest {
+            case: case.clone(),
+            artefacts,
+            profile,
+            no_index: false,
+        },
+    )
+    .await
+}
+
 /// Reads one image and derives what it holds; `None` when a file artefact
 /// holds no volume custody reads (a log, a document).
 async fn process_image(
@@ -391,17 +426,20 @@ async fn load(
     };
     tl.begin_bulk()
         .map_err(|e| load_err(ingest::IngestError::Timeline(e)))?;
-    let reports = ingest::ingest_many(
-        ctx.store.as_ref(),
-        &mut tl,
-        &items,
-        ingest::LoadOptions {
-            geoip: None,
-            inflate: app.config.inflate,
-        },
-        &now,
-    )
-    .await
+    // The loader's future holds its parser's channel, which is not `Send`:
+    // it runs here, on this worker, as `logs` loads do.
+    let reports = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(ingest::ingest_many(
+            ctx.store.as_ref(),
+            &mut tl,
+            &items,
+            ingest::LoadOptions {
+                geoip: None,
+                inflate: app.config.inflate,
+            },
+            &now,
+        ))
+    })
     .map_err(load_err)?;
     tl.end_bulk()
         .map_err(|e| load_err(ingest::IngestError::Timeline(e)))?;

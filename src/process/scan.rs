@@ -16,7 +16,9 @@ use super::catalogue;
 use crate::timeline::parse::Format;
 
 /// How much of an image `process` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// The catalogue's files only, found by looking where they can be.

@@ -67,6 +67,11 @@ pub struct Rule {
     /// fleets without the SSM agent, and the job is complete without it.
     #[serde(default = "yes")]
     pub memory: bool,
+    /// Process the disk images taken (`quick` or `full`, as `custody
+    /// process --depth`), so the job ends with what they hold on the
+    /// case's timeline. Default: not processed.
+    #[serde(default)]
+    pub process: Option<crate::process::scan::Profile>,
     /// POSTed a JSON summary when the job finishes or fails.
     #[serde(default)]
     pub notify: Option<String>,

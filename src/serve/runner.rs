@@ -255,12 +255,28 @@ impl AppRunner {
         let prepared = response::prepare(&self.app, &plan).await?;
         let report = response::respond(&self.app, rec, &plan, prepared).await?;
         let bytes = report.artefacts.iter().map(|a| a.raw.size).sum();
-        let summary = serde_json::json!({
+        let mut summary = serde_json::json!({
             "instance": instance,
             "phases": report.phases,
             "artefacts": report.artefacts.iter().map(|a| a.id.to_string()).collect::<Vec<_>>(),
             "not_holding": report.not_holding,
         });
+        if let Some(depth) = rule.and_then(|r| r.process) {
+            let processed =
+                crate::engine::process::process_acquired(&self.app, case, &report.artefacts, depth)
+                    .await;
+            summary["processed"] = match processed {
+                Ok(p) => serde_json::json!({
+                    "depth": depth,
+                    "images": p.images.len(),
+                    "derived": p.images.iter().map(|i| i.derived.len()).sum::<usize>(),
+                    "failures": p.images.iter().flat_map(|i| i.failures.clone()).collect::<Vec<_>>(),
+                    "events": p.timeline.iter().map(|t| t.events).sum::<u64>(),
+                }),
+                Err(e) if crate::engine::unrecorded(&e) => return Err(EngineError::from(e).into()),
+                Err(e) => serde_json::json!({ "error": crate::error_chain(&e) }),
+            };
+        }
         let short = shortfalls(&plan, &report);
         if short.is_empty() {
             Ok((summary, bytes))

@@ -65,6 +65,9 @@ pub struct EbsArgs {
     /// as an incremental `disk_delta` artefact.
     #[arg(long, value_name = "snap-…", conflicts_with = "instance")]
     pub changed_since: Option<String>,
+    #[cfg(feature = "timeline")]
+    #[command(flatten)]
+    pub process: super::ProcessFlag,
 }
 
 impl MemoryOptions {

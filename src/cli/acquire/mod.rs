@@ -7,6 +7,7 @@ pub mod ec2;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{Env, Outcome};
@@ -49,6 +50,20 @@ pub struct FileArgs {
     /// What the bytes are.
     #[arg(long, value_enum, default_value = "file")]
     pub kind: ArtefactKind,
+    #[cfg(feature = "timeline")]
+    #[command(flatten)]
+    pub process: ProcessFlag,
+}
+
+/// `--process [quick|full]`: process the images taken, as `custody process` does.
+#[cfg(feature = "timeline")]
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ProcessFlag {
+    /// Then process the disk image taken (`custody process`): `quick` reads
+    /// the files a responder reads first; `full` (the default) also lists
+    /// every name of every file system.
+    #[arg(long, value_enum, value_name = "DEPTH", num_args = 0..=1, default_missing_value = "full")]
+    pub process: Option<crate::process::scan::Profile>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,12 +106,35 @@ impl AcquireCommand {
             Self::Memory(a) => (AcquireRequest::Memory(a.request()), &a.case),
         }
     }
+
+    /// `--process`, where the command takes one.
+    #[cfg(feature = "timeline")]
+    fn process_flag(&self) -> Option<crate::process::scan::Profile> {
+        match self {
+            Self::File(a) => a.process.process,
+            #[cfg(feature = "aws")]
+            Self::Ebs(a) => a.process.process,
+            _ => None,
+        }
+    }
 }
 
 pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
+    #[cfg(feature = "timeline")]
+    let process = cmd.process_flag();
     let (req, case) = cmd.request();
     let report = crate::engine::acquire::acquire(env, &req, case.case.clone(), case.verify).await?;
     env.print(&report, || human(&report))?;
+    #[cfg(feature = "timeline")]
+    if let Some(depth) = process {
+        let processed =
+            crate::engine::process::process_acquired(env, &report.case, &report.artefacts, depth)
+                .await
+                .with_context(|| {
+                    format!("cannot process what was acquired into case {}", report.case)
+                })?;
+        env.print(&processed, || super::process::human(&processed))?;
+    }
     if !report.failures.is_empty() {
         anyhow::bail!(
             "{} of the requested artefacts could not be acquired: {}",
