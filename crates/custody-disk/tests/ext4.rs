@@ -313,7 +313,11 @@ fn check(img: &Image, label: &str) {
             match f[1].split_once(" -> ") {
                 Some((path, _)) if f[3].starts_with("l/") => {
                     let bare = [&f[..1], &[path], &f[2..]].concat().join("|");
-                    if theirs.lines.contains(&bare) { bare } else { l.clone() }
+                    if theirs.lines.contains(&bare) {
+                        bare
+                    } else {
+                        l.clone()
+                    }
                 }
                 _ => l.clone(),
             }

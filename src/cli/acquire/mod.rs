@@ -7,6 +7,7 @@ pub mod ec2;
 
 use std::path::PathBuf;
 
+#[cfg(feature = "timeline")]
 use anyhow::Context as _;
 use clap::Subcommand;
 
