@@ -6,7 +6,8 @@
 #   2. seeds an EC2 instance whose only volume holds a small ext4 file system
 #   3. starts `custody serve` with a playbook and posts a signed GuardDuty finding
 #   4. shows the job, the instance isolated, the disk in the evidence store,
-#      the case verifying, and a file read back from the acquired image
+#      processed in place (its auth.log's login on the case's timeline, next
+#      to the alert), the case verifying, and a file read back from the image
 #
 # Memory is left out by the playbook: moto never runs SSM commands (see the
 # docs/testing.md, what the emulators cannot do). Uses CUSTODY_BIN when set, else builds custody.
@@ -50,7 +51,8 @@ custody() { "$CUSTODY_BIN" --no-progress "$@"; }
 step "1. An instance whose disk holds a file system with a file on it"
 mkdir -p "$WORK/root/var/log"
 echo "the attacker was here" >"$WORK/root/evidence.txt"
-echo "Accepted password for root from 198.51.100.23 port 50022 ssh2" >"$WORK/root/var/log/auth.log"
+# The login that the brute force ended with, as sshd logged it.
+echo "$(date -u -d '-10 min' '+%b %e %H:%M:%S') web-1 sshd[4242]: Accepted password for root from 198.51.100.23 port 50022 ssh2" >"$WORK/root/var/log/auth.log"
 truncate -s 1G "$WORK/disk.img"
 mkfs.ext4 -q -F -d "$WORK/root" "$WORK/disk.img"
 "$PY" - "$WORK/disk.img" >"$WORK/instance" <<'PY'
@@ -111,6 +113,7 @@ finding_type = "UnauthorizedAccess:EC2/*"
 min_severity = 7.0
 action = "respond"
 memory = false         # the emulator cannot run the SSM agent
+process = "full"       # then read the disk in place onto the case's timeline
 
 [[rule]]
 name = "ec2-lower"
@@ -192,7 +195,11 @@ printf 'read back from the acquired image: '
 debugfs -R "cat /evidence.txt" "$WORK/acquired.img" 2>/dev/null
 cmp "$WORK/disk.img" "$WORK/acquired.img" && echo "the acquired image is the volume, bit for bit"
 
-step "7. The ledger: every step signed, with the finding as its reason"
+step "7. What the disk holds, on the case's timeline next to the alert"
+custody timeline "$CASE" 'source:host source:alert'
+custody timeline "$CASE" 'source:fs target:/var/log/auth.log'
+
+step "8. The ledger: every step signed, with the finding as its reason"
 custody ledger verify
 echo
 echo "end to end: alert accepted, instance isolated, disk acquired, case verified"

@@ -211,17 +211,30 @@ pub async fn run_respond(env: &Env, args: RespondArgs) -> anyhow::Result<Outcome
     let report = response::respond(env, &rec, &plan, prepared)
         .await
         .with_context(|| format!("the response on {} stopped", args.instance))?;
-    env.print(&report, || human_respond(&report))?;
     // The images are processed once taken, whatever else fell short: what
-    // was captured is worth reading.
+    // was captured is worth reading. One document on stdout.
     #[cfg(feature = "timeline")]
     if let Some(depth) = args.process.process {
         let processed =
             crate::engine::process::process_acquired(env, &plan.case, &report.artefacts, depth)
-                .await
-                .with_context(|| format!("cannot process the images of case {}", plan.case))?;
-        env.print(&processed, || super::process::human(&processed))?;
+                .await;
+        let both = serde_json::json!({
+            "response": &report,
+            "processed": processed.as_ref().ok(),
+        });
+        env.print(&both, || {
+            let mut s = human_respond(&report);
+            if let Ok(p) = &processed {
+                s.push_str(&super::process::human(p));
+            }
+            s
+        })?;
+        processed.with_context(|| format!("cannot process the images of case {}", plan.case))?;
+    } else {
+        env.print(&report, || human_respond(&report))?;
     }
+    #[cfg(not(feature = "timeline"))]
+    env.print(&report, || human_respond(&report))?;
     if !report.not_holding.is_empty() {
         eprintln!(
             "error: isolation of {} does not hold: {}",

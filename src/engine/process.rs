@@ -170,8 +170,11 @@ pub async fn process(app: &App, req: &ProcessRequest) -> Result<ProcessReport, P
     let all = case::artefacts(ctx.store.as_ref(), &req.case).await?;
     let mut skipped = Vec::new();
     let parents: Vec<&Artefact> = if req.artefacts.is_empty() {
+        // A file that holds logs (an exported log, a kept alert) is no image.
         all.iter()
-            .filter(|a| a.derived.is_none() && is_image_kind(a.kind))
+            .filter(|a| {
+                a.derived.is_none() && is_image_kind(a.kind) && a.source.log_format.is_none()
+            })
             .collect()
     } else {
         let mut out = Vec::new();
@@ -403,8 +406,19 @@ async fn process_image(
     )))
 }
 
-/// Loads what was derived into the case's timeline (quick first: the
-/// catalogue's files, then the bodyfile).
+/// Loads artefacts of a case into its timeline, each as its format says
+/// (what was derived; the alert a job kept).
+pub async fn load_artefacts(
+    app: &App,
+    case: &CaseId,
+    new: &[Artefact],
+) -> Result<Vec<IngestReport>, ProcessError> {
+    let ctx = app.acquire_context(app.recorder()?).await?;
+    load(app, &ctx, case, new).await
+}
+
+/// Loads what was derived into the case's timeline (the catalogue's files
+/// first, then the bodyfile).
 async fn load(
     app: &App,
     ctx: &AcquireContext,

@@ -506,6 +506,9 @@ pub fn compare_with_ledger(artefacts: &[Artefact], entries: &[(u64, Entry)]) -> 
                         a.id
                     ));
                 }
+                if let Some(p) = derivation_mismatch(a, entries, *i) {
+                    problems.push(p);
+                }
             }
         }
     }
@@ -518,6 +521,40 @@ pub fn compare_with_ledger(artefacts: &[Artefact], entries: &[(u64, Entry)]) -> 
         }
     }
     problems
+}
+
+/// Where a derived artefact's manifest says other than its signed
+/// `derived` entry: the parent, path, inode or extents (by digest).
+fn derivation_mismatch(a: &Artefact, entries: &[(u64, Entry)], index: u64) -> Option<String> {
+    let entry = entries.iter().find(|(i, _)| *i == index).map(|(_, e)| e)?;
+    let signed = match (entry.action, &a.derived) {
+        (Action::Derived, Some(d)) => d,
+        (Action::Derived, None) => {
+            return Some(format!(
+                "artefact {}'s manifest lost the derivation ledger entry {index} records",
+                a.id
+            ));
+        }
+        (_, Some(_)) => {
+            return Some(format!(
+                "artefact {} claims to be derived, but ledger entry {index} records an acquisition",
+                a.id
+            ));
+        }
+        (_, None) => return None,
+    };
+    let detail = entry.detail.as_ref();
+    let field = |k: &str| detail.and_then(|d| d.get(k)).cloned().unwrap_or_default();
+    let same = field("parent") == serde_json::json!(signed.parent)
+        && field("path") == serde_json::json!(signed.path)
+        && field("inode") == serde_json::json!(signed.inode)
+        && field("extents_sha256") == serde_json::json!(signed.extents_sha256());
+    (!same).then(|| {
+        format!(
+            "artefact {}'s derivation (parent, path, inode or extents) differs from ledger entry {index}",
+            a.id
+        )
+    })
 }
 
 fn compare(

@@ -224,6 +224,13 @@ impl AppRunner {
                 }
             }
         }
+        if rule.is_some_and(|r| r.process.is_some()) {
+            match self.keep_alert(&rec, &job.case, alert).await {
+                Ok(()) => {}
+                Err(RunError::Engine(e)) if e.unrecorded() => return Err(e.into()),
+                Err(e) => failures.push(format!("keeping the alert: {}", crate::error_chain(&e))),
+            }
+        }
         detail.insert("results".into(), serde_json::Value::Array(results));
         detail.insert("bytes".into(), bytes.into());
         if failures.is_empty() {
@@ -231,6 +238,52 @@ impl AppRunner {
         } else {
             Err(RunError::Incomplete(failures.join("; ")))
         }
+    }
+
+    /// Keeps the alert in its case, as custody read it, and puts it on the
+    /// case's timeline beside what the processed images hold. Once per
+    /// case and alert: a resumed job finds it kept.
+    async fn keep_alert(
+        &self,
+        rec: &Recorder,
+        case: &CaseId,
+        alert: &Alert,
+    ) -> Result<(), RunError> {
+        use crate::evidence::case;
+        let resource = format!("alert:{}/{}", alert.source.as_str(), alert.id);
+        let ctx = self.app.acquire_context(rec.clone()).await?;
+        let kept = case::artefacts(ctx.store.as_ref(), case)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .any(|a| a.source.resource == resource);
+        if kept {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(alert).unwrap_or_default();
+        let a = case::acquire(
+            &ctx,
+            case::AcquireRequest {
+                case: case.clone(),
+                kind: crate::evidence::ArtefactKind::File,
+                source: crate::evidence::Source {
+                    resource,
+                    log_format: Some(crate::timeline::parse::Format::Alert.name().to_owned()),
+                    account: alert.account.clone(),
+                    region: alert.region.clone(),
+                    ..Default::default()
+                },
+                size_hint: Some(bytes.len() as u64),
+                reader: Box::new(std::io::Cursor::new(bytes)),
+                notes: Vec::new(),
+            },
+        )
+        .await
+        .map_err(|e| EngineError::from(crate::engine::process::ProcessError::from(e)))?;
+        crate::engine::process::load_artefacts(&self.app, case, std::slice::from_ref(&a))
+            .await
+            .map_err(EngineError::from)?;
+        Ok(())
     }
 
     /// One action on one instance; returns its summary and the raw bytes acquired.

@@ -19,6 +19,7 @@ mod isolate;
 mod ledger;
 mod memory;
 mod process;
+mod process_case;
 mod readiness;
 mod respond;
 mod s3;

@@ -723,6 +723,11 @@ fn the_end_to_end_example_runs_in_one_go() {
         "read back from the acquired image: the attacker was here",
         "the acquired image is the volume, bit for bit",
         ": verified",
+        // The disk, processed in place: the login its auth.log holds, on
+        // the timeline next to the alert that started the case.
+        "sshd.accepted",
+        "198.51.100.23",
+        "UnauthorizedAccess:EC2/SSHBruteForce",
     ] {
         assert!(text.contains(shown), "{shown:?} not shown:\n{text}");
     }

@@ -125,17 +125,31 @@ pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     let process = cmd.process_flag();
     let (req, case) = cmd.request();
     let report = crate::engine::acquire::acquire(env, &req, case.case.clone(), case.verify).await?;
-    env.print(&report, || human(&report))?;
     #[cfg(feature = "timeline")]
     if let Some(depth) = process {
         let processed =
             crate::engine::process::process_acquired(env, &report.case, &report.artefacts, depth)
-                .await
-                .with_context(|| {
-                    format!("cannot process what was acquired into case {}", report.case)
-                })?;
-        env.print(&processed, || super::process::human(&processed))?;
+                .await;
+        // One document on stdout: what was acquired, then what it held.
+        let both = serde_json::json!({
+            "acquired": &report,
+            "processed": processed.as_ref().ok(),
+        });
+        env.print(&both, || {
+            let mut s = human(&report);
+            if let Ok(p) = &processed {
+                s.push_str(&super::process::human(p));
+            }
+            s
+        })?;
+        processed.with_context(|| {
+            format!("cannot process what was acquired into case {}", report.case)
+        })?;
+    } else {
+        env.print(&report, || human(&report))?;
     }
+    #[cfg(not(feature = "timeline"))]
+    env.print(&report, || human(&report))?;
     if !report.failures.is_empty() {
         anyhow::bail!(
             "{} of the requested artefacts could not be acquired: {}",

@@ -16,6 +16,7 @@
 //!   `authorized_keys`, users, groups, sudoers, package logs, cloud-init.
 //! - [`evtx`]: Windows event logs.
 
+pub mod alert;
 pub mod aws;
 pub mod bodyfile;
 pub mod evtx;
@@ -133,6 +134,8 @@ pub enum Format {
     Evtx,
     /// A TSK bodyfile: a file system's timeline (`fls -m`, `custody process`).
     Bodyfile,
+    /// An alert as the webhook server accepted it (custody's JSON).
+    Alert,
 }
 
 impl Format {
@@ -156,6 +159,7 @@ impl Format {
             Self::CloudInit => "cloud_init",
             Self::Evtx => "evtx",
             Self::Bodyfile => "fs",
+            Self::Alert => "alert",
         }
     }
 
@@ -189,6 +193,7 @@ impl Format {
             Self::CloudInit => "cloud-init",
             Self::Evtx => "evtx",
             Self::Bodyfile => "bodyfile",
+            Self::Alert => "alert",
         }
     }
 
@@ -268,6 +273,7 @@ pub fn parse_with(
         Format::CloudInit => linux::cloud_init(bytes, ctx, &mut tagged),
         Format::Evtx => evtx::evtx(bytes, &mut tagged),
         Format::Bodyfile => bodyfile::bodyfile(bytes, &mut tagged),
+        Format::Alert => alert::alert(bytes, &mut tagged),
     }
 }
 
