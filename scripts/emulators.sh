@@ -41,6 +41,21 @@ install_emulators() {
   command -v mkntfs >/dev/null || missing+=(ntfs-3g)
   command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
   command -v cryptsetup >/dev/null || missing+=(cryptsetup-bin)
+  command -v mcopy >/dev/null || missing+=(mtools)
+  command -v pvcreate >/dev/null || missing+=(lvm2)
+  command -v losetup >/dev/null || missing+=(util-linux)
+  # NTFS images are filled through an ntfs-3g FUSE mount, with streams set by setfattr.
+  command -v fusermount3 >/dev/null || missing+=(fuse3)
+  command -v setfattr >/dev/null || missing+=(attr)
+  # Journal files written by systemd-journal-remote, read back by journalctl.
+  [ -x /lib/systemd/systemd-journal-remote ] || missing+=(systemd-journal-remote)
+  command -v journalctl >/dev/null || missing+=(systemd)
+  command -v xz >/dev/null || missing+=(xz-utils)
+  # Login records: utmpdump/last/lastb (util-linux), lastlog (login).
+  command -v utmpdump >/dev/null || missing+=(util-linux)
+  command -v lastlog >/dev/null || missing+=(login)
+  # authorized_keys fingerprints against ssh-keygen.
+  command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "emulators: installing ${missing[*]} (Debian packages)" >&2
     if [ "$(id -u)" -eq 0 ]; then
