@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use evtx::err::EvtxError;
 use evtx::{EvtxChunkData, ParserSettings};
 use serde_json::Value;
 
@@ -29,7 +30,9 @@ const CHUNK: usize = 65536;
 pub const SCRIPT_MAX: usize = 4096;
 
 /// Event data fields kept as attributes, under their own names, when present.
-const KEPT: [&str; 22] = [
+const KEPT: [&str; 24] = [
+    "TargetServerName",
+    "TaskName",
     "LogonType",
     "CommandLine",
     "ParentImage",
@@ -95,6 +98,7 @@ pub fn evtx(bytes: &[u8], sink: &mut dyn Sink) {
             continue;
         }
         let mut owned = data.to_vec();
+        let valid = owned.len();
         if owned.len() < CHUNK {
             sink.problem(problem(
                 place.clone(),
@@ -105,15 +109,17 @@ pub fn evtx(bytes: &[u8], sink: &mut dyn Sink) {
             ));
             owned.resize(CHUNK, 0);
         }
-        chunk(k, &place, owned, &settings, sink);
+        chunk(k, &place, owned, valid, &settings, sink);
     }
 }
 
-/// One chunk's records.
+/// One chunk's records; the file ends `valid` bytes into it (it was padded
+/// with zeros), and a record that runs past that is a problem, not an event.
 fn chunk(
     k: usize,
     place: &str,
     data: Vec<u8>,
+    valid: usize,
     settings: &Arc<ParserSettings>,
     sink: &mut dyn Sink,
 ) {
@@ -122,7 +128,7 @@ fn chunk(
         Err(e) => {
             sink.problem(problem(
                 place,
-                format!("not a readable chunk ({e}); skipping it"),
+                format!("not a readable chunk ({}); skipping it", chain(&e)),
             ));
             return;
         }
@@ -138,7 +144,7 @@ fn chunk(
         Err(e) => {
             sink.problem(problem(
                 place,
-                format!("the chunk cannot be read ({e}); skipping it"),
+                format!("the chunk cannot be read ({}); skipping it", chain(&e)),
             ));
             return;
         }
@@ -147,14 +153,33 @@ fn chunk(
         let record = match record {
             Ok(r) => r,
             Err(e) => {
+                let locator = match &e {
+                    EvtxError::FailedToParseRecord { record_id, .. } => {
+                        format!("chunk {k} record {record_id}")
+                    }
+                    EvtxError::FailedToReadRecordAt { offset, .. } => {
+                        format!("chunk {k} byte {offset}")
+                    }
+                    _ => format!("chunk {k}"),
+                };
                 sink.problem(problem(
-                    format!("chunk {k}"),
-                    format!("a record cannot be read: {e}"),
+                    locator,
+                    format!("the record cannot be read: {}", chain(&e)),
                 ));
                 continue;
             }
         };
         let id = record.event_record_id;
+        let end = record
+            .binxml_offset
+            .saturating_add(u64::from(record.binxml_size));
+        if end > valid as u64 {
+            sink.problem(problem(
+                format!("chunk {k} record {id}"),
+                "the file ends inside this record: not read",
+            ));
+            continue;
+        }
         let header_time = record.timestamp.as_microsecond();
         match record.into_json_value() {
             Ok(r) => {
@@ -164,10 +189,24 @@ fn chunk(
             }
             Err(e) => sink.problem(problem(
                 format!("chunk {k} record {id}"),
-                format!("the record cannot be rendered: {e}"),
+                format!("the record cannot be rendered: {}", chain(&e)),
             )),
         }
     }
+}
+
+/// An error and its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    // Bounded: a cause chain is a handful deep.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// A scalar as text: strings as they are, numbers printed, `{"#text": x}` unwrapped.
@@ -225,6 +264,7 @@ fn name(id: u64, provider: &str) -> Option<&'static str> {
         4688 => "process_created",
         4697 => "service_installed",
         7045 if provider.contains("Service Control Manager") => "service_installed",
+        4698 => "scheduled_task_created",
         4720 => "user_created",
         4732 => "group_member_added",
         _ => return None,
@@ -259,7 +299,10 @@ fn event(v: &Value, record_id: u64, header_time: i64) -> Event {
         None => format!("evtx.{event_id}"),
     };
     let mut e = Event::new(time, SOURCE, action);
-    e.record_id = Some(format!("{computer}/{channel}/{record_id}"));
+    // The record's own header numbers it within this file; the event's
+    // EventRecordID is the log's number, which an exported log keeps.
+    let number = text(&["EventRecordID"]).unwrap_or_else(|| record_id.to_string());
+    e.record_id = Some(format!("{computer}/{channel}/{number}"));
     let data = data_of(ev);
 
     // Account management names the account acted on as its target.
@@ -269,8 +312,21 @@ fn event(v: &Value, record_id: u64, header_time: i64) -> Event {
     e.actor = if object_event {
         subject.clone()
     } else {
-        targeted.clone().or(subject).or_else(|| field(data, "User"))
+        targeted
+            .clone()
+            .or_else(|| subject.clone())
+            .or_else(|| field(data, "User"))
     };
+    // The other of the two accounts, when both are named and differ: the
+    // credentials a 4648 used, who had a 4624's logon made.
+    let (other_key, other) = if e.actor == targeted {
+        ("SubjectUser", subject)
+    } else {
+        ("TargetUser", targeted.clone())
+    };
+    let other = other
+        .filter(|o| !object_event && e.actor.as_deref() != Some(o.as_str()))
+        .map(|o| (other_key, o));
     e.outcome = match id_num {
         Some(4624) => Some("success".into()),
         Some(4625) => Some("failure".into()),
@@ -315,6 +371,9 @@ fn event(v: &Value, record_id: u64, header_time: i64) -> Event {
             e.attributes.push((k.to_owned(), v));
         }
     }
+    if let Some((k, v)) = other {
+        e.attributes.push((k.to_owned(), v));
+    }
     if let Some(script) = field(data, "ScriptBlockText") {
         let mut end = SCRIPT_MAX.min(script.len());
         while !script.is_char_boundary(end) {
@@ -346,4 +405,351 @@ fn event(v: &Value, record_id: u64, header_time: i64) -> Event {
     summary.push_str(&format!(" [{computer} {channel}]"));
     e.message = super::linux::one_line(&summary);
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::timeline::parse::{Collect, Format, parse_file};
+
+    fn samples_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/evtx-samples")
+    }
+
+    /// Every sample, with its JSON rendering's events.
+    fn samples() -> Vec<(String, Vec<u8>, Vec<Value>)> {
+        let dir = samples_dir();
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e} (the EVTX samples of ../shared)", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "evtx") {
+                let json = std::fs::read_to_string(path.with_extension("json")).unwrap();
+                // The renderings are JSON documents one after another.
+                let events: Vec<Value> = serde_json::Deserializer::from_str(&json)
+                    .into_iter::<Value>()
+                    .map(Result::unwrap)
+                    .collect();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                out.push((name, std::fs::read(&path).unwrap(), events));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        assert!(out.len() >= 6, "{} samples", out.len());
+        out
+    }
+
+    fn parse(bytes: &[u8]) -> Collect {
+        let mut c = Collect::default();
+        parse_file(Format::Evtx, "", bytes, 2024, &mut c);
+        c
+    }
+
+    fn json_text(v: Option<&Value>) -> Option<String> {
+        match v? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Object(o) => json_text(o.get("#text")),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_sample_event_is_read_as_its_json_says() {
+        let mut compared = 0;
+        for (name, bytes, want) in samples() {
+            let c = parse(&bytes);
+            assert!(c.problems.is_empty(), "{name}: {:?}", c.problems);
+            assert!(!want.is_empty(), "{name}");
+            for w in &want {
+                let sys = &w["Event"]["System"];
+                let rid = sys["EventRecordID"].as_u64().unwrap();
+                let channel = sys["Channel"].as_str().unwrap();
+                let computer = sys["Computer"].as_str().unwrap();
+                let record_id = format!("{computer}/{channel}/{rid}");
+                let got = c
+                    .events
+                    .iter()
+                    .find(|e| e.record_id.as_deref() == Some(&record_id))
+                    .unwrap_or_else(|| panic!("{name}: no event {record_id}"));
+                let when = sys["TimeCreated"]["#attributes"]["SystemTime"]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(got.time_us, time_us(when).unwrap(), "{name} {rid}");
+                let id = json_text(sys.get("EventID")).unwrap();
+                assert_eq!(got.attribute("EventID"), Some(id.as_str()), "{name} {rid}");
+                assert!(
+                    got.action.starts_with(&format!("evtx.{id}")),
+                    "{}",
+                    got.action
+                );
+                assert_eq!(got.attribute("Channel"), Some(channel));
+                assert_eq!(got.attribute("Computer"), Some(computer));
+                assert_eq!(
+                    got.attribute("Provider"),
+                    sys["Provider"]["#attributes"]["Name"].as_str()
+                );
+                assert_eq!(got.source, "evtx");
+                // The fields mapped from the event data.
+                let ev = &w["Event"];
+                let data = ev.get("EventData").filter(|d| d.is_object()).or_else(|| {
+                    ev.get("UserData")
+                        .and_then(Value::as_object)
+                        .and_then(|o| o.iter().find(|(k, _)| !k.starts_with('#')))
+                        .map(|(_, v)| v)
+                });
+                let d = |k: &str| {
+                    json_text(data.and_then(|d| d.get(k))).filter(|s| !s.is_empty() && s != "-")
+                };
+                for k in KEPT {
+                    assert_eq!(
+                        got.attribute(k).map(str::to_owned),
+                        d(k),
+                        "{name} {rid} {k}"
+                    );
+                }
+                for k in [
+                    "TargetFilename",
+                    "TargetObject",
+                    "ServiceName",
+                    "NewProcessName",
+                    "Image",
+                ] {
+                    if let Some(v) = d(k) {
+                        assert_eq!(got.target.as_deref(), Some(v.as_str()), "{name} {rid}");
+                        break;
+                    }
+                }
+                let user = |u: &str, dom: &str| {
+                    d(u).map(|u| d(dom).map_or(u.clone(), |dom| format!("{dom}\\{u}")))
+                };
+                let actor = user("TargetUserName", "TargetDomainName")
+                    .or_else(|| user("SubjectUserName", "SubjectDomainName"))
+                    .or_else(|| d("User"));
+                assert_eq!(got.actor, actor, "{name} {rid}");
+                if let Some(ip) = d("IpAddress").and_then(|a| a.parse().ok()) {
+                    assert_eq!(got.ip, Some(ip));
+                }
+                assert!(
+                    got.locator.starts_with("chunk 0 record "),
+                    "{}",
+                    got.locator
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared >= 10, "{compared} events compared");
+    }
+
+    #[test]
+    fn named_events() {
+        let (_, bytes, _) = samples()
+            .into_iter()
+            .find(|s| s.0.starts_with("win_security_explicit"))
+            .unwrap();
+        let c = parse(&bytes);
+        let e = c
+            .events
+            .iter()
+            .find(|e| e.attribute("EventID") == Some("4648"))
+            .unwrap();
+        assert_eq!(e.action, "evtx.4648.explicit_credential_logon");
+        assert_eq!(e.actor.as_deref(), Some("swachchhanda\\testuser"));
+        assert_eq!(
+            e.attribute("ProcessName"),
+            Some("C:\\Users\\xodih\\OneDrive\\Desktop\\LegacyHive.exe")
+        );
+        assert_eq!(e.ip, None, "`-` is no address");
+        assert_eq!(e.attribute("SubjectUser"), Some("SWACHCHHANDA\\xodih"));
+        assert_eq!(e.attribute("TargetServerName"), Some("localhost"));
+        let (_, bytes, _) = samples()
+            .into_iter()
+            .find(|s| s.0.starts_with("file_event_win_anydesk"))
+            .unwrap();
+        let c = parse(&bytes);
+        let e = c
+            .events
+            .iter()
+            .find(|e| {
+                e.record_id
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with("/14961"))
+            })
+            .unwrap();
+        assert_eq!(e.action, "evtx.11.file_created");
+        assert_eq!(e.actor.as_deref(), Some("ATTACKRANGE\\Administrator"));
+        assert!(
+            e.message
+                .starts_with("11 file_created by ATTACKRANGE\\Administrator on C:\\Users"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// The sample with the most records.
+    fn biggest() -> (Vec<u8>, usize) {
+        samples()
+            .into_iter()
+            .map(|(_, b, _)| {
+                let n = parse(&b).events.len();
+                (b, n)
+            })
+            .max_by_key(|(_, n)| *n)
+            .unwrap()
+    }
+
+    /// Offsets of the first chunk's live records: their `**\0\0` signature
+    /// before the chunk's free space (stale records lie past it).
+    fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+        let free = u32::from_le_bytes(
+            bytes[FILE_HEADER + 48..FILE_HEADER + 52]
+                .try_into()
+                .unwrap(),
+        ) as usize;
+        let chunk = &bytes[FILE_HEADER..FILE_HEADER + CHUNK];
+        (512..free - 4)
+            .filter(|&i| &chunk[i..i + 4] == b"\x2a\x2a\x00\x00")
+            .map(|i| FILE_HEADER + i)
+            .collect()
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_problem_and_the_others_are_read() {
+        let (bytes, n) = biggest();
+        assert!(n >= 3, "{n} records");
+        let offsets = record_offsets(&bytes);
+        // Overwrite the middle record's body (past its header).
+        let mid = offsets[offsets.len() / 2];
+        let mut damaged = bytes.clone();
+        for b in &mut damaged[mid + 24..mid + 200] {
+            *b = 0xA5;
+        }
+        let c = parse(&damaged);
+        let hit = offsets.len() / 2 + 1; // records are numbered from 1
+        let damaged_locator = format!("chunk 0 record {hit}");
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.locator == damaged_locator && p.message.contains("cannot be")),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.problems.iter().any(|p| p.message.contains("checksums")),
+            "{:?}",
+            c.problems
+        );
+        let read: Vec<_> = c.events.iter().map(|e| e.locator.clone()).collect();
+        let others: Vec<_> = (1..=n)
+            .filter(|&r| r != hit)
+            .map(|r| format!("chunk 0 record {r}"))
+            .collect();
+        assert_eq!(read, others);
+
+        // Cut in the middle of the last record: the ones before it are read.
+        let last = *offsets.last().unwrap();
+        let cut = &bytes[..last + 40];
+        let c = parse(cut);
+        assert_eq!(c.events.len(), n - 1, "{:?}", c.problems);
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.locator == format!("chunk 0 record {n}")),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.problems
+                .iter()
+                .any(|p| p.locator == "chunk 0 (byte 4096)" && p.message.contains("ends inside")),
+            "{:?}",
+            c.problems
+        );
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_a_problem_and_the_next_chunk_is_read() {
+        // Two real chunks in one file: the header of one sample, then the
+        // chunks of two.
+        let all = samples();
+        let (a, b) = (&all[0].1, &all[1].1);
+        let (na, nb) = (parse(a).events.len(), parse(b).events.len());
+        let mut two = a[..FILE_HEADER + CHUNK].to_vec();
+        two.extend_from_slice(&b[FILE_HEADER..FILE_HEADER + CHUNK]);
+        let c = parse(&two);
+        assert_eq!(c.events.len(), na + nb, "{:?}", c.problems);
+
+        // The first chunk's header overwritten: a problem, the second read.
+        let mut broken = two.clone();
+        for x in &mut broken[FILE_HEADER..FILE_HEADER + 16] {
+            *x = 0x5A;
+        }
+        let c = parse(&broken);
+        assert_eq!(c.events.len(), nb);
+        assert!(c.events.iter().all(|e| e.locator.starts_with("chunk 1 ")));
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert_eq!(c.problems[0].locator, "chunk 0 (byte 4096)");
+
+        // Bytes of the first chunk's records overwritten: its checksum says so.
+        let mut smudged = two.clone();
+        let first = record_offsets(&two)[0];
+        for x in &mut smudged[first + 24..first + 64] {
+            *x = 0;
+        }
+        let c = parse(&smudged);
+        assert!(
+            c.problems.iter().any(|p| p.message.contains("checksums")),
+            "{:?}",
+            c.problems
+        );
+        assert!(
+            c.events
+                .iter()
+                .filter(|e| e.locator.starts_with("chunk 1 "))
+                .count()
+                == nb
+        );
+
+        // The file header lost: still read.
+        let mut headless = two.clone();
+        headless[..8].copy_from_slice(b"XXXXXXXX");
+        let c = parse(&headless);
+        assert_eq!(c.events.len(), na + nb);
+        assert_eq!(c.problems[0].locator, "byte 0");
+
+        let c = parse(b"not an event log at all");
+        assert!(c.events.is_empty());
+        assert_eq!(c.problems.len(), 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// A real log with random bytes overwritten in its chunk header and
+        /// records, then cut: the reader returns, quickly, never panics.
+        #[test]
+        fn mutated_evtx_never_panics(
+            which in 0usize..6,
+            edits in proptest::collection::vec((0usize..CHUNK, any::<u8>()), 1..32),
+            cut in 0usize..(FILE_HEADER + CHUNK + 1),
+        ) {
+            let all = samples();
+            let mut bytes = all[which % all.len()].1.clone();
+            for (at, b) in edits {
+                // Mostly the chunk header and the first records, where the
+                // structure is; else anywhere in the chunk.
+                let i = FILE_HEADER + if at % 4 == 0 { at } else { at % 8192 };
+                bytes[i] = b;
+            }
+            bytes.truncate(cut.max(1));
+            let start = std::time::Instant::now();
+            let _ = parse(&bytes);
+            prop_assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        }
+    }
 }
