@@ -388,7 +388,7 @@ fn event(v: &Value, record_id: u64, header_time: i64) -> Event {
         e.attributes.push(("ScriptBlockText".into(), kept));
     }
 
-    let mut summary = format!("{event_id}");
+    let mut summary = event_id.clone();
     if let Some(n) = named {
         summary.push(' ');
         summary.push_str(n);

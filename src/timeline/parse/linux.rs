@@ -647,10 +647,10 @@ pub fn systemd_unit_named(member: &str, bytes: &[u8], ctx: &FileContext, sink: &
     if !unit_name.is_empty() {
         attr(&mut e, "unit", unit_name);
     }
-    if kind == "timer" || kind == "path" {
-        if let Some(ex) = values("ExecStart").first() {
-            attr(&mut e, "ExecStart", ex.0);
-        }
+    if (kind == "timer" || kind == "path")
+        && let Some(ex) = values("ExecStart").first()
+    {
+        attr(&mut e, "ExecStart", ex.0);
     }
     for key in UNIT_KEYS {
         let v = values(key);
