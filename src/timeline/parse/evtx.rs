@@ -727,6 +727,128 @@ mod tests {
         assert_eq!(c.problems.len(), 1);
     }
 
+    fn record(id: u64, provider: &str, data: Value) -> Value {
+        serde_json::json!({"Event": {
+            "System": {
+                "Provider": {"#attributes": {"Name": provider}},
+                "EventID": id,
+                "TimeCreated": {"#attributes": {"SystemTime": "2024-01-02T03:04:05.123456Z"}},
+                "EventRecordID": 77,
+                "Channel": "Security",
+                "Computer": "dc01.example.test",
+            },
+            "EventData": data,
+        }})
+    }
+
+    /// The mapping of the events no sample holds, from renderings written
+    /// after Microsoft's documentation of each event's fields.
+    #[test]
+    fn mapping_of_the_events_a_responder_looks_for() {
+        let sec = "Microsoft-Windows-Security-Auditing";
+        let e = event(
+            &record(
+                4625,
+                sec,
+                serde_json::json!({
+                    "SubjectUserName": "-", "TargetUserName": "admin", "TargetDomainName": "CORP",
+                    "LogonType": 3, "IpAddress": "203.0.113.8", "IpPort": "51000", "Status": "0xc000006d",
+                }),
+            ),
+            1,
+            0,
+        );
+        assert_eq!(e.action, "evtx.4625.logon_failed");
+        assert_eq!(e.outcome.as_deref(), Some("failure"));
+        assert_eq!(e.actor.as_deref(), Some("CORP\\admin"));
+        assert_eq!(e.ip, "203.0.113.8".parse().ok());
+        assert_eq!(e.attribute("LogonType"), Some("3"));
+        assert_eq!(
+            e.record_id.as_deref(),
+            Some("dc01.example.test/Security/77")
+        );
+        assert_eq!(e.time_us, time_us("2024-01-02T03:04:05.123456Z").unwrap());
+
+        let e = event(
+            &record(
+                4732,
+                sec,
+                serde_json::json!({
+                    "SubjectUserName": "mallory", "SubjectDomainName": "CORP",
+                    "TargetUserName": "Administrators", "TargetDomainName": "Builtin",
+                    "MemberName": "-", "MemberSid": "S-1-5-21-1-2-3-1105",
+                }),
+            ),
+            1,
+            0,
+        );
+        assert_eq!(e.action, "evtx.4732.group_member_added");
+        assert_eq!(e.actor.as_deref(), Some("CORP\\mallory"));
+        assert_eq!(e.target.as_deref(), Some("Builtin\\Administrators"));
+        assert_eq!(e.attribute("MemberSid"), Some("S-1-5-21-1-2-3-1105"));
+
+        let script = "Write-Host 'é';".repeat(1000);
+        let e = event(
+            &record(
+                4104,
+                "Microsoft-Windows-PowerShell",
+                serde_json::json!({
+                    "MessageNumber": 1, "ScriptBlockText": script, "Path": "C:\\x.ps1",
+                }),
+            ),
+            1,
+            0,
+        );
+        assert_eq!(e.action, "evtx.4104.powershell_script_block");
+        let kept = e.attribute("ScriptBlockText").unwrap();
+        assert!(kept.len() <= SCRIPT_MAX + '…'.len_utf8() && kept.ends_with('…'));
+        assert_eq!(
+            e.attribute("ScriptBlockLength"),
+            Some(script.len().to_string().as_str())
+        );
+
+        let e = event(
+            &record(
+                7045,
+                "Service Control Manager",
+                serde_json::json!({
+                    "ServiceName": "updsvc", "ImagePath": "C:\\Windows\\Temp\\u.exe", "AccountName": "LocalSystem",
+                }),
+            ),
+            1,
+            0,
+        );
+        assert_eq!(e.action, "evtx.7045.service_installed");
+        assert_eq!(e.target.as_deref(), Some("updsvc"));
+        assert_eq!(e.attribute("ImagePath"), Some("C:\\Windows\\Temp\\u.exe"));
+
+        let e = event(
+            &record(
+                3,
+                "Microsoft-Windows-Sysmon",
+                serde_json::json!({
+                    "Image": "C:\\a.exe", "User": "CORP\\bob", "Initiated": "true",
+                    "SourceIp": "10.0.0.5", "DestinationIp": "198.51.100.4", "DestinationPort": 443,
+                }),
+            ),
+            1,
+            0,
+        );
+        assert_eq!(e.action, "evtx.3.network_connection");
+        assert_eq!(e.ip, "198.51.100.4".parse().ok());
+        assert_eq!(e.actor.as_deref(), Some("CORP\\bob"));
+        // Event 3 of another provider is not Sysmon's.
+        assert_eq!(
+            event(&record(3, "Other", serde_json::json!({})), 1, 0).action,
+            "evtx.3"
+        );
+        // EventID with qualifiers, as the System log writes it.
+        let mut v = record(7045, "Service Control Manager", serde_json::json!({}));
+        v["Event"]["System"]["EventID"] =
+            serde_json::json!({"#attributes": {"Qualifiers": 16384}, "#text": 7045});
+        assert_eq!(event(&v, 1, 0).attribute("EventID"), Some("7045"));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
