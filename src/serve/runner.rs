@@ -318,7 +318,7 @@ impl AppRunner {
             let processed =
                 crate::engine::process::process_acquired(&self.app, case, &report.artefacts, depth)
                     .await;
-            summary["processed"] = match processed {
+            let processed = match processed {
                 Ok(p) => serde_json::json!({
                     "depth": depth,
                     "images": p.images.len(),
@@ -329,6 +329,9 @@ impl AppRunner {
                 Err(e) if crate::engine::unrecorded(&e) => return Err(EngineError::from(e).into()),
                 Err(e) => serde_json::json!({ "error": crate::error_chain(&e) }),
             };
+            if let Some(m) = summary.as_object_mut() {
+                m.insert("processed".into(), processed);
+            }
         }
         let short = shortfalls(&plan, &report);
         if short.is_empty() {
