@@ -14,7 +14,7 @@
 //! | [`aws`] | shared AWS SDK settings (retries, timeouts, endpoint) and the process-wide API rate budgets; the clients with feature `aws` |
 //! | [`alert`] | alert adapters (GuardDuty, Security Hub, generic JSON) turning what a sender posts into one validated `Alert` with its entities |
 //! | [`engine`] | the one engine behind every entry point: the `App` context, typed requests validated into plans, and the acquisitions and responses they run |
-//! | [`process`] | disk images read in place from the evidence: random access through the seek table, volumes and what they hold |
+//! | [`process`] | disk images read in place from the evidence (`custody process`): a stored image through its seek table, the catalogue of files a responder reads first, the scan of one image over the `custody-disk` readers, derived files re-read from their parent |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility (feature `aws`) |
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications (feature `serve`) |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings (feature `timeline`) |
