@@ -16,6 +16,7 @@
 //! | [`readiness`] | `readiness run`, `history`, `report` (feature `readiness`) |
 //! | [`logs`] | `logs import`, `index`; `cloudtrail`, `lookup`, `vpc-flow`, `s3-access` with `aws` too (feature `timeline`) |
 //! | [`timeline`] | `timeline`, `pivot`, `findings` (feature `timeline`) |
+//! | [`process`] | `process`: disk images read in place into derived artefacts and the timeline (feature `timeline`) |
 //! | [`completions`] | `completions SHELL`: shell completion scripts |
 //! | [`man`] | `man`: the manual pages |
 //! | [`progress_bar`] | the terminal progress bar behind [`crate::progress::Progress`] |

@@ -4,6 +4,7 @@
 //!
 //! | module | role |
 //! |---|---|
+//! | [`bytes`] | fields of on-disk structures read without panicking |
 //! | [`image`] | [`ReadAt`]: random access to an image, a file, or a window of either (a volume) |
 //! | [`volume`] | the image's volumes: GPT, MBR and its extended partitions, or none; what each holds by its signature |
 //! | [`lvm`] | LVM2 physical volumes and their linear logical volumes |

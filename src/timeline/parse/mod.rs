@@ -15,6 +15,8 @@
 //!   logs: shell histories, crontabs, systemd units and timers,
 //!   `authorized_keys`, users, groups, sudoers, package logs, cloud-init.
 //! - [`evtx`]: Windows event logs.
+//! - [`bodyfile`]: TSK bodyfiles, a file system's timeline (`fs` rows).
+//! - [`alert`]: an alert as the webhook server accepted it.
 
 pub mod alert;
 pub mod aws;

@@ -5,7 +5,8 @@
 //! extracted can be re-read from the parent image and re-hashed.
 //!
 //! Readers: [`ext4`], [`xfs`], [`ntfs`], [`fat`]; [`open`] picks one by the
-//! volume's signature.
+//! volume's signature. [`walk`] lists every name from the root, then the
+//! orphans; [`bodyfile`] writes them as TSK's bodyfile.
 
 pub mod bodyfile;
 pub mod ext4;
