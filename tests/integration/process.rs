@@ -40,7 +40,7 @@ fn file_system(dir: &Path, name: &str, size: u64, make: &[&str]) -> Vec<u8> {
 }
 
 /// The partitions `mmls` lists: (start sector, length in sectors).
-fn mmls(image: &Path) -> Vec<(u64, u64)> {
+pub fn mmls(image: &Path) -> Vec<(u64, u64)> {
     run("mmls", &[image.to_str().unwrap()])
         .lines()
         .filter_map(|l| {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{Home, stderr};
+use crate::process::mmls;
 
 const MIB: u64 = 1 << 20;
 
@@ -28,21 +29,6 @@ fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
 }
 
 const LOGIN: &str = "Dec  1 09:58:12 web-1 sshd[4242]: Accepted password for root from 198.51.100.23 port 50022 ssh2\n";
-
-/// The partitions of `disk` as (start sector, length in sectors), by mmls.
-fn mmls(disk: &Path) -> Vec<(u64, u64)> {
-    String::from_utf8_lossy(&run("mmls", &[disk.to_str().unwrap()]))
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let slot = f.get(1)?.trim_end_matches(':');
-            if !slot.chars().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            Some((f.get(2)?.parse().ok()?, f.get(4)?.parse().ok()?))
-        })
-        .collect()
-}
 
 /// A GPT disk as a compromised Linux server's might be: an ext4 root with
 /// its logs, accounts and a history (and a file the attacker deleted), an

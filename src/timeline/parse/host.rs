@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 
-use time::{Date, Month};
+use time::Date;
 
 use super::{Format, Sink, parse_file, problem, time_us, to_us};
 use crate::timeline::{Event, Problem};
@@ -174,21 +174,7 @@ fn timestamp(line: &str, year_hint: i32) -> Option<(i64, &str)> {
         }
         return Some((time_us(first)?, rest));
     }
-    let month = match line.get(..3)? {
-        "Jan" => Month::January,
-        "Feb" => Month::February,
-        "Mar" => Month::March,
-        "Apr" => Month::April,
-        "May" => Month::May,
-        "Jun" => Month::June,
-        "Jul" => Month::July,
-        "Aug" => Month::August,
-        "Sep" => Month::September,
-        "Oct" => Month::October,
-        "Nov" => Month::November,
-        "Dec" => Month::December,
-        _ => return None,
-    };
+    let month = super::month_abbr(line.get(..3)?)?;
     // The day is space-padded: `Jun  1`.
     let rest = line.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
     let (day, rest) = rest.split_once(' ')?;

@@ -174,21 +174,7 @@ fn seconds(secs: i64) -> Option<i64> {
 }
 
 fn month(name: &str) -> Option<Month> {
-    Some(match name {
-        "Jan" => Month::January,
-        "Feb" => Month::February,
-        "Mar" => Month::March,
-        "Apr" => Month::April,
-        "May" => Month::May,
-        "Jun" => Month::June,
-        "Jul" => Month::July,
-        "Aug" => Month::August,
-        "Sep" => Month::September,
-        "Oct" => Month::October,
-        "Nov" => Month::November,
-        "Dec" => Month::December,
-        _ => return None,
-    })
+    super::month_abbr(name)
 }
 
 // ---------------------------------------------------------- shell history

@@ -217,6 +217,26 @@ pub struct FileContext {
     pub modified_us: Option<i64>,
 }
 
+/// A month by its English three-letter name, as syslog and yum write it.
+pub fn month_abbr(name: &str) -> Option<time::Month> {
+    use time::Month;
+    Some(match name {
+        "Jan" => Month::January,
+        "Feb" => Month::February,
+        "Mar" => Month::March,
+        "Apr" => Month::April,
+        "May" => Month::May,
+        "Jun" => Month::June,
+        "Jul" => Month::July,
+        "Aug" => Month::August,
+        "Sep" => Month::September,
+        "Oct" => Month::October,
+        "Nov" => Month::November,
+        "Dec" => Month::December,
+        _ => return None,
+    })
+}
+
 /// Parses one file of `format`. `member` names it within its artefact ("" for
 /// an artefact that is the file itself); gzip is undone first when present,
 /// within the sink's [`InflateLimits`]. `year_hint` dates syslog lines,
