@@ -133,7 +133,10 @@ step "3. A GuardDuty finding (SSH brute force, severity 8) on $INSTANCE, signed"
 "$PY" - "$ROOT/examples/alerts/guardduty-ssh-bruteforce.json" "$INSTANCE" "$ADDR" >"$WORK/job" <<'PY'
 import hashlib, hmac, json, os, sys, time, urllib.request
 sample, instance, addr = sys.argv[1:4]
-body = open(sample).read().replace("i-0a1b2c3d4e5f67890", instance).encode()
+# The sample's finding, on this instance, seen now: on the timeline it
+# stands minutes after the login it reports.
+now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+body = open(sample).read().replace("i-0a1b2c3d4e5f67890", instance).replace("2026-03-14T09:27:03.512Z", now).encode()
 t = str(int(time.time()))
 sig = hmac.new(os.environ["EXAMPLE_GUARDDUTY_SECRET"].encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
 req = urllib.request.Request(f"http://{addr}/v1/alerts/guardduty", data=body, method="POST",

@@ -719,7 +719,9 @@ fn the_end_to_end_example_runs_in_one_go() {
     for shown in [
         "HTTP 202",
         "its own group",
-        "2 verified, 0 failed, 0 ledger problems",
+        // The image, its block map, the auth.log derived from it, its
+        // bodyfile, and the alert the job kept.
+        "5 artefacts, 5 verified, 0 failed, 0 ledger problems",
         "read back from the acquired image: the attacker was here",
         "the acquired image is the volume, bit for bit",
         ": verified",
