@@ -298,6 +298,21 @@ pub async fn read_frame(
     table: &zeekstd::SeekTable,
     i: u32,
 ) -> Result<Vec<u8>, ReadError> {
+    let mut raw = Vec::new();
+    read_frame_into(store, key, table, i, &mut raw).await?;
+    Ok(raw)
+}
+
+/// [`read_frame`] into `raw`, reusing its memory: a reader that walks a
+/// disk image decodes hundreds of frames, and fresh buffers for each cost
+/// more in page faults than the decoding.
+pub async fn read_frame_into(
+    store: &dyn EvidenceStore,
+    key: &ObjectKey,
+    table: &zeekstd::SeekTable,
+    i: u32,
+    raw: &mut Vec<u8>,
+) -> Result<(), ReadError> {
     let table_err = |e: zeekstd::Error| ReadError::SeekTable {
         key: key.to_string(),
         reason: e.to_string(),
@@ -320,14 +335,11 @@ pub async fn read_frame(
         raw_offset: d_start,
         source,
     };
-    let mut decoder =
-        zstd::stream::read::Decoder::with_buffer(&compressed[..]).map_err(decode_err)?;
-    // One byte more than the entry says, to catch a frame that holds more.
-    let mut raw = Vec::with_capacity(raw_len);
-    (&mut decoder)
-        .take(d_len + 1)
-        .read_to_end(&mut raw)
-        .map_err(decode_err)?;
+    raw.clear();
+    // One byte more than the entry says, to catch a frame that holds more:
+    // decoding into the spare capacity writes no zeros first.
+    raw.reserve(raw_len + 1);
+    zstd::bulk::decompress_to_buffer(&compressed[..], raw).map_err(decode_err)?;
     if raw.len() != raw_len {
         return Err(decode_err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -337,7 +349,7 @@ pub async fn read_frame(
             ),
         )));
     }
-    Ok(raw)
+    Ok(())
 }
 
 #[cfg(test)]

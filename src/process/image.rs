@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 pub use custody_disk::image::{FileImage, ReadAt, Window};
 
-use crate::evidence::seekable::{ReadError, read_frame, seek_table};
+use crate::evidence::seekable::{ReadError, read_frame_into, seek_table};
 use crate::store::{EvidenceStore, ObjectKey};
 
 /// Decoded frames kept at once: 16 frames of custody's default 2 MiB is
@@ -62,11 +62,27 @@ impl StoredImage {
                 return Ok(frame);
             }
         }
-        let frame = Arc::new(
-            self.runtime
-                .block_on(read_frame(self.store.as_ref(), &self.key, &self.table, i))
-                .map_err(|e| io::Error::other(crate::error_chain(&e)))?,
-        );
+        // The least recently used frame's memory is decoded into, when no
+        // reader holds it any more.
+        let spare = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHED_FRAMES {
+                cache.pop_front().and_then(|(_, f)| Arc::try_unwrap(f).ok())
+            } else {
+                None
+            }
+        };
+        let mut buf = spare.unwrap_or_default();
+        self.runtime
+            .block_on(read_frame_into(
+                self.store.as_ref(),
+                &self.key,
+                &self.table,
+                i,
+                &mut buf,
+            ))
+            .map_err(|e| io::Error::other(crate::error_chain(&e)))?;
+        let frame = Arc::new(buf);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHED_FRAMES {
             cache.pop_front();
