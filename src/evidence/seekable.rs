@@ -304,7 +304,7 @@ pub async fn read_frame(
 }
 
 /// [`read_frame`] into `raw`, reusing its memory: a reader that walks a
-/// disk image decodes hundreds of frames, and fresh buffers for each cost
+/// disk image decodes hundreds of frames, and a fresh buffer for each costs
 /// more in page faults than the decoding.
 pub async fn read_frame_into(
     store: &dyn EvidenceStore,
@@ -335,11 +335,15 @@ pub async fn read_frame_into(
         raw_offset: d_start,
         source,
     };
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(&compressed[..]).map_err(decode_err)?;
     raw.clear();
-    // One byte more than the entry says, to catch a frame that holds more:
-    // decoding into the spare capacity writes no zeros first.
     raw.reserve(raw_len + 1);
-    zstd::bulk::decompress_to_buffer(&compressed[..], raw).map_err(decode_err)?;
+    // One byte more than the entry says, to catch a frame that holds more.
+    (&mut decoder)
+        .take(d_len + 1)
+        .read_to_end(raw)
+        .map_err(decode_err)?;
     if raw.len() != raw_len {
         return Err(decode_err(io::Error::new(
             io::ErrorKind::InvalidData,
