@@ -12,6 +12,7 @@ use custody::process::image::{FileImage, ReadAt, StoredImage};
 use custody::process::volume::{Content, Scheme, layout};
 
 use crate::common::Home;
+use crate::process_case::acquire_image;
 
 const MIB: u64 = 1 << 20;
 
@@ -199,15 +200,7 @@ fn an_acquired_disk_reads_in_place_from_the_store_as_the_raw_disk_does() {
     let raw = layout(&FileImage::open(&disk).unwrap()).unwrap();
 
     let home = Home::new();
-    let report = home.json(&[
-        "acquire",
-        "file",
-        disk.to_str().unwrap(),
-        "--kind",
-        "disk-image",
-        "--case",
-        "IN-PLACE",
-    ]);
+    let report = acquire_image(&home, &disk, "IN-PLACE", &[]);
     let key = report["artefacts"][0]["stored"]["key"]
         .as_str()
         .unwrap()

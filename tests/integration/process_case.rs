@@ -139,6 +139,21 @@ fn fls(disk: &Path, sector: u64, extra: &[&str]) -> BTreeSet<String> {
         .collect()
 }
 
+/// `custody acquire file DISK --kind disk-image --case CASE [EXTRA...]`, its JSON.
+pub fn acquire_image(home: &Home, disk: &Path, case: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "acquire",
+        "file",
+        disk.to_str().unwrap(),
+        "--kind",
+        "disk-image",
+        "--case",
+        case,
+    ];
+    args.extend_from_slice(extra);
+    home.json(&args)
+}
+
 fn artefacts(home: &Home, case: &str) -> Vec<serde_json::Value> {
     home.json(&["show", case]).as_array().unwrap().clone()
 }
@@ -149,15 +164,7 @@ fn a_processed_disk_gives_what_tsk_lists_and_every_derived_byte_leads_back_to_th
     let disk = user_disk(dir.path());
     let parts = mmls(&disk);
     let home = Home::new();
-    let acquired = home.json(&[
-        "acquire",
-        "file",
-        disk.to_str().unwrap(),
-        "--kind",
-        "disk-image",
-        "--case",
-        "PROC",
-    ]);
+    let acquired = acquire_image(&home, &disk, "PROC", &[]);
     let image = acquired["artefacts"][0]["id"].as_str().unwrap().to_owned();
 
     let report = home.json(&["process", "PROC"]);
@@ -349,15 +356,7 @@ fn the_quick_depth_takes_the_same_files_and_no_bodyfile() {
     let dir = tempfile::tempdir().unwrap();
     let disk = user_disk(dir.path());
     let home = Home::new();
-    home.json(&[
-        "acquire",
-        "file",
-        disk.to_str().unwrap(),
-        "--kind",
-        "disk-image",
-        "--case",
-        "Q",
-    ]);
+    acquire_image(&home, &disk, "Q", &[]);
     let report = home.json(&["process", "Q", "--depth", "quick"]);
     let paths: BTreeSet<&str> = report["images"][0]["derived"]
         .as_array()
@@ -376,17 +375,7 @@ fn the_quick_depth_takes_the_same_files_and_no_bodyfile() {
     let tl = home.json(&["timeline", "Q", "source:fs"]);
     assert_eq!(tl["total"], 0, "no file-system rows at quick depth");
     // And `acquire file --process` does the same in one go.
-    let both = home.json(&[
-        "acquire",
-        "file",
-        disk.to_str().unwrap(),
-        "--kind",
-        "disk-image",
-        "--case",
-        "Q2",
-        "--process",
-        "quick",
-    ]);
+    let both = acquire_image(&home, &disk, "Q2", &["--process", "quick"]);
     assert!(both.to_string().contains("auth.log"), "{both}");
 }
 
@@ -403,15 +392,7 @@ fn a_cut_image_and_a_file_that_is_no_disk_are_reported_and_nothing_panics() {
     let not_disk = dir.path().join("notes.txt");
     std::fs::write(&not_disk, "a responder's notes, not a disk\n").unwrap();
     let home = Home::new();
-    home.json(&[
-        "acquire",
-        "file",
-        cut.to_str().unwrap(),
-        "--kind",
-        "disk-image",
-        "--case",
-        "CUT",
-    ]);
+    acquire_image(&home, &cut, "CUT", &[]);
     home.json(&[
         "acquire",
         "file",
