@@ -5,7 +5,6 @@
 
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use custody::process::image::{FileImage, ReadAt, StoredImage};
@@ -17,16 +16,7 @@ use crate::process_case::acquire_image;
 const MIB: u64 = 1 << 20;
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd} is needed (scripts/emulators.sh installs it): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&crate::process_case::run(cmd, args)).into_owned()
 }
 
 /// A file of `size` bytes holding the file system `make` writes into it.

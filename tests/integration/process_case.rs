@@ -14,7 +14,8 @@ use crate::process::mmls;
 
 const MIB: u64 = 1 << 20;
 
-fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
+/// Runs a tool that makes or reads disks; its stdout. A missing tool fails.
+pub fn run(cmd: &str, args: &[&str]) -> Vec<u8> {
     let out = Command::new(cmd)
         .args(args)
         .env("MTOOLS_SKIP_CHECK", "1")
