@@ -169,28 +169,45 @@ fn split(path: &[u8]) -> Vec<&[u8]> {
         .collect()
 }
 
+/// Every pattern split into components once, with its item: the full
+/// walk asks of every file, and splitting the patterns each time was most
+/// of what asking cost.
+type Split = Vec<(Vec<&'static [u8]>, &'static Item)>;
+
+static SPLIT: std::sync::LazyLock<Split> = std::sync::LazyLock::new(|| {
+    ITEMS
+        .iter()
+        .flat_map(|i| i.patterns.iter().map(move |p| (split(p.as_bytes()), i)))
+        .collect()
+});
+
+fn all_match(pattern: &[&[u8]], path: &[&[u8]], fold: bool) -> bool {
+    pattern.iter().zip(path).all(|(p, n)| component(p, n, fold))
+}
+
 /// Matches a whole path. `fold`: compare ASCII letters without case (NTFS, FAT).
 pub fn matches(pattern: &str, path: &[u8], fold: bool) -> bool {
     let p = split(pattern.as_bytes());
     let n = split(path);
-    p.len() == n.len() && p.iter().zip(&n).all(|(p, n)| component(p, n, fold))
+    p.len() == n.len() && all_match(&p, &n, fold)
 }
 
 /// Whether a directory at `path` may hold a match: its components are a
 /// prefix of some pattern's.
 pub fn may_hold(path: &[u8], fold: bool) -> bool {
     let n = split(path);
-    ITEMS.iter().flat_map(|i| i.patterns).any(|pat| {
-        let p = split(pat.as_bytes());
-        p.len() > n.len() && p.iter().zip(&n).all(|(p, n)| component(p, n, fold))
-    })
+    SPLIT
+        .iter()
+        .any(|(p, _)| p.len() > n.len() && all_match(p, &n, fold))
 }
 
 /// The item a file at `path` is, if any.
 pub fn item_for(path: &[u8], fold: bool) -> Option<&'static Item> {
-    ITEMS
+    let n = split(path);
+    SPLIT
         .iter()
-        .find(|i| i.patterns.iter().any(|p| matches(p, path, fold)))
+        .find(|(p, _)| p.len() == n.len() && all_match(p, &n, fold))
+        .map(|(_, i)| *i)
 }
 
 #[cfg(test)]
