@@ -280,12 +280,17 @@ async fn process_image(
     );
     let (before, bodyfile_before) = derived_before(all, &parent.id);
     let want_bodyfile = profile == Profile::Full && !bodyfile_before;
-    let spool = crate::private_fs::create_dir_all(&app.config.home.join("spool"))
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix("bodyfile-")
-                .tempfile_in(app.config.home.join("spool"))
+    // The bodyfile is spooled only when one is to be written.
+    let spool = want_bodyfile
+        .then(|| {
+            let dir = app.config.home.join("spool");
+            crate::private_fs::create_dir_all(&dir).and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("bodyfile-")
+                    .tempfile_in(&dir)
+            })
         })
+        .transpose()
         .map_err(|source| ProcessError::Spool {
             artefact: parent.id.clone(),
             source,
@@ -294,11 +299,9 @@ async fn process_image(
     let reader: Arc<dyn custody_disk::ReadAt> = img.clone();
     let (scan, spool) = tokio::task::spawn_blocking(move || {
         let mut spool = spool;
-        let body: Option<&mut dyn std::io::Write> = if want_bodyfile {
-            Some(spool.as_file_mut())
-        } else {
-            None
-        };
+        let body = spool
+            .as_mut()
+            .map(|s| s.as_file_mut() as &mut dyn std::io::Write);
         let scan = scan::scan(reader, profile, body, &cancel);
         (scan, spool)
     })
@@ -360,7 +363,7 @@ async fn process_image(
             Err(e) => failures.push(format!("{shown}: {}", crate::error_chain(&e))),
         }
     }
-    if want_bodyfile {
+    if let Some(spool) = spool {
         let file = spool.reopen().map_err(|source| ProcessError::Spool {
             artefact: parent.id.clone(),
             source,
