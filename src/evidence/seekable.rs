@@ -303,6 +303,27 @@ pub async fn read_frame(
     Ok(raw)
 }
 
+thread_local! {
+    /// One decoding context per thread, reused for every frame it reads.
+    static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decodes one whole frame into `raw`'s spare room with this thread's
+/// context.
+fn decode_frame(compressed: &[u8], raw: &mut Vec<u8>) -> io::Result<usize> {
+    DECODER.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return zstd::bulk::Decompressor::new()?.decompress_to_buffer(compressed, raw);
+        };
+        let d = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress_to_buffer(compressed, raw)
+    })
+}
+
 /// [`read_frame`] into `raw`, reusing its memory: a reader that walks a
 /// disk image decodes hundreds of frames, and a fresh buffer for each costs
 /// more in page faults than the decoding.
@@ -335,15 +356,12 @@ pub async fn read_frame_into(
         raw_offset: d_start,
         source,
     };
-    let mut decoder =
-        zstd::stream::read::Decoder::with_buffer(&compressed[..]).map_err(decode_err)?;
     raw.clear();
     raw.reserve(raw_len + 1);
-    // One byte more than the entry says, to catch a frame that holds more.
-    (&mut decoder)
-        .take(d_len + 1)
-        .read_to_end(raw)
-        .map_err(decode_err)?;
+    // One call into the buffer (no window copy, no new context per frame);
+    // room for a byte more than the entry says catches a frame that holds
+    // more.
+    decode_frame(&compressed, raw).map_err(decode_err)?;
     if raw.len() != raw_len {
         return Err(decode_err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, StoreError, StoredObject};
 
@@ -160,18 +160,25 @@ impl EvidenceStore for LocalStore {
     }
 
     async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, StoreError> {
-        let mut f = tokio::fs::File::open(self.path(key))
-            .await
-            .map_err(|e| self.err("open", key, e))?;
-        f.seek(io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| self.err("seek in", key, e))?;
-        let mut buf = Vec::with_capacity(usize::try_from(len.min(64 << 20)).unwrap_or(0));
-        f.take(len)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| self.err("read", key, e))?;
-        Ok(Bytes::from(buf))
+        // One blocking read straight into the buffer: a disk image read in
+        // place asks for thousands of ranges, and tokio's file reads hop
+        // threads and copy through a buffer of their own for each.
+        let path = self.path(key);
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&path).map_err(|e| ("open", e))?;
+            f.seek(io::SeekFrom::Start(offset))
+                .map_err(|e| ("seek in", e))?;
+            let mut buf = Vec::with_capacity(usize::try_from(len.min(64 << 20)).unwrap_or(0));
+            f.take(len).read_to_end(&mut buf).map_err(|e| ("read", e))?;
+            Ok::<_, (&'static str, io::Error)>(buf)
+        })
+        .await
+        .map_err(|e| self.err("read", key, io::Error::other(e.to_string())))?;
+        match read {
+            Ok(buf) => Ok(Bytes::from(buf)),
+            Err((op, e)) => Err(self.err(op, key, e)),
+        }
     }
 
     async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError> {

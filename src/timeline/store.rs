@@ -1134,7 +1134,10 @@ impl Sink for Loader<'_> {
 const HOUR_US: i64 = 3_600_000_000;
 
 /// What free text finds besides the summary: the target, the user agent and
-/// the attributes' values (their names would only add noise and cost).
+/// the attributes' values (their names would only add noise and cost). A
+/// value the summary already holds as whole words is left out: it finds
+/// the same rows, and a file-system row's summary names its path, size,
+/// inode and mode, half of what the index would otherwise hold twice.
 fn fts_detail(e: &Event) -> String {
     let mut out = String::new();
     for v in e
@@ -1143,12 +1146,26 @@ fn fts_detail(e: &Event) -> String {
         .chain(e.user_agent.iter())
         .chain(e.attributes.iter().map(|(_, v)| v))
     {
+        if v.is_empty() || holds_words(&e.message, v) {
+            continue;
+        }
         if !out.is_empty() {
             out.push(' ');
         }
         out.push_str(v);
     }
     out
+}
+
+/// Whether `text` holds `v` with no letter or digit right before or after
+/// it, so that the full-text tokenizer reads the same words from it.
+fn holds_words(text: &str, v: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    text.match_indices(v).any(|(at, _)| {
+        let before = text.get(..at).and_then(|t| t.chars().next_back());
+        let after = text.get(at + v.len()..).and_then(|t| t.chars().next());
+        !word(before) && !word(after)
+    })
 }
 
 impl Loader<'_> {
@@ -1497,6 +1514,40 @@ mod tests {
             ("a1", "row 4")
         );
         assert_eq!(row.attribute("subject"), Some("Q2 invoice"));
+    }
+
+    #[test]
+    fn detail_leaves_out_only_values_the_summary_holds_as_whole_words() {
+        assert!(holds_words(
+            "mac. /etc/passwd (42 bytes, inode 573)",
+            "/etc/passwd"
+        ));
+        assert!(holds_words("mac. /etc/passwd (42 bytes, inode 573)", "573"));
+        // Inside a longer word, the tokenizer would not find it alone.
+        assert!(!holds_words("inode 573", "57"));
+        assert!(!holds_words("inode 573", "73"));
+        assert!(!holds_words("uid 0", "1"));
+        let mut e = Event::new(T0, "fs", "m...");
+        e.message = "m... /srv/x (7 bytes, inode 57)".into();
+        e.target = Some("/srv/x".into());
+        e.attributes = vec![
+            ("inode".into(), "57".into()),
+            ("uid".into(), "5".into()),
+            ("size".into(), "7".into()),
+        ];
+        assert_eq!(fts_detail(&e), "5");
+        // Free text still finds each value, from the summary or the detail.
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("open");
+        let mut l = tl.loader("a1", "bodyfile", None).expect("loader");
+        l.event(e);
+        l.finish("2026-12-01T00:00:00Z").expect("finish");
+        for words in ["57", "5", "srv", "7 bytes"] {
+            let q = Query::parse(words).expect("query");
+            assert_eq!(tl.rows(&q, 10, 0).expect("rows").len(), 1, "{words}");
+        }
+        let q = Query::parse("573").expect("query");
+        assert!(tl.rows(&q, 10, 0).expect("rows").is_empty());
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub trait ReadAt: Send + Sync {
     /// The image's size in bytes.
     fn size(&self) -> u64;
 
+    /// A hint that `len` bytes from `offset` will be read soon, so a reader
+    /// that fetches or decodes ahead may start on them now. It changes no
+    /// answer; the default ignores it.
+    fn will_need(&self, _offset: u64, _len: u64) {}
+
     /// `len` bytes from `offset`, or an error naming the offset when the
     /// image ends first (a cut image, a pointer past the end).
     fn read_exact_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -146,6 +151,14 @@ impl ReadAt for Window {
 
     fn size(&self) -> u64 {
         self.len
+    }
+
+    fn will_need(&self, offset: u64, len: u64) {
+        if offset < self.len
+            && let Some(at) = self.start.checked_add(offset)
+        {
+            self.inner.will_need(at, len.min(self.len - offset));
+        }
     }
 }
 

@@ -769,6 +769,16 @@ impl ReadAt for Concat {
     fn size(&self) -> u64 {
         self.size
     }
+
+    fn will_need(&self, offset: u64, len: u64) {
+        if let Some((start, w)) = self
+            .parts
+            .iter()
+            .find(|(start, w)| offset >= *start && offset < start.saturating_add(w.size()))
+        {
+            w.will_need(offset - start, len);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -503,7 +503,7 @@ fn a_reused_parent_makes_orphans_as_fls_does() {
     assert!(problems.is_empty(), "{problems:?}");
     let (ours, tsk) = stale_names(ours, tsk(&edited));
     assert_same(&ours, &tsk);
-    let orphans = fs.orphans().unwrap();
+    let orphans = fs.orphans(&Default::default()).unwrap();
     assert!(orphans.len() >= 10, "{orphans:?}"); // 16..=23, inner, y.bin
 }
 

@@ -1129,31 +1129,7 @@ impl FileSystem for Ext4 {
         self.data_extents(&inode)
     }
 
-    fn orphans(&self) -> Result<Vec<u64>, FsError> {
-        // The inodes any name leads to, found as the walk goes: from the
-        // root, into live directories and into freed ones a deleted name
-        // still leads to.
-        let mut named: HashSet<u64> = HashSet::new();
-        let mut seen: HashSet<u64> = HashSet::from([self.root()]);
-        let mut todo = vec![self.root()];
-        while let Some(dir) = todo.pop() {
-            let Ok(entries) = self.read_dir(dir) else {
-                continue;
-            };
-            for e in entries {
-                named.insert(e.id);
-                if seen.contains(&e.id) {
-                    continue;
-                }
-                let Ok(inode) = self.inode(e.id) else {
-                    continue;
-                };
-                if inode.kind() == Kind::Dir && (!e.deleted || !self.allocated(&inode)) {
-                    seen.insert(e.id);
-                    todo.push(e.id);
-                }
-            }
-        }
+    fn orphans(&self, named: &HashSet<u64>) -> Result<Vec<u64>, FsError> {
         let isz = u64::from(self.inode_size);
         let mut orphans = Vec::new();
         let mut orphan_dirs = Vec::new();

@@ -42,8 +42,7 @@ const MAX_PROBLEMS: usize = 10_000;
 /// FAT bytes read and kept per cache block, and blocks kept at most.
 const FAT_BLOCK: u64 = 64 << 10;
 const FAT_BLOCKS_KEPT: usize = 256;
-/// Names collected, and orphans listed, at most.
-const MAX_NAMED: usize = 4 << 20;
+/// Orphans listed at most.
 const MAX_ORPHANS: usize = 1 << 20;
 /// Bytes of free clusters read at once when looking for orphans.
 const ORPHAN_READ: u64 = 1 << 20;
@@ -947,28 +946,6 @@ impl Fat {
     /// The ids a walk from the root names, deleted names in deleted
     /// directories included, as TSK collects them before looking for
     /// orphans. Directories already read are not read again.
-    fn named_ids(&self) -> HashSet<u64> {
-        let mut named = HashSet::new();
-        let mut walked = HashSet::from([ROOT]);
-        let mut stack = vec![(ROOT, 0usize)];
-        while let Some((dir, depth)) = stack.pop() {
-            let Ok(entries) = self.read_dir(dir) else {
-                continue;
-            };
-            for e in entries {
-                named.insert(e.id);
-                if named.len() > MAX_NAMED {
-                    return named;
-                }
-                let is_dir = e.kind == Some(Kind::Dir);
-                if is_dir && depth + 1 < super::walk::MAX_DEPTH && walked.insert(e.id) {
-                    stack.push((e.id, depth + 1));
-                }
-            }
-        }
-        named
-    }
-
     /// Reads a node's data through its extents, in runs of sectors.
     fn read_runs(&self, extents: &[Extent], whose: &str) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
@@ -1082,8 +1059,7 @@ impl FileSystem for Fat {
     /// full test), the entries that are neither long-name slots nor `.` and
     /// `..`. Entries left in a file's slack are not looked for, as TSK does
     /// not look for them.
-    fn orphans(&self) -> Result<Vec<u64>, FsError> {
-        let named = self.named_ids();
+    fn orphans(&self, named: &HashSet<u64>) -> Result<Vec<u64>, FsError> {
         let per = self.ssize / DENTRY;
         let ssize = usize::try_from(self.ssize).unwrap_or(512);
         let mut out = Vec::new();

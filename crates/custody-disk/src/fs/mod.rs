@@ -15,6 +15,7 @@ pub mod ntfs;
 pub mod walk;
 pub mod xfs;
 
+use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 
@@ -228,8 +229,11 @@ pub trait FileSystem: Send + Sync {
     fn extents(&self, id: u64) -> Result<Vec<Extent>, FsError>;
 
     /// Freed nodes whose metadata is still readable and that no directory
-    /// names, in id order (TSK lists them under `/$OrphanFiles`).
-    fn orphans(&self) -> Result<Vec<u64>, FsError> {
+    /// names, in id order (TSK lists them under `/$OrphanFiles`). `named`
+    /// holds every id a name leads to, as the walk found them (from the
+    /// root, into live directories and into freed ones a deleted name still
+    /// leads to): the walk has read every directory once already.
+    fn orphans(&self, _named: &HashSet<u64>) -> Result<Vec<u64>, FsError> {
         Ok(Vec::new())
     }
 
