@@ -22,8 +22,8 @@ use crate::process::derived::ExtentReader;
 use crate::process::image::StoredImage;
 use crate::process::scan::{self, Found, Profile, Scan};
 use crate::timeline::ingest;
-use crate::timeline::parse::Format;
-use crate::timeline::store::IngestReport;
+use crate::timeline::parse::{Format, bodyfile};
+use crate::timeline::store::{IngestReport, Timeline, TimelineError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +57,14 @@ pub enum ProcessError {
     },
     #[error(transparent)]
     Logs(#[from] super::logs::LogsError),
+    #[error("loading bodyfile {artefact} into the timeline failed")]
+    Bodyfile {
+        artefact: ArtefactId,
+        #[source]
+        source: TimelineError,
+    },
+    #[error("the thread loading bodyfile {artefact} into the timeline stopped unexpectedly")]
+    LoaderStopped { artefact: ArtefactId },
     #[error("loading derived artefacts into the timeline of case {case} failed")]
     Load {
         case: CaseId,
@@ -198,9 +206,14 @@ pub async fn process(app: &App, req: &ProcessRequest) -> Result<ProcessReport, P
     };
     let mut images = Vec::new();
     let mut new: Vec<Artefact> = Vec::new();
+    // Opened by the first image whose bodyfile is loaded as it is written,
+    // else when what was derived is loaded.
+    let mut tl: Option<Timeline> = None;
+    let mut streamed: Vec<IngestReport> = Vec::new();
     for parent in parents {
-        let report = process_image(app, &ctx, &all, parent, req.profile).await?;
-        let Some((report, made)) = report else {
+        let index = (!req.no_index).then_some(&mut tl);
+        let report = process_image(app, &ctx, &all, parent, req.profile, index).await?;
+        let Some((report, made, loaded)) = report else {
             skipped.push(format!(
                 "{} ({}): holds no volume custody reads",
                 parent.id,
@@ -209,12 +222,21 @@ pub async fn process(app: &App, req: &ProcessRequest) -> Result<ProcessReport, P
             continue;
         };
         new.extend(made);
+        streamed.extend(loaded);
         images.push(report);
     }
     let timeline = if req.no_index {
         Vec::new()
     } else {
-        load(app, &ctx, &req.case, &new).await?
+        let done: HashSet<&str> = streamed.iter().map(|r| r.artefact.as_str()).collect();
+        let rest: Vec<Artefact> = new
+            .into_iter()
+            .filter(|a| !done.contains(a.id.as_str()))
+            .collect();
+        let mut reports = load(app, &ctx, &req.case, &rest, tl).await?;
+        // The catalogue's files first, then the bodyfile, as before.
+        reports.extend(streamed);
+        reports
     };
     Ok(ProcessReport {
         case: req.case.clone(),
@@ -260,15 +282,23 @@ pub async fn process_acquired(
     .await
 }
 
+/// What one image gave: its report, the artefacts derived, and the
+/// timeline loads already done (its bodyfile, loaded as it was written).
+type ImageOutcome = (ImageReport, Vec<Artefact>, Vec<IngestReport>);
+
 /// Reads one image and derives what it holds; `None` when a file artefact
-/// holds no volume custody reads (a log, a document).
+/// holds no volume custody reads (a log, a document). With `index`, a
+/// bodyfile is loaded into the case's timeline (opened there when it is not
+/// yet) while the walk writes it, on another thread, and recorded as loaded
+/// once its artefact is stored.
 async fn process_image(
     app: &App,
     ctx: &AcquireContext,
     all: &[Artefact],
     parent: &Artefact,
     profile: Profile,
-) -> Result<Option<(ImageReport, Vec<Artefact>)>, ProcessError> {
+    index: Option<&mut Option<Timeline>>,
+) -> Result<Option<ImageOutcome>, ProcessError> {
     let key = case::object_key(&parent.case, &parent.id).map_err(EvidenceError::from)?;
     let img = Arc::new(
         StoredImage::open(ctx.store.clone(), key)
@@ -295,14 +325,39 @@ async fn process_image(
             artefact: parent.id.clone(),
             source,
         })?;
+    // The bodyfile's rows go into the timeline as the walk writes it, under
+    // the id its artefact will have.
+    let mut streaming = match (&spool, index) {
+        (Some(_), Some(slot)) => {
+            let tl = match slot.take() {
+                Some(tl) => tl,
+                None => open_for_load(app, &parent.case)?,
+            };
+            Some((
+                StreamedLoad::start(tl, crate::clock::rfc3339(app.clock.now())),
+                slot,
+            ))
+        }
+        _ => None,
+    };
+    let chunks = streaming.as_mut().and_then(|(s, _)| s.chunks.take());
     let cancel = app.cancel.clone();
     let reader: Arc<dyn custody_disk::ReadAt> = img.clone();
     let (scan, spool) = tokio::task::spawn_blocking(move || {
         let mut spool = spool;
-        let body = spool
-            .as_mut()
-            .map(|s| s.as_file_mut() as &mut dyn std::io::Write);
-        let scan = scan::scan(reader, profile, body, &cancel);
+        let scan = match spool.as_mut() {
+            Some(s) => {
+                let mut tee = Tee {
+                    file: s.as_file_mut(),
+                    chunks,
+                    pending: Vec::new(),
+                };
+                let scan = scan::scan(reader, profile, Some(&mut tee), &cancel);
+                tee.finish();
+                scan
+            }
+            None => scan::scan(reader, profile, None, &cancel),
+        };
         (scan, spool)
     })
     .await
@@ -315,9 +370,14 @@ async fn process_image(
         source,
     })?;
     if parent.kind == ArtefactKind::File && scan.volumes.iter().all(|v| v.fs.is_none()) {
+        // No bodyfile is kept: its rows, not recorded as loaded, are undone.
+        if let Some((load, slot)) = streaming {
+            *slot = Some(load.end(None)?.0);
+        }
         return Ok(None);
     }
     let mut made = Vec::new();
+    let mut loaded = Vec::new();
     let mut derived = Vec::new();
     let mut failures = Vec::new();
     let mut already = 0;
@@ -333,7 +393,10 @@ async fn process_image(
             already += 1;
             continue;
         }
-        let shown = if scan.scheme == custody_disk::volume::Scheme::None {
+        // Bare paths only for a file system on the whole image: a partition
+        // or a logical volume (several may share a disk with no table) is
+        // named, as in the bodyfile.
+        let shown = if f.volume == scan::WHOLE {
             f.path.clone()
         } else {
             format!("{}:{}", f.volume, f.path)
@@ -387,7 +450,19 @@ async fn process_image(
             modified_us: None,
             extents: Vec::new(),
         };
-        let a = case::acquire_derived(ctx, req, d).await?;
+        let chosen = streaming.as_ref().map(|(l, _)| l.id.clone());
+        let stored = match chosen {
+            Some(id) => case::acquire_derived_as(ctx, req, d, id).await,
+            None => case::acquire_derived(ctx, req, d).await,
+        };
+        // Rows loaded as the bodyfile was written count once its artefact is
+        // stored and recorded; otherwise they are undone.
+        if let Some((load, slot)) = streaming.take() {
+            let (tl, report) = load.end(stored.as_ref().ok().map(|a| &a.id))?;
+            *slot = Some(tl);
+            loaded.extend(report);
+        }
+        let a = stored?;
         derived.push(DerivedSummary {
             artefact: a.id.clone(),
             kind: a.kind.as_str(),
@@ -396,6 +471,9 @@ async fn process_image(
             format: Some(Format::Bodyfile.name()),
         });
         made.push(a);
+    }
+    if let Some((load, slot)) = streaming {
+        *slot = Some(load.end(None)?.0);
     }
     Ok(Some((
         ImageReport {
@@ -406,6 +484,7 @@ async fn process_image(
             failures,
         },
         made,
+        loaded,
     )))
 }
 
@@ -417,32 +496,43 @@ pub async fn load_artefacts(
     new: &[Artefact],
 ) -> Result<Vec<IngestReport>, ProcessError> {
     let ctx = app.acquire_context(app.recorder()?).await?;
-    load(app, &ctx, case, new).await
+    load(app, &ctx, case, new, None).await
 }
 
-/// Loads what was derived into the case's timeline (the catalogue's files
-/// first, then the bodyfile).
+fn load_err(case: &CaseId, source: ingest::IngestError) -> ProcessError {
+    ProcessError::Load {
+        case: case.clone(),
+        source: Box::new(source),
+    }
+}
+
+/// The case's timeline, a bulk run begun (see [`Timeline::begin_bulk`]).
+fn open_for_load(app: &App, case: &CaseId) -> Result<Timeline, ProcessError> {
+    let mut tl = super::logs::open_timeline(app, case)?;
+    tl.begin_bulk()
+        .map_err(|e| load_err(case, ingest::IngestError::Timeline(e)))?;
+    Ok(tl)
+}
+
+/// Loads what was derived into the case's timeline (`tl` when a bodyfile's
+/// load opened it already), and ends the bulk run.
 async fn load(
     app: &App,
     ctx: &AcquireContext,
     case: &CaseId,
     new: &[Artefact],
+    tl: Option<Timeline>,
 ) -> Result<Vec<IngestReport>, ProcessError> {
     let items: Vec<(&Artefact, Format)> = new
         .iter()
         .filter_map(|a| ingest::format_of(a).map(|f| (a, f)))
         .collect();
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut tl = super::logs::open_timeline(app, case)?;
-    let now = crate::clock::rfc3339(app.clock.now());
-    let load_err = |source| ProcessError::Load {
-        case: case.clone(),
-        source: Box::new(source),
+    let mut tl = match tl {
+        Some(tl) => tl,
+        None if items.is_empty() => return Ok(Vec::new()),
+        None => open_for_load(app, case)?,
     };
-    tl.begin_bulk()
-        .map_err(|e| load_err(ingest::IngestError::Timeline(e)))?;
+    let now = crate::clock::rfc3339(app.clock.now());
     // The loader's future holds its parser's channel, which is not `Send`:
     // it runs here, on this worker, as `logs` loads do.
     let reports = tokio::task::block_in_place(|| {
@@ -457,8 +547,217 @@ async fn load(
             &now,
         ))
     })
-    .map_err(load_err)?;
+    .map_err(|e| load_err(case, e))?;
     tl.end_bulk()
-        .map_err(|e| load_err(ingest::IngestError::Timeline(e)))?;
+        .map_err(|e| load_err(case, ingest::IngestError::Timeline(e)))?;
     Ok(reports)
+}
+
+/// Bodyfile bytes handed to the loading thread at once, about.
+const CHUNK: usize = 256 << 10;
+/// Chunks waiting for the loading thread at most: the walk waits beyond.
+const CHUNKS_WAITING: usize = 8;
+
+/// A bodyfile's rows loaded into the timeline on a thread of their own
+/// while the walk writes it: the walk and the loader use both cores, where
+/// loading the stored bodyfile afterwards used one. The rows name the
+/// artefact the bodyfile will be stored as, and count (are recorded as
+/// loaded) only once it is: a load not ended with the artefact's id leaves
+/// them marked as loading, and the timeline undoes them when it is next
+/// opened.
+struct StreamedLoad {
+    id: ArtefactId,
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    decide: std::sync::mpsc::SyncSender<bool>,
+    thread: std::thread::JoinHandle<(Timeline, Result<Option<IngestReport>, TimelineError>)>,
+}
+
+impl StreamedLoad {
+    fn start(tl: Timeline, now: String) -> Self {
+        let id = ArtefactId::generate();
+        let (chunks, chunk_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHUNKS_WAITING);
+        let (decide, decide_rx) = std::sync::mpsc::sync_channel::<bool>(1);
+        let name = id.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut tl = tl;
+            let result = (|| {
+                let mut loader = tl.loader(&name, Format::Bodyfile.name(), None)?;
+                let mut line = 1usize;
+                for chunk in chunk_rx {
+                    line += bodyfile::bodyfile_from(&chunk, line, &mut loader);
+                }
+                match decide_rx.recv() {
+                    Ok(true) => loader.finish(&now).map(Some),
+                    _ => Ok(None),
+                }
+            })();
+            (tl, result)
+        });
+        Self {
+            id,
+            chunks: Some(chunks),
+            decide,
+            thread,
+        }
+    }
+
+    /// Ends the load: recorded as loaded when `stored` is the id the
+    /// bodyfile was stored under, else left to be undone. Gives the
+    /// timeline back.
+    fn end(
+        mut self,
+        stored: Option<&ArtefactId>,
+    ) -> Result<(Timeline, Option<IngestReport>), ProcessError> {
+        drop(self.chunks.take());
+        let _ = self.decide.send(stored == Some(&self.id));
+        let (tl, result) = self
+            .thread
+            .join()
+            .map_err(|_| ProcessError::LoaderStopped {
+                artefact: self.id.clone(),
+            })?;
+        let report = result.map_err(|e| ProcessError::Bodyfile {
+            artefact: self.id.clone(),
+            source: e,
+        })?;
+        Ok((tl, report))
+    }
+}
+
+/// The walk's bodyfile, written to the spool and handed, a chunk of whole
+/// lines at a time, to the loading thread. A loader that stopped takes no
+/// more; its error is met when the load ends.
+struct Tee<'a> {
+    file: &'a mut std::fs::File,
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    pending: Vec<u8>,
+}
+
+impl Tee<'_> {
+    fn hand_on(&mut self, all: bool) {
+        let Some(tx) = &self.chunks else {
+            self.pending.clear();
+            return;
+        };
+        let cut = if all {
+            self.pending.len()
+        } else {
+            match self.pending.iter().rposition(|&b| b == b'\n') {
+                Some(at) => at + 1,
+                None => return,
+            }
+        };
+        let rest = self.pending.split_off(cut);
+        let chunk = std::mem::replace(&mut self.pending, rest);
+        if !chunk.is_empty() && tx.send(chunk).is_err() {
+            self.chunks = None;
+        }
+    }
+
+    /// Hands on what is left, and closes the loader's input.
+    fn finish(mut self) {
+        self.hand_on(true);
+    }
+}
+
+impl std::io::Write for Tee<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if self.chunks.is_some() {
+            self.pending
+                .extend_from_slice(buf.get(..n).unwrap_or_default());
+            if self.pending.len() >= CHUNK {
+                self.hand_on(false);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::timeline::query::Query;
+
+    /// A bodyfile of `n` names, each with two distinct times (two rows).
+    fn body(n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            writeln!(
+                out,
+                "0|/dir/file-{i}|{}|r/rrw-r--r--|0|0|{i}|1700000000|1700000100|1700000000|0",
+                i + 11
+            )
+            .unwrap();
+        }
+        out
+    }
+
+    fn rows(tl: &Timeline) -> Vec<(String, String, String)> {
+        tl.rows(&Query::parse("").unwrap(), 100_000, 0)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.target.unwrap_or_default(), r.action, r.locator))
+            .collect()
+    }
+
+    /// Writes `bytes` through a tee in pieces of `piece` bytes, then ends the
+    /// load as `stored` says; the timeline as a reader then sees it.
+    fn stream(dir: &std::path::Path, bytes: &[u8], piece: usize, keep: bool) -> Timeline {
+        let path = dir.join("t.sqlite");
+        let mut tl = Timeline::open(&path).unwrap();
+        assert!(tl.begin_bulk().unwrap());
+        let mut load = StreamedLoad::start(tl, "2026-12-03T00:00:00Z".into());
+        let mut spool = std::fs::File::create(dir.join("spool")).unwrap();
+        let mut tee = Tee {
+            file: &mut spool,
+            chunks: load.chunks.take(),
+            pending: Vec::new(),
+        };
+        for part in bytes.chunks(piece) {
+            tee.write_all(part).unwrap();
+            // Whole lines handed on now and then, as a full buffer does.
+            tee.hand_on(false);
+        }
+        tee.finish();
+        assert_eq!(std::fs::read(dir.join("spool")).unwrap(), bytes);
+        let id = load.id.clone();
+        let (mut tl, report) = load.end(keep.then_some(&id)).unwrap();
+        assert_eq!(report.is_some(), keep);
+        tl.end_bulk().unwrap();
+        drop(tl);
+        Timeline::open(&path).unwrap()
+    }
+
+    #[test]
+    fn rows_loaded_as_the_bodyfile_is_written_equal_those_of_the_whole_file() {
+        let bytes = body(500);
+        // The oracle: the whole file, loaded at once through the parser.
+        let whole_dir = tempfile::tempdir().unwrap();
+        let mut whole = Timeline::open(&whole_dir.path().join("t.sqlite")).unwrap();
+        let mut l = whole.loader("a-whole", "bodyfile", None).unwrap();
+        bodyfile::bodyfile(&bytes, &mut l);
+        l.finish("2026-12-03T00:00:00Z").unwrap();
+        let want = rows(&whole);
+        assert_eq!(want.len(), 1000);
+        // Pieces that cut lines anywhere, and one byte at a time at the end.
+        for piece in [7, 4096, 100_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let tl = stream(dir.path(), &bytes, piece, true);
+            assert_eq!(rows(&tl), want, "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn rows_of_a_bodyfile_that_was_not_stored_are_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let tl = stream(dir.path(), &body(50), 333, false);
+        assert!(rows(&tl).is_empty(), "{:?}", rows(&tl).first());
+    }
 }

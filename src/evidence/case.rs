@@ -167,7 +167,7 @@ impl std::fmt::Debug for AcquireRequest {
 /// the artefact's manifest and its ledger entry. If any step fails, no
 /// manifest is written and the ledger gets a signed failure entry instead.
 pub async fn acquire(ctx: &AcquireContext, req: AcquireRequest) -> Result<Artefact, EvidenceError> {
-    acquire_with(ctx, req, None).await
+    acquire_with(ctx, req, None, None).await
 }
 
 /// [`acquire`] for an artefact derived from another: its manifest keeps the
@@ -178,7 +178,19 @@ pub async fn acquire_derived(
     req: AcquireRequest,
     derivation: super::model::Derivation,
 ) -> Result<Artefact, EvidenceError> {
-    acquire_with(ctx, req, Some(derivation)).await
+    acquire_with(ctx, req, Some(derivation), None).await
+}
+
+/// [`acquire_derived`] under an id chosen beforehand: a bodyfile whose rows
+/// are loaded into the timeline while it is written names its artefact
+/// before the artefact is stored.
+pub async fn acquire_derived_as(
+    ctx: &AcquireContext,
+    req: AcquireRequest,
+    derivation: super::model::Derivation,
+    id: ArtefactId,
+) -> Result<Artefact, EvidenceError> {
+    acquire_with(ctx, req, Some(derivation), Some(id)).await
 }
 
 /// Extents named inline in a `derived` entry at most; the entry's size is
@@ -189,10 +201,11 @@ async fn acquire_with(
     ctx: &AcquireContext,
     req: AcquireRequest,
     derivation: Option<super::model::Derivation>,
+    id: Option<ArtefactId>,
 ) -> Result<Artefact, EvidenceError> {
     let case = req.case.clone();
     let place = req.source.clone();
-    let result = acquire_unrecorded(ctx, req, derivation).await;
+    let result = acquire_unrecorded(ctx, req, derivation, id).await;
     let Some(rec) = &ctx.recorder else {
         return result;
     };
@@ -272,6 +285,7 @@ async fn acquire_unrecorded(
     ctx: &AcquireContext,
     req: AcquireRequest,
     derived: Option<super::model::Derivation>,
+    chosen: Option<ArtefactId>,
 ) -> Result<Artefact, EvidenceError> {
     let resume = ctx
         .resume_dir
@@ -285,7 +299,7 @@ async fn acquire_unrecorded(
             "resumed the upload of an earlier, interrupted attempt ({id})"
         ));
     }
-    let id = earlier.unwrap_or_else(ArtefactId::generate);
+    let id = earlier.or(chosen).unwrap_or_else(ArtefactId::generate);
     let key = object_key(&req.case, &id)?;
     let what = if req.source.path.is_some() {
         format!(

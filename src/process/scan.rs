@@ -77,6 +77,9 @@ pub struct Scan {
 /// rare; a file of the attacker's choosing this large is a denial of service).
 pub const MAX_EXTRACT: u64 = 4 << 30;
 
+/// The name of the one volume of an image with no partition table.
+pub const WHOLE: &str = "whole";
+
 /// Reads `img`: volumes, file systems, catalogue files and, with `bodyfile`,
 /// every name. Stops between files when `cancel` is set.
 pub fn scan(
@@ -106,7 +109,7 @@ pub fn scan(
         let name = if prefixed {
             format!("p{}", v.index)
         } else {
-            "whole".to_owned()
+            WHOLE.to_owned()
         };
         let mut vs = VolumeScan {
             name: name.clone(),

@@ -13,8 +13,6 @@
     clippy::indexing_slicing
 )]
 
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,190 +21,26 @@ use custody_disk::lvm::{self, LvmError};
 use custody_disk::volume::{self, Content};
 use custody_disk::{FileImage, ReadAt};
 
-const NO_DM: &str = "--driverloaded=n";
+#[path = "support/lvm.rs"]
+mod support;
 
-fn tool(name: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is missing: install it with scripts/emulators.sh (lvm2, util-linux, e2fsprogs)"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.env("LVM_SUPPRESS_FD_WARNINGS", "1").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn lvm(args: &[&str]) -> String {
-    run(Command::new(args[0]).arg(NO_DM).args(&args[1..]))
-}
-
-/// A PV on a loop device; removed (VG, PV label, loop device) when dropped,
-/// whether the test passed or not.
-struct Pv {
-    _dir: tempfile::TempDir,
-    file: PathBuf,
-    dev: String,
-    vg: String,
-}
-
-impl Drop for Pv {
-    fn drop(&mut self) {
-        let quiet = |args: &[&str]| {
-            let _ = Command::new(args[0])
-                .args(&args[1..])
-                .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-                .output();
-        };
-        quiet(&["vgremove", NO_DM, "-f", &self.vg]);
-        quiet(&["pvremove", NO_DM, "-ff", "-y", &self.dev]);
-        quiet(&["losetup", "-d", &self.dev]);
-    }
-}
-
-/// One LV segment as LVM reports it, in sectors: where it starts in the
-/// LV, its length, and where it starts on the PV.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Mapped {
-    lv: String,
-    start: u64,
-    len: u64,
-    pv_offset: u64,
-}
-
-fn sectors(s: &str) -> u64 {
-    s.trim().trim_end_matches('S').parse().unwrap()
-}
+use support::{Mapped, Pv, lvm, mapping, run, tool, write_lv};
 
 /// A PV with VG `vg` holding LV `a` (2 MiB, then extended to 4 MiB after
 /// `b` was made: two segments) and LV `b` (3 MiB), extents of 1 MiB.
 fn make(vg: &str) -> Pv {
-    for t in [
-        "losetup",
-        "pvcreate",
-        "vgcreate",
-        "lvcreate",
-        "lvextend",
-        "lvs",
-        "pvs",
-        "vgs",
-        "vgremove",
-        "pvremove",
-        "mkfs.ext4",
-    ] {
-        tool(t);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pv.img");
-    std::fs::File::create(&file)
-        .unwrap()
-        .set_len(32 << 20)
-        .unwrap();
-    let dev = run(Command::new("losetup").args(["-f", "--show"]).arg(&file))
-        .trim()
-        .to_string();
-    let pv = Pv {
-        _dir: dir,
-        file,
-        dev,
-        vg: vg.to_string(),
-    };
-    lvm(&["pvcreate", &pv.dev]);
-    lvm(&["vgcreate", "-s", "1M", vg, &pv.dev]);
-    lvm(&["lvcreate", "-an", "-Zn", "-L", "2M", "-n", "a", vg]);
-    lvm(&["lvcreate", "-an", "-Zn", "-L", "3M", "-n", "b", vg]);
+    tool("mkfs.ext4");
+    let pv = Pv::new(vg, 32);
+    pv.lvcreate("a", "2M");
+    pv.lvcreate("b", "3M");
     lvm(&["lvextend", "-L", "4M", &format!("{vg}/a")]);
     pv
-}
-
-/// The segments as LVM's tools report them.
-fn mapping(pv: &Pv) -> Vec<Mapped> {
-    let extent = sectors(&lvm(&[
-        "vgs",
-        "--units",
-        "s",
-        "--noheadings",
-        "-o",
-        "vg_extent_size",
-        &pv.vg,
-    ]));
-    let pe_start = sectors(&lvm(&[
-        "pvs",
-        "--units",
-        "s",
-        "--noheadings",
-        "-o",
-        "pe_start",
-        &pv.dev,
-    ]));
-    let out = lvm(&[
-        "lvs",
-        "--segments",
-        "--units",
-        "s",
-        "--noheadings",
-        "--separator",
-        ",",
-        "-o",
-        "lv_name,seg_start,seg_size,seg_pe_ranges,segtype",
-        &pv.vg,
-    ]);
-    let mut got: Vec<Mapped> = out
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.trim().split(',').collect();
-            assert_eq!(f[4], "linear", "{l}");
-            // `/dev/loop0:5-6`: the PV's extents.
-            let first: u64 = f[3]
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .split('-')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            Mapped {
-                lv: f[0].to_string(),
-                start: sectors(f[1]),
-                len: sectors(f[2]),
-                pv_offset: pe_start + first * extent,
-            }
-        })
-        .collect();
-    got.sort();
-    got
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| ((i / 512) as u8).wrapping_mul(31) ^ (i as u8) ^ seed)
         .collect()
-}
-
-/// Writes `data` as LV `lv`'s bytes, at the places LVM reports.
-fn write_lv(pv: &Pv, map: &[Mapped], lv: &str, data: &[u8]) {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pv.file)
-        .unwrap();
-    for m in map.iter().filter(|m| m.lv == lv) {
-        let from = (m.start * 512) as usize;
-        let to = from + (m.len * 512) as usize;
-        f.write_all_at(&data[from..to], m.pv_offset * 512).unwrap();
-    }
-    f.sync_all().unwrap();
 }
 
 fn image(pv: &Pv) -> Arc<dyn ReadAt> {
@@ -221,7 +55,7 @@ fn linear_volumes_read_as_lvm_maps_them() {
     let a = pattern(7, 4 << 20);
     write_lv(&pv, &map, "a", &a);
     // An ext4 file system made in a file, then written as LV b's bytes.
-    let ext = pv._dir.path().join("ext.img");
+    let ext = pv.dir.path().join("ext.img");
     std::fs::File::create(&ext)
         .unwrap()
         .set_len(3 << 20)

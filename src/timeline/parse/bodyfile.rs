@@ -10,22 +10,32 @@ use crate::timeline::Event;
 const TAIL: usize = 9;
 
 pub fn bodyfile(bytes: &[u8], sink: &mut dyn Sink) {
+    bodyfile_from(bytes, 1, sink);
+}
+
+/// Part of a bodyfile whose first line is line `first` of the whole, cut
+/// after a newline (the last part may end without one): the rows of a
+/// bodyfile loaded as it is written carry the same locators as rows of the
+/// whole file. Returns the number of lines the part ends (its newlines).
+pub fn bodyfile_from(bytes: &[u8], first: usize, sink: &mut dyn Sink) -> usize {
     for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.is_empty() {
             continue;
         }
+        let at = format!("line {}", first + n);
         let line = String::from_utf8_lossy(raw);
         match entry(&line) {
             Ok(events) => {
                 for mut e in events {
-                    e.locator = format!("line {}", n + 1);
+                    e.locator.clone_from(&at);
                     sink.event(e);
                 }
             }
-            Err(what) => sink.problem(problem(format!("line {}", n + 1), what)),
+            Err(what) => sink.problem(problem(at, what)),
         }
     }
+    bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// The events of one line. The name is what lies between the first field
