@@ -395,21 +395,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stored_image_reads_any_range_as_the_raw_bytes_with_a_bounded_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn EvidenceStore> = Arc::new(LocalStore::new(dir.path()));
         let raw = data(300_000);
-        let key = ObjectKey::new("cases/p/artefacts/img.zst").unwrap();
-        let (stream, running) = pipeline::start(
-            Box::new(io::Cursor::new(raw.clone())),
-            &PipelineOptions {
-                frame_size: 4096,
-                level: 1,
-                workers: 2,
-            },
-            crate::progress::none(),
-            Arc::new(AtomicBool::new(false)),
-        );
-        store.put(&key, stream).await.unwrap();
-        running.finish().await.unwrap();
+        let (store, key) = stored(dir.path(), &raw).await;
         let img = Arc::new(StoredImage::open(store, key).await.unwrap());
         assert_eq!(img.size(), raw.len() as u64);
         let reader = img.clone();

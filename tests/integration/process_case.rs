@@ -162,6 +162,21 @@ pub fn acquire_image(home: &Home, disk: &Path, case: &str, extra: &[&str]) -> se
     home.json(&args)
 }
 
+/// `(path, artefact)` of each file a `process` report derived.
+fn derived_of(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["images"][0]["derived"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_owned(),
+                d["artefact"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn artefacts(home: &Home, case: &str) -> Vec<serde_json::Value> {
     home.json(&["show", case]).as_array().unwrap().clone()
 }
@@ -190,17 +205,7 @@ fn a_processed_disk_gives_what_tsk_lists_and_every_derived_byte_leads_back_to_th
         "the LUKS volume is named and left alone: {}",
         volumes[2]
     );
-    let derived: Vec<(String, String)> = report["images"][0]["derived"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["path"].as_str().unwrap().to_owned(),
-                d["artefact"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let derived = derived_of(&report);
     let paths: BTreeSet<&str> = derived.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
@@ -530,17 +535,7 @@ fn a_logical_volume_is_processed_in_place_like_a_partition() {
         volumes.contains(&("custody_process_lvm/root", Some("ext4"))),
         "{volumes:?}"
     );
-    let derived: Vec<(String, String)> = report["images"][0]["derived"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["path"].as_str().unwrap().to_owned(),
-                d["artefact"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let derived = derived_of(&report);
     let paths: BTreeSet<&str> = derived.iter().map(|(p, _)| p.as_str()).collect();
     // Named by their logical volume, as partitions are by theirs.
     assert_eq!(
