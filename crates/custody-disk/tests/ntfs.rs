@@ -651,6 +651,57 @@ mod mutated {
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
+    fn names(bytes: Vec<u8>) -> BTreeSet<Vec<u8>> {
+        let fs = ntfs::open(Arc::new(bytes)).unwrap();
+        let mut names = BTreeSet::new();
+        walk::walk(fs.as_ref(), &mut |r| {
+            names.insert(r.path);
+        });
+        names
+    }
+
+    /// Found by the `ntfs` fuzz target: a directory's `$INDEX_ALLOCATION`
+    /// whose allocated size claims 1 GiB (its runs unchanged) made the
+    /// reader allocate and scan 256 MiB per listing of a 4 MiB image.
+    #[test]
+    fn index_allocation_size_past_its_runs() {
+        let mut bytes = small().clone();
+        let mft = mft_at(&bytes);
+        let mut patched = 0;
+        for rec in 0..64usize {
+            let r = mft + rec * 1024;
+            if &bytes[r..r + 4] != b"FILE" {
+                continue;
+            }
+            let mut a = r + u16::from_le_bytes([bytes[r + 0x14], bytes[r + 0x15]]) as usize;
+            while a + 8 < r + 1024 {
+                let kind = u32::from_le_bytes(bytes[a..a + 4].try_into().unwrap());
+                let len = u32::from_le_bytes(bytes[a + 4..a + 8].try_into().unwrap()) as usize;
+                if kind == 0xFFFF_FFFF || len == 0 {
+                    break;
+                }
+                // A non-resident $INDEX_ALLOCATION whose allocated size
+                // field stays clear of a sector's fixup bytes.
+                let field = a + 0x28 - r;
+                if kind == 0xA0 && bytes[a + 8] == 1 && field % 512 < 504 {
+                    bytes[a + 0x28..a + 0x30].copy_from_slice(&(1u64 << 30).to_le_bytes());
+                    patched += 1;
+                }
+                a += len;
+            }
+        }
+        assert!(patched > 0, "no $INDEX_ALLOCATION found to patch");
+        let start = Instant::now();
+        let got = names(bytes);
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            start.elapsed()
+        );
+        // The clusters the runs place are all there is to the index.
+        assert_eq!(got, names(small().clone()));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 

@@ -445,7 +445,25 @@ fn read_attr(
         return Ok(file.value(first).to_vec());
     }
     let (runs, size) = merged_runs(parts);
-    let want = size.min(cap);
+    // Past its last cluster on the volume the value is zeros: the buffer
+    // stops there, so a size field claiming far more than the runs back
+    // costs nothing (a fuzzed index once asked for 256 MiB on a 1 MiB image).
+    let backed = runs
+        .iter()
+        .filter(|r| r.lcn.is_some())
+        .map(|r| r.vcn.saturating_add(r.len).saturating_mul(geo.cluster))
+        .max()
+        .unwrap_or(0);
+    let want = size.min(cap).min(backed);
+    if want > vol.size() {
+        return Err(FsError::corrupt(
+            at,
+            format!(
+                "the attribute's runs place {want} bytes, more than the volume holds ({})",
+                vol.size()
+            ),
+        ));
+    }
     let mut out = vec![0u8; usize::try_from(want).unwrap_or(0)];
     for r in runs {
         let Some(lcn) = r.lcn else { continue };
