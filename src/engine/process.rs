@@ -7,7 +7,7 @@
 //! artefacts of the case, each with both digests and a `derived` ledger
 //! entry naming the parent, path, inode and extents; the full profile adds
 //! the bodyfile of every name, whose rows are loaded into the timeline as
-//! the walk writes it ([`StreamedLoad`]); the catalogue's files are loaded
+//! the walk writes it (`StreamedLoad`); the catalogue's files are loaded
 //! after. Processing an image again derives only what it has not derived
 //! yet.
 
