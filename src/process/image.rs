@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -79,6 +79,10 @@ struct Shared {
     cache: Mutex<VecDeque<(u32, Arc<Slot>)>>,
     /// Hinted frames not decoded yet.
     hinted: AtomicUsize,
+    /// Frames decoded and their raw bytes, for the debug log: what reading
+    /// in place cost.
+    decoded: AtomicUsize,
+    decoded_bytes: AtomicU64,
 }
 
 /// One frame in the cache: being decoded by one thread while others that
@@ -120,6 +124,8 @@ impl StoredImage {
             runtime: tokio::runtime::Handle::current(),
             cache: Mutex::new(VecDeque::with_capacity(CACHED_FRAMES)),
             hinted: AtomicUsize::new(0),
+            decoded: AtomicUsize::new(0),
+            decoded_bytes: AtomicU64::new(0),
         });
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -137,6 +143,18 @@ impl StoredImage {
             }
         }
         Ok(Self { shared, hints })
+    }
+}
+
+impl Drop for StoredImage {
+    fn drop(&mut self) {
+        tracing::debug!(
+            key = %self.shared.key,
+            frames = self.shared.table.num_frames(),
+            decoded = self.shared.decoded.load(Ordering::Relaxed),
+            decoded_mib = self.shared.decoded_bytes.load(Ordering::Relaxed) >> 20,
+            "image read in place"
+        );
     }
 }
 
@@ -187,6 +205,9 @@ impl Shared {
         ));
         let (state, result) = match read {
             Ok(()) => {
+                self.decoded.fetch_add(1, Ordering::Relaxed);
+                self.decoded_bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
                 let frame = Arc::new(buf);
                 (State::Ready(frame.clone()), Ok(frame))
             }

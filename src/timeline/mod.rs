@@ -13,6 +13,7 @@
 //! - [`geoip`]: ASN and country of source addresses from MaxMind databases.
 
 pub mod findings;
+mod fts_build;
 pub mod geoip;
 pub mod ingest;
 pub mod parse;

@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde::Serialize;
 
+use super::fts_build::{self, FtsBuild};
 use super::geoip::GeoIp;
 use super::parse::Sink;
 use super::query::{Field, Query, coded, ip_from_key, ip_key, show_time};
@@ -90,6 +91,10 @@ pub enum TimelineError {
     Sql(#[from] rusqlite::Error),
     #[error("a query thread stopped unexpectedly")]
     Panicked,
+    #[error("cannot start the full-text index builder")]
+    FtsBuilderStart(#[source] std::io::Error),
+    #[error("the full-text index builder stopped unexpectedly")]
+    FtsBuilderStopped,
     #[error("no saved search named `{0}` in this case")]
     NoSavedSearch(String),
     #[error("the saved search `{name}` no longer parses")]
@@ -211,12 +216,13 @@ pub struct Timeline {
     bulk: Option<Bulk>,
 }
 
-/// A bulk run under way: the timeline it will replace, and the (source,
-/// record id) pairs loaded so far.
+/// A bulk run under way: the timeline it will replace, the (source,
+/// record id) pairs loaded so far, and the full-text index built beside.
 #[derive(Debug)]
 struct Bulk {
     timeline: Connection,
     seen: std::collections::HashSet<(&'static str, String), foldhash::fast::RandomState>,
+    fts: FtsBuild,
 }
 
 pub fn path_for(home: &Path, case: &CaseId) -> PathBuf {
@@ -282,8 +288,7 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
            member INTEGER NOT NULL,
            locator TEXT NOT NULL);
          CREATE VIEW IF NOT EXISTS events_text({NAMES}) AS SELECT {COLUMNS} FROM {JOINED};
-         CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
-           message, detail, content='', contentless_delete=1);
+         {FTS_TABLE};
          CREATE TABLE IF NOT EXISTS ingested(
            artefact TEXT PRIMARY KEY, format TEXT NOT NULL, at TEXT NOT NULL,
            events INTEGER NOT NULL, duplicates INTEGER NOT NULL, problems INTEGER NOT NULL,
@@ -297,10 +302,20 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
     ))
 }
 
+/// The full-text index: contentless (the text is in `details`), with
+/// deletes (a load cut short is undone).
+const FTS_TABLE: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
+           message, detail, content='', contentless_delete=1)";
+
 /// A bulk run's database while it is built, next to the timeline; it
 /// replaces the timeline once whole, and a crash leaves only this to discard.
 fn building_path(path: &Path) -> PathBuf {
     suffixed(path, ".building")
+}
+
+/// A bulk run's full-text index while it is built (see [`super::fts_build`]).
+fn fts_building_path(path: &Path) -> PathBuf {
+    suffixed(path, ".building-fts")
 }
 
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
@@ -457,20 +472,32 @@ impl Timeline {
         )
         .map_err(open_err)?;
         create_schema(&conn).map_err(open_err)?;
-        // One transaction for the whole run (the file counts for nothing
-        // until it is whole), and a wide full-text buffer: FTS5 writes a
-        // segment at each commit and each time its buffer fills, then spends
-        // its time merging them.
-        conn.execute_batch(&format!(
-            "INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {BULK_FTS_HASH});
-             INSERT INTO events_fts(events_fts, rank) VALUES('automerge', 0);
-             BEGIN;"
-        ))
-        .map_err(open_err)?;
+        // One transaction for the whole run: the file counts for nothing
+        // until it is whole.
+        conn.execute_batch("BEGIN;").map_err(open_err)?;
+        // The full-text index is built beside, with a wide buffer: FTS5
+        // writes a segment each time its buffer fills, then spends its time
+        // merging them. Once copied in, it has the settings of row-by-row
+        // loads.
+        let fts = FtsBuild::start(
+            fts_building_path(&self.path),
+            &fts_build::Setup {
+                table: FTS_TABLE,
+                during: &format!(
+                    "INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {BULK_FTS_HASH});
+                     INSERT INTO events_fts(events_fts, rank) VALUES('automerge', 0)"
+                ),
+                after: &format!(
+                    "INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {FTS_HASH});
+                     INSERT INTO events_fts(events_fts, rank) VALUES('automerge', {FTS_AUTOMERGE})"
+                ),
+            },
+        )?;
         let timeline = std::mem::replace(&mut self.conn, conn);
         self.bulk = Some(Bulk {
             seen: std::collections::HashSet::default(),
             timeline,
+            fts,
         });
         Ok(true)
     }
@@ -478,16 +505,17 @@ impl Timeline {
     /// Ends a bulk run: indexes, full-text index, saved searches carried
     /// over, the file synced and renamed over the timeline.
     pub fn end_bulk(&mut self) -> Result<(), TimelineError> {
-        let Some(bulk) = self.bulk.take() else {
+        let Some(mut bulk) = self.bulk.take() else {
             return Ok(());
         };
         let building = building_path(&self.path);
         let started = std::time::Instant::now();
+        // The full-text index is flushed on its thread while the indexes
+        // are built here.
+        bulk.fts.close();
         self.conn.execute_batch(&format!(
             "{INDEXES}
              UPDATE ingested SET state = 'done' WHERE state = 'loaded';
-             INSERT INTO events_fts(events_fts, rank) VALUES('hashsize', {FTS_HASH});
-             INSERT INTO events_fts(events_fts, rank) VALUES('automerge', {FTS_AUTOMERGE});
              COMMIT;"
         ))?;
         tracing::debug!(
@@ -511,6 +539,7 @@ impl Timeline {
         let fresh = Connection::open_in_memory()?;
         let built = std::mem::replace(&mut self.conn, fresh);
         built.close().map_err(|(_, e)| e)?;
+        bulk.fts.copy_into(&building)?;
         let io_err = |source| TimelineError::Dir {
             path: building.clone(),
             source,
@@ -1159,13 +1188,55 @@ fn fts_detail(e: &Event) -> String {
 
 /// Whether `text` holds `v` with no letter or digit right before or after
 /// it, so that the full-text tokenizer reads the same words from it.
+/// Values are short and many: a scan for the first byte costs less here
+/// than building a substring searcher for each.
 fn holds_words(text: &str, v: &str) -> bool {
     let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
-    text.match_indices(v).any(|(at, _)| {
+    let (t, n) = (text.as_bytes(), v.as_bytes());
+    let Some(&first) = n.first() else {
+        return false;
+    };
+    let mut from = 0;
+    while let Some(i) = t.get(from..).and_then(|rest| memchr::memchr(first, rest)) {
+        let at = from + i;
+        from = at + 1;
+        if t.get(at..at + n.len()) != Some(n) {
+            continue;
+        }
+        // `v` begins and ends on whole characters, so both cuts are on
+        // character boundaries.
         let before = text.get(..at).and_then(|t| t.chars().next_back());
-        let after = text.get(at + v.len()..).and_then(|t| t.chars().next());
-        !word(before) && !word(after)
-    })
+        let after = text.get(at + n.len()..).and_then(|t| t.chars().next());
+        if !word(before) && !word(after) {
+            return true;
+        }
+    }
+    false
+}
+
+/// An event's attributes as one JSON object, keys in order; of a key
+/// given twice, the last value (as a map built from them would keep).
+fn attributes_json(attributes: &[(String, String)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = attributes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // Stable: of equal keys, the last given stays last.
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept: Vec<(&str, &str)> = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        match kept.last_mut() {
+            Some(last) if last.0 == p.0 => *last = p,
+            _ => kept.push(p),
+        }
+    }
+    struct Map<'a>(&'a [(&'a str, &'a str)]);
+    impl Serialize for Map<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+    serde_json::to_string(&Map(&kept)).unwrap_or_default()
 }
 
 impl Loader<'_> {
@@ -1197,6 +1268,13 @@ impl Loader<'_> {
             let mut fts = tx.prepare_cached(
                 "INSERT INTO events_fts(rowid, message, detail) VALUES (?1, ?2, ?3)",
             )?;
+            // A bulk run's full-text rows go to its builder (see
+            // [`super::fts_build`]), a batch at a time.
+            let mut fts_rows: Option<Vec<fts_build::Row>> = self
+                .tl
+                .bulk
+                .is_some()
+                .then(|| Vec::with_capacity(self.batch.len()));
             let mut add = tx.prepare_cached(
                 "INSERT INTO terms(value) VALUES (?1)
                  ON CONFLICT(value) DO UPDATE SET value = excluded.value RETURNING id",
@@ -1231,16 +1309,7 @@ impl Loader<'_> {
                     (Some(ip), Some(g)) => g.lookup(ip),
                     _ => super::geoip::Place::default(),
                 };
-                let attributes = if e.attributes.is_empty() {
-                    None
-                } else {
-                    let map: BTreeMap<&str, &str> = e
-                        .attributes
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    Some(serde_json::to_string(&map).unwrap_or_default())
-                };
+                let attributes = (!e.attributes.is_empty()).then(|| attributes_json(&e.attributes));
                 let coded = [
                     (Field::Source, source),
                     (Field::Account, code(e.account.as_deref())?),
@@ -1288,11 +1357,20 @@ impl Loader<'_> {
                     code(Some(&e.member))?,
                     e.locator,
                 ])?;
-                fts.execute(params![id, e.message, fts_detail(&e)])?;
+                let detail = fts_detail(&e);
+                match fts_rows.as_mut() {
+                    Some(rows) => rows.push((id, e.message, detail)),
+                    None => {
+                        fts.execute(params![id, e.message, detail])?;
+                    }
+                }
                 self.report.events += 1;
                 *self.hours.entry(e.time_us.div_euclid(HOUR_US)).or_default() += 1;
                 self.first = Some(self.first.map_or(e.time_us, |f| f.min(e.time_us)));
                 self.last = Some(self.last.map_or(e.time_us, |l| l.max(e.time_us)));
+            }
+            if let (Some(rows), Some(bulk)) = (fts_rows, self.tl.bulk.as_mut()) {
+                bulk.fts.send(rows);
             }
         }
         Ok(())
@@ -1517,6 +1595,32 @@ mod tests {
     }
 
     #[test]
+    fn attributes_are_one_json_object_as_a_map_of_them_would_be() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[("b", "2"), ("a", "1")],
+            &[("k", "first"), ("a", "x"), ("k", "last")],
+            &[
+                ("q\"uote", "line\nbreak"),
+                ("ctl", "\u{1b}[31m"),
+                ("é", "ü"),
+            ],
+            &[("same", "1"), ("same", "2"), ("same", "3")],
+        ];
+        for case in cases {
+            let owned: Vec<(String, String)> = case
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let map: BTreeMap<&str, &str> = case.iter().copied().collect();
+            assert_eq!(
+                attributes_json(&owned),
+                serde_json::to_string(&map).expect("json"),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
     fn detail_leaves_out_only_values_the_summary_holds_as_whole_words() {
         assert!(holds_words(
             "mac. /etc/passwd (42 bytes, inode 573)",
@@ -1527,6 +1631,12 @@ mod tests {
         assert!(!holds_words("inode 573", "57"));
         assert!(!holds_words("inode 573", "73"));
         assert!(!holds_words("uid 0", "1"));
+        // A whole-word place after one inside a word; letters beyond ASCII
+        // are letters too.
+        assert!(holds_words("inode 5735, uid 573", "573"));
+        assert!(!holds_words("é573 573é", "573"));
+        assert!(holds_words("é573 ü 573", "573"));
+        assert!(!holds_words("", "5"));
         let mut e = Event::new(T0, "fs", "m...");
         e.message = "m... /srv/x (7 bytes, inode 57)".into();
         e.target = Some("/srv/x".into());
@@ -1669,6 +1779,69 @@ mod tests {
         let mut l = tl.loader("b2", "ual-csv", None).expect("loader");
         l.event(ev(T0 + 1, "alice@contoso.com", "Send", "203.0.113.10", "2"));
         assert_eq!(l.finish("now").expect("finish").duplicates, 1);
+    }
+
+    #[test]
+    fn a_bulk_runs_full_text_is_built_beside_and_copied_in_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("t.sqlite");
+        // A builder's file left by a run that was killed is discarded.
+        std::fs::write(fts_building_path(&path), b"not a database").expect("leftover");
+        let mut tl = Timeline::open(&path).expect("open");
+        assert!(tl.begin_bulk().expect("bulk"));
+        let mut l = tl.loader("kept", "ual-csv", None).expect("loader");
+        l.event(ev(T0, "alice@contoso.com", "Send", "203.0.113.10", "1"));
+        l.finish("now").expect("finish");
+        // A load whose rows were written but which was never finished (a
+        // bodyfile not stored): its words go with its rows at the next open.
+        let mut l = tl.loader("cut", "ual-csv", None).expect("loader");
+        for i in 0..BATCH {
+            let id = format!("c{i}");
+            l.event(ev(T0 + 1, "mallory@evil.example", "Send", "192.0.2.1", &id));
+        }
+        drop(l);
+        tl.end_bulk().expect("end");
+        assert!(!fts_building_path(&path).exists());
+        drop(tl);
+        let tl = Timeline::open(&path).expect("reopen");
+        let count = |q: &str| tl.count(&Query::parse(q).expect("q")).expect("count");
+        assert_eq!(count("alice"), 1);
+        assert_eq!(count("mallory"), 0);
+        let indexed: i64 = tl
+            .conn
+            .query_row("SELECT count(*) FROM events_fts_docsize", [], |r| r.get(0))
+            .expect("docsize");
+        assert_eq!(indexed, 1, "the cut load's words are gone from the index");
+        tl.conn
+            .execute(
+                "INSERT INTO events_fts(events_fts, rank) VALUES('integrity-check', 0)",
+                [],
+            )
+            .expect("the copied index is consistent");
+    }
+
+    #[test]
+    fn a_bulk_run_cut_short_leaves_no_full_text_build_behind() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("t.sqlite");
+        let mut tl = Timeline::open(&path).expect("open");
+        assert!(tl.begin_bulk().expect("bulk"));
+        assert!(fts_building_path(&path).exists());
+        let mut l = tl.loader("a", "ual-csv", None).expect("loader");
+        for i in 0..BATCH {
+            l.event(ev(
+                T0,
+                "alice@contoso.com",
+                "Send",
+                "203.0.113.10",
+                &i.to_string(),
+            ));
+        }
+        l.finish("now").expect("finish");
+        drop(tl);
+        assert!(!fts_building_path(&path).exists());
+        let tl = Timeline::open(&path).expect("reopen");
+        assert_eq!(tl.count(&Query::default()).expect("count"), 0);
     }
 
     #[test]
