@@ -307,6 +307,9 @@ thread_local! {
     /// One decoding context per thread, reused for every frame it reads.
     static DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    /// One buffer per thread for a frame's stored bytes (see
+    /// [`read_frame_into`]).
+    static COMPRESSED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Decodes one whole frame into `raw`'s spare room with this thread's
@@ -350,7 +353,10 @@ pub async fn read_frame_into(
             key: key.to_string(),
             reason: format!("frame {i} is larger than a frame custody writes"),
         })?;
-    let compressed = store.get_range(key, c_start, c_len).await?;
+    // This thread's buffer for stored bytes, lent to the store and given
+    // back: the memory stays paged in from one frame to the next.
+    let lent = COMPRESSED.with(std::cell::Cell::take);
+    let compressed = store.get_range_into(key, c_start, c_len, lent).await?;
     let decode_err = |source| ReadError::Decode {
         key: key.to_string(),
         raw_offset: d_start,
@@ -361,7 +367,9 @@ pub async fn read_frame_into(
     // One call into the buffer (no window copy, no new context per frame);
     // room for a byte more than the entry says catches a frame that holds
     // more.
-    decode_frame(&compressed, raw).map_err(decode_err)?;
+    let decoded = decode_frame(&compressed, raw);
+    COMPRESSED.with(|c| c.set(compressed));
+    decoded.map_err(decode_err)?;
     if raw.len() != raw_len {
         return Err(decode_err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -225,6 +225,24 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
     /// Reads `len` bytes of an object from `offset` (fewer at its end).
     async fn get_range(&self, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, StoreError>;
 
+    /// [`get_range`](Self::get_range) into `buf`, which comes back holding
+    /// the bytes: a disk image read in place asks for thousands of ranges,
+    /// and a caller that reuses one buffer spares the kernel paging in (and
+    /// zeroing) fresh memory for each. Stores that receive a body of their
+    /// own copy it in.
+    async fn get_range_into(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.get_range(key, offset, len).await?;
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        Ok(buf)
+    }
+
     /// Size of an object in bytes.
     async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError>;
 
