@@ -22,6 +22,10 @@ pub(super) type Row = (i64, String, String);
 
 /// Batches waiting for the builder at most: the loader waits beyond.
 const WAITING: usize = 2;
+/// The builder's page cache, in KiB: its postings are held in FTS5's own
+/// buffer until flushed, and the segments it writes need no cache to speak
+/// of, so a bulk run's memory stays what one connection's was.
+const CACHE_KIB: u32 = 16 << 10;
 
 /// FTS5's shadow tables of `events_fts`: the index (`data`, `idx`), each
 /// row's token counts (`docsize`) and its settings (`config`).
@@ -77,6 +81,7 @@ impl FtsBuild {
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -{CACHE_KIB};
              {table};
              {during};
              BEGIN;",

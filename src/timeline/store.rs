@@ -461,14 +461,17 @@ impl Timeline {
         }
         let conn = Connection::open(&building).map_err(open_err)?;
         // Nothing in this file counts until it replaces the timeline, so it
-        // needs no journal and no syncs until then.
+        // needs no journal and no syncs until then. Its rows are appended in
+        // rowid order, so a small page cache spills pages that are not read
+        // again: memory stays low whatever the load's size (the 1M-event
+        // load peaked at 635 MiB with 32 MiB here, 772 MiB with 256 MiB).
         conn.execute_batch(
             "PRAGMA journal_mode = OFF;
              PRAGMA synchronous = OFF;
              PRAGMA locking_mode = EXCLUSIVE;
              PRAGMA threads = 2;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -262144;",
+             PRAGMA cache_size = -32768;",
         )
         .map_err(open_err)?;
         create_schema(&conn).map_err(open_err)?;
