@@ -492,13 +492,8 @@ fn quick(ctx: &VolumeCtx<'_>, vs: &mut VolumeScan, found: &mut Vec<Found>, cance
             ));
             return;
         }
-        let entries = match ctx.fs.read_dir(id) {
-            Ok(e) => e,
-            Err(e) => {
-                vs.problems.push(e.to_string());
-                continue;
-            }
-        };
+        let (entries, wrong) = ctx.fs.read_dir_partial(id);
+        vs.problems.extend(wrong.iter().map(ToString::to_string));
         for e in entries.into_iter().filter(|e| !e.deleted) {
             let mut path = dir.clone();
             path.push(b'/');

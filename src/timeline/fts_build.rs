@@ -15,7 +15,17 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
 
-use super::store::TimelineError;
+/// Why a bulk run's full-text index could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FtsBuildError {
+    #[error("cannot start the full-text index builder")]
+    Start(#[source] std::io::Error),
+    #[error("the full-text index builder stopped unexpectedly")]
+    Stopped,
+    #[error("the full-text index's own database")]
+    Sql(#[from] rusqlite::Error),
+}
 
 /// One event's full-text columns: its rowid, summary and detail.
 pub(super) type Row = (i64, String, String);
@@ -71,7 +81,7 @@ pub(super) struct Setup<'a> {
 impl FtsBuild {
     /// Creates `path` afresh (a leftover of a run cut short is discarded)
     /// and starts the builder.
-    pub(super) fn start(path: PathBuf, setup: &Setup<'_>) -> Result<Self, TimelineError> {
+    pub(super) fn start(path: PathBuf, setup: &Setup<'_>) -> Result<Self, FtsBuildError> {
         remove(&path);
         let conn = Connection::open(&path)?;
         // Like the file the timeline is built in, this one counts for nothing
@@ -93,7 +103,7 @@ impl FtsBuild {
         let thread = std::thread::Builder::new()
             .name("custody-fts".into())
             .spawn(move || build(&conn, &rx, &after))
-            .map_err(TimelineError::FtsBuilderStart)?;
+            .map_err(FtsBuildError::Start)?;
         Ok(Self {
             path,
             tx: Some(tx),
@@ -122,13 +132,13 @@ impl FtsBuild {
     /// Waits for the builder, then replaces the full-text index of the
     /// database at `into` (closed by every other connection) with its own,
     /// in one transaction. The builder's file is removed.
-    pub(super) fn copy_into(mut self, into: &Path) -> Result<(), TimelineError> {
+    pub(super) fn copy_into(mut self, into: &Path) -> Result<(), FtsBuildError> {
         self.close();
         let built = self
             .thread
             .take()
-            .map_or(Err(TimelineError::FtsBuilderStopped), |t| {
-                t.join().map_err(|_| TimelineError::FtsBuilderStopped)
+            .map_or(Err(FtsBuildError::Stopped), |t| {
+                t.join().map_err(|_| FtsBuildError::Stopped)
             })?;
         built?;
         let conn = Connection::open(into)?;

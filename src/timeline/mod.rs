@@ -6,6 +6,8 @@
 //!   record's place in it.
 //! - [`store`]: the case's timeline database (SQLite with FTS5): load,
 //!   search, facets, histograms, saved searches, pivots.
+//! - `fts_build`: a bulk load's full-text index, built on a thread and in
+//!   a file of its own, then copied into the timeline.
 //! - [`query`]: the query language.
 //! - [`ingest`]: loading a case's log artefacts, verified, into its timeline.
 //! - [`findings`]: shared sources, new-ASN sign-ins followed by inbox rules

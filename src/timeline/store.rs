@@ -91,10 +91,8 @@ pub enum TimelineError {
     Sql(#[from] rusqlite::Error),
     #[error("a query thread stopped unexpectedly")]
     Panicked,
-    #[error("cannot start the full-text index builder")]
-    FtsBuilderStart(#[source] std::io::Error),
-    #[error("the full-text index builder stopped unexpectedly")]
-    FtsBuilderStopped,
+    #[error(transparent)]
+    FtsBuild(#[from] super::fts_build::FtsBuildError),
     #[error("no saved search named `{0}` in this case")]
     NoSavedSearch(String),
     #[error("the saved search `{name}` no longer parses")]

@@ -542,6 +542,67 @@ fn a_cut_image_lists_what_lies_before_the_cut() {
 }
 
 #[test]
+fn a_directory_cut_in_the_middle_keeps_the_names_before_the_cut() {
+    let img = make_image(&[], "32M", 2100);
+    let full = ours(open(&img.path).as_ref());
+    let many: BTreeSet<Vec<u8>> = full
+        .records
+        .iter()
+        .filter(|r| r.path.starts_with(b"/many/"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(many.len(), 2100);
+    // debugfs names the directory's blocks; the image is cut half way
+    // through them.
+    let listed = String::from_utf8(ok(
+        "debugfs",
+        &["-R", "blocks /many", img.path.to_str().unwrap()],
+    ))
+    .unwrap();
+    let blocks: Vec<u64> = listed
+        .split_whitespace()
+        .map(|b| b.parse().unwrap())
+        .collect();
+    assert!(blocks.len() > 20, "{blocks:?}");
+    let cut_block = blocks[blocks.len() / 2];
+    let mut bytes = load(&img);
+    let bs = 1024u64 << u32::from_le_bytes(bytes[1024 + 0x18..1024 + 0x1C].try_into().unwrap());
+    let cut = usize::try_from(cut_block * bs).unwrap();
+    bytes.truncate(cut);
+    let fs = ext4::open(Arc::new(bytes)).unwrap();
+    let id = full.records.iter().find(|r| r.path == b"/many").unwrap().id;
+    let (entries, problems) = fs.read_dir_partial(id);
+    assert!(
+        problems.iter().any(|p| p
+            .to_string()
+            .contains(&format!("directory inode {id} at byte {cut}"))),
+        "{problems:?}"
+    );
+    assert!(
+        fs.read_dir(id).is_err(),
+        "the whole answer says it is partial"
+    );
+    let o = ours(fs.as_ref());
+    let kept: BTreeSet<Vec<u8>> = o
+        .records
+        .iter()
+        .filter(|r| r.path.starts_with(b"/many/"))
+        .map(|r| r.path.clone())
+        .collect();
+    // The names of the blocks before the cut, and only real ones.
+    assert!(kept.len() > 100 && kept.len() < 2100, "{}", kept.len());
+    assert!(kept.is_subset(&many));
+    assert!(entries.len() >= kept.len());
+    assert!(
+        o.problems
+            .iter()
+            .any(|p| p.at == format!("directory inode {id} at byte {cut}")),
+        "{:?}",
+        &o.problems[..o.problems.len().min(5)]
+    );
+}
+
+#[test]
 fn an_extent_past_the_volume_end_names_its_inode() {
     let img = make_image(&["-O", "^metadata_csum"], "8M", 10);
     let fs = open(&img.path);

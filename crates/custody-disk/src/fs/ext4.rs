@@ -548,6 +548,13 @@ impl Ext4 {
 
     /// Where the inode's data lies, in file order, covering `0..size`.
     fn data_extents(&self, inode: &Inode) -> Result<Vec<Extent>, FsError> {
+        self.extents_of(inode, true)
+    }
+
+    /// A node's extents; `within_volume` refuses one that runs past the
+    /// volume's end (an image cut short), which a directory's reading
+    /// takes instead, to keep the blocks before the cut.
+    fn extents_of(&self, inode: &Inode, within_volume: bool) -> Result<Vec<Extent>, FsError> {
         let size = self.size(inode);
         let kind = inode.kind();
         let flags = inode.flags();
@@ -608,7 +615,7 @@ impl Ext4 {
                     ));
                 }
                 let end_byte = p.saturating_add(count).saturating_mul(self.block_size);
-                if end_byte > self.volume.size() {
+                if within_volume && end_byte > self.volume.size() {
                     return Err(corrupt(
                         format!("inode {ino}"),
                         format!(
@@ -870,7 +877,14 @@ impl Ext4 {
     }
 
     /// The bytes of a directory, block by block (inline: two regions).
-    fn dir_regions(&self, inode: &Inode) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
+    /// A directory's blocks by logical number. A run of blocks that cannot
+    /// be read is read block by block: what can be read is kept, and what
+    /// cannot is a problem naming the directory and the byte.
+    fn dir_regions(
+        &self,
+        inode: &Inode,
+        problems: &mut Vec<FsError>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
         let ino = inode.ino;
         if inode.flags() & FL_INLINE_DATA != 0 {
             // The first four bytes of i_block name the parent; entries follow,
@@ -881,7 +895,7 @@ impl Ext4 {
             }
             return Ok(regions);
         }
-        let extents = self.data_extents(inode)?;
+        let extents = self.extents_of(inode, false)?;
         let total: u64 = extents
             .iter()
             .filter(|x| x.physical.is_some())
@@ -898,12 +912,34 @@ impl Ext4 {
             let Some(p) = x.physical else { continue };
             // Whole blocks, as TSK reads them, slack past the size included.
             let len = x.len.div_ceil(self.block_size) * self.block_size;
-            let buf = self
+            let first = x.logical / self.block_size;
+            match self
                 .volume
                 .read_exact_at(p, usize::try_from(len).unwrap_or(0))
-                .map_err(|e| FsError::io(format!("directory inode {ino} at byte {p}"), e))?;
-            for (i, chunk) in buf.chunks(self.bs_usize()).enumerate() {
-                out.push((x.logical / self.block_size + i as u64, chunk.to_vec()));
+            {
+                Ok(buf) => {
+                    for (i, chunk) in buf.chunks(self.bs_usize()).enumerate() {
+                        out.push((first + i as u64, chunk.to_vec()));
+                    }
+                }
+                Err(_) => {
+                    // The blocks up to the first that fails; past it (an
+                    // image cut short) the run is one problem, not one a
+                    // block.
+                    for i in 0..len / self.block_size {
+                        let at = p + i * self.block_size;
+                        match self.volume.read_exact_at(at, self.bs_usize()) {
+                            Ok(block) => out.push((first + i, block)),
+                            Err(e) => {
+                                problems.push(FsError::io(
+                                    format!("directory inode {ino} at byte {at}"),
+                                    e,
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(out)
@@ -1084,28 +1120,17 @@ impl Ext4 {
     }
 }
 
-impl FileSystem for Ext4 {
-    fn kind(&self) -> &'static str {
-        "ext4"
-    }
-
-    fn root(&self) -> u64 {
-        2
-    }
-
-    fn node(&self, id: u64) -> Result<Node, FsError> {
-        let inode = self.inode(id)?;
-        Ok(self.to_node(&inode))
-    }
-
-    fn read_dir(&self, dir: u64) -> Result<Vec<Entry>, FsError> {
+impl Ext4 {
+    /// A directory's names; blocks that cannot be read are left in
+    /// `problems` (see [`Ext4::dir_regions`]).
+    fn dir_entries(&self, dir: u64, problems: &mut Vec<FsError>) -> Result<Vec<Entry>, FsError> {
         let inode = self.inode(dir)?;
         if inode.kind() != Kind::Dir {
             return Err(corrupt(format!("inode {dir}"), "not a directory"));
         }
         // Every name in a freed directory is deleted, as TSK marks them.
         let freed = !self.allocated(&inode);
-        let blocks = self.dir_regions(&inode)?;
+        let blocks = self.dir_regions(&inode, problems)?;
         let index = if inode.flags() & FL_INDEX != 0 && inode.flags() & FL_INLINE_DATA == 0 {
             self.htree_index_blocks(&blocks)
         } else {
@@ -1122,6 +1147,40 @@ impl FileSystem for Ext4 {
             }
         }
         Ok(out)
+    }
+}
+
+impl FileSystem for Ext4 {
+    fn kind(&self) -> &'static str {
+        "ext4"
+    }
+
+    fn root(&self) -> u64 {
+        2
+    }
+
+    fn node(&self, id: u64) -> Result<Node, FsError> {
+        let inode = self.inode(id)?;
+        Ok(self.to_node(&inode))
+    }
+
+    fn read_dir(&self, dir: u64) -> Result<Vec<Entry>, FsError> {
+        let (entries, mut problems) = self.read_dir_partial(dir);
+        match problems.pop() {
+            Some(e) => Err(e),
+            None => Ok(entries),
+        }
+    }
+
+    fn read_dir_partial(&self, dir: u64) -> (Vec<Entry>, Vec<FsError>) {
+        let mut problems = Vec::new();
+        match self.dir_entries(dir, &mut problems) {
+            Ok(entries) => (entries, problems),
+            Err(e) => {
+                problems.push(e);
+                (Vec::new(), problems)
+            }
+        }
     }
 
     fn extents(&self, id: u64) -> Result<Vec<Extent>, FsError> {

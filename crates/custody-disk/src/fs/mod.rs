@@ -224,6 +224,18 @@ pub trait FileSystem: Send + Sync {
     /// are still readable included (marked).
     fn read_dir(&self, dir: u64) -> Result<Vec<Entry>, FsError>;
 
+    /// [`FileSystem::read_dir`] that keeps what could be read of a
+    /// directory whose parts could not all be: the names found, and what
+    /// was wrong, each with its place (a directory block past the end of a
+    /// cut image loses only its own names). Readers that read a directory
+    /// in one piece answer as `read_dir` does.
+    fn read_dir_partial(&self, dir: u64) -> (Vec<Entry>, Vec<FsError>) {
+        match self.read_dir(dir) {
+            Ok(entries) => (entries, Vec::new()),
+            Err(e) => (Vec::new(), vec![e]),
+        }
+    }
+
     /// Where a file's or symlink's data lies in the volume, in file order,
     /// covering `0..size` (holes as `physical: None`).
     fn extents(&self, id: u64) -> Result<Vec<Extent>, FsError>;

@@ -159,13 +159,10 @@ pub fn walk(fs: &dyn FileSystem, visit: &mut dyn FnMut(Record)) -> Vec<Problem> 
         else {
             break;
         };
-        let entries = match fs.read_dir(dir_id) {
-            Ok(entries) => entries,
-            Err(e) => {
-                problems.push(Problem::from(&e));
-                continue;
-            }
-        };
+        // What of the directory could be read is walked; what could not is
+        // a problem each.
+        let (entries, wrong) = fs.read_dir_partial(dir_id);
+        problems.extend(wrong.iter().map(Problem::from));
         for entry in entries {
             named.insert(entry.id);
             let mut path = dir.clone();
