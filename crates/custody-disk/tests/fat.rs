@@ -18,17 +18,11 @@ use std::time::{Duration, Instant};
 use custody_disk::fs::{self, FileSystem, Kind, bodyfile, fat, walk};
 use custody_disk::{FileImage, ReadAt};
 
+#[path = "support/tools.rs"]
+mod tools;
+
 fn tool(name: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is missing: install it with scripts/emulators.sh (dosfstools, mtools, sleuthkit)"
-    );
+    tools::require(name, "dosfstools, mtools, sleuthkit");
 }
 
 fn run(cmd: &mut Command) -> Vec<u8> {

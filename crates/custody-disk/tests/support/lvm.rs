@@ -10,19 +10,13 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "tools.rs"]
+mod tools;
+
 pub const NO_DM: &str = "--driverloaded=n";
 
 pub fn tool(name: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is missing: install it with scripts/emulators.sh (lvm2, util-linux, e2fsprogs)"
-    );
+    tools::require(name, "lvm2, util-linux, e2fsprogs");
 }
 
 pub fn run(cmd: &mut Command) -> String {
