@@ -2,6 +2,8 @@
 //!
 //! - [`file`](mod@file): a file, a raw image or a block device.
 //! - [`host`]: volatile triage of the machine custody runs on, and process memory.
+//! - [`container`]: the containers on this node (containerd, Docker), their
+//!   writable layers, processes and logs.
 //! - [`memory`]: an EC2 instance's memory, through SSM Run Command and
 //!   presigned uploads (feature `aws`).
 //! - [`ebs`]: EBS volumes through a snapshot and the EBS direct APIs, with no
@@ -14,6 +16,7 @@
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
 
 pub mod channel;
+pub mod container;
 #[cfg(feature = "aws")]
 pub mod ebs;
 pub mod file;
@@ -55,6 +58,9 @@ pub enum CollectError {
     IsDirectory { path: String },
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
+    /// The container asked for is not on this node, or not only one is.
+    #[error("{0}")]
+    Container(String),
     /// A cloud API refused or failed (the message names the call and resource).
     #[error(transparent)]
     Cloud(Box<dyn std::error::Error + Send + Sync>),

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "aws")]
 use crate::aws::Aws;
+use crate::collect::container::ContainerCollector;
 use crate::collect::file::FileCollector;
 use crate::collect::host::HostCollector;
 use crate::collect::{Collected, Collector};
@@ -63,10 +64,21 @@ pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collec
             root,
             memory_pids,
             skip_logs,
+            containers,
         } => Box::new(HostCollector {
             root: root.clone(),
             memory_pids: memory_pids.clone(),
             skip_logs: *skip_logs,
+            containers: containers.clone(),
+        }),
+        AcquireRequest::Container {
+            node,
+            select,
+            memory,
+        } => Box::new(ContainerCollector {
+            node: node.clone(),
+            select: select.clone(),
+            memory: *memory,
         }),
         #[cfg(feature = "aws")]
         AcquireRequest::Ebs(r) => {

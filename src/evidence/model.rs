@@ -27,6 +27,12 @@ pub enum ArtefactKind {
     Extracted,
     /// The file-system timeline of a disk image artefact, as a TSK bodyfile.
     Bodyfile,
+    /// Every container found on a node, as its runtimes recorded it.
+    ContainerInventory,
+    /// A container's writable layer: its upper directory and `changes.json`.
+    ContainerLayer,
+    /// One container's processes, runtime files and logs.
+    Container,
 }
 
 impl ArtefactKind {
@@ -41,6 +47,9 @@ impl ArtefactKind {
             Self::DiskDelta => "disk_delta",
             Self::Extracted => "extracted",
             Self::Bodyfile => "bodyfile",
+            Self::ContainerInventory => "container_inventory",
+            Self::ContainerLayer => "container_layer",
+            Self::Container => "container",
         }
     }
 }

@@ -12,6 +12,7 @@ mod azure;
 mod azure_cli;
 mod cli;
 mod common;
+mod containers;
 mod ebs;
 mod fault_proxy;
 mod faults;

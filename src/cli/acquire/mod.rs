@@ -1,4 +1,4 @@
-//! `custody acquire file|host|ebs|memory`: the flags of each into the
+//! `custody acquire file|host|container|ebs|memory`: the flags of each into the
 //! engine's [`AcquireRequest`]; [`ec2`] holds those of `ebs` and `memory`
 //! (feature `aws`).
 
@@ -12,6 +12,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{Env, Outcome};
+use crate::collect::container::Node;
+use crate::collect::container::collector::Select;
 use crate::engine::acquire::Acquired;
 use crate::engine::request::AcquireRequest;
 use crate::evidence::ArtefactKind;
@@ -21,8 +23,13 @@ use crate::ids::CaseId;
 pub enum AcquireCommand {
     /// A file, a raw image or a block device.
     File(FileArgs),
-    /// Volatile triage of this machine, in order of volatility.
+    /// Volatile triage of this machine, in order of volatility, then its
+    /// containers (inventory, writable layers, processes, logs).
     Host(HostArgs),
+    /// One container on this machine (containerd or Docker), in order of
+    /// volatility: the memory of its processes, its writable layer, then its
+    /// processes, runtime files and logs.
+    Container(ContainerArgs),
     /// EBS volumes through a snapshot and the EBS direct APIs (no helper instance).
     #[cfg(feature = "aws")]
     Ebs(ec2::EbsArgs),
@@ -78,8 +85,65 @@ pub struct HostArgs {
     #[arg(long)]
     pub skip_logs: bool,
     /// Root of the file system to triage (a mounted image, for example).
+    /// Containers are read only from the live host (root `/`).
     #[arg(long, default_value = "/", value_name = "DIR")]
     pub root: PathBuf,
+    /// Leave the node's containers out.
+    #[arg(long)]
+    pub no_containers: bool,
+    #[command(flatten)]
+    pub runtimes: RuntimeArgs,
+}
+
+/// Where the container runtimes keep their state on this machine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuntimeArgs {
+    /// containerd's root (k3s: /var/lib/rancher/k3s/agent/containerd).
+    #[arg(long, default_value = "/var/lib/containerd", value_name = "DIR")]
+    pub containerd_root: PathBuf,
+    /// containerd's state directory, where its running tasks are.
+    #[arg(long, default_value = "/run/containerd", value_name = "DIR")]
+    pub containerd_state: PathBuf,
+    /// Docker's data root.
+    #[arg(long, default_value = "/var/lib/docker", value_name = "DIR")]
+    pub docker_root: PathBuf,
+    /// Kubernetes' pod logs.
+    #[arg(long, default_value = "/var/log/pods", value_name = "DIR")]
+    pub pod_logs: PathBuf,
+    /// The kubelet's links to container logs.
+    #[arg(long, default_value = "/var/log/containers", value_name = "DIR")]
+    pub container_logs: PathBuf,
+}
+
+impl RuntimeArgs {
+    fn node(&self) -> Node {
+        Node {
+            containerd_root: self.containerd_root.clone(),
+            containerd_state: self.containerd_state.clone(),
+            docker_root: self.docker_root.clone(),
+            pod_logs: self.pod_logs.clone(),
+            container_logs: self.container_logs.clone(),
+            ..Node::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "name"])))]
+pub struct ContainerArgs {
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// The container's id, or a unique prefix of at least 4 characters.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Docker's container name, or the Kubernetes container or pod name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Do not dump the memory of its processes.
+    #[arg(long)]
+    pub no_memory: bool,
+    #[command(flatten)]
+    pub runtimes: RuntimeArgs,
 }
 
 impl AcquireCommand {
@@ -98,6 +162,21 @@ impl AcquireCommand {
                     root: a.root.clone(),
                     memory_pids: a.memory_pids.clone(),
                     skip_logs: a.skip_logs,
+                    containers: (!a.no_containers && is_live_root(&a.root))
+                        .then(|| a.runtimes.node()),
+                },
+                &a.case,
+            ),
+            Self::Container(a) => (
+                AcquireRequest::Container {
+                    node: a.runtimes.node(),
+                    select: match (&a.id, &a.name) {
+                        (Some(id), _) => Select::Id(id.clone()),
+                        (None, Some(n)) => Select::Name(n.clone()),
+                        // clap requires one of the two.
+                        (None, None) => Select::All,
+                    },
+                    memory: !a.no_memory,
                 },
                 &a.case,
             ),
@@ -118,6 +197,11 @@ impl AcquireCommand {
             _ => None,
         }
     }
+}
+
+/// Whether `root` is this machine's own root: only there are its runtimes' state and processes.
+fn is_live_root(root: &std::path::Path) -> bool {
+    std::fs::canonicalize(root).is_ok_and(|r| r == std::path::Path::new("/"))
 }
 
 pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {

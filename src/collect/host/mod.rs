@@ -1,6 +1,8 @@
 //! `custody acquire host`: volatile triage of the machine custody runs on,
 //! in order of volatility, plus the memory of chosen processes.
 //!
+//! - [`bundle`]: the tar of copied files with its `index.json`, which
+//!   the triage bundle and the container bundles share.
 //! - [`triage`]: one tar bundle of raw copies and parsed summaries, with an
 //!   index of every item: where it came from, its digest, or why it could not
 //!   be read.
@@ -8,6 +10,7 @@
 //! - [`rootfs`]: the file system both read: the live host's, or an image's
 //!   with every path resolved beneath its root.
 
+pub mod bundle;
 pub mod memory;
 pub mod rootfs;
 pub mod triage;
@@ -31,6 +34,9 @@ pub struct HostCollector {
     pub memory_pids: Vec<u32>,
     /// Skip `/var/log` (large on long-lived hosts).
     pub skip_logs: bool,
+    /// The node's container runtimes: each container's layer and bundle
+    /// after the triage bundle. `None` leaves containers out.
+    pub containers: Option<crate::collect::container::Node>,
 }
 
 impl Default for HostCollector {
@@ -39,6 +45,7 @@ impl Default for HostCollector {
             root: PathBuf::from("/"),
             memory_pids: Vec::new(),
             skip_logs: false,
+            containers: None,
         }
     }
 }
@@ -127,6 +134,16 @@ impl Collector for HostCollector {
         )
         .await?;
         out.artefacts.push(artefact);
+        if let Some(node) = &self.containers {
+            let containers = crate::collect::container::ContainerCollector {
+                node: node.clone(),
+                select: crate::collect::container::collector::Select::All,
+                memory: false,
+            };
+            let more = containers.collect(ctx, case).await?;
+            out.artefacts.extend(more.artefacts);
+            out.failures.extend(more.failures);
+        }
         Ok(out)
     }
 }

@@ -67,6 +67,16 @@ pub enum AcquireRequest {
         root: PathBuf,
         memory_pids: Vec<u32>,
         skip_logs: bool,
+        /// Where the node's container runtimes keep their state; `None`
+        /// leaves containers out.
+        containers: Option<crate::collect::container::Node>,
+    },
+    /// One container on this node.
+    Container {
+        node: crate::collect::container::Node,
+        select: crate::collect::container::collector::Select,
+        /// Dump the memory of its processes first.
+        memory: bool,
     },
     #[cfg(feature = "aws")]
     Ebs(EbsRequest),
