@@ -147,6 +147,18 @@ impl Aws {
         aws_sdk_cloudwatchlogs::Client::new(&self.conf)
     }
 
+    pub fn lambda(&self) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::new(&self.conf)
+    }
+
+    pub fn ecr(&self) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.conf)
+    }
+
+    pub fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.conf)
+    }
+
     /// S3 with no checksum beyond what a request requires: presigned URLs
     /// must not carry one (the instance's curl could not match it), and
     /// log reads need none.

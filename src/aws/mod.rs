@@ -19,6 +19,7 @@
 //! | `client` | [`Aws`], the client factory, and the credential check (feature `aws`) |
 //! | [`error`] | the one error of a failed AWS call (feature `aws`) |
 //! | [`rate`] | process-wide API rate budgets (feature `aws`) |
+//! | [`raw`] | an answer's body as the service sent it, kept as evidence (feature `aws`) |
 
 #[cfg(feature = "aws")]
 mod client;
@@ -26,6 +27,8 @@ mod client;
 pub mod error;
 #[cfg(feature = "aws")]
 pub mod rate;
+#[cfg(feature = "aws")]
+pub mod raw;
 
 #[cfg(feature = "aws")]
 pub use client::{Aws, CredentialsError, brief, sdk_config};

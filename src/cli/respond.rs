@@ -10,14 +10,19 @@ use crate::engine::request::{
     IsolateRequest, MemoryChoice, PlanContext, ResponseRequest, Scope, limits,
 };
 use crate::engine::response::{self, Isolated, Released};
+use crate::engine::workload;
 use crate::ids::CaseId;
 use crate::respond::order::{self, Then};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct IsolateArgs {
+    /// Another kind of workload to isolate.
+    #[command(subcommand)]
+    pub workload: Option<IsolateWorkload>,
     /// The EC2 instance to isolate.
-    #[arg(long, value_name = "i-…")]
-    pub instance: String,
+    #[arg(long, value_name = "i-…", required = true)]
+    pub instance: Option<String>,
     /// Case the isolation belongs to; a new id is generated when omitted.
     #[arg(long, value_name = "ID")]
     pub case: Option<CaseId>,
@@ -30,10 +35,46 @@ pub struct IsolateArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ReleaseArgs {
+    /// Another kind of workload to release.
+    #[command(subcommand)]
+    pub workload: Option<ReleaseWorkload>,
     /// The EC2 instance to put back as it was before custody isolated it.
-    #[arg(long, value_name = "i-…")]
-    pub instance: String,
+    #[arg(long, value_name = "i-…", required = true)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum IsolateWorkload {
+    /// A Lambda function: reserved concurrency 0 (no invocation runs), its
+    /// prior value recorded first.
+    Lambda(FunctionArgs),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ReleaseWorkload {
+    /// A Lambda function: its recorded reserved concurrency restored.
+    Lambda(FunctionArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FunctionArgs {
+    #[command(flatten)]
+    pub function: FunctionArg,
+    /// Case the isolation belongs to; a new id is generated when omitted.
+    #[arg(long, value_name = "ID")]
+    pub case: Option<CaseId>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FunctionArg {
+    /// The function's name or ARN.
+    #[arg(long, value_name = "NAME|ARN")]
+    pub function: String,
 }
 
 fn plan_context(env: &Env) -> PlanContext<'_> {
@@ -44,8 +85,14 @@ fn plan_context(env: &Env) -> PlanContext<'_> {
 }
 
 pub async fn run_isolate(env: &Env, args: IsolateArgs) -> anyhow::Result<Outcome> {
+    if let Some(IsolateWorkload::Lambda(a)) = args.workload {
+        return isolate_function(env, a).await;
+    }
+    let instance = args
+        .instance
+        .context("give --instance, or a workload: lambda")?;
     let plan = IsolateRequest {
-        instance: args.instance.clone(),
+        instance: instance.clone(),
         case: args.case.clone(),
         revoke_role: args.revoke_role,
         dry_run: args.dry_run,
@@ -63,7 +110,7 @@ pub async fn run_isolate(env: &Env, args: IsolateArgs) -> anyhow::Result<Outcome
     if !report.not_holding.is_empty() {
         eprintln!(
             "error: isolation of {} does not hold: {}",
-            args.instance,
+            instance,
             report.not_holding.join("; ")
         );
         return Ok(Outcome::VerificationFailed);
@@ -101,8 +148,76 @@ fn human_isolate(r: &Isolated) -> String {
     s
 }
 
+async fn isolate_function(env: &Env, a: FunctionArgs) -> anyhow::Result<Outcome> {
+    let case = a.case.unwrap_or_else(|| CaseId::generate(env.clock.now()));
+    let r = workload::isolate_function(env, &a.function.function, case, a.dry_run).await?;
+    env.print(&r, || {
+        let mut s = if r.dry_run {
+            format!(
+                "plan to isolate {} (case {}), nothing changed:\n",
+                r.function, r.case
+            )
+        } else {
+            format!("isolated {} (case {}):\n", r.function, r.case)
+        };
+        for p in &r.plan {
+            s.push_str(&format!("  {p}\n"));
+        }
+        for (what, ids) in &r.taken {
+            s.push_str(&format!("  done {what} (request {})\n", ids.join(", ")));
+        }
+        for n in &r.not_holding {
+            s.push_str(&format!("  DOES NOT HOLD {n}\n"));
+        }
+        s
+    })?;
+    if r.not_holding.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "error: isolation of {} does not hold: {}",
+            r.function,
+            r.not_holding.join("; ")
+        );
+        Ok(Outcome::VerificationFailed)
+    }
+}
+
+async fn release_function(env: &Env, function: &str) -> anyhow::Result<Outcome> {
+    let r = workload::release_function(env, function).await?;
+    env.print(&r, || {
+        let mut s = format!(
+            "released {} to the state recorded in ledger entry {}:\n",
+            r.function, r.prior_entry
+        );
+        for (what, ids) in &r.restored {
+            s.push_str(&format!("  restored {what} (request {})\n", ids.join(", ")));
+        }
+        for d in &r.differences {
+            s.push_str(&format!("  STILL DIFFERS {d}\n"));
+        }
+        s
+    })?;
+    if r.differences.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "error: {} is not back to its recorded state: {}",
+            r.function,
+            r.differences.join("; ")
+        );
+        Ok(Outcome::VerificationFailed)
+    }
+}
+
 pub async fn run_release(env: &Env, args: ReleaseArgs) -> anyhow::Result<Outcome> {
-    let report: Released = response::release(env, &args.instance).await?;
+    if let Some(ReleaseWorkload::Lambda(a)) = &args.workload {
+        return release_function(env, &a.function).await;
+    }
+    let instance = args
+        .instance
+        .context("give --instance, or a workload: lambda")?;
+    let report: Released = response::release(env, &instance).await?;
     env.print(&report, || {
         let mut s = format!(
             "released {} to the state recorded in ledger entry {}:\n",
@@ -121,7 +236,7 @@ pub async fn run_release(env: &Env, args: ReleaseArgs) -> anyhow::Result<Outcome
     } else {
         eprintln!(
             "error: {} is not back to its recorded state: {}",
-            args.instance,
+            instance,
             report.differences.join("; ")
         );
         Ok(Outcome::VerificationFailed)

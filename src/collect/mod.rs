@@ -11,6 +11,8 @@
 //! - [`logs`]: cloud logs with their original bytes: S3 log buckets,
 //!   CloudTrail LookupEvents, CloudWatch Logs (features `aws` and
 //!   `timeline`, whose parsers name each log's format).
+//! - [`lambda`]: a Lambda function, its configuration and its code checked
+//!   against `CodeSha256` (feature `aws`).
 //! - [`member`]: safe tar member names for host paths and S3 keys.
 //! - [`channel`]: turns a producer that writes (a tar builder, a memory
 //!   walker) into a [`SourceReader`] for the pipeline, with bounded memory.
@@ -21,6 +23,8 @@ pub mod container;
 pub mod ebs;
 pub mod file;
 pub mod host;
+#[cfg(feature = "aws")]
+pub mod lambda;
 #[cfg(all(feature = "aws", feature = "timeline"))]
 pub mod logs;
 pub mod member;

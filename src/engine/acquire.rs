@@ -86,6 +86,22 @@ pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collec
             Box::new(ebs_collector(app, &app.aws().await?, &r))
         }
         #[cfg(feature = "aws")]
+        AcquireRequest::Lambda {
+            function,
+            qualifier,
+        } => {
+            let aws = app.aws().await?;
+            Box::new(crate::collect::lambda::LambdaCollector {
+                lambda: aws.lambda(),
+                ecr: aws.ecr(),
+                http: reqwest::Client::new(),
+                function: function.clone(),
+                qualifier: qualifier.clone(),
+                region: aws.region(),
+                spool: app.config.home.join("spool"),
+            })
+        }
+        #[cfg(feature = "aws")]
         AcquireRequest::Memory(r) => {
             let plan = r.validate(&PlanContext {
                 now: app.clock.now(),

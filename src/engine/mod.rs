@@ -12,6 +12,7 @@
 //! | [`logs`] | logs into a case and its timeline: exported files, and the AWS sources (feature `timeline`) |
 //! | [`process`] | disk images of a case, read in place, into derived artefacts and its timeline (feature `timeline`) |
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
+//! | [`workload`] | isolate and release a Lambda function or an ECS task (feature `aws`) |
 
 pub mod acquire;
 pub mod app;
@@ -22,6 +23,8 @@ pub mod process;
 pub mod request;
 #[cfg(feature = "aws")]
 pub mod response;
+#[cfg(feature = "aws")]
+pub mod workload;
 
 pub use app::{App, AppError};
 
@@ -65,6 +68,9 @@ pub enum EngineError {
         #[source]
         source: Box<CollectError>,
     },
+    #[cfg(feature = "aws")]
+    #[error(transparent)]
+    Api(#[from] crate::aws::ApiError),
     #[error("ledger entry {index} does not hold a readable prior state")]
     PriorUnreadable {
         index: u64,

@@ -33,6 +33,11 @@ pub enum ArtefactKind {
     ContainerLayer,
     /// One container's processes, runtime files and logs.
     Container,
+    /// A cloud resource as the provider's API described it (a Lambda
+    /// function, an ECS task, an image manifest).
+    CloudResource,
+    /// A function's code or a layer's, checked against the provider's digest.
+    FunctionCode,
 }
 
 impl ArtefactKind {
@@ -50,6 +55,8 @@ impl ArtefactKind {
             Self::ContainerInventory => "container_inventory",
             Self::ContainerLayer => "container_layer",
             Self::Container => "container",
+            Self::CloudResource => "cloud_resource",
+            Self::FunctionCode => "function_code",
         }
     }
 }

@@ -2,7 +2,9 @@
 //! the whole response in the order of volatility.
 //!
 //! - [`isolate`]: reversible network and lifecycle isolation of an EC2 instance.
+//! - [`lambda`]: reversible isolation of a Lambda function (reserved concurrency 0).
 //! - [`order`]: protect → memory → network isolation → disk → logs.
 
 pub mod isolate;
+pub mod lambda;
 pub mod order;

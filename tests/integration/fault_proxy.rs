@@ -45,7 +45,7 @@ pub enum Fault {
 
 /// Lets `pass` matching requests through, then applies `fault` to the next
 /// `times` of them. A request matches by operation and, when `path` is not
-/// empty, by a substring of its path.
+/// empty, by a substring of its path (the whole path when it ends in `$`).
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub op: &'static str,
@@ -259,6 +259,15 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
+/// A rule's path is a substring of the request's, or with a trailing `$`
+/// the whole path (REST services nest one resource's calls under its path).
+fn path_matches(rule: &str, path: &str) -> bool {
+    match rule.strip_suffix('$') {
+        Some(exact) => path == exact,
+        None => path.contains(rule),
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     st: &State,
@@ -282,7 +291,7 @@ async fn handle(
         let mut hit = None;
         for r in rules
             .iter_mut()
-            .filter(|r| r.op == op && path.contains(r.path))
+            .filter(|r| r.op == op && path_matches(r.path, &path))
         {
             if r.pass > 0 {
                 r.pass -= 1;

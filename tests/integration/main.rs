@@ -17,6 +17,7 @@ mod ebs;
 mod fault_proxy;
 mod faults;
 mod isolate;
+mod lambda;
 mod ledger;
 mod memory;
 mod process;

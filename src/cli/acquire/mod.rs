@@ -1,4 +1,4 @@
-//! `custody acquire file|host|container|ebs|memory`: the flags of each into the
+//! `custody acquire file|host|container|ebs|memory|lambda`: the flags of each into the
 //! engine's [`AcquireRequest`]; [`ec2`] holds those of `ebs` and `memory`
 //! (feature `aws`).
 
@@ -37,6 +37,11 @@ pub enum AcquireCommand {
     /// instance uploads to presigned URLs of one staging key).
     #[cfg(feature = "aws")]
     Memory(ec2::MemoryArgs),
+    /// A Lambda function: its configuration (environment included),
+    /// policy, versions, aliases, URL configs, event source mappings,
+    /// layers, and its code checked against Lambda's CodeSha256.
+    #[cfg(feature = "aws")]
+    Lambda(LambdaArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,6 +133,19 @@ impl RuntimeArgs {
     }
 }
 
+#[cfg(feature = "aws")]
+#[derive(Debug, clap::Args)]
+pub struct LambdaArgs {
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// The function's name or ARN.
+    #[arg(long, value_name = "NAME|ARN")]
+    pub function: String,
+    /// A version or alias (default: $LATEST).
+    #[arg(long, value_name = "Q")]
+    pub qualifier: Option<String>,
+}
+
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "name"])))]
 pub struct ContainerArgs {
@@ -184,6 +202,14 @@ impl AcquireCommand {
             Self::Ebs(a) => (AcquireRequest::Ebs(a.request()), &a.case),
             #[cfg(feature = "aws")]
             Self::Memory(a) => (AcquireRequest::Memory(a.request()), &a.case),
+            #[cfg(feature = "aws")]
+            Self::Lambda(a) => (
+                AcquireRequest::Lambda {
+                    function: a.function.clone(),
+                    qualifier: a.qualifier.clone(),
+                },
+                &a.case,
+            ),
         }
     }
 

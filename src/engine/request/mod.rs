@@ -71,6 +71,12 @@ pub enum AcquireRequest {
         /// leaves containers out.
         containers: Option<crate::collect::container::Node>,
     },
+    /// A Lambda function: configuration, policy, versions, code.
+    #[cfg(feature = "aws")]
+    Lambda {
+        function: String,
+        qualifier: Option<String>,
+    },
     /// One container on this node.
     Container {
         node: crate::collect::container::Node,

@@ -1,0 +1,171 @@
+//! Isolation and release of workloads that are not instances: a Lambda
+//! function (reserved concurrency 0). As for an instance, the prior state
+//! is recorded in the ledger before anything changes, each change is
+//! recorded with AWS's request id, the result is read back, and release
+//! restores what the last recorded prior state says.
+
+use serde::Serialize;
+
+use crate::evidence::Source;
+use crate::ids::CaseId;
+use crate::ledger::entry::Action;
+use crate::respond::isolate::IsolateError;
+use crate::respond::lambda::{self, FunctionState};
+
+use super::{App, EngineError};
+
+fn place(resource: &str, region: Option<String>) -> Source {
+    Source {
+        resource: resource.to_owned(),
+        region,
+        ..Source::default()
+    }
+}
+
+/// What isolating a function did.
+#[derive(Debug, Serialize)]
+pub struct IsolatedFunction {
+    pub case: CaseId,
+    pub function: String,
+    pub dry_run: bool,
+    pub prior: FunctionState,
+    pub plan: Vec<String>,
+    pub taken: Vec<(String, Vec<String>)>,
+    /// What does not hold when the function is read again.
+    pub not_holding: Vec<String>,
+}
+
+pub async fn isolate_function(
+    app: &App,
+    function: &str,
+    case: CaseId,
+    dry_run: bool,
+) -> Result<IsolatedFunction, EngineError> {
+    let aws = app.aws().await?;
+    let l = aws.lambda();
+    let prior = lambda::describe(&l, function).await?;
+    let mut report = IsolatedFunction {
+        case,
+        function: prior.function.clone(),
+        dry_run,
+        plan: vec![format!(
+            "reserved concurrency 0 (now {})",
+            prior
+                .reserved_concurrency
+                .map_or("none".to_owned(), |n| n.to_string())
+        )],
+        prior,
+        taken: Vec::new(),
+        not_holding: Vec::new(),
+    };
+    if dry_run {
+        return Ok(report);
+    }
+    let rec = app.recorder()?;
+    let at = place(&report.function, aws.region());
+    rec.record(
+        Some(&report.case),
+        Action::StateRecorded,
+        None,
+        Some(at.clone()),
+        Some(serde_json::json!({ "prior": report.prior, "kind": "lambda" })),
+    )?;
+    let done = lambda::isolate(&l, &report.prior).await;
+    let done = match done {
+        Ok(d) => d,
+        Err(e) => {
+            rec.record(
+                Some(&report.case),
+                Action::Failed,
+                None,
+                Some(at),
+                Some(serde_json::json!({ "error": e.to_string() })),
+            )?;
+            return Err(e.into());
+        }
+    };
+    rec.record(
+        Some(&report.case),
+        Action::Isolated,
+        None,
+        Some(at.clone()),
+        Some(serde_json::json!({ "steps": [&done] })),
+    )?;
+    report.taken.push(done);
+    let now = lambda::describe(&l, &report.function).await?;
+    if now.reserved_concurrency != Some(0) {
+        report.not_holding.push(format!(
+            "reserved concurrency reads {:?}, not 0",
+            now.reserved_concurrency
+        ));
+    }
+    rec.record(
+        Some(&report.case),
+        Action::Verified,
+        None,
+        Some(at),
+        Some(serde_json::json!({ "isolation": "lambda", "not_holding": report.not_holding })),
+    )?;
+    Ok(report)
+}
+
+/// What a release put back.
+#[derive(Debug, Serialize)]
+pub struct ReleasedFunction {
+    pub function: String,
+    pub case: Option<CaseId>,
+    pub prior_entry: u64,
+    pub restored: Vec<(String, Vec<String>)>,
+    pub differences: Vec<String>,
+}
+
+pub async fn release_function(app: &App, function: &str) -> Result<ReleasedFunction, EngineError> {
+    let aws = app.aws().await?;
+    let l = aws.lambda();
+    let now = lambda::describe(&l, function).await?;
+    let rec = app.recorder()?;
+    let recorded = rec.resource_entries(Action::StateRecorded, &now.function)?;
+    let (index, entry) = recorded
+        .last()
+        .ok_or_else(|| IsolateError::NoPriorState(now.function.clone()))?;
+    let prior: FunctionState = entry
+        .detail
+        .as_ref()
+        .and_then(|d| d.get("prior"))
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|source| EngineError::PriorUnreadable {
+            index: *index,
+            source,
+        })?
+        .ok_or_else(|| IsolateError::NoPriorState(now.function.clone()))?;
+    let done = lambda::release(&l, &prior).await?;
+    let after = lambda::describe(&l, &prior.function).await?;
+    let differences = if after.reserved_concurrency == prior.reserved_concurrency {
+        Vec::new()
+    } else {
+        vec![format!(
+            "reserved concurrency reads {:?}, was {:?}",
+            after.reserved_concurrency, prior.reserved_concurrency
+        )]
+    };
+    rec.record(
+        entry.case.as_ref(),
+        Action::Released,
+        None,
+        Some(place(&prior.function, aws.region())),
+        Some(serde_json::json!({
+            "prior_entry": index,
+            "restored": [&done],
+            "differences": differences,
+        })),
+    )?;
+    Ok(ReleasedFunction {
+        function: prior.function,
+        case: entry.case.clone(),
+        prior_entry: *index,
+        restored: vec![done],
+        differences,
+    })
+}

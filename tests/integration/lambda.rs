@@ -1,0 +1,504 @@
+//! Lambda functions against moto, through `custody acquire lambda`,
+//! `custody isolate lambda` and `custody release lambda`.
+//!
+//! moto holds the function, its versions, aliases, policy, URL config,
+//! layers and concurrency; every call reaches it, except two narrow stubs:
+//! moto's `Code.Location` names a bucket of AWS's that does not exist here,
+//! so the fault proxy answers GetFunction with moto's own answer, its
+//! location replaced by a presigned URL of a moto S3 object holding the
+//! zip, as AWS's would; and moto lacks GetLayerVersionByArn, answered with
+//! moto's GetLayerVersion of that version, its location replaced likewise.
+//! Flipping one byte of that object proves the `CodeSha256` refusal.
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::common::{Home, aws_conf as conf, custody_aws, emulator, stderr};
+use crate::fault_proxy::{Fault, FaultProxy, Rule};
+
+fn zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    // A stored (uncompressed) zip written by hand: Lambda only hashes it.
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in files {
+        let crc = crc32fast::hash(data);
+        let off = out.len() as u32;
+        let local = |sig: u32, buf: &mut Vec<u8>| {
+            buf.extend_from_slice(&sig.to_le_bytes());
+        };
+        local(0x0403_4b50, &mut out);
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        local(0x0201_4b50, &mut central);
+        central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        central.extend_from_slice(&crc.to_le_bytes());
+        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&off.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_off = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_off.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf(endpoint))
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Puts `data` in moto's S3 and returns a presigned GET URL of it.
+async fn presigned(endpoint: &str, bucket: &str, key: &str, data: &[u8]) -> String {
+    let s3 = s3(endpoint);
+    let _ = s3.create_bucket().bucket(bucket).send().await;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(data.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(std::time::Duration::from_secs(
+                600,
+            ))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .uri()
+        .to_owned()
+}
+
+/// moto's own answer to a GET (moto does not check signatures; it routes
+/// by the service the credential scope names).
+async fn moto_json(endpoint: &str, path_and_query: &str) -> serde_json::Value {
+    let body = reqwest::Client::new()
+        .get(format!("{endpoint}{path_and_query}"))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("moto said {body}"))
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+struct Function {
+    name: String,
+    code: Vec<u8>,
+    layer_arn: String,
+    layer_code: Vec<u8>,
+    secret: String,
+}
+
+async fn function(endpoint: &str) -> Function {
+    let c = conf(endpoint);
+    let iam = aws_sdk_iam::Client::new(&c);
+    let lambda = aws_sdk_lambda::Client::new(&c);
+    let role = iam
+        .create_role()
+        .role_name(unique("r"))
+        .assume_role_policy_document("{}")
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap()
+        .arn;
+    let layer_code = zip(&[("python/util.py", b"X = 1\n")]);
+    let layer = lambda
+        .publish_layer_version()
+        .layer_name(unique("layer"))
+        .content(
+            aws_sdk_lambda::types::LayerVersionContentInput::builder()
+                .zip_file(layer_code.clone().into())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let layer_arn = layer.layer_version_arn().unwrap().to_owned();
+    let name = unique("fn");
+    let code = zip(&[("index.py", b"def handler(event, context):\n    return 1\n")]);
+    let secret = format!("s3cr3t-{}", uuid::Uuid::new_v4().simple());
+    lambda
+        .create_function()
+        .function_name(&name)
+        .runtime(aws_sdk_lambda::types::Runtime::Python312)
+        .role(role)
+        .handler("index.handler")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(code.clone().into())
+                .build(),
+        )
+        .layers(&layer_arn)
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .variables("DB_PASSWORD", &secret)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .publish_version()
+        .function_name(&name)
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .create_alias()
+        .function_name(&name)
+        .name("live")
+        .function_version("1")
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .add_permission()
+        .function_name(&name)
+        .statement_id("s3-invoke")
+        .action("lambda:InvokeFunction")
+        .principal("s3.amazonaws.com")
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .create_function_url_config()
+        .function_name(&name)
+        .auth_type(aws_sdk_lambda::types::FunctionUrlAuthType::None)
+        .send()
+        .await
+        .unwrap();
+    Function {
+        name,
+        code,
+        layer_arn,
+        layer_code,
+        secret,
+    }
+}
+
+/// The labelled stubs: moto's GetFunction answer with its location pointing
+/// at a presigned moto S3 object, and GetLayerVersionByArn (which moto
+/// lacks) answered with moto's GetLayerVersion of the same version, its
+/// location pointing likewise.
+async fn stub_locations(proxy: &FaultProxy, endpoint: &str, f: &Function, code: &[u8]) {
+    let bucket = "custody-lambda-code";
+    let mut got = moto_json(endpoint, &format!("/2015-03-31/functions/{}", f.name)).await;
+    got["Code"]["Location"] = presigned(endpoint, bucket, &f.name, code).await.into();
+    proxy.rule(Rule {
+        op: "Get",
+        path: leak(format!("/2015-03-31/functions/{}$", f.name)),
+        pass: 0,
+        times: u32::MAX,
+        fault: Fault::Json(200, got.to_string()),
+    });
+    // moto lacks GetLayerVersionByArn: its answer is GetLayerVersion's
+    // (which moto has) for the same layer version.
+    let mut parts = f.layer_arn.rsplit(':');
+    let (version, layer_name) = (parts.next().unwrap(), parts.next().unwrap());
+    let mut layer = moto_json(
+        endpoint,
+        &format!("/2018-10-31/layers/{layer_name}/versions/{version}"),
+    )
+    .await;
+    layer["Content"]["Location"] = presigned(
+        endpoint,
+        bucket,
+        &format!("{}-layer", f.name),
+        &f.layer_code,
+    )
+    .await
+    .into();
+    proxy.rule(Rule {
+        op: "Get",
+        path: "/2018-10-31/layers$",
+        pass: 0,
+        times: u32::MAX,
+        fault: Fault::Json(200, layer.to_string()),
+    });
+}
+
+fn export(home: &Home, case: &str, id: &str) -> Vec<u8> {
+    let dest = home.path().join(format!("{id}.out"));
+    let out = home.run(&["export", case, id, "-o", dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::read(dest).unwrap()
+}
+
+fn b64_sha(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(data))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lambda_function_configuration_and_code_checked_against_code_sha256() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let f = function(&endpoint).await;
+    let (proxy, url) = FaultProxy::start(&endpoint).await;
+    stub_locations(&proxy, &endpoint, &f, &f.code).await;
+    let home = Home::new();
+    let out = tokio::task::spawn_blocking({
+        let (home_args, url, name) = (home.cmd(), url.clone(), f.name.clone());
+        move || {
+            let mut c = home_args;
+            c.env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_REGION", "us-east-1")
+                .env("RUST_LOG", "debug")
+                .args(["--endpoint-url", &url, "--json", "acquire", "lambda"])
+                .args(["--function", &name, "--case", "L", "--verify"])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains(&f.secret),
+        "an environment variable reached the log"
+    );
+    assert!(
+        !err.contains("X-Amz-Signature"),
+        "a presigned URL reached the log"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arts = report["artefacts"].as_array().unwrap();
+    let kinds: Vec<&str> = arts.iter().map(|a| a["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["cloud_resource", "function_code", "function_code"]);
+    assert_eq!(
+        arts[1]["raw"]["sha256"],
+        hex::encode(Sha256::digest(&f.code))
+    );
+    assert_eq!(
+        arts[2]["raw"]["sha256"],
+        hex::encode(Sha256::digest(&f.layer_code))
+    );
+    assert_eq!(export(&home, "L", arts[1]["id"].as_str().unwrap()), f.code);
+
+    let doc: serde_json::Value =
+        serde_json::from_slice(&export(&home, "L", arts[0]["id"].as_str().unwrap())).unwrap();
+    let a = &doc["answers"];
+    let config = &a["GetFunction"]["Configuration"];
+    assert_eq!(
+        config["Environment"]["Variables"]["DB_PASSWORD"],
+        f.secret.as_str()
+    );
+    assert_eq!(config["CodeSha256"], b64_sha(&f.code));
+    assert_eq!(
+        a["GetFunction"]["Code"]["Location"],
+        "(presigned URL withheld)"
+    );
+    assert!(!doc.to_string().contains("X-Amz-Signature"));
+    assert!(
+        a["GetPolicy"]["Policy"]
+            .as_str()
+            .unwrap()
+            .contains("s3-invoke")
+    );
+    let versions: Vec<&str> = a["ListVersionsByFunction"]["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["Version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["$LATEST", "1"]);
+    assert_eq!(a["ListAliases"]["Aliases"][0]["Name"], "live");
+    assert_eq!(a["GetFunctionUrlConfig"]["AuthType"], "NONE");
+    assert!(a["ListEventSourceMappings"]["EventSourceMappings"].is_array());
+    assert_eq!(
+        a["GetLayerVersionByArn"][0]["LayerVersionArn"],
+        f.layer_arn.as_str()
+    );
+    let v = home.run(&["verify", "L"]);
+    assert!(v.status.success(), "{}", stderr(&v));
+
+    // One byte flipped in the object the location names: the code is
+    // refused with both digests; the rest is still taken.
+    let mut flipped = f.code.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x01;
+    presigned(&endpoint, "custody-lambda-code", &f.name, &flipped).await;
+    let out = custody_aws(
+        &home,
+        &url,
+        &[
+            "--json",
+            "acquire",
+            "lambda",
+            "--function",
+            &f.name,
+            "--case",
+            "M",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&b64_sha(&f.code)) && err.contains(&b64_sha(&flipped)),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = report["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["cloud_resource", "function_code"],
+        "only the layer's code"
+    );
+    let entries =
+        std::fs::read_to_string(custody::ledger::LedgerPaths::in_home(home.path()).entries())
+            .unwrap();
+    let refusal = entries
+        .lines()
+        .find(|l| l.contains("not_acquired") && l.contains("code_sha256_downloaded"))
+        .expect("the refusal is on the record");
+    assert!(refusal.contains(&b64_sha(&flipped)), "{refusal}");
+    drop(proxy);
+
+    // A function that is gone.
+    let out = custody_aws(
+        &home,
+        &endpoint,
+        &[
+            "acquire",
+            "lambda",
+            "--function",
+            "no-such-fn",
+            "--case",
+            "N",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isolate_lambda_sets_concurrency_zero_and_release_restores_it() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let lambda = aws_sdk_lambda::Client::new(&conf(&endpoint));
+    for prior in [Some(5), None] {
+        let f = function(&endpoint).await;
+        if let Some(n) = prior {
+            lambda
+                .put_function_concurrency()
+                .function_name(&f.name)
+                .reserved_concurrent_executions(n)
+                .send()
+                .await
+                .unwrap();
+        }
+        let home = Home::new();
+        let ep = endpoint.clone();
+        let name = f.name.clone();
+        let (out, home) = tokio::task::spawn_blocking(move || {
+            let o = custody_aws(
+                &home,
+                &ep,
+                &[
+                    "--json",
+                    "isolate",
+                    "lambda",
+                    "--function",
+                    &name,
+                    "--case",
+                    "I",
+                ],
+            );
+            (o, home)
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["prior"]["reserved_concurrency"], serde_json::json!(prior));
+        let now = lambda
+            .get_function_concurrency()
+            .function_name(&f.name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(now.reserved_concurrent_executions(), Some(0));
+        let ep = endpoint.clone();
+        let name = f.name.clone();
+        let (out, _home) = tokio::task::spawn_blocking(move || {
+            (
+                custody_aws(&home, &ep, &["release", "lambda", "--function", &name]),
+                home,
+            )
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let now = lambda
+            .get_function_concurrency()
+            .function_name(&f.name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            now.reserved_concurrent_executions(),
+            prior,
+            "restored as it was"
+        );
+    }
+    // Release of a function custody never isolated: refused, nothing changed.
+    let f = function(&endpoint).await;
+    let home = Home::new();
+    let out = custody_aws(
+        &home,
+        &endpoint,
+        &["release", "lambda", "--function", &f.name],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no recorded prior state"),
+        "{}",
+        stderr(&out)
+    );
+}
