@@ -18,12 +18,18 @@ arguments:
   sends the documented element (`ListPartsResult`,
   `VersioningConfiguration`); strict clients such as the AWS SDK for Rust
   refuse the former. Those answers get AWS's root element.
+- moto gives a network interface a private DNS name only in a VPC with DNS
+  host names on, then reads it unconditionally when it starts an awsvpc
+  ECS task (a 500 for every Fargate task elsewhere). AWS names every
+  interface: an interface without one gets the name AWS would give it.
 """
 
 import sys
 
 from moto.core.exceptions import JsonRESTError
 from moto.ebs import models as ebs_models
+from moto.ec2.models import elastic_network_interfaces as eni_models
+from moto.ec2.utils import generate_dns_from_ip
 from moto.s3.responses import S3Response
 from moto.server import main
 
@@ -106,6 +112,16 @@ def _with_aws_root(method, wrong, right):
 
 _with_aws_root("list_parts", "ListPartsResponse", "ListPartsResult")
 _with_aws_root("get_bucket_versioning", "GetBucketVersioningResponse", "VersioningConfiguration")
+
+def _eni_dns_name(self):
+    return self.__dict__.get("private_dns_name") or generate_dns_from_ip(self.private_ip_address)
+
+
+def _set_eni_dns_name(self, value):
+    self.__dict__["private_dns_name"] = value
+
+
+eni_models.NetworkInterface.private_dns_name = property(_eni_dns_name, _set_eni_dns_name)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

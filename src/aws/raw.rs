@@ -4,6 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_lambda::error::{ProvideErrorMetadata, SdkError};
+
+use super::{ApiError, ApiErrorKind};
+
 use aws_sdk_lambda::config::interceptors::AfterDeserializationInterceptorContextRef;
 use aws_sdk_lambda::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_lambda::error::BoxError;
@@ -45,5 +49,86 @@ impl Intercept for RawBody {
             *slot = Some(b.to_vec());
         }
         Ok(())
+    }
+}
+
+/// Cuts presigned URLs (`Location` strings) out of an answer: they grant
+/// access to what they name.
+pub fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if k == "Location" && val.is_string() {
+                    *val = "(presigned URL withheld)".into();
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// A resource document made of API answers, each under its operation's
+/// name, as the service sent it.
+#[derive(Debug, Default)]
+pub struct Answers {
+    pub doc: serde_json::Map<String, serde_json::Value>,
+    /// Calls that failed for another reason than a missing resource.
+    pub notes: Vec<String>,
+}
+
+impl Answers {
+    /// Keeps one call's answer (redacted). A resource that does not exist
+    /// (no policy, no URL) is `null`; any other failure is kept in the
+    /// document and named in `notes`.
+    pub fn keep<T, E, R>(
+        &mut self,
+        key: &str,
+        raw: &RawBody,
+        r: Result<T, SdkError<E, R>>,
+    ) -> Option<T>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        match r {
+            Ok(v) => {
+                let mut body = raw.json();
+                redact(&mut body);
+                self.doc.insert(key.to_owned(), body);
+                Some(v)
+            }
+            Err(e) => {
+                let e = ApiError::sdk("read", key, e);
+                if e.kind == ApiErrorKind::NotFound {
+                    self.doc.insert(key.to_owned(), serde_json::Value::Null);
+                } else {
+                    self.notes.push(format!("{key}: {}", e.message));
+                    self.doc
+                        .insert(key.to_owned(), serde_json::json!({ "error": e.message }));
+                }
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presigned_locations_are_cut_out_everywhere() {
+        let mut v = serde_json::json!({
+            "Code": {"Location": "https://x.s3.amazonaws.com/f?X-Amz-Signature=abc", "RepositoryType": "S3"},
+            "Content": [{"Location": "https://y/?sig"}],
+            "Location": 5,
+        });
+        redact(&mut v);
+        let s = v.to_string();
+        assert!(!s.contains("X-Amz-Signature") && !s.contains("?sig"), "{s}");
+        assert_eq!(v["Location"], 5, "only strings are URLs");
     }
 }

@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use super::{CollectError, Collected, Collector};
-use crate::aws::raw::RawBody;
+use crate::aws::raw::{Answers, RawBody, redact};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::evidence::case::{AcquireContext, AcquireRequest, acquire};
 use crate::evidence::{ArtefactKind, Source};
@@ -42,6 +42,10 @@ pub struct LambdaCollector {
     pub region: Option<String>,
     /// Where downloads wait for their check before they are stored.
     pub spool: PathBuf,
+    /// The function's log group is read for this window.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub since: time::OffsetDateTime,
+    pub until: time::OffsetDateTime,
 }
 
 /// A zip to download: what it is, where, and the digest Lambda reports.
@@ -53,23 +57,6 @@ struct Zip<'a> {
 
 fn cloud(e: ApiError) -> CollectError {
     CollectError::Cloud(Box::new(e))
-}
-
-/// Cuts presigned URLs out of an answer: they grant access to the code.
-fn redact(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, val) in m.iter_mut() {
-                if k == "Location" && val.is_string() {
-                    *val = "(presigned URL withheld)".into();
-                } else {
-                    redact(val);
-                }
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
-        _ => {}
-    }
 }
 
 /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO@sha256:HEX`: the registry
@@ -100,40 +87,6 @@ impl LambdaCollector {
             region: self.region.clone(),
             path: Some(path),
             ..Source::default()
-        }
-    }
-
-    /// One more answer for the resource document. A resource that does
-    /// not exist (no policy, no URL) is `null`; any other failure is kept
-    /// in the document and named in `notes`.
-    fn answer<T, E, R>(
-        doc: &mut serde_json::Map<String, serde_json::Value>,
-        notes: &mut Vec<String>,
-        key: &str,
-        raw: &RawBody,
-        r: Result<T, aws_sdk_lambda::error::SdkError<E, R>>,
-    ) -> Option<T>
-    where
-        E: aws_sdk_lambda::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        match r {
-            Ok(v) => {
-                let mut body = raw.json();
-                redact(&mut body);
-                doc.insert(key.to_owned(), body);
-                Some(v)
-            }
-            Err(e) => {
-                let e = ApiError::sdk("read", key, e);
-                if e.kind == ApiErrorKind::NotFound {
-                    doc.insert(key.to_owned(), serde_json::Value::Null);
-                } else {
-                    notes.push(format!("{key}: {}", e.message));
-                    doc.insert(key.to_owned(), serde_json::json!({ "error": e.message }));
-                }
-                None
-            }
         }
     }
 
@@ -274,6 +227,78 @@ impl LambdaCollector {
         }
     }
 
+    /// The function's log group for the window. A group that does not
+    /// exist (a function that never ran or logs elsewhere) is recorded as
+    /// not acquired with that reason, and is no failure of the acquisition.
+    async fn log_group(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+        arn: &str,
+        group: &str,
+        out: &mut Collected,
+    ) {
+        #[cfg(not(feature = "timeline"))]
+        {
+            let _ = (ctx, case);
+            out.failures.push(format!(
+                "log group {group} of {arn}: this build has no timeline feature to read it"
+            ));
+        }
+        #[cfg(feature = "timeline")]
+        self.log_group_timeline(ctx, case, arn, group, out).await;
+    }
+
+    #[cfg(feature = "timeline")]
+    async fn log_group_timeline(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+        arn: &str,
+        group: &str,
+        out: &mut Collected,
+    ) {
+        let logs = super::logs::CloudWatchLogs {
+            logs: self.logs.clone(),
+            group: group.to_owned(),
+            region: self.region.clone(),
+            format: crate::timeline::parse::Format::CloudwatchLogs,
+            since: self.since,
+            until: self.until,
+            streams: Vec::new(),
+            stream_prefix: None,
+        };
+        match logs.collect(ctx, case).await {
+            Ok(c) => {
+                out.artefacts.extend(c.artefacts);
+                out.failures.extend(c.failures);
+            }
+            Err(e) => {
+                let reason = crate::error_chain(&e);
+                if reason.contains("ResourceNotFound") {
+                    tracing::warn!(function = %arn, group, "the function's log group does not exist");
+                    if let Some(rec) = &ctx.recorder
+                        && let Err(e) = rec.record(
+                            Some(case),
+                            Action::NotAcquired,
+                            None,
+                            Some(self.source(arn, format!("log group {group}"))),
+                            Some(serde_json::json!({
+                                "what": "log group",
+                                "reason": format!("log group {group} does not exist"),
+                            })),
+                        )
+                    {
+                        tracing::error!(error = %crate::error_chain(&e), "cannot record a missing log group");
+                    }
+                } else {
+                    out.failures
+                        .push(format!("log group {group} of {arn}: {reason}"));
+                }
+            }
+        }
+    }
+
     /// An image-based function's manifest, from ECR by digest.
     async fn manifest(
         &self,
@@ -370,8 +395,7 @@ impl Collector for LambdaCollector {
         let l = &self.lambda;
         let f = self.function.as_str();
         let q = self.qualifier.clone();
-        let mut doc = serde_json::Map::new();
-        let mut notes = Vec::new();
+        let mut answers = Answers::default();
         let raw = RawBody::default();
         let got = l
             .get_function()
@@ -385,7 +409,7 @@ impl Collector for LambdaCollector {
             Ok(o) => {
                 let mut body = raw.json();
                 redact(&mut body);
-                doc.insert("GetFunction".into(), body);
+                answers.doc.insert("GetFunction".into(), body);
                 o
             }
             Err(e) => {
@@ -409,7 +433,7 @@ impl Collector for LambdaCollector {
             ($key:literal, $b:expr) => {{
                 let raw = RawBody::default();
                 let r = $b.customize().interceptor(raw.clone()).send().await;
-                Self::answer(&mut doc, &mut notes, $key, &raw, r)
+                answers.keep($key, &raw, r)
             }};
         }
         call!(
@@ -488,13 +512,15 @@ impl Collector for LambdaCollector {
                 })),
             }
         }
-        doc.insert("GetLayerVersionByArn".into(), layer_docs.into());
+        answers
+            .doc
+            .insert("GetLayerVersionByArn".into(), layer_docs.into());
         let mut out = Collected::default();
         let json = serde_json::to_vec_pretty(&serde_json::json!({
             "format": "custody-lambda/1",
             "function": arn,
             "qualifier": q,
-            "answers": doc,
+            "answers": answers.doc,
         }))
         .map_err(|e| CollectError::Container(e.to_string()))?;
         out.artefacts.push(
@@ -506,7 +532,7 @@ impl Collector for LambdaCollector {
                     source: self.source(&arn, "Lambda function and configuration".into()),
                     reader: Box::new(std::io::Cursor::new(json)),
                     size_hint: None,
-                    notes,
+                    notes: answers.notes,
                 },
             )
             .await?,
@@ -534,6 +560,15 @@ impl Collector for LambdaCollector {
                 self.code(ctx, case, &arn, zip, &mut out).await;
             }
         }
+        let group = config
+            .and_then(|c| c.logging_config())
+            .and_then(|l| l.log_group())
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let name = config.and_then(|c| c.function_name()).unwrap_or(f);
+                format!("/aws/lambda/{name}")
+            });
+        self.log_group(ctx, case, &arn, &group, &mut out).await;
         for (layer, url, sha) in &layer_code {
             let what = format!("layer {layer}");
             let zip = Zip {
@@ -550,19 +585,6 @@ impl Collector for LambdaCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn presigned_locations_are_cut_out_everywhere() {
-        let mut v = serde_json::json!({
-            "Code": {"Location": "https://x.s3.amazonaws.com/f?X-Amz-Signature=abc", "RepositoryType": "S3"},
-            "Content": [{"Location": "https://y/?sig"}],
-            "Location": 5,
-        });
-        redact(&mut v);
-        let s = v.to_string();
-        assert!(!s.contains("X-Amz-Signature") && !s.contains("?sig"), "{s}");
-        assert_eq!(v["Location"], 5, "only strings are URLs");
-    }
 
     #[test]
     fn p2_image_uris_only_in_their_one_shape() {

@@ -497,7 +497,8 @@ impl Collector for LookupEvents {
     }
 }
 
-/// Log events of a CloudWatch Logs group in a window.
+/// Log events of a CloudWatch Logs group in a window: all its streams,
+/// the streams named, or those whose names start with a prefix.
 #[derive(Debug, Clone)]
 pub struct CloudWatchLogs {
     pub logs: aws_sdk_cloudwatchlogs::Client,
@@ -506,7 +507,14 @@ pub struct CloudWatchLogs {
     pub format: Format,
     pub since: OffsetDateTime,
     pub until: OffsetDateTime,
+    /// Only these streams (an ECS task's `awslogs` streams).
+    pub streams: Vec<String>,
+    /// Only streams named so (`kube-apiserver-audit` of an EKS cluster).
+    pub stream_prefix: Option<String>,
 }
+
+/// FilterLogEvents takes at most this many stream names at once.
+const STREAMS_PER_CALL: usize = 100;
 
 #[async_trait]
 impl Collector for CloudWatchLogs {
@@ -524,27 +532,36 @@ impl Collector for CloudWatchLogs {
         };
         let mut out = Vec::new();
         let mut n = 0u64;
-        let mut pages = self
-            .logs
-            .filter_log_events()
-            .log_group_name(&self.group)
-            .start_time(ms(self.since))
-            .end_time(ms(self.until))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| api_err("logs:FilterLogEvents", &self.group, &e))?;
-            for e in page.events() {
-                let line = serde_json::json!({
-                    "timestamp": e.timestamp(),
-                    "message": e.message(),
-                    "ingestionTime": e.ingestion_time(),
-                    "logStreamName": e.log_stream_name(),
-                    "eventId": e.event_id(),
-                });
-                out.extend(line.to_string().as_bytes());
-                out.push(b'\n');
-                n += 1;
+        let chunks: Vec<Option<&[String]>> = if self.streams.is_empty() {
+            vec![None]
+        } else {
+            self.streams.chunks(STREAMS_PER_CALL).map(Some).collect()
+        };
+        for streams in chunks {
+            let mut pages = self
+                .logs
+                .filter_log_events()
+                .log_group_name(&self.group)
+                .start_time(ms(self.since))
+                .end_time(ms(self.until))
+                .set_log_stream_names(streams.map(<[String]>::to_vec))
+                .set_log_stream_name_prefix(self.stream_prefix.clone())
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| api_err("logs:FilterLogEvents", &self.group, &e))?;
+                for e in page.events() {
+                    let line = serde_json::json!({
+                        "timestamp": e.timestamp(),
+                        "message": e.message(),
+                        "ingestionTime": e.ingestion_time(),
+                        "logStreamName": e.log_stream_name(),
+                        "eventId": e.event_id(),
+                    });
+                    out.extend(line.to_string().as_bytes());
+                    out.push(b'\n');
+                    n += 1;
+                }
             }
         }
         lines_artefact(

@@ -89,6 +89,7 @@ pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collec
         AcquireRequest::Lambda {
             function,
             qualifier,
+            logs_window,
         } => {
             let aws = app.aws().await?;
             Box::new(crate::collect::lambda::LambdaCollector {
@@ -99,6 +100,9 @@ pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collec
                 qualifier: qualifier.clone(),
                 region: aws.region(),
                 spool: app.config.home.join("spool"),
+                logs: aws.cloudwatch_logs(),
+                since: app.clock.now() - *logs_window,
+                until: app.clock.now(),
             })
         }
         #[cfg(feature = "aws")]

@@ -347,6 +347,13 @@ mod aws {
         VpcFlowBucket { bucket: String, scope: AwsLogsScope },
         /// Flow logs from a CloudWatch Logs group.
         VpcFlowGroup { group: String },
+        /// Any CloudWatch Logs group (an EKS cluster's audit streams, a
+        /// function's or a task's logs), read as `format`.
+        Group {
+            group: String,
+            stream_prefix: Option<String>,
+            format: Format,
+        },
         /// S3 server access logs from their target bucket.
         S3Access { bucket: String, prefix: String },
     }
@@ -452,6 +459,22 @@ mod aws {
                 format: Format::VpcFlowCloudwatch,
                 since: window.0,
                 until: window.1,
+                streams: Vec::new(),
+                stream_prefix: None,
+            })],
+            AwsLogsKind::Group {
+                group,
+                stream_prefix,
+                format,
+            } => vec![Box::new(CloudWatchLogs {
+                logs: aws.cloudwatch_logs(),
+                group: group.clone(),
+                region: aws.region(),
+                format: *format,
+                since: window.0,
+                until: window.1,
+                streams: Vec::new(),
+                stream_prefix: stream_prefix.clone(),
             })],
             AwsLogsKind::VpcFlowBucket { bucket, scope } => {
                 let layout = layout(scope, regions, bucket, "vpcflowlogs", window);

@@ -272,6 +272,40 @@ async fn lambda_function_configuration_and_code_checked_against_code_sha256() {
         return;
     };
     let f = function(&endpoint).await;
+    // What the function logged: its group goes on the case's timeline.
+    let cw = aws_sdk_cloudwatchlogs::Client::new(&conf(&endpoint));
+    let group = format!("/aws/lambda/{}", f.name);
+    cw.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    cw.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("2026/12/03/[$LATEST]0001")
+        .send()
+        .await
+        .unwrap();
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let lines = [
+        "START RequestId: 7d1c-42 Version: $LATEST",
+        "exfiltrating to 198.51.100.7",
+        "REPORT RequestId: 7d1c-42 Duration: 3.1 ms",
+    ];
+    let mut put = cw
+        .put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("2026/12/03/[$LATEST]0001");
+    for (i, l) in lines.iter().enumerate() {
+        put = put.log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now_ms - 60_000 + i as i64)
+                .message(*l)
+                .build()
+                .unwrap(),
+        );
+    }
+    put.send().await.unwrap();
     let (proxy, url) = FaultProxy::start(&endpoint).await;
     stub_locations(&proxy, &endpoint, &f, &f.code).await;
     let home = Home::new();
@@ -304,13 +338,20 @@ async fn lambda_function_configuration_and_code_checked_against_code_sha256() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let arts = report["artefacts"].as_array().unwrap();
     let kinds: Vec<&str> = arts.iter().map(|a| a["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["cloud_resource", "function_code", "function_code"]);
+    assert_eq!(
+        kinds,
+        ["cloud_resource", "function_code", "file", "function_code"]
+    );
+    assert_eq!(arts[2]["source"]["log_format"], "cloudwatch-logs");
+    let q = home.json(&["timeline", "L", "action:lambda.start"]);
+    assert_eq!(q["total"], 1, "{q}");
+    assert_eq!(q["rows"][0]["attributes"]["request_id"], "7d1c-42", "{q}");
     assert_eq!(
         arts[1]["raw"]["sha256"],
         hex::encode(Sha256::digest(&f.code))
     );
     assert_eq!(
-        arts[2]["raw"]["sha256"],
+        arts[3]["raw"]["sha256"],
         hex::encode(Sha256::digest(&f.layer_code))
     );
     assert_eq!(export(&home, "L", arts[1]["id"].as_str().unwrap()), f.code);
@@ -386,8 +427,8 @@ async fn lambda_function_configuration_and_code_checked_against_code_sha256() {
         .collect();
     assert_eq!(
         kinds,
-        ["cloud_resource", "function_code"],
-        "only the layer's code"
+        ["cloud_resource", "file", "function_code"],
+        "the logs and the layer's code, not the function's"
     );
     let entries =
         std::fs::read_to_string(custody::ledger::LedgerPaths::in_home(home.path()).entries())

@@ -144,6 +144,9 @@ pub struct LambdaArgs {
     /// A version or alias (default: $LATEST).
     #[arg(long, value_name = "Q")]
     pub qualifier: Option<String>,
+    /// How far back to read the function's log group, in hours.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub logs_hours: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -207,6 +210,7 @@ impl AcquireCommand {
                 AcquireRequest::Lambda {
                     function: a.function.clone(),
                     qualifier: a.qualifier.clone(),
+                    logs_window: time::Duration::hours(i64::from(a.logs_hours)),
                 },
                 &a.case,
             ),
@@ -235,6 +239,22 @@ pub async fn run(env: &Env, cmd: AcquireCommand) -> anyhow::Result<Outcome> {
     let process = cmd.process_flag();
     let (req, case) = cmd.request();
     let report = crate::engine::acquire::acquire(env, &req, case.case.clone(), case.verify).await?;
+    // Logs taken with the workload (a function's log group) go on the case's timeline.
+    #[cfg(feature = "timeline")]
+    if report
+        .artefacts
+        .iter()
+        .any(|a| a.source.log_format.is_some())
+    {
+        crate::engine::logs::index_case(env, &report.case, &[], false)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot load the logs taken into the timeline of case {}",
+                    report.case
+                )
+            })?;
+    }
     #[cfg(feature = "timeline")]
     if let Some(depth) = process {
         let processed =

@@ -1,4 +1,4 @@
-//! `custody logs cloudtrail|lookup|vpc-flow|s3-access`: the AWS log
+//! `custody logs cloudtrail|lookup|vpc-flow|s3-access|cloudwatch`: the AWS log
 //! sources, listed for a window and collected with their original bytes.
 
 use time::OffsetDateTime;
@@ -16,6 +16,25 @@ pub enum AwsLogsCommand {
     VpcFlow(VpcFlowArgs),
     /// S3 server access logs from their target bucket.
     S3Access(S3AccessArgs),
+    /// Any CloudWatch Logs group (a function's, a task's), for a window.
+    Cloudwatch(CloudwatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CloudwatchArgs {
+    /// The log group.
+    #[arg(long, value_name = "GROUP")]
+    pub log_group: String,
+    /// Only streams whose names start with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub stream_prefix: Option<String>,
+    /// How to read the messages (default: each message as written).
+    #[arg(long, value_enum, default_value = "cloudwatch-logs")]
+    pub format: crate::timeline::parse::Format,
+    #[command(flatten)]
+    pub window: Window,
+    #[command(flatten)]
+    pub ingest: Ingest,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +156,15 @@ impl AwsLogsCommand {
                 AwsLogsKind::S3Access {
                     bucket: a.bucket,
                     prefix: a.prefix,
+                },
+                a.window,
+                a.ingest,
+            ),
+            Self::Cloudwatch(a) => (
+                AwsLogsKind::Group {
+                    group: a.log_group,
+                    stream_prefix: a.stream_prefix,
+                    format: a.format,
                 },
                 a.window,
                 a.ingest,

@@ -76,6 +76,8 @@ pub enum AcquireRequest {
     Lambda {
         function: String,
         qualifier: Option<String>,
+        /// How far back its log group is read.
+        logs_window: time::Duration,
     },
     /// One container on this node.
     Container {

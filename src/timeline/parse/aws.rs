@@ -220,6 +220,65 @@ pub fn vpc_flow_cloudwatch(bytes: &[u8], sink: &mut dyn Sink) {
     }
 }
 
+/// Longest message summary kept on an event; the artefact keeps the whole.
+const MESSAGE_SUMMARY: usize = 500;
+
+/// Any CloudWatch Logs group's events as custody's collector writes them:
+/// the event's time, its stream as the target, its message (cut to
+/// [`MESSAGE_SUMMARY`] characters) as the summary. Lambda's own lines
+/// (`START`, `END`, `REPORT RequestId: …`) become `lambda.start`,
+/// `lambda.end`, `lambda.report` with the request id; other lines are
+/// `log`, with `level` and `request_id` kept when the message is JSON
+/// that names them.
+pub fn cloudwatch_logs(bytes: &[u8], sink: &mut dyn Sink) {
+    for (n, line) in lines(bytes) {
+        let locator = format!("line {n}");
+        let value = match serde_json::from_slice::<Value>(line) {
+            Ok(v) => v,
+            Err(e) => {
+                sink.problem(problem(locator, format!("not a JSON log event: {e}")));
+                continue;
+            }
+        };
+        let Some(ms) = value.get("timestamp").and_then(Value::as_i64) else {
+            sink.problem(problem(locator, "log event without a timestamp"));
+            continue;
+        };
+        let message = str_at(&value, &["message"]).unwrap_or_default();
+        let first = message.split_whitespace().next().unwrap_or_default();
+        let request_id = message
+            .split_once("RequestId: ")
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        let action = match first {
+            "START" if request_id.is_some() => "lambda.start",
+            "END" if request_id.is_some() => "lambda.end",
+            "REPORT" if request_id.is_some() => "lambda.report",
+            _ => "log",
+        };
+        let mut e = Event::new(ms.saturating_mul(1000), "cloudwatch", action);
+        e.target = str_at(&value, &["logStreamName"]).map(str::to_owned);
+        e.record_id = text_at(&value, &["eventId"]);
+        e.message = message.chars().take(MESSAGE_SUMMARY).collect();
+        push(&mut e.attributes, "request_id", request_id);
+        if let Ok(inner) = serde_json::from_str::<Value>(message) {
+            for (name, keys) in [
+                ("level", &["level", "severity", "levelname"][..]),
+                (
+                    "request_id",
+                    &["requestId", "request_id", "AWSRequestId"][..],
+                ),
+            ] {
+                let v = keys.iter().find_map(|k| text_at(&inner, &[k]));
+                if e.attribute(name).is_none() {
+                    push(&mut e.attributes, name, v);
+                }
+            }
+        }
+        e.locator = locator;
+        sink.event(e);
+    }
+}
+
 /// S3 server access log records, one per line.
 pub fn s3_access(bytes: &[u8], sink: &mut dyn Sink) {
     for (n, line) in lines(bytes) {
@@ -1257,6 +1316,38 @@ mod tests {
         assert_eq!(c.events.len(), 1);
         assert_eq!(c.problems.len(), 1);
         assert_eq!(c.problems[0].locator, "line 3");
+    }
+
+    #[test]
+    fn cloudwatch_logs_lambda_lines_json_messages_and_bad_lines() {
+        let lines = [
+            r#"{"timestamp":1700000000123,"message":"START RequestId: 8f5e-11 Version: $LATEST\n","logStreamName":"2023/11/14/[$LATEST]abc","eventId":"e1"}"#,
+            r#"{"timestamp":1700000000200,"message":"{\"level\":\"ERROR\",\"requestId\":\"8f5e-11\",\"msg\":\"denied\"}","logStreamName":"s"}"#,
+            r#"{"timestamp":1700000000300,"message":"REPORT RequestId: 8f5e-11 Duration: 2.1 ms","logStreamName":"s"}"#,
+            "not json",
+            r#"{"message":"no time"}"#,
+        ]
+        .join("\n");
+        let c = run(cloudwatch_logs, lines.as_bytes());
+        assert_eq!(c.events.len(), 3);
+        let (a, b, r) = (&c.events[0], &c.events[1], &c.events[2]);
+        assert_eq!(
+            (a.action.as_str(), a.time_us),
+            ("lambda.start", 1_700_000_000_123_000)
+        );
+        assert_eq!(a.attribute("request_id"), Some("8f5e-11"));
+        assert_eq!(a.target.as_deref(), Some("2023/11/14/[$LATEST]abc"));
+        assert_eq!(a.record_id.as_deref(), Some("e1"));
+        assert_eq!(b.action, "log");
+        assert_eq!(b.attribute("level"), Some("ERROR"));
+        assert_eq!(b.attribute("request_id"), Some("8f5e-11"));
+        assert_eq!(r.action, "lambda.report");
+        let places: Vec<&str> = c.problems.iter().map(|p| p.locator.as_str()).collect();
+        assert_eq!(places, ["line 4", "line 5"]);
+        // A huge message keeps a bounded summary.
+        let big = format!(r#"{{"timestamp":1,"message":"{}"}}"#, "x".repeat(100_000));
+        let c = run(cloudwatch_logs, big.as_bytes());
+        assert_eq!(c.events[0].message.len(), MESSAGE_SUMMARY);
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub enum Format {
     /// VPC flow logs from CloudWatch Logs: one JSON line per log event, the
     /// record in its `message` in the default field order.
     VpcFlowCloudwatch,
+    /// Any CloudWatch Logs group as custody collects it (a Lambda
+    /// function's, an ECS task's `awslogs` streams): one JSON log event per
+    /// line, the message as written.
+    CloudwatchLogs,
     /// S3 server access logs.
     S3Access,
     /// Azure Activity Log export (JSON array, `{"value": [...]}` or JSON lines).
@@ -146,6 +150,7 @@ impl Format {
         match self {
             Self::Cloudtrail | Self::CloudtrailLookup => "cloudtrail",
             Self::VpcFlow | Self::VpcFlowCloudwatch => "vpc_flow",
+            Self::CloudwatchLogs => "cloudwatch",
             Self::S3Access => "s3_access",
             Self::AzureActivity => "azure_activity",
             Self::EntraSignin => "entra_signin",
@@ -171,6 +176,7 @@ impl Format {
             Self::CloudtrailLookup => "cloudtrail-lookup",
             Self::VpcFlow => "vpc-flow",
             Self::VpcFlowCloudwatch => "vpc-flow-cloudwatch",
+            Self::CloudwatchLogs => "cloudwatch-logs",
             Self::S3Access => "s3-access",
             Self::AzureActivity => "azure-activity",
             Self::EntraSignin => "entra-signin",
@@ -271,6 +277,7 @@ pub fn parse_with(
         Format::CloudtrailLookup => aws::cloudtrail_lines(bytes, &mut tagged),
         Format::VpcFlow => aws::vpc_flow(bytes, &mut tagged),
         Format::VpcFlowCloudwatch => aws::vpc_flow_cloudwatch(bytes, &mut tagged),
+        Format::CloudwatchLogs => aws::cloudwatch_logs(bytes, &mut tagged),
         Format::S3Access => aws::s3_access(bytes, &mut tagged),
         Format::AzureActivity => microsoft::azure_activity(bytes, &mut tagged),
         Format::EntraSignin => microsoft::entra_signin(bytes, &mut tagged),
