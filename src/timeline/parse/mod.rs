@@ -8,6 +8,8 @@
 //!   Logs messages), S3 server access logs.
 //! - [`microsoft`]: Azure Activity Log, Entra ID sign-in and audit logs,
 //!   the Microsoft 365 Unified Audit Log (Purview CSV and JSON lines).
+//! - [`k8s`]: Kubernetes API server audit logs (the log backend's Events,
+//!   EKS's through CloudWatch Logs).
 //! - [`host`]: text logs of the host triage bundle (auth.log, secure, syslog).
 //! - [`journal`]: systemd journal files, in their binary format.
 //! - [`utmp`]: `utmp`, `wtmp`, `btmp` and `lastlog`.
@@ -24,6 +26,7 @@ pub mod bodyfile;
 pub mod evtx;
 pub mod host;
 pub mod journal;
+pub mod k8s;
 pub mod linux;
 pub mod microsoft;
 pub mod utmp;
@@ -92,6 +95,12 @@ pub enum Format {
     CloudwatchLogs,
     /// S3 server access logs.
     S3Access,
+    /// Kubernetes API server audit log: `audit.k8s.io/v1` Events one per
+    /// line (the log backend), or an `EventList`.
+    K8sAudit,
+    /// EKS audit logs from CloudWatch Logs (`kube-apiserver-audit-*` streams):
+    /// one JSON line per log event, the audit Event in its `message`.
+    EksAuditCloudwatch,
     /// Azure Activity Log export (JSON array, `{"value": [...]}` or JSON lines).
     AzureActivity,
     /// Entra ID sign-in logs (Graph `signIns` JSON, or the portal's JSON download).
@@ -152,6 +161,7 @@ impl Format {
             Self::VpcFlow | Self::VpcFlowCloudwatch => "vpc_flow",
             Self::CloudwatchLogs => "cloudwatch",
             Self::S3Access => "s3_access",
+            Self::K8sAudit | Self::EksAuditCloudwatch => "k8s_audit",
             Self::AzureActivity => "azure_activity",
             Self::EntraSignin => "entra_signin",
             Self::EntraAudit => "entra_audit",
@@ -178,6 +188,8 @@ impl Format {
             Self::VpcFlowCloudwatch => "vpc-flow-cloudwatch",
             Self::CloudwatchLogs => "cloudwatch-logs",
             Self::S3Access => "s3-access",
+            Self::K8sAudit => "k8s-audit",
+            Self::EksAuditCloudwatch => "eks-audit-cloudwatch",
             Self::AzureActivity => "azure-activity",
             Self::EntraSignin => "entra-signin",
             Self::EntraAudit => "entra-audit",
@@ -279,6 +291,8 @@ pub fn parse_with(
         Format::VpcFlowCloudwatch => aws::vpc_flow_cloudwatch(bytes, &mut tagged),
         Format::CloudwatchLogs => aws::cloudwatch_logs(bytes, &mut tagged),
         Format::S3Access => aws::s3_access(bytes, &mut tagged),
+        Format::K8sAudit => k8s::k8s_audit(bytes, &mut tagged),
+        Format::EksAuditCloudwatch => k8s::eks_audit_cloudwatch(bytes, &mut tagged),
         Format::AzureActivity => microsoft::azure_activity(bytes, &mut tagged),
         Format::EntraSignin => microsoft::entra_signin(bytes, &mut tagged),
         Format::EntraAudit => microsoft::entra_audit(bytes, &mut tagged),
