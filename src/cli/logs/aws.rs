@@ -1,4 +1,4 @@
-//! `custody logs cloudtrail|lookup|vpc-flow|s3-access|cloudwatch`: the AWS log
+//! `custody logs cloudtrail|lookup|vpc-flow|s3-access|cloudwatch|eks-audit`: the AWS log
 //! sources, listed for a window and collected with their original bytes.
 
 use time::OffsetDateTime;
@@ -18,6 +18,21 @@ pub enum AwsLogsCommand {
     S3Access(S3AccessArgs),
     /// Any CloudWatch Logs group (a function's, a task's), for a window.
     Cloudwatch(CloudwatchArgs),
+    /// An EKS cluster's Kubernetes API audit log: the `kube-apiserver-audit`
+    /// streams of `/aws/eks/CLUSTER/cluster` (control plane logging must
+    /// have the audit log type on).
+    EksAudit(EksAuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EksAuditArgs {
+    /// The cluster's name.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: String,
+    #[command(flatten)]
+    pub window: Window,
+    #[command(flatten)]
+    pub ingest: Ingest,
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +171,15 @@ impl AwsLogsCommand {
                 AwsLogsKind::S3Access {
                     bucket: a.bucket,
                     prefix: a.prefix,
+                },
+                a.window,
+                a.ingest,
+            ),
+            Self::EksAudit(a) => (
+                AwsLogsKind::Group {
+                    group: format!("/aws/eks/{}/cluster", a.cluster),
+                    stream_prefix: Some("kube-apiserver-audit".into()),
+                    format: crate::timeline::parse::Format::EksAuditCloudwatch,
                 },
                 a.window,
                 a.ingest,
