@@ -411,6 +411,20 @@ fn an_image_of_the_node_gives_the_live_inventory_and_layers() {
         assert_eq!(opaque["opaque"], true, "{name}: the opaque attribute read");
         assert!(set.contains("D /bin/ls"), "{name}: the whiteout read");
     }
+    // `custody process`'s scan finds the same state in the image's volume.
+    #[cfg(feature = "timeline")]
+    {
+        let img: Arc<dyn ReadAt> = Arc::new(FileImage::open(&node.img).unwrap());
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        let scan =
+            crate::process::scan::scan(img, crate::process::scan::Profile::Quick, None, &cancel)
+                .unwrap();
+        let found = scan.volumes[0]
+            .containers
+            .as_ref()
+            .expect("the scan finds the runtimes' state");
+        assert_eq!(ids(&found.inventory()), ids(&live));
+    }
     drop(c);
     drop(node.dir);
 }
