@@ -31,6 +31,8 @@ pub struct Stat {
     pub mtime: i64,
     /// `(major, minor)` of a device.
     pub rdev: Option<(u32, u32)>,
+    /// Which node it is: `(device, inode)` on the host, `(0, id)` in an image.
+    pub id: (u64, u64),
 }
 
 impl Stat {
@@ -99,6 +101,7 @@ fn from_std(m: &std::fs::Metadata) -> Stat {
         uid: m.uid(),
         mtime: m.mtime(),
         rdev: matches!(kind, Kind::CharDevice | Kind::BlockDevice).then(|| split_dev(m.rdev())),
+        id: (m.dev(), m.ino()),
     }
 }
 
@@ -309,6 +312,7 @@ impl Image {
             uid: node.uid,
             mtime: node.times.modified.map_or(0, |t| t.secs),
             rdev,
+            id: (0, id),
         })
     }
 

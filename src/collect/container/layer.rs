@@ -236,6 +236,9 @@ struct Walk<'a, 'w> {
     plan: &'a LayerPlan,
     b: Bundle<'w>,
     changes: Vec<Change>,
+    /// Directories entered, by identity: a directory met again (a crafted
+    /// image's directory linked into itself) is recorded, not entered.
+    entered: std::collections::HashSet<(u64, u64)>,
 }
 
 impl Walk<'_, '_> {
@@ -353,6 +356,12 @@ impl Walk<'_, '_> {
                     if let Some(c) = self.changes.get_mut(at) {
                         c.reason = Some(format!("deeper than {MAX_DEPTH} levels; not entered"));
                     }
+                } else if !self.entered.insert(meta.id) {
+                    if let Some(c) = self.changes.get_mut(at) {
+                        c.reason = Some(
+                            "the same directory as one already read; not entered again".into(),
+                        );
+                    }
                 } else {
                     self.dir(&rel, depth + 1)?;
                 }
@@ -379,14 +388,20 @@ fn write(plan: &LayerPlan, w: &mut dyn Write) -> io::Result<SourceEnd> {
         plan,
         b: Bundle::new(Path::new("/"), w)?,
         changes: Vec::new(),
+        entered: std::collections::HashSet::new(),
     };
-    if let Err(e) = plan.files.lstat(&plan.upper) {
-        // The container is gone, or the runtime cleaned up: say so in the
-        // artefact rather than record an empty layer as complete.
-        return Err(io::Error::new(
-            e.kind(),
-            format!("writable layer {}: {e}", shown(&plan.upper)),
-        ));
+    match plan.files.lstat(&plan.upper) {
+        Ok(m) => {
+            walk.entered.insert(m.id);
+        }
+        Err(e) => {
+            // The container is gone, or the runtime cleaned up: say so in the
+            // artefact rather than record an empty layer as complete.
+            return Err(io::Error::new(
+                e.kind(),
+                format!("writable layer {}: {e}", shown(&plan.upper)),
+            ));
+        }
     }
     walk.dir(Path::new(""), 0)?;
     let count = |k: &str| walk.changes.iter().filter(|c| c.change == k).count();

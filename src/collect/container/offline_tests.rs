@@ -489,3 +489,59 @@ fn p2_damaged_node_images_name_their_problems() {
     }
     drop(c);
 }
+
+/// A crafted image: a directory of the upper linked into itself
+/// (`debugfs link`), and links that lead to each other. The layer ends,
+/// the loop named; the path resolution stops at its link budget.
+#[test]
+fn p2_loops_in_a_crafted_image_end_and_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("upper/d")).unwrap();
+    std::fs::write(src.join("upper/d/f"), b"x").unwrap();
+    std::os::unix::fs::symlink("b", src.join("a")).unwrap();
+    std::os::unix::fs::symlink("a", src.join("b")).unwrap();
+    let img = dir.path().join("loop.img");
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&src)
+        .arg(&img)
+        .arg("4M"));
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "link /upper/d /upper/d/again"])
+        .arg(&img));
+    let vol: Arc<dyn ReadAt> = Arc::new(FileImage::open(&img).unwrap());
+    let image = Arc::new(super::super::files::Image::new(Arc::from(
+        custody_disk::fs::ext4::open(vol).unwrap(),
+    )));
+    let err = image.stat(Path::new("/a")).unwrap_err();
+    assert!(err.to_string().contains("links"), "{err}");
+    assert_eq!(
+        image
+            .stat(Path::new("/upper/d/again/again/f"))
+            .unwrap()
+            .size,
+        1
+    );
+    let files: Arc<dyn Files> = image;
+    let plan = layer::LayerPlan {
+        files,
+        upper: "/upper".into(),
+        lowers: Vec::new(),
+        container: "crafted".into(),
+        mount_points: Vec::new(),
+    };
+    let m = members(layer::start(plan));
+    let changes = json(&m, "changes.json");
+    let again = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/d/again")
+        .unwrap();
+    assert!(
+        again["reason"].as_str().unwrap().contains("already read"),
+        "{again}"
+    );
+    assert_eq!(m["upper/d/f"], b"x");
+}
