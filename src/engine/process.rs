@@ -8,7 +8,9 @@
 //! entry naming the parent, path, inode and extents; the full profile adds
 //! the bodyfile of every name, whose rows are loaded into the timeline as
 //! the walk writes it (`StreamedLoad`); the catalogue's files are loaded
-//! after. Processing an image again derives only what it has not derived
+//! after. A file system holding a node's containerd or Docker state gives
+//! its container inventory and each container's writable layer, read
+//! offline, as derived artefacts too. Processing an image again derives only what it has not derived
 //! yet.
 
 use std::collections::HashSet;
@@ -99,6 +101,25 @@ pub struct ImageReport {
     pub already: usize,
     /// Files that could not be derived, and why.
     pub failures: Vec<String>,
+    /// Container runtime state found in the image's file systems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainersReport>,
+}
+
+/// A node's containers found in one file system of an image: their
+/// inventory and each writable layer became derived artefacts.
+#[derive(Debug, Serialize)]
+pub struct ContainersReport {
+    pub volume: String,
+    /// Where the state is (`/var/lib`: the volume is the node's root).
+    pub prefix: &'static str,
+    /// The runtimes, with where their state is.
+    pub runtimes: Vec<String>,
+    pub containers: usize,
+    /// Writable layers derived now.
+    pub layers: usize,
+    /// What could not be read of the runtimes' state.
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,26 +146,190 @@ fn is_image_kind(kind: ArtefactKind) -> bool {
     matches!(kind, ArtefactKind::DiskImage | ArtefactKind::File)
 }
 
-/// Which derived artefacts already exist for `parent`: by
-/// `(volume, path, inode, extents digest)`, and whether its bodyfile does.
-fn derived_before(
-    all: &[Artefact],
-    parent: &ArtefactId,
-) -> (HashSet<(String, String, u64, String)>, bool) {
-    let mut files = HashSet::new();
-    let mut bodyfile = false;
+/// Derived artefacts of a parent, by `(volume, path, inode, extents
+/// digest)` for files; what custody wrote from it (its bodyfile, container
+/// inventories and layers), by `(kind, volume, path)`.
+#[derive(Default)]
+struct Before {
+    files: HashSet<(String, String, u64, String)>,
+    written: HashSet<(&'static str, String, String)>,
+    bodyfile: bool,
+}
+
+/// Which derived artefacts already exist for `parent`.
+fn derived_before(all: &[Artefact], parent: &ArtefactId) -> Before {
+    let mut b = Before::default();
     for a in all {
         let Some(d) = &a.derived else { continue };
         if &d.parent != parent {
             continue;
         }
         if a.kind == ArtefactKind::Bodyfile {
-            bodyfile = true;
+            b.bodyfile = true;
         } else if let (Some(path), Some(inode)) = (&d.path, d.inode) {
-            files.insert((d.volume.clone(), path.clone(), inode, d.extents_sha256()));
+            b.files
+                .insert((d.volume.clone(), path.clone(), inode, d.extents_sha256()));
+        } else if let Some(path) = &d.path {
+            b.written
+                .insert((a.kind.as_str(), d.volume.clone(), path.clone()));
         }
     }
-    (files, bodyfile)
+    b
+}
+
+/// What custody wrote from a parent: no extents, its digests its custody.
+fn written_by_custody(parent: &Artefact, volume: &str, path: String) -> Derivation {
+    Derivation {
+        parent: parent.id.clone(),
+        parent_sha256: parent.raw.sha256.clone(),
+        volume: volume.to_owned(),
+        fs: "custody".into(),
+        path: Some(path),
+        inode: None,
+        modified_us: None,
+        extents: Vec::new(),
+    }
+}
+
+/// A path of a volume as the report shows it: bare on a whole image.
+fn on_volume(volume: &str, path: &str) -> String {
+    if volume == scan::WHOLE {
+        path.to_owned()
+    } else {
+        format!("{volume}:{path}")
+    }
+}
+
+/// The containers of each node's file system found in the image: its
+/// inventory, then each container's writable layer, as derived artefacts
+/// (read offline: nothing in the image runs). Failures are listed; only a
+/// ledger that cannot record stops.
+async fn derive_containers(
+    ctx: &AcquireContext,
+    parent: &Artefact,
+    scan: &Scan,
+    before: &Before,
+    out: &mut DerivedOut,
+) -> Result<Vec<ContainersReport>, ProcessError> {
+    let mut reports = Vec::new();
+    for v in &scan.volumes {
+        let Some(off) = v.containers.clone() else {
+            continue;
+        };
+        let reading = off.clone();
+        let inv = match tokio::task::spawn_blocking(move || reading.inventory()).await {
+            Ok(inv) => inv,
+            Err(e) => {
+                out.failures.push(format!(
+                    "{}: the container inventory did not finish: {e}",
+                    on_volume(&v.name, off.prefix)
+                ));
+                continue;
+            }
+        };
+        let mut rep = ContainersReport {
+            volume: v.name.clone(),
+            prefix: off.prefix,
+            runtimes: inv.runtimes.clone(),
+            containers: inv.containers.len(),
+            layers: 0,
+            problems: inv.problems.clone(),
+        };
+        let path = format!("containers in {}", off.prefix);
+        if before
+            .written
+            .contains(&("container_inventory", v.name.clone(), path.clone()))
+        {
+            out.already += 1;
+        } else {
+            let json = serde_json::to_vec_pretty(&inv).map_err(|e| ProcessError::Scan {
+                artefact: parent.id.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            let shown = on_volume(&v.name, &path);
+            let req = AcquireRequest {
+                case: parent.case.clone(),
+                kind: ArtefactKind::ContainerInventory,
+                source: derived_source(parent, shown.clone(), None),
+                reader: Box::new(std::io::Cursor::new(json)),
+                size_hint: None,
+                notes: inv.problems.clone(),
+            };
+            let d = written_by_custody(parent, &v.name, path);
+            out.store(ctx, req, d, shown).await?;
+        }
+        for r in &inv.containers {
+            let Some(plan) = off.layer_plan(r) else {
+                continue;
+            };
+            let path = plan.upper.display().to_string();
+            if before
+                .written
+                .contains(&("container_layer", v.name.clone(), path.clone()))
+            {
+                out.already += 1;
+                continue;
+            }
+            let shown = on_volume(
+                &v.name,
+                &format!("{path} (writable layer of {})", r.label()),
+            );
+            let req = AcquireRequest {
+                case: parent.case.clone(),
+                kind: ArtefactKind::ContainerLayer,
+                source: derived_source(parent, shown.clone(), None),
+                reader: Box::new(crate::collect::container::layer::start(plan)),
+                size_hint: None,
+                notes: r.problems.clone(),
+            };
+            let d = written_by_custody(parent, &v.name, path);
+            if out.store(ctx, req, d, shown).await? {
+                rep.layers += 1;
+            }
+        }
+        reports.push(rep);
+    }
+    Ok(reports)
+}
+
+/// What an image's derivations made, and what failed.
+#[derive(Default)]
+struct DerivedOut {
+    made: Vec<Artefact>,
+    derived: Vec<DerivedSummary>,
+    failures: Vec<String>,
+    already: usize,
+}
+
+impl DerivedOut {
+    /// Stores one artefact custody wrote from the parent; whether it was.
+    async fn store(
+        &mut self,
+        ctx: &AcquireContext,
+        req: AcquireRequest,
+        d: Derivation,
+        shown: String,
+    ) -> Result<bool, ProcessError> {
+        match case::acquire_derived(ctx, req, d).await {
+            Ok(a) => {
+                self.derived.push(DerivedSummary {
+                    artefact: a.id.clone(),
+                    kind: a.kind.as_str(),
+                    path: shown,
+                    size: a.raw.size,
+                    format: None,
+                });
+                self.made.push(a);
+                Ok(true)
+            }
+            Err(e @ EvidenceError::Ledger(_)) => Err(e.into()),
+            Err(e) => {
+                self.failures
+                    .push(format!("{shown}: {}", crate::error_chain(&e)));
+                Ok(false)
+            }
+        }
+    }
 }
 
 fn derived_source(parent: &Artefact, path: String, format: Option<Format>) -> Source {
@@ -310,8 +495,8 @@ async fn process_image(
                 source,
             })?,
     );
-    let (before, bodyfile_before) = derived_before(all, &parent.id);
-    let want_bodyfile = profile == Profile::Full && !bodyfile_before;
+    let before = derived_before(all, &parent.id);
+    let want_bodyfile = profile == Profile::Full && !before.bodyfile;
     // The bodyfile is spooled only when one is to be written.
     let spool = want_bodyfile
         .then(|| {
@@ -391,7 +576,7 @@ async fn process_image(
             f.inode,
             d.extents_sha256(),
         );
-        if before.contains(&ident) {
+        if before.files.contains(&ident) {
             already += 1;
             continue;
         }
@@ -428,6 +613,12 @@ async fn process_image(
             Err(e) => failures.push(format!("{shown}: {}", crate::error_chain(&e))),
         }
     }
+    let mut written = DerivedOut::default();
+    let containers = derive_containers(ctx, parent, &scan, &before, &mut written).await?;
+    made.extend(written.made);
+    derived.extend(written.derived);
+    failures.extend(written.failures);
+    already += written.already;
     if let Some(spool) = spool {
         let file = spool.reopen().map_err(|source| ProcessError::Spool {
             artefact: parent.id.clone(),
@@ -484,6 +675,7 @@ async fn process_image(
             derived,
             already,
             failures,
+            containers,
         },
         made,
         loaded,

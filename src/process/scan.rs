@@ -13,6 +13,7 @@ use custody_disk::{ReadAt, Window};
 use serde::Serialize;
 
 use super::catalogue;
+use crate::collect::container::offline::Offline;
 use crate::timeline::parse::Format;
 
 /// How much of an image `process` reads.
@@ -59,6 +60,10 @@ pub struct VolumeScan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     pub problems: Vec<String>,
+    /// A node's container runtime state (containerd's, Docker's) in its
+    /// file system, to be read after the scan.
+    #[serde(skip)]
+    pub containers: Option<Offline>,
 }
 
 /// What one image holds.
@@ -121,6 +126,7 @@ pub fn scan(
             found: 0,
             note: None,
             problems: Vec::new(),
+            containers: None,
         };
         if v.content.encrypted() {
             vs.note = Some(format!(
@@ -278,6 +284,7 @@ fn lvm_volumes(
             found: 0,
             note: None,
             problems: Vec::new(),
+            containers: None,
         };
         match lv.open(pv.clone()) {
             Ok(reader) => {
@@ -313,14 +320,17 @@ fn read_volume(
         vs.note = Some(format!("{content:?}: no file system custody reads"));
         return Ok(());
     };
-    let fsys = match opened {
-        Ok(f) => f,
+    let fsys: Arc<dyn FileSystem> = match opened {
+        Ok(f) => Arc::from(f),
         Err(e) => {
             vs.problems.push(e.to_string());
             return Ok(());
         }
     };
     vs.fs = Some(fsys.kind());
+    // A few names looked up: whether the volume is a node's root, /var or
+    // /var/lib with a container runtime's state.
+    vs.containers = Offline::detect(fsys.clone());
     let prefix = if prefixed {
         format!("{name}:")
     } else {

@@ -112,6 +112,7 @@ pub async fn layer_and_bundle(
     match &r.upper_dir {
         Some(upper) => {
             let plan = layer::LayerPlan {
+                files: std::sync::Arc::new(super::files::Host),
                 upper: upper.clone(),
                 lowers: r.lower_dirs.clone(),
                 container: r.label(),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use custody_disk::containerd::{self as meta, Container};
 
+use super::files::Files;
 use super::{Node, Record};
 
 /// Largest bbolt file read; containerd's are a few MiB.
@@ -20,16 +21,13 @@ pub fn is_identifier(s: &str) -> bool {
 }
 
 /// A bbolt file read whole while its owner may be writing it: read twice
-/// and keep the first read only when both saw the same transaction.
-fn read_db(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let read = || -> std::io::Result<Vec<u8>> {
-        let mut data = Vec::new();
-        std::fs::File::open(path)?
-            .take(MAX_DB)
-            .read_to_end(&mut data)?;
-        Ok(data)
-    };
+/// and keep the first read only when both saw the same transaction. An
+/// image does not change: one read.
+fn read_db(files: &dyn Files, path: &Path) -> std::io::Result<Vec<u8>> {
+    let read = || files.read(path, MAX_DB);
+    if !files.live() {
+        return read();
+    }
     let txid = |d: &[u8]| custody_disk::bolt::Bolt::open(d).map(|b| b.txid()).ok();
     let mut last = read()?;
     for _ in 0..5 {
@@ -53,7 +51,7 @@ fn unix_rfc3339(t: Option<(i64, u32)>) -> Option<String> {
 
 /// The log files of a Kubernetes container: its directory under
 /// `/var/log/pods` and the kubelet's links in `/var/log/containers`.
-pub fn kubernetes_logs(node: &Node, r: &Record) -> Vec<PathBuf> {
+pub fn kubernetes_logs(files: &dyn Files, node: &Node, r: &Record) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(pod) = &r.pod
         && let (Some(ns), Some(name), Some(uid), Some(c)) =
@@ -64,20 +62,19 @@ pub fn kubernetes_logs(node: &Node, r: &Record) -> Vec<PathBuf> {
         let plain = |s: &str| !s.is_empty() && !s.contains('/') && s != "." && s != "..";
         if plain(&dir) && plain(c) {
             let dir = node.pod_logs.join(dir).join(c);
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                let mut files: Vec<PathBuf> =
-                    entries.filter_map(|e| Some(e.ok()?.path())).collect();
-                files.sort();
-                out.extend(files);
+            if let Ok(names) = files.list(&dir) {
+                let mut logs: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+                logs.sort();
+                out.extend(logs);
             }
         }
     }
-    if let Ok(entries) = std::fs::read_dir(&node.container_logs) {
+    if let Ok(names) = files.list(&node.container_logs) {
         let suffix = format!("-{}.log", r.id);
-        let mut links: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
-            .map(|e| e.path())
+        let mut links: Vec<PathBuf> = names
+            .iter()
+            .filter(|n| n.to_string_lossy().ends_with(&suffix))
+            .map(|n| node.container_logs.join(n))
             .collect();
         links.sort();
         out.extend(links);
@@ -85,7 +82,13 @@ pub fn kubernetes_logs(node: &Node, r: &Record) -> Vec<PathBuf> {
     out
 }
 
-fn record(node: &Node, c: Container, md: &meta::Metadata, snaps: &Snapshotters) -> Record {
+fn record(
+    files: &dyn Files,
+    node: &Node,
+    c: Container,
+    md: &meta::Metadata,
+    snaps: &Snapshotters,
+) -> Record {
     let mut r = Record {
         runtime: "containerd",
         namespace: Some(c.namespace.clone()),
@@ -119,17 +122,23 @@ fn record(node: &Node, c: Container, md: &meta::Metadata, snaps: &Snapshotters) 
         .join("io.containerd.runtime.v2.task")
         .join(&c.namespace)
         .join(&c.id);
-    if task.is_dir() {
+    if files.stat(&task).is_ok_and(|s| s.is_dir()) {
         r.runtime_files.push(task.join("config.json"));
-        match std::fs::read_to_string(task.join("init.pid")) {
-            Ok(p) => match p.trim().parse::<u32>() {
-                Ok(pid) => {
-                    r.pid = Some(pid);
-                    r.running = node.proc.join(pid.to_string()).is_dir();
-                }
-                Err(_) => r.problems.push(format!("init.pid holds {:?}", p.trim())),
-            },
-            Err(e) => r.problems.push(format!("task without init.pid: {e}")),
+        // Only a live host's pid names a process: an image's is history.
+        if files.live() {
+            match files
+                .read(&task.join("init.pid"), 64)
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+            {
+                Ok(p) => match p.trim().parse::<u32>() {
+                    Ok(pid) => {
+                        r.pid = Some(pid);
+                        r.running = node.proc.join(pid.to_string()).is_dir();
+                    }
+                    Err(_) => r.problems.push(format!("init.pid holds {:?}", p.trim())),
+                },
+                Err(e) => r.problems.push(format!("task without init.pid: {e}")),
+            }
         }
     }
     if c.snapshot_key.is_empty() {
@@ -156,7 +165,7 @@ fn record(node: &Node, c: Container, md: &meta::Metadata, snaps: &Snapshotters) 
             (Err(e), _) => r.problems.push(format!("overlayfs snapshots: {e}")),
         }
     }
-    r.logs = kubernetes_logs(node, &r);
+    r.logs = kubernetes_logs(files, node, &r);
     r
 }
 
@@ -166,15 +175,15 @@ struct Snapshotters {
     overlayfs: Result<(PathBuf, Snapshots), String>,
 }
 
-pub fn records(node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
+pub fn records(files: &dyn Files, node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
     let db = node
         .containerd_root
         .join("io.containerd.metadata.v1.bolt")
         .join("meta.db");
-    if !db.exists() {
+    if files.stat(&db).is_err() {
         return Vec::new();
     }
-    let md = match read_db(&db).map(|d| meta::read_metadata(&d)) {
+    let md = match read_db(files, &db).map(|d| meta::read_metadata(&d)) {
         Ok(Ok(md)) => md,
         Ok(Err(e)) => {
             problems.push(format!("containerd {}: {e}", db.display()));
@@ -194,7 +203,7 @@ pub fn records(node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
         .containerd_root
         .join("io.containerd.snapshotter.v1.overlayfs");
     let snaps = Snapshotters {
-        overlayfs: read_db(&dir.join("metadata.db"))
+        overlayfs: read_db(files, &dir.join("metadata.db"))
             .map_err(|e| e.to_string())
             .and_then(|d| meta::read_snapshots(&d).map_err(|e| e.to_string()))
             .map(|s| (dir, s)),
@@ -202,7 +211,7 @@ pub fn records(node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
     md.containers
         .iter()
         .cloned()
-        .map(|c| record(node, c, &md, &snaps))
+        .map(|c| record(files, node, c, &md, &snaps))
         .collect()
 }
 

@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::files::Files;
 use super::{Mount, Node, Record};
 
 /// Largest JSON state file read.
 const MAX_JSON: u64 = 64 << 20;
+/// Largest one-line file read (`mount-id`).
+const MAX_LINE: u64 = 4096;
 
 fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -21,11 +24,9 @@ fn is_layer_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-fn read_json(p: &Path) -> Result<Value, String> {
-    use std::io::Read as _;
-    let mut data = Vec::new();
-    std::fs::File::open(p)
-        .and_then(|f| f.take(MAX_JSON).read_to_end(&mut data))
+fn read_json(files: &dyn Files, p: &Path) -> Result<Value, String> {
+    let data = files
+        .read(p, MAX_JSON)
         .map_err(|e| format!("{}: {e}", p.display()))?;
     serde_json::from_slice(&data).map_err(|e| format!("{}: not JSON: {e}", p.display()))
 }
@@ -49,13 +50,20 @@ fn text(v: &Value, path: &[&str]) -> Option<String> {
 }
 
 /// The upper directory and the layers beneath it, from overlay2's link names.
-fn layers(root: &Path, driver: &str, id: &str) -> Result<(PathBuf, Vec<PathBuf>), String> {
+fn layers(
+    files: &dyn Files,
+    root: &Path,
+    driver: &str,
+    id: &str,
+) -> Result<(PathBuf, Vec<PathBuf>), String> {
     let mounts = root
         .join("image")
         .join(driver)
         .join("layerdb/mounts")
         .join(id);
-    let mount_id = std::fs::read_to_string(mounts.join("mount-id"))
+    let mount_id = files
+        .read(&mounts.join("mount-id"), MAX_LINE)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .map_err(|e| format!("{}: {e}", mounts.join("mount-id").display()))?;
     let mount_id = mount_id.trim();
     if !is_layer_name(mount_id) {
@@ -63,12 +71,16 @@ fn layers(root: &Path, driver: &str, id: &str) -> Result<(PathBuf, Vec<PathBuf>)
     }
     let dir = root.join(driver).join(mount_id);
     let mut lowers = Vec::new();
-    if let Ok(lower) = std::fs::read_to_string(dir.join("lower")) {
+    if let Ok(lower) = files
+        .read(&dir.join("lower"), MAX_JSON)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+    {
         for link in lower.trim().split(':').filter(|l| !l.is_empty()) {
             let Some(name) = link.strip_prefix("l/").filter(|n| is_layer_name(n)) else {
                 return Err(format!("lower entry {link:?} is not l/NAME"));
             };
-            let target = std::fs::read_link(root.join(driver).join("l").join(name))
+            let target = files
+                .read_link(&root.join(driver).join("l").join(name))
                 .map_err(|e| format!("link l/{name}: {e}"))?;
             // `../<layer>/diff`: only that shape, so a link cannot lead elsewhere.
             let layer = target
@@ -85,8 +97,11 @@ fn layers(root: &Path, driver: &str, id: &str) -> Result<(PathBuf, Vec<PathBuf>)
 }
 
 /// Repository digests (`name@sha256:…`) that name the image id.
-fn repo_digests(root: &Path, driver: &str, image_id: &str) -> Vec<String> {
-    let Ok(v) = read_json(&root.join("image").join(driver).join("repositories.json")) else {
+fn repo_digests(files: &dyn Files, root: &Path, driver: &str, image_id: &str) -> Vec<String> {
+    let Ok(v) = read_json(
+        files,
+        &root.join("image").join(driver).join("repositories.json"),
+    ) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -106,14 +121,14 @@ fn repo_digests(root: &Path, driver: &str, image_id: &str) -> Vec<String> {
     out
 }
 
-fn record(node: &Node, id: &str) -> Record {
+fn record(files: &dyn Files, node: &Node, id: &str) -> Record {
     let dir = node.docker_root.join("containers").join(id);
     let mut r = Record {
         runtime: "docker",
         id: id.to_owned(),
         ..Record::default()
     };
-    let config = match read_json(&dir.join("config.v2.json")) {
+    let config = match read_json(files, &dir.join("config.v2.json")) {
         Ok(c) => c,
         Err(e) => {
             r.problems.push(e);
@@ -146,6 +161,18 @@ fn record(node: &Node, id: &str) -> Record {
         .and_then(Value::as_u64)
         .and_then(|p| u32::try_from(p).ok())
         .filter(|&p| p > 0);
+    // An image's record is history: what ran when it was taken is said,
+    // not believed.
+    if !files.live() {
+        if r.running {
+            r.problems.push(format!(
+                "recorded as running (pid {}) when the image was taken",
+                r.pid.map_or_else(|| "unknown".into(), |p| p.to_string())
+            ));
+        }
+        r.running = false;
+        r.pid = None;
+    }
     // A daemon that died leaves Running set: believe it only with the process.
     if r.running
         && !r
@@ -171,7 +198,7 @@ fn record(node: &Node, id: &str) -> Record {
             })
             .collect();
     }
-    match read_json(&dir.join("hostconfig.json")) {
+    match read_json(files, &dir.join("hostconfig.json")) {
         Ok(h) => {
             r.runtime_files.push(dir.join("hostconfig.json"));
             if h.get("Privileged").and_then(Value::as_bool) == Some(true) {
@@ -193,7 +220,7 @@ fn record(node: &Node, id: &str) -> Record {
     }
     let driver = text(&config, &["Driver"]).unwrap_or_else(|| "overlay2".into());
     if driver == "overlay2" {
-        match layers(&node.docker_root, &driver, id) {
+        match layers(files, &node.docker_root, &driver, id) {
             Ok((upper, lowers)) => {
                 r.upper_dir = Some(upper);
                 r.lower_dirs = lowers;
@@ -206,28 +233,29 @@ fn record(node: &Node, id: &str) -> Record {
         ));
     }
     if let Some(image_id) = &r.image_id {
-        r.image_digest = repo_digests(&node.docker_root, &driver, image_id)
+        r.image_digest = repo_digests(files, &node.docker_root, &driver, image_id)
             .into_iter()
             .next()
             .and_then(|d| d.split_once('@').map(|(_, d)| d.to_owned()));
     }
-    if let Ok(entries) = std::fs::read_dir(&dir) {
+    if let Ok(names) = files.list(&dir) {
         let prefix = format!("{id}-json.log");
-        let mut logs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .map(|e| e.path())
+        let mut logs: Vec<PathBuf> = names
+            .iter()
+            .filter(|n| n.to_string_lossy().starts_with(&prefix))
+            .map(|n| dir.join(n))
             .collect();
         logs.sort();
         r.logs = logs;
     }
-    r.logs.extend(super::containerd::kubernetes_logs(node, &r));
+    r.logs
+        .extend(super::containerd::kubernetes_logs(files, node, &r));
     r
 }
 
-pub fn records(node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
+pub fn records(files: &dyn Files, node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
     let dir = node.docker_root.join("containers");
-    let entries = match std::fs::read_dir(&dir) {
+    let entries = match files.list(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
@@ -236,9 +264,10 @@ pub fn records(node: &Node, problems: &mut Vec<String>) -> Vec<Record> {
         }
     };
     let mut ids: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .into_iter()
+        .filter_map(|n| n.into_string().ok())
         .filter(|n| is_id(n))
         .collect();
     ids.sort();
-    ids.iter().map(|id| record(node, id)).collect()
+    ids.iter().map(|id| record(files, node, id)).collect()
 }

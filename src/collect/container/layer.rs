@@ -13,23 +13,28 @@
 //!   their targets, never as link members (see the host triage bundle).
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use custody_disk::fs::Kind;
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use super::super::SourceEnd;
 use super::super::channel::{self, ChannelReader};
-use super::super::host::bundle::{Bundle, Status};
-use super::super::member;
+use super::super::host::bundle::{Bundle, Hashing, Item, LenientReader, Status};
+use super::super::member::{self, Appended};
+use super::files::{Files, Stat};
 
 /// Directories deeper than this are recorded, not entered.
 const MAX_DEPTH: usize = 256;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LayerPlan {
+    /// The tree the directories are in: the live host, or a disk image.
+    pub files: Arc<dyn Files>,
     /// The overlay upper directory, an absolute path on this machine.
     pub upper: PathBuf,
     /// The layers beneath, top first.
@@ -85,6 +90,17 @@ struct Changes<'a> {
     changes: &'a [Change],
 }
 
+impl std::fmt::Debug for LayerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerPlan")
+            .field("live", &self.files.live())
+            .field("upper", &self.upper)
+            .field("lowers", &self.lowers)
+            .field("container", &self.container)
+            .finish_non_exhaustive()
+    }
+}
+
 pub fn start(plan: LayerPlan) -> ChannelReader {
     channel::spawn(move |w| write(&plan, w))
 }
@@ -111,21 +127,118 @@ fn change(path: &Path, change: &'static str, kind: &'static str) -> Change {
     }
 }
 
-/// Whether the overlay marks `dir` opaque. `lgetxattr` does not follow a
-/// last component that is a link, and `dir` was seen as a directory.
-fn opaque_xattr(dir: &Path) -> bool {
-    let mut buf = [0u8; 4];
+/// Whether the overlay marks `dir` opaque. The attribute is read from the
+/// node itself (`lgetxattr`), and `dir` was seen as a directory.
+fn opaque_xattr(files: &dyn Files, dir: &Path) -> bool {
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
-        .any(|name| {
-            matches!(rustix::fs::lgetxattr(dir, *name, &mut buf), Ok(n) if buf.get(..n) == Some(&b"y"[..]))
-        })
+        .any(|name| matches!(files.xattr(dir, name), Ok(Some(v)) if v == b"y"))
+}
+
+/// Read whole a file whose size says 0: the bundle's bound for such files.
+const MAX_UNSIZED: u64 = 64 << 20;
+
+/// Copies one regular file of the layer into the member `bundle_path`, as
+/// the host bundle copies a file: its size fixed when the member starts,
+/// a file that shrinks padded and said so, what cannot be read recorded.
+/// Only errors writing the bundle propagate.
+fn copy_file(
+    b: &mut Bundle<'_>,
+    files: &dyn Files,
+    abs: &Path,
+    bundle_path: String,
+) -> io::Result<()> {
+    const CATEGORY: &str = "layer";
+    let meta = match files.lstat(abs) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            b.record(CATEGORY, abs, Status::Absent, None);
+            return Ok(());
+        }
+        Err(e) => {
+            b.record(CATEGORY, abs, Status::Error, Some(e.to_string()));
+            return Ok(());
+        }
+    };
+    if meta.kind != Kind::File {
+        b.record(
+            CATEGORY,
+            abs,
+            Status::Skipped,
+            Some(format!("{:?}, not a regular file", meta.kind)),
+        );
+        return Ok(());
+    }
+    let mut file = match files.open(abs) {
+        Ok(f) => f,
+        Err(e) => {
+            b.record(CATEGORY, abs, Status::Error, Some(e.to_string()));
+            return Ok(());
+        }
+    };
+    if meta.size == 0 {
+        let mut data = Vec::new();
+        return match (&mut file).take(MAX_UNSIZED).read_to_end(&mut data) {
+            Ok(_) => b.add_bytes(CATEGORY, abs, &bundle_path, &data),
+            Err(e) => {
+                b.record(CATEGORY, abs, Status::Error, Some(e.to_string()));
+                Ok(())
+            }
+        };
+    }
+    let len = meta.size;
+    let mut src = Hashing {
+        inner: LenientReader {
+            inner: file,
+            failed: None,
+        },
+        hash: Sha256::new(),
+        n: 0,
+    };
+    let mut h = Bundle::header(len, u64::try_from(meta.mtime).unwrap_or(0));
+    let appended = member::append(&mut b.tar, |t| {
+        t.append_data(
+            &mut h,
+            &bundle_path,
+            (&mut src).take(len).chain(io::repeat(0)).take(len),
+        )
+    })?;
+    if let Appended::Refused(e) = appended {
+        b.refused(CATEGORY, abs, &bundle_path, &e);
+        return Ok(());
+    }
+    let reason = src
+        .inner
+        .failed
+        .take()
+        .map(|e| format!("read failed after {} bytes ({e}); the rest is zeros", src.n));
+    let short = (reason.is_none() && src.n < len)
+        .then(|| format!("shrank to {} bytes while read; padded with zeros", src.n));
+    let note = reason.or(short);
+    let mut item = Item::new(
+        CATEGORY,
+        abs,
+        if note.is_some() {
+            Status::Error
+        } else {
+            Status::Ok
+        },
+    );
+    item.bundle_path = Some(bundle_path);
+    item.size = Some(src.n);
+    item.sha256 = Some(hex::encode(src.hash.finalize()));
+    item.reason = note;
+    b.push(item);
+    Ok(())
 }
 
 struct Walk<'a, 'w> {
     plan: &'a LayerPlan,
     b: Bundle<'w>,
     changes: Vec<Change>,
+    /// Directories entered, by identity: a directory met again (a crafted
+    /// image's directory linked into itself) is recorded, not entered.
+    entered: std::collections::HashSet<(u64, u64)>,
 }
 
 impl Walk<'_, '_> {
@@ -133,7 +246,7 @@ impl Walk<'_, '_> {
         self.plan
             .lowers
             .iter()
-            .any(|l| std::fs::symlink_metadata(l.join(rel)).is_ok())
+            .any(|l| self.plan.files.lstat(&l.join(rel)).is_ok())
     }
 
     /// An opaque directory hides what the layers beneath held in it: each
@@ -143,12 +256,12 @@ impl Walk<'_, '_> {
         let upper = self.plan.upper.join(rel);
         let mut names = std::collections::BTreeSet::new();
         for l in &self.plan.lowers {
-            if let Ok(d) = std::fs::read_dir(l.join(rel)) {
-                names.extend(d.filter_map(|e| e.ok().map(|e| e.file_name())));
+            if let Ok(d) = self.plan.files.list(&l.join(rel)) {
+                names.extend(d);
             }
         }
         for name in names {
-            if std::fs::symlink_metadata(upper.join(&name)).is_err() {
+            if self.plan.files.lstat(&upper.join(&name)).is_err() {
                 let mut c = change(&rel.join(&name), "D", "hidden");
                 c.reason = Some("hidden by an opaque directory".into());
                 self.changes.push(c);
@@ -158,8 +271,8 @@ impl Walk<'_, '_> {
 
     fn dir(&mut self, rel: &Path, depth: usize) -> io::Result<()> {
         let abs = self.plan.upper.join(rel);
-        let mut names: Vec<_> = match std::fs::read_dir(&abs) {
-            Ok(d) => d.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+        let mut names: Vec<_> = match self.plan.files.list(&abs) {
+            Ok(d) => d,
             Err(e) => {
                 let mut c = change(rel, "C", "dir");
                 c.reason = Some(format!("cannot list: {e}"));
@@ -194,7 +307,7 @@ impl Walk<'_, '_> {
         }
         let rel = parent.join(name);
         let abs = self.plan.upper.join(&rel);
-        let meta = match std::fs::symlink_metadata(&abs) {
+        let meta: Stat = match self.plan.files.lstat(&abs) {
             Ok(m) => m,
             Err(e) => {
                 let mut c = change(&rel, "C", "unknown");
@@ -203,34 +316,28 @@ impl Walk<'_, '_> {
                 return Ok(());
             }
         };
-        let ft = meta.file_type();
-        if ft.is_char_device() && meta.rdev() == 0 {
+        if meta.kind == Kind::CharDevice && meta.rdev == Some((0, 0)) {
             self.changes.push(change(&rel, "D", "whiteout"));
             return Ok(());
         }
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_fifo() {
-            "fifo"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "device"
+        let kind = match meta.kind {
+            Kind::Dir => "dir",
+            Kind::File => "file",
+            Kind::Symlink => "symlink",
+            Kind::Fifo => "fifo",
+            Kind::Socket => "socket",
+            _ => "device",
         };
         let mut c = change(&rel, if self.in_lower(&rel) { "C" } else { "A" }, kind);
-        c.mode = Some(meta.mode() & 0o7777);
+        c.mode = Some(meta.mode);
         c.mount_point = self.plan.mount_points.contains(&c.path);
-        c.uid = Some(meta.uid());
-        c.mtime = Some(meta.mtime());
+        c.uid = Some(meta.uid);
+        c.mtime = Some(meta.mtime);
         match kind {
             "file" => {
                 let m = format!("upper/{}", member::member_name(rel.as_os_str().as_bytes()));
                 let before = self.b.items.len();
-                self.b.copy_as("layer", &abs, m)?;
+                copy_file(&mut self.b, self.plan.files.as_ref(), &abs, m)?;
                 if let Some(item) = self.b.items.get(before..).and_then(|i| i.last()) {
                     c.size = item.size;
                     c.sha256.clone_from(&item.sha256);
@@ -242,12 +349,18 @@ impl Walk<'_, '_> {
                 self.changes.push(c);
             }
             "dir" => {
-                c.opaque = opaque_xattr(&abs);
+                c.opaque = opaque_xattr(self.plan.files.as_ref(), &abs);
                 let at = self.changes.len();
                 self.changes.push(c);
                 if depth >= MAX_DEPTH {
                     if let Some(c) = self.changes.get_mut(at) {
                         c.reason = Some(format!("deeper than {MAX_DEPTH} levels; not entered"));
+                    }
+                } else if !self.entered.insert(meta.id) {
+                    if let Some(c) = self.changes.get_mut(at) {
+                        c.reason = Some(
+                            "the same directory as one already read; not entered again".into(),
+                        );
                     }
                 } else {
                     self.dir(&rel, depth + 1)?;
@@ -261,7 +374,7 @@ impl Walk<'_, '_> {
                 }
             }
             "symlink" => {
-                c.target = std::fs::read_link(&abs).ok().map(|t| shown(&t));
+                c.target = self.plan.files.read_link(&abs).ok().map(|t| shown(&t));
                 self.changes.push(c);
             }
             _ => self.changes.push(c),
@@ -275,14 +388,20 @@ fn write(plan: &LayerPlan, w: &mut dyn Write) -> io::Result<SourceEnd> {
         plan,
         b: Bundle::new(Path::new("/"), w)?,
         changes: Vec::new(),
+        entered: std::collections::HashSet::new(),
     };
-    if let Err(e) = std::fs::symlink_metadata(&plan.upper) {
-        // The container is gone, or the runtime cleaned up: say so in the
-        // artefact rather than record an empty layer as complete.
-        return Err(io::Error::new(
-            e.kind(),
-            format!("writable layer {}: {e}", shown(&plan.upper)),
-        ));
+    match plan.files.lstat(&plan.upper) {
+        Ok(m) => {
+            walk.entered.insert(m.id);
+        }
+        Err(e) => {
+            // The container is gone, or the runtime cleaned up: say so in the
+            // artefact rather than record an empty layer as complete.
+            return Err(io::Error::new(
+                e.kind(),
+                format!("writable layer {}: {e}", shown(&plan.upper)),
+            ));
+        }
     }
     walk.dir(Path::new(""), 0)?;
     let count = |k: &str| walk.changes.iter().filter(|c| c.change == k).count();

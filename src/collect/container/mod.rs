@@ -9,6 +9,8 @@
 //! - [`docker`]: Docker's `containers/` and `overlay2` layer database.
 //! - [`procs`]: the processes inside each container, by control group.
 //! - [`layer`]: a container's writable layer as a tar with its changes.
+//! - [`files`]: the file tree all of it reads: the live host, or a disk image.
+//! - [`offline`]: the same inventory and layers from a node's disk image.
 //! - [`bundle`]: a container's processes, runtime files and logs as a tar.
 //! - [`collector`]: `acquire container` and the containers of `acquire host`.
 
@@ -16,7 +18,9 @@ pub mod bundle;
 pub mod collector;
 pub mod containerd;
 pub mod docker;
+pub mod files;
 pub mod layer;
+pub mod offline;
 pub mod procs;
 
 use std::collections::BTreeMap;
@@ -211,23 +215,36 @@ pub struct Inventory {
     pub problems: Vec<String>,
 }
 
-/// Reads both runtimes' state (a runtime that is not installed is no
-/// problem; one whose state cannot be read is).
+/// Reads both runtimes' state on this machine (a runtime that is not
+/// installed is no problem; one whose state cannot be read is), and the
+/// processes of each running container.
 pub fn inventory(node: &Node) -> Inventory {
+    let mut inv = inventory_in(&files::Host, node);
+    for c in &mut inv.containers {
+        c.find_processes(&node.proc);
+    }
+    inv
+}
+
+/// Reads both runtimes' state from `files` at the paths `node` gives.
+pub fn inventory_in(files: &dyn files::Files, node: &Node) -> Inventory {
     let mut inv = Inventory::default();
     let meta = node
         .containerd_root
         .join("io.containerd.metadata.v1.bolt/meta.db");
-    if meta.exists() {
+    if files.stat(&meta).is_ok() {
         inv.runtimes
             .push(format!("containerd {}", node.containerd_root.display()));
     }
-    if node.docker_root.join("containers").is_dir() {
+    if files
+        .stat(&node.docker_root.join("containers"))
+        .is_ok_and(|s| s.is_dir())
+    {
         inv.runtimes
             .push(format!("docker {}", node.docker_root.display()));
     }
-    let docker = docker::records(node, &mut inv.problems);
-    let containerd = containerd::records(node, &mut inv.problems);
+    let docker = docker::records(files, node, &mut inv.problems);
+    let containerd = containerd::records(files, node, &mut inv.problems);
     // Docker runs its containers through containerd (namespace `moby`):
     // one container, recorded once, with what each runtime knows.
     let mut docker = docker;
@@ -241,9 +258,6 @@ pub fn inventory(node: &Node) -> Inventory {
         inv.containers.push(c);
     }
     inv.containers.extend(docker);
-    for c in &mut inv.containers {
-        c.find_processes(&node.proc);
-    }
     inv
 }
 

@@ -1150,6 +1150,125 @@ impl Ext4 {
     }
 }
 
+/// The magic of an inode's in-body attribute area and of an xattr block.
+const XATTR_MAGIC: u32 = 0xEA02_0000;
+/// An xattr block's header before its first entry.
+const XATTR_BLOCK_HEADER: usize = 32;
+
+/// The index ext4 stores for a full attribute name's prefix, and the rest
+/// of the name (`trusted.overlay.opaque` is index 4, `overlay.opaque`).
+fn xattr_index(name: &[u8]) -> Option<(u8, &[u8])> {
+    const EXACT: [(&[u8], u8); 3] = [
+        (b"system.posix_acl_access", 2),
+        (b"system.posix_acl_default", 3),
+        (b"system.richacl", 8),
+    ];
+    const PREFIX: [(&[u8], u8); 4] = [
+        (b"user.", 1),
+        (b"trusted.", 4),
+        (b"security.", 6),
+        (b"system.", 7),
+    ];
+    if let Some((_, i)) = EXACT.iter().find(|(n, _)| *n == name) {
+        return Some((*i, b""));
+    }
+    PREFIX
+        .iter()
+        .find_map(|(p, i)| name.strip_prefix(*p).map(|rest| (*i, rest)))
+}
+
+/// Finds `(index, name)` among the entries of an attribute area: entries
+/// from `first` to `end` of `buf`, values at `value_base` plus their
+/// offset. `at` names the area in errors.
+fn xattr_find(
+    buf: &[u8],
+    first: usize,
+    value_base: usize,
+    want: (u8, &[u8]),
+    at: &str,
+) -> Result<Option<Vec<u8>>, FsError> {
+    let mut e = first;
+    // Each entry is at least 16 bytes: the area's length bounds the loop.
+    while e.saturating_add(16) <= buf.len() {
+        if le32(buf, e) == 0 {
+            return Ok(None);
+        }
+        let name_len = usize::from(u8_at(buf, e));
+        let index = u8_at(buf, e + 1);
+        let value_offs = usize::from(le16(buf, e + 2));
+        let value_inum = le32(buf, e + 4);
+        let value_size = usize::try_from(le32(buf, e + 8)).unwrap_or(usize::MAX);
+        let name = buf.get(e + 16..e + 16 + name_len).ok_or_else(|| {
+            corrupt(
+                format!("{at}, entry at byte {e}"),
+                "its name runs past the area",
+            )
+        })?;
+        if index == want.0 && name == want.1 {
+            if value_inum != 0 {
+                return Err(FsError::Unsupported {
+                    at: format!("{at}, entry at byte {e}"),
+                    what: format!("a value kept in inode {value_inum} (ea_inode)"),
+                });
+            }
+            let from = value_base.saturating_add(value_offs);
+            return buf
+                .get(from..from.saturating_add(value_size))
+                .map(|v| Some(v.to_vec()))
+                .ok_or_else(|| {
+                    corrupt(
+                        format!("{at}, entry at byte {e}"),
+                        format!("its value of {value_size} bytes at {from} runs past the area"),
+                    )
+                });
+        }
+        e += (16 + name_len + 3) & !3;
+    }
+    Ok(None)
+}
+
+impl Ext4 {
+    /// The attribute `want` of an inode: in its body after the extra
+    /// fields, then in its attribute block.
+    fn xattr_of(&self, inode: &Inode, want: (u8, &[u8])) -> Result<Option<Vec<u8>>, FsError> {
+        let ino = inode.ino;
+        let base = 128 + inode.extra_isize();
+        if inode.raw.len() > 128
+            && base + 4 <= inode.raw.len()
+            && le32(&inode.raw, base) == XATTR_MAGIC
+        {
+            let at = format!("inode {ino} attributes");
+            if let Some(v) = xattr_find(&inode.raw, base + 4, base + 4, want, &at)? {
+                return Ok(Some(v));
+            }
+        }
+        let hi = if self.incompat & INCOMPAT_64BIT != 0 {
+            u64::from(le16(&inode.raw, 0x76))
+        } else {
+            0
+        };
+        let block = u64::from(le32(&inode.raw, 0x68)) | (hi << 32);
+        if block == 0 {
+            return Ok(None);
+        }
+        let at = format!("inode {ino} attribute block {block}");
+        if block >= self.blocks_count {
+            return Err(corrupt(at, "past the file system's end"));
+        }
+        let buf = self
+            .volume
+            .read_exact_at(block * self.block_size, self.bs_usize())
+            .map_err(|e| FsError::io(at.clone(), e))?;
+        if le32(&buf, 0) != XATTR_MAGIC {
+            return Err(corrupt(
+                at,
+                format!("magic {:#010x}, not an attribute block", le32(&buf, 0)),
+            ));
+        }
+        xattr_find(&buf, XATTR_BLOCK_HEADER, 0, want, &at)
+    }
+}
+
 impl FileSystem for Ext4 {
     fn kind(&self) -> &'static str {
         "ext4"
@@ -1269,5 +1388,22 @@ impl FileSystem for Ext4 {
 
     fn volume(&self) -> &Arc<dyn ReadAt> {
         &self.volume
+    }
+
+    fn rdev(&self, id: u64) -> Result<Option<(u32, u32)>, FsError> {
+        let inode = self.inode(id)?;
+        if !matches!(inode.kind(), Kind::CharDevice | Kind::BlockDevice) {
+            return Ok(None);
+        }
+        let b = inode.i_block();
+        Ok(Some(super::decode_dev(le32(b, 0), le32(b, 4))))
+    }
+
+    fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, FsError> {
+        let Some(want) = xattr_index(name) else {
+            return Ok(None);
+        };
+        let inode = self.inode(id)?;
+        self.xattr_of(&inode, want)
     }
 }

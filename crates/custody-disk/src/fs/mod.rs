@@ -267,6 +267,38 @@ pub trait FileSystem: Send + Sync {
 
     /// The volume the file system reads, which extents are offsets into.
     fn volume(&self) -> &Arc<dyn ReadAt>;
+
+    /// The device number `(major, minor)` of a character or block device;
+    /// `None` for any other node. An overlay whiteout is a character
+    /// device 0/0. Readers that keep no device numbers say so.
+    fn rdev(&self, id: u64) -> Result<Option<(u32, u32)>, FsError> {
+        Err(FsError::Unsupported {
+            at: format!("node {id}"),
+            what: format!("device numbers on {}", self.kind()),
+        })
+    }
+
+    /// The value of the extended attribute named `name` in full, as Linux
+    /// names it (`trusted.overlay.opaque`, `user.x`, `security.selinux`);
+    /// `None` when the node has no attribute of that name. Readers that
+    /// read no extended attributes say so.
+    fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, FsError> {
+        let _ = name;
+        Err(FsError::Unsupported {
+            at: format!("node {id}"),
+            what: format!("extended attributes on {}", self.kind()),
+        })
+    }
+}
+
+/// Linux's `new_decode_dev`/`old_decode_dev`, as ext4 keeps a device
+/// number: a 16-bit old number when it is not zero, else the 32-bit new one.
+pub fn decode_dev(old: u32, new: u32) -> (u32, u32) {
+    if old != 0 {
+        ((old >> 8) & 0xff, old & 0xff)
+    } else {
+        ((new & 0xfff00) >> 8, (new & 0xff) | ((new >> 12) & 0xfff00))
+    }
 }
 
 /// Reads `buf.len()` bytes of a node's data from `offset` through its

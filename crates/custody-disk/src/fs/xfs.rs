@@ -9,8 +9,11 @@
 //! block, leaf, node: the last two are read through their data blocks,
 //! which hold every name; the leaf and free-index blocks only index them).
 //!
+//! Extended attributes are read in short form (in the inode), which
+//! holds the few small ones overlayfs sets; leaf and node forms are not.
+//!
 //! Not read: the log (a dirty log is not replayed), checksums (XFS uses
-//! CRC32C), the realtime device, extended attributes, and deleted files
+//! CRC32C), the realtime device, and deleted files
 //! (XFS clears a freed inode's mode and extent count, so
 //! [`FileSystem::orphans`] is empty).
 //!
@@ -830,6 +833,48 @@ impl Xfs {
 }
 
 /// The type a directory entry gives (`XFS_DIR3_FT_*`).
+/// Attribute namespaces of a short-form entry's flags.
+const ATTR_ROOT: u8 = 0x2;
+const ATTR_SECURE: u8 = 0x4;
+/// Flags that are a namespace (parent pointers included, never matched).
+const ATTR_NAMESPACES: u8 = 0x2 | 0x4 | 0x8;
+
+/// The attribute fork's extent count: `di_anextents`, or with `nrext64`
+/// the 32 bits where the data fork's count was.
+fn attr_extents(i: &Inode) -> u64 {
+    if i.flags2 & DIFLAG2_NREXT64 != 0 {
+        u64::from(be32(&i.raw, 76))
+    } else {
+        u64::from(be16(&i.raw, 80))
+    }
+}
+
+/// An attribute in a short-form attribute fork: a 4-byte header (total
+/// size, count), then `namelen, valuelen, flags, name, value` per entry.
+fn sf_attr(fork: &[u8], ns: u8, want: &[u8], place: &str) -> Result<Option<Vec<u8>>, FsError> {
+    let total = usize::from(be16(fork, 0)).min(fork.len());
+    let count = u8_at(fork, 2);
+    let mut at = 4usize;
+    for n in 0..count {
+        let namelen = usize::from(u8_at(fork, at));
+        let valuelen = usize::from(u8_at(fork, at + 1));
+        let flags = u8_at(fork, at + 2);
+        let end = at + 3 + namelen + valuelen;
+        if end > total {
+            return Err(corrupt(
+                format!("{place} attribute fork"),
+                format!("entry {n} at byte {at} runs past the fork's {total} bytes"),
+            ));
+        }
+        let name = slice(fork, at + 3, namelen);
+        if flags & ATTR_NAMESPACES == ns && name == want {
+            return Ok(Some(slice(fork, at + 3 + namelen, valuelen).to_vec()));
+        }
+        at = end;
+    }
+    Ok(None)
+}
+
 fn ftype_kind(t: u8) -> Option<Kind> {
     Some(match t {
         0 => return None,
@@ -920,6 +965,52 @@ impl FileSystem for Xfs {
 
     fn problems(&self) -> Vec<Problem> {
         self.problems.clone()
+    }
+
+    fn rdev(&self, id: u64) -> Result<Option<(u32, u32)>, FsError> {
+        let i = self.inode(id)?;
+        if !matches!(i.kind(), Kind::CharDevice | Kind::BlockDevice) {
+            return Ok(None);
+        }
+        if i.format != FMT_DEV {
+            return Err(corrupt(
+                i.place(),
+                format!("a device in data fork format {}", i.format),
+            ));
+        }
+        // XFS keeps Linux's `sysv` encoding: 14 bits of major, 18 of minor.
+        let dev = be32(i.fork(), 0);
+        Ok(Some((dev >> 18, dev & 0x3_ffff)))
+    }
+
+    fn xattr(&self, id: u64, name: &[u8]) -> Result<Option<Vec<u8>>, FsError> {
+        let i = self.inode(id)?;
+        let (ns, want) = if let Some(n) = name.strip_prefix(b"user.") {
+            (0u8, n)
+        } else if let Some(n) = name.strip_prefix(b"trusted.") {
+            (ATTR_ROOT, n)
+        } else if let Some(n) = name.strip_prefix(b"security.") {
+            (ATTR_SECURE, n)
+        } else {
+            return Err(FsError::Unsupported {
+                at: i.place(),
+                what: format!("attribute {:?}", String::from_utf8_lossy(name)),
+            });
+        };
+        let forkoff = usize::from(u8_at(&i.raw, 82)) * 8;
+        if forkoff == 0 {
+            return Ok(None);
+        }
+        let fork = i.raw.get(i.core + forkoff..).unwrap_or_default();
+        match u8_at(&i.raw, 83) {
+            FMT_LOCAL => sf_attr(fork, ns, want, &i.place()),
+            // An empty extent list: the fork was made, its last attribute removed.
+            FMT_EXTENTS if attr_extents(&i) == 0 => Ok(None),
+            f => Err(FsError::Unsupported {
+                at: i.place(),
+                what: format!("an attribute fork in format {f} (only short form is read)"),
+            }),
+        }
     }
 
     fn volume(&self) -> &Arc<dyn ReadAt> {
