@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Real container runtimes for the container tests: containerd (with runc)
 # and Docker from Debian's packages, on state directories of their own so
 # they never touch the machine's. Source this file, then:
@@ -34,7 +35,7 @@ stop_runtimes() {
   _runtime_dir=""
   DOCKER_HOST="unix://$d/docker.sock" /usr/bin/docker ps -aq 2>/dev/null \
     | xargs -r env DOCKER_HOST="unix://$d/docker.sock" /usr/bin/docker rm -f >/dev/null 2>&1 || true
-  [ -f "$d/docker.pid" ] && kill "$(cat "$d/docker.pid")" 2>/dev/null || true
+  if [ -f "$d/docker.pid" ]; then kill "$(cat "$d/docker.pid")" 2>/dev/null || true; fi
   local ns id
   for ns in $(ctr -a "$d/containerd.sock" namespaces ls -q 2>/dev/null); do
     for id in $(ctr -a "$d/containerd.sock" -n "$ns" tasks ls -q 2>/dev/null); do
@@ -43,7 +44,7 @@ stop_runtimes() {
   done
   sleep 0.5
   pkill -f "containerd-shim.*$d" 2>/dev/null || true
-  [ -f "$d/containerd.pid" ] && kill "$(cat "$d/containerd.pid")" 2>/dev/null || true
+  if [ -f "$d/containerd.pid" ]; then kill "$(cat "$d/containerd.pid")" 2>/dev/null || true; fi
   sleep 0.5
   # Overlay and shm mounts the runtimes left behind, deepest first.
   awk -v d="$d" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true

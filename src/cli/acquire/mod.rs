@@ -150,7 +150,7 @@ pub struct LambdaArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "name"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "name", "all"])))]
 pub struct ContainerArgs {
     #[command(flatten)]
     pub case: CaseArg,
@@ -160,6 +160,9 @@ pub struct ContainerArgs {
     /// Docker's container name, or the Kubernetes container or pod name.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Every container on this machine, with the inventory (no memory).
+    #[arg(long)]
+    pub all: bool,
     /// Do not dump the memory of its processes.
     #[arg(long)]
     pub no_memory: bool,
@@ -194,7 +197,7 @@ impl AcquireCommand {
                     select: match (&a.id, &a.name) {
                         (Some(id), _) => Select::Id(id.clone()),
                         (None, Some(n)) => Select::Name(n.clone()),
-                        // clap requires one of the two.
+                        // clap requires one of --id, --name, --all.
                         (None, None) => Select::All,
                     },
                     memory: !a.no_memory,
