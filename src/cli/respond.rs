@@ -50,12 +50,40 @@ pub enum IsolateWorkload {
     /// A Lambda function: reserved concurrency 0 (no invocation runs), its
     /// prior value recorded first.
     Lambda(FunctionArgs),
+    /// An ECS task: scale-in protection on, then its own security groups
+    /// rewritten to allow everything (untracking flows), then nothing;
+    /// refused when a group is shared with another interface.
+    Ecs(TaskArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ReleaseWorkload {
     /// A Lambda function: its recorded reserved concurrency restored.
     Lambda(FunctionArg),
+    /// An ECS task: its groups' recorded rules and its protection restored.
+    Ecs(TaskArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TaskArg {
+    /// The cluster's name or ARN.
+    #[arg(long, value_name = "C")]
+    pub cluster: String,
+    /// The task's id or ARN.
+    #[arg(long, value_name = "T")]
+    pub task: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub task: TaskArg,
+    /// Case the isolation belongs to; a new id is generated when omitted.
+    #[arg(long, value_name = "ID")]
+    pub case: Option<CaseId>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,12 +113,14 @@ fn plan_context(env: &Env) -> PlanContext<'_> {
 }
 
 pub async fn run_isolate(env: &Env, args: IsolateArgs) -> anyhow::Result<Outcome> {
-    if let Some(IsolateWorkload::Lambda(a)) = args.workload {
-        return isolate_function(env, a).await;
+    match args.workload {
+        Some(IsolateWorkload::Lambda(a)) => return isolate_function(env, a).await,
+        Some(IsolateWorkload::Ecs(a)) => return isolate_task(env, a).await,
+        None => {}
     }
     let instance = args
         .instance
-        .context("give --instance, or a workload: lambda")?;
+        .context("give --instance, or a workload: lambda, ecs")?;
     let plan = IsolateRequest {
         instance: instance.clone(),
         case: args.case.clone(),
@@ -183,6 +213,71 @@ async fn isolate_function(env: &Env, a: FunctionArgs) -> anyhow::Result<Outcome>
     }
 }
 
+async fn isolate_task(env: &Env, a: TaskArgs) -> anyhow::Result<Outcome> {
+    let case = a.case.unwrap_or_else(|| CaseId::generate(env.clock.now()));
+    let r = workload::isolate_task(env, &a.task.cluster, &a.task.task, case, a.dry_run).await?;
+    env.print(&r, || {
+        let mut s = if r.dry_run {
+            format!("plan for {} (case {}), nothing changed:\n", r.task, r.case)
+        } else {
+            format!("{} (case {}):\n", r.task, r.case)
+        };
+        for p in &r.plan {
+            s.push_str(&format!("  {p}\n"));
+        }
+        for (what, ids) in &r.taken {
+            s.push_str(&format!("  done {what} (request {})\n", ids.join(", ")));
+        }
+        if let Some(why) = &r.refused {
+            s.push_str(&format!("  NETWORK NOT ISOLATED {why}\n"));
+        }
+        for n in &r.not_holding {
+            s.push_str(&format!("  DOES NOT HOLD {n}\n"));
+        }
+        s
+    })?;
+    if let Some(why) = &r.refused {
+        anyhow::bail!("{why}");
+    }
+    if r.not_holding.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "error: isolation of {} does not hold: {}",
+            r.task,
+            r.not_holding.join("; ")
+        );
+        Ok(Outcome::VerificationFailed)
+    }
+}
+
+async fn release_task(env: &Env, a: &TaskArg) -> anyhow::Result<Outcome> {
+    let r = workload::release_task(env, &a.cluster, &a.task).await?;
+    env.print(&r, || {
+        let mut s = format!(
+            "released {} to the state recorded in ledger entry {}:\n",
+            r.task, r.prior_entry
+        );
+        for (what, ids) in &r.restored {
+            s.push_str(&format!("  restored {what} (request {})\n", ids.join(", ")));
+        }
+        for d in &r.differences {
+            s.push_str(&format!("  STILL DIFFERS {d}\n"));
+        }
+        s
+    })?;
+    if r.differences.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "error: {} is not back to its recorded state: {}",
+            r.task,
+            r.differences.join("; ")
+        );
+        Ok(Outcome::VerificationFailed)
+    }
+}
+
 async fn release_function(env: &Env, function: &str) -> anyhow::Result<Outcome> {
     let r = workload::release_function(env, function).await?;
     env.print(&r, || {
@@ -211,12 +306,14 @@ async fn release_function(env: &Env, function: &str) -> anyhow::Result<Outcome> 
 }
 
 pub async fn run_release(env: &Env, args: ReleaseArgs) -> anyhow::Result<Outcome> {
-    if let Some(ReleaseWorkload::Lambda(a)) = &args.workload {
-        return release_function(env, &a.function).await;
+    match &args.workload {
+        Some(ReleaseWorkload::Lambda(a)) => return release_function(env, &a.function).await,
+        Some(ReleaseWorkload::Ecs(a)) => return release_task(env, a).await,
+        None => {}
     }
     let instance = args
         .instance
-        .context("give --instance, or a workload: lambda")?;
+        .context("give --instance, or a workload: lambda, ecs")?;
     let report: Released = response::release(env, &instance).await?;
     env.print(&report, || {
         let mut s = format!(

@@ -11,6 +11,8 @@
 //! - [`logs`]: cloud logs with their original bytes: S3 log buckets,
 //!   CloudTrail LookupEvents, CloudWatch Logs (features `aws` and
 //!   `timeline`, whose parsers name each log's format).
+//! - [`ecs`]: an ECS task, its definition, interfaces and groups, and its
+//!   `awslogs` streams (feature `aws`).
 //! - [`lambda`]: a Lambda function, its configuration and its code checked
 //!   against `CodeSha256` (feature `aws`).
 //! - [`member`]: safe tar member names for host paths and S3 keys.
@@ -21,6 +23,8 @@ pub mod channel;
 pub mod container;
 #[cfg(feature = "aws")]
 pub mod ebs;
+#[cfg(feature = "aws")]
+pub mod ecs;
 pub mod file;
 pub mod host;
 #[cfg(feature = "aws")]

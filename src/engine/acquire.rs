@@ -106,6 +106,19 @@ pub async fn collector(app: &App, req: &AcquireRequest) -> Result<Box<dyn Collec
             })
         }
         #[cfg(feature = "aws")]
+        AcquireRequest::Ecs { cluster, task } => {
+            let aws = app.aws().await?;
+            Box::new(crate::collect::ecs::EcsCollector {
+                ecs: aws.ecs(),
+                ec2: aws.ec2(),
+                logs: aws.cloudwatch_logs(),
+                cluster: cluster.clone(),
+                task: task.clone(),
+                region: aws.region(),
+                until: app.clock.now(),
+            })
+        }
+        #[cfg(feature = "aws")]
         AcquireRequest::Memory(r) => {
             let plan = r.validate(&PlanContext {
                 now: app.clock.now(),

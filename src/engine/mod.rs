@@ -71,6 +71,9 @@ pub enum EngineError {
     #[cfg(feature = "aws")]
     #[error(transparent)]
     Api(#[from] crate::aws::ApiError),
+    /// A workload that cannot be acted on as asked (a task not found, stopped).
+    #[error("{0}")]
+    Workload(String),
     #[error("ledger entry {index} does not hold a readable prior state")]
     PriorUnreadable {
         index: u64,

@@ -14,6 +14,7 @@ mod cli;
 mod common;
 mod containers;
 mod ebs;
+mod ecs;
 mod eks;
 mod fault_proxy;
 mod faults;

@@ -1,4 +1,4 @@
-//! `custody acquire file|host|container|ebs|memory|lambda`: the flags of each into the
+//! `custody acquire file|host|container|ebs|memory|lambda|ecs`: the flags of each into the
 //! engine's [`AcquireRequest`]; [`ec2`] holds those of `ebs` and `memory`
 //! (feature `aws`).
 
@@ -42,6 +42,11 @@ pub enum AcquireCommand {
     /// layers, and its code checked against Lambda's CodeSha256.
     #[cfg(feature = "aws")]
     Lambda(LambdaArgs),
+    /// An ECS task (Fargate or EC2): the task, its definition, containers
+    /// and image digests, network interfaces and security groups, the EC2
+    /// instance it runs on, and its `awslogs` streams.
+    #[cfg(feature = "aws")]
+    Ecs(EcsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +140,19 @@ impl RuntimeArgs {
 
 #[cfg(feature = "aws")]
 #[derive(Debug, clap::Args)]
+pub struct EcsArgs {
+    #[command(flatten)]
+    pub case: CaseArg,
+    /// The cluster's name or ARN.
+    #[arg(long, value_name = "C")]
+    pub cluster: String,
+    /// The task's id or ARN.
+    #[arg(long, value_name = "T")]
+    pub task: String,
+}
+
+#[cfg(feature = "aws")]
+#[derive(Debug, clap::Args)]
 pub struct LambdaArgs {
     #[command(flatten)]
     pub case: CaseArg,
@@ -208,6 +226,14 @@ impl AcquireCommand {
             Self::Ebs(a) => (AcquireRequest::Ebs(a.request()), &a.case),
             #[cfg(feature = "aws")]
             Self::Memory(a) => (AcquireRequest::Memory(a.request()), &a.case),
+            #[cfg(feature = "aws")]
+            Self::Ecs(a) => (
+                AcquireRequest::Ecs {
+                    cluster: a.cluster.clone(),
+                    task: a.task.clone(),
+                },
+                &a.case,
+            ),
             #[cfg(feature = "aws")]
             Self::Lambda(a) => (
                 AcquireRequest::Lambda {

@@ -79,6 +79,9 @@ pub enum AcquireRequest {
         /// How far back its log group is read.
         logs_window: time::Duration,
     },
+    /// An ECS task: its description, definition, network and logs.
+    #[cfg(feature = "aws")]
+    Ecs { cluster: String, task: String },
     /// One container on this node.
     Container {
         node: crate::collect::container::Node,
