@@ -290,7 +290,19 @@ impl EbsCollector {
             EbsTarget::Instance(_) if self.changed_since.is_some() => {
                 return Err(EbsError::ChangedSinceInstance);
             }
-            EbsTarget::Instance(i) => self.instance_volumes(i).await?,
+            EbsTarget::Instance(i) => {
+                let volumes = self.instance_volumes(i).await?;
+                let mut earlier = false;
+                for v in &volumes {
+                    earlier |= self.earlier_snapshot(case, v).await.is_some();
+                }
+                if !earlier {
+                    return self.snapshot_instance(ctx, case, i).await;
+                }
+                // An interrupted run made some: each volume is read as the
+                // per-volume path says (the set is no longer one moment).
+                volumes
+            }
         };
         let mut out = Vec::with_capacity(volumes.len());
         for v in volumes {
@@ -335,15 +347,8 @@ impl EbsCollector {
         Ok(vols)
     }
 
-    /// Creates a snapshot of `volume`, tagged with the case and the reason,
-    /// records it, and waits for it to complete.
-    async fn snapshot_volume(
-        &self,
-        ctx: &AcquireContext,
-        case: &CaseId,
-        volume: &str,
-    ) -> Result<String, EbsError> {
-        use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    fn snapshot_tags(&self, case: &CaseId) -> Vec<aws_sdk_ec2::types::Tag> {
+        use aws_sdk_ec2::types::Tag;
         let mut tags = vec![
             Tag::builder()
                 .key("custody:case")
@@ -359,6 +364,100 @@ impl EbsCollector {
             let r: String = r.chars().take(256).collect();
             tags.push(Tag::builder().key("custody:reason").value(r).build());
         }
+        tags
+    }
+
+    /// Snapshots every EBS volume of `instance` at one moment
+    /// (CreateSnapshots: a crash-consistent set), tagged with the case and
+    /// the reason, records the set, and waits for each to complete.
+    async fn snapshot_instance(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+        instance: &str,
+    ) -> Result<Vec<ToRead>, EbsError> {
+        use aws_sdk_ec2::types::{
+            CopyTagsFromSource, InstanceSpecification, ResourceType, TagSpecification,
+        };
+        let out = self
+            .ec2
+            .create_snapshots()
+            .instance_specification(
+                InstanceSpecification::builder()
+                    .instance_id(instance)
+                    .exclude_boot_volume(false)
+                    .build(),
+            )
+            .description(format!("custody case {case}: evidence of {instance}"))
+            .copy_tags_from_source(CopyTagsFromSource::Volume)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Snapshot)
+                    .set_tags(Some(self.snapshot_tags(case)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ApiError::sdk("snapshot the volumes of", instance, e))?;
+        let set: Vec<(String, String)> = out
+            .snapshots()
+            .iter()
+            .filter_map(|s| Some((s.volume_id()?.to_owned(), s.snapshot_id()?.to_owned())))
+            .collect();
+        if set.is_empty() {
+            return Err(EbsError::NoVolumes(instance.to_owned()));
+        }
+        tracing::info!(%instance, snapshots = set.len(), "crash-consistent snapshot set started");
+        for (v, s) in &set {
+            self.note_snapshot(case, v, s);
+        }
+        if let Some(rec) = &ctx.recorder {
+            let detail = serde_json::json!({
+                "action": "create_snapshots",
+                "instance": instance,
+                "crash_consistent": true,
+                "snapshots": set.iter().map(|(v, s)| serde_json::json!({"volume": v, "snapshot": s})).collect::<Vec<_>>(),
+                "request_id": aws_sdk_ec2::operation::RequestId::request_id(&out),
+            });
+            if let Err(e) = rec.record(
+                Some(case),
+                crate::ledger::entry::Action::SnapshotCreated,
+                None,
+                Some(Source {
+                    resource: instance.to_owned(),
+                    region: self.region.clone(),
+                    ..Source::default()
+                }),
+                Some(detail),
+            ) {
+                tracing::error!(error = %crate::error_chain(&e), "cannot record the snapshot set in the ledger");
+            }
+        }
+        let n = set.len();
+        let mut reads = Vec::with_capacity(n);
+        for (volume, snapshot) in set {
+            self.wait_completed(&snapshot).await?;
+            reads.push(ToRead {
+                snapshot,
+                volume: Some(volume),
+                notes: vec![format!(
+                    "one of a crash-consistent set of {n} snapshots of {instance}, taken at one moment (CreateSnapshots)"
+                )],
+            });
+        }
+        Ok(reads)
+    }
+
+    /// Creates a snapshot of `volume`, tagged with the case and the reason,
+    /// records it, and waits for it to complete.
+    async fn snapshot_volume(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+        volume: &str,
+    ) -> Result<String, EbsError> {
+        use aws_sdk_ec2::types::{ResourceType, TagSpecification};
+        let tags = self.snapshot_tags(case);
         let out = self
             .ec2
             .create_snapshot()

@@ -670,3 +670,122 @@ fn throttled_block_reads_are_retried_and_access_errors_are_not() {
         home.store_files()
     );
 }
+
+#[test]
+fn an_instance_is_snapshotted_as_one_crash_consistent_set() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&conf(&endpoint));
+    let ami = rt.block_on(crate::common::any_image(&ec2));
+    let blocks: Vec<Vec<u8>> = (0..4)
+        .map(|i| crate::common::noise(BLOCK, 90 + i))
+        .collect();
+    let root: Vec<(usize, &[u8])> = vec![(0, &blocks[0]), (9, &blocks[1])];
+    let data: Vec<(usize, &[u8])> = vec![(3, &blocks[2]), (700, &blocks[3])];
+    let root_seed = rt.block_on(seed_blocks(&endpoint, 1, &root));
+    let data_seed = rt.block_on(seed_blocks(&endpoint, 1, &data));
+    let (_vpc, _group, id) = rt.block_on(crate::common::instance_in_own_vpc(
+        &ec2,
+        &ami,
+        91,
+        Some(&root_seed),
+    ));
+    // A second volume, attached: both must come from the same moment.
+    rt.block_on(async {
+        let az = ec2
+            .describe_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap()
+            .reservations()[0]
+            .instances()[0]
+            .placement()
+            .unwrap()
+            .availability_zone()
+            .unwrap()
+            .to_owned();
+        let vol = ec2
+            .create_volume()
+            .snapshot_id(&data_seed)
+            .availability_zone(az)
+            .send()
+            .await
+            .unwrap()
+            .volume_id()
+            .unwrap()
+            .to_owned();
+        ec2.attach_volume()
+            .volume_id(vol)
+            .instance_id(&id)
+            .device("/dev/sdf")
+            .send()
+            .await
+            .unwrap();
+    });
+    let home = Home::new();
+    let out = custody(
+        &home,
+        &endpoint,
+        &[
+            "--json",
+            "acquire",
+            "ebs",
+            "--instance",
+            &id,
+            "--case",
+            "set1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arts = r["artefacts"].as_array().unwrap();
+    let disks: Vec<&serde_json::Value> =
+        arts.iter().filter(|a| a["kind"] == "disk_image").collect();
+    assert_eq!(disks.len(), 2, "{r:#}");
+    for d in &disks {
+        assert!(
+            d["notes"].to_string().contains("crash-consistent set of 2"),
+            "{}",
+            d["notes"]
+        );
+    }
+    // One CreateSnapshots call for both, on the record.
+    let entries =
+        std::fs::read_to_string(custody::ledger::LedgerPaths::in_home(home.path()).entries())
+            .unwrap();
+    let sets: Vec<&str> = entries
+        .lines()
+        .filter(|l| l.contains("create_snapshots"))
+        .collect();
+    assert_eq!(sets.len(), 1, "{entries}");
+    assert!(
+        !entries.contains("\"create_snapshot\""),
+        "no volume snapshotted alone"
+    );
+    // Each image is bit-exact: the same raw digest as its volume's source snapshot.
+    for seed in [&root_seed, &data_seed] {
+        let direct = custody(
+            &home,
+            &endpoint,
+            &[
+                "--json",
+                "acquire",
+                "ebs",
+                "--snapshot",
+                seed,
+                "--case",
+                "direct",
+            ],
+        );
+        assert!(direct.status.success(), "{}", stderr(&direct));
+        let d: serde_json::Value = serde_json::from_slice(&direct.stdout).unwrap();
+        let want = &d["artefacts"][0]["raw"]["sha256"];
+        assert!(
+            disks.iter().any(|a| &a["raw"]["sha256"] == want),
+            "no image of the set matches {seed}"
+        );
+    }
+}
