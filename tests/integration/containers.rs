@@ -720,3 +720,99 @@ fn p2_a_layer_gone_and_a_damaged_runtime_state_are_named_and_the_rest_is_taken()
         stderr(&out)
     );
 }
+
+#[test]
+fn a_node_disk_image_gives_the_same_layers_through_custody_process() {
+    let Some(rt) = runtimes() else { return };
+    let name = unique("custody-img");
+    let id = rt.docker_container(&name, "A=1");
+    let diff: BTreeSet<String> = rt
+        .docker(&["diff", &name])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // The node as an image: both runtimes' state copied with cp -a (device
+    // nodes and trusted.* attributes kept), made ext4 by mkfs.ext4 -d.
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("stage/var/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for (from, to) in [
+        (&rt.containerd_root, "containerd"),
+        (&rt.docker_root, "docker"),
+    ] {
+        // Mounted root file systems are not the runtimes' state; a file
+        // another test's container removes meanwhile is no matter.
+        let _ = Command::new("cp")
+            .args(["-a", "--one-file-system"])
+            .arg(from)
+            .arg(lib.join(to))
+            .output()
+            .unwrap();
+        assert!(lib.join(to).is_dir(), "cp -a {from}");
+    }
+    rt.rm(&name);
+    let du = Command::new("du")
+        .arg("-sb")
+        .arg(dir.path().join("stage"))
+        .output()
+        .unwrap();
+    let bytes: u64 = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let img = dir.path().join("node.img");
+    let mk = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-I", "256", "-d"])
+        .arg(dir.path().join("stage"))
+        .arg(&img)
+        .arg(format!("{}M", bytes * 2 / (1 << 20) + 64))
+        .output()
+        .unwrap();
+    assert!(mk.status.success(), "{}", stderr(&mk));
+
+    let home = Home::new();
+    let r = home.json(&[
+        "acquire",
+        "file",
+        img.to_str().unwrap(),
+        "--kind",
+        "disk-image",
+        "--case",
+        "node",
+        "--process",
+    ]);
+    let found = r["processed"].to_string();
+    assert!(
+        found.contains("container"),
+        "the report names the containers: {found}"
+    );
+    let shown = home.json(&["show", "node"]);
+    let layers: Vec<&serde_json::Value> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "container_layer")
+        .collect();
+    let inventories = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "container_inventory")
+        .count();
+    assert_eq!(inventories, 1, "{shown:#}");
+    let mine = layers
+        .iter()
+        .find(|a| a.to_string().contains(&id[..12]))
+        .unwrap_or_else(|| panic!("no layer of {id} among {}", layers.len()));
+    let layer = members(&home, "node", mine["id"].as_str().unwrap());
+    assert_eq!(
+        change_set(&json(&layer, "changes.json")),
+        diff,
+        "the image's layer against docker diff of the live container"
+    );
+    assert_eq!(layer["upper/etc/motd"], b"welcome\ntampered\n");
+    let v = home.run(&["verify", "node"]);
+    assert!(v.status.success(), "{}", stderr(&v));
+}
