@@ -96,6 +96,66 @@ pub(super) fn parse(root: &Node<'_>, limits: &Limits) -> Result<Alert, AlertErro
             entities.add(Kind::Principal, key.get("userName")?)?;
             entities.add(Kind::Principal, key.get("principalId")?)?;
         }
+        if let Some(l) = resource.get("lambdaDetails")? {
+            entities.add(
+                Kind::Function,
+                first_present([l.get("functionArn")?, l.get("functionName")?])?,
+            )?;
+        }
+        if let Some(ecs) = resource.get("ecsClusterDetails")? {
+            // Only the long ARN form names the task's cluster; the short
+            // one (retired by AWS in 2021) cannot be acted on and is left out.
+            if let Some(task) = ecs.at(&["taskDetails", "arn"])?
+                && super::is_task_arn(task.as_str()?)
+            {
+                entities.add(Kind::Task, Some(task))?;
+            }
+        }
+        if let Some(eks) = resource.get("eksClusterDetails")? {
+            entities.add(Kind::Cluster, eks.get("name")?)?;
+        }
+        // Malware Protection names the snapshots it scanned; a kept one is
+        // the disk at scan time, to acquire instead of taking another.
+        if let Some(vols) = resource.at(&["ebsVolumeDetails", "scannedVolumeDetails"])? {
+            for v in vols.items()? {
+                entities.add(Kind::Snapshot, v.get("snapshotArn")?)?;
+            }
+        }
+    }
+
+    // An attack sequence: every resource and actor it involves.
+    if let Some(seq) = finding.at(&["service", "detection", "sequence"])? {
+        if let Some(resources) = seq.get("resources")? {
+            for r in resources.items()? {
+                let uid = r.get("uid")?;
+                let last =
+                    |n: &Option<super::json::Node<'_>>| -> Result<Option<String>, AlertError> {
+                        Ok(match n {
+                            Some(n) => n.as_str()?.rsplit('/').next().map(str::to_owned),
+                            None => None,
+                        })
+                    };
+                match r.opt_str("resourceType")? {
+                    Some("EC2_INSTANCE") => {
+                        if let Some(id) = last(&uid)? {
+                            entities.instance(&r.path(), &id)?;
+                        }
+                    }
+                    Some("EKS_CLUSTER") => {
+                        entities.add(Kind::Cluster, first_present([r.get("name")?])?)?;
+                    }
+                    Some("ACCESS_KEY") => entities.add(Kind::Principal, r.get("name")?)?,
+                    _ => {}
+                }
+            }
+        }
+        if let Some(actors) = seq.get("actors")? {
+            for a in actors.items()? {
+                if let Some(user) = a.get("user")? {
+                    entities.add(Kind::Principal, user.get("name")?)?;
+                }
+            }
+        }
     }
 
     if let Some(action) = finding.at(&["service", "action"])? {

@@ -141,6 +141,14 @@ pub struct Entities {
     pub ips: Vec<IpAddr>,
     /// IAM user names and principal ids.
     pub principals: Vec<String>,
+    /// Lambda functions: names or ARNs.
+    pub functions: Vec<String>,
+    /// ECS task ARNs (`arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID`).
+    pub tasks: Vec<String>,
+    /// EKS cluster names.
+    pub clusters: Vec<String>,
+    /// EBS snapshots a scanner kept (GuardDuty Malware Protection).
+    pub snapshots: Vec<String>,
 }
 
 impl Entities {
@@ -150,6 +158,19 @@ impl Entities {
             + self.regions.len()
             + self.ips.len()
             + self.principals.len()
+            + self.functions.len()
+            + self.tasks.len()
+            + self.clusters.len()
+            + self.snapshots.len()
+    }
+
+    /// Whether it names something custody can act on.
+    pub fn has_workloads(&self) -> bool {
+        !(self.instances.is_empty()
+            && self.functions.is_empty()
+            && self.tasks.is_empty()
+            && self.clusters.is_empty()
+            && self.snapshots.is_empty())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -163,7 +184,18 @@ impl Entities {
         let instances = self.instances.iter().map(|i| format!("instance:{i}"));
         let ips = self.ips.iter().map(|i| format!("ip:{i}"));
         let principals = self.principals.iter().map(|p| format!("principal:{p}"));
-        instances.chain(ips).chain(principals).collect()
+        let functions = self.functions.iter().map(|f| format!("function:{f}"));
+        let tasks = self.tasks.iter().map(|t| format!("task:{t}"));
+        let clusters = self.clusters.iter().map(|c| format!("cluster:{c}"));
+        let snapshots = self.snapshots.iter().map(|s| format!("snapshot:{s}"));
+        instances
+            .chain(ips)
+            .chain(principals)
+            .chain(functions)
+            .chain(tasks)
+            .chain(clusters)
+            .chain(snapshots)
+            .collect()
     }
 }
 
@@ -412,6 +444,10 @@ struct EntitySet {
     regions: BTreeSet<String>,
     ips: BTreeSet<IpAddr>,
     principals: BTreeSet<String>,
+    functions: BTreeSet<String>,
+    tasks: BTreeSet<String>,
+    clusters: BTreeSet<String>,
+    snapshots: BTreeSet<String>,
 }
 
 impl EntitySet {
@@ -425,6 +461,10 @@ impl EntitySet {
             regions: BTreeSet::new(),
             ips: BTreeSet::new(),
             principals: BTreeSet::new(),
+            functions: BTreeSet::new(),
+            tasks: BTreeSet::new(),
+            clusters: BTreeSet::new(),
+            snapshots: BTreeSet::new(),
         }
     }
 
@@ -434,6 +474,26 @@ impl EntitySet {
             + self.regions.len()
             + self.ips.len()
             + self.principals.len()
+            + self.functions.len()
+            + self.tasks.len()
+            + self.clusters.len()
+            + self.snapshots.len()
+    }
+
+    /// A workload entity, checked by `valid`.
+    fn workload(
+        &mut self,
+        path: &str,
+        v: &str,
+        valid: fn(&str) -> bool,
+        expected: &'static str,
+        pick: fn(&mut Self) -> &mut BTreeSet<String>,
+    ) -> Result<(), AlertError> {
+        if !valid(v) {
+            return Err(self.invalid(path, v, expected));
+        }
+        pick(self).insert(v.to_owned());
+        self.check_limit()
     }
 
     fn check_limit(&self) -> Result<(), AlertError> {
@@ -486,6 +546,10 @@ impl EntitySet {
         self.check_limit()
     }
 
+    fn cluster(&mut self, path: &str, v: &str) -> Result<(), AlertError> {
+        self.workload(path, v, is_cluster_name, CLUSTER, |s| &mut s.clusters)
+    }
+
     fn principal(&mut self, path: &str, v: &str) -> Result<(), AlertError> {
         if !is_principal(v) {
             return Err(self.invalid(path, v, PRINCIPAL));
@@ -509,6 +573,14 @@ impl EntitySet {
             Kind::Region => self.region(&path, v),
             Kind::Ip => self.ip(&path, v),
             Kind::Principal => self.principal(&path, v),
+            Kind::Function => self.workload(&path, v, is_function, FUNCTION, |s| &mut s.functions),
+            Kind::Task => self.workload(&path, v, is_task_arn, TASK, |s| &mut s.tasks),
+            Kind::Cluster => self.workload(&path, v, is_cluster_name, CLUSTER, |s| &mut s.clusters),
+            Kind::Snapshot => {
+                // A snapshot ARN (`…:snapshot/snap-…`) names its id last.
+                let id = v.rsplit('/').next().unwrap_or(v);
+                self.workload(&path, id, is_snapshot_id, SNAPSHOT, |s| &mut s.snapshots)
+            }
         }
     }
 
@@ -528,6 +600,10 @@ impl EntitySet {
             regions: self.regions.into_iter().collect(),
             ips: self.ips.into_iter().collect(),
             principals: self.principals.into_iter().collect(),
+            functions: self.functions.into_iter().collect(),
+            tasks: self.tasks.into_iter().collect(),
+            clusters: self.clusters.into_iter().collect(),
+            snapshots: self.snapshots.into_iter().collect(),
         }
     }
 }
@@ -539,6 +615,10 @@ enum Kind {
     Region,
     Ip,
     Principal,
+    Function,
+    Task,
+    Cluster,
+    Snapshot,
 }
 
 const INSTANCE_ID: &str = "an EC2 instance id (i- and 8 or 17 lowercase hex digits)";
@@ -546,6 +626,80 @@ const ACCOUNT_ID: &str = "an AWS account id (12 digits)";
 const REGION: &str = "an AWS region name (like us-east-1)";
 const IP: &str = "an IPv4 or IPv6 address";
 const PRINCIPAL: &str = "a principal name (1 to 512 characters, no control characters)";
+const FUNCTION: &str = "a Lambda function name (1 to 64 of A-Z a-z 0-9 - _) or ARN";
+const TASK: &str = "an ECS task ARN (arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID)";
+const CLUSTER: &str = "a cluster name (1 to 100 of A-Z a-z 0-9 - _, a letter or digit first)";
+const SNAPSHOT: &str = "an EBS snapshot id (snap- and 8 or 17 lowercase hex digits) or ARN";
+
+fn is_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:REST` with a known partition,
+/// region and account: the rest.
+fn arn_rest<'a>(s: &'a str, service: &str) -> Option<&'a str> {
+    let mut p = s.splitn(6, ':');
+    let (arn, partition, svc, region, account, rest) = (
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+    );
+    (arn == "arn"
+        && partition.starts_with("aws")
+        && svc == service
+        && is_region(region)
+        && is_account_id(account))
+    .then_some(rest)
+}
+
+/// A Lambda function's name, or its ARN (a version or alias after it too).
+pub fn is_function(s: &str) -> bool {
+    match arn_rest(s, "lambda") {
+        Some(rest) => rest.strip_prefix("function:").is_some_and(|f| {
+            let mut parts = f.splitn(2, ':');
+            parts.next().is_some_and(|n| is_name(n, 64))
+                && parts
+                    .next()
+                    .is_none_or(|q| is_name(q.trim_start_matches('$'), 128))
+        }),
+        None => is_name(s, 64),
+    }
+}
+
+/// An ECS task ARN of the long form, which names its cluster.
+pub fn is_task_arn(s: &str) -> bool {
+    arn_rest(s, "ecs")
+        .and_then(|r| r.strip_prefix("task/"))
+        .and_then(|r| r.split_once('/'))
+        .is_some_and(|(cluster, id)| is_name(cluster, 255) && is_name(id, 64))
+}
+
+/// The cluster of a long-form ECS task ARN.
+pub fn task_cluster(arn: &str) -> Option<&str> {
+    arn_rest(arn, "ecs")?
+        .strip_prefix("task/")?
+        .split_once('/')
+        .map(|(c, _)| c)
+}
+
+fn is_cluster_name(s: &str) -> bool {
+    is_name(s, 100) && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_snapshot_id(s: &str) -> bool {
+    s.strip_prefix("snap-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
 
 /// `i-` and 8 or 17 lowercase hex digits: an EC2 instance id's shape, for
 /// alerts and for the engine's requests alike.

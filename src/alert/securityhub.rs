@@ -112,6 +112,26 @@ fn finding(envelope: &Node<'_>, f: &Node<'_>, limits: &Limits) -> Result<Alert, 
                     entities.add(Kind::Principal, d.get("UserName")?)?;
                 }
             }
+            Some("AwsLambdaFunction") => entities.add(Kind::Function, r.get("Id")?)?,
+            Some("AwsEcsTask") => {
+                if let Some(id) = r.get("Id")?
+                    && super::is_task_arn(id.as_str()?)
+                {
+                    entities.add(Kind::Task, Some(id))?;
+                }
+            }
+            Some("AwsEksCluster") => {
+                let name = match r.at(&["Details", "AwsEksCluster", "Name"])? {
+                    Some(n) => Some(n.as_str()?.to_owned()),
+                    None => match r.get("Id")? {
+                        Some(id) => id.as_str()?.rsplit('/').next().map(str::to_owned),
+                        None => None,
+                    },
+                };
+                if let Some(n) = name {
+                    entities.cluster(&r.path(), &n)?;
+                }
+            }
             _ => {}
         }
     }

@@ -63,6 +63,7 @@ fn sample_guardduty_ssh_bruteforce() {
                 regions: strings(&["eu-west-1"]),
                 ips: ips(&["10.0.12.34", "198.51.100.23", "203.0.113.10"]),
                 principals: vec![],
+                ..Entities::default()
             },
         }
     );
@@ -89,6 +90,7 @@ fn sample_guardduty_low_severity() {
             regions: strings(&["eu-west-1"]),
             ips: ips(&["192.0.2.77"]),
             principals: strings(&["AIDAEXAMPLEPRINCIPAL1", "ci-deployer"]),
+            ..Entities::default()
         }
     );
 }
@@ -132,6 +134,7 @@ fn sample_securityhub_imported_has_two_findings() {
             regions: strings(&["us-east-1"]),
             ips: ips(&["10.1.4.25", "54.210.0.99"]),
             principals: vec![],
+            ..Entities::default()
         }
     );
 
@@ -150,6 +153,7 @@ fn sample_securityhub_imported_has_two_findings() {
             regions: strings(&["us-east-1"]),
             ips: vec![],
             principals: strings(&["AIDAEXAMPLEPRINCIPAL2", "legacy-etl"]),
+            ..Entities::default()
         }
     );
 }
@@ -178,6 +182,7 @@ fn sample_generic() {
                 regions: strings(&["eu-central-1"]),
                 ips: ips(&["10.20.30.40", "2001:db8::17"]),
                 principals: strings(&["arn:aws:iam::210987654321:role/build", "build-agent"]),
+                ..Entities::default()
             },
         }
     );
@@ -845,4 +850,160 @@ proptest! {
         graft(&mut doc, choice, new);
         check(source, &body(&doc))?;
     }
+}
+
+// --- workloads that are not instances ---
+
+/// The sample GuardDuty event with its resource replaced.
+fn guardduty_with(resource_type: &str, resource: Value) -> Value {
+    let mut event = guardduty_event();
+    let mut r = resource;
+    r["resourceType"] = json!(resource_type);
+    event["detail"]["resource"] = r;
+    event["detail"]["service"]["action"] = json!({});
+    event
+}
+
+#[test]
+fn guardduty_lambda_ecs_eks_and_malware_scan_resources_become_entities() {
+    let lambda = one(
+        "guardduty",
+        &body(&guardduty_with(
+            "Lambda",
+            json!({ "lambdaDetails": {
+                "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:payments-api",
+                "functionName": "payments-api" } }),
+        )),
+    );
+    assert_eq!(lambda.resource_type.as_deref(), Some("Lambda"));
+    assert_eq!(
+        lambda.entities.functions,
+        strings(&["arn:aws:lambda:eu-west-1:123456789012:function:payments-api"])
+    );
+    assert!(lambda.entities.has_workloads());
+    let task = "arn:aws:ecs:eu-west-1:123456789012:task/prod/0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+    let ecs = one(
+        "guardduty",
+        &body(&guardduty_with(
+            "ECSCluster",
+            json!({ "ecsClusterDetails": { "name": "prod", "taskDetails": { "arn": task } } }),
+        )),
+    );
+    assert_eq!(ecs.entities.tasks, strings(&[task]));
+    assert_eq!(crate::alert::task_cluster(task), Some("prod"));
+    let eks = one(
+        "guardduty",
+        &body(&guardduty_with(
+            "EKSCluster",
+            json!({ "eksClusterDetails": { "name": "prod-eks" } }),
+        )),
+    );
+    assert_eq!(eks.entities.clusters, strings(&["prod-eks"]));
+    assert!(
+        eks.entities
+            .join_keys()
+            .contains(&"cluster:prod-eks".to_owned())
+    );
+    let scan = one(
+        "guardduty",
+        &body(&guardduty_with(
+            "Instance",
+            json!({
+                "instanceDetails": { "instanceId": "i-0123456789abcdef0" },
+                "ebsVolumeDetails": { "scannedVolumeDetails": [
+                    { "volumeArn": "arn:aws:ec2:eu-west-1:123456789012:volume/vol-0123456789abcdef0",
+                      "snapshotArn": "arn:aws:ec2:eu-west-1::snapshot/snap-0fedcba9876543210" }
+                ] }
+            }),
+        )),
+    );
+    assert_eq!(
+        scan.entities.snapshots,
+        strings(&["snap-0fedcba9876543210"])
+    );
+    assert_eq!(scan.entities.instances, strings(&["i-0123456789abcdef0"]));
+}
+
+#[test]
+fn guardduty_attack_sequence_names_every_resource_and_actor() {
+    let mut event = guardduty_with("AttackSequence", json!({}));
+    event["detail"]["type"] = json!("AttackSequence:EKS/CompromisedCluster");
+    event["detail"]["service"]["detection"] = json!({ "sequence": {
+        "uid": "seq-1", "description": "a cluster taken over",
+        "signals": [{ "uid": "s1", "type": "FINDING", "name": "x" }],
+        "resources": [
+            { "uid": "arn:aws:ec2:eu-west-1:123456789012:instance/i-0aaaaaaaaaaaaaaa1", "resourceType": "EC2_INSTANCE" },
+            { "uid": "arn:aws:eks:eu-west-1:123456789012:cluster/prod-eks", "name": "prod-eks", "resourceType": "EKS_CLUSTER" },
+            { "uid": "AKIAEXAMPLE", "name": "AKIAEXAMPLE", "resourceType": "ACCESS_KEY" },
+            { "uid": "arn:aws:s3:::loot", "resourceType": "S3_BUCKET" }
+        ],
+        "actors": [{ "id": "a1", "user": { "name": "mallory", "uid": "AIDAEXAMPLE" } }]
+    }});
+    let a = one("guardduty", &body(&event));
+    assert_eq!(a.entities.instances, strings(&["i-0aaaaaaaaaaaaaaa1"]));
+    assert_eq!(a.entities.clusters, strings(&["prod-eks"]));
+    assert_eq!(a.entities.principals, strings(&["AKIAEXAMPLE", "mallory"]));
+}
+
+#[test]
+fn p2_workload_entities_of_the_wrong_shape_are_refused_by_path() {
+    let bad = guardduty_with(
+        "Lambda",
+        json!({ "lambdaDetails": { "functionArn": "arn:aws:lambda:eu-west-1:123456789012:function:../../x" } }),
+    );
+    let e = err("guardduty", &body(&bad));
+    assert!(
+        e.to_string()
+            .contains("detail.resource.lambdaDetails.functionArn"),
+        "{e}"
+    );
+    let bad = guardduty_with(
+        "EKSCluster",
+        json!({ "eksClusterDetails": { "name": "-x;rm" } }),
+    );
+    assert!(
+        err("guardduty", &body(&bad))
+            .to_string()
+            .contains("eksClusterDetails.name")
+    );
+    let bad = guardduty_with(
+        "Instance",
+        json!({ "ebsVolumeDetails": { "scannedVolumeDetails": [{ "snapshotArn": "snap-XYZ" }] } }),
+    );
+    assert!(
+        err("guardduty", &body(&bad))
+            .to_string()
+            .contains("snapshotArn")
+    );
+    // A short-form task ARN names no cluster: nothing to act on, no error.
+    let short = guardduty_with(
+        "ECSCluster",
+        json!({ "ecsClusterDetails": { "taskDetails": { "arn": "arn:aws:ecs:eu-west-1:123456789012:task/0a1b2c" } } }),
+    );
+    assert!(one("guardduty", &body(&short)).entities.tasks.is_empty());
+}
+
+#[test]
+fn securityhub_lambda_ecs_and_eks_resources_become_entities() {
+    let mut event = securityhub_event();
+    let findings = event["detail"]["findings"]
+        .as_array_mut()
+        .expect("findings");
+    findings.truncate(1);
+    findings[0]["Resources"] = json!([
+        { "Type": "AwsLambdaFunction", "Id": "arn:aws:lambda:eu-west-1:123456789012:function:etl" },
+        { "Type": "AwsEcsTask", "Id": "arn:aws:ecs:eu-west-1:123456789012:task/prod/abc123" },
+        { "Type": "AwsEksCluster", "Id": "arn:aws:eks:eu-west-1:123456789012:cluster/prod-eks" }
+    ]);
+    let a = one("securityhub", &body(&event));
+    assert_eq!(a.resource_type.as_deref(), Some("AwsLambdaFunction"));
+    assert_eq!(
+        a.entities.functions,
+        strings(&["arn:aws:lambda:eu-west-1:123456789012:function:etl"])
+    );
+    assert_eq!(
+        a.entities.tasks,
+        strings(&["arn:aws:ecs:eu-west-1:123456789012:task/prod/abc123"])
+    );
+    assert_eq!(a.entities.clusters, strings(&["prod-eks"]));
 }

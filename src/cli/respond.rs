@@ -180,7 +180,9 @@ fn human_isolate(r: &Isolated) -> String {
 
 async fn isolate_function(env: &Env, a: FunctionArgs) -> anyhow::Result<Outcome> {
     let case = a.case.unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let r = workload::isolate_function(env, &a.function.function, case, a.dry_run).await?;
+    let r =
+        workload::isolate_function(env, &env.recorder()?, &a.function.function, case, a.dry_run)
+            .await?;
     env.print(&r, || {
         let mut s = if r.dry_run {
             format!(
@@ -215,7 +217,15 @@ async fn isolate_function(env: &Env, a: FunctionArgs) -> anyhow::Result<Outcome>
 
 async fn isolate_task(env: &Env, a: TaskArgs) -> anyhow::Result<Outcome> {
     let case = a.case.unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let r = workload::isolate_task(env, &a.task.cluster, &a.task.task, case, a.dry_run).await?;
+    let r = workload::isolate_task(
+        env,
+        &env.recorder()?,
+        &a.task.cluster,
+        &a.task.task,
+        case,
+        a.dry_run,
+    )
+    .await?;
     env.print(&r, || {
         let mut s = if r.dry_run {
             format!("plan for {} (case {}), nothing changed:\n", r.task, r.case)

@@ -89,6 +89,8 @@ pub struct EbsCollector {
     /// Where blocks already read are kept until the image is stored, so an
     /// interrupted acquisition resumes; `None` keeps nothing.
     pub spool_dir: Option<PathBuf>,
+    /// Who made the snapshot read, when not custody: noted on the image.
+    pub made_by: Option<String>,
 }
 
 impl std::fmt::Debug for EbsCollector {
@@ -283,7 +285,7 @@ impl EbsCollector {
                 return Ok(vec![ToRead {
                     snapshot: s.clone(),
                     volume: None,
-                    notes: Vec::new(),
+                    notes: self.made_by.iter().cloned().collect(),
                 }]);
             }
             EbsTarget::Volume(v) => vec![v.clone()],

@@ -31,6 +31,7 @@ pub fn ebs_collector(app: &App, aws: &Aws, r: &EbsRequest) -> EbsCollector {
         region: aws.region(),
         changed_since: r.changed_since.clone(),
         spool_dir: Some(app.config.home.join("spool")),
+        made_by: r.made_by.clone(),
     }
 }
 
@@ -158,9 +159,21 @@ pub async fn acquire(
     case: Option<CaseId>,
     verify: bool,
 ) -> Result<Acquired, EngineError> {
+    acquire_recorded(app, app.recorder()?, req, case, verify).await
+}
+
+/// [`acquire`], recording with `rec` (the server records with the alert
+/// as the reason).
+pub async fn acquire_recorded(
+    app: &App,
+    rec: crate::ledger::Recorder,
+    req: &AcquireRequest,
+    case: Option<CaseId>,
+    verify: bool,
+) -> Result<Acquired, EngineError> {
     let collector = collector(app, req).await?;
     let case = case.unwrap_or_else(|| CaseId::generate(app.clock.now()));
-    let ctx = app.acquire_context(app.recorder()?).await?;
+    let ctx = app.acquire_context(rec).await?;
     tracing::info!(%case, what = %collector.describe(), store = %ctx.store.location(), "acquiring");
     let Collected {
         artefacts,

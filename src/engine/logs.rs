@@ -201,9 +201,19 @@ pub async fn collect_and_load(
     load: &LoadRequest,
     collectors: &[Box<dyn Collector>],
 ) -> Result<LogsCollected, LogsError> {
+    collect_and_load_recorded(app, app.recorder()?, load, collectors).await
+}
+
+/// [`collect_and_load`], recording with `rec`.
+pub async fn collect_and_load_recorded(
+    app: &App,
+    rec: crate::ledger::Recorder,
+    load: &LoadRequest,
+    collectors: &[Box<dyn Collector>],
+) -> Result<LogsCollected, LogsError> {
     let case = load.case.clone();
     let mut geoip = open_geoip(&load.geoip)?;
-    let ctx = app.acquire_context(app.recorder()?).await?;
+    let ctx = app.acquire_context(rec).await?;
     let mut artefacts = Vec::new();
     let mut failures = Vec::new();
     for c in collectors {

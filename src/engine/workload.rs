@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::evidence::Source;
 use crate::ids::CaseId;
+use crate::ledger::Recorder;
 use crate::ledger::entry::Action;
 use crate::respond::ecs::{self, EcsError, TaskState};
 use crate::respond::isolate::IsolateError;
@@ -39,6 +40,7 @@ pub struct IsolatedFunction {
 
 pub async fn isolate_function(
     app: &App,
+    rec: &Recorder,
     function: &str,
     case: CaseId,
     dry_run: bool,
@@ -63,7 +65,6 @@ pub async fn isolate_function(
     if dry_run {
         return Ok(report);
     }
-    let rec = app.recorder()?;
     let at = place(&report.function, aws.region());
     rec.record(
         Some(&report.case),
@@ -205,6 +206,7 @@ fn ecs_err(e: EcsError) -> EngineError {
 /// interface is refused (the protection stays, recorded).
 pub async fn isolate_task(
     app: &App,
+    rec: &Recorder,
     cluster: &str,
     task: &str,
     case: CaseId,
@@ -258,7 +260,6 @@ pub async fn isolate_task(
     if dry_run {
         return Ok(report);
     }
-    let rec = app.recorder()?;
     let at = place(&report.task, aws.region());
     rec.record(
         Some(&report.case),

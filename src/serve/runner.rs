@@ -182,24 +182,52 @@ impl AppRunner {
         let action = rule.map_or(Action::Record, |r| r.action);
         let dry_run = self.dry_run || rule.is_some_and(|r| r.dry_run);
         self.record_alert(&rec, job, alert, rule, dry_run)?;
-        let instances = &alert.entities.instances;
+        let e = &alert.entities;
+        let instances = &e.instances;
         let mut detail = serde_json::Map::new();
         detail.insert("action".into(), action.as_str().into());
         detail.insert("dry_run".into(), dry_run.into());
         detail.insert("instances".into(), serde_json::json!(instances));
+        for (k, v) in [
+            ("functions", &e.functions),
+            ("tasks", &e.tasks),
+            ("clusters", &e.clusters),
+            ("snapshots", &e.snapshots),
+        ] {
+            if !v.is_empty() {
+                detail.insert(k.into(), serde_json::json!(v));
+            }
+        }
         if action == Action::Record || dry_run {
             return Ok(detail.into());
         }
-        if instances.is_empty() {
+        if !e.has_workloads() {
             detail.insert(
                 "note".into(),
-                "the alert names no instance to act on: recorded only".into(),
+                "the alert names nothing to act on: recorded only".into(),
             );
             return Ok(detail.into());
         }
         let mut results = Vec::new();
         let mut failures = Vec::new();
         let mut bytes = 0u64;
+        self.act_on_workloads(
+            &rec,
+            job,
+            alert,
+            action,
+            &mut results,
+            &mut failures,
+            &mut bytes,
+        )
+        .await?;
+        // A disk GuardDuty kept (Malware Protection) is the evidence: it is
+        // acquired above, and the instance's disk is not snapshotted again.
+        let instances: &[String] = if action == Action::AcquireDisk && !e.snapshots.is_empty() {
+            &[]
+        } else {
+            instances
+        };
         for instance in instances {
             match self.act(&rec, &job.case, instance, action, rule).await {
                 Ok((summary, b)) => {
@@ -238,6 +266,154 @@ impl AppRunner {
         } else {
             Err(RunError::Incomplete(failures.join("; ")))
         }
+    }
+
+    /// The alert's workloads that are not instances, each as `action` says:
+    /// a function or a task acquired (respond, acquire) and isolated
+    /// (respond, isolate); a cluster's audit log for the day before the
+    /// alert (respond, acquire); a snapshot GuardDuty kept, acquired
+    /// (respond, acquire) with GuardDuty named as its maker. A failure is
+    /// recorded and named; the others go on.
+    #[allow(clippy::too_many_arguments)]
+    async fn act_on_workloads(
+        &self,
+        rec: &Recorder,
+        job: &Job,
+        alert: &Alert,
+        action: Action,
+        results: &mut Vec<serde_json::Value>,
+        failures: &mut Vec<String>,
+        bytes: &mut u64,
+    ) -> Result<(), RunError> {
+        use crate::engine::acquire::acquire_recorded;
+        use crate::engine::request::AcquireRequest;
+        use crate::engine::workload;
+        let case = &job.case;
+        let e = &alert.entities;
+        let acquire = matches!(action, Action::Respond | Action::AcquireDisk);
+        let isolate = matches!(action, Action::Respond | Action::Isolate);
+        let mut steps: Vec<(String, Result<serde_json::Value, EngineError>)> = Vec::new();
+        for f in &e.functions {
+            if acquire {
+                let req = AcquireRequest::Lambda {
+                    function: f.clone(),
+                    qualifier: None,
+                    logs_window: time::Duration::hours(24),
+                };
+                let r =
+                    acquire_recorded(&self.app, rec.clone(), &req, Some(case.clone()), false).await;
+                steps.push((format!("acquire {f}"), r.map(|a| acquired(&a, bytes))));
+            }
+            if isolate {
+                let r = workload::isolate_function(&self.app, rec, f, case.clone(), false).await;
+                steps.push((format!("isolate {f}"), r.map(|i| serde_json::json!({ "isolated": i.function, "not_holding": i.not_holding }))));
+            }
+        }
+        for t in &e.tasks {
+            let Some(cluster) = crate::alert::task_cluster(t) else {
+                continue;
+            };
+            if acquire {
+                let req = AcquireRequest::Ecs {
+                    cluster: cluster.to_owned(),
+                    task: t.clone(),
+                };
+                let r =
+                    acquire_recorded(&self.app, rec.clone(), &req, Some(case.clone()), false).await;
+                steps.push((format!("acquire {t}"), r.map(|a| acquired(&a, bytes))));
+            }
+            if isolate {
+                let r =
+                    workload::isolate_task(&self.app, rec, cluster, t, case.clone(), false).await;
+                steps.push((
+                    format!("isolate {t}"),
+                    r.and_then(|i| match i.refused {
+                        Some(why) => Err(EngineError::Workload(why)),
+                        None => Ok(
+                            serde_json::json!({ "isolated": i.task, "not_holding": i.not_holding }),
+                        ),
+                    }),
+                ));
+            }
+        }
+        for c in &e.clusters {
+            if !acquire {
+                continue;
+            }
+            let r = self.eks_audit(rec, case, c, alert.time).await;
+            steps.push((format!("audit log of EKS cluster {c}"), r));
+        }
+        for s in &e.snapshots {
+            if !acquire {
+                continue;
+            }
+            let req = AcquireRequest::Ebs(crate::engine::request::EbsRequest::kept_snapshot(
+                s,
+                &format!(
+                    "made by GuardDuty Malware Protection for finding {}",
+                    alert.id
+                ),
+            ));
+            let r = acquire_recorded(&self.app, rec.clone(), &req, Some(case.clone()), false).await;
+            steps.push((format!("acquire {s}"), r.map(|a| acquired(&a, bytes))));
+        }
+        for (what, r) in steps {
+            match r {
+                Ok(v) => results.push(serde_json::json!({ "step": what, "result": v })),
+                Err(e) if e.unrecorded() => return Err(e.into()),
+                Err(e) => {
+                    let why = crate::error_chain(&e);
+                    rec.record(
+                        Some(case),
+                        LedgerAction::Failed,
+                        None,
+                        None,
+                        Some(serde_json::json!({ "job": job.id, "step": what, "error": why })),
+                    )?;
+                    failures.push(format!("{what}: {why}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An EKS cluster's audit log, from a day before the alert to now.
+    async fn eks_audit(
+        &self,
+        rec: &Recorder,
+        case: &CaseId,
+        cluster: &str,
+        at: time::OffsetDateTime,
+    ) -> Result<serde_json::Value, EngineError> {
+        use crate::engine::logs::{self, AwsLogs, AwsLogsKind, LoadRequest, LogsSource};
+        let source = LogsSource::Aws(AwsLogs {
+            kind: AwsLogsKind::Group {
+                group: format!("/aws/eks/{cluster}/cluster"),
+                stream_prefix: Some("kube-apiserver-audit".into()),
+                format: crate::timeline::parse::Format::EksAuditCloudwatch,
+            },
+            since: at - time::Duration::hours(24),
+            until: None,
+        });
+        let wrap = |e: logs::LogsError| EngineError::Workload(crate::error_chain(&e));
+        let collectors = logs::collectors(&self.app, &source, &[])
+            .await
+            .map_err(wrap)?;
+        let load = LoadRequest {
+            case: case.clone(),
+            geoip: Vec::new(),
+            no_index: false,
+        };
+        let r = logs::collect_and_load_recorded(&self.app, rec.clone(), &load, &collectors)
+            .await
+            .map_err(wrap)?;
+        if !r.failures.is_empty() {
+            return Err(EngineError::Workload(r.failures.join("; ")));
+        }
+        Ok(serde_json::json!({
+            "artefacts": r.artefacts.iter().map(|a| a.id.to_string()).collect::<Vec<_>>(),
+            "events": r.timeline.iter().map(|t| t.events).sum::<u64>(),
+        }))
     }
 
     /// Keeps the alert in its case, as custody read it, and puts it on the
@@ -343,6 +519,15 @@ impl AppRunner {
             )))
         }
     }
+}
+
+/// A summary of what an acquisition took, its raw bytes added to `bytes`.
+fn acquired(a: &crate::engine::acquire::Acquired, bytes: &mut u64) -> serde_json::Value {
+    *bytes += a.artefacts.iter().map(|x| x.raw.size).sum::<u64>();
+    serde_json::json!({
+        "artefacts": a.artefacts.iter().map(|x| x.id.to_string()).collect::<Vec<_>>(),
+        "failures": a.failures,
+    })
 }
 
 /// Runs scheduled readiness audits as `custody readiness run` does.

@@ -543,3 +543,142 @@ async fn isolate_lambda_sets_concurrency_zero_and_release_restores_it() {
         stderr(&out)
     );
 }
+
+/// The server's config for these tests: GuardDuty findings on Lambda are
+/// answered in full; a Malware Protection finding acquires the disk.
+fn serve_config(home: &Home) {
+    std::fs::write(
+        home.path().join("serve.toml"),
+        r#"
+[server]
+bind = "127.0.0.1:0"
+
+[[source]]
+name = "guardduty"
+kind = "guardduty"
+auth = "hmac"
+secret_env = "TEST_GD_SECRET"
+
+[[source]]
+name = "edr"
+kind = "generic"
+auth = "bearer"
+secret_env = "TEST_EDR_TOKEN"
+
+[[rule]]
+name = "lambda"
+source = "guardduty"
+resource_type = "Lambda"
+action = "respond"
+
+[[rule]]
+name = "malware"
+source = "guardduty"
+finding_type = "Execution:EC2/MaliciousFile*"
+action = "acquire_disk"
+"#,
+    )
+    .unwrap();
+}
+
+fn finding(kind: &str, resource: serde_json::Value) -> Vec<u8> {
+    let sample = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/alerts/guardduty-ssh-bruteforce.json"),
+    )
+    .unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+    v["detail"]["id"] = uuid::Uuid::new_v4().simple().to_string().into();
+    v["detail"]["type"] = kind.into();
+    v["detail"]["resource"] = resource;
+    v["detail"]["service"]["action"] = serde_json::json!({});
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guardduty_lambda_finding_acquires_and_isolates_the_function_and_a_kept_snapshot_is_read()
+{
+    use crate::serve::{http, now, signed, start, wait_job};
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let f = function(&endpoint).await;
+    let (proxy, url) = FaultProxy::start(&endpoint).await;
+    stub_locations(&proxy, &endpoint, &f, &f.code).await;
+    // A disk Malware Protection scanned and kept.
+    let block = crate::common::noise(512 * 1024, 77);
+    let kept = crate::common::seed_blocks(&endpoint, 1, &[(5, &block)]).await;
+    let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{}", f.name);
+    let home = Home::new();
+    serve_config(&home);
+    let kept_arn = format!("arn:aws:ec2:us-east-1::snapshot/{kept}");
+    let (home, done, kept_done) = tokio::task::spawn_blocking(move || {
+        let srv = start(&home, Some(&url));
+        let post = |body: Vec<u8>| {
+            let (status, b) = http(&srv.addr, "POST", "/v1/alerts/guardduty", &signed(&body, now()), &body);
+            assert_eq!(status, 202, "{b}");
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            wait_job(&srv.addr, v["accepted"][0]["job"].as_str().unwrap())
+        };
+        let done = post(finding(
+            "Execution:Lambda/MaliciousFile",
+            serde_json::json!({ "resourceType": "Lambda", "lambdaDetails": { "functionArn": arn } }),
+        ));
+        let kept_done = post(finding(
+            "Execution:EC2/MaliciousFile",
+            serde_json::json!({
+                "resourceType": "Instance",
+                "instanceDetails": { "instanceId": "i-0123456789abcdef0" },
+                "ebsVolumeDetails": { "scannedVolumeDetails": [
+                    { "snapshotArn": kept_arn }
+                ] }
+            }),
+        ));
+        (home, done, kept_done)
+    })
+    .await
+    .unwrap();
+    assert_eq!(done["state"], "done", "{done}");
+    let steps = done.to_string();
+    assert!(
+        steps.contains("acquire arn:aws:lambda") && steps.contains("isolate arn:aws:lambda"),
+        "{steps}"
+    );
+    let lambda = aws_sdk_lambda::Client::new(&conf(&endpoint));
+    let c = lambda
+        .get_function_concurrency()
+        .function_name(&f.name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.reserved_concurrent_executions(),
+        Some(0),
+        "the function is isolated"
+    );
+    // The kept snapshot is the disk: read as it is, GuardDuty named as its maker,
+    // and the instance's disk not snapshotted again.
+    assert_eq!(kept_done["state"], "done", "{kept_done}");
+    let case = kept_done["case"].as_str().unwrap().to_owned();
+    let shown = home.json(&["show", &case]);
+    let disk = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "disk_image")
+        .unwrap_or_else(|| panic!("{shown:#}"));
+    assert_eq!(disk["source"]["resource"], kept.as_str());
+    assert!(
+        disk["notes"]
+            .to_string()
+            .contains("GuardDuty Malware Protection"),
+        "{disk}"
+    );
+    let entries =
+        std::fs::read_to_string(custody::ledger::LedgerPaths::in_home(home.path()).entries())
+            .unwrap();
+    assert!(
+        !entries.contains("create_snapshot"),
+        "no new snapshot was taken"
+    );
+}

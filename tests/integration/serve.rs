@@ -12,9 +12,9 @@ const SECRET: &str = "gd-test-secret";
 const TOKEN: &str = "generic-test-token";
 const NOTIFY_SECRET: &str = "notify-test-secret";
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl Drop for Server {
@@ -71,7 +71,7 @@ action = "record"
     path
 }
 
-fn start(home: &Home, endpoint: Option<&str>) -> Server {
+pub(crate) fn start(home: &Home, endpoint: Option<&str>) -> Server {
     start_cmd(home, home.cmd(), endpoint)
 }
 
@@ -140,7 +140,7 @@ pub(crate) fn http(
     (status, body)
 }
 
-fn signed(body: &[u8], t: i64) -> Vec<(&'static str, String)> {
+pub(crate) fn signed(body: &[u8], t: i64) -> Vec<(&'static str, String)> {
     vec![
         (
             "X-Custody-Signature",
@@ -150,11 +150,11 @@ fn signed(body: &[u8], t: i64) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn bearer() -> Vec<(&'static str, String)> {
+pub(crate) fn bearer() -> Vec<(&'static str, String)> {
     vec![("Authorization", format!("Bearer {TOKEN}"))]
 }
 
@@ -169,7 +169,7 @@ fn generic(id: &str, instances: &[&str]) -> Vec<u8> {
     .unwrap()
 }
 
-fn wait_job(addr: &str, job: &str) -> serde_json::Value {
+pub(crate) fn wait_job(addr: &str, job: &str) -> serde_json::Value {
     for _ in 0..300 {
         let (status, body) = http(addr, "GET", &format!("/v1/jobs/{job}"), &bearer(), b"");
         assert_eq!(status, 200, "{body}");

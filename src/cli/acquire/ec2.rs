@@ -98,6 +98,7 @@ impl EbsArgs {
             window: self.window,
             snapshot_timeout: Duration::from_secs(self.snapshot_timeout),
             changed_since: self.changed_since.clone(),
+            made_by: None,
         }
     }
 }

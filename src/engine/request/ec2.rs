@@ -86,9 +86,21 @@ pub struct EbsRequest {
     pub snapshot_timeout: Duration,
     /// Only the blocks changed since this earlier snapshot.
     pub changed_since: Option<String>,
+    /// Who made the snapshot read, when not custody (`made by GuardDuty
+    /// Malware Protection for finding …`): noted on the image.
+    pub made_by: Option<String>,
 }
 
 impl EbsRequest {
+    /// A snapshot another service kept, read as it is.
+    pub fn kept_snapshot(snapshot: &str, made_by: &str) -> Self {
+        Self {
+            target: EbsTarget::Snapshot(snapshot.to_owned()),
+            made_by: Some(made_by.to_owned()),
+            ..Self::instance("")
+        }
+    }
+
     /// Every volume of `instance`, with the default window and wait.
     pub fn instance(instance: &str) -> Self {
         Self {
@@ -96,6 +108,7 @@ impl EbsRequest {
             window: crate::collect::ebs::DEFAULT_WINDOW as u16,
             snapshot_timeout: Duration::from_secs(limits::SNAPSHOT_TIMEOUT_SECS),
             changed_since: None,
+            made_by: None,
         }
     }
 
