@@ -178,141 +178,141 @@ fn human_isolate(r: &Isolated) -> String {
     s
 }
 
+/// What isolating a workload did, printed, and its exit: the plan, each
+/// step done with its request ids, a refusal, what does not hold.
+struct IsolationView<'a> {
+    resource: &'a str,
+    case: &'a CaseId,
+    dry_run: bool,
+    plan: &'a [String],
+    taken: &'a [(String, Vec<String>)],
+    refused: Option<&'a str>,
+    not_holding: &'a [String],
+}
+
+fn isolation_outcome(
+    env: &Env,
+    report: &impl serde::Serialize,
+    v: &IsolationView<'_>,
+) -> anyhow::Result<Outcome> {
+    env.print(report, || {
+        let mut s = if v.dry_run {
+            format!(
+                "plan for {} (case {}), nothing changed:\n",
+                v.resource, v.case
+            )
+        } else {
+            format!("{} (case {}):\n", v.resource, v.case)
+        };
+        for p in v.plan {
+            s.push_str(&format!("  {p}\n"));
+        }
+        for (what, ids) in v.taken {
+            s.push_str(&format!("  done {what} (request {})\n", ids.join(", ")));
+        }
+        if let Some(why) = v.refused {
+            s.push_str(&format!("  NETWORK NOT ISOLATED {why}\n"));
+        }
+        for n in v.not_holding {
+            s.push_str(&format!("  DOES NOT HOLD {n}\n"));
+        }
+        s
+    })?;
+    if let Some(why) = v.refused {
+        anyhow::bail!("{why}");
+    }
+    if v.not_holding.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "error: isolation of {} does not hold: {}",
+            v.resource,
+            v.not_holding.join("; ")
+        );
+        Ok(Outcome::VerificationFailed)
+    }
+}
+
+/// What a release put back, printed, and its exit: 1 when something still differs.
+fn release_outcome(
+    env: &Env,
+    report: &impl serde::Serialize,
+    resource: &str,
+    prior_entry: u64,
+    restored: &[(String, Vec<String>)],
+    differences: &[String],
+) -> anyhow::Result<Outcome> {
+    env.print(report, || {
+        let mut s =
+            format!("released {resource} to the state recorded in ledger entry {prior_entry}:\n");
+        for (what, ids) in restored {
+            s.push_str(&format!("  restored {what} (request {})\n", ids.join(", ")));
+        }
+        for d in differences {
+            s.push_str(&format!("  STILL DIFFERS {d}\n"));
+        }
+        s
+    })?;
+    if differences.is_empty() {
+        Ok(Outcome::Ok)
+    } else {
+        eprintln!(
+            "error: {resource} is not back to its recorded state: {}",
+            differences.join("; ")
+        );
+        Ok(Outcome::VerificationFailed)
+    }
+}
+
 async fn isolate_function(env: &Env, a: FunctionArgs) -> anyhow::Result<Outcome> {
     let case = a.case.unwrap_or_else(|| CaseId::generate(env.clock.now()));
     let r =
         workload::isolate_function(env, &env.recorder()?, &a.function.function, case, a.dry_run)
             .await?;
-    env.print(&r, || {
-        let mut s = if r.dry_run {
-            format!(
-                "plan to isolate {} (case {}), nothing changed:\n",
-                r.function, r.case
-            )
-        } else {
-            format!("isolated {} (case {}):\n", r.function, r.case)
-        };
-        for p in &r.plan {
-            s.push_str(&format!("  {p}\n"));
-        }
-        for (what, ids) in &r.taken {
-            s.push_str(&format!("  done {what} (request {})\n", ids.join(", ")));
-        }
-        for n in &r.not_holding {
-            s.push_str(&format!("  DOES NOT HOLD {n}\n"));
-        }
-        s
-    })?;
-    if r.not_holding.is_empty() {
-        Ok(Outcome::Ok)
-    } else {
-        eprintln!(
-            "error: isolation of {} does not hold: {}",
-            r.function,
-            r.not_holding.join("; ")
-        );
-        Ok(Outcome::VerificationFailed)
-    }
+    let view = IsolationView {
+        resource: &r.function,
+        case: &r.case,
+        dry_run: r.dry_run,
+        plan: &r.plan,
+        taken: &r.taken,
+        refused: None,
+        not_holding: &r.not_holding,
+    };
+    isolation_outcome(env, &r, &view)
 }
 
 async fn isolate_task(env: &Env, a: TaskArgs) -> anyhow::Result<Outcome> {
     let case = a.case.unwrap_or_else(|| CaseId::generate(env.clock.now()));
-    let r = workload::isolate_task(
-        env,
-        &env.recorder()?,
-        &a.task.cluster,
-        &a.task.task,
-        case,
-        a.dry_run,
-    )
-    .await?;
-    env.print(&r, || {
-        let mut s = if r.dry_run {
-            format!("plan for {} (case {}), nothing changed:\n", r.task, r.case)
-        } else {
-            format!("{} (case {}):\n", r.task, r.case)
-        };
-        for p in &r.plan {
-            s.push_str(&format!("  {p}\n"));
-        }
-        for (what, ids) in &r.taken {
-            s.push_str(&format!("  done {what} (request {})\n", ids.join(", ")));
-        }
-        if let Some(why) = &r.refused {
-            s.push_str(&format!("  NETWORK NOT ISOLATED {why}\n"));
-        }
-        for n in &r.not_holding {
-            s.push_str(&format!("  DOES NOT HOLD {n}\n"));
-        }
-        s
-    })?;
-    if let Some(why) = &r.refused {
-        anyhow::bail!("{why}");
-    }
-    if r.not_holding.is_empty() {
-        Ok(Outcome::Ok)
-    } else {
-        eprintln!(
-            "error: isolation of {} does not hold: {}",
-            r.task,
-            r.not_holding.join("; ")
-        );
-        Ok(Outcome::VerificationFailed)
-    }
+    let rec = env.recorder()?;
+    let (cluster, task) = (&a.task.cluster, &a.task.task);
+    let r = workload::isolate_task(env, &rec, cluster, task, case, a.dry_run).await?;
+    let view = IsolationView {
+        resource: &r.task,
+        case: &r.case,
+        dry_run: r.dry_run,
+        plan: &r.plan,
+        taken: &r.taken,
+        refused: r.refused.as_deref(),
+        not_holding: &r.not_holding,
+    };
+    isolation_outcome(env, &r, &view)
 }
 
 async fn release_task(env: &Env, a: &TaskArg) -> anyhow::Result<Outcome> {
     let r = workload::release_task(env, &a.cluster, &a.task).await?;
-    env.print(&r, || {
-        let mut s = format!(
-            "released {} to the state recorded in ledger entry {}:\n",
-            r.task, r.prior_entry
-        );
-        for (what, ids) in &r.restored {
-            s.push_str(&format!("  restored {what} (request {})\n", ids.join(", ")));
-        }
-        for d in &r.differences {
-            s.push_str(&format!("  STILL DIFFERS {d}\n"));
-        }
-        s
-    })?;
-    if r.differences.is_empty() {
-        Ok(Outcome::Ok)
-    } else {
-        eprintln!(
-            "error: {} is not back to its recorded state: {}",
-            r.task,
-            r.differences.join("; ")
-        );
-        Ok(Outcome::VerificationFailed)
-    }
+    release_outcome(env, &r, &r.task, r.prior_entry, &r.restored, &r.differences)
 }
 
 async fn release_function(env: &Env, function: &str) -> anyhow::Result<Outcome> {
     let r = workload::release_function(env, function).await?;
-    env.print(&r, || {
-        let mut s = format!(
-            "released {} to the state recorded in ledger entry {}:\n",
-            r.function, r.prior_entry
-        );
-        for (what, ids) in &r.restored {
-            s.push_str(&format!("  restored {what} (request {})\n", ids.join(", ")));
-        }
-        for d in &r.differences {
-            s.push_str(&format!("  STILL DIFFERS {d}\n"));
-        }
-        s
-    })?;
-    if r.differences.is_empty() {
-        Ok(Outcome::Ok)
-    } else {
-        eprintln!(
-            "error: {} is not back to its recorded state: {}",
-            r.function,
-            r.differences.join("; ")
-        );
-        Ok(Outcome::VerificationFailed)
-    }
+    release_outcome(
+        env,
+        &r,
+        &r.function,
+        r.prior_entry,
+        &r.restored,
+        &r.differences,
+    )
 }
 
 pub async fn run_release(env: &Env, args: ReleaseArgs) -> anyhow::Result<Outcome> {
@@ -325,29 +325,14 @@ pub async fn run_release(env: &Env, args: ReleaseArgs) -> anyhow::Result<Outcome
         .instance
         .context("give --instance, or a workload: lambda, ecs")?;
     let report: Released = response::release(env, &instance).await?;
-    env.print(&report, || {
-        let mut s = format!(
-            "released {} to the state recorded in ledger entry {}:\n",
-            report.instance, report.prior_entry
-        );
-        for (what, ids) in &report.restored {
-            s.push_str(&format!("  restored {what} (request {})\n", ids.join(", ")));
-        }
-        for d in &report.differences {
-            s.push_str(&format!("  STILL DIFFERS {d}\n"));
-        }
-        s
-    })?;
-    if report.differences.is_empty() {
-        Ok(Outcome::Ok)
-    } else {
-        eprintln!(
-            "error: {} is not back to its recorded state: {}",
-            instance,
-            report.differences.join("; ")
-        );
-        Ok(Outcome::VerificationFailed)
-    }
+    release_outcome(
+        env,
+        &report,
+        &report.instance,
+        report.prior_entry,
+        &report.restored,
+        &report.differences,
+    )
 }
 
 #[derive(Debug, clap::Args)]

@@ -103,3 +103,27 @@ pub fn unrecorded(e: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// The last prior state recorded (`state_recorded`) for `resource`: the
+/// entry's index, the entry, and the state as `T`. Release restores from it.
+#[cfg(feature = "aws")]
+pub(crate) fn last_prior<T: serde::de::DeserializeOwned>(
+    rec: &crate::ledger::Recorder,
+    resource: &str,
+) -> Result<(u64, crate::ledger::entry::Entry, T), EngineError> {
+    let none = || crate::respond::isolate::IsolateError::NoPriorState(resource.to_owned());
+    let (index, entry) = rec
+        .resource_entries(crate::ledger::entry::Action::StateRecorded, resource)?
+        .pop()
+        .ok_or_else(none)?;
+    let prior: T = entry
+        .detail
+        .as_ref()
+        .and_then(|d| d.get("prior"))
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|source| EngineError::PriorUnreadable { index, source })?
+        .ok_or_else(none)?;
+    Ok((index, entry, prior))
+}

@@ -263,22 +263,7 @@ pub struct Released {
 /// Puts `instance` back to the last state recorded before custody isolated it.
 pub async fn release(app: &App, instance: &str) -> Result<Released, EngineError> {
     let rec = app.recorder()?;
-    let recorded = rec.resource_entries(Action::StateRecorded, instance)?;
-    let (index, entry) = recorded
-        .last()
-        .ok_or_else(|| isolate::IsolateError::NoPriorState(instance.to_owned()))?;
-    let prior: InstanceState = entry
-        .detail
-        .as_ref()
-        .and_then(|d| d.get("prior"))
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|source| EngineError::PriorUnreadable {
-            index: *index,
-            source,
-        })?
-        .ok_or_else(|| isolate::IsolateError::NoPriorState(instance.to_owned()))?;
+    let (index, entry, prior): (u64, _, InstanceState) = super::last_prior(&rec, instance)?;
     let aws = app.aws().await?;
     let c = clients(&aws);
     let at = place(instance, aws.region());
@@ -305,7 +290,7 @@ pub async fn release(app: &App, instance: &str) -> Result<Released, EngineError>
     Ok(Released {
         instance: instance.to_owned(),
         case: entry.case.clone(),
-        prior_entry: *index,
+        prior_entry: index,
         restored,
         differences,
     })

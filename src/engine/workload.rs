@@ -12,7 +12,6 @@ use crate::ids::CaseId;
 use crate::ledger::Recorder;
 use crate::ledger::entry::Action;
 use crate::respond::ecs::{self, EcsError, TaskState};
-use crate::respond::isolate::IsolateError;
 use crate::respond::lambda::{self, FunctionState};
 
 use super::{App, EngineError};
@@ -127,22 +126,7 @@ pub async fn release_function(app: &App, function: &str) -> Result<ReleasedFunct
     let l = aws.lambda();
     let now = lambda::describe(&l, function).await?;
     let rec = app.recorder()?;
-    let recorded = rec.resource_entries(Action::StateRecorded, &now.function)?;
-    let (index, entry) = recorded
-        .last()
-        .ok_or_else(|| IsolateError::NoPriorState(now.function.clone()))?;
-    let prior: FunctionState = entry
-        .detail
-        .as_ref()
-        .and_then(|d| d.get("prior"))
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|source| EngineError::PriorUnreadable {
-            index: *index,
-            source,
-        })?
-        .ok_or_else(|| IsolateError::NoPriorState(now.function.clone()))?;
+    let (index, entry, prior): (u64, _, FunctionState) = super::last_prior(&rec, &now.function)?;
     let done = lambda::release(&l, &prior).await?;
     let after = lambda::describe(&l, &prior.function).await?;
     let differences = if after.reserved_concurrency == prior.reserved_concurrency {
@@ -167,7 +151,7 @@ pub async fn release_function(app: &App, function: &str) -> Result<ReleasedFunct
     Ok(ReleasedFunction {
         function: prior.function,
         case: entry.case.clone(),
-        prior_entry: *index,
+        prior_entry: index,
         restored: vec![done],
         differences,
     })
@@ -349,22 +333,7 @@ pub async fn release_task(
     let c = ecs_clients(&aws);
     let now = ecs::describe(&c, cluster, task).await.map_err(ecs_err)?;
     let rec = app.recorder()?;
-    let recorded = rec.resource_entries(Action::StateRecorded, &now.task)?;
-    let (index, entry) = recorded
-        .last()
-        .ok_or_else(|| IsolateError::NoPriorState(now.task.clone()))?;
-    let prior: TaskState = entry
-        .detail
-        .as_ref()
-        .and_then(|d| d.get("prior"))
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|source| EngineError::PriorUnreadable {
-            index: *index,
-            source,
-        })?
-        .ok_or_else(|| IsolateError::NoPriorState(now.task.clone()))?;
+    let (index, entry, prior): (u64, _, TaskState) = super::last_prior(&rec, &now.task)?;
     let restored = ecs::release(&c, &prior).await?;
     let after = ecs::describe(&c, cluster, &prior.task)
         .await
@@ -384,7 +353,7 @@ pub async fn release_task(
     Ok(ReleasedTask {
         task: prior.task,
         case: entry.case.clone(),
-        prior_entry: *index,
+        prior_entry: index,
         restored,
         differences,
     })

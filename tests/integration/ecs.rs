@@ -219,6 +219,18 @@ fn run(home: &Home, url: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// [`run`] off the runtime's threads, which serve the fault proxy.
+async fn run_off(home: Home, url: &str, args: &[&str]) -> (std::process::Output, Home) {
+    let url = url.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        (run(&home, &url, &a), home)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
     let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
@@ -231,27 +243,22 @@ async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
     assert_eq!((before.0, before.1), (1, 1), "443 in, everything out");
 
     let home = Home::new();
-    let (h, u, t2) = (home, url.clone(), (t.cluster.clone(), t.arn.clone()));
-    let (out, home) = tokio::task::spawn_blocking(move || {
-        let o = run(
-            &h,
-            &u,
-            &[
-                "--json",
-                "acquire",
-                "ecs",
-                "--cluster",
-                &t2.0,
-                "--task",
-                &t2.1,
-                "--case",
-                "E",
-            ],
-        );
-        (o, h)
-    })
-    .await
-    .unwrap();
+    let (out, home) = run_off(
+        home,
+        &url,
+        &[
+            "--json",
+            "acquire",
+            "ecs",
+            "--cluster",
+            &t.cluster,
+            "--task",
+            &t.arn,
+            "--case",
+            "E",
+        ],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let arts = r["artefacts"].as_array().unwrap();
@@ -279,27 +286,22 @@ async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
     assert_eq!(q["total"], 1, "the task's log line is on the timeline: {q}");
 
     // Isolation: protection on, the task's own group rewritten to nothing.
-    let (h, u, t2) = (home, url.clone(), (t.cluster.clone(), t.arn.clone()));
-    let (out, home) = tokio::task::spawn_blocking(move || {
-        let o = run(
-            &h,
-            &u,
-            &[
-                "--json",
-                "isolate",
-                "ecs",
-                "--cluster",
-                &t2.0,
-                "--task",
-                &t2.1,
-                "--case",
-                "E",
-            ],
-        );
-        (o, h)
-    })
-    .await
-    .unwrap();
+    let (out, home) = run_off(
+        home,
+        &url,
+        &[
+            "--json",
+            "isolate",
+            "ecs",
+            "--cluster",
+            &t.cluster,
+            "--task",
+            &t.arn,
+            "--case",
+            "E",
+        ],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["prior"]["protected"], false);
@@ -314,25 +316,20 @@ async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
     );
 
     // Release: the recorded rules and protection back.
-    let (h, u, t2) = (home, url.clone(), (t.cluster.clone(), t.arn.clone()));
-    let (out, home) = tokio::task::spawn_blocking(move || {
-        let o = run(
-            &h,
-            &u,
-            &[
-                "--json",
-                "release",
-                "ecs",
-                "--cluster",
-                &t2.0,
-                "--task",
-                &t2.1,
-            ],
-        );
-        (o, h)
-    })
-    .await
-    .unwrap();
+    let (out, home) = run_off(
+        home,
+        &url,
+        &[
+            "--json",
+            "release",
+            "ecs",
+            "--cluster",
+            &t.cluster,
+            "--task",
+            &t.arn,
+        ],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let after = rules(&endpoint, &t.group).await;
     assert_eq!((after.0, after.1), (1, 1), "{}", after.2);
@@ -355,26 +352,21 @@ async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
         .unwrap();
     proxy.heal();
     protection_stubs(&proxy, &t.arn, &[false, true]);
-    let (h, u, t2) = (home, url.clone(), (t.cluster.clone(), t.arn.clone()));
-    let (out, _home) = tokio::task::spawn_blocking(move || {
-        let o = run(
-            &h,
-            &u,
-            &[
-                "isolate",
-                "ecs",
-                "--cluster",
-                &t2.0,
-                "--task",
-                &t2.1,
-                "--case",
-                "F",
-            ],
-        );
-        (o, h)
-    })
-    .await
-    .unwrap();
+    let (out, _home) = run_off(
+        home,
+        &url,
+        &[
+            "isolate",
+            "ecs",
+            "--cluster",
+            &t.cluster,
+            "--task",
+            &t.arn,
+            "--case",
+            "F",
+        ],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("also attached to 1 other network interface"),
@@ -383,6 +375,46 @@ async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
     );
     let kept = rules(&endpoint, &t.group).await;
     assert_eq!(kept.2, before.2, "the shared group is untouched");
+
+    // A task that stopped: still described (AWS keeps it about an hour)
+    // and said to be stopped; there is no network left to isolate.
+    let ecs = aws_sdk_ecs::Client::new(&conf(&endpoint));
+    ecs.stop_task()
+        .cluster(&t.cluster)
+        .task(&t.arn)
+        .reason("scaled in")
+        .send()
+        .await
+        .unwrap();
+    proxy.heal();
+    protection_stubs(&proxy, &t.arn, &[false, false]);
+    let home = Home::new();
+    let (out, home) = run_off(
+        home,
+        &url,
+        &[
+            "--json",
+            "acquire",
+            "ecs",
+            "--cluster",
+            &t.cluster,
+            "--task",
+            &t.arn,
+            "--case",
+            "S",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["artefacts"][0]["notes"]
+            .to_string()
+            .contains("had stopped"),
+        "{}",
+        r["artefacts"][0]
+    );
+    let _ = home;
 
     // A task that is not there.
     let home = Home::new();

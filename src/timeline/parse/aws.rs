@@ -225,7 +225,7 @@ const MESSAGE_SUMMARY: usize = 500;
 
 /// Any CloudWatch Logs group's events as custody's collector writes them:
 /// the event's time, its stream as the target, its message (cut to
-/// [`MESSAGE_SUMMARY`] characters) as the summary. Lambda's own lines
+/// 500 characters) as the summary. Lambda's own lines
 /// (`START`, `END`, `REPORT RequestId: …`) become `lambda.start`,
 /// `lambda.end`, `lambda.report` with the request id; other lines are
 /// `log`, with `level` and `request_id` kept when the message is JSON
