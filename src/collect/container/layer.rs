@@ -20,12 +20,11 @@ use std::sync::Arc;
 
 use custody_disk::fs::Kind;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use super::super::SourceEnd;
 use super::super::channel::{self, ChannelReader};
-use super::super::host::bundle::{Bundle, Hashing, Item, LenientReader, Status};
-use super::super::member::{self, Appended};
+use super::super::host::bundle::{Bundle, Status};
+use super::super::member;
 use super::files::{Files, Stat};
 
 /// Directories deeper than this are recorded, not entered.
@@ -186,50 +185,8 @@ fn copy_file(
             }
         };
     }
-    let len = meta.size;
-    let mut src = Hashing {
-        inner: LenientReader {
-            inner: file,
-            failed: None,
-        },
-        hash: Sha256::new(),
-        n: 0,
-    };
-    let mut h = Bundle::header(len, u64::try_from(meta.mtime).unwrap_or(0));
-    let appended = member::append(&mut b.tar, |t| {
-        t.append_data(
-            &mut h,
-            &bundle_path,
-            (&mut src).take(len).chain(io::repeat(0)).take(len),
-        )
-    })?;
-    if let Appended::Refused(e) = appended {
-        b.refused(CATEGORY, abs, &bundle_path, &e);
-        return Ok(());
-    }
-    let reason = src
-        .inner
-        .failed
-        .take()
-        .map(|e| format!("read failed after {} bytes ({e}); the rest is zeros", src.n));
-    let short = (reason.is_none() && src.n < len)
-        .then(|| format!("shrank to {} bytes while read; padded with zeros", src.n));
-    let note = reason.or(short);
-    let mut item = Item::new(
-        CATEGORY,
-        abs,
-        if note.is_some() {
-            Status::Error
-        } else {
-            Status::Ok
-        },
-    );
-    item.bundle_path = Some(bundle_path);
-    item.size = Some(src.n);
-    item.sha256 = Some(hex::encode(src.hash.finalize()));
-    item.reason = note;
-    b.push(item);
-    Ok(())
+    let mtime = u64::try_from(meta.mtime).unwrap_or(0);
+    b.append_sized(CATEGORY, abs, bundle_path, file, meta.size, mtime)
 }
 
 struct Walk<'a, 'w> {

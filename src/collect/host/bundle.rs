@@ -283,10 +283,25 @@ impl<'w> Bundle<'w> {
         }
         // tar needs the size up front: read exactly the size seen at open, and
         // say so if the file shrank (zeros pad it) or could not be read through.
-        let len = meta.len;
+        self.append_sized(category, abs, bundle_path, file, meta.len, mtime)
+    }
+
+    /// Appends `len` bytes of `reader` as the member `bundle_path`: tar
+    /// needs the size up front, so a source that ends early (a file that
+    /// shrank) or fails is padded with zeros and its item says so. Only
+    /// errors writing the bundle propagate.
+    pub fn append_sized(
+        &mut self,
+        category: &'static str,
+        abs: &Path,
+        bundle_path: String,
+        reader: impl Read,
+        len: u64,
+        mtime: u64,
+    ) -> io::Result<()> {
         let mut src = Hashing {
             inner: LenientReader {
-                inner: file,
+                inner: reader,
                 failed: None,
             },
             hash: Sha256::new(),
