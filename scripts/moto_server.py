@@ -22,12 +22,21 @@ arguments:
   host names on, then reads it unconditionally when it starts an awsvpc
   ECS task (a 500 for every Fargate task elsewhere). AWS names every
   interface: an interface without one gets the name AWS would give it.
+- moto's ECR image digest is a hash of the layer digests; AWS's is the
+  SHA-256 of the manifest's bytes, which is what a client checks. And
+  moto's Lambda writes an image function's `ResolvedImageUri` by cutting
+  the URI at its first `:` (`repo@sha256@sha256:…` for a pinned image);
+  AWS gives the repository and the digest of the image the function runs.
 """
 
 import sys
 
 from moto.core.exceptions import JsonRESTError
+import hashlib
+
+from moto.awslambda import models as lambda_models
 from moto.ebs import models as ebs_models
+from moto.ecr import models as ecr_models
 from moto.ec2.models import elastic_network_interfaces as eni_models
 from moto.ec2.utils import generate_dns_from_ip
 from moto.s3.responses import S3Response
@@ -122,6 +131,44 @@ def _set_eni_dns_name(self, value):
 
 
 eni_models.NetworkInterface.private_dns_name = property(_eni_dns_name, _set_eni_dns_name)
+
+
+def _ecr_manifest_digest(self):
+    manifest = self.image_manifest
+    if isinstance(manifest, str):
+        manifest = manifest.encode("utf-8")
+    self._image_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+ecr_models.Image._create_digest = _ecr_manifest_digest
+
+_original_get_code = lambda_models.LambdaFunction.get_code
+
+
+def _get_code_resolved(self):
+    resp = _original_get_code(self)
+    code = resp.get("Code") or {}
+    uri = code.get("ImageUri")
+    if code.get("RepositoryType") == "ECR" and uri:
+        if "@sha256:" in uri:
+            code["ResolvedImageUri"] = uri
+        else:
+            # A tag: the repository and the digest of the image it names now.
+            repo, _, tag = uri.rpartition(":")
+            name = repo.split("/", 1)[-1]
+            digest = None
+            for backend in ecr_models.ecr_backends.values():
+                for region_backend in backend.values():
+                    r = region_backend.repositories.get(name)
+                    for image in getattr(r, "images", []) if r else []:
+                        if image.image_tag == tag:
+                            digest = image.get_image_digest()
+            if digest:
+                code["ResolvedImageUri"] = f"{repo}@{digest}"
+    return resp
+
+
+lambda_models.LambdaFunction.get_code = _get_code_resolved
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

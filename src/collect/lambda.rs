@@ -161,17 +161,7 @@ impl LambdaCollector {
             return;
         };
         let fail = |out: &mut Collected, detail: serde_json::Value, msg: String| {
-            if let Some(rec) = &ctx.recorder
-                && let Err(e) = rec.record(
-                    Some(case),
-                    Action::NotAcquired,
-                    None,
-                    Some(self.source(arn, what.to_owned())),
-                    Some(detail),
-                )
-            {
-                tracing::error!(error = %crate::error_chain(&e), "cannot record a refusal");
-            }
+            self.refuse(ctx, case, arn, what, detail);
             out.failures.push(msg);
         };
         match self.download(url, want).await {
@@ -224,6 +214,28 @@ impl LambdaCollector {
                 serde_json::json!({ "what": what, "reason": e }),
                 format!("{what} of {arn} not acquired: {e}"),
             ),
+        }
+    }
+
+    /// Records `what` as not acquired, with `detail` saying why.
+    fn refuse(
+        &self,
+        ctx: &AcquireContext,
+        case: &CaseId,
+        arn: &str,
+        what: &str,
+        detail: serde_json::Value,
+    ) {
+        if let Some(rec) = &ctx.recorder
+            && let Err(e) = rec.record(
+                Some(case),
+                Action::NotAcquired,
+                None,
+                Some(self.source(arn, what.to_owned())),
+                Some(detail),
+            )
+        {
+            tracing::error!(error = %crate::error_chain(&e), "cannot record a refusal");
         }
     }
 
@@ -351,6 +363,19 @@ impl LambdaCollector {
             hex::encode(Sha256::digest(manifest.as_bytes()))
         );
         if got != digest {
+            tracing::warn!(function = %arn, "image manifest refused: its digest is not the one the function names");
+            self.refuse(
+                ctx,
+                case,
+                arn,
+                "image manifest",
+                serde_json::json!({
+                    "what": "image manifest",
+                    "reason": "ECR's manifest does not hash to the digest the function names",
+                    "digest_named": digest,
+                    "digest_of_manifest": got,
+                }),
+            );
             out.failures.push(format!(
                 "image manifest of {arn} not acquired: the function names {digest}, ECR's manifest hashes to {got}"
             ));

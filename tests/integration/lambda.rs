@@ -682,3 +682,148 @@ async fn a_guardduty_lambda_finding_acquires_and_isolates_the_function_and_a_kep
         "no new snapshot was taken"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_function_s_manifest_is_checked_against_its_digest() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let c = conf(&endpoint);
+    let ecr = aws_sdk_ecr::Client::new(&c);
+    let repo = unique("img");
+    ecr.create_repository()
+        .repository_name(&repo)
+        .send()
+        .await
+        .unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": { "mediaType": "application/vnd.docker.container.image.v1+json", "size": 1469,
+                    "digest": format!("sha256:{}", "c".repeat(64)) },
+        "layers": [{ "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2811478,
+                     "digest": format!("sha256:{}", "d".repeat(64)) }]
+    })
+    .to_string();
+    ecr.put_image()
+        .repository_name(&repo)
+        .image_manifest(&manifest)
+        .image_tag("v1")
+        .send()
+        .await
+        .unwrap();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(manifest.as_bytes()))
+    );
+    let iam = aws_sdk_iam::Client::new(&c);
+    let role = iam
+        .create_role()
+        .role_name(unique("r"))
+        .assume_role_policy_document("{}")
+        .send()
+        .await
+        .unwrap()
+        .role
+        .unwrap()
+        .arn;
+    let name = unique("imgfn");
+    aws_sdk_lambda::Client::new(&c)
+        .create_function()
+        .function_name(&name)
+        .role(role)
+        .package_type(aws_sdk_lambda::types::PackageType::Image)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .image_uri(format!(
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}:v1"
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let home = Home::new();
+    let (ep, n) = (endpoint.clone(), name.clone());
+    let (out, home) = tokio::task::spawn_blocking(move || {
+        let o = custody_aws(
+            &home,
+            &ep,
+            &[
+                "--json",
+                "acquire",
+                "lambda",
+                "--function",
+                &n,
+                "--case",
+                "I",
+            ],
+        );
+        (o, home)
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arts = r["artefacts"].as_array().unwrap();
+    assert_eq!(arts.len(), 2, "the function and its manifest: {r:#}");
+    assert!(
+        arts[1]["notes"].to_string().contains(&digest),
+        "{}",
+        arts[1]
+    );
+    assert_eq!(
+        export(&home, "I", arts[1]["id"].as_str().unwrap()),
+        manifest.as_bytes()
+    );
+
+    // ECR answering another manifest for that digest: refused, both digests said.
+    let (proxy, url) = FaultProxy::start(&endpoint).await;
+    let other = manifest.replace("2811478", "2811479");
+    proxy.rule(Rule {
+        op: "BatchGetImage",
+        path: "",
+        pass: 0,
+        times: u32::MAX,
+        fault: Fault::Json(
+            200,
+            serde_json::json!({ "images": [{ "registryId": "123456789012", "repositoryName": repo,
+                "imageId": { "imageDigest": digest }, "imageManifest": other }], "failures": [] })
+            .to_string(),
+        ),
+    });
+    let (out, home) = tokio::task::spawn_blocking(move || {
+        let o = custody_aws(
+            &home,
+            &url,
+            &[
+                "--json",
+                "acquire",
+                "lambda",
+                "--function",
+                &name,
+                "--case",
+                "J",
+            ],
+        );
+        (o, home)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let other_digest = format!("sha256:{}", hex::encode(Sha256::digest(other.as_bytes())));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&digest) && err.contains(&other_digest),
+        "{err}"
+    );
+    let entries =
+        std::fs::read_to_string(custody::ledger::LedgerPaths::in_home(home.path()).entries())
+            .unwrap();
+    assert!(
+        entries
+            .lines()
+            .any(|l| l.contains("not_acquired") && l.contains(&other_digest)),
+        "the refusal is on the record"
+    );
+}
