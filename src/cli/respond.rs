@@ -367,6 +367,10 @@ pub struct RespondArgs {
     /// (memory and every volume) succeeded and isolation holds.
     #[arg(long, value_enum, value_name = "ACTION")]
     pub then: Option<Then>,
+    /// The logs phase reads the account's CloudTrail and the instance's
+    /// flow logs this many hours back from now.
+    #[arg(long, default_value_t = limits::LOGS_HOURS, value_name = "HOURS")]
+    pub logs_hours: u32,
     #[cfg(feature = "timeline")]
     #[command(flatten)]
     pub process: crate::cli::acquire::ProcessFlag,
@@ -391,6 +395,7 @@ impl RespondArgs {
             snapshot_timeout: Duration::from_secs(self.snapshot_timeout),
             then: self.then,
             resume: false,
+            logs_hours: self.logs_hours,
         }
     }
 }

@@ -419,6 +419,8 @@ pub struct LookupEvents {
     pub scope: String,
     pub since: OffsetDateTime,
     pub until: OffsetDateTime,
+    /// Only the events naming this resource (an instance id).
+    pub resource: Option<String>,
 }
 
 impl LookupEvents {
@@ -431,6 +433,16 @@ impl LookupEvents {
         let to_dt = |t: OffsetDateTime| {
             aws_sdk_cloudtrail::primitives::DateTime::from_secs(t.unix_timestamp())
         };
+        let attributes = match &self.resource {
+            Some(r) => Some(vec![
+                aws_sdk_cloudtrail::types::LookupAttribute::builder()
+                    .attribute_key(aws_sdk_cloudtrail::types::LookupAttributeKey::ResourceName)
+                    .attribute_value(r)
+                    .build()
+                    .map_err(|e| CollectError::Cloud(Box::new(e)))?,
+            ]),
+            None => None,
+        };
         let mut out = Vec::new();
         let mut n = 0u64;
         let mut token: Option<String> = None;
@@ -442,6 +454,7 @@ impl LookupEvents {
                 .start_time(to_dt(self.since))
                 .end_time(to_dt(self.until))
                 .max_results(LOOKUP_PAGE)
+                .set_lookup_attributes(attributes.clone())
                 .set_next_token(token.clone())
                 .send()
                 .await

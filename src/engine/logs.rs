@@ -458,6 +458,7 @@ mod aws {
                             scope: scope.clone(),
                             since: window.0,
                             until: window.1,
+                            resource: None,
                         }) as Box<dyn Collector>
                     })
                     .collect()

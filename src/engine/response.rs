@@ -48,6 +48,9 @@ fn place(instance: &str, region: Option<String>) -> Source {
 /// A response made ready: the instance described, the steps planned, the
 /// collectors built. Nothing has changed yet.
 pub struct Prepared {
+    /// The logs phase's sources, and what was found of them.
+    pub logs: Vec<Box<dyn crate::collect::Collector>>,
+    pub logs_notes: Vec<String>,
     pub clients: Clients,
     pub region: Option<String>,
     pub prior: InstanceState,
@@ -65,6 +68,12 @@ impl Prepared {
             &self.memory.as_ref().map_err(Clone::clone),
             &self.network,
             &self.disk,
+            &self
+                .logs
+                .iter()
+                .map(|c| c.describe())
+                .chain(self.logs_notes.iter().cloned())
+                .collect::<Vec<_>>(),
         )
     }
 }
@@ -84,7 +93,16 @@ pub async fn prepare(app: &App, plan: &ResponsePlan) -> Result<Prepared, EngineE
     )
     .await?;
     let (protect, network) = order::split(steps);
+    let (logs, logs_notes) = if plan.scope == Scope::Full {
+        let until = app.clock.now();
+        let since = until - time::Duration::hours(i64::from(plan.logs_hours));
+        log_sources(&aws, &prior, since, until).await
+    } else {
+        (Vec::new(), Vec::new())
+    };
     Ok(Prepared {
+        logs,
+        logs_notes,
         memory: plan
             .memory
             .as_ref()
@@ -155,11 +173,14 @@ pub async fn respond(
         ctx: &ctx,
         memory: p.memory.as_ref().map_err(Clone::clone),
         disk: &p.disk,
+        logs: &p.logs,
+        logs_notes: &p.logs_notes,
         region: p.region.clone(),
         prior_recorded,
     };
     let (instance, case) = (&plan.instance, &plan.case);
-    Ok(match plan.scope {
+    #[allow(unused_mut)]
+    let mut report = match plan.scope {
         Scope::Full => {
             responder
                 .run(instance, case, &prior, &protect, &network, plan.then)
@@ -171,16 +192,41 @@ pub async fn respond(
                 .await?
         }
         Scope::DiskOnly => responder.disk_only(instance, case).await,
-    })
+    };
+    // The logs taken go onto the case's timeline beside the disk's events.
+    #[cfg(feature = "timeline")]
+    {
+        let logs: Vec<_> = report
+            .artefacts
+            .iter()
+            .filter(|a| a.source.log_format.is_some())
+            .cloned()
+            .collect();
+        if !logs.is_empty()
+            && let Err(e) = crate::engine::process::load_artefacts(app, case, &logs).await
+            && let Some(phase) = report.phases.iter_mut().find(|p| p.phase == "logs")
+        {
+            phase.detail.push(format!(
+                "not loaded into the timeline: {}",
+                crate::error_chain(&e)
+            ));
+        }
+    }
+    Ok(report)
 }
 
 /// What in a report fell short of the plan: phases incomplete (memory left
-/// out on purpose is not a shortfall) and changes that do not hold.
+/// out on purpose, and the logs, are not shortfalls) and changes that do
+/// not hold.
 pub fn shortfalls(plan: &ResponsePlan, report: &Report) -> Vec<String> {
     report
         .phases
         .iter()
-        .filter(|ph| ph.incomplete() && !(plan.memory_left_out && ph.phase == "memory"))
+        // Logs stay with AWS (CloudTrail keeps 90 days): a logs phase that
+        // fell short is said in its detail, not a response left incomplete.
+        .filter(|ph| {
+            ph.incomplete() && !(plan.memory_left_out && ph.phase == "memory") && ph.phase != "logs"
+        })
         .map(|ph| format!("{}: {}", ph.phase, ph.status))
         .chain(
             report
@@ -294,4 +340,197 @@ pub async fn release(app: &App, instance: &str) -> Result<Released, EngineError>
         restored,
         differences,
     })
+}
+
+/// The logs phase's sources for `prior`'s instance over `since..until`: the
+/// account's CloudTrail from a trail's bucket (else the events naming the
+/// instance through LookupEvents), and the flow logs of its interfaces and
+/// VPC. What was found, or why not, is said in the notes.
+#[cfg(feature = "timeline")]
+async fn log_sources(
+    aws: &Aws,
+    prior: &InstanceState,
+    since: time::OffsetDateTime,
+    until: time::OffsetDateTime,
+) -> (Vec<Box<dyn crate::collect::Collector>>, Vec<String>) {
+    use crate::collect::Collector;
+    use crate::collect::logs::{
+        AwsLogsLayout, CloudWatchLogs, LookupEvents, S3Logs, aws_logs_objects,
+    };
+    use crate::timeline::parse::Format;
+    let region = aws.region().unwrap_or_default();
+    let mut out: Vec<Box<dyn Collector>> = Vec::new();
+    let mut notes = Vec::new();
+    let trails = aws.cloudtrail().describe_trails().send().await;
+    let mut trails: Vec<(String, String, String, bool)> = match &trails {
+        Ok(t) => t
+            .trail_list()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.name().unwrap_or_default().to_owned(),
+                    t.s3_bucket_name()?.to_owned(),
+                    t.s3_key_prefix().unwrap_or_default().to_owned(),
+                    t.is_multi_region_trail().unwrap_or(false),
+                ))
+            })
+            .collect(),
+        Err(e) => {
+            notes.push(format!("trails not listed: {}", crate::aws::brief(e)));
+            Vec::new()
+        }
+    };
+    // Trails of every region first: they hold this region's events. The
+    // first whose bucket holds files for the window is read.
+    trails.sort_by_key(|t| !t.3);
+    let mut from_bucket = false;
+    for (name, bucket, prefix, _) in trails {
+        let layout = AwsLogsLayout {
+            bucket: bucket.clone(),
+            prefix,
+            service: "CloudTrail",
+            accounts: Vec::new(),
+            regions: vec![region.clone()],
+            since,
+            until,
+        };
+        match aws_logs_objects(&aws.s3(), &layout).await {
+            Ok(objects) if !objects.is_empty() => {
+                notes.push(format!(
+                    "trail {name}: {} log files in s3://{bucket}",
+                    objects.len()
+                ));
+                out.push(Box::new(S3Logs {
+                    s3: aws.s3(),
+                    bucket,
+                    objects,
+                    format: Format::Cloudtrail,
+                    region: aws.region(),
+                    account: None,
+                }));
+                from_bucket = true;
+                break;
+            }
+            Ok(_) => notes.push(format!(
+                "trail {name}: no log file in s3://{bucket} for the window"
+            )),
+            Err(e) => notes.push(format!(
+                "trail {name}: s3://{bucket} not listed: {}",
+                crate::error_chain(&e)
+            )),
+        }
+    }
+    if !from_bucket {
+        notes.push(format!(
+            "CloudTrail through LookupEvents: the events naming {}",
+            prior.instance
+        ));
+        out.push(Box::new(LookupEvents {
+            cloudtrail: aws.cloudtrail(),
+            region: region.clone(),
+            scope: "respond".into(),
+            since,
+            until,
+            resource: Some(prior.instance.clone()),
+        }));
+    }
+    let enis: Vec<String> = prior.interfaces.iter().map(|i| i.id.clone()).collect();
+    let mut resources = enis.clone();
+    resources.extend(prior.vpc.iter().cloned());
+    if resources.is_empty() {
+        return (out, notes);
+    }
+    let flows = aws
+        .ec2()
+        .describe_flow_logs()
+        .filter(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .set_values(Some(resources))
+                .build(),
+        )
+        .send()
+        .await;
+    let flows = match flows {
+        Ok(f) => f,
+        Err(e) => {
+            notes.push(format!("flow logs not listed: {}", crate::aws::brief(&e)));
+            return (out, notes);
+        }
+    };
+    if flows.flow_logs().is_empty() {
+        notes.push("no flow log covers the instance's interfaces or VPC".into());
+    }
+    for f in flows.flow_logs() {
+        let id = f.flow_log_id().unwrap_or_default();
+        match (f.log_group_name(), f.log_destination()) {
+            (Some(group), _) => {
+                // One stream per interface: `eni-…-all`.
+                for eni in &enis {
+                    out.push(Box::new(CloudWatchLogs {
+                        logs: aws.cloudwatch_logs(),
+                        group: group.to_owned(),
+                        region: aws.region(),
+                        format: Format::VpcFlowCloudwatch,
+                        since,
+                        until,
+                        streams: Vec::new(),
+                        stream_prefix: Some(eni.clone()),
+                    }));
+                }
+                notes.push(format!("flow log {id}: group {group}"));
+            }
+            (None, Some(dest)) => {
+                let Some(rest) = dest.strip_prefix("arn:aws:s3:::") else {
+                    notes.push(format!("flow log {id}: destination {dest} not read"));
+                    continue;
+                };
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                let layout = AwsLogsLayout {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.to_owned(),
+                    service: "vpcflowlogs",
+                    accounts: Vec::new(),
+                    regions: vec![region.clone()],
+                    since,
+                    until,
+                };
+                match aws_logs_objects(&aws.s3(), &layout).await {
+                    Ok(objects) if !objects.is_empty() => {
+                        notes.push(format!(
+                            "flow log {id}: {} files in s3://{bucket}",
+                            objects.len()
+                        ));
+                        out.push(Box::new(S3Logs {
+                            s3: aws.s3(),
+                            bucket: bucket.to_owned(),
+                            objects,
+                            format: Format::VpcFlow,
+                            region: aws.region(),
+                            account: None,
+                        }));
+                    }
+                    Ok(_) => notes.push(format!(
+                        "flow log {id}: no file in s3://{bucket} for the window"
+                    )),
+                    Err(e) => notes.push(format!(
+                        "flow log {id}: s3://{bucket} not listed: {}",
+                        crate::error_chain(&e)
+                    )),
+                }
+            }
+            (None, None) => notes.push(format!("flow log {id}: no destination given")),
+        }
+    }
+    (out, notes)
+}
+
+#[cfg(not(feature = "timeline"))]
+async fn log_sources(
+    _aws: &Aws,
+    _prior: &InstanceState,
+    _since: time::OffsetDateTime,
+    _until: time::OffsetDateTime,
+) -> (Vec<Box<dyn crate::collect::Collector>>, Vec<String>) {
+    (Vec::new(), Vec::new())
 }

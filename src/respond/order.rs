@@ -84,6 +84,10 @@ pub struct Responder<'a> {
     /// The memory collector, or why memory is left out.
     pub memory: Result<&'a MemoryCollector, String>,
     pub disk: &'a EbsCollector,
+    /// The logs phase's sources (the account's CloudTrail, the instance's
+    /// flow logs), and what was found or not found of them.
+    pub logs: &'a [Box<dyn crate::collect::Collector>],
+    pub logs_notes: &'a [String],
     pub region: Option<String>,
     /// The prior state is already in the ledger (a response resumed after a
     /// crash): the state described now is the partly isolated one, and
@@ -105,7 +109,7 @@ pub fn split(steps: Vec<Step>) -> (Vec<Step>, Vec<Step>) {
     })
 }
 
-const LOGS_NOTE: &str = "the account's logs are not taken by respond: collect them into the case with `custody logs cloudtrail` or `custody logs lookup`";
+const LOGS_NOTE: &str = "no log source in this build (feature timeline): collect the logs into the case with `custody logs cloudtrail` or `custody logs lookup`";
 
 /// The phases a response would run, with their steps; nothing is changed.
 pub fn plan(
@@ -113,6 +117,7 @@ pub fn plan(
     memory: &Result<&MemoryCollector, String>,
     network: &[Step],
     disk: &EbsCollector,
+    logs: &[String],
 ) -> Vec<Phase> {
     let planned = |phase, detail| Phase {
         phase,
@@ -130,7 +135,7 @@ pub fn plan(
         ),
         planned("isolate", network.iter().map(Step::describe).collect()),
         planned("disk", vec![disk.describe()]),
-        planned("logs", vec![LOGS_NOTE.into()]),
+        planned("logs", logs.to_vec()),
     ]
 }
 
@@ -309,12 +314,12 @@ impl Responder<'_> {
         report.phases.push(phase);
         report.artefacts.extend(artefacts);
 
-        // 5. Logs: no collector yet; said, not hidden.
-        report.phases.push(Phase {
-            phase: "logs",
-            status: "skipped",
-            detail: vec![LOGS_NOTE.into()],
-        });
+        // 5. Logs: the account's CloudTrail and the instance's own flow
+        // logs for the window; AWS keeps them, so a failure here is said
+        // and does not make the response incomplete.
+        let (phase, artefacts) = self.logs_phase(case).await;
+        report.phases.push(phase);
+        report.artefacts.extend(artefacts);
 
         if let Some(then) = then {
             if memory_ok && disk_ok && failed.is_empty() && report.not_holding.is_empty() {
@@ -416,6 +421,49 @@ impl Responder<'_> {
                 Vec::new(),
             ),
         }
+    }
+
+    async fn logs_phase(&self, case: &CaseId) -> (Phase, Vec<Artefact>) {
+        let mut detail: Vec<String> = self.logs_notes.to_vec();
+        let mut artefacts = Vec::new();
+        let mut failed = 0usize;
+        for c in self.logs {
+            match c.collect(self.ctx, case).await {
+                Ok(got) => {
+                    for a in &got.artefacts {
+                        detail.push(format!("artefact {} ({})", a.id, c.describe()));
+                    }
+                    failed += got.failures.len();
+                    detail.extend(got.failures.iter().map(|f| format!("FAILED {f}")));
+                    artefacts.extend(got.artefacts);
+                }
+                Err(e) => {
+                    failed += 1;
+                    detail.push(format!(
+                        "FAILED {}: {}",
+                        c.describe(),
+                        crate::error_chain(&e)
+                    ));
+                }
+            }
+        }
+        let status = match (artefacts.is_empty(), failed) {
+            (_, 0) if self.logs.is_empty() => "skipped",
+            (_, 0) => "done",
+            (false, _) => "partial",
+            (true, _) => "failed",
+        };
+        if self.logs.is_empty() && detail.is_empty() {
+            detail.push(LOGS_NOTE.into());
+        }
+        (
+            Phase {
+                phase: "logs",
+                status,
+                detail,
+            },
+            artefacts,
+        )
     }
 
     /// The disk alone: nothing on the instance changes.

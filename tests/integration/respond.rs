@@ -56,6 +56,81 @@ fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_c
     rt.block_on(s3.create_bucket().bucket(&bucket).send())
         .unwrap();
     let staging = format!("s3://{bucket}/memory");
+    // What the logs phase reads: a trail's file naming the instance, and
+    // the flow log of its interface in CloudWatch Logs.
+    let now = time::OffsetDateTime::now_utc();
+    let trail_bucket = format!("trail-{}", uuid::Uuid::new_v4().simple());
+    let eni = rt
+        .block_on(ec2.describe_instances().instance_ids(&id).send())
+        .unwrap()
+        .reservations()[0]
+        .instances()[0]
+        .network_interfaces()[0]
+        .network_interface_id()
+        .unwrap()
+        .to_owned();
+    rt.block_on(async {
+        s3.create_bucket().bucket(&trail_bucket).send().await.unwrap();
+        let t = now - time::Duration::hours(1);
+        let record = serde_json::json!({ "Records": [{
+            "eventVersion": "1.08", "eventTime": t.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "eventSource": "ec2.amazonaws.com", "eventName": "ModifyInstanceAttribute",
+            "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.99",
+            "userIdentity": { "type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/mallory", "accountId": "123456789012" },
+            "requestParameters": { "instanceId": id }, "eventID": uuid::Uuid::new_v4().to_string(),
+            "eventType": "AwsApiCall", "recipientAccountId": "123456789012"
+        }]});
+        let key = format!(
+            "AWSLogs/123456789012/CloudTrail/us-east-1/{:04}/{:02}/{:02}/123456789012_CloudTrail_us-east-1_{}_a1.json",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.unix_timestamp()
+        );
+        s3.put_object()
+            .bucket(&trail_bucket)
+            .key(key)
+            .body(record.to_string().into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_cloudtrail::Client::new(&conf(&endpoint))
+            .create_trail()
+            .name(format!("all-{}", uuid::Uuid::new_v4().simple()))
+            .s3_bucket_name(&trail_bucket)
+            .is_multi_region_trail(true)
+            .send()
+            .await
+            .unwrap();
+        let group = format!("/flow/{}", uuid::Uuid::new_v4().simple());
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&conf(&endpoint));
+        logs.create_log_group().log_group_name(&group).send().await.unwrap();
+        ec2.create_flow_logs()
+            .resource_ids(&eni)
+            .resource_type(aws_sdk_ec2::types::FlowLogsResourceType::NetworkInterface)
+            .traffic_type(aws_sdk_ec2::types::TrafficType::All)
+            .log_group_name(&group)
+            .deliver_logs_permission_arn("arn:aws:iam::123456789012:role/flow-logs")
+            .send()
+            .await
+            .unwrap();
+        let stream = format!("{eni}-all");
+        logs.create_log_stream().log_group_name(&group).log_stream_name(&stream).send().await.unwrap();
+        let secs = now.unix_timestamp() - 600;
+        logs.put_log_events()
+            .log_group_name(&group)
+            .log_stream_name(&stream)
+            .log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(secs * 1000)
+                    .message(format!("2 123456789012 {eni} 203.0.113.77 10.78.1.5 51544 22 6 10 840 {} {} ACCEPT OK", secs - 60, secs))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
     let home = Home::new();
 
     // The plan, in order, and nothing changed.
@@ -151,7 +226,21 @@ fn respond_runs_in_the_order_of_volatility_and_never_terminates_after_a_failed_c
         .collect();
     assert_eq!(disk.len(), 1, "{r}");
     assert_eq!(disk[0]["block_map"]["written"], 3, "{r}");
-    assert_eq!(status("logs").as_deref(), Some("skipped"), "{r}");
+    assert_eq!(status("logs").as_deref(), Some("done"), "{r}");
+    let formats: Vec<&str> = r["artefacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["source"]["log_format"].as_str())
+        .collect();
+    assert!(
+        formats.contains(&"cloudtrail") && formats.contains(&"vpc-flow-cloudwatch"),
+        "{formats:?}"
+    );
+    for ip in ["198.51.100.99", "203.0.113.77"] {
+        let q = home.json(&["timeline", "r1", &format!("ip:{ip}")]);
+        assert_eq!(q["total"], 1, "{ip} on the case's timeline: {q}");
+    }
 
     // The instance is isolated and still running.
     let (now_groups, state) = groups(&ec2);

@@ -22,6 +22,8 @@ pub mod limits {
     pub const EBS_WINDOW: RangeInclusive<u16> = 1..=1024;
     /// Default longest wait for a new snapshot, in seconds.
     pub const SNAPSHOT_TIMEOUT_SECS: u64 = 3600;
+    /// How far back a response's logs phase reads, by default: a day.
+    pub const LOGS_HOURS: u32 = 24;
 }
 
 impl PlanContext<'_> {
@@ -322,6 +324,8 @@ pub struct ResponseRequest {
     /// A job that may have started before: the prior state recorded first
     /// in this case's ledger is the instance's state before the response.
     pub resume: bool,
+    /// The logs phase reads this many hours back from now.
+    pub logs_hours: u32,
 }
 
 impl ResponseRequest {
@@ -340,6 +344,7 @@ impl ResponseRequest {
             snapshot_timeout: Duration::from_secs(limits::SNAPSHOT_TIMEOUT_SECS),
             then: None,
             resume: false,
+            logs_hours: limits::LOGS_HOURS,
         }
     }
 }
@@ -358,6 +363,7 @@ pub struct ResponsePlan {
     pub disk: EbsRequest,
     pub then: Option<Then>,
     pub resume: bool,
+    pub logs_hours: u32,
 }
 
 impl ResponseRequest {
@@ -408,6 +414,7 @@ impl ResponseRequest {
             disk,
             then: self.then,
             resume: self.resume,
+            logs_hours: self.logs_hours,
         })
     }
 }
