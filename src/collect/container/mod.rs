@@ -243,11 +243,10 @@ pub fn inventory_in(files: &dyn files::Files, node: &Node) -> Inventory {
         inv.runtimes
             .push(format!("docker {}", node.docker_root.display()));
     }
-    let docker = docker::records(files, node, &mut inv.problems);
+    let mut docker = docker::records(files, node, &mut inv.problems);
     let containerd = containerd::records(files, node, &mut inv.problems);
     // Docker runs its containers through containerd (namespace `moby`):
     // one container, recorded once, with what each runtime knows.
-    let mut docker = docker;
     for c in containerd {
         if c.namespace.as_deref() == Some("moby")
             && let Some(d) = docker.iter_mut().find(|d| d.id == c.id)
