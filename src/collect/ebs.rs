@@ -23,19 +23,20 @@
 //! big-endian) followed by its SHA-256, so the delta can be laid onto an
 //! image of the base at `index × 512 KiB`.
 //!
-//! Resume: every block read and checked is also written to a local spool
-//! (a sparse file and a journal of index and SHA-256, fsynced in batches).
-//! When the acquisition is cut (a crash, Ctrl-C, a lost connection), running
-//! the same command again reads the journalled blocks from the spool,
-//! checks each against its recorded SHA-256, and fetches only the rest; the
-//! store's own resume (see [`crate::store::journal`]) skips the parts it
-//! already holds. A volume's snapshot is reused the same way. The spool is
-//! deleted once the image is stored; when it cannot be written (a full
-//! disk), the acquisition goes on without it.
+//! Resume: nothing is written twice. When the acquisition is cut (a crash,
+//! Ctrl-C, a lost connection), running the same command again takes back
+//! what the store already holds: a local store keeps the partial image and
+//! gives back its frames that still hash as journalled
+//! ([`crate::store::local_resume`]); they are decoded and used as the
+//! image's first blocks (a block the listing says was never written must
+//! come back as zeros, or the stored prefix is dropped from there), and only
+//! the rest is fetched. S3 and Azure cannot give back the parts of an
+//! unfinished upload: there every block is read again, and only the parts
+//! the store lacks are sent ([`crate::store::journal`]). A volume's
+//! snapshot is reused the same way (a note under the resume directory).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,9 +87,10 @@ pub struct EbsCollector {
     pub region: Option<String>,
     /// Read only the blocks changed since this (earlier) snapshot.
     pub changed_since: Option<String>,
-    /// Where blocks already read are kept until the image is stored, so an
-    /// interrupted acquisition resumes; `None` keeps nothing.
-    pub spool_dir: Option<PathBuf>,
+    /// Where the snapshot custody made of a volume is noted until it has
+    /// been read, so an interrupted acquisition resumes on it; `None` notes
+    /// nothing.
+    pub resume_dir: Option<PathBuf>,
     /// Who made the snapshot read, when not custody: noted on the image.
     pub made_by: Option<String>,
 }
@@ -623,7 +625,6 @@ impl EbsCollector {
         };
         let owner = self.owner(snapshot).await;
         let budgets = block_budgets(&owner, snapshot);
-        let spool = self.spool(case, snapshot);
         let map_file = tempfile::NamedTempFile::new().map_err(|source| CollectError::Open {
             path: "a temporary block manifest".into(),
             source,
@@ -643,7 +644,7 @@ impl EbsCollector {
                 },
                 lister,
                 layout: layout.clone(),
-                spool: spool.clone(),
+                prefix: None,
                 map_writer,
             },
             summary.clone(),
@@ -679,10 +680,6 @@ impl EbsCollector {
             },
         )
         .await?;
-        // The image is stored and recorded: nothing is left to resume.
-        if let Some(s) = &spool {
-            s.remove();
-        }
         let map = summary
             .lock()
             .ok()
@@ -695,32 +692,6 @@ impl EbsCollector {
             .acquire_block_map(ctx, case, &image, source, map, map_file.path())
             .await?;
         Ok(vec![image, manifest])
-    }
-
-    /// The resume spool of `snapshot` for `case`, with what an interrupted
-    /// run journalled; `None` without a spool directory, or when the spool
-    /// cannot be opened.
-    fn spool(&self, case: &CaseId, snapshot: &str) -> Option<Arc<Spool>> {
-        let spool = self.spool_dir.as_deref().and_then(|d| {
-            let base = self.changed_since.as_deref().unwrap_or("");
-            let dir = d.join(format!(
-                "snap-{}",
-                spool_key(&[case.as_str(), snapshot, base])
-            ));
-            match Spool::open(&dir) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "no resume spool: this acquisition cannot be resumed if it is cut");
-                    None
-                }
-            }
-        });
-        if let Some(s) = &spool
-            && !s.confirmed.is_empty()
-        {
-            tracing::info!(%snapshot, blocks = s.confirmed.len(), "resuming: blocks read by an interrupted run come from its spool");
-        }
-        spool
     }
 
     /// Acquires the block manifest the image reader wrote to `map_file`, as
@@ -737,7 +708,7 @@ impl EbsCollector {
         // A digest per block; a delta's record also holds the block's index.
         let record = match self.changed_since {
             None => 32,
-            Some(_) => SPOOL_RECORD as u64,
+            Some(_) => DELTA_RECORD as u64,
         };
         let file = std::fs::File::open(map_file).map_err(|source| CollectError::Open {
             path: map_file.display().to_string(),
@@ -773,9 +744,9 @@ impl EbsCollector {
     /// Where the snapshot custody made of `volume` for `case` is noted until
     /// it has been read, so a rerun reads it instead of making another.
     fn snapshot_note(&self, case: &CaseId, volume: &str) -> Option<PathBuf> {
-        self.spool_dir
+        self.resume_dir
             .as_ref()
-            .map(|d| d.join(format!("vol-{}.json", spool_key(&[case.as_str(), volume]))))
+            .map(|d| d.join(format!("vol-{}.json", note_key(&[case.as_str(), volume]))))
     }
 
     /// The snapshot an interrupted run made of `volume` for `case`, when it
@@ -955,11 +926,21 @@ impl Fetcher {
     }
 }
 
-async fn collect_body(body: ByteStream) -> Result<Bytes, io::Error> {
-    body.collect()
-        .await
-        .map(|b| b.into_bytes())
-        .map_err(io::Error::other)
+/// A block's body, copied chunk by chunk into one buffer of the block's
+/// size: collecting it whole and then joining the chunks would hold it twice.
+async fn collect_body(mut body: ByteStream) -> Result<Bytes, io::Error> {
+    let mut buf = bytes::BytesMut::with_capacity(BLOCK_SIZE as usize);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(io::Error::other)?;
+        // A body longer than a block is refused by the caller; stop holding it.
+        if (buf.len() + chunk.len()) as u64 > BLOCK_SIZE {
+            return Err(io::Error::other(format!(
+                "a block body longer than {BLOCK_SIZE} bytes"
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// What the block manifest came to.
@@ -969,175 +950,35 @@ struct MapSummary {
     merkle_root: String,
 }
 
-/// Bytes of one spool journal record: the block index (big-endian) and its SHA-256.
-const SPOOL_RECORD: usize = 40;
-/// Spooled blocks between two fsyncs of the spool.
-const SPOOL_BATCH: usize = 256;
+/// Bytes of one delta manifest record: the block index (big-endian) and its SHA-256.
+const DELTA_RECORD: usize = 40;
 
-/// The directory name of the spool (or snapshot record) for these parts.
-fn spool_key(parts: &[&str]) -> String {
+/// The file name of a snapshot note for these parts.
+fn note_key(parts: &[&str]) -> String {
     let digest = Sha256::digest(parts.join("\n").as_bytes());
     hex::encode(digest.get(..16).unwrap_or_default())
-}
-
-/// Blocks of a snapshot already read and checked, kept until its image is
-/// stored: a sparse file (each block at `index × BLOCK_SIZE`) and a journal
-/// naming the blocks whose bytes were fsynced before their record was.
-struct Spool {
-    dir: PathBuf,
-    data: Arc<std::fs::File>,
-    journal: Mutex<Option<std::fs::File>>,
-    confirmed: HashMap<u64, [u8; 32]>,
-}
-
-impl Spool {
-    fn open(dir: &Path) -> io::Result<Self> {
-        use std::io::{Seek as _, SeekFrom};
-        crate::private_fs::create_dir_all(dir)?;
-        let data = crate::private_fs::options()
-            .create(true)
-            .truncate(false)
-            .open(dir.join("blocks"))?;
-        let mut journal = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("journal"))?;
-        let mut bytes = Vec::new();
-        journal.read_to_end(&mut bytes)?;
-        let mut confirmed = HashMap::new();
-        for rec in bytes.chunks_exact(SPOOL_RECORD) {
-            let (index, digest) = rec.split_at(8);
-            if let (Ok(i), Ok(d)) = (<[u8; 8]>::try_from(index), <[u8; 32]>::try_from(digest)) {
-                confirmed.insert(u64::from_be_bytes(i), d);
-            }
-        }
-        // A torn last record (a crash while appending it) is cut, so the
-        // records appended from here on stay aligned.
-        let valid = (bytes.len() - bytes.len() % SPOOL_RECORD) as u64;
-        journal.set_len(valid)?;
-        journal.seek(SeekFrom::Start(valid))?;
-        Ok(Self {
-            dir: dir.to_owned(),
-            data: Arc::new(data),
-            journal: Mutex::new(Some(journal)),
-            confirmed,
-        })
-    }
-
-    fn has(&self, index: u64) -> bool {
-        self.confirmed.contains_key(&index)
-    }
-
-    /// Block `index` from the spool, if it was journalled and its bytes
-    /// still have the SHA-256 checked when it was first read.
-    fn read(&self, index: u64) -> Option<Block> {
-        let expected = self.confirmed.get(&index)?;
-        let mut buf = vec![0u8; BLOCK_SIZE as usize];
-        self.data
-            .read_exact_at(&mut buf, index.checked_mul(BLOCK_SIZE)?)
-            .ok()?;
-        let digest: [u8; 32] = Sha256::digest(&buf).into();
-        if digest != *expected {
-            tracing::warn!(index, dir = %self.dir.display(), "a spooled block does not match its journal; reading it again");
-            return None;
-        }
-        Some((Bytes::from(buf), digest))
-    }
-
-    /// Starts the thread that spools newly read blocks.
-    fn writer(&self) -> Option<std::sync::mpsc::SyncSender<(u64, Bytes, [u8; 32])>> {
-        let journal = self.journal.lock().ok()?.take()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(32);
-        let data = self.data.clone();
-        let dir = self.dir.clone();
-        std::thread::spawn(move || spool_writer(&data, journal, &rx, &dir));
-        Some(tx)
-    }
-
-    fn remove(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot remove the resume spool");
-        }
-    }
-}
-
-/// Writes spooled blocks, then their journal records, each batch after an
-/// fsync of the blocks, so a record never names bytes that are not on disk.
-/// Also flushes after half a second without blocks, so a stalled read loses
-/// little. On an error it warns once and only drains from then on.
-fn spool_writer(
-    data: &std::fs::File,
-    mut journal: std::fs::File,
-    rx: &std::sync::mpsc::Receiver<(u64, Bytes, [u8; 32])>,
-    dir: &Path,
-) {
-    use std::sync::mpsc::RecvTimeoutError;
-    fn flush(
-        data: &std::fs::File,
-        journal: &mut std::fs::File,
-        pending: &mut Vec<u8>,
-    ) -> io::Result<()> {
-        if pending.is_empty() {
-            return Ok(());
-        }
-        data.sync_data()?;
-        journal.write_all(pending)?;
-        journal.sync_data()?;
-        pending.clear();
-        Ok(())
-    }
-    let mut pending = Vec::with_capacity(SPOOL_BATCH * SPOOL_RECORD);
-    let mut failed = false;
-    loop {
-        let item = match rx.recv_timeout(std::time::Duration::from_millis(500)) {
-            Ok(item) => Some(item),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if failed {
-            continue;
-        }
-        let r = match item {
-            Some((index, bytes, digest)) => index
-                .checked_mul(BLOCK_SIZE)
-                .ok_or_else(|| io::Error::other("block index overflows"))
-                .and_then(|at| data.write_all_at(&bytes, at))
-                .and_then(|()| {
-                    pending.extend_from_slice(&index.to_be_bytes());
-                    pending.extend_from_slice(&digest);
-                    if pending.len() >= SPOOL_BATCH * SPOOL_RECORD {
-                        flush(data, &mut journal, &mut pending)
-                    } else {
-                        Ok(())
-                    }
-                }),
-            None => flush(data, &mut journal, &mut pending),
-        };
-        if let Err(e) = r {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the resume spool: this acquisition goes on, but cannot be resumed from here");
-            failed = true;
-        }
-    }
-    if !failed && let Err(e) = flush(data, &mut journal, &mut pending) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot write the resume spool");
-    }
 }
 
 /// Counts kept while the image is read.
 #[derive(Default)]
 struct Counts {
-    /// Blocks with data (read through EBS direct or from the spool).
+    /// Blocks with data (read through EBS direct or taken back from the store).
     written: AtomicU64,
-    /// Of those, blocks taken from the spool of an interrupted run.
+    /// Of those, blocks taken back from what an interrupted run stored.
     resumed: AtomicU64,
 }
 
 /// The image as a [`SourceReader`]: a task fetches blocks in a window and
-/// hands them over in order through a bounded channel.
+/// hands them over in order through a bounded channel. The task starts at
+/// the first read, once a resumed prefix has been offered.
 struct ImageReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    /// The task not yet started: its plan, sender and runtime.
+    pending: Option<(
+        Plan,
+        tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+        tokio::runtime::Handle,
+    )>,
     current: Bytes,
     summary: Arc<Mutex<Option<MapSummary>>>,
     layout: Layout,
@@ -1156,31 +997,38 @@ struct Plan {
     fetcher: Fetcher,
     lister: Lister,
     layout: Layout,
-    spool: Option<Arc<Spool>>,
+    /// The image's first bytes as an interrupted run stored them.
+    prefix: Option<Box<dyn Read + Send>>,
     map_writer: std::fs::File,
 }
 
 impl ImageReader {
     fn start(plan: Plan, summary: Arc<Mutex<Option<MapSummary>>>) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let counts = Arc::new(Counts::default());
         let layout = plan.layout.clone();
         let delta = plan.lister.base.clone();
-        let task_summary = summary.clone();
-        let task_counts = counts.clone();
-        tokio::spawn(async move {
-            if let Err(e) = produce(plan, &tx, task_summary, task_counts).await {
-                let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-            }
-        });
         Self {
             rx,
+            pending: Some((plan, tx, tokio::runtime::Handle::current())),
             current: Bytes::new(),
             summary,
             layout,
             delta,
-            counts,
+            counts: Arc::new(Counts::default()),
         }
+    }
+
+    fn launch(&mut self) {
+        let Some((plan, tx, runtime)) = self.pending.take() else {
+            return;
+        };
+        let summary = self.summary.clone();
+        let counts = self.counts.clone();
+        runtime.spawn(async move {
+            if let Err(e) = produce(plan, &tx, summary, counts).await {
+                let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
+            }
+        });
     }
 }
 
@@ -1260,8 +1108,66 @@ impl Walk {
     }
 }
 
+/// Where the image's blocks go, in order: the block manifest, its Merkle
+/// range, and the pipeline.
+struct Sink<'a> {
+    map: io::BufWriter<std::fs::File>,
+    range: CompactRange,
+    n: u64,
+    delta: bool,
+    tx: &'a tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    snapshot: &'a str,
+}
+
+impl Sink<'_> {
+    /// Hands one block on; `Ok(false)` when the pipeline stopped (an error
+    /// or Ctrl-C: it reports why).
+    async fn put(&mut self, index: u64, data: Bytes, digest: &[u8; 32]) -> Result<bool, EbsError> {
+        let manifest_err = |e: io::Error| {
+            ApiError::other("write the block manifest of", self.snapshot, e.to_string())
+        };
+        if self.delta {
+            let mut rec = [0u8; DELTA_RECORD];
+            let (i, d) = rec.split_at_mut(8);
+            i.copy_from_slice(&index.to_be_bytes());
+            d.copy_from_slice(digest);
+            self.map.write_all(&rec).map_err(manifest_err)?;
+            self.range.push(leaf_hash(&rec));
+        } else {
+            self.map.write_all(digest).map_err(manifest_err)?;
+            self.range.push(leaf_hash(digest));
+        }
+        self.n += 1;
+        Ok(self.tx.send(Ok(data)).await.is_ok())
+    }
+}
+
+/// Decodes a stored prefix into whole blocks with their SHA-256, off the
+/// runtime; the channel ends where the prefix does.
+fn prefix_blocks(mut prefix: Box<dyn Read + Send>) -> tokio::sync::mpsc::Receiver<Block> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    std::thread::spawn(move || {
+        loop {
+            let mut buf = bytes::BytesMut::zeroed(BLOCK_SIZE as usize);
+            if let Err(e) = prefix.read_exact(&mut buf) {
+                // The end of the prefix, or of what can be decoded of it.
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(error = %e, "the stored prefix ends here");
+                }
+                return;
+            }
+            let digest: [u8; 32] = Sha256::digest(&buf).into();
+            if tx.blocking_send((buf.freeze(), digest)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Fetches the listed blocks in a window and hands them to the pipeline in
-/// order, writing the block manifest and spooling what it read.
+/// order, writing the block manifest; the blocks a resumed prefix holds
+/// come from it instead.
 async fn produce(
     plan: Plan,
     tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
@@ -1272,12 +1178,12 @@ async fn produce(
         fetcher,
         lister,
         layout,
-        spool,
+        prefix,
         map_writer,
     } = plan;
     let delta = lister.base.is_some();
     let snapshot = lister.snapshot.clone();
-    let walk = Walk {
+    let mut walk = Walk {
         next: 0,
         end: layout.blocks,
         dense: !delta,
@@ -1286,7 +1192,46 @@ async fn produce(
         token: layout.next_token,
         lister,
     };
-    let slots = futures::stream::unfold(walk, |mut w| async move {
+    let mut sink = Sink {
+        map: io::BufWriter::new(map_writer),
+        range: CompactRange::default(),
+        n: 0,
+        delta,
+        tx,
+        snapshot: &snapshot,
+    };
+    let zero_digest: [u8; 32] = Sha256::digest(ZEROS).into();
+    // The slot the prefix ran out at, fetched first.
+    let mut first = None;
+    if let Some(prefix) = prefix {
+        let mut blocks = prefix_blocks(prefix);
+        while let Some(slot) = walk.step().await {
+            let slot = slot?;
+            let Some((data, digest)) = blocks.recv().await else {
+                first = Some(slot);
+                break;
+            };
+            let (index, fetch) = match &slot {
+                Slot::Zero(i) => (*i, false),
+                Slot::Fetch(i, _) => (*i, true),
+            };
+            if !fetch && digest != zero_digest {
+                // Not this image: the store compares what follows and
+                // rewrites it.
+                tracing::warn!(%snapshot, index, "the stored prefix holds data where the snapshot has none; reading the snapshot from here");
+                first = Some(slot);
+                break;
+            }
+            if fetch {
+                counts.written.fetch_add(1, Ordering::Relaxed);
+                counts.resumed.fetch_add(1, Ordering::Relaxed);
+            }
+            if !sink.put(index, data, &digest).await? {
+                return Ok(());
+            }
+        }
+    }
+    let rest = futures::stream::unfold(walk, |mut w| async move {
         let slot = w.step().await?;
         // After an error the walk ends.
         if slot.is_err() {
@@ -1297,75 +1242,38 @@ async fn produce(
         }
         Some((slot, w))
     });
-    let zero_digest: [u8; 32] = Sha256::digest(ZEROS).into();
+    let slots = futures::stream::iter(first.map(Ok)).chain(rest);
     let window = fetcher.window;
     let blocks = slots
         .map(|slot| {
             let f = fetcher.clone();
             let counts = counts.clone();
-            let spool = spool.clone();
             async move {
-                let (i, t) = match slot? {
-                    Slot::Zero(i) => {
-                        return Ok((i, Bytes::from_static(&ZEROS), zero_digest, false));
+                match slot? {
+                    Slot::Zero(i) => Ok((i, Bytes::from_static(&ZEROS), zero_digest)),
+                    Slot::Fetch(i, t) => {
+                        counts.written.fetch_add(1, Ordering::Relaxed);
+                        let (data, digest) = f.fetch(i, t).await?;
+                        Ok::<_, EbsError>((i, data, digest))
                     }
-                    Slot::Fetch(i, t) => (i, t),
-                };
-                counts.written.fetch_add(1, Ordering::Relaxed);
-                if let Some(sp) = spool.filter(|s| s.has(i))
-                    && let Ok(Some((data, digest))) =
-                        tokio::task::spawn_blocking(move || sp.read(i)).await
-                {
-                    counts.resumed.fetch_add(1, Ordering::Relaxed);
-                    return Ok((i, data, digest, false));
                 }
-                let (data, digest) = f.fetch(i, t).await?;
-                Ok::<_, EbsError>((i, data, digest, true))
             }
         })
         .buffered(window);
     let mut blocks = std::pin::pin!(blocks);
-    let spool_tx = spool.as_ref().and_then(|s| s.writer());
-    let mut map = io::BufWriter::new(map_writer);
-    let mut range = CompactRange::default();
-    let mut n = 0u64;
-    let manifest_err =
-        |e: io::Error| ApiError::other("write the block manifest of", &snapshot, e.to_string());
     while let Some(block) = blocks.next().await {
-        let (index, data, digest, fresh) = block?;
-        if delta {
-            let mut rec = [0u8; SPOOL_RECORD];
-            let (i, d) = rec.split_at_mut(8);
-            i.copy_from_slice(&index.to_be_bytes());
-            d.copy_from_slice(&digest);
-            map.write_all(&rec).map_err(manifest_err)?;
-            range.push(leaf_hash(&rec));
-        } else {
-            map.write_all(&digest).map_err(manifest_err)?;
-            range.push(leaf_hash(&digest));
-        }
-        n += 1;
-        if fresh && let Some(stx) = &spool_tx {
-            use std::sync::mpsc::TrySendError;
-            match stx.try_send((index, data.clone(), digest)) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(item)) => {
-                    // The spool is behind (an fsync): wait for it off the runtime.
-                    let stx = stx.clone();
-                    let _ = tokio::task::spawn_blocking(move || stx.send(item)).await;
-                }
-            }
-        }
-        if tx.send(Ok(data)).await.is_err() {
-            // The pipeline stopped (an error or Ctrl-C): it reports why.
+        let (index, data, digest) = block?;
+        if !sink.put(index, data, &digest).await? {
             return Ok(());
         }
     }
-    map.flush().map_err(manifest_err)?;
+    sink.map
+        .flush()
+        .map_err(|e| ApiError::other("write the block manifest of", &snapshot, e.to_string()))?;
     if let Ok(mut s) = summary.lock() {
         *s = Some(MapSummary {
-            blocks: n,
-            merkle_root: hex::encode(range.root().0),
+            blocks: sink.n,
+            merkle_root: hex::encode(sink.range.root().0),
         });
     }
     Ok(())
@@ -1373,6 +1281,7 @@ async fn produce(
 
 impl Read for ImageReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.launch();
         while self.current.is_empty() {
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.current = b,
@@ -1390,6 +1299,16 @@ impl Read for ImageReader {
 }
 
 impl SourceReader for ImageReader {
+    fn resumes_from_store(&self) -> bool {
+        true
+    }
+
+    fn resume_from(&mut self, prefix: Box<dyn Read + Send>) {
+        if let Some((plan, _, _)) = &mut self.pending {
+            plan.prefix = Some(prefix);
+        }
+    }
+
     fn finish(&mut self) -> io::Result<SourceEnd> {
         let s = self
             .summary
@@ -1422,8 +1341,8 @@ impl SourceReader for ImageReader {
         if resumed > 0 {
             notes.push(format!(
                 "resumed: {resumed} of the {written} blocks were read and checked by an \
-                 interrupted run and taken from its spool, each checked again against the \
-                 SHA-256 recorded then"
+                 interrupted run and taken back from what it stored, in frames that hash as \
+                 its journal recorded"
             ));
         }
         notes.push(format!(
@@ -1537,41 +1456,141 @@ mod tests {
         let got = walk(vec![page(&[9, 2], true), page(&[11], false)], 20, false).await;
         assert_eq!(got, ok(&["f2", "f9", "f11"]));
     }
+}
 
-    #[test]
-    fn a_torn_spool_record_is_cut_and_a_bad_block_is_read_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let block = vec![7u8; BLOCK_SIZE as usize];
-        let digest: [u8; 32] = Sha256::digest(&block).into();
-        {
-            let s = Spool::open(dir.path()).expect("open");
-            let tx = s.writer().expect("writer");
-            tx.send((3, Bytes::from(block.clone()), digest))
-                .expect("send");
-            tx.send((5, Bytes::from(block.clone()), [0; 32]))
-                .expect("send");
-            drop(tx);
-        }
-        // The writer flushes when its channel closes; wait for it.
-        let journal = dir.path().join("journal");
-        for _ in 0..100 {
-            if std::fs::metadata(&journal).map_or(0, |m| m.len()) == 80 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        // A crash while appending leaves half a record.
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&journal)
-            .expect("journal");
-        f.write_all(&[1, 2, 3]).expect("torn");
-        drop(f);
-        let s = Spool::open(dir.path()).expect("reopen");
-        assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 80);
-        assert_eq!(s.read(3).map(|b| b.1), Some(digest));
-        // Block 5's bytes do not match its record: it is not trusted.
-        assert!(s.has(5) && s.read(5).is_none());
-        assert!(s.read(4).is_none());
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+
+    /// An image of 4 blocks whose listing names only block 0, read with
+    /// `prefix` offered as what an interrupted run stored.
+    async fn read_with_prefix(prefix: Vec<u8>) -> (Vec<u8>, SourceEnd, Vec<u8>) {
+        let conf = aws_sdk_ebs::Config::builder()
+            .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
+            .build();
+        // No endpoint answers: a block that is fetched fails the read.
+        let ebs = aws_sdk_ebs::Client::from_conf(conf);
+        let map = tempfile::NamedTempFile::new().expect("map");
+        let summary = Arc::new(Mutex::new(None));
+        let mut reader = ImageReader::start(
+            Plan {
+                fetcher: Fetcher {
+                    ebs: ebs.clone(),
+                    snapshot: "snap-test".into(),
+                    budgets: Vec::new(),
+                    window: 4,
+                },
+                lister: Lister {
+                    ebs,
+                    snapshot: "snap-test".into(),
+                    base: None,
+                    canned: Some(Arc::new(Mutex::new(VecDeque::new()))),
+                },
+                layout: Layout {
+                    volume_bytes: 4 * BLOCK_SIZE,
+                    blocks: 4,
+                    first_page: vec![(0, Some("t0".into()))],
+                    next_token: None,
+                },
+                prefix: None,
+                map_writer: map.reopen().expect("reopen"),
+            },
+            summary,
+        );
+        reader.resume_from(Box::new(io::Cursor::new(prefix)));
+        let (image, end) = tokio::task::spawn_blocking(move || {
+            let mut image = Vec::new();
+            reader.read_to_end(&mut image).expect("read");
+            (image, reader.finish().expect("finish"))
+        })
+        .await
+        .expect("join");
+        (image, end, std::fs::read(map.path()).expect("map"))
+    }
+
+    #[tokio::test]
+    async fn a_stored_prefix_gives_the_first_blocks_without_reading_them() {
+        let block: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
+        // Block 0 and the zeros of block 1: all an interrupted run stored.
+        let mut prefix = block.clone();
+        prefix.extend_from_slice(&ZEROS);
+        let (image, end, map) = read_with_prefix(prefix).await;
+        let mut expected = block.clone();
+        expected.extend(std::iter::repeat_n(0u8, 3 * BLOCK_SIZE as usize));
+        assert!(
+            image == expected,
+            "the image is the stored block, then zeros"
+        );
+        assert!(
+            end.notes
+                .iter()
+                .any(|n| n.starts_with("resumed: 1 of the 1 blocks")),
+            "{:?}",
+            end.notes
+        );
+        let first: [u8; 32] = Sha256::digest(&block).into();
+        assert_eq!(
+            map.get(..32),
+            Some(&first[..]),
+            "the manifest has its digest"
+        );
+        assert_eq!(end.block_map.map(|m| m.blocks), Some(4));
+    }
+
+    #[tokio::test]
+    async fn a_stored_prefix_with_data_where_the_snapshot_has_none_is_dropped_there() {
+        let block = vec![5u8; BLOCK_SIZE as usize];
+        // Block 1 is never written in the snapshot, but the prefix holds data.
+        let mut prefix = block.clone();
+        prefix.extend_from_slice(&block);
+        let (image, end, _) = read_with_prefix(prefix).await;
+        let mut expected = block.clone();
+        expected.extend(std::iter::repeat_n(0u8, 3 * BLOCK_SIZE as usize));
+        assert!(image == expected, "block 1 comes from the snapshot (zeros)");
+        assert!(end.notes.iter().any(|n| n.starts_with("resumed: 1 of")));
+    }
+
+    #[tokio::test]
+    async fn a_short_prefix_ends_at_its_last_whole_block() {
+        // Half a block: nothing can be taken, so block 0 is fetched, and
+        // with no endpoint that read fails: the prefix is not used as data.
+        let conf = aws_sdk_ebs::Config::builder()
+            .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
+            .build();
+        let ebs = aws_sdk_ebs::Client::from_conf(conf);
+        let map = tempfile::NamedTempFile::new().expect("map");
+        let mut reader = ImageReader::start(
+            Plan {
+                fetcher: Fetcher {
+                    ebs: ebs.clone(),
+                    snapshot: "snap-test".into(),
+                    budgets: Vec::new(),
+                    window: 1,
+                },
+                lister: Lister {
+                    ebs,
+                    snapshot: "snap-test".into(),
+                    base: None,
+                    canned: Some(Arc::new(Mutex::new(VecDeque::new()))),
+                },
+                layout: Layout {
+                    volume_bytes: BLOCK_SIZE,
+                    blocks: 1,
+                    first_page: vec![(0, Some("t0".into()))],
+                    next_token: None,
+                },
+                prefix: None,
+                map_writer: map.reopen().expect("reopen"),
+            },
+            Arc::new(Mutex::new(None)),
+        );
+        reader.resume_from(Box::new(io::Cursor::new(vec![1u8; 1000])));
+        let r = tokio::task::spawn_blocking(move || {
+            let mut image = Vec::new();
+            reader.read_to_end(&mut image)
+        })
+        .await
+        .expect("join");
+        assert!(r.is_err(), "block 0 had to be fetched");
     }
 }

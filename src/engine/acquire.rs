@@ -30,7 +30,7 @@ pub fn ebs_collector(app: &App, aws: &Aws, r: &EbsRequest) -> EbsCollector {
         snapshot_timeout: r.snapshot_timeout,
         region: aws.region(),
         changed_since: r.changed_since.clone(),
-        spool_dir: Some(app.config.home.join("spool")),
+        resume_dir: Some(app.config.home.join("resume")),
         made_by: r.made_by.clone(),
     }
 }

@@ -299,6 +299,7 @@ async fn acquire_unrecorded(
             "resumed the upload of an earlier, interrupted attempt ({id})"
         ));
     }
+    let resuming = earlier.is_some();
     let id = earlier.or(chosen).unwrap_or_else(ArtefactId::generate);
     let key = object_key(&req.case, &id)?;
     let what = if req.source.path.is_some() {
@@ -310,10 +311,32 @@ async fn acquire_unrecorded(
     } else {
         req.source.resource.clone()
     };
+    let mut reader = req.reader;
+    let keep_partial = reader.resumes_from_store();
+    if keep_partial
+        && resuming
+        && let Some(spec) = &resume
+    {
+        match ctx.store.resumed_prefix(&key, spec).await {
+            Ok(Some(prefix)) => match zstd::stream::read::Decoder::new(prefix.reader) {
+                Ok(decoder) => {
+                    tracing::info!(artefact = %id, stored = prefix.len, "resuming from what the interrupted attempt stored");
+                    reader.resume_from(Box::new(decoder));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot decode what the interrupted attempt stored")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "cannot read what the interrupted attempt stored")
+            }
+        }
+    }
     let started = ctx.clock.now();
     ctx.progress.start(&what, req.size_hint);
     let (stream, running) = pipeline::start(
-        req.reader,
+        reader,
         &ctx.pipeline,
         ctx.progress.clone(),
         ctx.cancel.clone(),
@@ -323,6 +346,7 @@ async fn acquire_unrecorded(
         artefact: Some(id.to_string()),
         raw_digest: Some(running.raw_digest()),
         resume,
+        keep_partial,
     };
     let put = ctx.store.put_with(&key, stream, &meta).await;
     let finished = running.finish().await;

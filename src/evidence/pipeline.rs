@@ -98,6 +98,23 @@ pub trait SourceReader: Read + Send {
     fn finish(&mut self) -> io::Result<SourceEnd> {
         Ok(SourceEnd::default())
     }
+
+    /// Whether this reader takes back what an interrupted attempt of the
+    /// same acquisition stored ([`resume_from`](Self::resume_from)): the
+    /// store then keeps a partial object for the rerun. A reader that can
+    /// read its source again as cheaply says no.
+    fn resumes_from_store(&self) -> bool {
+        false
+    }
+
+    /// Offered once, before the first read: the raw bytes an interrupted
+    /// attempt stored, decoded from the store's checked frames (a prefix of
+    /// what this reader would produce). The reader gives them in place of
+    /// reading its source again, checking them as far as it can, and reads
+    /// the rest from its source.
+    fn resume_from(&mut self, prefix: Box<dyn Read + Send>) {
+        let _ = prefix;
+    }
 }
 
 impl SourceReader for io::Cursor<Vec<u8>> {}

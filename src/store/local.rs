@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::{EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, StoreError, StoredObject};
 
 /// Prefix of in-progress files; `list` never shows them.
-const PARTIAL_PREFIX: &str = ".partial-";
+pub(super) const PARTIAL_PREFIX: &str = ".partial-";
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -32,11 +32,11 @@ impl LocalStore {
         &self.root
     }
 
-    fn path(&self, key: &ObjectKey) -> PathBuf {
+    pub(super) fn path(&self, key: &ObjectKey) -> PathBuf {
         self.root.join(key.as_str())
     }
 
-    fn err(&self, op: &'static str, key: &ObjectKey, source: io::Error) -> StoreError {
+    pub(super) fn err(&self, op: &'static str, key: &ObjectKey, source: io::Error) -> StoreError {
         if source.kind() == io::ErrorKind::NotFound && op == "open" {
             return StoreError::NotFound {
                 key: key.clone(),
@@ -63,7 +63,7 @@ impl Drop for TempGuard {
     }
 }
 
-async fn fsync_dir(dir: &Path) -> io::Result<()> {
+pub(super) async fn fsync_dir(dir: &Path) -> io::Result<()> {
     tokio::fs::File::open(dir).await?.sync_all().await
 }
 
@@ -150,6 +150,28 @@ impl EvidenceStore for LocalStore {
             version_id: None,
             etag: None,
         })
+    }
+
+    async fn put_with(
+        &self,
+        key: &ObjectKey,
+        body: EvidenceStream,
+        meta: &super::PutMeta,
+    ) -> Result<StoredObject, StoreError> {
+        match &meta.resume {
+            Some(spec) if meta.keep_partial => {
+                super::local_resume::put(self, key, body, spec).await
+            }
+            _ => self.put(key, body).await,
+        }
+    }
+
+    async fn resumed_prefix(
+        &self,
+        key: &ObjectKey,
+        resume: &super::journal::ResumeSpec,
+    ) -> Result<Option<super::StoredPrefix>, StoreError> {
+        super::local_resume::prefix(self, key, resume).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError> {

@@ -12,6 +12,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`local`] | a directory, the embedded default |
+//! | [`local_resume`] | the local store's resumable puts: a partial file kept across an interruption and given back |
 //! | [`s3`] | S3 and S3-compatible stores |
 //! | [`azure_blob`] | Azure Blob containers, and the one factory of Azure clients ([`azure_blob::AzureClients`]) |
 //! | [`multipart`] | the upload engine S3 and Azure Blob share: parts in flight, retries, resume, completion |
@@ -34,6 +35,7 @@ pub mod azure_key;
 pub mod azure_sas;
 pub mod journal;
 pub mod local;
+pub mod local_resume;
 #[cfg(any(feature = "aws", feature = "azure"))]
 pub mod multipart;
 #[cfg(feature = "aws")]
@@ -145,6 +147,27 @@ pub struct PutMeta {
     /// Keep an interrupted upload resumable with this journal (stores that
     /// upload in parts); `None` aborts it instead.
     pub resume: Option<journal::ResumeSpec>,
+    /// The source can take back what an interrupted put stored (see
+    /// [`EvidenceStore::resumed_prefix`]): a store that can read it back
+    /// keeps it, with `resume`'s journal, when the source fails or the put
+    /// is dropped. Other sources would only read themselves again.
+    pub keep_partial: bool,
+}
+
+/// The stored bytes an interrupted put holds, checked against its journal:
+/// whole frames from the object's start.
+pub struct StoredPrefix {
+    pub reader: Box<dyn std::io::Read + Send>,
+    /// Stored (compressed) bytes the reader gives.
+    pub len: u64,
+}
+
+impl fmt::Debug for StoredPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredPrefix")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PutMeta {
@@ -217,6 +240,21 @@ pub trait EvidenceStore: Send + Sync + fmt::Debug {
     ) -> Result<StoredObject, StoreError> {
         let _ = meta;
         self.put(key, body).await
+    }
+
+    /// What an interrupted put of `key`, made with `resume`'s journal and
+    /// [`PutMeta::keep_partial`], already stored and this store can give
+    /// back, checked part by part against the journal. `None` when there is
+    /// nothing, or when the store cannot read uncommitted data (S3's parts
+    /// and Azure's uncommitted blocks cannot be downloaded: those uploads
+    /// resume by sending only the missing parts, from a source read again).
+    async fn resumed_prefix(
+        &self,
+        key: &ObjectKey,
+        resume: &journal::ResumeSpec,
+    ) -> Result<Option<StoredPrefix>, StoreError> {
+        let _ = (key, resume);
+        Ok(None)
     }
 
     /// Reads an object from its start.
