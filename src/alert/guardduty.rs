@@ -114,6 +114,11 @@ pub(super) fn parse(root: &Node<'_>, limits: &Limits) -> Result<Alert, AlertErro
         if let Some(eks) = resource.get("eksClusterDetails")? {
             entities.add(Kind::Cluster, eks.get("name")?)?;
         }
+        // Runtime Monitoring names the container (on EKS, ECS or EC2); its
+        // node comes in `instanceDetails`, read above.
+        if let Some(c) = resource.get("containerDetails")? {
+            entities.add(Kind::Container, c.get("id")?)?;
+        }
         // Malware Protection names the snapshots it scanned; a kept one is
         // the disk at scan time, to acquire instead of taking another.
         if let Some(vols) = resource.at(&["ebsVolumeDetails", "scannedVolumeDetails"])? {
@@ -145,6 +150,11 @@ pub(super) fn parse(root: &Node<'_>, limits: &Limits) -> Result<Alert, AlertErro
                         entities.add(Kind::Cluster, first_present([r.get("name")?])?)?;
                     }
                     Some("ACCESS_KEY") => entities.add(Kind::Principal, r.get("name")?)?,
+                    Some("CONTAINER") => {
+                        if let Some(id) = last(&uid)? {
+                            entities.container(&r.path(), &id)?;
+                        }
+                    }
                     _ => {}
                 }
             }

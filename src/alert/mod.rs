@@ -149,6 +149,9 @@ pub struct Entities {
     pub clusters: Vec<String>,
     /// EBS snapshots a scanner kept (GuardDuty Malware Protection).
     pub snapshots: Vec<String>,
+    /// Container ids a runtime monitor named (GuardDuty Runtime Monitoring's
+    /// `containerDetails`): acted on through their node, joined by id.
+    pub containers: Vec<String>,
 }
 
 impl Entities {
@@ -162,6 +165,7 @@ impl Entities {
             + self.tasks.len()
             + self.clusters.len()
             + self.snapshots.len()
+            + self.containers.len()
     }
 
     /// Whether it names something custody can act on.
@@ -188,6 +192,7 @@ impl Entities {
         let tasks = self.tasks.iter().map(|t| format!("task:{t}"));
         let clusters = self.clusters.iter().map(|c| format!("cluster:{c}"));
         let snapshots = self.snapshots.iter().map(|s| format!("snapshot:{s}"));
+        let containers = self.containers.iter().map(|c| format!("container:{c}"));
         instances
             .chain(ips)
             .chain(principals)
@@ -195,6 +200,7 @@ impl Entities {
             .chain(tasks)
             .chain(clusters)
             .chain(snapshots)
+            .chain(containers)
             .collect()
     }
 }
@@ -448,6 +454,7 @@ struct EntitySet {
     tasks: BTreeSet<String>,
     clusters: BTreeSet<String>,
     snapshots: BTreeSet<String>,
+    containers: BTreeSet<String>,
 }
 
 impl EntitySet {
@@ -465,6 +472,7 @@ impl EntitySet {
             tasks: BTreeSet::new(),
             clusters: BTreeSet::new(),
             snapshots: BTreeSet::new(),
+            containers: BTreeSet::new(),
         }
     }
 
@@ -478,6 +486,7 @@ impl EntitySet {
             + self.tasks.len()
             + self.clusters.len()
             + self.snapshots.len()
+            + self.containers.len()
     }
 
     /// A workload entity, checked by `valid`.
@@ -546,6 +555,10 @@ impl EntitySet {
         self.check_limit()
     }
 
+    fn container(&mut self, path: &str, v: &str) -> Result<(), AlertError> {
+        self.workload(path, v, is_container_id, CONTAINER, |s| &mut s.containers)
+    }
+
     fn cluster(&mut self, path: &str, v: &str) -> Result<(), AlertError> {
         self.workload(path, v, is_cluster_name, CLUSTER, |s| &mut s.clusters)
     }
@@ -581,6 +594,9 @@ impl EntitySet {
                 let id = v.rsplit('/').next().unwrap_or(v);
                 self.workload(&path, id, is_snapshot_id, SNAPSHOT, |s| &mut s.snapshots)
             }
+            Kind::Container => {
+                self.workload(&path, v, is_container_id, CONTAINER, |s| &mut s.containers)
+            }
         }
     }
 
@@ -604,6 +620,7 @@ impl EntitySet {
             tasks: self.tasks.into_iter().collect(),
             clusters: self.clusters.into_iter().collect(),
             snapshots: self.snapshots.into_iter().collect(),
+            containers: self.containers.into_iter().collect(),
         }
     }
 }
@@ -619,6 +636,7 @@ enum Kind {
     Task,
     Cluster,
     Snapshot,
+    Container,
 }
 
 const INSTANCE_ID: &str = "an EC2 instance id (i- and 8 or 17 lowercase hex digits)";
@@ -630,6 +648,7 @@ const FUNCTION: &str = "a Lambda function name (1 to 64 of A-Z a-z 0-9 - _) or A
 const TASK: &str = "an ECS task ARN (arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID)";
 const CLUSTER: &str = "a cluster name (1 to 100 of A-Z a-z 0-9 - _, a letter or digit first)";
 const SNAPSHOT: &str = "an EBS snapshot id (snap- and 8 or 17 lowercase hex digits) or ARN";
+const CONTAINER: &str = "a container id (1 to 128 of A-Z a-z 0-9 - _ ., a letter or digit first)";
 
 fn is_name(s: &str, max: usize) -> bool {
     !s.is_empty()
@@ -690,6 +709,16 @@ pub fn task_cluster(arn: &str) -> Option<&str> {
 
 fn is_cluster_name(s: &str) -> bool {
     is_name(s, 100) && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// A runtime's container id: Docker's and containerd's 64 hex digits,
+/// ECS's `TASKID-NUMBER`, or another runtime's token of the same alphabet.
+fn is_container_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_snapshot_id(s: &str) -> bool {

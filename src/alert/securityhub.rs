@@ -120,6 +120,15 @@ fn finding(envelope: &Node<'_>, f: &Node<'_>, limits: &Limits) -> Result<Alert, 
                     entities.add(Kind::Task, Some(id))?;
                 }
             }
+            // ASFF's container resource (from GuardDuty Runtime Monitoring
+            // and container scanners): its Id is the runtime's container id.
+            Some("Container") => {
+                if let Some(id) = r.get("Id")? {
+                    let v = id.as_str()?;
+                    let last = v.rsplit('/').next().unwrap_or(v);
+                    entities.container(&r.path(), last)?;
+                }
+            }
             Some("AwsEksCluster") => {
                 let name = match r.at(&["Details", "AwsEksCluster", "Name"])? {
                     Some(n) => Some(n.as_str()?.to_owned()),

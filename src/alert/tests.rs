@@ -946,6 +946,70 @@ fn guardduty_attack_sequence_names_every_resource_and_actor() {
 }
 
 #[test]
+fn guardduty_runtime_monitoring_names_the_container_and_its_node() {
+    let id = "6b1d6c3f0a2e4b5c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e";
+    let event = guardduty_with(
+        "Container",
+        json!({
+            "instanceDetails": { "instanceId": "i-0123456789abcdef0" },
+            "eksClusterDetails": { "name": "prod-eks" },
+            "kubernetesDetails": { "kubernetesWorkloadDetails": {
+                "name": "web", "type": "deployments", "namespace": "shop" } },
+            "containerDetails": { "containerRuntime": "containerd", "id": id,
+                "name": "web", "image": "shop/web:1.2",
+                "securityContext": { "privileged": true } }
+        }),
+    );
+    let a = one("guardduty", &body(&event));
+    assert_eq!(a.entities.containers, strings(&[id]));
+    assert_eq!(a.entities.instances, strings(&["i-0123456789abcdef0"]));
+    assert_eq!(a.entities.clusters, strings(&["prod-eks"]));
+    assert!(a.entities.join_keys().contains(&format!("container:{id}")));
+    // An attack sequence's container resource joins by its id too.
+    let mut seq = guardduty_with("AttackSequence", json!({}));
+    seq["detail"]["service"]["detection"] = json!({ "sequence": {
+        "uid": "seq-2", "description": "x", "signals": [],
+        "resources": [{ "uid": format!("arn:aws:eks:eu-west-1:123456789012:container/{id}"),
+                        "resourceType": "CONTAINER" }] } });
+    assert_eq!(
+        one("guardduty", &body(&seq)).entities.containers,
+        strings(&[id])
+    );
+    // Attacker-shaped ids are refused, naming the field.
+    let bad = guardduty_with(
+        "Container",
+        json!({ "containerDetails": { "id": "../../etc;id" } }),
+    );
+    let e = err("guardduty", &body(&bad));
+    assert!(e.to_string().contains("containerDetails.id"), "{e}");
+}
+
+#[test]
+fn securityhub_container_resource_becomes_an_entity() {
+    let mut event = securityhub_event();
+    let findings = event["detail"]["findings"]
+        .as_array_mut()
+        .expect("findings");
+    findings.truncate(1);
+    findings[0]["Resources"] = json!([
+        { "Type": "Container", "Id": "ecs-task-0a1b2c3d-1",
+          "Details": { "Container": { "Name": "web", "ImageName": "shop/web:1.2" } } }
+    ]);
+    let a = one("securityhub", &body(&event));
+    assert_eq!(a.entities.containers, strings(&["ecs-task-0a1b2c3d-1"]));
+    findings_with_bad_container(&mut event);
+    assert!(
+        err("securityhub", &body(&event))
+            .to_string()
+            .contains("Resources")
+    );
+}
+
+fn findings_with_bad_container(event: &mut Value) {
+    event["detail"]["findings"][0]["Resources"] = json!([{ "Type": "Container", "Id": "-rf /" }]);
+}
+
+#[test]
 fn p2_workload_entities_of_the_wrong_shape_are_refused_by_path() {
     let bad = guardduty_with(
         "Lambda",

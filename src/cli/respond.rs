@@ -396,6 +396,7 @@ impl RespondArgs {
             then: self.then,
             resume: false,
             logs_hours: self.logs_hours,
+            kept_snapshots: None,
         }
     }
 }

@@ -68,6 +68,9 @@ static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EbsTarget {
     Snapshot(String),
+    /// Snapshots another service kept of one instance (GuardDuty Malware
+    /// Protection's), read as they are, one image each.
+    Snapshots(Vec<String>),
     Volume(String),
     Instance(String),
 }
@@ -289,6 +292,16 @@ impl EbsCollector {
                     volume: None,
                     notes: self.made_by.iter().cloned().collect(),
                 }]);
+            }
+            EbsTarget::Snapshots(list) => {
+                return Ok(list
+                    .iter()
+                    .map(|s| ToRead {
+                        snapshot: s.clone(),
+                        volume: None,
+                        notes: self.made_by.iter().cloned().collect(),
+                    })
+                    .collect());
             }
             EbsTarget::Volume(v) => vec![v.clone()],
             EbsTarget::Instance(_) if self.changed_since.is_some() => {
@@ -814,6 +827,7 @@ impl Collector for EbsCollector {
     fn describe(&self) -> String {
         match &self.target {
             EbsTarget::Snapshot(s) => format!("ebs snapshot {s}"),
+            EbsTarget::Snapshots(s) => format!("ebs snapshots {}", s.join(", ")),
             EbsTarget::Volume(v) => format!("ebs volume {v}"),
             EbsTarget::Instance(i) => format!("ebs volumes of {i}"),
         }

@@ -65,6 +65,23 @@ pub fn response_request(
     Some(r)
 }
 
+/// The snapshots GuardDuty Malware Protection kept of an alert's instance,
+/// for a response to read instead of snapshotting the disks again. An alert
+/// naming several instances names none of them here: which instance each
+/// snapshot is of is not said, so each instance is snapshotted itself.
+pub fn kept_snapshots(alert: &Alert) -> Option<(Vec<String>, String)> {
+    let e = &alert.entities;
+    (e.instances.len() == 1 && !e.snapshots.is_empty()).then(|| {
+        (
+            e.snapshots.clone(),
+            format!(
+                "made by GuardDuty Malware Protection for finding {}",
+                alert.id
+            ),
+        )
+    })
+}
+
 /// Carries out jobs through the engine.
 pub struct AppRunner {
     pub app: App,
@@ -229,7 +246,10 @@ impl AppRunner {
             instances
         };
         for instance in instances {
-            match self.act(&rec, &job.case, instance, action, rule).await {
+            match self
+                .act(&rec, &job.case, instance, action, rule, alert)
+                .await
+            {
                 Ok((summary, b)) => {
                     bytes += b;
                     results.push(summary);
@@ -343,8 +363,11 @@ impl AppRunner {
             let r = self.eks_audit(rec, case, c, alert.time).await;
             steps.push((format!("audit log of EKS cluster {c}"), r));
         }
+        // A response on the alert's instances reads the kept snapshots in
+        // its disk phase instead (see `act`).
+        let kept_in_response = action == Action::Respond && kept_snapshots(alert).is_some();
         for s in &e.snapshots {
-            if !acquire {
+            if !acquire || kept_in_response {
                 continue;
             }
             let req = AcquireRequest::Ebs(crate::engine::request::EbsRequest::kept_snapshot(
@@ -470,11 +493,13 @@ impl AppRunner {
         instance: &str,
         action: Action,
         rule: Option<&Rule>,
+        alert: &Alert,
     ) -> Result<(serde_json::Value, u64), RunError> {
-        let Some(req) = response_request(instance, case, action, rule, self.staging.as_deref())
+        let Some(mut req) = response_request(instance, case, action, rule, self.staging.as_deref())
         else {
             return Ok((serde_json::json!({ "instance": instance }), 0));
         };
+        req.kept_snapshots = kept_snapshots(alert);
         let plan: ResponsePlan = req
             .validate(&PlanContext {
                 now: self.app.clock.now(),
@@ -618,5 +643,65 @@ mod tests {
         let p = plan(Action::Respond, Some(&r), None, "/var/e");
         assert!(p.memory.unwrap_err().starts_with("no S3 location"));
         assert!(!p.memory_left_out, "asked for and not taken: a shortfall");
+    }
+
+    fn alert_naming(instances: &[&str], snapshots: &[&str]) -> Alert {
+        let body = serde_json::json!({
+            "detail-type": "GuardDuty Finding",
+            "detail": {
+                "id": "f-1", "updatedAt": "2026-12-01T10:00:00Z", "severity": 8,
+                "title": "malware", "accountId": "123456789012", "region": "eu-west-1",
+                "resource": {
+                    "resourceType": "Instance",
+                    "instanceDetails": { "instanceId": instances.first().copied().unwrap_or("") },
+                    "ebsVolumeDetails": { "scannedVolumeDetails": snapshots.iter()
+                        .map(|s| serde_json::json!({ "snapshotArn": format!("arn:aws:ec2:eu-west-1::snapshot/{s}") }))
+                        .collect::<Vec<_>>() }
+                }
+            }
+        });
+        let mut a = crate::alert::parse(
+            "guardduty",
+            body.to_string().as_bytes(),
+            &crate::alert::Limits::default(),
+        )
+        .unwrap()
+        .remove(0);
+        a.entities.instances = instances.iter().map(|s| (*s).to_owned()).collect();
+        a
+    }
+
+    #[test]
+    fn a_response_reads_the_snapshots_guardduty_kept_instead_of_taking_new_ones() {
+        let snaps = ["snap-0aaaaaaaaaaaaaaa1", "snap-0aaaaaaaaaaaaaaa2"];
+        let alert = alert_naming(&[I], &snaps);
+        let kept = kept_snapshots(&alert).expect("kept");
+        assert_eq!(kept.0, snaps);
+        assert_eq!(
+            kept.1,
+            "made by GuardDuty Malware Protection for finding f-1"
+        );
+        let case: CaseId = "case-1".parse().unwrap();
+        let mut req = response_request(I, &case, Action::Respond, None, None).unwrap();
+        req.kept_snapshots = Some(kept);
+        let p = req
+            .validate(&PlanContext {
+                now: time::OffsetDateTime::UNIX_EPOCH,
+                store_url: "s3://b/p",
+            })
+            .unwrap();
+        assert_eq!(
+            p.disk.target,
+            crate::collect::ebs::EbsTarget::Snapshots(snaps.map(str::to_owned).to_vec())
+        );
+        assert_eq!(
+            p.disk.made_by.as_deref(),
+            Some("made by GuardDuty Malware Protection for finding f-1")
+        );
+        // Which of two instances a snapshot is of is not said: each is
+        // snapshotted itself.
+        let two = alert_naming(&[I, "i-0fedcba9876543210"], &snaps);
+        assert_eq!(kept_snapshots(&two), None);
+        assert_eq!(kept_snapshots(&alert_naming(&[I], &[])), None);
     }
 }

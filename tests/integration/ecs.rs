@@ -439,3 +439,123 @@ async fn ecs_task_acquired_protected_isolated_in_place_and_released() {
         stderr(&out)
     );
 }
+
+/// A task of the EC2 launch type, on a container instance registered from
+/// a moto EC2 instance: the acquisition names the node, so it can be taken
+/// through the EC2 path.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ec2_launch_type_task_names_its_node() {
+    let Some(endpoint) = emulator("CUSTODY_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let c = conf(&endpoint);
+    let ec2 = aws_sdk_ec2::Client::new(&c);
+    let ecs = aws_sdk_ecs::Client::new(&c);
+    let ami = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_owned();
+    let node = ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    let cluster = format!("ec2-{u}");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    // The ECS agent registers a node with its instance identity document.
+    let identity = serde_json::json!({
+        "instanceId": node, "region": "us-east-1", "accountId": "123456789012",
+        "instanceType": "t2.micro", "imageId": "ami-x", "privateIp": "10.0.0.5"
+    });
+    ecs.register_container_instance()
+        .cluster(&cluster)
+        .instance_identity_document(identity.to_string())
+        .send()
+        .await
+        .unwrap();
+    let family = format!("batch-{u}");
+    ecs.register_task_definition()
+        .family(&family)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Bridge)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Ec2)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("worker")
+                .image(format!("worker@sha256:{}", "b".repeat(64)))
+                .memory(128)
+                .cpu(64)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let run = ecs
+        .run_task()
+        .cluster(&cluster)
+        .task_definition(&family)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
+        .send()
+        .await
+        .unwrap();
+    let arn = run.tasks()[0].task_arn().unwrap().to_owned();
+
+    let home = Home::new();
+    let (out, home) = run_off(
+        home,
+        &endpoint,
+        &[
+            "--json",
+            "acquire",
+            "ecs",
+            "--cluster",
+            &cluster,
+            "--task",
+            &arn,
+            "--case",
+            "N",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let art = &r["artefacts"][0];
+    assert_eq!(art["kind"], "cloud_resource");
+    assert!(
+        art["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains(&format!("acquire ebs --instance {node}"))),
+        "the node is named: {art}"
+    );
+    let dest = home.path().join("task.json");
+    let o = home.run(&[
+        "export",
+        "N",
+        art["id"].as_str().unwrap(),
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&dest).unwrap()).unwrap();
+    assert_eq!(doc["launch_type"], "EC2");
+    assert_eq!(doc["ec2_instance"], node.as_str());
+    assert!(doc["answers"]["DescribeContainerInstances"].is_object());
+    assert!(
+        doc["network_interfaces"]
+            .as_array()
+            .is_none_or(|n| n.is_empty())
+    );
+}

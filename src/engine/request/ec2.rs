@@ -122,6 +122,20 @@ impl EbsRequest {
                     value: s.clone(),
                 });
             }
+            EbsTarget::Snapshots(list) => {
+                if list.is_empty() {
+                    return Err(PlanError::InvalidId {
+                        what: SNAPSHOT,
+                        value: String::new(),
+                    });
+                }
+                if let Some(s) = list.iter().find(|s| !is_resource_id(s, "snap-")) {
+                    return Err(PlanError::InvalidId {
+                        what: SNAPSHOT,
+                        value: s.clone(),
+                    });
+                }
+            }
             EbsTarget::Volume(v) if !is_resource_id(v, "vol-") => {
                 return Err(PlanError::InvalidId {
                     what: VOLUME,
@@ -326,6 +340,9 @@ pub struct ResponseRequest {
     pub resume: bool,
     /// The logs phase reads this many hours back from now.
     pub logs_hours: u32,
+    /// Snapshots of the instance's disks another service already kept, and
+    /// who: the disk phase reads them instead of taking new ones.
+    pub kept_snapshots: Option<(Vec<String>, String)>,
 }
 
 impl ResponseRequest {
@@ -345,6 +362,7 @@ impl ResponseRequest {
             then: None,
             resume: false,
             logs_hours: limits::LOGS_HOURS,
+            kept_snapshots: None,
         }
     }
 }
@@ -372,10 +390,19 @@ impl ResponseRequest {
         if self.then.is_some() && self.scope != Scope::Full {
             return Err(PlanError::ThenNeedsFullResponse(self.scope.name()));
         }
-        let disk = EbsRequest {
-            window: self.window,
-            snapshot_timeout: self.snapshot_timeout,
-            ..EbsRequest::instance(&instance)
+        let disk = match &self.kept_snapshots {
+            Some((snapshots, by)) => EbsRequest {
+                target: EbsTarget::Snapshots(snapshots.clone()),
+                made_by: Some(by.clone()),
+                window: self.window,
+                snapshot_timeout: self.snapshot_timeout,
+                ..EbsRequest::instance(&instance)
+            },
+            None => EbsRequest {
+                window: self.window,
+                snapshot_timeout: self.snapshot_timeout,
+                ..EbsRequest::instance(&instance)
+            },
         }
         .validate()?;
         let (memory, memory_left_out) = match (&self.memory, self.scope) {

@@ -23,8 +23,10 @@
 //!   `action:"k8s:create pods/exec"`, `action:*secrets`.
 //! - target: `namespace/name`; a cluster-scoped object its name; a
 //!   namespaced collection its namespace.
-//! - ip: the first of `sourceIPs` (all of them in `source_ips`; only the last
-//!   is not the client's to choose).
+//! - ip: the last of `sourceIPs`, the address the API server saw the
+//!   request come from; the ones before it come from `X-Forwarded-For` and
+//!   `X-Real-Ip`, which the client chooses, and are kept as
+//!   `claimed_source_ips` (all of them in `source_ips`), never as the ip.
 //! - record id: `auditID stage stageTimestamp`, the same for the same record
 //!   read twice (a node's log and the EKS export), never for two requests.
 //!
@@ -606,7 +608,9 @@ fn event(r: &Value, t: i64, earlier: u8, locator: String, stream: Option<&str>) 
         (None, None) => None,
     };
     let ips = strings(r.get("sourceIPs"));
-    e.ip = ips.iter().find_map(|a| ip(a));
+    // Only the last is not the client's to set: a forged X-Forwarded-For
+    // must not pin a request on someone else's address.
+    e.ip = ips.last().and_then(|a| ip(a));
     e.user_agent = s(&["userAgent"], FIELD_MAX);
     let code = r.pointer("/responseStatus/code").and_then(Value::as_i64);
     let stage = str_at(r, &["stage"]);
@@ -651,6 +655,11 @@ fn event(r: &Value, t: i64, earlier: u8, locator: String, stream: Option<&str>) 
         );
     }
     push(a, "source_ips", Some(ips.join(", ")));
+    if let Some((_, claimed)) = ips.split_last()
+        && !claimed.is_empty()
+    {
+        push(a, "claimed_source_ips", Some(claimed.join(", ")));
+    }
     push(a, "api_group", obj("apiGroup"));
     push(a, "api_version", obj("apiVersion"));
     push(a, "response_code", code.map(|c| c.to_string()));
@@ -688,8 +697,11 @@ fn event(r: &Value, t: i64, earlier: u8, locator: String, stream: Option<&str>) 
     if let Some(t) = &e.target {
         m.push_str(&format!(" {t}"));
     }
-    if let Some(first) = ips.first() {
-        m.push_str(&format!(" from {first}"));
+    if let Some((last, claimed)) = ips.split_last() {
+        m.push_str(&format!(" from {last}"));
+        if !claimed.is_empty() {
+            m.push_str(&format!(" (forwarded for {})", claimed.join(", ")));
+        }
     }
     match code {
         Some(c) => m.push_str(&format!(": {c}")),
@@ -839,6 +851,7 @@ mod tests {
             ("level", "Metadata"),
             ("groups", "developers, system:authenticated"),
             ("source_ips", "203.0.113.77, 10.0.1.17"),
+            ("claimed_source_ips", "203.0.113.77"),
             ("api_version", "v1"),
             ("response_code", "403"),
             ("response_status", "Failure"),
@@ -972,11 +985,11 @@ mod tests {
                 action: "k8s:get secrets",
                 actor: "jane",
                 target: Some("payments/db-creds"),
-                ip: "203.0.113.77",
+                ip: "10.0.1.17",
                 ua: KUBECTL,
                 outcome: Some("failure"),
                 record_id: "f0bdd3e0-3333-4c5d-8e9f-0a1b2c3d4e5f ResponseComplete 2024-06-01T08:03:00.004000Z",
-                message: "jane get secrets payments/db-creds from 203.0.113.77: 403 Forbidden",
+                message: "jane get secrets payments/db-creds from 10.0.1.17 (forwarded for 203.0.113.77): 403 Forbidden",
                 attrs: &forbidden,
                 locator: "line 4",
             },

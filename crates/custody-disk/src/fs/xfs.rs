@@ -9,8 +9,11 @@
 //! block, leaf, node: the last two are read through their data blocks,
 //! which hold every name; the leaf and free-index blocks only index them).
 //!
-//! Extended attributes are read in short form (in the inode), which
-//! holds the few small ones overlayfs sets; leaf and node forms are not.
+//! Extended attributes are read in every form an extent list reaches:
+//! short form (in the inode, where the few small ones overlayfs sets
+//! live), one leaf block, and a node tree of leaves, with values local to
+//! a leaf or in remote blocks. An attribute fork so fragmented that it
+//! needs an extent B+tree is not read, and says so.
 //!
 //! Not read: the log (a dirty log is not replayed), checksums (XFS uses
 //! CRC32C), the realtime device, and deleted files
@@ -839,6 +842,248 @@ const ATTR_SECURE: u8 = 0x4;
 /// Flags that are a namespace (parent pointers included, never matched).
 const ATTR_NAMESPACES: u8 = 0x2 | 0x4 | 0x8;
 
+/// Attribute leaf and node blocks' magic numbers (`xfs_da_blkinfo.magic`), v4 and v5.
+const ATTR_LEAF_MAGIC: u16 = 0xfbee;
+const ATTR3_LEAF_MAGIC: u16 = 0x3bee;
+const DA_NODE_MAGIC: u16 = 0xfebe;
+const DA3_NODE_MAGIC: u16 = 0x3ebe;
+/// A v5 remote attribute value block: "XARM", then a 56-byte header.
+const ATTR3_RMT_MAGIC: u32 = 0x5841_524d;
+const ATTR3_RMT_HDR: usize = 56;
+/// A leaf entry's value is in the leaf; otherwise in remote blocks.
+const ATTR_LOCAL: u8 = 0x1;
+/// Being set or removed when the system stopped: not an attribute.
+const ATTR_INCOMPLETE: u8 = 0x80;
+/// The largest value Linux lets an attribute have.
+const ATTR_VALUE_MAX: u64 = 64 << 10;
+/// Attribute blocks one look-up visits at most: a hostile sibling chain
+/// ends here.
+const MAX_ATTR_BLOCKS: usize = 1 << 16;
+
+/// Where a v4 or v5 attribute block's fields are: the leaf and node
+/// headers follow a 12-byte (v4) or 56-byte (v5) block header.
+struct AttrLayout {
+    leaf_magic: u16,
+    node_magic: u16,
+    /// The entry count, in both leaf and node headers.
+    count: usize,
+    leaf_hdr: usize,
+    node_hdr: usize,
+}
+
+impl AttrLayout {
+    fn new(v5: bool) -> Self {
+        if v5 {
+            Self {
+                leaf_magic: ATTR3_LEAF_MAGIC,
+                node_magic: DA3_NODE_MAGIC,
+                count: 56,
+                leaf_hdr: 80,
+                node_hdr: 64,
+            }
+        } else {
+            Self {
+                leaf_magic: ATTR_LEAF_MAGIC,
+                node_magic: DA_NODE_MAGIC,
+                count: 12,
+                leaf_hdr: 32,
+                node_hdr: 16,
+            }
+        }
+    }
+}
+
+impl Xfs {
+    /// The attribute fork's extent list (in the inode), sorted, checked
+    /// not to overlap.
+    fn attr_records(&self, i: &Inode, fork: &[u8]) -> Result<Vec<Rec>, FsError> {
+        let n = attr_extents(i);
+        let fits = (fork.len() / 16) as u64;
+        if n > fits {
+            return Err(corrupt(
+                i.place(),
+                format!("{n} attribute extents in a fork that holds {fits}"),
+            ));
+        }
+        let mut recs: Vec<Rec> = fork
+            .chunks_exact(16)
+            .take(usize::try_from(n).unwrap_or(0))
+            .map(Rec::parse)
+            .collect();
+        recs.sort_by_key(|r| r.off);
+        let mut end = 0u64;
+        for r in &recs {
+            if r.off < end {
+                return Err(corrupt(
+                    i.place(),
+                    format!("attribute extents overlap at block {}", r.off),
+                ));
+            }
+            end = r.off.saturating_add(r.count);
+        }
+        Ok(recs)
+    }
+
+    /// Block `lblk` of the attribute fork.
+    fn attr_block(&self, i: &Inode, recs: &[Rec], lblk: u64) -> Result<Vec<u8>, FsError> {
+        let place = format!("inode {} attribute block {lblk}", i.ino);
+        let r = recs
+            .iter()
+            .find(|r| lblk >= r.off && lblk - r.off < r.count)
+            .ok_or_else(|| corrupt(&place, "in no extent of the attribute fork"))?;
+        if r.unwritten {
+            return Err(corrupt(&place, "in an unwritten extent"));
+        }
+        let at = (lblk - r.off)
+            .checked_mul(self.geo.block_size)
+            .and_then(|o| self.rec_at(i, r).ok()?.checked_add(o))
+            .ok_or_else(|| corrupt(&place, "outside the file system"))?;
+        self.read(at, self.geo.block_size, &place)
+    }
+
+    /// An attribute in leaf or node form: down the first path of a node
+    /// tree to its first leaf, then along the leaves' sibling links.
+    fn attr_tree(
+        &self,
+        i: &Inode,
+        fork: &[u8],
+        ns: u8,
+        want: &[u8],
+    ) -> Result<Option<Vec<u8>>, FsError> {
+        let recs = self.attr_records(i, fork)?;
+        let lay = AttrLayout::new(self.geo.v5);
+        let mut lblk = 0u64;
+        let mut seen = HashSet::new();
+        let mut depth = 0u16;
+        loop {
+            let place = format!("inode {} attribute block {lblk}", i.ino);
+            if !seen.insert(lblk) || seen.len() > MAX_ATTR_BLOCKS {
+                return Err(corrupt(place, "the attribute tree visits this block twice"));
+            }
+            let b = self.attr_block(i, &recs, lblk)?;
+            let magic = be16(&b, 8);
+            let count = usize::from(be16(&b, lay.count));
+            if magic == lay.node_magic {
+                depth += 1;
+                if depth > MAX_BTREE_LEVEL || count == 0 {
+                    return Err(corrupt(
+                        place,
+                        format!("a node of {count} entries at depth {depth}"),
+                    ));
+                }
+                // Entry 0: hash (4 bytes), then the block below it.
+                lblk = u64::from(be32(&b, lay.node_hdr + 4));
+                continue;
+            }
+            if magic != lay.leaf_magic {
+                return Err(corrupt(
+                    place,
+                    format!("not an attribute leaf or node (magic {magic:#06x})"),
+                ));
+            }
+            if let Some(v) = self.attr_leaf(i, &recs, &b, &lay, ns, want, &place)? {
+                return Ok(Some(v));
+            }
+            match be32(&b, 0) {
+                0 => return Ok(None),
+                forw => lblk = u64::from(forw),
+            }
+        }
+    }
+
+    /// An attribute among a leaf block's entries.
+    #[allow(clippy::too_many_arguments)]
+    fn attr_leaf(
+        &self,
+        i: &Inode,
+        recs: &[Rec],
+        b: &[u8],
+        lay: &AttrLayout,
+        ns: u8,
+        want: &[u8],
+        place: &str,
+    ) -> Result<Option<Vec<u8>>, FsError> {
+        let count = usize::from(be16(b, lay.count));
+        if lay.leaf_hdr + count * 8 > b.len() {
+            return Err(corrupt(
+                place,
+                format!("{count} entries do not fit the block"),
+            ));
+        }
+        for k in 0..count {
+            let e = lay.leaf_hdr + k * 8;
+            let at = usize::from(be16(b, e + 4));
+            let flags = u8_at(b, e + 6);
+            if flags & ATTR_INCOMPLETE != 0 || flags & ATTR_NAMESPACES != ns {
+                continue;
+            }
+            let bad = |what: &str| corrupt(place, format!("entry {k} at byte {at}: {what}"));
+            if flags & ATTR_LOCAL != 0 {
+                // valuelen (2), namelen (1), name, value.
+                let valuelen = usize::from(be16(b, at));
+                let namelen = usize::from(u8_at(b, at + 2));
+                if at + 3 + namelen + valuelen > b.len() {
+                    return Err(bad("runs past the block"));
+                }
+                if slice(b, at + 3, namelen) == want {
+                    return Ok(Some(slice(b, at + 3 + namelen, valuelen).to_vec()));
+                }
+            } else {
+                // valueblk (4), valuelen (4), namelen (1), name.
+                let namelen = usize::from(u8_at(b, at + 8));
+                if at + 9 + namelen > b.len() {
+                    return Err(bad("runs past the block"));
+                }
+                if slice(b, at + 9, namelen) == want {
+                    let (blk, len) = (u64::from(be32(b, at)), u64::from(be32(b, at + 4)));
+                    return self.attr_remote(i, recs, blk, len).map(Some);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A value kept in its own blocks: raw (v4), or each block with a
+    /// header giving the value's offset and bytes in it (v5).
+    fn attr_remote(&self, i: &Inode, recs: &[Rec], blk: u64, len: u64) -> Result<Vec<u8>, FsError> {
+        let place = format!("inode {} remote attribute value at block {blk}", i.ino);
+        if len > ATTR_VALUE_MAX {
+            return Err(corrupt(place, format!("a value of {len} bytes")));
+        }
+        let len = usize::try_from(len).unwrap_or(0);
+        let bs = usize::try_from(self.geo.block_size).unwrap_or(0);
+        let mut out = Vec::with_capacity(len);
+        let mut lblk = blk;
+        while out.len() < len {
+            let b = self.attr_block(i, recs, lblk)?;
+            if self.geo.v5 {
+                let (magic, off, bytes) = (be32(&b, 0), be32(&b, 4), be32(&b, 8));
+                let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+                if magic != ATTR3_RMT_MAGIC
+                    || usize::try_from(off).ok() != Some(out.len())
+                    || bytes == 0
+                    || bytes > bs.saturating_sub(ATTR3_RMT_HDR)
+                {
+                    return Err(corrupt(
+                        place,
+                        format!(
+                            "block {lblk} is not the value's part at byte {} (magic {magic:#010x}, offset {off}, {bytes} bytes)",
+                            out.len()
+                        ),
+                    ));
+                }
+                let take = bytes.min(len - out.len());
+                out.extend_from_slice(slice(&b, ATTR3_RMT_HDR, take));
+            } else {
+                let take = bs.min(len - out.len());
+                out.extend_from_slice(slice(&b, 0, take));
+            }
+            lblk += 1;
+        }
+        Ok(out)
+    }
+}
+
 /// The attribute fork's extent count: `di_anextents`, or with `nrext64`
 /// the 32 bits where the data fork's count was.
 fn attr_extents(i: &Inode) -> u64 {
@@ -1006,9 +1251,12 @@ impl FileSystem for Xfs {
             FMT_LOCAL => sf_attr(fork, ns, want, &i.place()),
             // An empty extent list: the fork was made, its last attribute removed.
             FMT_EXTENTS if attr_extents(&i) == 0 => Ok(None),
+            FMT_EXTENTS => self.attr_tree(&i, fork, ns, want),
             f => Err(FsError::Unsupported {
                 at: i.place(),
-                what: format!("an attribute fork in format {f} (only short form is read)"),
+                what: format!(
+                    "an attribute fork in format {f} (an extent B+tree of attribute blocks)"
+                ),
             }),
         }
     }
