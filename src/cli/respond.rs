@@ -357,7 +357,8 @@ pub struct RespondArgs {
     /// Longest wait for the memory command, in seconds.
     #[arg(long, default_value_t = crate::collect::memory::DEFAULT_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(limits::MEMORY_TIMEOUT_SECS))]
     pub memory_timeout: u64,
-    /// EBS blocks read ahead of the pipeline (512 KiB each).
+    /// EBS blocks requested ahead of the pipeline (512 KiB each); raise it
+    /// where the service's latency needs it (each costs up to about 1 MiB).
     #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(i64::from(*limits::EBS_WINDOW.start())..=i64::from(*limits::EBS_WINDOW.end())))]
     pub window: u16,
     /// Longest wait for each volume's snapshot, in seconds.

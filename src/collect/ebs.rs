@@ -10,8 +10,10 @@
 //! block's SHA-256 is checked against the checksum the API returns (a
 //! mismatch is fetched again, then refused). Blocks arrive out of order but
 //! are handed to the pipeline in order, never-written blocks as zeros, so the
-//! artefact is the exact raw image of the volume; memory is bounded by the
-//! window, whatever the volume size.
+//! artefact is the exact raw image of the volume. Of the blocks requested,
+//! only the next few have their bodies read; buffers are reused
+//! ([`crate::evidence::pool`]), so memory is bounded by those few, whatever
+//! the window and the volume size.
 //!
 //! Alongside the image, a block manifest: the SHA-256 of every block, in
 //! order, as a second artefact, and the RFC 6962 Merkle root over them,
@@ -57,8 +59,13 @@ use crate::ledger::merkle::{CompactRange, leaf_hash};
 
 /// AWS's EBS direct block size: 512 KiB.
 pub const BLOCK_SIZE: u64 = 512 * 1024;
-/// Blocks fetched ahead of the one the pipeline needs next.
-pub const DEFAULT_WINDOW: usize = 64;
+/// Blocks requested ahead of the one the pipeline needs next.
+pub const DEFAULT_WINDOW: usize = 8;
+/// Of those, the blocks whose bodies are read ahead: the others wait with
+/// their answers' headers in, their bytes in the kernel's socket buffers
+/// rather than in custody's memory, so a deep window hides the service's
+/// latency without holding 32 MiB of blocks.
+const BODY_WINDOW: u64 = 4;
 /// Fetches of one block whose data does not match its checksum.
 const CHECKSUM_TRIES: u32 = 3;
 
@@ -654,6 +661,10 @@ impl EbsCollector {
                     snapshot: snapshot.to_owned(),
                     budgets,
                     window: self.window.max(1),
+                    pool: crate::evidence::pool::BufPool::new(
+                        BLOCK_SIZE as usize,
+                        BODY_WINDOW as usize + 6,
+                    ),
                 },
                 lister,
                 layout: layout.clone(),
@@ -887,14 +898,17 @@ struct Fetcher {
     snapshot: String,
     budgets: Vec<Arc<governor::DefaultDirectRateLimiter>>,
     window: usize,
+    /// Block buffers, handed round.
+    pool: crate::evidence::pool::BufPool,
 }
 
 /// One block of the image, in order: its bytes and SHA-256.
 type Block = (Bytes, [u8; 32]);
 
 impl Fetcher {
-    /// Block `index`, checked against the checksum the API returns.
-    async fn fetch(&self, index: u64, token: String) -> Result<Block, EbsError> {
+    /// Block `index`, checked against the checksum the API returns; its
+    /// body is read once `gate` lets it.
+    async fn fetch(&self, index: u64, token: String, mut gate: Gate) -> Result<Block, EbsError> {
         let block_index = i32::try_from(index).map_err(|_| EbsError::BlockLength {
             snapshot: self.snapshot.clone(),
             index,
@@ -913,7 +927,8 @@ impl Fetcher {
                 .await
                 .map_err(|e| ApiError::sdk("read a block of", &self.snapshot, e))?;
             let expected = out.checksum().unwrap_or_default().to_owned();
-            let data = collect_body(out.block_data)
+            gate.wait().await;
+            let data = collect_body(out.block_data, &self.pool)
                 .await
                 .map_err(|e| ApiError::other("read a block of", &self.snapshot, e.to_string()))?;
             if data.len() as u64 != BLOCK_SIZE {
@@ -942,8 +957,31 @@ impl Fetcher {
 
 /// A block's body, copied chunk by chunk into one buffer of the block's
 /// size: collecting it whole and then joining the chunks would hold it twice.
-async fn collect_body(mut body: ByteStream) -> Result<Bytes, io::Error> {
-    let mut buf = bytes::BytesMut::with_capacity(BLOCK_SIZE as usize);
+/// Lets a block's body be read once the pipeline is within
+/// [`BODY_WINDOW`] blocks of it.
+struct Gate {
+    /// Blocks (of the windowed stream) handed to the pipeline so far.
+    consumed: tokio::sync::watch::Receiver<u64>,
+    /// This block's place in that stream.
+    seq: u64,
+}
+
+impl Gate {
+    async fn wait(&mut self) {
+        let seq = self.seq;
+        // The consumer gone (an error, Ctrl-C): nothing to wait for.
+        let _ = self
+            .consumed
+            .wait_for(|c| seq < c.saturating_add(BODY_WINDOW))
+            .await;
+    }
+}
+
+async fn collect_body(
+    mut body: ByteStream,
+    pool: &crate::evidence::pool::BufPool,
+) -> Result<Bytes, io::Error> {
+    let mut buf = pool.take();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(io::Error::other)?;
         // A body longer than a block is refused by the caller; stop holding it.
@@ -954,7 +992,7 @@ async fn collect_body(mut body: ByteStream) -> Result<Bytes, io::Error> {
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(pool.freeze(buf))
 }
 
 /// What the block manifest came to.
@@ -1018,7 +1056,7 @@ struct Plan {
 
 impl ImageReader {
     fn start(plan: Plan, summary: Arc<Mutex<Option<MapSummary>>>) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
         let layout = plan.layout.clone();
         let delta = plan.lister.base.clone();
         Self {
@@ -1158,11 +1196,15 @@ impl Sink<'_> {
 
 /// Decodes a stored prefix into whole blocks with their SHA-256, off the
 /// runtime; the channel ends where the prefix does.
-fn prefix_blocks(mut prefix: Box<dyn Read + Send>) -> tokio::sync::mpsc::Receiver<Block> {
+fn prefix_blocks(
+    mut prefix: Box<dyn Read + Send>,
+    pool: crate::evidence::pool::BufPool,
+) -> tokio::sync::mpsc::Receiver<Block> {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     std::thread::spawn(move || {
         loop {
-            let mut buf = bytes::BytesMut::zeroed(BLOCK_SIZE as usize);
+            let mut buf = pool.take();
+            buf.resize(BLOCK_SIZE as usize, 0);
             if let Err(e) = prefix.read_exact(&mut buf) {
                 // The end of the prefix, or of what can be decoded of it.
                 if e.kind() != io::ErrorKind::UnexpectedEof {
@@ -1171,7 +1213,7 @@ fn prefix_blocks(mut prefix: Box<dyn Read + Send>) -> tokio::sync::mpsc::Receive
                 return;
             }
             let digest: [u8; 32] = Sha256::digest(&buf).into();
-            if tx.blocking_send((buf.freeze(), digest)).is_err() {
+            if tx.blocking_send((pool.freeze(buf), digest)).is_err() {
                 return;
             }
         }
@@ -1218,7 +1260,7 @@ async fn produce(
     // The slot the prefix ran out at, fetched first.
     let mut first = None;
     if let Some(prefix) = prefix {
-        let mut blocks = prefix_blocks(prefix);
+        let mut blocks = prefix_blocks(prefix, fetcher.pool.clone());
         while let Some(slot) = walk.step().await {
             let slot = slot?;
             let Some((data, digest)) = blocks.recv().await else {
@@ -1258,16 +1300,23 @@ async fn produce(
     });
     let slots = futures::stream::iter(first.map(Ok)).chain(rest);
     let window = fetcher.window;
+    let (consumed_tx, consumed) = tokio::sync::watch::channel(0u64);
+    let mut seq = 0u64;
     let blocks = slots
         .map(|slot| {
             let f = fetcher.clone();
             let counts = counts.clone();
+            let gate = Gate {
+                consumed: consumed.clone(),
+                seq,
+            };
+            seq += 1;
             async move {
                 match slot? {
                     Slot::Zero(i) => Ok((i, Bytes::from_static(&ZEROS), zero_digest)),
                     Slot::Fetch(i, t) => {
                         counts.written.fetch_add(1, Ordering::Relaxed);
-                        let (data, digest) = f.fetch(i, t).await?;
+                        let (data, digest) = f.fetch(i, t, gate).await?;
                         Ok::<_, EbsError>((i, data, digest))
                     }
                 }
@@ -1275,11 +1324,14 @@ async fn produce(
         })
         .buffered(window);
     let mut blocks = std::pin::pin!(blocks);
+    let mut handed = 0u64;
     while let Some(block) = blocks.next().await {
         let (index, data, digest) = block?;
         if !sink.put(index, data, &digest).await? {
             return Ok(());
         }
+        handed += 1;
+        consumed_tx.send_replace(handed);
     }
     sink.map
         .flush()
@@ -1493,6 +1545,7 @@ mod resume_tests {
                     snapshot: "snap-test".into(),
                     budgets: Vec::new(),
                     window: 4,
+                    pool: crate::evidence::pool::BufPool::new(BLOCK_SIZE as usize, 4),
                 },
                 lister: Lister {
                     ebs,
@@ -1580,6 +1633,7 @@ mod resume_tests {
                     snapshot: "snap-test".into(),
                     budgets: Vec::new(),
                     window: 1,
+                    pool: crate::evidence::pool::BufPool::new(BLOCK_SIZE as usize, 1),
                 },
                 lister: Lister {
                     ebs,

@@ -4,12 +4,14 @@
 //! - [`model`]: the versioned, serialisable artefact record (the manifest).
 //! - [`pipeline`]: reads a source once; SHA-256 of the raw bytes, seekable
 //!   zstd compression on other cores, SHA-256 of the stored bytes.
+//! - [`pool`]: buffers handed round between the pipeline's threads.
 //! - [`seekable`]: reading stored objects back, whole or by byte range.
 //! - [`case`]: acquire into a case, list, show, verify and export.
 
 pub mod case;
 pub mod model;
 pub mod pipeline;
+pub mod pool;
 pub mod seekable;
 
 pub use model::{Artefact, ArtefactKind, BlockMap, Derivation, Digest, Source, StoredDigest};

@@ -37,7 +37,7 @@ pub const DEFAULT_LEVEL: i32 = 1;
 /// Frames queued for each compression worker and for the hasher.
 const QUEUE_DEPTH: usize = 1;
 /// Compressed frames queued for the store.
-const STORE_QUEUE_DEPTH: usize = 2;
+const STORE_QUEUE_DEPTH: usize = 1;
 /// The seekable format's per-frame limit (zstd contrib/seekable_format).
 const MAX_FRAME_SIZE: usize = 1 << 30;
 const _: () = assert!(DEFAULT_FRAME_SIZE <= MAX_FRAME_SIZE);
@@ -207,12 +207,21 @@ pub fn start(
     let mut work_txs = Vec::with_capacity(opts.workers);
     let mut done_rxs = Vec::with_capacity(opts.workers);
     let mut workers = Vec::with_capacity(opts.workers);
+    // Every frame buffer comes from these and goes back to them, so the
+    // memory held is what the queues bound (see `max_frames_in_flight`).
+    let raw_pool = super::pool::BufPool::new(opts.frame_size, opts.max_frames_in_flight());
+    let compressed_pool = super::pool::BufPool::new(
+        zstd::zstd_safe::compress_bound(opts.frame_size),
+        opts.workers + 1 + STORE_QUEUE_DEPTH + 1,
+    );
     for _ in 0..opts.workers {
         let (work_tx, work_rx) = sync_channel::<Frame>(QUEUE_DEPTH);
-        let (done_tx, done_rx) = sync_channel::<Result<(u32, Bytes), PipelineError>>(1);
+        // A rendezvous: a finished frame waits in its worker, not in a queue as well.
+        let (done_tx, done_rx) = sync_channel::<Result<(u32, Bytes), PipelineError>>(0);
         let level = opts.level;
+        let pool = compressed_pool.clone();
         workers.push(thread::spawn(move || {
-            compress_worker(level, work_rx, done_tx)
+            compress_worker(level, &pool, work_rx, done_tx)
         }));
         work_txs.push(work_tx);
         done_rxs.push(done_rx);
@@ -227,8 +236,11 @@ pub fn start(
         (n, hex::encode(h.finalize()))
     });
     let frame_size = opts.frame_size;
-    let reader =
-        thread::spawn(move || read_frames(source, frame_size, hash_tx, work_txs, progress, cancel));
+    let reader = thread::spawn(move || {
+        read_frames(
+            source, frame_size, &raw_pool, hash_tx, work_txs, progress, cancel,
+        )
+    });
 
     let raw_digest = Arc::new(std::sync::OnceLock::new());
     let digest_cell = raw_digest.clone();
@@ -258,6 +270,7 @@ type ReadResult = Result<SourceEnd, PipelineError>;
 fn read_frames(
     mut source: Box<dyn SourceReader>,
     frame_size: usize,
+    pool: &super::pool::BufPool,
     hash_tx: SyncSender<Bytes>,
     work_txs: Vec<SyncSender<Frame>>,
     progress: Arc<dyn Progress>,
@@ -270,7 +283,7 @@ fn read_frames(
             return Err(PipelineError::Interrupted { offset });
         }
         // read_to_end into spare capacity: no zeroing of a buffer about to be overwritten.
-        let mut buf = Vec::with_capacity(frame_size);
+        let mut buf = pool.take();
         let n = (&mut source)
             .take(frame_size as u64)
             .read_to_end(&mut buf)
@@ -282,7 +295,7 @@ fn read_frames(
         if n == 0 && index > 0 {
             break;
         }
-        let raw = Bytes::from(buf);
+        let raw = pool.freeze(buf);
         hash_tx
             .send(raw.clone())
             .map_err(|_| PipelineError::Thread("hasher"))?;
@@ -306,6 +319,7 @@ fn read_frames(
 
 fn compress_worker(
     level: i32,
+    pool: &super::pool::BufPool,
     rx: Receiver<Frame>,
     tx: SyncSender<Result<(u32, Bytes), PipelineError>>,
 ) {
@@ -318,10 +332,30 @@ fn compress_worker(
     };
     // Per-frame XXH64 so `zstd -t` checks every frame on its own.
     let _ = compressor.include_checksum(true);
+    // A frame of zeros (a disk's never-written span) compresses the same
+    // every time: compressed once, then reused.
+    let mut zeros: Option<(usize, Bytes)> = None;
     for frame in rx {
+        if is_zeros(&frame.raw) {
+            let len = frame.raw.len();
+            let cached = match &zeros {
+                Some((l, b)) if *l == len => Some(b.clone()),
+                _ => compressor.compress(&frame.raw).ok().map(Bytes::from),
+            };
+            if let Some(b) = cached {
+                zeros = Some((len, b.clone()));
+                if tx.send(Ok((len as u32, b))).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        // Into a pooled buffer of the frame's bound: it always fits.
+        let mut buf = pool.take();
+        buf.reserve(zstd::zstd_safe::compress_bound(frame.raw.len()));
         let out = compressor
-            .compress(&frame.raw)
-            .map(|c| (frame.raw.len() as u32, Bytes::from(c)))
+            .compress_to_buffer(frame.raw.as_ref(), &mut buf)
+            .map(|_| (frame.raw.len() as u32, pool.freeze(buf)))
             .map_err(|source| PipelineError::Compress {
                 frame: frame.index,
                 source,
@@ -331,6 +365,12 @@ fn compress_worker(
             return;
         }
     }
+}
+
+/// Whether every byte is zero, a word at a time.
+fn is_zeros(b: &[u8]) -> bool {
+    let (words, rest) = b.as_chunks::<16>();
+    words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&x| x == 0)
 }
 
 fn write_frames(

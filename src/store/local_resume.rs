@@ -239,7 +239,8 @@ pub(super) async fn put(
     if writer.diverged {
         writer.start_journal();
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(2);
+    // One frame queued: the pipeline's own store queue is the buffer.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(1);
     let task = tokio::task::spawn_blocking(move || writer.run(rx));
     let mut source_err = None;
     let mut idle_sent = false;

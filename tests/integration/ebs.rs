@@ -172,6 +172,28 @@ fn an_ebs_snapshot_is_acquired_bit_exact_with_its_block_manifest() {
     );
     let out = home.run(&["verify", "ebs1"]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // A window deeper than the blocks whose bodies are read ahead: the
+    // requests beyond wait for the pipeline, and the image is the same.
+    let out = custody(
+        &home,
+        &endpoint,
+        &[
+            "--json",
+            "acquire",
+            "ebs",
+            "--snapshot",
+            &snapshot,
+            "--case",
+            "ebs1w",
+            "--window",
+            "64",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["artefacts"][0]["raw"]["sha256"], expected_sha.as_str());
+    assert_eq!(r["artefacts"][0]["block_map"]["merkle_root"], root.as_str());
 }
 
 #[test]

@@ -55,7 +55,8 @@ pub struct EbsArgs {
     pub instance: Option<String>,
     #[command(flatten)]
     pub case: CaseArg,
-    /// Blocks read ahead of the pipeline (512 KiB each).
+    /// Blocks requested ahead of the pipeline (512 KiB each); raise it where
+    /// the service's latency needs it (each costs up to about 1 MiB).
     #[arg(long, default_value_t = crate::collect::ebs::DEFAULT_WINDOW as u16, value_parser = clap::value_parser!(u16).range(i64::from(*limits::EBS_WINDOW.start())..=i64::from(*limits::EBS_WINDOW.end())))]
     pub window: u16,
     /// Longest wait for a new snapshot to complete, in seconds.
