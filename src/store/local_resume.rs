@@ -9,7 +9,7 @@
 //! not on disk. The fdatasyncs run beside the writes, not between them.
 //!
 //! The rerun gives the source the prefix whose parts still hash as
-//! journalled ([`prefix`]), and the source reads its first bytes from there
+//! journalled (`EvidenceStore::resumed_prefix`), and the source reads its first bytes from there
 //! instead of from the cloud. The put then compares the bytes the pipeline
 //! produces again with the file instead of writing them, and from the first
 //! difference (or the end of the checked parts) truncates and appends. A
