@@ -9,8 +9,8 @@
 //! not on disk. The fdatasyncs run beside the writes, not between them.
 //!
 //! The rerun gives the source the prefix whose parts still hash as
-//! journalled (`EvidenceStore::resumed_prefix`), and the source reads its first bytes from there
-//! instead of from the cloud. The put then compares the bytes the pipeline
+//! journalled (`EvidenceStore::resumed_prefix`), and the source reads its
+//! first bytes from there instead of from the cloud. The put then compares the bytes the pipeline
 //! produces again with the file instead of writing them, and from the first
 //! difference (or the end of the checked parts) truncates and appends. A
 //! failure of the store's own disk (a full disk) removes the file and its
