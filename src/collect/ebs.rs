@@ -1528,17 +1528,14 @@ mod tests {
 mod resume_tests {
     use super::*;
 
-    /// An image of 4 blocks whose listing names only block 0, read with
-    /// `prefix` offered as what an interrupted run stored.
-    async fn read_with_prefix(prefix: Vec<u8>) -> (Vec<u8>, SourceEnd, Vec<u8>) {
+    /// A reader of an image of `blocks` blocks whose listing names only
+    /// block 0, with no service behind it: a block that is fetched fails.
+    fn reader(blocks: u64, map: &tempfile::NamedTempFile) -> ImageReader {
         let conf = aws_sdk_ebs::Config::builder()
             .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
             .build();
-        // No endpoint answers: a block that is fetched fails the read.
         let ebs = aws_sdk_ebs::Client::from_conf(conf);
-        let map = tempfile::NamedTempFile::new().expect("map");
-        let summary = Arc::new(Mutex::new(None));
-        let mut reader = ImageReader::start(
+        ImageReader::start(
             Plan {
                 fetcher: Fetcher {
                     ebs: ebs.clone(),
@@ -1554,16 +1551,23 @@ mod resume_tests {
                     canned: Some(Arc::new(Mutex::new(VecDeque::new()))),
                 },
                 layout: Layout {
-                    volume_bytes: 4 * BLOCK_SIZE,
-                    blocks: 4,
+                    volume_bytes: blocks * BLOCK_SIZE,
+                    blocks,
                     first_page: vec![(0, Some("t0".into()))],
                     next_token: None,
                 },
                 prefix: None,
                 map_writer: map.reopen().expect("reopen"),
             },
-            summary,
-        );
+            Arc::new(Mutex::new(None)),
+        )
+    }
+
+    /// An image of 4 blocks, read with `prefix` offered as what an
+    /// interrupted run stored.
+    async fn read_with_prefix(prefix: Vec<u8>) -> (Vec<u8>, SourceEnd, Vec<u8>) {
+        let map = tempfile::NamedTempFile::new().expect("map");
+        let mut reader = reader(4, &map);
         reader.resume_from(Box::new(io::Cursor::new(prefix)));
         let (image, end) = tokio::task::spawn_blocking(move || {
             let mut image = Vec::new();
@@ -1621,37 +1625,8 @@ mod resume_tests {
     async fn a_short_prefix_ends_at_its_last_whole_block() {
         // Half a block: nothing can be taken, so block 0 is fetched, and
         // with no endpoint that read fails: the prefix is not used as data.
-        let conf = aws_sdk_ebs::Config::builder()
-            .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
-            .build();
-        let ebs = aws_sdk_ebs::Client::from_conf(conf);
         let map = tempfile::NamedTempFile::new().expect("map");
-        let mut reader = ImageReader::start(
-            Plan {
-                fetcher: Fetcher {
-                    ebs: ebs.clone(),
-                    snapshot: "snap-test".into(),
-                    budgets: Vec::new(),
-                    window: 1,
-                    pool: crate::evidence::pool::BufPool::new(BLOCK_SIZE as usize, 1),
-                },
-                lister: Lister {
-                    ebs,
-                    snapshot: "snap-test".into(),
-                    base: None,
-                    canned: Some(Arc::new(Mutex::new(VecDeque::new()))),
-                },
-                layout: Layout {
-                    volume_bytes: BLOCK_SIZE,
-                    blocks: 1,
-                    first_page: vec![(0, Some("t0".into()))],
-                    next_token: None,
-                },
-                prefix: None,
-                map_writer: map.reopen().expect("reopen"),
-            },
-            Arc::new(Mutex::new(None)),
-        );
+        let mut reader = reader(1, &map);
         reader.resume_from(Box::new(io::Cursor::new(vec![1u8; 1000])));
         let r = tokio::task::spawn_blocking(move || {
             let mut image = Vec::new();

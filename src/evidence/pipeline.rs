@@ -521,7 +521,7 @@ mod tests {
         };
         // 2 workers at 2 MiB frames: stays under 64 MiB whatever the input size.
         assert!(o.memory_bound() < 64 << 20, "{}", o.memory_bound());
-        assert_eq!(o.max_frames_in_flight(), 1 + 4 + 2 + 2 + 1 + 2);
+        assert_eq!(o.max_frames_in_flight(), 1 + 4 + 2 + 2 + 1 + 1);
     }
 
     struct Failing {

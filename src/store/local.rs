@@ -13,10 +13,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::local_resume::{Files, PARTIAL_PREFIX};
 use super::{EvidenceReader, EvidenceStore, EvidenceStream, ObjectKey, StoreError, StoredObject};
-
-/// Prefix of in-progress files; `list` never shows them.
-pub(super) const PARTIAL_PREFIX: &str = ".partial-";
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -32,23 +30,20 @@ impl LocalStore {
         &self.root
     }
 
-    pub(super) fn path(&self, key: &ObjectKey) -> PathBuf {
+    fn path(&self, key: &ObjectKey) -> PathBuf {
         self.root.join(key.as_str())
     }
 
-    pub(super) fn err(&self, op: &'static str, key: &ObjectKey, source: io::Error) -> StoreError {
-        if source.kind() == io::ErrorKind::NotFound && op == "open" {
-            return StoreError::NotFound {
-                key: key.clone(),
-                location: self.location(),
-            };
-        }
-        StoreError::Io {
-            op,
-            key: key.to_string(),
+    /// The store's directory as its partial files see it.
+    fn files(&self) -> Files {
+        Files {
+            root: self.root.clone(),
             location: self.location(),
-            source,
         }
+    }
+
+    fn err(&self, op: &'static str, key: &ObjectKey, source: io::Error) -> StoreError {
+        self.files().err(op, key, source)
     }
 }
 
@@ -61,10 +56,6 @@ impl Drop for TempGuard {
             let _ = std::fs::remove_file(p);
         }
     }
-}
-
-pub(super) async fn fsync_dir(dir: &Path) -> io::Result<()> {
-    tokio::fs::File::open(dir).await?.sync_all().await
 }
 
 #[async_trait]
@@ -125,25 +116,10 @@ impl EvidenceStore for LocalStore {
             .await
             .map_err(|e| self.err("fsync", key, e))?;
         drop(file);
-        // link(2) refuses an existing target: the no-overwrite rule holds even
-        // against a concurrent writer of the same key.
-        match tokio::fs::hard_link(&tmp, &final_path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::AlreadyExists {
-                    key: key.clone(),
-                    location: self.location(),
-                });
-            }
-            Err(e) => return Err(self.err("commit", key, e)),
-        }
+        let files = self.files();
+        files.link(key, &tmp, &final_path).await?;
         drop(guard.0.take());
-        tokio::fs::remove_file(&tmp)
-            .await
-            .map_err(|e| self.err("clean up after", key, e))?;
-        fsync_dir(&dir)
-            .await
-            .map_err(|e| self.err("fsync the directory of", key, e))?;
+        files.unlink_partial(key, &tmp, &dir).await?;
         Ok(StoredObject {
             key: key.clone(),
             size,
@@ -160,7 +136,7 @@ impl EvidenceStore for LocalStore {
     ) -> Result<StoredObject, StoreError> {
         match &meta.resume {
             Some(spec) if meta.keep_partial => {
-                super::local_resume::put(self, key, body, spec).await
+                super::local_resume::put(&self.files(), key, body, spec).await
             }
             _ => self.put(key, body).await,
         }
@@ -171,7 +147,7 @@ impl EvidenceStore for LocalStore {
         key: &ObjectKey,
         resume: &super::journal::ResumeSpec,
     ) -> Result<Option<super::StoredPrefix>, StoreError> {
-        super::local_resume::prefix(self, key, resume).await
+        super::local_resume::prefix(&self.files(), key, resume).await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<EvidenceReader, StoreError> {
@@ -364,6 +340,291 @@ mod tests {
         assert!(
             leftovers.is_empty(),
             "temporary file left behind: {leftovers:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
+
+    use super::*;
+    use crate::store::PutMeta;
+    use crate::store::journal::ResumeSpec;
+
+    const MIB: usize = 1 << 20;
+
+    fn data(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn meta(dir: &Path) -> PutMeta {
+        PutMeta {
+            resume: Some(ResumeSpec {
+                path: dir.join("uploads/a.jsonl"),
+                settings: "zstd 3; frame 1".into(),
+            }),
+            keep_partial: true,
+            ..PutMeta::default()
+        }
+    }
+
+    /// `bytes` in chunks of one MiB, then `end`.
+    fn body(bytes: &[u8], end: Option<io::Error>) -> EvidenceStream {
+        let chunks: Vec<io::Result<Bytes>> = bytes
+            .chunks(MIB)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .chain(end.map(Err))
+            .collect();
+        Box::pin(futures::stream::iter(chunks))
+    }
+
+    fn partials(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else if e.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    async fn prefix_bytes(store: &LocalStore, key: &ObjectKey, m: &PutMeta) -> Vec<u8> {
+        let spec = m.resume.as_ref().expect("spec");
+        let Some(p) = store.resumed_prefix(key, spec).await.expect("prefix") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut r = p.reader;
+        r.read_to_end(&mut out).expect("read");
+        assert_eq!(out.len() as u64, p.len);
+        out
+    }
+
+    /// A store, a key and a resume journal in temporary directories.
+    struct Fixture {
+        home: tempfile::TempDir,
+        root: tempfile::TempDir,
+        store: LocalStore,
+        key: ObjectKey,
+        m: PutMeta,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Self {
+            let home = tempfile::tempdir().expect("tmp");
+            let root = tempfile::tempdir().expect("tmp");
+            let store = LocalStore::new(root.path());
+            let key = ObjectKey::new(format!("cases/c/artefacts/{name}.zst")).expect("key");
+            let m = meta(home.path());
+            Self {
+                home,
+                root,
+                store,
+                key,
+                m,
+            }
+        }
+
+        /// A put whose source fails after `bytes`.
+        async fn cut(&self, bytes: &[u8]) -> StoreError {
+            self.store
+                .put_with(
+                    &self.key,
+                    body(bytes, Some(io::Error::other("cut"))),
+                    &self.m,
+                )
+                .await
+                .expect_err("the source failed")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_source_keeps_its_checkpoints_and_the_rerun_compares_them() {
+        let f = Fixture::new("a");
+        let all = data(40 * MIB, 7);
+        // The source fails after 36 MiB: two 16 MiB checkpoints are journalled.
+        let err = f.cut(&all[..36 * MIB]).await;
+        let Fixture {
+            home,
+            root,
+            store,
+            key,
+            m,
+        } = &f;
+        assert!(matches!(err, StoreError::SourceFailed { .. }), "{err}");
+        assert_eq!(partials(root.path()).len(), 1, "the partial file is kept");
+        assert!(
+            store.list("").await.expect("list").is_empty(),
+            "nothing under the key"
+        );
+        let back = prefix_bytes(store, key, m).await;
+        assert_eq!(back.len(), 32 * MIB);
+        assert!(back == all[..32 * MIB], "the prefix is what was stored");
+        use std::os::unix::fs::MetadataExt as _;
+        let partial = partials(root.path()).remove(0);
+        let inode = std::fs::metadata(&partial).expect("meta").ino();
+
+        // The rerun produces the same bytes: the checkpoints are compared,
+        // not written, and the rest is appended to the same file.
+        let stored = store.put_with(key, body(&all, None), m).await.expect("put");
+        assert_eq!(stored.size, all.len() as u64);
+        assert!(store.get_bytes(key).await.expect("get") == all);
+        assert!(
+            partials(root.path()).is_empty(),
+            "the partial file is committed"
+        );
+        assert!(
+            !home.path().join("uploads/a.jsonl").exists(),
+            "the journal is removed"
+        );
+        assert_eq!(
+            std::fs::metadata(store.path(key)).expect("meta").ino(),
+            inode,
+            "the object is the interrupted put's file, completed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tampered_checkpoint_is_not_given_back_and_is_written_again() {
+        let f = Fixture::new("b");
+        let all = data(40 * MIB, 9);
+        f.cut(&all[..36 * MIB]).await;
+        let Fixture {
+            root,
+            store,
+            key,
+            m,
+            ..
+        } = &f;
+        let partial = partials(root.path()).remove(0);
+        // Someone changes a byte of the second checkpoint.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&partial)
+            .expect("open");
+        f.write_all_at(b"X", (20 * MIB) as u64).expect("tamper");
+        drop(f);
+        let back = prefix_bytes(store, key, m).await;
+        assert_eq!(
+            back.len(),
+            16 * MIB,
+            "only the first checkpoint still hashes as journalled"
+        );
+        // The rerun differs from the file at the tampered byte's chunk: from
+        // there the file is cut and written.
+        store.put_with(key, body(&all, None), m).await.expect("put");
+        assert!(store.get_bytes(key).await.expect("get") == all);
+        assert!(partials(root.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_gets_a_checkpoint_of_what_it_sent() {
+        let Fixture { store, key, m, .. } = &Fixture::new("s");
+        let sent = data(3 * MIB, 11);
+        let stalled = body(&sent, None).chain(futures::stream::pending());
+        let put = store.put_with(key, Box::pin(stalled), m);
+        // The process is stopped while the source hangs (the put is dropped).
+        let r = tokio::time::timeout(std::time::Duration::from_millis(1500), put).await;
+        assert!(r.is_err(), "the put must still be waiting");
+        // The writer records its checkpoint as it winds down.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut back = Vec::new();
+        while back.len() < sent.len() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            back = prefix_bytes(store, key, m).await;
+        }
+        assert!(
+            back == sent,
+            "{} of {} bytes checkpointed",
+            back.len(),
+            sent.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_journal_for_other_settings_or_another_key_is_not_resumed() {
+        let f = Fixture::new("o");
+        let all = data(20 * MIB, 13);
+        f.cut(&all).await;
+        let Fixture {
+            home,
+            store,
+            key,
+            m,
+            ..
+        } = &f;
+        assert_eq!(prefix_bytes(store, key, m).await.len(), 16 * MIB);
+        let other = ObjectKey::new("cases/c/artefacts/p.zst").expect("key");
+        assert!(prefix_bytes(store, &other, m).await.is_empty());
+        let mut level = meta(home.path());
+        if let Some(r) = level.resume.as_mut() {
+            r.settings = "zstd 19; frame 1".into();
+        }
+        assert!(prefix_bytes(store, key, &level).await.is_empty());
+        // A put with other settings starts afresh and still commits.
+        store
+            .put_with(key, body(&all, None), &level)
+            .await
+            .expect("put");
+        assert!(store.get_bytes(key).await.expect("get") == all);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_disk_gives_the_space_back() {
+        let home = tempfile::tempdir().expect("tmp");
+        let root = tempfile::tempdir().expect("tmp");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(root.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "this test needs root to mount a 4 MiB tmpfs"
+            );
+            eprintln!("NOT RUN: cannot mount a tmpfs (needs root)");
+            return;
+        }
+        struct Unmount(PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
+        }
+        let _guard = Unmount(root.path().to_path_buf());
+        let store = LocalStore::new(root.path());
+        let key = ObjectKey::new("cases/c/artefacts/f.zst").expect("key");
+        let m = meta(home.path());
+        let err = store
+            .put_with(&key, body(&data(8 * MIB, 17), None), &m)
+            .await
+            .expect_err("the disk is full");
+        assert!(err.to_string().contains("write"), "{err}");
+        let chain = crate::error_chain(&err);
+        assert!(chain.contains("No space left on device"), "{chain}");
+        assert!(
+            partials(root.path()).is_empty(),
+            "the partial file is removed"
+        );
+        assert!(
+            !home.path().join("uploads/a.jsonl").exists(),
+            "and its journal"
         );
     }
 }

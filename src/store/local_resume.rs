@@ -29,10 +29,7 @@ use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use super::journal::{self, Header, Part, ResumeSpec};
-use super::local::{LocalStore, PARTIAL_PREFIX, fsync_dir};
-use super::{
-    EvidenceStore as _, EvidenceStream, ObjectKey, StoreError, StoredObject, StoredPrefix,
-};
+use super::{EvidenceStream, ObjectKey, StoreError, StoredObject, StoredPrefix};
 
 /// Stored bytes between two checkpoints: at most this much is written
 /// again after a crash.
@@ -50,6 +47,81 @@ enum Msg {
     End,
 }
 
+/// Prefix of in-progress files; `list` never shows them.
+pub(super) const PARTIAL_PREFIX: &str = ".partial-";
+
+/// The local store's directory, as its partial files are named, committed
+/// and reported.
+#[derive(Debug, Clone)]
+pub(super) struct Files {
+    pub root: PathBuf,
+    /// The store's location, for errors and journals.
+    pub location: String,
+}
+
+impl Files {
+    pub(super) fn path(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn dir_of(&self, key: &ObjectKey) -> PathBuf {
+        self.path(key)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone())
+    }
+
+    pub(super) fn err(&self, op: &'static str, key: &ObjectKey, source: io::Error) -> StoreError {
+        if source.kind() == io::ErrorKind::NotFound && op == "open" {
+            return StoreError::NotFound {
+                key: key.clone(),
+                location: self.location.clone(),
+            };
+        }
+        StoreError::Io {
+            op,
+            key: key.to_string(),
+            location: self.location.clone(),
+            source,
+        }
+    }
+
+    /// Gives a written, fsynced partial file its final name. link(2)
+    /// refuses an existing target: the no-overwrite rule holds even against
+    /// a concurrent writer of the same key.
+    pub(super) async fn link(
+        &self,
+        key: &ObjectKey,
+        partial: &Path,
+        final_path: &Path,
+    ) -> Result<(), StoreError> {
+        match tokio::fs::hard_link(partial, final_path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StoreError::AlreadyExists {
+                key: key.clone(),
+                location: self.location.clone(),
+            }),
+            Err(e) => Err(self.err("commit", key, e)),
+        }
+    }
+
+    /// Removes the partial name of a committed object and makes both names'
+    /// changes durable.
+    pub(super) async fn unlink_partial(
+        &self,
+        key: &ObjectKey,
+        partial: &Path,
+        dir: &Path,
+    ) -> Result<(), StoreError> {
+        tokio::fs::remove_file(partial)
+            .await
+            .map_err(|e| self.err("clean up after", key, e))?;
+        let sync = async { tokio::fs::File::open(dir).await?.sync_all().await };
+        sync.await
+            .map_err(|e| self.err("fsync the directory of", key, e))
+    }
+}
+
 fn b64(d: impl AsRef<[u8]>) -> String {
     base64::engine::general_purpose::STANDARD.encode(d)
 }
@@ -61,22 +133,14 @@ struct Left {
     parts: Vec<Part>,
 }
 
-fn dir_of(store: &LocalStore, key: &ObjectKey) -> PathBuf {
-    store
-        .path(key)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| store.root().to_path_buf())
-}
-
-fn left(store: &LocalStore, key: &ObjectKey, spec: &ResumeSpec) -> io::Result<Option<Left>> {
+fn left(files: &Files, key: &ObjectKey, spec: &ResumeSpec) -> io::Result<Option<Left>> {
     let Some(j) = journal::read(&spec.path)? else {
         return Ok(None);
     };
     let h = &j.header;
     // The journal names a partial file of this key, in this store, made
     // with these settings; anything else is not this put's.
-    if h.location != store.location()
+    if h.location != files.location
         || h.key != key.as_str()
         || h.settings != spec.settings
         || !h.upload_id.starts_with(PARTIAL_PREFIX)
@@ -84,7 +148,7 @@ fn left(store: &LocalStore, key: &ObjectKey, spec: &ResumeSpec) -> io::Result<Op
     {
         return Ok(None);
     }
-    let path = dir_of(store, key).join(&h.upload_id);
+    let path = files.dir_of(key).join(&h.upload_id);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => {}
         _ => return Ok(None),
@@ -130,11 +194,11 @@ fn checked(file: &File, parts: &[Part]) -> u64 {
 
 /// The checked prefix an interrupted put of `key` left, as a reader.
 pub(super) async fn prefix(
-    store: &LocalStore,
+    files: &Files,
     key: &ObjectKey,
     spec: &ResumeSpec,
 ) -> Result<Option<StoredPrefix>, StoreError> {
-    let (s, k, sp) = (store.clone(), key.clone(), spec.clone());
+    let (s, k, sp) = (files.clone(), key.clone(), spec.clone());
     let found = tokio::task::spawn_blocking(move || {
         let Some(l) = left(&s, &k, &sp)? else {
             return Ok(None);
@@ -161,22 +225,22 @@ pub(super) async fn prefix(
 
 /// A resumable put of `key`.
 pub(super) async fn put(
-    store: &LocalStore,
+    files: &Files,
     key: &ObjectKey,
     mut body: EvidenceStream,
     spec: &ResumeSpec,
 ) -> Result<StoredObject, StoreError> {
-    let final_path = store.path(key);
-    let dir = dir_of(store, key);
+    let final_path = files.path(key);
+    let dir = files.dir_of(key);
     if tokio::fs::try_exists(&final_path).await.unwrap_or(false) {
         return Err(StoreError::AlreadyExists {
             key: key.clone(),
-            location: store.location(),
+            location: files.location.clone(),
         });
     }
     crate::private_fs::create_dir_all(&dir)
-        .map_err(|e| store.err("create the directory for", key, e))?;
-    let (s, k, sp) = (store.clone(), key.clone(), spec.clone());
+        .map_err(|e| files.err("create the directory for", key, e))?;
+    let (s, k, sp) = (files.clone(), key.clone(), spec.clone());
     let earlier = tokio::task::spawn_blocking(move || left(&s, &k, &sp))
         .await
         .map_err(|e| io::Error::other(e.to_string()))
@@ -188,7 +252,7 @@ pub(super) async fn put(
     let (path, file, old) = match earlier {
         Some(l) => match crate::private_fs::options().open(&l.path) {
             Ok(f) => (l.path, f, l.parts),
-            Err(e) => return Err(store.err("reopen the partial file of", key, e)),
+            Err(e) => return Err(files.err("reopen the partial file of", key, e)),
         },
         None => {
             let name = final_path
@@ -202,7 +266,7 @@ pub(super) async fn put(
             let f = crate::private_fs::options()
                 .create_new(true)
                 .open(&path)
-                .map_err(|e| store.err("create a temporary file for", key, e))?;
+                .map_err(|e| files.err("create a temporary file for", key, e))?;
             (path, f, Vec::new())
         }
     };
@@ -214,7 +278,7 @@ pub(super) async fn put(
         file: Arc::new(file),
         journal: spec.path.clone(),
         header: Header::new(
-            store.location(),
+            files.location.clone(),
             key.to_string(),
             upload_id,
             spec.settings.clone(),
@@ -269,7 +333,7 @@ pub(super) async fn put(
     drop(tx);
     let written = task
         .await
-        .map_err(|e| store.err("write", key, io::Error::other(e.to_string())))?;
+        .map_err(|e| files.err("write", key, io::Error::other(e.to_string())))?;
     if let Some(source) = source_err {
         // Kept, with its journal, for the rerun.
         tracing::info!(%key, "the source failed; what was stored is kept so that rerunning the same acquisition resumes it");
@@ -290,28 +354,16 @@ pub(super) async fn put(
             // The store's own disk failed: give the space back.
             let _ = std::fs::remove_file(&path);
             let _ = journal::remove(&spec.path);
-            return Err(store.err(op, key, e));
+            return Err(files.err(op, key, e));
         }
     };
-    match tokio::fs::hard_link(&path, &final_path).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(StoreError::AlreadyExists {
-                key: key.clone(),
-                location: store.location(),
-            });
-        }
-        Err(e) => return Err(store.err("commit", key, e)),
-    }
-    tokio::fs::remove_file(&path)
-        .await
-        .map_err(|e| store.err("clean up after", key, e))?;
+    files.link(key, &path, &final_path).await?;
+    files.unlink_partial(key, &path, &dir).await?;
+    // Last: a crash before this leaves a journal naming no file, which is
+    // no resume.
     if let Err(e) = journal::remove(&spec.path) {
         tracing::warn!(error = %e, "cannot remove the journal of a finished put");
     }
-    fsync_dir(&dir)
-        .await
-        .map_err(|e| store.err("fsync the directory of", key, e))?;
     Ok(StoredObject {
         key: key.clone(),
         size,
@@ -466,266 +518,5 @@ fn record_checkpoints(file: &File, mut journal: journal::Writer, rx: &Receiver<P
             tracing::warn!(error = %e, "cannot record a checkpoint of a resumable put: it resumes from the last one recorded");
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{EvidenceStore, PutMeta};
-
-    const MIB: usize = 1 << 20;
-
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
-    fn meta(dir: &Path) -> PutMeta {
-        PutMeta {
-            resume: Some(ResumeSpec {
-                path: dir.join("uploads/a.jsonl"),
-                settings: "zstd 3; frame 1".into(),
-            }),
-            keep_partial: true,
-            ..PutMeta::default()
-        }
-    }
-
-    /// `bytes` in chunks of one MiB, then `end`.
-    fn body(bytes: &[u8], end: Option<io::Error>) -> EvidenceStream {
-        let chunks: Vec<io::Result<Bytes>> = bytes
-            .chunks(MIB)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .chain(end.map(Err))
-            .collect();
-        Box::pin(futures::stream::iter(chunks))
-    }
-
-    fn partials(root: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                if e.path().is_dir() {
-                    stack.push(e.path());
-                } else if e.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
-                    out.push(e.path());
-                }
-            }
-        }
-        out
-    }
-
-    async fn prefix_bytes(store: &LocalStore, key: &ObjectKey, m: &PutMeta) -> Vec<u8> {
-        let spec = m.resume.as_ref().expect("spec");
-        let Some(p) = store.resumed_prefix(key, spec).await.expect("prefix") else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        let mut r = p.reader;
-        r.read_to_end(&mut out).expect("read");
-        assert_eq!(out.len() as u64, p.len);
-        out
-    }
-
-    #[tokio::test]
-    async fn a_failed_source_keeps_its_checkpoints_and_the_rerun_compares_them() {
-        let home = tempfile::tempdir().expect("tmp");
-        let root = tempfile::tempdir().expect("tmp");
-        let store = LocalStore::new(root.path());
-        let key = ObjectKey::new("cases/c/artefacts/a.zst").expect("key");
-        let m = meta(home.path());
-        let all = data(40 * MIB, 7);
-        // The source fails after 36 MiB: two 16 MiB checkpoints are journalled.
-        let err = store
-            .put_with(
-                &key,
-                body(&all[..36 * MIB], Some(io::Error::other("cut"))),
-                &m,
-            )
-            .await
-            .expect_err("the source failed");
-        assert!(matches!(err, StoreError::SourceFailed { .. }), "{err}");
-        assert_eq!(partials(root.path()).len(), 1, "the partial file is kept");
-        assert!(
-            store.list("").await.expect("list").is_empty(),
-            "nothing under the key"
-        );
-        let back = prefix_bytes(&store, &key, &m).await;
-        assert_eq!(back.len(), 32 * MIB);
-        assert!(back == all[..32 * MIB], "the prefix is what was stored");
-        use std::os::unix::fs::MetadataExt as _;
-        let partial = partials(root.path()).remove(0);
-        let inode = std::fs::metadata(&partial).expect("meta").ino();
-
-        // The rerun produces the same bytes: the checkpoints are compared,
-        // not written, and the rest is appended to the same file.
-        let stored = store
-            .put_with(&key, body(&all, None), &m)
-            .await
-            .expect("put");
-        assert_eq!(stored.size, all.len() as u64);
-        assert!(store.get_bytes(&key).await.expect("get") == all);
-        assert!(
-            partials(root.path()).is_empty(),
-            "the partial file is committed"
-        );
-        assert!(
-            !home.path().join("uploads/a.jsonl").exists(),
-            "the journal is removed"
-        );
-        assert_eq!(
-            std::fs::metadata(store.path(&key)).expect("meta").ino(),
-            inode,
-            "the object is the interrupted put's file, completed"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_tampered_checkpoint_is_not_given_back_and_is_written_again() {
-        let home = tempfile::tempdir().expect("tmp");
-        let root = tempfile::tempdir().expect("tmp");
-        let store = LocalStore::new(root.path());
-        let key = ObjectKey::new("cases/c/artefacts/b.zst").expect("key");
-        let m = meta(home.path());
-        let all = data(40 * MIB, 9);
-        let _ = store
-            .put_with(
-                &key,
-                body(&all[..36 * MIB], Some(io::Error::other("cut"))),
-                &m,
-            )
-            .await
-            .expect_err("the source failed");
-        let partial = partials(root.path()).remove(0);
-        // Someone changes a byte of the second checkpoint.
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&partial)
-            .expect("open");
-        f.write_all_at(b"X", (20 * MIB) as u64).expect("tamper");
-        drop(f);
-        let back = prefix_bytes(&store, &key, &m).await;
-        assert_eq!(
-            back.len(),
-            16 * MIB,
-            "only the first checkpoint still hashes as journalled"
-        );
-        // The rerun differs from the file at the tampered byte's chunk: from
-        // there the file is cut and written.
-        store
-            .put_with(&key, body(&all, None), &m)
-            .await
-            .expect("put");
-        assert!(store.get_bytes(&key).await.expect("get") == all);
-        assert!(partials(root.path()).is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_stalled_body_gets_a_checkpoint_of_what_it_sent() {
-        let home = tempfile::tempdir().expect("tmp");
-        let root = tempfile::tempdir().expect("tmp");
-        let store = LocalStore::new(root.path());
-        let key = ObjectKey::new("cases/c/artefacts/s.zst").expect("key");
-        let m = meta(home.path());
-        let sent = data(3 * MIB, 11);
-        let stalled = body(&sent, None).chain(futures::stream::pending());
-        let put = store.put_with(&key, Box::pin(stalled), &m);
-        // The process is stopped while the source hangs (the put is dropped).
-        let r = tokio::time::timeout(std::time::Duration::from_millis(1500), put).await;
-        assert!(r.is_err(), "the put must still be waiting");
-        // The writer records its checkpoint as it winds down.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut back = Vec::new();
-        while back.len() < sent.len() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            back = prefix_bytes(&store, &key, &m).await;
-        }
-        assert!(
-            back == sent,
-            "{} of {} bytes checkpointed",
-            back.len(),
-            sent.len()
-        );
-    }
-
-    #[tokio::test]
-    async fn a_journal_for_other_settings_or_another_key_is_not_resumed() {
-        let home = tempfile::tempdir().expect("tmp");
-        let root = tempfile::tempdir().expect("tmp");
-        let store = LocalStore::new(root.path());
-        let key = ObjectKey::new("cases/c/artefacts/o.zst").expect("key");
-        let m = meta(home.path());
-        let all = data(20 * MIB, 13);
-        let _ = store
-            .put_with(&key, body(&all, Some(io::Error::other("cut"))), &m)
-            .await
-            .expect_err("the source failed");
-        assert_eq!(prefix_bytes(&store, &key, &m).await.len(), 16 * MIB);
-        let other = ObjectKey::new("cases/c/artefacts/p.zst").expect("key");
-        assert!(prefix_bytes(&store, &other, &m).await.is_empty());
-        let mut level = meta(home.path());
-        if let Some(r) = level.resume.as_mut() {
-            r.settings = "zstd 19; frame 1".into();
-        }
-        assert!(prefix_bytes(&store, &key, &level).await.is_empty());
-        // A put with other settings starts afresh and still commits.
-        store
-            .put_with(&key, body(&all, None), &level)
-            .await
-            .expect("put");
-        assert!(store.get_bytes(&key).await.expect("get") == all);
-    }
-
-    #[tokio::test]
-    async fn a_full_store_disk_gives_the_space_back() {
-        let home = tempfile::tempdir().expect("tmp");
-        let root = tempfile::tempdir().expect("tmp");
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(root.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "this test needs root to mount a 4 MiB tmpfs"
-            );
-            eprintln!("NOT RUN: cannot mount a tmpfs (needs root)");
-            return;
-        }
-        struct Unmount(PathBuf);
-        impl Drop for Unmount {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("umount").arg(&self.0).status();
-            }
-        }
-        let _guard = Unmount(root.path().to_path_buf());
-        let store = LocalStore::new(root.path());
-        let key = ObjectKey::new("cases/c/artefacts/f.zst").expect("key");
-        let m = meta(home.path());
-        let err = store
-            .put_with(&key, body(&data(8 * MIB, 17), None), &m)
-            .await
-            .expect_err("the disk is full");
-        assert!(err.to_string().contains("write"), "{err}");
-        let chain = crate::error_chain(&err);
-        assert!(chain.contains("No space left on device"), "{chain}");
-        assert!(
-            partials(root.path()).is_empty(),
-            "the partial file is removed"
-        );
-        assert!(
-            !home.path().join("uploads/a.jsonl").exists(),
-            "and its journal"
-        );
     }
 }
