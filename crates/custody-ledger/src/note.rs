@@ -236,12 +236,13 @@ mod tests {
     ];
 
     fn vectors() -> PathBuf {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tessera");
-        if p.is_dir() {
-            p
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(TESSERA)
-        }
+        // The directory cargo runs the test from, not the one the binary
+        // was built in: a shared target directory may hold a build from
+        // another checkout of the same sources.
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let p = dir.join("../../tests/fixtures/tessera");
+        if p.is_dir() { p } else { dir.join(TESSERA) }
     }
 
     #[test]
