@@ -451,13 +451,9 @@ async fn an_ec2_launch_type_task_names_its_node() {
     let c = conf(&endpoint);
     let ec2 = aws_sdk_ec2::Client::new(&c);
     let ecs = aws_sdk_ecs::Client::new(&c);
-    let ami = ec2.describe_images().send().await.unwrap().images()[0]
-        .image_id()
-        .unwrap()
-        .to_owned();
     let node = ec2
         .run_instances()
-        .image_id(ami)
+        .image_id(crate::common::any_image(&ec2).await)
         .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
         .min_count(1)
         .max_count(1)

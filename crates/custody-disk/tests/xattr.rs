@@ -238,22 +238,25 @@ impl Drop for Mount {
     }
 }
 
-#[test]
-fn xfs_devices_and_attributes_match_the_mounted_tree() {
-    need_root();
+/// An empty v5 XFS image of `size` bytes with 512-byte inodes, made by
+/// mkfs.xfs at `img`.
+fn xfs_image(img: &Path, size: u64) {
     tools::require("mkfs.xfs", PACKAGES);
-    let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("xfs.img");
-    std::fs::File::create(&img)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
+    std::fs::File::create(img).unwrap().set_len(size).unwrap();
     run(Command::new("mkfs.xfs")
         .env("TEST_DIR", "1")
         .env("TEST_DEV", "1")
         .env("QA_CHECK_FS", "1")
         .args(["-q", "-f", "-i", "size=512"])
-        .arg(&img));
+        .arg(img));
+}
+
+#[test]
+fn xfs_devices_and_attributes_match_the_mounted_tree() {
+    need_root();
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("xfs.img");
+    xfs_image(&img, 64 << 20);
     // The oracle is read from the kernel's mount, then the image is
     // read unmounted.
     let copy = dir.path().join("oracle");
@@ -297,20 +300,11 @@ fn xfs_devices_and_attributes_match_the_mounted_tree() {
 #[test]
 fn xfs_node_trees_and_remote_values_match_the_mounted_tree() {
     need_root();
-    tools::require("mkfs.xfs", PACKAGES);
-    for (label, crc) in [("v5", "crc=1")] {
+    let label = "v5";
+    {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("xfs.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(300 << 20)
-            .unwrap();
-        run(Command::new("mkfs.xfs")
-            .env("TEST_DIR", "1")
-            .env("TEST_DEV", "1")
-            .env("QA_CHECK_FS", "1")
-            .args(["-q", "-f", "-m", crc, "-i", "size=512", "-b", "size=4096"])
-            .arg(&img));
+        xfs_image(&img, 300 << 20);
         let oracle: BTreeMap<String, BTreeMap<String, Vec<u8>>>;
         {
             let m = Mount::new(&img);
@@ -402,16 +396,7 @@ fn xfs_attr_bytes() -> &'static [u8] {
         need_root();
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("xfs.img");
-        std::fs::File::create(&img)
-            .unwrap()
-            .set_len(300 << 20)
-            .unwrap();
-        run(Command::new("mkfs.xfs")
-            .env("TEST_DIR", "1")
-            .env("TEST_DEV", "1")
-            .env("QA_CHECK_FS", "1")
-            .args(["-q", "-f", "-i", "size=512"])
-            .arg(&img));
+        xfs_image(&img, 300 << 20);
         {
             let m = Mount::new(&img);
             let root = m.dir.path();
