@@ -440,41 +440,14 @@ impl Xfs {
     /// The data fork's extent records, sorted by file offset, checked not
     /// to overlap.
     fn records(&self, i: &Inode) -> Result<Vec<Rec>, FsError> {
-        let fork = i.fork();
-        let mut recs = match i.format {
-            FMT_EXTENTS => {
-                let fits = (fork.len() / 16) as u64;
-                if i.nextents > fits {
-                    return Err(corrupt(
-                        i.place(),
-                        format!("{} extents in a fork that holds {fits}", i.nextents),
-                    ));
-                }
-                fork.chunks_exact(16)
-                    .take(usize::try_from(i.nextents).unwrap_or(0))
-                    .map(Rec::parse)
-                    .collect()
-            }
-            FMT_BTREE => self.btree(i)?,
-            f => {
-                return Err(corrupt(
-                    i.place(),
-                    format!("data fork format {f} holds no extents"),
-                ));
-            }
-        };
-        recs.sort_by_key(|r| r.off);
-        let mut end = 0u64;
-        for r in &recs {
-            if r.off < end {
-                return Err(corrupt(
-                    i.place(),
-                    format!("extents overlap at file block {}", r.off),
-                ));
-            }
-            end = r.off.saturating_add(r.count);
+        match i.format {
+            FMT_EXTENTS => extent_list(i, i.fork(), i.nextents, "extents"),
+            FMT_BTREE => sorted_apart(i, self.btree(i)?, "extents"),
+            f => Err(corrupt(
+                i.place(),
+                format!("data fork format {f} holds no extents"),
+            )),
         }
-        Ok(recs)
     }
 
     /// Walks the extent B+tree whose root is in the inode, depth first in
@@ -842,6 +815,40 @@ const ATTR_SECURE: u8 = 0x4;
 /// Flags that are a namespace (parent pointers included, never matched).
 const ATTR_NAMESPACES: u8 = 0x2 | 0x4 | 0x8;
 
+/// The `n` extent records a fork holds in the inode, sorted, checked
+/// not to overlap.
+fn extent_list(i: &Inode, fork: &[u8], n: u64, what: &str) -> Result<Vec<Rec>, FsError> {
+    let fits = (fork.len() / 16) as u64;
+    if n > fits {
+        return Err(corrupt(
+            i.place(),
+            format!("{n} {what} in a fork that holds {fits}"),
+        ));
+    }
+    let recs = fork
+        .chunks_exact(16)
+        .take(usize::try_from(n).unwrap_or(0))
+        .map(Rec::parse)
+        .collect();
+    sorted_apart(i, recs, what)
+}
+
+/// `recs` sorted by file offset, refused when two overlap.
+fn sorted_apart(i: &Inode, mut recs: Vec<Rec>, what: &str) -> Result<Vec<Rec>, FsError> {
+    recs.sort_by_key(|r| r.off);
+    let mut end = 0u64;
+    for r in &recs {
+        if r.off < end {
+            return Err(corrupt(
+                i.place(),
+                format!("{what} overlap at file block {}", r.off),
+            ));
+        }
+        end = r.off.saturating_add(r.count);
+    }
+    Ok(recs)
+}
+
 /// Attribute leaf and node blocks' magic numbers (`xfs_da_blkinfo.magic`), v4 and v5.
 const ATTR_LEAF_MAGIC: u16 = 0xfbee;
 const ATTR3_LEAF_MAGIC: u16 = 0x3bee;
@@ -897,31 +904,7 @@ impl Xfs {
     /// The attribute fork's extent list (in the inode), sorted, checked
     /// not to overlap.
     fn attr_records(&self, i: &Inode, fork: &[u8]) -> Result<Vec<Rec>, FsError> {
-        let n = attr_extents(i);
-        let fits = (fork.len() / 16) as u64;
-        if n > fits {
-            return Err(corrupt(
-                i.place(),
-                format!("{n} attribute extents in a fork that holds {fits}"),
-            ));
-        }
-        let mut recs: Vec<Rec> = fork
-            .chunks_exact(16)
-            .take(usize::try_from(n).unwrap_or(0))
-            .map(Rec::parse)
-            .collect();
-        recs.sort_by_key(|r| r.off);
-        let mut end = 0u64;
-        for r in &recs {
-            if r.off < end {
-                return Err(corrupt(
-                    i.place(),
-                    format!("attribute extents overlap at block {}", r.off),
-                ));
-            }
-            end = r.off.saturating_add(r.count);
-        }
-        Ok(recs)
+        extent_list(i, fork, attr_extents(i), "attribute extents")
     }
 
     /// Block `lblk` of the attribute fork.
