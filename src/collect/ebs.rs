@@ -65,7 +65,7 @@ pub const DEFAULT_WINDOW: usize = 8;
 /// their answers' headers in, their bytes in the kernel's socket buffers
 /// rather than in custody's memory, so a deep window hides the service's
 /// latency without holding 32 MiB of blocks.
-const BODY_WINDOW: u64 = 4;
+const BODY_WINDOW: u64 = 2;
 /// Fetches of one block whose data does not match its checksum.
 const CHECKSUM_TRIES: u32 = 3;
 
