@@ -984,29 +984,31 @@ fn guardduty_runtime_monitoring_names_the_container_and_its_node() {
     assert!(e.to_string().contains("containerDetails.id"), "{e}");
 }
 
-#[test]
-fn securityhub_container_resource_becomes_an_entity() {
+/// The sample Security Hub event, its first finding alone, naming `resources`.
+fn securityhub_with(resources: Value) -> Value {
     let mut event = securityhub_event();
     let findings = event["detail"]["findings"]
         .as_array_mut()
         .expect("findings");
     findings.truncate(1);
-    findings[0]["Resources"] = json!([
+    findings[0]["Resources"] = resources;
+    event
+}
+
+#[test]
+fn securityhub_container_resource_becomes_an_entity() {
+    let event = securityhub_with(json!([
         { "Type": "Container", "Id": "ecs-task-0a1b2c3d-1",
           "Details": { "Container": { "Name": "web", "ImageName": "shop/web:1.2" } } }
-    ]);
+    ]));
     let a = one("securityhub", &body(&event));
     assert_eq!(a.entities.containers, strings(&["ecs-task-0a1b2c3d-1"]));
-    findings_with_bad_container(&mut event);
+    let bad = securityhub_with(json!([{ "Type": "Container", "Id": "-rf /" }]));
     assert!(
-        err("securityhub", &body(&event))
+        err("securityhub", &body(&bad))
             .to_string()
             .contains("Resources")
     );
-}
-
-fn findings_with_bad_container(event: &mut Value) {
-    event["detail"]["findings"][0]["Resources"] = json!([{ "Type": "Container", "Id": "-rf /" }]);
 }
 
 #[test]
@@ -1049,16 +1051,11 @@ fn p2_workload_entities_of_the_wrong_shape_are_refused_by_path() {
 
 #[test]
 fn securityhub_lambda_ecs_and_eks_resources_become_entities() {
-    let mut event = securityhub_event();
-    let findings = event["detail"]["findings"]
-        .as_array_mut()
-        .expect("findings");
-    findings.truncate(1);
-    findings[0]["Resources"] = json!([
+    let event = securityhub_with(json!([
         { "Type": "AwsLambdaFunction", "Id": "arn:aws:lambda:eu-west-1:123456789012:function:etl" },
         { "Type": "AwsEcsTask", "Id": "arn:aws:ecs:eu-west-1:123456789012:task/prod/abc123" },
         { "Type": "AwsEksCluster", "Id": "arn:aws:eks:eu-west-1:123456789012:cluster/prod-eks" }
-    ]);
+    ]));
     let a = one("securityhub", &body(&event));
     assert_eq!(a.resource_type.as_deref(), Some("AwsLambdaFunction"));
     assert_eq!(
