@@ -71,15 +71,16 @@ pub fn response_request(
 /// snapshot is of is not said, so each instance is snapshotted itself.
 pub fn kept_snapshots(alert: &Alert) -> Option<(Vec<String>, String)> {
     let e = &alert.entities;
-    (e.instances.len() == 1 && !e.snapshots.is_empty()).then(|| {
-        (
-            e.snapshots.clone(),
-            format!(
-                "made by GuardDuty Malware Protection for finding {}",
-                alert.id
-            ),
-        )
-    })
+    (e.instances.len() == 1 && !e.snapshots.is_empty())
+        .then(|| (e.snapshots.clone(), kept_by(alert)))
+}
+
+/// Who made the snapshots an alert names, as the image's notes say it.
+fn kept_by(alert: &Alert) -> String {
+    format!(
+        "made by GuardDuty Malware Protection for finding {}",
+        alert.id
+    )
 }
 
 /// Carries out jobs through the engine.
@@ -372,10 +373,7 @@ impl AppRunner {
             }
             let req = AcquireRequest::Ebs(crate::engine::request::EbsRequest::kept_snapshot(
                 s,
-                &format!(
-                    "made by GuardDuty Malware Protection for finding {}",
-                    alert.id
-                ),
+                &kept_by(alert),
             ));
             let r = acquire_recorded(&self.app, rec.clone(), &req, Some(case.clone()), false).await;
             steps.push((format!("acquire {s}"), r.map(|a| acquired(&a, bytes))));

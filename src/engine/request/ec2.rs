@@ -390,21 +390,16 @@ impl ResponseRequest {
         if self.then.is_some() && self.scope != Scope::Full {
             return Err(PlanError::ThenNeedsFullResponse(self.scope.name()));
         }
-        let disk = match &self.kept_snapshots {
-            Some((snapshots, by)) => EbsRequest {
-                target: EbsTarget::Snapshots(snapshots.clone()),
-                made_by: Some(by.clone()),
-                window: self.window,
-                snapshot_timeout: self.snapshot_timeout,
-                ..EbsRequest::instance(&instance)
-            },
-            None => EbsRequest {
-                window: self.window,
-                snapshot_timeout: self.snapshot_timeout,
-                ..EbsRequest::instance(&instance)
-            },
+        let mut disk = EbsRequest {
+            window: self.window,
+            snapshot_timeout: self.snapshot_timeout,
+            ..EbsRequest::instance(&instance)
+        };
+        if let Some((snapshots, by)) = &self.kept_snapshots {
+            disk.target = EbsTarget::Snapshots(snapshots.clone());
+            disk.made_by = Some(by.clone());
         }
-        .validate()?;
+        let disk = disk.validate()?;
         let (memory, memory_left_out) = match (&self.memory, self.scope) {
             (_, Scope::IsolateOnly | Scope::DiskOnly) => {
                 (Err(format!("not part of {}", self.scope.name())), true)
