@@ -18,6 +18,7 @@
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility (feature `aws`) |
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications (feature `serve`) |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings (feature `timeline`) |
+//! | [`detect`] | Sigma rules (rsigma-parser, rsigma-eval) and indicator lists evaluated over the original records of a case's log artefacts; custody's own rules from `detection_rules/` (feature `timeline`) |
 //! | [`inflate`] | how far compressed log input may expand: the `[decompress]` setting, read in every build, enforced by the timeline's parsers |
 //! | [`readiness`] | readiness audits: the check catalogue of `readiness_checks/`, scores, verdicts and trends between runs (feature `readiness`) |
 //! | [`mirror`] | the ledger's copy in a cloud evidence store, and its check (the ledger itself knows no store) |
@@ -46,6 +47,8 @@ pub mod cli;
 pub mod clock;
 pub mod collect;
 pub mod config;
+#[cfg(feature = "timeline")]
+pub mod detect;
 pub mod engine;
 pub mod evidence;
 pub mod inflate;

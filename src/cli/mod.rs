@@ -16,6 +16,7 @@
 //! | [`readiness`] | `readiness run`, `history`, `report` (feature `readiness`) |
 //! | [`logs`] | `logs import`, `index`; `cloudtrail`, `lookup`, `vpc-flow`, `s3-access` with `aws` too (feature `timeline`) |
 //! | [`timeline`] | `timeline`, `pivot`, `findings` (feature `timeline`) |
+//! | [`detect`] | `detect`: Sigma rules and indicator lists over a case's timeline (feature `timeline`) |
 //! | [`process`] | `process`: disk images read in place into derived artefacts and the timeline (feature `timeline`) |
 //! | [`completions`] | `completions SHELL`: shell completion scripts |
 //! | [`man`] | `man`: the manual pages |
@@ -33,6 +34,8 @@
 pub mod acquire;
 pub mod cases;
 pub mod completions;
+#[cfg(feature = "timeline")]
+pub mod detect;
 pub mod export;
 pub mod ledger;
 #[cfg(feature = "timeline")]
@@ -173,6 +176,10 @@ pub enum Command {
     /// followed by inbox rules or mail bursts, legacy sign-ins after a lockout).
     #[cfg(feature = "timeline")]
     Findings(timeline::FindingsArgs),
+    /// Evaluate Sigma rules (custody's own, and --rules DIR) and indicator
+    /// lists (--iocs FILE) over every event of a case; matches become findings.
+    #[cfg(feature = "timeline")]
+    Detect(detect::DetectArgs),
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the manual page, or write one per subcommand with -o.
@@ -321,6 +328,8 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Pivot(args) => timeline::run_pivot(&env, args).await,
         #[cfg(feature = "timeline")]
         Command::Findings(args) => timeline::run_findings(&env, args).await,
+        #[cfg(feature = "timeline")]
+        Command::Detect(args) => detect::run(&env, args).await,
         #[cfg(feature = "timeline")]
         Command::Process(args) => process::run(&env, args).await,
         Command::Completions(args) => completions::run(&args),

@@ -119,7 +119,12 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         }
     }
     let q = Query::parse(&text)?;
-    let fields = facet_fields(&facet_names)?;
+    // `rule` and `technique` count detections' events, not a column.
+    let (detection_facets, column_facets): (Vec<String>, Vec<String>) =
+        facet_names.iter().cloned().partition(|f| {
+            crate::timeline::detections::FACETS.contains(&f.to_ascii_lowercase().as_str())
+        });
+    let fields = facet_fields(&column_facets)?;
     if let Some(name) = &a.save {
         anyhow::ensure!(
             !name.is_empty()
@@ -164,7 +169,10 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         (total, rows, facets)
     });
     let rows = rows?;
-    let facets = facets.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let mut facets = facets.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for f in &detection_facets {
+        facets.push(tl.detection_facet(&q, &f.to_ascii_lowercase(), a.top)?);
+    }
     let total = match total?.or_else(|| facets.iter().find_map(|f| f.total)) {
         Some(n) => n,
         None => tl.count(&q)?,
@@ -212,12 +220,13 @@ fn facet_fields(names: &[String]) -> anyhow::Result<Vec<Field>> {
         .map(|f| {
             Field::from_name(f).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "--facets: unknown field `{f}`; fields are {}",
+                    "--facets: unknown field `{f}`; fields are {}, {}",
                     query::FIELDS
                         .iter()
                         .map(|(f, _)| f.name())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    crate::timeline::detections::FACETS.join(", ")
                 )
             })
         })
@@ -538,6 +547,22 @@ const FINDING_ROWS_SHOWN: usize = 12;
 struct Findings {
     case: CaseId,
     findings: Vec<FindingOut>,
+    /// What `custody detect` stored: rule and indicator matches.
+    detections: Vec<DetectionOut>,
+    /// When detect last ran; `stale` when logs were loaded after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detect_ran: Option<String>,
+    stale: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DetectionOut {
+    #[serde(flatten)]
+    detection: crate::timeline::detections::Stored,
+    /// Computed findings that rest on some of the same events (a new-ASN
+    /// sign-in before this inbox rule, with a GeoIP database given).
+    corroborated_by: Vec<&'static str>,
+    events: Vec<Row>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -555,6 +580,27 @@ pub async fn run_findings(env: &Env, a: FindingsArgs) -> anyhow::Result<Outcome>
         ..findings::Options::default()
     };
     let list = findings::compute(&tl, &opts)?;
+    let mut detections = Vec::new();
+    for d in tl.detections()? {
+        let rows: std::collections::HashSet<i64> = d.rows.iter().copied().collect();
+        let corroborated_by = list
+            .iter()
+            .filter(|f| f.rows.iter().any(|r| rows.contains(r)))
+            .map(|f| f.kind)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let events = tl.rows_by_id(&d.rows)?;
+        detections.push(DetectionOut {
+            detection: d,
+            corroborated_by,
+            events,
+        });
+    }
+    let (detect_ran, stale) = match tl.detect_state()? {
+        Some((at, newer)) => (Some(at), newer),
+        None => (None, false),
+    };
     let mut out = Vec::with_capacity(list.len());
     for f in list {
         let events = tl.rows_by_id(&f.rows)?;
@@ -563,9 +609,25 @@ pub async fn run_findings(env: &Env, a: FindingsArgs) -> anyhow::Result<Outcome>
     let res = Findings {
         case: a.case,
         findings: out,
+        detections,
+        detect_ran,
+        stale,
     };
     env.print(&res, || {
-        let mut s = format!("{} findings\n", res.findings.len());
+        let mut s = format!(
+            "{} findings, {} detections\n",
+            res.findings.len(),
+            res.detections.len()
+        );
+        match &res.detect_ran {
+            None => s.push_str(
+                "(no rules or indicator lists evaluated yet: `custody detect CASE` runs custody's own rules; --rules DIR adds Sigma rules, --iocs FILE lists)\n",
+            ),
+            Some(at) if res.stale => s.push_str(&format!(
+                "(detect last ran {at}; logs were loaded since: run `custody detect` again to cover them)\n"
+            )),
+            Some(_) => {}
+        }
         for f in &res.findings {
             s.push_str(&format!(
                 "\n{}: {}\n",
@@ -581,6 +643,45 @@ pub async fn run_findings(env: &Env, a: FindingsArgs) -> anyhow::Result<Outcome>
                 s.push_str(&format!(
                     "  … {} rows in all (--json lists them)\n",
                     f.events.len()
+                ));
+            }
+        }
+        for d in &res.detections {
+            let det = &d.detection;
+            let techniques: Vec<&str> = det
+                .tags
+                .iter()
+                .filter_map(|t| t.strip_prefix("attack.t"))
+                .collect();
+            s.push_str(&format!(
+                "\n{} {}: {}{}{}  ({} events; rule:{})\n",
+                det.kind,
+                det.level,
+                term(&det.title),
+                if det.actors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", term(&det.actors.join(", ")))
+                },
+                if techniques.is_empty() {
+                    String::new()
+                } else {
+                    format!(" T{}", techniques.join(" T").to_uppercase())
+                },
+                det.rows.len(),
+                term(&det.rule),
+            ));
+            if !d.corroborated_by.is_empty() {
+                s.push_str(&format!("  corroborated by: {}\n", d.corroborated_by.join(", ")));
+            }
+            for r in d.events.iter().take(FINDING_ROWS_SHOWN) {
+                s.push_str("  ");
+                s.push_str(&row_line(r));
+            }
+            if d.events.len() > FINDING_ROWS_SHOWN {
+                s.push_str(&format!(
+                    "  … {} rows in all (--json lists them)\n",
+                    d.events.len()
                 ));
             }
         }

@@ -4,16 +4,21 @@
 //!   files, VPC flow logs, S3 server access logs), as one tar bundle whose
 //!   members are the objects under their keys, byte for byte, followed by
 //!   `index.json` (key, member, size, ETag, version, last modified,
-//!   SHA-256). A key that is not a safe path (`..` or `.` segments, a
-//!   leading or doubled `/`, NUL) is percent-encoded into its member name
-//!   ([`member::member_name`]); an object that cannot be fetched or stored
-//!   is a note and an `error` in the index, never the end of the bundle.
+//!   SHA-256, and for CloudTrail's digest files their S3 user metadata,
+//!   where CloudTrail keeps each digest's `signature` and
+//!   `signature-algorithm`: the tar holds bodies only, and the trail's
+//!   integrity check, `engine::trail`, needs both). A key that is not a
+//!   safe path (`..` or `.` segments, a leading or doubled `/`, NUL) is
+//!   percent-encoded into its member name ([`member::member_name`]); an
+//!   object that cannot be fetched or stored is a note and an `error` in
+//!   the index, never the end of the bundle.
 //! - [`LookupEvents`]: CloudTrail management events through LookupEvents,
 //!   for accounts without a trail bucket: one JSON line per event, as AWS
 //!   returned it, at AWS's limit of 2 requests per second per region.
 //! - [`CloudWatchLogs`]: log events of a CloudWatch Logs group (flow logs
 //!   delivered there), one JSON line per event.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use async_trait::async_trait;
@@ -246,7 +251,17 @@ struct IndexEntry {
     etag: Option<String>,
     version_id: Option<String>,
     last_modified: Option<String>,
+    /// A digest file's S3 user metadata (`signature`, `signature-algorithm`,
+    /// `backfill-generation-timestamp`), as S3 returned it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<BTreeMap<String, String>>,
     error: Option<String>,
+}
+
+/// Whether `key` is one of CloudTrail's digest files, whose signature is
+/// in the object's metadata rather than its body.
+pub fn is_digest_key(key: &str) -> bool {
+    key.contains("/CloudTrail-Digest/")
 }
 
 /// Log objects of one bucket as one bundle artefact.
@@ -328,13 +343,18 @@ impl S3Logs {
                 let etag = out.e_tag().map(str::to_owned);
                 let version = out.version_id().map(str::to_owned);
                 let modified = out.last_modified().map(|t| t.to_string());
+                let metadata = is_digest_key(&o.key).then(|| {
+                    out.metadata()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default()
+                });
                 let body = out
                     .body
                     .collect()
                     .await
                     .map_err(|e| e.to_string())?
                     .into_bytes();
-                Ok::<_, String>((body, etag, version, modified))
+                Ok::<_, String>((body, etag, version, modified, metadata))
             });
             // Keys are the bucket writer's choice: `a/../x`, `/x` and NUL
             // are legal in S3 and must not reach (or stop) an extractor.
@@ -357,7 +377,7 @@ impl S3Logs {
                 Err(e) => Err(e),
             };
             match got {
-                Ok((body, etag, version_id, last_modified)) => {
+                Ok((body, etag, version_id, last_modified, metadata)) => {
                     if name != o.key {
                         notes.push(format!(
                             "s3://{}/{} is not a safe path in an archive; stored as {name} (index.json has its key)",
@@ -372,6 +392,7 @@ impl S3Logs {
                         etag,
                         version_id,
                         last_modified,
+                        metadata,
                         error: None,
                     });
                 }
@@ -386,6 +407,7 @@ impl S3Logs {
                         version_id: None,
                         last_modified: None,
                         member: None,
+                        metadata: None,
                         error: Some(e),
                     });
                 }

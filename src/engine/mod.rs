@@ -9,13 +9,17 @@
 //! | [`app`] | [`App`]: settings, clock, cancellation, ledger, store and AWS clients |
 //! | [`request`] | typed requests and their validation into plans |
 //! | [`acquire`] | collectors from requests, and acquisitions into a case |
+//! | [`detect`] | Sigma rules and indicator lists over a case's timeline, the detections stored beside its events (feature `timeline`) |
 //! | [`logs`] | logs into a case and its timeline: exported files, and the AWS sources (feature `timeline`) |
 //! | [`process`] | disk images of a case, read in place, into derived artefacts and its timeline (feature `timeline`) |
+//! | [`trail`] | CloudTrail's integrity chain (digest signatures, links, log file hashes) checked on a case's trail bundles, the report stored as a derived artefact (feature `timeline`) |
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
 //! | [`workload`] | isolate and release a Lambda function or an ECS task (feature `aws`) |
 
 pub mod acquire;
 pub mod app;
+#[cfg(feature = "timeline")]
+pub mod detect;
 #[cfg(feature = "timeline")]
 pub mod logs;
 #[cfg(feature = "timeline")]
@@ -23,6 +27,8 @@ pub mod process;
 pub mod request;
 #[cfg(feature = "aws")]
 pub mod response;
+#[cfg(feature = "timeline")]
+pub mod trail;
 #[cfg(feature = "aws")]
 pub mod workload;
 

@@ -38,8 +38,9 @@ fn is_log_member(path: &str) -> bool {
     !(path == "index.json" || path.contains("/CloudTrail-Digest/") || path.ends_with('/'))
 }
 
-/// Parses a log bundle (a tar of log files of one format) member by member.
-pub fn parse_bundle(format: Format, bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
+/// Parses a log bundle (a tar of log files of one format) member by member,
+/// each with its own modification time where the bundle kept one.
+pub fn parse_bundle(format: Format, bytes: &[u8], ctx: &parse::FileContext, sink: &mut dyn Sink) {
     let mut archive = tar::Archive::new(bytes);
     let entries = match archive.entries() {
         Ok(e) => e,
@@ -73,6 +74,7 @@ pub fn parse_bundle(format: Format, bytes: &[u8], year_hint: i32, sink: &mut dyn
         if !is_log_member(&path) {
             continue;
         }
+        let member_ctx = ctx.member(entry.header().mtime().ok());
         let mut data = Vec::new();
         if let Err(e) = entry.read_to_end(&mut data) {
             sink.problem(Problem {
@@ -82,7 +84,7 @@ pub fn parse_bundle(format: Format, bytes: &[u8], year_hint: i32, sink: &mut dyn
             });
             // Whatever was read of it is still parsed.
         }
-        parse::parse_file(format, &last, &data, year_hint, sink);
+        parse::parse_with(format, &last, &data, &member_ctx, sink);
     }
 }
 
@@ -135,21 +137,27 @@ struct Job {
     bytes: Vec<u8>,
     format: Format,
     bundle: bool,
-    year: i32,
     /// A file extracted from a disk image: its path (the member its events
-    /// name) and its modification time.
+    /// name).
     member: String,
-    modified_us: Option<i64>,
+    ctx: parse::FileContext,
 }
 
-/// The year that dates a file's yearless lines: its modification time's
-/// where it came off a file system, else the collection's.
-fn year_of(a: &Artefact) -> i32 {
-    a.derived
-        .as_ref()
-        .and_then(|d| d.modified_us)
+/// What is known of an artefact's file besides its bytes: when it was
+/// collected (the end of its collection window) and, where it came off a
+/// file system, its modification time. Both bound the time of lines that
+/// carry no year.
+fn context_of(a: &Artefact) -> parse::FileContext {
+    let modified_us = a.derived.as_ref().and_then(|d| d.modified_us);
+    let collected_us = parse::to_us(a.finished);
+    let year_hint = modified_us
         .and_then(|us| time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).ok())
-        .map_or(a.started.year(), |t| t.year())
+        .map_or(a.finished.year(), |t| t.year());
+    parse::FileContext {
+        year_hint,
+        modified_us,
+        collected_us: Some(collected_us),
+    }
 }
 
 /// How a load reads its artefacts.
@@ -215,13 +223,9 @@ pub async fn ingest_many(
         };
         for job in job_rx {
             if job.bundle {
-                parse_bundle(job.format, &job.bytes, job.year, &mut sink);
+                parse_bundle(job.format, &job.bytes, &job.ctx, &mut sink);
             } else {
-                let ctx = parse::FileContext {
-                    year_hint: job.year,
-                    modified_us: job.modified_us,
-                };
-                parse::parse_with(job.format, &job.member, &job.bytes, &ctx, &mut sink);
+                parse::parse_with(job.format, &job.member, &job.bytes, &job.ctx, &mut sink);
             }
             sink.buf.push(Parsed::End);
             sink.send();
@@ -245,13 +249,12 @@ pub async fn ingest_many(
                 bytes,
                 format,
                 bundle: a.kind == ArtefactKind::LogBundle,
-                year: year_of(a),
                 member: a
                     .derived
                     .as_ref()
                     .and_then(|d| d.path.clone())
                     .unwrap_or_default(),
-                modified_us: a.derived.as_ref().and_then(|d| d.modified_us),
+                ctx: context_of(a),
             }))
         }
     };
@@ -322,4 +325,21 @@ pub async fn ingest_case(
     let out = ingest_many(store, tl, &items, opts, now).await?;
     tl.end_bulk()?;
     Ok(out)
+}
+
+/// Parses one artefact's verified bytes as a load does (a bundle member by
+/// member, a file extracted from a disk image under its path), handing
+/// every record to `sink`: how `custody detect` reads a case again.
+pub fn parse_artefact(a: &Artefact, format: Format, bytes: &[u8], sink: &mut dyn Sink) {
+    let ctx = context_of(a);
+    if a.kind == ArtefactKind::LogBundle {
+        parse_bundle(format, bytes, &ctx, sink);
+    } else {
+        let member = a
+            .derived
+            .as_ref()
+            .and_then(|d| d.path.clone())
+            .unwrap_or_default();
+        parse::parse_with(format, &member, bytes, &ctx, sink);
+    }
 }

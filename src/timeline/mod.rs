@@ -10,10 +10,12 @@
 //!   a file of its own, then copied into the timeline.
 //! - [`query`]: the query language.
 //! - [`ingest`]: loading a case's log artefacts, verified, into its timeline.
+//! - [`detections`]: what `custody detect` found, stored beside the events.
 //! - [`findings`]: shared sources, new-ASN sign-ins followed by inbox rules
 //!   or mail bursts, legacy sign-ins after a lockout.
 //! - [`geoip`]: ASN and country of source addresses from MaxMind databases.
 
+pub mod detections;
 pub mod findings;
 mod fts_build;
 pub mod geoip;
@@ -46,9 +48,17 @@ pub struct Event {
     pub user_agent: Option<String>,
     /// What was acted on: a resource ARN, a mailbox, a bucket/key.
     pub target: Option<String>,
-    /// The source's own record id (CloudTrail eventID, UAL Id), used to drop
-    /// duplicates the same export or overlapping exports carry.
+    /// The source's own record id (CloudTrail eventID, UAL Id). With
+    /// [`Event::content`] it finds the duplicates the same export or
+    /// overlapping exports carry.
     pub record_id: Option<String>,
+    /// A digest of the record's bytes as the source wrote them (the first 8
+    /// bytes of their SHA-256; see [`parse::Record::digest`]), set for
+    /// events with a record id. A record is a duplicate only when its
+    /// source, record id and content are all equal to one loaded before;
+    /// the same id with other content is kept, and reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<i64>,
     /// A one-line human summary, for lists and for Timesketch's `message`.
     pub message: String,
     /// Further fields worth searching and exporting (client app, error code,
@@ -82,6 +92,7 @@ impl Event {
             user_agent: None,
             target: None,
             record_id: None,
+            content: None,
             message: String::new(),
             attributes: Vec::new(),
             member: String::new(),

@@ -10,6 +10,11 @@
 //!   without `AS`; `after:`/`before:` a date (`2021-06-01`, midnight UTC) or
 //!   an RFC 3339 time. `after` includes its instant, `before` excludes it.
 //! - Words without a field are searched in each event's summary and attributes.
+//! - `rule:`, `level:` and `technique:` select the events `custody detect`
+//!   matched: `rule:` a rule's id or title (`rule:"Inbox rule*"`), or an
+//!   indicator list's row (`rule:bad.txt*`); `level:high`, or `level:medium+`
+//!   for that level and above; `technique:t1114` an ATT&CK tag (sub-techniques
+//!   included). Several such terms of one kind are alternatives.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
@@ -127,6 +132,104 @@ enum Term {
     },
     After(i64),
     Before(i64),
+    /// Events a stored detection rests on.
+    Detected {
+        kind: Detected,
+        value: String,
+        negated: bool,
+    },
+}
+
+/// What a detection term names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detected {
+    Rule,
+    Level,
+    Technique,
+}
+
+impl Detected {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "rule" => Some(Self::Rule),
+            "level" => Some(Self::Level),
+            "technique" => Some(Self::Technique),
+            _ => None,
+        }
+    }
+
+    /// The condition on `detections d` for one value, adding its parameters.
+    fn condition(
+        self,
+        term: &str,
+        value: &str,
+        params: &mut Vec<rusqlite::types::Value>,
+    ) -> Result<String, QueryError> {
+        use rusqlite::types::Value as V;
+        match self {
+            Self::Rule => {
+                params.push(V::Text(value.to_owned()));
+                params.push(V::Text(like_pattern(value)));
+                let n = params.len();
+                Ok(format!(
+                    "(d.rule = ?{} OR d.title LIKE ?{n} ESCAPE '\\' OR d.rule LIKE ?{n} ESCAPE '\\')",
+                    n - 1
+                ))
+            }
+            Self::Level => {
+                let (name, above) = match value.strip_suffix('+') {
+                    Some(v) => (v, true),
+                    None => (value, false),
+                };
+                let rank = LEVELS
+                    .iter()
+                    .position(|l| l.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| {
+                        err(
+                            term,
+                            format!(
+                                "expected a level ({}), optionally with + for it and above",
+                                LEVELS.join(", ")
+                            ),
+                        )
+                    })?;
+                let levels: Vec<&str> = LEVELS
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i == rank || (above && *i > rank))
+                    .map(|(_, l)| *l)
+                    .collect();
+                let mut marks = Vec::new();
+                for l in levels {
+                    params.push(V::Text(l.to_owned()));
+                    marks.push(format!("?{}", params.len()));
+                }
+                Ok(format!("d.level IN ({})", marks.join(", ")))
+            }
+            Self::Technique => {
+                let t = value.to_ascii_lowercase();
+                let t = t.strip_prefix("attack.").unwrap_or(&t).to_owned();
+                params.push(V::Text(format!("attack.{t}")));
+                params.push(V::Text(format!("attack.{t}.%")));
+                let n = params.len();
+                Ok(format!(
+                    "EXISTS (SELECT 1 FROM json_each(d.tags) WHERE lower(json_each.value) = ?{} OR lower(json_each.value) LIKE ?{n})",
+                    n - 1
+                ))
+            }
+        }
+    }
+}
+
+/// Sigma's levels, lowest first: `level:` terms and sorting use this order.
+pub const LEVELS: &[&str] = &["informational", "low", "medium", "high", "critical"];
+
+/// A level's place in [`LEVELS`] (an unknown one counts as medium, Sigma's default).
+pub fn level_rank(level: &str) -> usize {
+    LEVELS
+        .iter()
+        .position(|l| l.eq_ignore_ascii_case(level))
+        .unwrap_or(2)
 }
 
 /// A parsed query.
@@ -236,12 +339,22 @@ impl Query {
                 });
                 continue;
             }
+            if let Some(kind) = Detected::from_name(&lname) {
+                // Checked now, so that a bad level is named before any search.
+                kind.condition(&token, value, &mut Vec::new())?;
+                terms.push(Term::Detected {
+                    kind,
+                    value: value.to_owned(),
+                    negated,
+                });
+                continue;
+            }
             let field = Field::from_name(name).ok_or_else(|| {
                 let known: Vec<&str> = FIELDS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
                 err(
                     &token,
                     format!(
-                        "unknown field `{name}`; fields are {}, after, before",
+                        "unknown field `{name}`; fields are {}, rule, level, technique, after, before",
                         known.join(", ")
                     ),
                 )
@@ -296,8 +409,26 @@ impl Query {
         let mut groups: Vec<(Field, Vec<String>)> = Vec::new();
         let mut words: Vec<String> = Vec::new();
         let mut unwords: Vec<String> = Vec::new();
+        let mut detected: Vec<(Detected, Vec<String>)> = Vec::new();
         for term in &self.terms {
             match term {
+                Term::Detected {
+                    kind,
+                    value,
+                    negated,
+                } => {
+                    // Checked when parsed: a condition here cannot fail.
+                    let Ok(cond) = kind.condition(value, value, &mut params) else {
+                        continue;
+                    };
+                    if *negated {
+                        ands.push(format!("id NOT IN ({})", detected_events(&cond)));
+                    } else if let Some((_, alts)) = detected.iter_mut().find(|(k, _)| k == kind) {
+                        alts.push(cond);
+                    } else {
+                        detected.push((*kind, vec![cond]));
+                    }
+                }
                 Term::After(us) => {
                     params.push(V::Integer(*us));
                     ands.push(format!("time >= ?{}", params.len()));
@@ -370,6 +501,12 @@ impl Query {
         for (_, alts) in groups {
             ands.push(format!("({})", alts.join(" OR ")));
         }
+        for (_, alts) in detected {
+            ands.push(format!(
+                "id IN ({})",
+                detected_events(&format!("({})", alts.join(" OR ")))
+            ));
+        }
         if !words.is_empty() {
             params.push(V::Text(words.join(" AND ")));
             ands.push(format!(
@@ -389,6 +526,13 @@ impl Query {
         }
         (ands.join(" AND "), params)
     }
+}
+
+/// The events of the detections `d` for which `cond` holds.
+fn detected_events(cond: &str) -> String {
+    format!(
+        "SELECT event FROM detection_rows JOIN detections d ON d.id = detection_rows.detection WHERE {cond}"
+    )
 }
 
 fn like_pattern(p: &str) -> String {

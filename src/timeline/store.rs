@@ -8,12 +8,12 @@
 //! ```sql
 //! events(id, time, source, account, actor, action, outcome, ipkey, asn, as_org, country,
 //!        user_agent, artefact, rkey)
-//! details(id, target, record_id, message, attributes, member, locator)   -- id = events.id
+//! details(id, target, record_id, content, message, attributes, member, locator)   -- id = events.id
 //! terms(id, value)                         -- each repeated value once
 //! events_text                              -- a view of events with the values in place
 //! events_fts(message, detail)              -- contentless FTS5, rowid = events.id
 //! counts(field, key, n)                   -- events per value of each field, kept as loads finish
-//! ingested(artefact, format, at, events, duplicates, problems)
+//! ingested(artefact, format, at, events, duplicates, same_id, problems)
 //! problems(artefact, member, locator, message)
 //! searches(name, query, facets, saved)
 //! ```
@@ -24,7 +24,12 @@
 //! `terms`, and the wide values sit in `details`: `events` stays narrow, so
 //! building its indexes and counting by its columns reads little and
 //! compares integers. `rkey` is the first 8 bytes of SHA-256 over the source
-//! and the record id, the key duplicates are found by. The timeline is derived: the evidence is the artefacts, and
+//! and the record id, the key duplicates are found by; `content` the first 8
+//! bytes of SHA-256 over the record's own bytes ([`super::parse::Record`]).
+//! A record is dropped as a duplicate only when its source, record id and
+//! content all equal a loaded one's; the same source and id with other
+//! content is loaded, and counted in `same_id` (a source reusing ids, or
+//! a record altered between two copies). The timeline is derived: the evidence is the artefacts, and
 //! `custody logs index --rebuild` makes it again from them. Saved searches
 //! are the only thing kept across a rebuild.
 
@@ -41,7 +46,9 @@ use super::query::{Field, Query, coded, ip_from_key, ip_key, show_time};
 use super::{Event, Problem};
 use crate::ids::CaseId;
 
-const SCHEMA_VERSION: i64 = 2;
+/// 3: `details.content` and `ingested.same_id`, so that only identical
+/// records are duplicates.
+const SCHEMA_VERSION: i64 = 3;
 
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -143,9 +150,20 @@ pub struct IngestReport {
     pub artefact: String,
     pub format: String,
     pub events: u64,
-    /// Records whose id was already in the timeline (the same export twice,
-    /// an overlapping export, a record repeated inside one export).
+    /// Records already in the timeline, byte for byte under the same source
+    /// and record id (the same export twice, an overlapping export, a record
+    /// repeated inside one export): dropped.
     pub duplicates: u64,
+    /// Records whose source and record id were already in the timeline
+    /// with other content: loaded, and counted here.
+    pub same_id_different_content: u64,
+    /// The first of them, each with where both copies are.
+    pub same_id_samples: Vec<SameId>,
+    /// VPC flow log rows whose `log-status` is `NODATA` (no traffic in the
+    /// interval) or `SKIPDATA` (records skipped: a gap in the logging).
+    /// Kept as events; counted here.
+    pub nodata: u64,
+    pub skipdata: u64,
     pub problems: u64,
     /// The first problems, each with its place.
     pub problem_samples: Vec<Problem>,
@@ -159,6 +177,49 @@ pub struct IngestReport {
     /// Set when the artefact was already in the timeline and nothing was done.
     pub already: bool,
 }
+
+impl IngestReport {
+    /// What a person should know of the load beyond its counts, a line
+    /// each: the gaps of flow logging, and records that share an id with
+    /// another yet differ (with where the first few are).
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.nodata + self.skipdata > 0 {
+            out.push(format!(
+                "flow log gaps: {} NODATA rows (no traffic in the interval) and {} SKIPDATA rows \
+                 (records skipped: flows not logged), kept as events (action:flow.nodata, action:flow.skipdata)",
+                self.nodata, self.skipdata
+            ));
+        }
+        if self.same_id_different_content > 0 {
+            out.push(format!(
+                "{} records share a record id with one loaded before but differ: both kept",
+                self.same_id_different_content
+            ));
+            for s in &self.same_id_samples {
+                out.push(format!(
+                    "  {} {}: first at {}, again at {}",
+                    s.source, s.record_id, s.first, s.second
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// A record loaded under a source and record id already in the timeline,
+/// with other content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SameId {
+    pub source: String,
+    pub record_id: String,
+    /// `artefact member locator` of the copy loaded first, and of this one.
+    pub first: String,
+    pub second: String,
+}
+
+/// How many [`SameId`] a report lists.
+const SAME_ID_KEPT: usize = 20;
 
 /// A facet: the most common values of a field under a query.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -209,18 +270,37 @@ pub struct Seen {
 
 #[derive(Debug)]
 pub struct Timeline {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
     bulk: Option<Bulk>,
 }
 
 /// A bulk run under way: the timeline it will replace, the (source,
-/// record id) pairs loaded so far, and the full-text index built beside.
+/// record id) pairs loaded so far with their content, and the full-text
+/// index built beside.
 #[derive(Debug)]
 struct Bulk {
     timeline: Connection,
-    seen: std::collections::HashSet<(&'static str, String), foldhash::fast::RandomState>,
+    seen: HashMap<(&'static str, String), SeenRecord>,
     fts: FtsBuild,
+}
+
+/// The contents loaded under one (source, record id) in a bulk run.
+#[derive(Debug)]
+struct SeenRecord {
+    /// The first one's content and row.
+    content: Option<i64>,
+    row: i64,
+    /// Other contents under the same id, each loaded (rare).
+    more: Vec<Option<i64>>,
+}
+
+/// What became of a record with an id.
+enum Verdict {
+    New,
+    Duplicate,
+    /// The id is known with other content: the row holding the first copy.
+    SameId(i64),
 }
 
 pub fn path_for(home: &Path, case: &CaseId) -> PathBuf {
@@ -281,6 +361,7 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
            id INTEGER PRIMARY KEY,
            target TEXT,
            record_id TEXT,
+           content INTEGER,
            message TEXT NOT NULL,
            attributes TEXT,
            member INTEGER NOT NULL,
@@ -289,8 +370,8 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
          {FTS_TABLE};
          CREATE TABLE IF NOT EXISTS ingested(
            artefact TEXT PRIMARY KEY, format TEXT NOT NULL, at TEXT NOT NULL,
-           events INTEGER NOT NULL, duplicates INTEGER NOT NULL, problems INTEGER NOT NULL,
-           state TEXT NOT NULL, first_id INTEGER NOT NULL);
+           events INTEGER NOT NULL, duplicates INTEGER NOT NULL, same_id INTEGER NOT NULL DEFAULT 0,
+           problems INTEGER NOT NULL, state TEXT NOT NULL, first_id INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS problems(
            artefact TEXT NOT NULL, member TEXT NOT NULL, locator TEXT NOT NULL, message TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS searches(
@@ -299,6 +380,19 @@ fn create_schema(conn: &Connection) -> Result<(), rusqlite::Error> {
          COMMIT;"
     ))
 }
+
+/// What `custody detect` and the trail's check store (see [`super::detections`]).
+const DETECTIONS_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS detections(
+      id INTEGER PRIMARY KEY, kind TEXT NOT NULL, rule TEXT NOT NULL, title TEXT NOT NULL,
+      level TEXT NOT NULL, tags TEXT NOT NULL, actors TEXT NOT NULL, detail TEXT NOT NULL,
+      first INTEGER, last INTEGER, at TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS detections_rule ON detections(kind, rule);
+    CREATE TABLE IF NOT EXISTS detection_rows(
+      detection INTEGER NOT NULL, event INTEGER NOT NULL, PRIMARY KEY (detection, event)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS detection_rows_event ON detection_rows(event, detection);
+    CREATE TABLE IF NOT EXISTS detect_runs(
+      at TEXT NOT NULL, rules INTEGER NOT NULL, lists INTEGER NOT NULL, records INTEGER NOT NULL);";
 
 /// The full-text index: contentless (the text is in `details`), with
 /// deletes (a load cut short is undone).
@@ -356,6 +450,9 @@ impl Timeline {
                 found,
             });
         }
+        // Detections have tables of their own, made where missing: queries
+        // may name them before `custody detect` first ran.
+        conn.execute_batch(DETECTIONS_SCHEMA).map_err(open_err)?;
         let mut tl = Self {
             conn,
             path: path.to_path_buf(),
@@ -496,7 +593,7 @@ impl Timeline {
         )?;
         let timeline = std::mem::replace(&mut self.conn, conn);
         self.bulk = Some(Bulk {
-            seen: std::collections::HashSet::default(),
+            seen: HashMap::default(),
             timeline,
             fts,
         });
@@ -1035,6 +1132,31 @@ fn record_key(source: &str, id: &str) -> i64 {
     d.first_chunk::<8>().map_or(0, |b| i64::from_be_bytes(*b))
 }
 
+/// Where a stored event came from: `artefact member locator`.
+fn place_of(conn: &Connection, id: i64) -> Result<String, rusqlite::Error> {
+    conn.query_row(
+        "SELECT (SELECT value FROM terms WHERE terms.id = events.artefact),
+                (SELECT value FROM terms WHERE terms.id = details.member), locator
+         FROM events JOIN details USING (id) WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(place_text(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+                &r.get::<_, String>(2)?,
+            ))
+        },
+    )
+}
+
+fn place_text(artefact: &str, member: &str, locator: &str) -> String {
+    if member.is_empty() {
+        format!("{artefact} {locator}")
+    } else {
+        format!("{artefact} {member} {locator}")
+    }
+}
+
 /// The `top` commonest values, ties by value.
 fn top_values(mut values: Vec<FacetValue>, top: usize) -> Vec<FacetValue> {
     values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
@@ -1144,6 +1266,13 @@ pub struct Loader<'a> {
 
 impl Sink for Loader<'_> {
     fn event(&mut self, event: Event) {
+        if event.source == "vpc_flow" {
+            match event.action.as_str() {
+                super::parse::aws::FLOW_NODATA => self.report.nodata += 1,
+                super::parse::aws::FLOW_SKIPDATA => self.report.skipdata += 1,
+                _ => {}
+            }
+        }
         self.batch.push(event);
         if self.batch.len() >= BATCH
             && self.error.is_none()
@@ -1259,12 +1388,13 @@ impl Loader<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             let mut ins_details = tx.prepare_cached(
-                "INSERT INTO details(id, target, record_id, message, attributes, member, locator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO details(id, target, record_id, content, message, attributes, member, locator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut known = tx.prepare_cached(
-                "SELECT 1 FROM events JOIN details USING (id)
-                 WHERE rkey = ?1 AND events.source = ?2 AND details.record_id = ?3",
+                "SELECT id, content FROM events JOIN details USING (id)
+                 WHERE rkey = ?1 AND events.source = ?2 AND details.record_id = ?3
+                 ORDER BY id",
             )?;
             let mut fts = tx.prepare_cached(
                 "INSERT INTO events_fts(rowid, message, detail) VALUES (?1, ?2, ?3)",
@@ -1291,17 +1421,44 @@ impl Loader<'_> {
                 Ok(Some(id))
             };
             let artefact = code(Some(&self.report.artefact))?;
-            for e in self.batch.drain(..) {
+            let mut batch = std::mem::take(&mut self.batch);
+            for e in batch.drain(..) {
                 let source = code(Some(e.source))?;
                 let rkey = e.record_id.as_deref().map(|id| record_key(e.source, id));
+                let mut verdict = Verdict::New;
+                // A bulk run's key of this record in `seen`.
+                let mut seen_key = None;
                 if let (Some(rkey), Some(id)) = (rkey, &e.record_id) {
                     // A bulk run starts empty and remembers what it loaded;
                     // otherwise the timeline is asked.
-                    let duplicate = match self.tl.bulk.as_mut() {
-                        Some(bulk) => !bulk.seen.insert((e.source, id.clone())),
-                        None => known.exists(params![rkey, source, id])?,
+                    verdict = match self.tl.bulk.as_mut() {
+                        Some(bulk) => {
+                            match bulk.seen.get(seen_key.insert((e.source, id.clone()))) {
+                                None => Verdict::New,
+                                Some(s)
+                                    if s.content == e.content || s.more.contains(&e.content) =>
+                                {
+                                    Verdict::Duplicate
+                                }
+                                Some(s) => Verdict::SameId(s.row),
+                            }
+                        }
+                        None => {
+                            let rows = known
+                                .query_map(params![rkey, source, id], |r| {
+                                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                                })?
+                                .collect::<Result<Vec<_>, _>>()?;
+                            match rows.first() {
+                                None => Verdict::New,
+                                Some(_) if rows.iter().any(|(_, c)| *c == e.content) => {
+                                    Verdict::Duplicate
+                                }
+                                Some((row, _)) => Verdict::SameId(*row),
+                            }
+                        }
                     };
-                    if duplicate {
+                    if matches!(verdict, Verdict::Duplicate) {
                         self.report.duplicates += 1;
                         continue;
                     }
@@ -1349,10 +1506,43 @@ impl Loader<'_> {
                     rkey,
                 ])?;
                 let id = tx.last_insert_rowid();
+                match verdict {
+                    Verdict::New => {
+                        if let (Some(bulk), Some(k)) = (self.tl.bulk.as_mut(), seen_key) {
+                            bulk.seen.insert(
+                                k,
+                                SeenRecord {
+                                    content: e.content,
+                                    row: id,
+                                    more: Vec::new(),
+                                },
+                            );
+                        }
+                    }
+                    Verdict::SameId(first) => {
+                        if let (Some(bulk), Some(k)) = (self.tl.bulk.as_mut(), &seen_key)
+                            && let Some(s) = bulk.seen.get_mut(k)
+                        {
+                            s.more.push(e.content);
+                        }
+                        self.report.same_id_different_content += 1;
+                        if self.report.same_id_samples.len() < SAME_ID_KEPT {
+                            let first = place_of(tx, first)?;
+                            self.report.same_id_samples.push(SameId {
+                                source: e.source.to_owned(),
+                                record_id: e.record_id.clone().unwrap_or_default(),
+                                first,
+                                second: place_text(&self.report.artefact, &e.member, &e.locator),
+                            });
+                        }
+                    }
+                    Verdict::Duplicate => {}
+                }
                 ins_details.execute(params![
                     id,
                     e.target,
                     e.record_id,
+                    e.content,
                     e.message,
                     attributes,
                     code(Some(&e.member))?,
@@ -1373,6 +1563,8 @@ impl Loader<'_> {
             if let (Some(rows), Some(bulk)) = (fts_rows, self.tl.bulk.as_mut()) {
                 bulk.fts.send(rows);
             }
+            // The batch's buffer is kept for the next.
+            self.batch = batch;
         }
         Ok(())
     }
@@ -1442,7 +1634,8 @@ impl Loader<'_> {
                 "done"
             };
             tx.execute(
-                "UPDATE ingested SET at = ?2, events = ?3, duplicates = ?4, problems = ?5, state = ?6
+                "UPDATE ingested SET at = ?2, events = ?3, duplicates = ?4, problems = ?5, state = ?6,
+                   same_id = ?7
                  WHERE artefact = ?1",
                 params![
                     self.report.artefact,
@@ -1451,6 +1644,7 @@ impl Loader<'_> {
                     i64::try_from(self.report.duplicates).unwrap_or(i64::MAX),
                     i64::try_from(self.report.problems).unwrap_or(i64::MAX),
                     state,
+                    i64::try_from(self.report.same_id_different_content).unwrap_or(i64::MAX),
                 ],
             )?;
         }
@@ -1958,7 +2152,7 @@ mod tests {
                 "CREATE TABLE events(id INTEGER PRIMARY KEY, actor TEXT);
                  CREATE TABLE searches(name TEXT PRIMARY KEY, query TEXT NOT NULL, facets TEXT NOT NULL, saved TEXT NOT NULL);
                  INSERT INTO searches VALUES ('rules', 'action:New-InboxRule', 'actor', 'then');
-                 PRAGMA user_version = 1;",
+                 PRAGMA user_version = 2;",
             )
             .expect("old schema");
         }
@@ -1990,5 +2184,198 @@ mod tests {
         let src = tl.sources_of("alice@contoso.com").expect("sources");
         assert_eq!(src.len(), 1);
         assert_eq!(src[0].value, "203.0.113.10");
+    }
+
+    // ---- duplicates: the same source, record id and content
+
+    use crate::timeline::parse::{Collect, Format, parse_file};
+
+    fn fixture(path: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/logs/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn parsed(format: Format, bytes: &[u8]) -> Vec<Event> {
+        let mut c = Collect::default();
+        parse_file(format, "", bytes, 2024, &mut c);
+        assert_eq!(c.problems, vec![], "{format:?}");
+        c.events
+    }
+
+    fn load_events(tl: &mut Timeline, artefact: &str, events: Vec<Event>) -> IngestReport {
+        let mut l = tl.loader(artefact, "test", None).expect("loader");
+        for e in events {
+            l.event(e);
+        }
+        l.finish("now").expect("finish")
+    }
+
+    /// S3 server access log lines: `id` the request id, `key` the object.
+    fn s3_line(id: &str, op: &str, key: &str, status: u16) -> String {
+        format!(
+            "9f2b7c1d4e5a6b8c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c example-finance-reports \
+             [01/Jun/2024:08:17:31 +0000] 192.0.2.44 arn:aws:iam::111122223333:user/alice {id} {op} {key} \
+             \"GET /{key} HTTP/1.1\" {status} - 48213 48213 41 38 \"-\" \"aws-cli/2.15.30\" - hostid SigV4 \
+             TLS_AES_128_GCM_SHA256 AuthHeader example-finance-reports.s3.us-east-1.amazonaws.com TLSv1.3 - -\n"
+        )
+    }
+
+    #[test]
+    fn s3_access_lines_sharing_a_request_id_are_kept_unless_identical() {
+        let a = s3_line(
+            "8Q2EXAMPLE4ZT1K",
+            "REST.GET.OBJECT",
+            "2024/q1/payroll.csv",
+            200,
+        );
+        let b = s3_line(
+            "8Q2EXAMPLE4ZT1K",
+            "REST.HEAD.OBJECT",
+            "2024/q1/payroll.csv",
+            200,
+        );
+        let c = s3_line(
+            "8Q2EXAMPLE4ZT1K",
+            "REST.GET.OBJECT",
+            "2024/q1/payroll.csv",
+            403,
+        );
+        let first = format!("{a}{b}{a}");
+        let second = format!("{a}{c}");
+        for bulk in [true, false] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("open");
+            // In bulk, duplicates are found in memory; row by row, the
+            // timeline is asked.
+            if bulk {
+                assert!(tl.begin_bulk().expect("bulk"));
+            }
+            let r = load_events(&mut tl, "s1", parsed(Format::S3Access, first.as_bytes()));
+            assert_eq!(
+                (r.events, r.duplicates, r.same_id_different_content),
+                (2, 1, 1),
+                "bulk {bulk}"
+            );
+            assert_eq!(
+                r.same_id_samples,
+                [SameId {
+                    source: "s3_access".into(),
+                    record_id: "8Q2EXAMPLE4ZT1K".into(),
+                    first: "s1 line 1".into(),
+                    second: "s1 line 2".into(),
+                }],
+                "bulk {bulk}"
+            );
+            // Another file: the GET again (dropped) and the GET answered 403 (kept).
+            let r = load_events(&mut tl, "s2", parsed(Format::S3Access, second.as_bytes()));
+            assert_eq!(
+                (r.events, r.duplicates, r.same_id_different_content),
+                (1, 1, 1),
+                "bulk {bulk}"
+            );
+            assert_eq!(r.same_id_samples[0].first, "s1 line 1", "bulk {bulk}");
+            assert_eq!(r.same_id_samples[0].second, "s2 line 2", "bulk {bulk}");
+            assert_eq!(
+                r.notes(),
+                [
+                    "1 records share a record id with one loaded before but differ: both kept",
+                    "  s3_access 8Q2EXAMPLE4ZT1K: first at s1 line 1, again at s2 line 2"
+                ]
+            );
+            tl.end_bulk().expect("end");
+            let q = Query::parse("record:8Q2EXAMPLE4ZT1K").expect("q");
+            assert_eq!(tl.count(&q).expect("count"), 3, "bulk {bulk}");
+            let same_id: i64 = tl
+                .conn
+                .query_row("SELECT sum(same_id) FROM ingested", [], |r| r.get(0))
+                .expect("same_id");
+            assert_eq!(same_id, 2, "bulk {bulk}");
+        }
+    }
+
+    /// A CloudTrail log file of `records`, as CloudTrail writes them.
+    fn trail_file(records: &[serde_json::Value]) -> Vec<u8> {
+        let body: Vec<String> = records.iter().map(|r| r.to_string()).collect();
+        format!("{{\"Records\":[{}]}}", body.join(",")).into_bytes()
+    }
+
+    #[test]
+    fn overlapping_cloudtrail_files_drop_identical_records_and_keep_altered_ones() {
+        let all: serde_json::Value =
+            serde_json::from_slice(&fixture("aws/cloudtrail.json")).expect("json");
+        let records: Vec<serde_json::Value> = all["Records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter(|r| r.get("eventTime").is_some())
+            .cloned()
+            .collect();
+        assert_eq!(records.len(), 6);
+        let a = trail_file(&records[..4]);
+        let b = trail_file(&records[2..]);
+        let mut altered = records[3].clone();
+        altered["errorCode"] = "AccessDenied".into();
+        let c = trail_file(&[altered]);
+        for bulk in [true, false] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("open");
+            if bulk {
+                assert!(tl.begin_bulk().expect("bulk"));
+            }
+            let r = load_events(&mut tl, "a", parsed(Format::Cloudtrail, &a));
+            assert_eq!((r.events, r.duplicates), (4, 0));
+            let r = load_events(&mut tl, "b", parsed(Format::Cloudtrail, &b));
+            assert_eq!(
+                (r.events, r.duplicates, r.same_id_different_content),
+                (2, 2, 0),
+                "bulk {bulk}"
+            );
+            let r = load_events(&mut tl, "c", parsed(Format::Cloudtrail, &c));
+            assert_eq!(
+                (r.events, r.duplicates, r.same_id_different_content),
+                (1, 0, 1),
+                "bulk {bulk}"
+            );
+            assert_eq!(r.same_id_samples[0].first, "a Records[3]");
+            assert_eq!(r.same_id_samples[0].second, "c Records[0]");
+            tl.end_bulk().expect("end");
+            assert_eq!(tl.count(&Query::default()).expect("count"), 7);
+        }
+    }
+
+    #[test]
+    fn flow_log_gaps_are_counted_in_the_report() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut tl = Timeline::open(&dir.path().join("t.sqlite")).expect("open");
+        let r = load_events(
+            &mut tl,
+            "f",
+            parsed(Format::VpcFlow, &fixture("aws/vpc-flow.log")),
+        );
+        assert_eq!((r.events, r.nodata, r.skipdata), (7, 1, 1));
+        let r = load_events(
+            &mut tl,
+            "g",
+            parsed(
+                Format::VpcFlowCloudwatch,
+                &fixture("aws/vpc-flow-cloudwatch.jsonl"),
+            ),
+        );
+        assert_eq!((r.events, r.nodata, r.skipdata), (4, 1, 0));
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(
+            (json["nodata"].as_u64(), json["skipdata"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(
+            tl.count(&Query::parse("action:flow.nodata").expect("q"))
+                .expect("count"),
+            2
+        );
+        assert!(
+            r.notes()[0].starts_with("flow log gaps: 1 NODATA rows"),
+            "{:?}",
+            r.notes()
+        );
     }
 }

@@ -13,6 +13,7 @@ mod azure_cli;
 mod cli;
 mod common;
 mod containers;
+mod detect;
 mod ebs;
 mod ecs;
 mod eks;
@@ -32,6 +33,7 @@ mod serve;
 mod serve_contract;
 mod serve_faults;
 mod timeline;
+mod trail_digest;
 mod vectors;
 
 /// Microseconds-free RFC 3339 time of a Unix time in milliseconds.

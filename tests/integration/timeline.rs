@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::common::{Home, custody_aws, emulator, stderr};
 use crate::fault_proxy::{Fault, FaultProxy, Rule};
 
-fn generate(out: &Path) -> Value {
+pub(crate) fn generate(out: &Path) -> Value {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/m365-incident/generate.py"

@@ -88,10 +88,7 @@ pub async fn run(env: &Env, cmd: LogsCommand) -> anyhow::Result<Outcome> {
             a.ingest,
         ),
         #[cfg(feature = "aws")]
-        LogsCommand::Aws(cmd) => {
-            let (a, ingest) = cmd.request();
-            (LogsSource::Aws(a), ingest)
-        }
+        LogsCommand::Aws(cmd) => return aws::run(env, cmd).await,
     };
     let collectors = logs::collectors(env, &source, &env.regions).await?;
     let report = logs::collect_and_load(env, &ingest.load(), &collectors).await?;
@@ -118,7 +115,7 @@ fn human(r: &LogsCollected) -> String {
             continue;
         }
         s.push_str(&format!(
-            "timeline: {} events from {} ({}), {} duplicate record ids dropped, {} problems; {} to {}\n",
+            "timeline: {} events from {} ({}), {} duplicate records (same id, same content) dropped, {} problems; {} to {}\n",
             t.events,
             t.artefact,
             t.format,
@@ -142,6 +139,10 @@ fn human(r: &LogsCollected) -> String {
         }
         if t.problems > t.problem_samples.len() as u64 {
             s.push_str(&format!("  … {} problems in all\n", t.problems));
+        }
+        // Flow log gaps, same id with other content: outside text, escaped.
+        for n in t.notes() {
+            s.push_str(&format!("  {}\n", term(&n)));
         }
         let rows = t.events + t.duplicates;
         if t.format.starts_with("ual") {

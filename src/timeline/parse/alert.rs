@@ -2,7 +2,7 @@
 //! kept in the case when a job processes images), so that the alert that
 //! started a case stands on its timeline beside what the images hold.
 
-use super::{Sink, ip, problem, str_at, time_us};
+use super::{Record, Sink, ip, problem, str_at, time_us};
 use crate::timeline::Event;
 
 pub fn alert(bytes: &[u8], sink: &mut dyn Sink) {
@@ -53,7 +53,7 @@ pub fn alert(bytes: &[u8], sink: &mut dyn Sink) {
         e.attributes.push(("severity".into(), s.to_string()));
     }
     e.locator = "alert".into();
-    sink.event(e);
+    sink.record(e, Record::json(bytes, &v));
 }
 
 #[cfg(test)]

@@ -6,12 +6,18 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-use super::{Sink, ip, problem, str_at, text_at, time_us, to_us};
+use super::{Record, Sink, ip, problem, str_at, text_at, time_us, to_us};
 use crate::timeline::Event;
 
 const CLOUDTRAIL: &str = "cloudtrail";
 const VPC_FLOW: &str = "vpc_flow";
 const S3_ACCESS: &str = "s3_access";
+/// The action of a flow log row whose `log-status` is `NODATA`: no traffic
+/// to or from the interface in the interval.
+pub const FLOW_NODATA: &str = "flow.nodata";
+/// The action of a `SKIPDATA` row: flow records of the interval were
+/// skipped (capacity, an internal error): a gap in the logging.
+pub const FLOW_SKIPDATA: &str = "flow.skipdata";
 
 /// A CloudTrail log file, `{"Records": [...]}`, read one record at a time
 /// so that a truncated or damaged file still yields every record before the
@@ -41,7 +47,8 @@ pub fn cloudtrail(bytes: &[u8], sink: &mut dyn Sink) {
         }
         match next_value::<Value>(bytes, start) {
             Ok((record, end)) => {
-                cloudtrail_record(&record, locator, sink);
+                let raw = bytes.get(start..end).unwrap_or_default();
+                cloudtrail_record(&record, raw, locator, sink);
                 pos = end;
             }
             Err((why, at)) => {
@@ -101,14 +108,15 @@ pub fn cloudtrail_lines(bytes: &[u8], sink: &mut dyn Sink) {
             }
         };
         match str_at(&value, &["CloudTrailEvent"]) {
+            // The record is the string LookupEvents holds.
             Some(inner) => match serde_json::from_str::<Value>(inner) {
-                Ok(record) => cloudtrail_record(&record, locator, sink),
+                Ok(record) => cloudtrail_record(&record, inner.as_bytes(), locator, sink),
                 Err(e) => sink.problem(problem(
                     locator,
                     format!("CloudTrailEvent is not a JSON record: {e}"),
                 )),
             },
-            None => cloudtrail_record(&value, locator, sink),
+            None => cloudtrail_record(&value, line, locator, sink),
         }
     }
 }
@@ -166,11 +174,10 @@ pub fn vpc_flow(bytes: &[u8], sink: &mut dyn Sink) {
             continue;
         }
         match flow_record(&fields, &values) {
-            Ok(Some(mut e)) => {
+            Ok(mut e) => {
                 e.locator = locator;
-                sink.event(e);
+                sink.record(e, Record::bytes(line));
             }
-            Ok(None) => {}
             Err(why) => sink.problem(problem(locator, why)),
         }
     }
@@ -195,6 +202,12 @@ pub fn vpc_flow_cloudwatch(bytes: &[u8], sink: &mut dyn Sink) {
         };
         let values: Vec<&str> = message.split_whitespace().collect();
         if values.len() != fields.len() {
+            // A custom format's gap rows still say what they are.
+            if let Some(mut e) = flow_gap_unmapped(&values, &value) {
+                e.locator = locator;
+                sink.record(e, Record::json(line, &value));
+                continue;
+            }
             sink.problem(problem(
                 locator,
                 format!(
@@ -206,15 +219,14 @@ pub fn vpc_flow_cloudwatch(bytes: &[u8], sink: &mut dyn Sink) {
             continue;
         }
         match flow_record(&fields, &values) {
-            Ok(Some(mut e)) => {
+            Ok(mut e) => {
                 e.record_id = text_at(&value, &["eventId"]);
                 if let Some(stream) = str_at(&value, &["logStreamName"]) {
                     e.attributes.push(("log_stream".into(), stream.to_owned()));
                 }
                 e.locator = locator;
-                sink.event(e);
+                sink.record(e, Record::json(line, &value));
             }
-            Ok(None) => {}
             Err(why) => sink.problem(problem(locator, why)),
         }
     }
@@ -275,7 +287,7 @@ pub fn cloudwatch_logs(bytes: &[u8], sink: &mut dyn Sink) {
             }
         }
         e.locator = locator;
-        sink.event(e);
+        sink.record(e, Record::json(line, &value));
     }
 }
 
@@ -286,7 +298,7 @@ pub fn s3_access(bytes: &[u8], sink: &mut dyn Sink) {
         match s3_record(&String::from_utf8_lossy(line)) {
             Ok(mut e) => {
                 e.locator = locator;
-                sink.event(e);
+                sink.record(e, Record::bytes(line));
             }
             Err(why) => sink.problem(problem(locator, why)),
         }
@@ -310,7 +322,7 @@ fn push(attrs: &mut Vec<(String, String)>, name: &str, value: Option<impl Into<S
 
 // ---- CloudTrail ----
 
-fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
+pub(super) fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
     while bytes.get(pos).is_some_and(|b| b.is_ascii_whitespace()) {
         pos += 1;
     }
@@ -395,7 +407,7 @@ fn records_array(bytes: &[u8]) -> Option<usize> {
 
 /// The end of a damaged object or array starting at `start`, found by
 /// matching brackets outside strings; None when the file ends first.
-fn skip_damaged(bytes: &[u8], start: usize) -> Option<usize> {
+pub(super) fn skip_damaged(bytes: &[u8], start: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -425,8 +437,21 @@ fn skip_damaged(bytes: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-/// One CloudTrail record (the same in log files and LookupEvents) to an event.
-fn cloudtrail_record(r: &Value, locator: String, sink: &mut dyn Sink) {
+/// One CloudTrail record (the same in log files and LookupEvents) to an
+/// event; `raw` is the record's bytes.
+pub(super) fn cloudtrail_record(r: &Value, raw: &[u8], locator: String, sink: &mut dyn Sink) {
+    let insight = str_at(r, &["eventCategory"]) == Some("Insight")
+        || str_at(r, &["eventType"]) == Some("AwsCloudTrailInsight");
+    if insight {
+        match insight_record(r) {
+            Ok(mut e) => {
+                e.locator = locator;
+                sink.record(e, Record::json(raw, r));
+            }
+            Err(why) => sink.problem(problem(locator, why)),
+        }
+        return;
+    }
     let Some(name) = str_at(r, &["eventName"]) else {
         sink.problem(problem(locator, "record without an eventName; skipped"));
         return;
@@ -496,7 +521,114 @@ fn cloudtrail_record(r: &Value, locator: String, sink: &mut dyn Sink) {
     }
     e.message = message;
     e.locator = locator;
-    sink.event(e);
+    sink.record(e, Record::json(raw, r));
+}
+
+/// A CloudTrail Insights event: the start or the end of unusual activity
+/// on one API (`insightDetails`), measured against its baseline. It has no
+/// top-level `eventName` and no identity: the action is
+/// `Insight:<insightType>`, the target the API (`source:name`), and the
+/// state, the averages per minute and the identities, user agents and
+/// error codes CloudTrail attributes the activity to are attributes.
+fn insight_record(r: &Value) -> Result<Event, String> {
+    let when = str_at(r, &["eventTime"]).ok_or("Insights event without an eventTime; skipped")?;
+    let t = time_us(when).ok_or_else(|| format!("eventTime {when:?} is not a time; skipped"))?;
+    let d = |path: &[&str]| {
+        let mut full = vec!["insightDetails"];
+        full.extend_from_slice(path);
+        text_at(r, &full)
+    };
+    let kind = d(&["insightType"]).unwrap_or_else(|| "(unknown)".to_owned());
+    let mut e = Event::new(t, CLOUDTRAIL, format!("Insight:{kind}"));
+    e.account = str_at(r, &["recipientAccountId"]).map(str::to_owned);
+    e.record_id = str_at(r, &["eventID"]).map(str::to_owned);
+    let source = d(&["eventSource"]);
+    let name = d(&["eventName"]);
+    e.target = match (&source, &name) {
+        (Some(s), Some(n)) => Some(format!("{s}:{n}")),
+        (None, Some(n)) => Some(n.clone()),
+        (Some(s), None) => Some(s.clone()),
+        (None, None) => None,
+    };
+    let state = d(&["state"]);
+    let stat = |which: &str| d(&["insightContext", "statistics", which, "average"]);
+    let (baseline, observed) = (stat("baseline"), stat("insight"));
+    let error_code = d(&["errorCode"]);
+    let a = &mut e.attributes;
+    push(a, "insight_state", state.clone());
+    push(a, "insight_type", Some(kind.clone()));
+    push(a, "event_source", source);
+    push(a, "event_name", name);
+    push(a, "error_code", error_code.clone());
+    push(a, "baseline_average", baseline.clone());
+    push(a, "insight_average", observed.clone());
+    push(
+        a,
+        "insight_duration_minutes",
+        d(&["insightContext", "statistics", "insightDuration"]),
+    );
+    push(
+        a,
+        "baseline_duration_minutes",
+        d(&["insightContext", "statistics", "baselineDuration"]),
+    );
+    push(a, "shared_event_id", str_at(r, &["sharedEventID"]));
+    push(a, "region", str_at(r, &["awsRegion"]));
+    push(a, "event_type", str_at(r, &["eventType"]));
+    // Who and what CloudTrail attributes the unusual activity to: the
+    // values of each attribution, most active first.
+    for attribution in r
+        .pointer("/insightDetails/insightContext/attributions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(what) = str_at(attribution, &["attribute"]) else {
+            continue;
+        };
+        let values: Vec<String> = attribution
+            .get("insight")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| text_at(v, &["value"]))
+            .collect();
+        if !values.is_empty() {
+            a.push((format!("attributed_{}", snake(what)), values.join(", ")));
+        }
+    }
+    let mut message = format!(
+        "CloudTrail Insights: {kind} {} on {}",
+        state
+            .as_deref()
+            .unwrap_or("(no state)")
+            .to_ascii_lowercase(),
+        e.target.as_deref().unwrap_or("(unknown API)")
+    );
+    if let Some(code) = &error_code {
+        message.push_str(&format!(" ({code})"));
+    }
+    if let (Some(b), Some(i)) = (&baseline, &observed) {
+        message.push_str(&format!(": {i} per minute against a baseline of {b}"));
+    }
+    e.message = message;
+    Ok(e)
+}
+
+/// `userIdentityArn` as `user_identity_arn`.
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if !out.is_empty() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// What a record acted on: its resources' ARNs, else what its request names.
@@ -526,9 +658,10 @@ fn cloudtrail_target(r: &Value) -> Option<String> {
 
 // ---- VPC flow logs ----
 
-/// One flow record by its field names: None for records that say no traffic
-/// was logged (NODATA, SKIPDATA), Err for a record that cannot be read.
-fn flow_record(fields: &[String], values: &[&str]) -> Result<Option<Event>, String> {
+/// One flow record by its field names, Err for a record that cannot be
+/// read. A record that says no traffic was logged (`log-status` `NODATA`
+/// or `SKIPDATA`) is an event of its own: [`FLOW_NODATA`], [`FLOW_SKIPDATA`].
+fn flow_record(fields: &[String], values: &[&str]) -> Result<Event, String> {
     if values.len() != fields.len() {
         return Err(format!(
             "{} fields where the header names {}",
@@ -544,8 +677,18 @@ fn flow_record(fields: &[String], values: &[&str]) -> Result<Option<Event>, Stri
             .copied()
             .filter(|v| *v != "-")
     };
-    if matches!(get("log-status"), Some("NODATA" | "SKIPDATA")) {
-        return Ok(None);
+    if let Some(status @ ("NODATA" | "SKIPDATA")) = get("log-status") {
+        let start = get("start").unwrap_or("-");
+        let Ok(start) = start.parse::<i64>() else {
+            return Err(format!("start {start:?} is not a Unix time"));
+        };
+        let end = get("end").and_then(|s| s.parse::<i64>().ok());
+        let mut e = flow_gap(status, start, end, get("interface-id"));
+        e.account = get("account-id").map(str::to_owned);
+        for name in ["vpc-id", "subnet-id", "instance-id"] {
+            push(&mut e.attributes, &name.replace('-', "_"), get(name));
+        }
+        return Ok(e);
     }
     let start = get("start").unwrap_or("-");
     let Ok(start) = start.parse::<i64>() else {
@@ -615,7 +758,74 @@ fn flow_record(fields: &[String], values: &[&str]) -> Result<Option<Event>, Stri
         message.push_str(&format!(" ({})", details.join(", ")));
     }
     e.message = message;
-    Ok(Some(e))
+    Ok(e)
+}
+
+/// A `NODATA` or `SKIPDATA` row: the interval with no flow records, and why.
+fn flow_gap(status: &str, start: i64, end: Option<i64>, interface: Option<&str>) -> Event {
+    let action = if status == "NODATA" {
+        FLOW_NODATA
+    } else {
+        FLOW_SKIPDATA
+    };
+    let mut e = Event::new(start.saturating_mul(1_000_000), VPC_FLOW, action);
+    let end = end
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&Rfc3339).ok());
+    let a = &mut e.attributes;
+    push(a, "log_status", Some(status));
+    push(a, "interface_id", interface);
+    push(a, "end", end.clone());
+    let what = if status == "NODATA" {
+        "no traffic recorded"
+    } else {
+        "flow records skipped: a gap in the flow log"
+    };
+    e.message = format!(
+        "{} {status}: {what} until {}",
+        interface.unwrap_or("-"),
+        end.as_deref().unwrap_or("-")
+    );
+    e
+}
+
+/// A CloudWatch Logs flow record in a custom format, which cannot be mapped
+/// without the format: still a gap row when a field says `NODATA` or
+/// `SKIPDATA`. Its interface is the field that names one, its account the
+/// 12-digit field, its interval the two Unix times (the other fields of
+/// such rows are `-`); without them, the log event's time.
+fn flow_gap_unmapped(values: &[&str], event: &Value) -> Option<Event> {
+    let status = values
+        .iter()
+        .copied()
+        .find(|v| matches!(*v, "NODATA" | "SKIPDATA"))?;
+    let numbers = |len: usize| {
+        values
+            .iter()
+            .filter(move |v| v.len() == len && v.bytes().all(|b| b.is_ascii_digit()))
+            .copied()
+    };
+    let times: Vec<i64> = numbers(10).filter_map(|v| v.parse().ok()).collect();
+    let start = match times.iter().min() {
+        Some(&s) => s,
+        None => event.get("timestamp").and_then(Value::as_i64)? / 1000,
+    };
+    let end = times.iter().max().copied().filter(|&e| e != start);
+    let interface = values.iter().copied().find(|v| v.starts_with("eni-"));
+    let mut e = flow_gap(status, start, end, interface);
+    e.account = numbers(12).next().map(str::to_owned);
+    e.record_id = text_at(event, &["eventId"]);
+    push(
+        &mut e.attributes,
+        "log_stream",
+        str_at(event, &["logStreamName"]),
+    );
+    push(
+        &mut e.attributes,
+        "format",
+        Some("custom, not mapped: interval and interface read from the values"),
+    );
+    Some(e)
 }
 
 /// `addr:port`, with an IPv6 address bracketed; `addr` alone without a port.
@@ -949,6 +1159,121 @@ mod tests {
     }
 
     #[test]
+    fn cloudtrail_insights_events_are_read_beside_management_events() {
+        let c = run(cloudtrail, &fixture("cloudtrail-insights.json"));
+        assert_eq!(c.problems, vec![]);
+        let actions: Vec<&str> = c.events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "Insight:ApiCallRateInsight",
+                "Insight:ApiCallRateInsight",
+                "Insight:ApiErrorRateInsight",
+                "CreateAccessKey"
+            ]
+        );
+        let start = &c.events[0];
+        assert_eq!(start.time_us, us("2024-06-01T09:14:00Z"));
+        assert_eq!(start.source, "cloudtrail");
+        assert_eq!(start.account.as_deref(), Some("111122223333"));
+        assert_eq!((start.actor.as_deref(), start.ip), (None, None));
+        assert_eq!(
+            start.target.as_deref(),
+            Some("iam.amazonaws.com:CreateAccessKey")
+        );
+        assert_eq!(
+            start.record_id.as_deref(),
+            Some("9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c01")
+        );
+        assert_eq!(
+            attrs(start),
+            vec![
+                ("insight_state", "Start"),
+                ("insight_type", "ApiCallRateInsight"),
+                ("event_source", "iam.amazonaws.com"),
+                ("event_name", "CreateAccessKey"),
+                ("baseline_average", "0.0042"),
+                ("insight_average", "4.0"),
+                ("baseline_duration_minutes", "10080"),
+                ("shared_event_id", "5f4e3d2c-1b0a-4f9e-8d7c-6b5a4f3e2d10"),
+                ("region", "us-east-1"),
+                ("event_type", "AwsCloudTrailInsight"),
+                (
+                    "attributed_user_identity_arn",
+                    "arn:aws:sts::111122223333:assumed-role/WebServerRole/i-0123456789abcdef0"
+                ),
+                ("attributed_user_agent", "aws-cli/2.15.30"),
+                ("attributed_error_code", "null"),
+            ]
+        );
+        assert_eq!(
+            start.message,
+            "CloudTrail Insights: ApiCallRateInsight start on iam.amazonaws.com:CreateAccessKey: 4.0 per minute against a baseline of 0.0042"
+        );
+        let end = &c.events[1];
+        assert_eq!(end.attribute("insight_state"), Some("End"));
+        assert_eq!(end.attribute("insight_average"), Some("2.5"));
+        assert_eq!(end.attribute("insight_duration_minutes"), Some("7"));
+        // Start and end are two records of one insight.
+        assert_ne!(start.record_id, end.record_id);
+        assert_eq!(
+            start.attribute("shared_event_id"),
+            end.attribute("shared_event_id")
+        );
+        let errors = &c.events[2];
+        assert_eq!(errors.target.as_deref(), Some("s3.amazonaws.com:GetObject"));
+        assert_eq!(errors.attribute("error_code"), Some("AccessDenied"));
+        assert!(
+            errors.message.contains("(AccessDenied)"),
+            "{}",
+            errors.message
+        );
+        // A management event beside them is read as before.
+        let key = &c.events[3];
+        assert_eq!(
+            key.actor.as_deref(),
+            Some("arn:aws:iam::111122223333:user/alice")
+        );
+        assert_eq!(key.target.as_deref(), Some("bob"));
+        assert_eq!(key.outcome.as_deref(), Some("success"));
+        assert_eq!(key.attribute("insight_state"), None);
+        // An Insights event without its time is still a problem, not an event.
+        let c = run(
+            cloudtrail,
+            br#"{"Records":[{"eventCategory":"Insight","insightDetails":{"state":"Start"}}]}"#,
+        );
+        assert_eq!(c.events, vec![]);
+        assert_eq!(
+            c.problems,
+            vec![problem(
+                "Records[0]",
+                "Insights event without an eventTime; skipped"
+            )]
+        );
+    }
+
+    #[test]
+    fn vpc_flow_cloudwatch_gap_rows_of_a_custom_format() {
+        // A custom format (no header in CloudWatch): its NODATA row is
+        // still a gap, its interval and interface read from the values.
+        let line = r#"{"logStreamName":"eni-0a1b2c3d4e5f60718-all","timestamp":1717229365000,"message":"5 vpc-0aa11bb22cc33dd44 eni-0a1b2c3d4e5f60718 111122223333 - - - - - 1717229360 1717229420 - SKIPDATA","eventId":"e-9"}"#;
+        let c = run(vpc_flow_cloudwatch, line.as_bytes());
+        assert_eq!(c.problems, vec![]);
+        let e = &c.events[0];
+        assert_eq!(e.action, FLOW_SKIPDATA);
+        assert_eq!(e.time_us, us("2024-06-01T08:09:20Z"));
+        assert_eq!(e.account.as_deref(), Some("111122223333"));
+        assert_eq!(e.record_id.as_deref(), Some("e-9"));
+        assert_eq!(e.attribute("end"), Some("2024-06-01T08:10:20Z"));
+        assert_eq!(e.attribute("interface_id"), Some("eni-0a1b2c3d4e5f60718"));
+        // Without any Unix time, the log event's.
+        let line = r#"{"timestamp":1717229365000,"message":"5 - - NODATA"}"#;
+        let c = run(vpc_flow_cloudwatch, line.as_bytes());
+        assert_eq!(c.events[0].action, FLOW_NODATA);
+        assert_eq!(c.events[0].time_us, us("2024-06-01T08:09:25Z"));
+    }
+
+    #[test]
     fn cloudtrail_identity_fallbacks() {
         let c = run(
             cloudtrail,
@@ -1089,7 +1414,23 @@ mod tests {
         let pretty = serde_json::to_string_pretty(&value).unwrap();
         let c = run(cloudtrail, pretty.as_bytes());
         let flat = run(cloudtrail, &fixture("cloudtrail.json"));
-        assert_eq!(c.events, flat.events);
+        // The same records, but not byte for byte: other content.
+        let bare = |events: &[Event]| -> Vec<Event> {
+            events
+                .iter()
+                .map(|e| Event {
+                    content: None,
+                    ..e.clone()
+                })
+                .collect()
+        };
+        assert_eq!(bare(&c.events), bare(&flat.events));
+        assert!(
+            c.events
+                .iter()
+                .zip(&flat.events)
+                .all(|(a, b)| a.content.is_some() && a.content != b.content)
+        );
         assert_eq!(c.problems, flat.problems);
         // A damaged byte many lines into a record is placed by its file offset.
         let at = pretty.find(r#": "GetObject""#).unwrap();
@@ -1195,14 +1536,21 @@ mod tests {
     fn vpc_flow_default_format() {
         let c = run(vpc_flow, &fixture("vpc-flow.log"));
         assert_eq!(c.problems, vec![]);
-        // NODATA (line 4) and SKIPDATA (line 8) yield nothing.
-        assert_eq!(c.events.len(), 5);
+        // NODATA (line 4) and SKIPDATA (line 8) are gaps, kept as events.
         assert_eq!(
             c.events
                 .iter()
-                .map(|e| e.locator.as_str())
+                .map(|e| (e.locator.as_str(), e.action.as_str()))
                 .collect::<Vec<_>>(),
-            ["line 2", "line 3", "line 5", "line 6", "line 7"]
+            [
+                ("line 2", "flow"),
+                ("line 3", "flow"),
+                ("line 4", FLOW_NODATA),
+                ("line 5", "flow"),
+                ("line 6", "flow"),
+                ("line 7", "flow"),
+                ("line 8", FLOW_SKIPDATA),
+            ]
         );
         let reject = &c.events[0];
         assert_eq!(reject.time_us, us("2024-06-01T08:04:00Z"));
@@ -1231,9 +1579,33 @@ mod tests {
             "203.0.113.12:51522 -> 10.0.1.25:22/tcp REJECT (eni-0a1b2c3d4e5f60718, 3 packets, 180 bytes)"
         );
         assert_eq!(c.events[1].outcome.as_deref(), Some("accept"));
-        assert_eq!(c.events[2].target.as_deref(), Some("10.0.1.25:0/icmp"));
-        assert_eq!(c.events[3].target.as_deref(), Some("198.51.100.53:53/udp"));
-        let v6 = &c.events[4];
+        let nodata = &c.events[2];
+        assert_eq!(nodata.time_us, us("2024-06-01T08:05:00Z"));
+        assert_eq!(nodata.account.as_deref(), Some("111122223333"));
+        assert_eq!((nodata.ip, nodata.outcome.as_deref()), (None, None));
+        assert_eq!(
+            attrs(nodata),
+            vec![
+                ("log_status", "NODATA"),
+                ("interface_id", "eni-0a1b2c3d4e5f60718"),
+                ("end", "2024-06-01T08:06:00Z"),
+            ]
+        );
+        assert_eq!(
+            nodata.message,
+            "eni-0a1b2c3d4e5f60718 NODATA: no traffic recorded until 2024-06-01T08:06:00Z"
+        );
+        let skipped = &c.events[6];
+        assert_eq!(skipped.time_us, us("2024-06-01T08:06:00Z"));
+        assert_eq!(skipped.attribute("log_status"), Some("SKIPDATA"));
+        assert_eq!(
+            skipped.attribute("interface_id"),
+            Some("eni-0f9e8d7c6b5a49382")
+        );
+        assert!(skipped.message.contains("a gap in the flow log"));
+        assert_eq!(c.events[3].target.as_deref(), Some("10.0.1.25:0/icmp"));
+        assert_eq!(c.events[4].target.as_deref(), Some("198.51.100.53:53/udp"));
+        let v6 = &c.events[5];
         assert_eq!(v6.ip, "2001:db8:1::25".parse().ok());
         assert_eq!(v6.target.as_deref(), Some("[2001:db8:ffff::9]:443/tcp"));
     }
@@ -1242,7 +1614,7 @@ mod tests {
     fn vpc_flow_custom_format_by_header() {
         let c = run(vpc_flow, &fixture("vpc-flow-custom.log"));
         assert_eq!(c.problems, vec![]);
-        assert_eq!(c.events.len(), 2);
+        assert_eq!(c.events.len(), 3);
         let out = &c.events[0];
         assert_eq!(out.time_us, us("2024-06-01T08:08:20Z"));
         assert_eq!(out.outcome.as_deref(), Some("accept"));
@@ -1274,6 +1646,22 @@ mod tests {
         assert_eq!(inbound.attribute("flow_direction"), Some("ingress"));
         assert_eq!(inbound.attribute("pkt_srcaddr"), Some("203.0.113.12"));
         assert_eq!(inbound.locator, "line 3");
+        // A custom format's NODATA row, its fields found by the header.
+        let nodata = &c.events[2];
+        assert_eq!(nodata.action, FLOW_NODATA);
+        assert_eq!(nodata.locator, "line 4");
+        assert_eq!(nodata.time_us, us("2024-06-01T08:09:20Z"));
+        assert_eq!(
+            attrs(nodata),
+            vec![
+                ("log_status", "NODATA"),
+                ("interface_id", "eni-0a1b2c3d4e5f60718"),
+                ("end", "2024-06-01T08:10:20Z"),
+                ("vpc_id", "vpc-0aa11bb22cc33dd44"),
+                ("subnet_id", "subnet-0123abcd4567ef890"),
+                ("instance_id", "i-0123456789abcdef0"),
+            ]
+        );
     }
 
     #[test]
@@ -1286,7 +1674,7 @@ mod tests {
         );
         lines.insert(3, "2 111122223333 eni-0a1b2c3d4e5f60718 203.0.113.12 10.0.1.25 51522 22 6 3 180 soon 1717229100 REJECT OK");
         let c = run(vpc_flow, lines.join("\n").as_bytes());
-        assert_eq!(c.events.len(), 5);
+        assert_eq!(c.events.len(), 7);
         assert_eq!(c.events[1].locator, "line 5");
         assert_eq!(c.problems.len(), 2);
         assert_eq!(c.problems[0].locator, "line 3");
@@ -1298,7 +1686,7 @@ mod tests {
         let joined = format!("{text}{text}");
         let c = run(vpc_flow, joined.as_bytes());
         assert_eq!(c.problems, vec![]);
-        assert_eq!(c.events.len(), 10);
+        assert_eq!(c.events.len(), 14);
 
         // Without its header line nothing can be mapped: one problem.
         let headless = lines[1..].join("\n");
@@ -1354,7 +1742,7 @@ mod tests {
     fn vpc_flow_cloudwatch_export() {
         let c = run(vpc_flow_cloudwatch, &fixture("vpc-flow-cloudwatch.jsonl"));
         assert_eq!(c.problems, vec![]);
-        assert_eq!(c.events.len(), 3);
+        assert_eq!(c.events.len(), 4);
         let e = &c.events[0];
         assert_eq!(e.time_us, us("2024-06-01T08:04:00Z"));
         assert_eq!(e.outcome.as_deref(), Some("reject"));
@@ -1367,8 +1755,19 @@ mod tests {
         assert_eq!(e.attribute("log_stream"), Some("eni-0a1b2c3d4e5f60718-all"));
         assert_eq!(e.attribute("end"), Some("2024-06-01T08:05:00Z"));
         assert_eq!(e.locator, "line 1");
-        assert_eq!(c.events[2].locator, "line 4");
-        assert_eq!(c.events[2].target.as_deref(), Some("198.51.100.53:53/udp"));
+        let nodata = &c.events[2];
+        assert_eq!(nodata.action, FLOW_NODATA);
+        assert_eq!(nodata.time_us, us("2024-06-01T08:05:00Z"));
+        assert_eq!(
+            nodata.record_id.as_deref(),
+            Some("38301248931247185932055710437016930471950213698461696000")
+        );
+        assert_eq!(
+            nodata.attribute("log_stream"),
+            Some("eni-0a1b2c3d4e5f60718-all")
+        );
+        assert_eq!(c.events[3].locator, "line 4");
+        assert_eq!(c.events[3].target.as_deref(), Some("198.51.100.53:53/udp"));
 
         let text = String::from_utf8(fixture("vpc-flow-cloudwatch.jsonl")).unwrap();
         let mut lines: Vec<&str> = text.lines().collect();
@@ -1378,7 +1777,7 @@ mod tests {
             r#"{"timestamp":1717229045000,"message":"5 vpc-0aa11bb22cc33dd44 egress"}"#,
         );
         let c = run(vpc_flow_cloudwatch, lines.join("\n").as_bytes());
-        assert_eq!(c.events.len(), 3);
+        assert_eq!(c.events.len(), 4);
         assert_eq!(c.events[1].locator, "line 4");
         assert_eq!(c.problems.len(), 2);
         assert_eq!(c.problems[0].locator, "line 2");

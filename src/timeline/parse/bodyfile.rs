@@ -3,7 +3,7 @@
 //! saying which of the times it is in mactime's notation (`m.c.` is
 //! modified and changed at once), its target the path.
 
-use super::{Sink, problem};
+use super::{Record, Sink, problem};
 use crate::timeline::Event;
 
 /// The fields after the name: inode, mode, uid, gid, size and four times.
@@ -29,7 +29,7 @@ pub fn bodyfile_from(bytes: &[u8], first: usize, sink: &mut dyn Sink) -> usize {
             Ok(events) => {
                 for mut e in events {
                     e.locator.clone_from(&at);
-                    sink.event(e);
+                    sink.record(e, Record::bytes(raw));
                 }
             }
             Err(what) => sink.problem(problem(at, what)),

@@ -20,7 +20,7 @@ use evtx::err::EvtxError;
 use evtx::{EvtxChunkData, ParserSettings};
 use serde_json::Value;
 
-use super::{Sink, problem, time_us};
+use super::{Record, Sink, problem, time_us};
 use crate::timeline::Event;
 
 const SOURCE: &str = "evtx";
@@ -185,7 +185,9 @@ fn chunk(
             Ok(r) => {
                 let mut e = event(&r.data, id, header_time);
                 e.locator = format!("chunk {k} record {id}");
-                sink.event(e);
+                // The record as rendered: its binary XML has no bytes of
+                // its own apart from the chunk's templates.
+                sink.record(e, Record::json(&[], &r.data));
             }
             Err(e) => sink.problem(problem(
                 format!("chunk {k} record {id}"),

@@ -1,11 +1,23 @@
 //! Host text logs, alone or inside a host triage bundle.
+//!
+//! Each line is read by its own shape, so a file that changed format
+//! (rsyslog reconfigured) reads whole:
+//!
+//! - RFC 3164, the traditional `Jun  1 08:00:01 HOST PROGRAM[PID]: TEXT`:
+//!   no year (chosen per file, see [`super::yearless`]), no zone (UTC
+//!   assumed);
+//! - RFC 3339 at the start (rsyslog's high-precision format,
+//!   `2024-05-30T22:14:03.118204+00:00 HOST PROGRAM[PID]: TEXT`);
+//! - RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`, as
+//!   rsyslog's `RSYSLOG_SyslogProtocol23Format` writes it), with its
+//!   facility, severity, message id and structured data as attributes;
+//! - either of the first two behind a `<PRI>`.
 
 use std::cell::Cell;
 use std::io::{self, Read};
 
-use time::Date;
-
-use super::{Format, Sink, parse_file, problem, time_us, to_us};
+use super::yearless::{Stamp, Years};
+use super::{FileContext, Format, Record, Sink, parse_with, problem, time_us};
 use crate::timeline::{Event, Problem};
 
 const HOST: &str = "host";
@@ -16,35 +28,55 @@ const LOG_DIR: &str = "files/var/log/";
 /// `secure-20240601`, `syslog.2.gz`).
 const LOG_NAMES: [&str; 4] = ["auth.log", "secure", "syslog", "messages"];
 
-/// A syslog-style text log: `TIME HOST PROGRAM[PID]: TEXT`, with the time
-/// either RFC 3164 (`Jun  1 08:00:01`, no year: `year_hint`, UTC assumed) or
-/// RFC 3339 with fractions (rsyslog's high-precision format).
-pub fn syslog(bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+/// A syslog text log, one event a line, each line read by its own shape
+/// (see the module's documentation). The years of RFC 3164 lines come
+/// from `ctx` ([`FileContext::yearless_bound_us`]).
+pub fn syslog(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
+    // First pass: the yearless stamps alone, for their years.
+    let stamps = raw_lines(bytes).filter_map(|(_, _, line)| {
+        let (_, rest) = pri(&line);
+        bsd_stamp(rest).map(|(s, _)| s)
+    });
+    let mut years = Years::new(ctx, stamps);
+    for (i, raw, line) in raw_lines(bytes) {
         let locator = format!("line {}", i + 1);
-        let text = String::from_utf8_lossy(raw);
-        // A crash or a copy taken mid-write leaves runs of NULs: a gap worth
-        // reporting, not a line to drop.
-        let line = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
         if line.is_empty() {
+            // A crash or a copy taken mid-write leaves runs of NULs: a gap
+            // worth reporting, not a line to drop.
             if raw.contains(&0) {
                 sink.problem(problem(locator, "only NUL bytes: the log has a gap here"));
             }
             continue;
         }
-        match syslog_line(line, year_hint) {
+        match syslog_line(&line, &mut years) {
             Ok(mut e) => {
                 e.locator = locator;
-                sink.event(e);
+                sink.record(e, Record::bytes(raw));
             }
             Err(why) => sink.problem(problem(locator, why)),
         }
     }
 }
 
+/// The file's lines: index, raw bytes, and text trimmed of whitespace and NULs.
+fn raw_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8], std::borrow::Cow<'_, str>)> {
+    bytes.split(|&b| b == b'\n').enumerate().map(|(i, raw)| {
+        let text = match String::from_utf8_lossy(raw) {
+            std::borrow::Cow::Borrowed(t) => std::borrow::Cow::Borrowed(trim(t)),
+            std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(trim(&t).to_owned()),
+        };
+        (i, raw, text)
+    })
+}
+
+fn trim(t: &str) -> &str {
+    t.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+}
+
 /// The host triage bundle (a tar): every auth.log, secure, syslog and
-/// messages file under `files/var/log/`, gzip-rotated ones included.
-pub fn bundle(bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
+/// messages file under `files/var/log/`, gzip-rotated ones included. Each
+/// member is dated with its own modification time from the bundle.
+pub fn bundle(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
     let consumed = Cell::new(0u64);
     let mut archive = tar::Archive::new(Counting {
         rest: bytes,
@@ -87,9 +119,10 @@ pub fn bundle(bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
         if !entry.header().entry_type().is_file() || !is_host_log(&last) {
             continue;
         }
+        let member_ctx = ctx.member(entry.header().mtime().ok());
         let mut data = Vec::new();
         let read = entry.read_to_end(&mut data);
-        parse_file(Format::Syslog, &last, &data, year_hint, sink);
+        parse_with(Format::Syslog, &last, &data, &member_ctx, sink);
         // A member cut short reads as a short member, not as an error.
         if read.is_err() || (data.len() as u64) < size {
             sink.problem(damaged(
@@ -135,9 +168,14 @@ fn is_host_log(path: &str) -> bool {
     LOG_NAMES.iter().any(|n| name.starts_with(n))
 }
 
-fn syslog_line(line: &str, year_hint: i32) -> Result<Event, String> {
-    let (t, rest) =
-        timestamp(line, year_hint).ok_or("no readable timestamp at the start of the line")?;
+fn syslog_line(line: &str, years: &mut Years) -> Result<Event, String> {
+    let (pri, rest) = pri(line);
+    if let Some(pri) = pri
+        && let Some(after) = rest.strip_prefix("1 ")
+    {
+        return rfc5424(line, pri, after);
+    }
+    let (t, rest) = timestamp(rest, years)?;
     let rest = rest.trim_start();
     let (host, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     if host.is_empty() {
@@ -147,35 +185,235 @@ fn syslog_line(line: &str, year_hint: i32) -> Result<Event, String> {
     let mut e = Event::new(t, HOST, program.unwrap_or("syslog"));
     e.message = line.to_owned();
     e.attributes.push(("host".into(), host.to_owned()));
+    if let Some(p) = pri {
+        push_pri(&mut e, p);
+    }
     if let Some(p) = program {
         e.attributes.push(("program".into(), p.to_owned()));
     }
     if let Some(p) = pid {
         e.attributes.push(("pid".into(), p.to_owned()));
     }
-    match program {
-        // OpenSSH 9.8 logs sessions as `sshd-session`.
-        Some("sshd" | "sshd-session") => sshd(&mut e, text),
-        Some("sudo") => sudo(&mut e, text),
-        Some("su") => su(&mut e, text),
-        Some("useradd") => useradd(&mut e, text),
-        _ => {}
-    }
+    recognise(&mut e, program, text);
     Ok(e)
 }
 
+/// What the programs custody knows say, into actor, action and target.
+fn recognise(e: &mut Event, program: Option<&str>, text: &str) {
+    match program {
+        // OpenSSH 9.8 logs sessions as `sshd-session`.
+        Some("sshd" | "sshd-session") => sshd(e, text),
+        Some("sudo") => sudo(e, text),
+        Some("su") => su(e, text),
+        Some("useradd") => useradd(e, text),
+        _ => {}
+    }
+}
+
+/// `<PRI>` at the start of a line (0 to 191), and what follows it.
+fn pri(line: &str) -> (Option<u8>, &str) {
+    let parsed = line.strip_prefix('<').and_then(|rest| {
+        let (digits, after) = rest.split_once('>')?;
+        let ok = (1..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        let n: u8 = digits.parse().ok().filter(|&n| ok && n <= 191)?;
+        Some((n, after))
+    });
+    match parsed {
+        Some((n, after)) => (Some(n), after),
+        None => (None, line),
+    }
+}
+
+const FACILITIES: [&str; 24] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "security", "console", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
+const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// A priority as its facility and severity (RFC 5424, 6.2.1).
+fn push_pri(e: &mut Event, pri: u8) {
+    let name = |names: &[&str], i: u8| {
+        names
+            .get(usize::from(i))
+            .map_or_else(|| i.to_string(), |n| (*n).to_owned())
+    };
+    e.attributes
+        .push(("facility".into(), name(&FACILITIES, pri / 8)));
+    e.attributes
+        .push(("severity".into(), name(&SEVERITIES, pri % 8)));
+}
+
+/// An RFC 5424 message after its `<PRI>1 `: `TIMESTAMP HOSTNAME APP-NAME
+/// PROCID MSGID STRUCTURED-DATA [MSG]`, `-` for a value not given.
+fn rfc5424(line: &str, pri: u8, rest: &str) -> Result<Event, String> {
+    let mut fields = rest.splitn(6, ' ');
+    let mut next = |name: &str| {
+        fields
+            .next()
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| format!("an RFC 5424 line without its {name}"))
+    };
+    let stamp = next("TIMESTAMP")?;
+    let host = next("HOSTNAME")?;
+    let app = next("APP-NAME")?;
+    let procid = next("PROCID")?;
+    let msgid = next("MSGID")?;
+    let rest = fields.next().unwrap_or_default();
+    let nil = |v: &str| (v != "-").then(|| v.to_owned());
+    if stamp == "-" {
+        return Err("an RFC 5424 line without a time (its TIMESTAMP is `-`)".into());
+    }
+    let t = time_us(stamp)
+        .filter(|_| stamp.contains('T'))
+        .ok_or_else(|| format!("the RFC 5424 TIMESTAMP {stamp:?} is not an RFC 3339 time"))?;
+    let (sd, msg) = structured_data(rest)?;
+    // MSG may open with a UTF-8 byte order mark (MSG-UTF8).
+    let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
+    let app = nil(app);
+    let mut e = Event::new(t, HOST, app.as_deref().unwrap_or("syslog"));
+    e.message = line.replacen('\u{feff}', "", 1);
+    let a = &mut e.attributes;
+    if let Some(h) = nil(host) {
+        a.push(("host".into(), h));
+    }
+    push_pri(&mut e, pri);
+    let a = &mut e.attributes;
+    if let Some(p) = &app {
+        a.push(("program".into(), p.clone()));
+    }
+    if let Some(p) = nil(procid) {
+        a.push(("pid".into(), p));
+    }
+    if let Some(m) = nil(msgid) {
+        a.push(("msgid".into(), m));
+    }
+    if let Some(offset) = utc_offset(stamp) {
+        a.push(("utc_offset".into(), offset.to_owned()));
+    }
+    for (id, params) in sd {
+        if params.is_empty() {
+            a.push((format!("sd.{id}"), String::new()));
+        }
+        for (name, value) in params {
+            let key = format!("sd.{id}.{name}");
+            // A parameter may repeat (RFC 5424, 6.3.3): its values joined.
+            match a.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                }
+                None => a.push((key, value)),
+            }
+        }
+    }
+    recognise(&mut e, app.as_deref(), msg);
+    Ok(e)
+}
+
+/// The offset of an RFC 3339 time other than UTC: `+02:00`.
+fn utc_offset(stamp: &str) -> Option<&str> {
+    let at = stamp.len().checked_sub(6)?;
+    let offset = stamp.get(at..)?;
+    let b = offset.as_bytes();
+    (matches!(b.first(), Some(b'+' | b'-'))
+        && b.get(3) == Some(&b':')
+        && offset != "+00:00"
+        && offset != "-00:00")
+        .then_some(offset)
+}
+
+/// One structured-data element: its SD-ID and its parameters, values unescaped.
+type SdElement = (String, Vec<(String, String)>);
+
+/// STRUCTURED-DATA (`-`, or `[id p="v" ...]...`) and the MSG after it.
+fn structured_data(rest: &str) -> Result<(Vec<SdElement>, &str), String> {
+    if let Some(msg) = rest.strip_prefix('-') {
+        return Ok((Vec::new(), msg.strip_prefix(' ').unwrap_or(msg)));
+    }
+    let mut out = Vec::new();
+    let mut s = rest;
+    while let Some(inner) = s.strip_prefix('[') {
+        let id_end = inner
+            .find([' ', ']'])
+            .ok_or("structured data whose element is not closed by `]`")?;
+        let (id, mut r) = inner.split_at(id_end);
+        if id.is_empty() {
+            return Err("structured data with an element without an SD-ID".into());
+        }
+        let mut params = Vec::new();
+        loop {
+            if let Some(after) = r.strip_prefix(']') {
+                s = after;
+                break;
+            }
+            r = r
+                .strip_prefix(' ')
+                .ok_or_else(|| format!("structured data element [{id}: expected a space or `]`"))?;
+            let (name, after) = r.split_once("=\"").ok_or_else(|| {
+                format!("structured data element [{id}: a parameter without =\"value\"")
+            })?;
+            let (value, after) = sd_value(after).ok_or_else(|| {
+                format!("structured data element [{id}: the value of {name} is not closed")
+            })?;
+            params.push((name.to_owned(), value));
+            r = after;
+        }
+        out.push((id.to_owned(), params));
+    }
+    if out.is_empty() {
+        return Err("an RFC 5424 line whose STRUCTURED-DATA is neither `-` nor `[...]`".into());
+    }
+    Ok((out, s.strip_prefix(' ').unwrap_or(s)))
+}
+
+/// A PARAM-VALUE up to its closing quote, with `\"`, `\\` and `\]`
+/// unescaped (a backslash before any other character stays, as RFC 5424
+/// 6.3.3 says), and what follows the quote.
+fn sd_value(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, s.get(i + 1..)?)),
+            '\\' => match chars.next() {
+                Some((_, e @ ('"' | '\\' | ']'))) => out.push(e),
+                Some((_, other)) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => return None,
+            },
+            _ => out.push(c),
+        }
+    }
+    None
+}
+
 /// The line's time and what follows it.
-fn timestamp(line: &str, year_hint: i32) -> Option<(i64, &str)> {
-    if line.as_bytes().first()?.is_ascii_digit() {
+fn timestamp<'a>(line: &'a str, years: &mut Years) -> Result<(i64, &'a str), String> {
+    const NONE: &str = "no readable timestamp at the start of the line";
+    if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
         let (first, rest) = line.split_once(' ').unwrap_or((line, ""));
         // A date alone is not this format's timestamp.
         if !first.contains('T') {
-            return None;
+            return Err(NONE.into());
         }
-        return Some((time_us(first)?, rest));
+        return Ok((time_us(first).ok_or(NONE)?, rest));
     }
+    let (stamp, rest) = bsd_stamp(line).ok_or(NONE)?;
+    let t = years
+        .date(stamp)
+        .map_err(|year| format!("February 29 in {year}, a year without one"))?;
+    Ok((t, rest))
+}
+
+/// An RFC 3164 timestamp (`Jun  1 08:00:01`, the day space-padded) and
+/// what follows it.
+fn bsd_stamp(line: &str) -> Option<(Stamp, &str)> {
     let month = super::month_abbr(line.get(..3)?)?;
-    // The day is space-padded: `Jun  1`.
     let rest = line.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
     let (day, rest) = rest.split_once(' ')?;
     let (clock, rest) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -185,12 +423,7 @@ fn timestamp(line: &str, year_hint: i32) -> Option<(i64, &str)> {
     else {
         return None;
     };
-    let t = Date::from_calendar_date(year_hint, month, day.parse().ok()?)
-        .ok()?
-        .with_hms(h, m, s)
-        .ok()?
-        .assume_utc();
-    Some((to_us(t), rest))
+    Some((Stamp::new(month, day.parse().ok()?, h, m, s)?, rest))
 }
 
 /// `PROGRAM[PID]: TEXT` into its parts; a line without a tag is all text.
@@ -407,9 +640,16 @@ mod tests {
             .collect()
     }
 
+    fn hint(year: i32) -> FileContext {
+        FileContext {
+            year_hint: year,
+            ..FileContext::default()
+        }
+    }
+
     fn parse(bytes: &[u8]) -> Collect {
         let mut c = Collect::default();
-        syslog(bytes, 2024, &mut c);
+        syslog(bytes, &hint(2024), &mut c);
         c
     }
 
@@ -565,7 +805,7 @@ mod tests {
         assert_eq!(c.events[4].time_us, us("2024-05-30T23:00:00.090931Z"));
         // The year comes from the line, never from the hint.
         let mut other = Collect::default();
-        syslog(&fixture("auth-iso.log"), 1999, &mut other);
+        syslog(&fixture("auth-iso.log"), &hint(1999), &mut other);
         assert_eq!(other.events, c.events);
     }
 
@@ -647,7 +887,7 @@ mod tests {
             ("index.json", b"{}"),
         ]);
         let mut c = Collect::default();
-        bundle(&tar, 2024, &mut c);
+        bundle(&tar, &hint(2024), &mut c);
         assert_eq!(c.problems, vec![]);
         assert_eq!(c.events.len(), 16 + 5);
         assert!(
@@ -689,7 +929,7 @@ mod tests {
                 .0
             + 1;
         let mut c = Collect::default();
-        bundle(&tar[..line6], 2024, &mut c);
+        bundle(&tar[..line6], &hint(2024), &mut c);
         assert_eq!(c.events.len(), 5 + 5);
         assert_eq!(c.events[9].member, "files/var/log/auth.log");
         assert_eq!(c.events[9].action, "sshd.accepted");
@@ -709,7 +949,7 @@ mod tests {
         // Cut inside the header of the member after auth.log.
         let shadow = start + auth.len().div_ceil(512) * 512;
         let mut c = Collect::default();
-        bundle(&tar[..shadow + 100], 2024, &mut c);
+        bundle(&tar[..shadow + 100], &hint(2024), &mut c);
         assert_eq!(c.events.len(), 5 + 16);
         assert_eq!(c.problems.len(), 1);
         assert_eq!(c.problems[0].member, "files/var/log/auth.log");
@@ -717,7 +957,7 @@ mod tests {
 
         // Cut cleanly between members: no end-of-archive block.
         let mut c = Collect::default();
-        bundle(&tar[..shadow], 2024, &mut c);
+        bundle(&tar[..shadow], &hint(2024), &mut c);
         assert_eq!(c.events.len(), 5 + 16);
         assert_eq!(
             c.problems,
@@ -730,11 +970,214 @@ mod tests {
 
         // Not a tar at all.
         let mut c = Collect::default();
-        bundle(b"", 2024, &mut c);
+        bundle(b"", &hint(2024), &mut c);
         assert_eq!(c.events, vec![]);
         assert_eq!(c.problems.len(), 1);
         assert_eq!(c.problems[0].locator, "byte 0");
         assert_eq!(c.problems[0].member, "");
+    }
+
+    #[test]
+    fn rfc5424_lines_with_nil_values_structured_data_and_a_bom() {
+        let bytes = fixture("syslog-rfc5424.log");
+        let c = parse(&bytes);
+        assert_eq!(
+            c.problems,
+            vec![problem(
+                "line 5",
+                "an RFC 5424 line without a time (its TIMESTAMP is `-`)"
+            )]
+        );
+        assert_eq!(c.events.len(), 6);
+        let invalid = &c.events[0];
+        assert_eq!(invalid.time_us, us("2024-06-01T08:02:13.251122Z"));
+        assert_eq!(invalid.action, "sshd.invalid_user");
+        assert_eq!(invalid.actor.as_deref(), Some("admin"));
+        assert_eq!(invalid.ip, "203.0.113.12".parse().ok());
+        assert_eq!(
+            attrs(invalid),
+            [
+                ("host", "web01"),
+                ("facility", "auth"),
+                ("severity", "info"),
+                ("program", "sshd"),
+                ("pid", "2188"),
+                ("port", "51522"),
+            ]
+        );
+        // The zone and the fraction are the line's own.
+        let accepted = &c.events[1];
+        assert_eq!(accepted.time_us, us("2024-06-01T06:03:02.000512Z"));
+        assert_eq!(accepted.action, "sshd.accepted");
+        assert_eq!(accepted.attribute("facility"), Some("authpriv"));
+        assert_eq!(accepted.attribute("utc_offset"), Some("+02:00"));
+        assert_eq!(accepted.attribute("sd.timeQuality.tzKnown"), Some("1"));
+        assert_eq!(
+            accepted.attribute("sd.timeQuality.syncAccuracy"),
+            Some("125000")
+        );
+        // The BOM before MSG is not part of the text sudo's line is read from.
+        let sudo = &c.events[2];
+        assert_eq!(sudo.action, "sudo");
+        assert_eq!(sudo.actor.as_deref(), Some("alice"));
+        assert_eq!(sudo.target.as_deref(), Some("/usr/bin/id"));
+        assert_eq!(sudo.attribute("severity"), Some("notice"));
+        assert_eq!(sudo.attribute("sd.origin.ip"), Some("10.0.1.25"));
+        assert_eq!(sudo.attribute("sd.meta.sequenceId"), Some("7"));
+        assert!(!sudo.message.contains('\u{feff}'));
+        // Nil host, app and pid; escapes in a parameter value undone.
+        let app = &c.events[3];
+        assert_eq!(app.time_us, us("2024-06-01T08:06:00.1Z"));
+        assert_eq!(app.action, "syslog");
+        assert_eq!(app.attribute("host"), None);
+        assert_eq!(app.attribute("pid"), None);
+        assert_eq!(app.attribute("msgid"), Some("ID47"));
+        assert_eq!(app.attribute("facility"), Some("local4"));
+        assert_eq!(
+            app.attribute("sd.exampleSDID@32473.note"),
+            Some(r#"a "quoted" value, a ] bracket, a \ backslash"#)
+        );
+        assert_eq!(app.attribute("sd.exampleSDID@32473.iut"), Some("3"));
+        // No structured data and no MSG.
+        let su = &c.events[4];
+        assert_eq!(su.locator, "line 6");
+        assert_eq!(su.action, "su");
+        assert_eq!(su.attribute("severity"), Some("crit"));
+        // RFC 3164 behind a PRI, detected on its own line.
+        let cron = &c.events[5];
+        assert_eq!(cron.time_us, us("2024-06-01T08:08:00Z"));
+        assert_eq!(cron.action, "CRON");
+        assert_eq!(cron.attribute("facility"), Some("user"));
+        assert_eq!(cron.attribute("pid"), Some("2300"));
+    }
+
+    #[test]
+    fn rfc5424_damage_is_a_problem_naming_it() {
+        let c = parse(
+            b"<13>1 2024-06-01T08:00:00Z h app - - [x a=\"open\n\
+              <13>1 2024-06-01T08:00:00Z h app - - [x a] text\n\
+              <13>1 yesterday h app - - - text\n\
+              <13>1 2024-06-01T08:00:00Z h app\n\
+              <13>1 2024-06-01T08:00:00Z h app - - oops text\n\
+              <13>1 2024-06-01T08:00:00Z h app - - - fine\n",
+        );
+        let why: Vec<(&str, &str)> = c
+            .problems
+            .iter()
+            .map(|p| (p.locator.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                (
+                    "line 1",
+                    "structured data element [x: the value of a is not closed"
+                ),
+                (
+                    "line 2",
+                    "structured data element [x: a parameter without =\"value\""
+                ),
+                (
+                    "line 3",
+                    "the RFC 5424 TIMESTAMP \"yesterday\" is not an RFC 3339 time"
+                ),
+                ("line 4", "an RFC 5424 line without its PROCID"),
+                (
+                    "line 5",
+                    "an RFC 5424 line whose STRUCTURED-DATA is neither `-` nor `[...]`"
+                ),
+            ]
+        );
+        assert_eq!(c.events.len(), 1);
+        assert_eq!(c.events[0].locator, "line 6");
+    }
+
+    fn collected(at: &str) -> FileContext {
+        FileContext {
+            year_hint: 1999,
+            modified_us: None,
+            collected_us: Some(us(at)),
+        }
+    }
+
+    fn times(c: &Collect) -> Vec<i64> {
+        c.events.iter().map(|e| e.time_us).collect()
+    }
+
+    #[test]
+    fn a_december_log_collected_next_december_is_dated_this_december() {
+        let log = b"Dec 10 08:00:00 web01 sshd[1]: Accepted publickey for alice from 198.51.100.23 port 1 ssh2\n\
+                    Dec 28 23:00:00 web01 sshd[2]: Accepted publickey for alice from 198.51.100.23 port 2 ssh2\n";
+        let mut c = Collect::default();
+        syslog(log, &collected("2026-12-02T09:00:00Z"), &mut c);
+        assert_eq!(c.problems, vec![]);
+        assert_eq!(
+            times(&c),
+            [us("2025-12-10T08:00:00Z"), us("2025-12-28T23:00:00Z")]
+        );
+        // The file's modification time, earlier than the collection, bounds it too.
+        let ctx = FileContext {
+            modified_us: Some(us("2025-01-01T00:00:00Z")),
+            ..collected("2026-12-30T00:00:00Z")
+        };
+        let mut c = Collect::default();
+        syslog(log, &ctx, &mut c);
+        assert_eq!(times(&c)[0], us("2024-12-10T08:00:00Z"));
+    }
+
+    #[test]
+    fn a_log_across_new_year_gets_two_years_and_small_steps_back_none() {
+        let log = b"Dec 30 23:59:58 web01 CRON[1]: a\n\
+                    Dec 30 23:59:59 web01 CRON[1]: b\n\
+                    Dec 30 23:59:57 web01 CRON[1]: written out of order\n\
+                    Dec 31 12:00:00 web01 CRON[1]: c\n\
+                    Jan  1 00:00:01 web01 CRON[1]: d\n\
+                    Jan  2 06:00:00 web01 CRON[1]: e\n";
+        let mut c = Collect::default();
+        syslog(log, &collected("2026-01-05T00:00:00Z"), &mut c);
+        assert_eq!(c.problems, vec![]);
+        assert_eq!(
+            times(&c),
+            [
+                us("2025-12-30T23:59:58Z"),
+                us("2025-12-30T23:59:59Z"),
+                us("2025-12-30T23:59:57Z"),
+                us("2025-12-31T12:00:00Z"),
+                us("2026-01-01T00:00:01Z"),
+                us("2026-01-02T06:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bundle_members_are_dated_by_their_own_modification_time() {
+        let log: &[u8] = b"Dec 31 10:00:00 web01 CRON[1]: a\nJan  2 10:00:00 web01 CRON[1]: b\n";
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, mtime) in [
+            ("files/var/log/syslog.2", 1_735_900_000u64), // 2025-01-03
+            ("files/var/log/syslog", 0),                  // none kept
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(log.len() as u64);
+            h.set_mode(0o444);
+            h.set_mtime(mtime);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, path, log).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut c = Collect::default();
+        bundle(&tar, &collected("2026-06-01T00:00:00Z"), &mut c);
+        assert_eq!(c.problems, vec![]);
+        assert_eq!(
+            times(&c),
+            [
+                us("2024-12-31T10:00:00Z"),
+                us("2025-01-02T10:00:00Z"),
+                // Without a modification time, the collection bounds it.
+                us("2025-12-31T10:00:00Z"),
+                us("2026-01-02T10:00:00Z"),
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use custody_disk::bytes::{le32, le64, slice, u8_at};
 
-use super::{Sink, host, problem};
+use super::{Record, Sink, host, problem};
 use crate::timeline::Event;
 
 const SOURCE: &str = "journal";
@@ -498,7 +498,9 @@ impl<'a> Journal<'a> {
         }
         e.attributes.extend(recognised);
         e.locator = locator;
-        sink.event(e);
+        // The entry object: its sequence number, times, boot id, the hash
+        // of its fields and their places.
+        sink.record(e, Record::bytes(entry));
     }
 
     /// The field of the DATA object at `at`, with its value when the event

@@ -41,7 +41,7 @@ use std::hash::{BuildHasher, RandomState};
 use serde_json::Value;
 
 use super::linux::one_line;
-use super::{Sink, ip, problem, str_at, time_us};
+use super::{Record, Sink, ip, problem, str_at, time_us};
 use crate::timeline::Event;
 
 const SOURCE: &str = "k8s_audit";
@@ -285,6 +285,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The bytes of the record at `place`: its line (for EKS, the log
+    /// event holding it), when the line holds it alone; else none.
+    fn raw(&self, place: Place) -> &'a [u8] {
+        match place {
+            Place::Line {
+                start,
+                end,
+                item: None,
+                ..
+            } => self.bytes.get(start..end).unwrap_or_default().trim_ascii(),
+            _ => &[],
+        }
+    }
+
     /// A line's record (an Event or an EventList) and its log stream.
     fn unwrap_line(&self, line: &[u8]) -> Result<(Value, Option<String>), LineError> {
         let value =
@@ -397,7 +411,8 @@ impl<'a> Reader<'a> {
         ));
         if stage == Stage::Final {
             let earlier = self.pending.remove(&key).map_or(0, |p| p.stages);
-            sink.event(event(r, t, earlier, place.locator(), stream));
+            let e = event(r, t, earlier, place.locator(), stream);
+            emit(e, self.raw(place), r, sink);
             if self.done.len() < DONE_MAX {
                 self.done.insert(key);
             }
@@ -417,7 +432,8 @@ impl<'a> Reader<'a> {
         }
         if self.pending.len() >= PENDING_MAX {
             count(&mut self.overflow, place);
-            sink.event(event(r, t, 0, place.locator(), stream));
+            let e = event(r, t, 0, place.locator(), stream);
+            emit(e, self.raw(place), r, sink);
             return;
         }
         self.seq += 1;
@@ -464,7 +480,8 @@ impl<'a> Reader<'a> {
                 && let Some(t) = check(&r)
             {
                 let earlier = p.stages & !p.stage.bit();
-                sink.event(event(&r, t, earlier, p.place.locator(), stream.as_deref()));
+                let e = event(&r, t, earlier, p.place.locator(), stream.as_deref());
+                emit(e, self.raw(p.place), &r, sink);
             }
         }
         let (n, first) = &self.late;
@@ -532,7 +549,7 @@ fn check(r: &Value) -> Option<i64> {
 }
 
 /// `s` with control characters escaped, cut to about `max` bytes.
-fn clean(s: &str, max: usize) -> String {
+pub(super) fn clean(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max));
     for (i, c) in s.char_indices() {
         if out.len() >= max {
@@ -583,6 +600,16 @@ fn push(a: &mut Vec<(String, String)>, name: &str, value: Option<String>) {
 
 /// One audit Event as a timeline event. `earlier` are the early stages
 /// folded into it.
+/// Sends an event with its record. Its content is the audit Event's value,
+/// not the line's bytes: the same Event read from the API server's log and
+/// through CloudWatch Logs (wrapped in a log event) is one record.
+fn emit(mut e: Event, raw: &[u8], r: &Value, sink: &mut dyn Sink) {
+    if e.record_id.is_some() {
+        e.content = Some(Record::json(&[], r).digest());
+    }
+    sink.record(e, Record::json(raw, r));
+}
+
 fn event(r: &Value, t: i64, earlier: u8, locator: String, stream: Option<&str>) -> Event {
     let s = |path: &[&str], max: usize| str_at(r, path).map(|v| clean(v, max));
     let obj = |k: &str| str_at(r, &["objectRef", k]).map(|v| clean(v, NAME_MAX));
@@ -1066,7 +1093,12 @@ mod tests {
 
     fn assert_events(got: &[Event], want: &[Event]) {
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert_eq!(g, w, "event {i}");
+            assert!(g.content.is_some(), "event {i} has a content digest");
+            let g = Event {
+                content: None,
+                ..g.clone()
+            };
+            assert_eq!(&g, w, "event {i}");
         }
         assert_eq!(got.len(), want.len());
     }

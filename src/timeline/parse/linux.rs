@@ -22,11 +22,12 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use sha2::{Digest, Sha256};
+use time::Month;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
-use time::{Date, Month};
 
-use super::{FileContext, Format, Sink, problem, time_us, to_us};
+use super::yearless::{Stamp, Years};
+use super::{FileContext, Format, Record, Sink, problem, time_us, to_us};
 use crate::timeline::Event;
 
 /// How long a one-line `message` may be, in characters; the full text stays
@@ -270,7 +271,7 @@ fn emit_command(
     };
     attr(&mut e, "command", command);
     e.locator = format!("line {line}");
-    sink.event(e);
+    sink.record(e, Record::bytes(command.as_bytes()));
 }
 
 /// bash's `#<epoch>` line.
@@ -416,7 +417,7 @@ pub fn crontab_named(member: &str, bytes: &[u8], ctx: &FileContext, sink: &mut d
                 .unwrap_or_default()
         ));
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -664,7 +665,7 @@ pub fn systemd_unit_named(member: &str, bytes: &[u8], ctx: &FileContext, sink: &
     }
     e.message = one_line(&summary);
     e.locator = format!("line {line}");
-    sink.event(e);
+    sink.record(e, Record::bytes(bytes));
 }
 
 // -------------------------------------------------------- authorized_keys
@@ -736,7 +737,7 @@ pub fn authorized_keys_named(member: &str, bytes: &[u8], ctx: &FileContext, sink
         }
         e.message = one_line(&summary);
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -891,7 +892,7 @@ pub fn passwd(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
                 e.target = Some(t.to_owned());
                 e.message = one_line(&format!("NIS passwd entry {t}"));
                 e.locator = format!("line {n}");
-                sink.event(e);
+                sink.record(e, Record::bytes(raw));
             } else {
                 sink.problem(problem(
                     format!("line {n}"),
@@ -924,7 +925,7 @@ pub fn passwd(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
             if uid0 { " (uid 0, not root)" } else { "" }
         ));
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -969,7 +970,7 @@ pub fn group(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
             }
         ));
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -1067,7 +1068,7 @@ pub fn sudoers(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
         attr(&mut e, "line", line.clone());
         e.message = one_line(&format!("sudoers {action}: {line}"));
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(line.as_bytes()));
     }
 }
 
@@ -1198,7 +1199,7 @@ pub fn dpkg(bytes: &[u8], sink: &mut dyn Sink) {
         attr(&mut e, "time_zone", "host local, read as UTC");
         e.message = one_line(&format!("dpkg {verb} {rest}"));
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -1220,30 +1221,40 @@ fn local_as_utc(date: &str, clock: &str) -> Option<i64> {
 
 /// dnf's `dnf.rpm.log` and `dnf.log` (`2024-01-02T03:04:05+0000 LEVEL
 /// TEXT`, also with `Z`), and yum's `yum.log` (`Jan 02 03:04:05 Installed:
-/// pkg`, the year from `year_hint`, UTC assumed). Package transactions
+/// pkg`, UTC assumed, its years found as syslog's are: see
+/// [`super::yearless`]). Package transactions
 /// become `dnf.install`, `dnf.upgrade`, `dnf.remove`, `dnf.reinstall`,
 /// `dnf.downgrade`, `dnf.obsolete`, `dnf.cleanup`; dnf's `Command:` lines
 /// `dnf.command`; other lines (debug output, lines without a time) are
 /// skipped.
 pub fn dnf(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
+    // yum's stamps carry no year: read them all first (see `yearless`).
+    let stamps = lines(bytes).filter_map(|(_, raw)| match dnf_line(&text(raw)) {
+        DnfLine::Yum(stamp, _) => Some(stamp),
+        _ => None,
+    });
+    let mut years = Years::new(ctx, stamps);
     for (n, raw) in lines(bytes) {
         let line = text(raw);
-        let t = line.trim();
-        if t.is_empty() {
-            continue;
-        }
-        let (time, level, body) = if let Some((stamp, rest)) = t.split_once(' ')
-            && stamp.as_bytes().first().is_some_and(u8::is_ascii_digit)
-        {
-            let Some(time) = dnf_time(stamp) else {
-                continue;
-            };
-            let (level, body) = rest.trim_start().split_once(' ').unwrap_or((rest, ""));
-            (time, Some(level), body.trim())
-        } else if let Some((time, body)) = yum_time(t, ctx.year_hint) {
-            (time, None, body.trim())
-        } else {
-            continue;
+        let (time, level, body) = match dnf_line(&line) {
+            DnfLine::Other => continue,
+            DnfLine::Dnf(stamp, rest) => {
+                let Some(time) = dnf_time(stamp) else {
+                    continue;
+                };
+                let (level, body) = rest.trim_start().split_once(' ').unwrap_or((rest, ""));
+                (time, Some(level), body.trim())
+            }
+            DnfLine::Yum(stamp, body) => match years.date(stamp) {
+                Ok(time) => (time, None, body.trim()),
+                Err(year) => {
+                    sink.problem(problem(
+                        format!("line {n}"),
+                        format!("February 29 in {year}, a year without one"),
+                    ));
+                    continue;
+                }
+            },
         };
         let e = if let Some(cmd) = body.strip_prefix("Command:") {
             let mut e = Event::new(time, Format::Dnf.source(), "dnf.command");
@@ -1275,7 +1286,7 @@ pub fn dnf(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
         }
         e.message = one_line(body);
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -1317,8 +1328,31 @@ fn dnf_time(stamp: &str) -> Option<i64> {
     time_us(&fixed)
 }
 
-/// `Jan 02 03:04:05 REST` of yum.log, in `year` (UTC assumed).
-fn yum_time(line: &str, year: i32) -> Option<(i64, &str)> {
+/// A line of dnf's or yum's logs, by its time's shape.
+enum DnfLine<'a> {
+    /// dnf's `2024-01-02T03:04:05+0000 REST`: the stamp and the rest.
+    Dnf(&'a str, &'a str),
+    /// yum's `Jan 02 03:04:05 REST`.
+    Yum(Stamp, &'a str),
+    Other,
+}
+
+fn dnf_line(line: &str) -> DnfLine<'_> {
+    let t = line.trim();
+    if t.is_empty() {
+        return DnfLine::Other;
+    }
+    if let Some((stamp, rest)) = t.split_once(' ')
+        && stamp.as_bytes().first().is_some_and(u8::is_ascii_digit)
+    {
+        return DnfLine::Dnf(stamp, rest);
+    }
+    yum_stamp(t).map_or(DnfLine::Other, |(s, rest)| DnfLine::Yum(s, rest))
+}
+
+/// `Jan 02 03:04:05 REST` of yum.log: the stamp, its year to be found
+/// (UTC assumed), and the rest.
+fn yum_stamp(line: &str) -> Option<(Stamp, &str)> {
     let (f, rest) = fields(line, 3)?;
     let (Some(mon), Some(day), Some(clock)) = (f.first(), f.get(1), f.get(2)) else {
         return None;
@@ -1329,12 +1363,7 @@ fn yum_time(line: &str, year: i32) -> Option<(i64, &str)> {
     else {
         return None;
     };
-    let t = Date::from_calendar_date(year, month(mon)?, day.parse().ok()?)
-        .ok()?
-        .with_hms(h, m, s)
-        .ok()?
-        .assume_utc();
-    Some((to_us(t), rest))
+    Some((Stamp::new(month(mon)?, day.parse().ok()?, h, m, s)?, rest))
 }
 
 /// `[epoch:]name-version-release.arch` into the name, `version-release` and arch.
@@ -1418,7 +1447,7 @@ pub fn cloud_init_named(member: &str, bytes: &[u8], ctx: &FileContext, sink: &mu
             attr(&mut e, "time_zone", "UTC");
             e.message = one_line(rec.message);
             e.locator = format!("line {n}");
-            sink.event(e);
+            sink.record(e, Record::bytes(raw));
             last = Some((rec.time, n));
             continue;
         }
@@ -1432,7 +1461,7 @@ pub fn cloud_init_named(member: &str, bytes: &[u8], ctx: &FileContext, sink: &mu
             }
             e.message = one_line(t);
             e.locator = format!("line {n}");
-            sink.event(e);
+            sink.record(e, Record::bytes(raw));
             last = Some((time, n));
             continue;
         }
@@ -1447,7 +1476,7 @@ pub fn cloud_init_named(member: &str, bytes: &[u8], ctx: &FileContext, sink: &mu
         attr(&mut e, "text", t);
         e.message = one_line(t);
         e.locator = format!("line {n}");
-        sink.event(e);
+        sink.record(e, Record::bytes(raw));
     }
 }
 
@@ -1513,6 +1542,7 @@ mod tests {
         FileContext {
             year_hint: 2024,
             modified_us: Some(MTIME),
+            collected_us: None,
         }
     }
 
@@ -2001,13 +2031,38 @@ mod tests {
         );
 
         let yum = b"Jan 02 03:04:05 Installed: socat-1.7.3.2-2.el7.x86_64\nFeb 29 10:00:00 Erased: telnet\n";
-        let c = run(|c| dnf(yum, &ctx(), c));
+        // Modified in March 2024: the lines are of 2024, a leap year.
+        let march = FileContext {
+            modified_us: Some(us("2024-03-01T00:00:00Z")),
+            ..ctx()
+        };
+        let c = run(|c| dnf(yum, &march, c));
         assert_eq!(c.events.len(), 2);
         assert_eq!(c.events[0].time_us, us("2024-01-02T03:04:05Z"));
         assert_eq!(c.events[0].attribute("package"), Some("socat"));
         assert_eq!(c.events[1].action, "dnf.remove");
         assert_eq!(c.events[1].time_us, us("2024-02-29T10:00:00Z"));
         assert_eq!(c.events[1].locator, "line 2");
+    }
+
+    #[test]
+    fn yum_log_years_come_from_the_bound_and_turn_over_in_the_file() {
+        let yum = b"Dec 30 10:00:00 Installed: socat-1.7.3.2-2.el7.x86_64\n\
+            Jan 02 09:00:00 Erased: telnet\n";
+        // Collected in June 2026, the file last written in January 2026:
+        // not this year's December (after both), last year's.
+        let ctx = FileContext {
+            year_hint: 2026,
+            modified_us: Some(us("2026-01-02T09:00:01Z")),
+            collected_us: Some(us("2026-06-01T00:00:00Z")),
+        };
+        let c = run(|c| dnf(yum, &ctx, c));
+        assert_eq!(c.problems, vec![]);
+        let times: Vec<i64> = c.events.iter().map(|e| e.time_us).collect();
+        assert_eq!(
+            times,
+            [us("2025-12-30T10:00:00Z"), us("2026-01-02T09:00:00Z")]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
-use super::{Sink, problem, str_at, text_at, time_us};
+use super::{Record, Sink, problem, str_at, text_at, time_us};
 use crate::timeline::Event;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -126,13 +126,16 @@ pub fn ual_csv(bytes: &[u8], sink: &mut dyn Sink) {
             record_id: field(record_id),
             record_type: field(record_type),
         };
-        emit(&data, locator, sink, &|v| ual_event(v, &columns));
+        // AuditData is the record; the other columns repeat parts of it.
+        emit(&data, text.as_bytes(), locator, sink, &|v| {
+            ual_event(v, &columns)
+        });
     }
 }
 
 /// Line numbers of ascending byte offsets, counted incrementally.
 #[derive(Default)]
-struct LineCounter {
+pub(super) struct LineCounter {
     counted: usize,
     newlines: usize,
 }
@@ -140,7 +143,7 @@ struct LineCounter {
 impl LineCounter {
     /// The 1-based line of the first byte at or after `pos` that is not a
     /// line break (a record's position may point at the break before it).
-    fn line_of(&mut self, bytes: &[u8], mut pos: usize) -> usize {
+    pub(super) fn line_of(&mut self, bytes: &[u8], mut pos: usize) -> usize {
         while matches!(bytes.get(pos), Some(b'\r' | b'\n')) {
             pos += 1;
         }
@@ -163,7 +166,7 @@ pub fn ual_jsonl(bytes: &[u8], sink: &mut dyn Sink) {
 /// `Search-UnifiedAuditLog | ConvertTo-Json` writes: AuditData as a string
 /// beside CreationDate, UserIds, Operations), whose outer fields then stand
 /// in for the CSV columns.
-fn ual_record(v: &Value) -> Result<Event, String> {
+pub(super) fn ual_record(v: &Value) -> Result<Event, String> {
     let Some(wrapped) = v.get("AuditData") else {
         return ual_event(v, &UalColumns::default());
     };
@@ -195,9 +198,21 @@ fn ual_record(v: &Value) -> Result<Event, String> {
 
 type Mapper<'a> = &'a dyn Fn(&Value) -> Result<Event, String>;
 
+/// What is done with each JSON value read: the value, its bytes, its
+/// locator, the sink.
+pub(super) type Handler<'a> = &'a dyn Fn(&Value, &[u8], String, &mut dyn Sink);
+
 /// Reads records from a JSON array, `{"value": [...]}` pages or JSON lines,
 /// chosen by the first byte and, for `{`, by whether it opens a page.
 fn json_records(bytes: &[u8], sink: &mut dyn Sink, map: Mapper<'_>) {
+    json_values(bytes, sink, &|v, raw, locator, sink| {
+        emit(v, raw, locator, sink, map);
+    });
+}
+
+/// The values of a JSON array, `{"value": [...]}` pages or JSON lines, each
+/// handed to `handle` with its bytes and locator.
+pub(super) fn json_values(bytes: &[u8], sink: &mut dyn Sink, map: Handler<'_>) {
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     let start = skip_ws(bytes, 0);
     match bytes.get(start) {
@@ -215,7 +230,7 @@ fn json_records(bytes: &[u8], sink: &mut dyn Sink, map: Mapper<'_>) {
 /// The records of one or more `{"value": [...]}` pages, one after another
 /// (as a collector appending pages writes them). Later pages are located as
 /// `page N value[i]` so that no two records share a locator.
-fn walk_pages(bytes: &[u8], mut pos: usize, sink: &mut dyn Sink, map: Mapper<'_>) {
+fn walk_pages(bytes: &[u8], mut pos: usize, sink: &mut dyn Sink, map: Handler<'_>) {
     let mut page = 1;
     while let Some(array) = page_array(bytes, pos) {
         let prefix = if page == 1 {
@@ -305,7 +320,7 @@ fn walk_array(
     open: usize,
     prefix: &str,
     sink: &mut dyn Sink,
-    map: Mapper<'_>,
+    map: Handler<'_>,
 ) -> Option<usize> {
     let mut pos = skip_ws(bytes, open + 1);
     if bytes.get(pos) == Some(&b']') {
@@ -315,7 +330,8 @@ fn walk_array(
     loop {
         match read::<Value>(bytes, pos) {
             Ok((v, after)) => {
-                emit(&v, format!("{prefix}[{i}]"), sink, map);
+                let raw = bytes.get(pos..after).unwrap_or_default();
+                map(&v, raw, format!("{prefix}[{i}]"), sink);
                 pos = skip_ws(bytes, after);
             }
             Err(e) => {
@@ -345,7 +361,7 @@ fn walk_array(
 
 /// JSON lines: each line one record. A bad line is reported and skipped; a
 /// value spread over several lines (pretty-printed) is read whole.
-fn walk_lines(bytes: &[u8], sink: &mut dyn Sink, map: Mapper<'_>) {
+fn walk_lines(bytes: &[u8], sink: &mut dyn Sink, map: Handler<'_>) {
     let mut pos = 0;
     let mut lines = LineCounter::default();
     loop {
@@ -365,7 +381,8 @@ fn walk_lines(bytes: &[u8], sink: &mut dyn Sink, map: Mapper<'_>) {
         };
         match parsed {
             Ok((v, after)) => {
-                emit(&v, locator, sink, map);
+                let raw = bytes.get(pos..after).unwrap_or_default();
+                map(&v, raw, locator, sink);
                 pos = after;
             }
             Err(e) => {
@@ -404,8 +421,9 @@ fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
     pos
 }
 
-/// Sends the record's event, or a problem, located at `locator`.
-fn emit(v: &Value, locator: String, sink: &mut dyn Sink, map: Mapper<'_>) {
+/// Sends the record's event, or a problem, located at `locator`; `raw` is
+/// the record's bytes.
+fn emit(v: &Value, raw: &[u8], locator: String, sink: &mut dyn Sink, map: Mapper<'_>) {
     if !v.is_object() {
         sink.problem(problem(locator, "the record is not a JSON object"));
         return;
@@ -414,7 +432,7 @@ fn emit(v: &Value, locator: String, sink: &mut dyn Sink, map: Mapper<'_>) {
         Ok(mut event) => {
             event.message = summary(&event);
             event.locator = locator;
-            sink.event(event);
+            sink.record(event, Record::json(raw, v));
         }
         Err(e) => sink.problem(problem(locator, e)),
     }
@@ -424,7 +442,7 @@ fn emit(v: &Value, locator: String, sink: &mut dyn Sink, map: Mapper<'_>) {
 // Shared mapping
 
 /// `alice@contoso.com New-InboxRule from 203.0.113.10: success`
-fn summary(e: &Event) -> String {
+pub(super) fn summary(e: &Event) -> String {
     let mut s = String::new();
     if let Some(actor) = &e.actor {
         s.push_str(actor);
@@ -484,7 +502,7 @@ fn localized(v: &Value, key: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Azure Activity Log
 
-fn activity_event(v: &Value) -> Result<Event, String> {
+pub(super) fn activity_event(v: &Value) -> Result<Event, String> {
     let time = required_time(v, &["eventTimestamp", "time"])?;
     let operation = localized(v, "operationName").unwrap_or_default();
     let mut e = Event::new(time, "azure_activity", operation.clone());
@@ -540,7 +558,7 @@ fn subscription_of(resource: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Entra ID
 
-fn signin_event(v: &Value) -> Result<Event, String> {
+pub(super) fn signin_event(v: &Value) -> Result<Event, String> {
     let time = required_time(v, &["createdDateTime"])?;
     let mut e = Event::new(time, "entra_signin", "SignIn");
     e.account = str_at(v, &["tenantId"])
@@ -581,7 +599,7 @@ fn signin_event(v: &Value) -> Result<Event, String> {
     Ok(e)
 }
 
-fn audit_event(v: &Value) -> Result<Event, String> {
+pub(super) fn audit_event(v: &Value) -> Result<Event, String> {
     let time = required_time(v, &["activityDateTime"])?;
     let action = str_at(v, &["activityDisplayName"]).unwrap_or_default();
     let mut e = Event::new(time, "entra_audit", action);
@@ -639,6 +657,11 @@ const FORWARDING_PARAMETERS: [&str; 5] = [
     "ForwardingSmtpAddress",
     "ForwardingAddress",
 ];
+
+/// An AuditData record alone (no export columns around it).
+pub(super) fn audit_data_event(v: &Value) -> Result<Event, String> {
+    ual_event(v, &UalColumns::default())
+}
 
 fn ual_event(v: &Value, columns: &UalColumns) -> Result<Event, String> {
     let time_text = str_at(v, &["CreationTime"])
@@ -758,7 +781,7 @@ fn name_value(v: &Value, list: &str, name: &str) -> Option<String> {
 /// AuditData as JSON. Some exports carry raw line breaks inside its strings,
 /// which JSON forbids although the record is otherwise whole: those are
 /// escaped and the record read again.
-fn parse_audit_data(text: &str) -> Result<Value, serde_json::Error> {
+pub(super) fn parse_audit_data(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str(text).or_else(|e| {
         escape_controls_in_strings(text)
             .and_then(|fixed| serde_json::from_str(&fixed).ok())
@@ -838,6 +861,14 @@ mod tests {
         Some(text.to_owned())
     }
 
+    /// An event without its content digest, to compare with one written out.
+    fn bare(e: &Event) -> Event {
+        Event {
+            content: None,
+            ..e.clone()
+        }
+    }
+
     fn locators(c: &Collect) -> Vec<&str> {
         c.events.iter().map(|e| e.locator.as_str()).collect()
     }
@@ -880,6 +911,7 @@ mod tests {
             user_agent: None,
             target: Some(role.clone()),
             record_id: some("4d5e6f70-8192-4a3b-9c4d-5e6f70819202"),
+            content: None,
             message: "alice@contoso.com Microsoft.Authorization/roleAssignments/write from 203.0.113.10: started".to_owned(),
             attributes: attrs(&[
                 ("category", "Administrative"),
@@ -889,7 +921,7 @@ mod tests {
             member: String::new(),
             locator: "value[0]".to_owned(),
         };
-        assert_eq!(c.events[0], start);
+        assert_eq!(bare(&c.events[0]), start);
 
         let end = &c.events[1];
         assert_eq!(end.time_us, 1_709_592_003_500_000);
@@ -951,6 +983,7 @@ mod tests {
             record_id: some(
                 "2c1b0a9d-8e7f-4c6b-9a5d-4c3b2a1f0e9d|MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION|Success|2024-03-04T22:45:10.3456789Z",
             ),
+            content: None,
             message: "alice@contoso.com MICROSOFT.STORAGE/STORAGEACCOUNTS/LISTKEYS/ACTION from 203.0.113.10: success".to_owned(),
             attributes: attrs(&[
                 ("category", "Administrative"),
@@ -961,7 +994,7 @@ mod tests {
             member: String::new(),
             locator: "line 1".to_owned(),
         };
-        assert_eq!(c.events[0], list_keys);
+        assert_eq!(bare(&c.events[0]), list_keys);
 
         let (start, failed) = (&c.events[1], &c.events[2]);
         // No upn or name claim: the application id claim names the principal.
@@ -999,6 +1032,7 @@ mod tests {
             user_agent: some(UA_CHROME),
             target: some("Office 365 Exchange Online"),
             record_id: some("b1a2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"),
+            content: None,
             message: "alice@contoso.com SignIn from 203.0.113.10: success".to_owned(),
             attributes: attrs(&[
                 ("app", "Office 365 Exchange Online"),
@@ -1013,7 +1047,7 @@ mod tests {
             member: String::new(),
             locator: "value[0]".to_owned(),
         };
-        assert_eq!(c.events[0], ok);
+        assert_eq!(bare(&c.events[0]), ok);
 
         let bad = &c.events[1];
         assert_eq!(bad.time_us, 1_709_589_423_000_000);
@@ -1127,6 +1161,7 @@ mod tests {
             user_agent: some(UA_CHROME),
             target: some("mallory.ops@contoso.com, Global Administrator"),
             record_id: some("Directory_5c4b3a29-1807-4f6e-9d5c-4b3a29180706_QX3VB_41926553"),
+            content: None,
             message: "alice@contoso.com Add member to role from 203.0.113.10: success".to_owned(),
             attributes: attrs(&[
                 ("category", "RoleManagement"),
@@ -1136,7 +1171,7 @@ mod tests {
             member: String::new(),
             locator: "value[0]".to_owned(),
         };
-        assert_eq!(c.events[0], add_role);
+        assert_eq!(bare(&c.events[0]), add_role);
 
         let by_app = &c.events[1];
         assert_eq!(by_app.actor.as_deref(), Some("Provisioning Automation"));
@@ -1244,6 +1279,7 @@ mod tests {
             user_agent: None,
             target: some("alice@contoso.com\\Archive sync"),
             record_id: some("3b6f0a1e-2c4d-4e8f-9a0b-1c2d3e4f5a6b"),
+            content: None,
             message: "alice@contoso.com New-InboxRule from 203.0.113.10: success".to_owned(),
             attributes: attrs(&[
                 ("workload", "Exchange"),
@@ -1259,7 +1295,7 @@ mod tests {
             member: String::new(),
             locator: "row 3 (line 4)".to_owned(),
         };
-        assert_eq!(c.events[2], rule);
+        assert_eq!(bare(&c.events[2]), rule);
 
         let forwarding = &c.events[3];
         assert_eq!(forwarding.target.as_deref(), Some("Alice Example"));
@@ -1371,6 +1407,10 @@ mod tests {
             Some("3b6f0a1e-2c4d-4e8f-9a0b-1c2d3e4f5a6b")
         );
         assert_eq!(a.record_id, b.record_id);
+        // The same AuditData: the same content, so the store drops one.
+        assert!(a.content.is_some());
+        assert_eq!(a.content, b.content);
+        assert_ne!(a.content, c.events[1].content);
         assert_eq!(a.attribute("forward_to"), Some("archive-box@example.net"));
         assert_eq!(
             Event {

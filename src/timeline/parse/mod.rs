@@ -8,9 +8,17 @@
 //!   Logs messages), S3 server access logs.
 //! - [`microsoft`]: Azure Activity Log, Entra ID sign-in and audit logs,
 //!   the Microsoft 365 Unified Audit Log (Purview CSV and JSON lines).
+//! - [`sentinel`]: the same Microsoft and AWS records as exported from
+//!   Microsoft Sentinel / Log Analytics tables (`SigninLogs`, `AuditLogs`,
+//!   `OfficeActivity`, `AzureActivity`, `AWSCloudTrail`), CSV or JSON.
 //! - [`k8s`]: Kubernetes API server audit logs (the log backend's Events,
 //!   EKS's through CloudWatch Logs).
-//! - [`host`]: text logs of the host triage bundle (auth.log, secure, syslog).
+//! - [`gcp`]: Google Cloud Audit Logs, LogEntry JSON as `gcloud logging
+//!   read`, the Logs Explorer or a log sink to Cloud Storage writes it (with
+//!   the other logs of the same export).
+//! - [`host`]: text logs of the host triage bundle (auth.log, secure, syslog),
+//!   RFC 3164 and RFC 5424 lines.
+//! - [`yearless`]: the years of timestamps that carry none.
 //! - [`journal`]: systemd journal files, in their binary format.
 //! - [`utmp`]: `utmp`, `wtmp`, `btmp` and `lastlog`.
 //! - [`linux`]: what a responder reads first on a Linux disk besides its
@@ -24,12 +32,15 @@ pub mod alert;
 pub mod aws;
 pub mod bodyfile;
 pub mod evtx;
+pub mod gcp;
 pub mod host;
 pub mod journal;
 pub mod k8s;
 pub mod linux;
 pub mod microsoft;
+pub mod sentinel;
 pub mod utmp;
+pub mod yearless;
 
 use std::io::Read;
 use std::net::IpAddr;
@@ -43,14 +54,90 @@ use super::{Event, Problem};
 pub use crate::inflate::InflateLimits;
 
 /// Where parsed records go.
+///
+/// Parsers hand over each record through [`Sink::record`]: the event and
+/// the record as the source wrote it ([`Record`]). Its default sets the
+/// event's content digest (for events with a record id, by which the
+/// timeline tells a duplicate from another record under the same id) and
+/// passes the event to [`Sink::event`]; a sink that reads the records
+/// themselves (a detection engine reading [`Record::json`]) implements it.
 pub trait Sink {
     fn event(&mut self, event: Event);
     fn problem(&mut self, problem: Problem);
+    /// One record and its event.
+    fn record(&mut self, mut event: Event, raw: Record<'_>) {
+        if event.record_id.is_some() && event.content.is_none() {
+            event.content = Some(raw.digest());
+        }
+        self.event(event);
+    }
     /// How far compressed input may expand on its way to this sink. It
     /// travels with the sink so that parsers of containers (a host bundle)
     /// hand it on to their members' parsers.
     fn inflate_limits(&self) -> InflateLimits {
         InflateLimits::DEFAULT
+    }
+}
+
+/// A record as its source wrote it, handed to the sink with its event.
+///
+/// `bytes` are the record's own bytes in the (decompressed) file: a JSON
+/// object of a CloudTrail file, a line, a CSV row (for the Unified Audit
+/// Log's CSV, the AuditData cell, which is the record), a binary entry.
+/// `json` is the record as JSON wherever the parser read it as such; for
+/// exports that reshape a native record (Sentinel's tables) it carries the
+/// native record's field names (`eventName`, `userIdentity.arn`) beside the
+/// export's own columns. Line, CSV and binary formats pass `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub bytes: &'a [u8],
+    pub json: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Record<'a> {
+    /// A record that is a line, a row or a binary entry.
+    pub fn bytes(bytes: &'a [u8]) -> Self {
+        Self { bytes, json: None }
+    }
+
+    /// A JSON record: its bytes in the file and its parsed value. A record
+    /// rebuilt from parts, with no bytes of its own to point at, passes
+    /// empty bytes: its value's serialisation is then what is digested.
+    pub fn json(bytes: &'a [u8], json: &'a serde_json::Value) -> Self {
+        Self {
+            bytes,
+            json: Some(json),
+        }
+    }
+
+    /// The content digest: the first 8 bytes of the SHA-256 of `bytes` (of
+    /// `json` serialised when there are none), as the timeline stores it.
+    /// Byte for byte: the same record pretty-printed is other content.
+    pub fn digest(&self) -> i64 {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        match self.json {
+            Some(v) if self.bytes.is_empty() => {
+                // Serialising a Value into a hasher cannot fail.
+                let _ = serde_json::to_writer(HashWriter(&mut h), v);
+            }
+            _ => h.update(self.bytes),
+        }
+        let d = h.finalize();
+        d.first_chunk::<8>().map_or(0, |b| i64::from_be_bytes(*b))
+    }
+}
+
+/// Feeds what is written into a SHA-256.
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -113,6 +200,21 @@ pub enum Format {
     UalCsv,
     /// Microsoft 365 Unified Audit Log as JSON lines (one AuditData record per line).
     UalJsonl,
+    /// Microsoft Sentinel / Log Analytics `SigninLogs` rows, exported from
+    /// the portal as CSV or JSON: Entra ID sign-ins.
+    SentinelSigninlogs,
+    /// Sentinel `AuditLogs` rows: Entra ID audit events.
+    SentinelAuditlogs,
+    /// Sentinel `OfficeActivity` rows: the Microsoft 365 Unified Audit Log.
+    SentinelOfficeactivity,
+    /// Sentinel `AzureActivity` rows: the Azure Activity Log.
+    SentinelAzureactivity,
+    /// Sentinel `AWSCloudTrail` rows: CloudTrail events.
+    SentinelAwscloudtrail,
+    /// Google Cloud Audit Logs: LogEntry JSON as `gcloud logging read
+    /// --format=json` or the Logs Explorer writes it (an array), or a log
+    /// sink to Cloud Storage (one entry per line).
+    GcpAudit,
     /// A host triage bundle: its text logs under `files/var/log/`.
     HostBundle,
     /// One syslog-style text log (auth.log, secure, syslog, messages).
@@ -157,15 +259,16 @@ impl Format {
     /// The `source` field of the events this format yields.
     pub fn source(self) -> &'static str {
         match self {
-            Self::Cloudtrail | Self::CloudtrailLookup => "cloudtrail",
+            Self::Cloudtrail | Self::CloudtrailLookup | Self::SentinelAwscloudtrail => "cloudtrail",
             Self::VpcFlow | Self::VpcFlowCloudwatch => "vpc_flow",
             Self::CloudwatchLogs => "cloudwatch",
             Self::S3Access => "s3_access",
             Self::K8sAudit | Self::EksAuditCloudwatch => "k8s_audit",
-            Self::AzureActivity => "azure_activity",
-            Self::EntraSignin => "entra_signin",
-            Self::EntraAudit => "entra_audit",
-            Self::UalCsv | Self::UalJsonl => "m365_ual",
+            Self::AzureActivity | Self::SentinelAzureactivity => "azure_activity",
+            Self::EntraSignin | Self::SentinelSigninlogs => "entra_signin",
+            Self::EntraAudit | Self::SentinelAuditlogs => "entra_audit",
+            Self::UalCsv | Self::UalJsonl | Self::SentinelOfficeactivity => "m365_ual",
+            Self::GcpAudit => "gcp_audit",
             Self::HostBundle | Self::Syslog => "host",
             Self::Journal => "journal",
             Self::Utmp | Self::Btmp | Self::Lastlog => "login",
@@ -195,6 +298,12 @@ impl Format {
             Self::EntraAudit => "entra-audit",
             Self::UalCsv => "ual-csv",
             Self::UalJsonl => "ual-jsonl",
+            Self::SentinelSigninlogs => "sentinel-signinlogs",
+            Self::SentinelAuditlogs => "sentinel-auditlogs",
+            Self::SentinelOfficeactivity => "sentinel-officeactivity",
+            Self::SentinelAzureactivity => "sentinel-azureactivity",
+            Self::SentinelAwscloudtrail => "sentinel-awscloudtrail",
+            Self::GcpAudit => "gcp-audit",
             Self::HostBundle => "host-bundle",
             Self::Syslog => "syslog",
             Self::Journal => "journal",
@@ -228,11 +337,52 @@ impl Format {
 /// What a parser may know of a file besides its bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FileContext {
-    /// Dates syslog lines, which carry no year.
+    /// The year that dates lines carrying none (syslog's, yum's) when
+    /// neither time below is known: their latest line falls in it.
     pub year_hint: i32,
-    /// The file's modification time (µs), where it came off a file system:
-    /// what dates a history that wrote no times, as "undated".
+    /// The file's modification time (µs), where it came off a file system
+    /// or out of a bundle: what dates a history that wrote no times, as
+    /// "undated", and a bound on every line's time.
     pub modified_us: Option<i64>,
+    /// When the evidence was collected (µs): the end of its collection
+    /// window. No line can be later.
+    pub collected_us: Option<i64>,
+}
+
+/// How far past the bound a yearless line may read and still be in the
+/// bound's year: such lines are the host's local time read as UTC, and a
+/// host's clock runs up to 14 hours ahead of UTC (UTC+14), plus an hour of drift.
+const LOCAL_TIME_GRACE_US: i64 = 15 * 3_600_000_000;
+
+impl FileContext {
+    /// The latest time a line without a year can read
+    /// ([`yearless`]): the earlier of the collection and the modification
+    /// time, with 15 hours of grace for a host clock ahead of UTC;
+    /// without either, the end of `year_hint`.
+    pub fn yearless_bound_us(&self) -> i64 {
+        match (self.collected_us, self.modified_us) {
+            (Some(c), Some(m)) => c.min(m).saturating_add(LOCAL_TIME_GRACE_US),
+            (Some(t), None) | (None, Some(t)) => t.saturating_add(LOCAL_TIME_GRACE_US),
+            (None, None) => {
+                time::Date::from_calendar_date(self.year_hint, time::Month::December, 31)
+                    .ok()
+                    .and_then(|d| d.with_hms(23, 59, 59).ok())
+                    .map_or(i64::MAX, |t| to_us(t.assume_utc()))
+            }
+        }
+    }
+
+    /// The context of a member of a bundle: its own modification time (from
+    /// the bundle's header; 0 means none was kept), the bundle's collection.
+    pub fn member(&self, mtime_s: Option<u64>) -> Self {
+        Self {
+            modified_us: mtime_s
+                .filter(|&t| t > 0)
+                .and_then(|t| i64::try_from(t).ok())
+                .map(|t| t.saturating_mul(1_000_000)),
+            ..*self
+        }
+    }
 }
 
 /// A month by its English three-letter name, as syslog and yum write it.
@@ -258,11 +408,12 @@ pub fn month_abbr(name: &str) -> Option<time::Month> {
 /// Parses one file of `format`. `member` names it within its artefact ("" for
 /// an artefact that is the file itself); gzip is undone first when present,
 /// within the sink's [`InflateLimits`]. `year_hint` dates syslog lines,
-/// which carry no year.
+/// which carry no year, when nothing else is known of the file
+/// ([`FileContext`]).
 pub fn parse_file(format: Format, member: &str, bytes: &[u8], year_hint: i32, sink: &mut dyn Sink) {
     let ctx = FileContext {
         year_hint,
-        modified_us: None,
+        ..FileContext::default()
     };
     parse_with(format, member, bytes, &ctx, sink);
 }
@@ -275,7 +426,6 @@ pub fn parse_with(
     ctx: &FileContext,
     sink: &mut dyn Sink,
 ) {
-    let year_hint = ctx.year_hint;
     let owned;
     let bytes = if is_gzip(bytes) {
         owned = gunzip(member, bytes, sink);
@@ -298,8 +448,14 @@ pub fn parse_with(
         Format::EntraAudit => microsoft::entra_audit(bytes, &mut tagged),
         Format::UalCsv => microsoft::ual_csv(bytes, &mut tagged),
         Format::UalJsonl => microsoft::ual_jsonl(bytes, &mut tagged),
-        Format::Syslog => host::syslog(bytes, year_hint, &mut tagged),
-        Format::HostBundle => host::bundle(bytes, year_hint, sink),
+        Format::SentinelSigninlogs => sentinel::signin_logs(bytes, &mut tagged),
+        Format::SentinelAuditlogs => sentinel::audit_logs(bytes, &mut tagged),
+        Format::SentinelOfficeactivity => sentinel::office_activity(bytes, &mut tagged),
+        Format::SentinelAzureactivity => sentinel::azure_activity(bytes, &mut tagged),
+        Format::SentinelAwscloudtrail => sentinel::aws_cloudtrail(bytes, &mut tagged),
+        Format::GcpAudit => gcp::gcp_audit(bytes, &mut tagged),
+        Format::Syslog => host::syslog(bytes, ctx, &mut tagged),
+        Format::HostBundle => host::bundle(bytes, ctx, sink),
         Format::Journal => journal::journal(bytes, &mut tagged),
         Format::Utmp => utmp::utmp(bytes, &mut tagged),
         Format::Btmp => utmp::btmp(bytes, &mut tagged),
@@ -379,6 +535,10 @@ impl Sink for Tagged<'_> {
     fn event(&mut self, mut event: Event) {
         self.member.clone_into(&mut event.member);
         self.sink.event(event);
+    }
+    fn record(&mut self, mut event: Event, raw: Record<'_>) {
+        self.member.clone_into(&mut event.member);
+        self.sink.record(event, raw);
     }
     fn problem(&mut self, mut problem: Problem) {
         self.member.clone_into(&mut problem.member);

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use custody_disk::bytes::{le16, le32, slice};
 
-use super::{FileContext, Sink, problem};
+use super::{FileContext, Record, Sink, problem};
 use crate::timeline::Event;
 
 const SOURCE: &str = "login";
@@ -63,7 +63,7 @@ fn records(bytes: &[u8], failed: bool, sink: &mut dyn Sink) {
         match record(r, failed) {
             Ok(Some(mut e)) => {
                 e.locator = locator;
-                sink.event(e);
+                sink.record(e, Record::bytes(r));
             }
             Ok(None) => {}
             Err(why) => sink.problem(problem(locator, why)),
@@ -240,7 +240,7 @@ pub fn lastlog(bytes: &[u8], ctx: &FileContext, sink: &mut dyn Sink) {
             .trim()
             .to_owned();
         e.locator = locator;
-        sink.event(e);
+        sink.record(e, Record::bytes(r));
     }
     if bytes.len() > whole {
         sink.problem(problem(
@@ -603,6 +603,7 @@ mod tests {
         let ctx = FileContext {
             year_hint: 2024,
             modified_us: Some(42),
+            collected_us: None,
         };
         let mut c = Collect::default();
         parse_with(Format::Lastlog, "", &file, &ctx, &mut c);
