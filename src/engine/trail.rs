@@ -46,8 +46,10 @@
 //! # What comes out
 //!
 //! A [`TrailReport`]: per log file `valid`, `altered`, `missing` (listed,
-//! absent from the bucket), `uncovered` (collected, listed by no digest of
-//! the window, e.g. newer than the last digest), `unchecked` or
+//! absent from the bucket), `unlisted` (named for a time well inside the
+//! period of a digest of its account and region that does not list it: put
+//! in the bucket besides what CloudTrail delivered), `uncovered` (collected,
+//! listed by no digest of the window, e.g. newer than the last digest), `unchecked` or
 //! `not_collected` (listed, but in a day or bucket outside the window);
 //! per digest its [`SignatureCheck`] and [`ChainLink`]; the missing digests
 //! ([`DigestGap`]). [`TrailReport::problems`] lists only what is wrong, as
@@ -365,6 +367,10 @@ pub enum LogStatus {
     Missing,
     /// In the bundle, listed by no digest of the window.
     Uncovered,
+    /// In the bundle, named for a time inside the period of a digest of its
+    /// account and region that does not list it: a file put in the bucket
+    /// besides what CloudTrail delivered.
+    Unlisted,
     /// Could not be checked: its digest does not verify, it expands past
     /// the inflate limits, it was not collected, or the hash is not SHA-256.
     Unchecked,
@@ -416,6 +422,7 @@ pub struct TrailSummary {
     pub altered: usize,
     pub missing: usize,
     pub uncovered: usize,
+    pub unlisted: usize,
     pub unchecked: usize,
     pub not_collected: usize,
     pub problems: usize,
@@ -443,6 +450,8 @@ pub enum TrailProblemKind {
     Altered,
     /// A log file a digest lists that the bucket no longer holds.
     Missing,
+    /// A log file inside a digest's period that the digest does not list.
+    Unlisted,
     /// A digest whose signature does not verify (or is absent, or names
     /// another location).
     BadSignature,
@@ -587,6 +596,7 @@ impl TrailReport {
             let kind = match l.status {
                 LogStatus::Altered => TrailProblemKind::Altered,
                 LogStatus::Missing => TrailProblemKind::Missing,
+                LogStatus::Unlisted => TrailProblemKind::Unlisted,
                 // A file whose digest does not verify is that digest's problem.
                 LogStatus::Unchecked if l.digest_verified => TrailProblemKind::Unchecked,
                 _ => continue,
@@ -750,6 +760,40 @@ fn after_service(key: &str) -> Option<Vec<&str>> {
         .iter()
         .rposition(|s| *s == "CloudTrail" || *s == "CloudTrail-Digest")?;
     Some(segs.get(at + 1..)?.to_vec())
+}
+
+/// How far from a digest period's edges a log file's name time must be to
+/// count as inside it: the name's minute and the delivery that a digest
+/// counts need not fall in the same hour at the edge.
+const PERIOD_MARGIN_S: i64 = 5 * 60;
+
+/// Whether `time` (RFC 3339) lies inside `(start, end)` by the margin.
+fn well_inside(time: &str, (start, end): (&str, &str)) -> bool {
+    use time::format_description::well_known::Rfc3339;
+    let parse = |s: &str| {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp())
+    };
+    match (parse(time), parse(start), parse(end)) {
+        (Some(t), Some(s), Some(e)) => {
+            t >= s.saturating_add(PERIOD_MARGIN_S) && t < e.saturating_sub(PERIOD_MARGIN_S)
+        }
+        _ => false,
+    }
+}
+
+/// Whether a digest and a log file are of the same account and region
+/// (the directories around `CloudTrail-Digest` and `CloudTrail`).
+fn same_place(digest_key: &str, log_key: &str) -> bool {
+    fn place(k: &str) -> Option<(String, Option<&str>)> {
+        let segs: Vec<&str> = k.split('/').collect();
+        let at = segs
+            .iter()
+            .rposition(|s| *s == "CloudTrail" || *s == "CloudTrail-Digest")?;
+        Some((segs.get(..at)?.join("/"), segs.get(at + 1).copied()))
+    }
+    matches!((place(digest_key), place(log_key)), (Some(a), Some(b)) if a == b)
 }
 
 /// The day directory of a CloudTrail key (`…/<region>/YYYY/MM/DD/name`).
@@ -1439,6 +1483,32 @@ impl<'a> TrailBundle<'a> {
                 continue;
             }
             let when = log_time(key);
+            let planted = when.as_deref().and_then(|w| {
+                digests.iter().find_map(|d| {
+                    let f = d.file.as_ref()?;
+                    let period = (
+                        f.digest_start_time.as_deref()?,
+                        f.digest_end_time.as_deref()?,
+                    );
+                    (same_place(&d.key, key) && well_inside(w, period))
+                        .then(|| (d.key.clone(), period.0.to_owned(), period.1.to_owned()))
+                })
+            });
+            if let Some((digest, start, end)) = planted {
+                out.push(LogFileCheck {
+                    key: key.clone(),
+                    status: LogStatus::Unlisted,
+                    digest: Some(digest.clone()),
+                    digest_verified: false,
+                    expected_sha256: None,
+                    actual_sha256: None,
+                    reason: format!(
+                        "log file {key} is named for {}, inside the period {start} to {end} of digest {digest}, which does not list it: CloudTrail did not deliver it",
+                        when.as_deref().unwrap_or("?")
+                    ),
+                });
+                continue;
+            }
             let after = match (&when, &newest) {
                 (Some(w), Some(n)) if w >= n => {
                     format!(" (delivered at {w}, after the newest digest, which ends at {n})")
@@ -1614,6 +1684,7 @@ fn summarise(r: &TrailReport) -> TrailSummary {
             LogStatus::Altered => s.altered += 1,
             LogStatus::Missing => s.missing += 1,
             LogStatus::Uncovered => s.uncovered += 1,
+            LogStatus::Unlisted => s.unlisted += 1,
             LogStatus::Unchecked => s.unchecked += 1,
             LogStatus::NotCollected => s.not_collected += 1,
         }
@@ -1819,6 +1890,7 @@ fn trail_findings(
         let (what, level) = match p.kind {
             TrailProblemKind::Altered => ("CloudTrail log file altered", "high"),
             TrailProblemKind::Missing => ("CloudTrail log file deleted", "high"),
+            TrailProblemKind::Unlisted => ("CloudTrail log file its digest does not list", "high"),
             TrailProblemKind::BadSignature => ("CloudTrail digest signature invalid", "high"),
             TrailProblemKind::BrokenChain => ("CloudTrail digest chain broken", "high"),
             TrailProblemKind::Gap => ("CloudTrail digest deleted", "high"),

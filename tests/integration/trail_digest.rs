@@ -499,6 +499,46 @@ fn an_altered_and_a_deleted_log_file_are_named_with_both_hashes() {
 }
 
 #[test]
+fn a_log_file_planted_inside_a_digests_hour_is_named() {
+    let Some(st) = setup() else { return };
+    let t = st
+        .rt
+        .block_on(seed(&st.s3, &st.signer, &unique("trail-plant")));
+    // Named for 01:20, inside the 01:00-02:00 digest, which does not list it.
+    let planted = log_key("0120", 50);
+    st.rt.block_on(put(
+        &st.s3,
+        &t.bucket,
+        &planted,
+        gz(&log_body(50, "2021-06-01T01:15:00Z")),
+        None,
+    ));
+    let home = Home::new();
+    let (code, r, err) = collect(&home, &st.via, &t.bucket, "planted");
+    assert_eq!(code, Some(1), "{err}");
+    let v = verification(&r);
+    let p = log_file(v, &planted);
+    assert_eq!(p["status"], "unlisted", "{p:#}");
+    assert_eq!(p["digest"], t.digests[1].as_str());
+    assert!(
+        p["reason"].as_str().unwrap().contains("does not list it"),
+        "{p:#}"
+    );
+    // Newer than the last digest is only uncovered: no digest speaks for it yet.
+    assert_eq!(log_file(v, t.logs.last().unwrap())["status"], "uncovered");
+    assert_eq!(v["report"]["summary"]["problems"], 1);
+    let f = home.json(&["findings", "planted"]);
+    assert!(
+        f["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["kind"] == "trail" && d["title"].as_str().unwrap().contains(&planted)),
+        "{f:#}"
+    );
+}
+
+#[test]
 fn a_flipped_signature_is_invalid_and_breaks_the_next_link() {
     let Some(st) = setup() else { return };
     let t = st
