@@ -233,29 +233,29 @@ pub async fn collect_and_load_recorded(
     if !load.no_index && !artefacts.is_empty() {
         let mut tl = open_timeline(app, &case)?;
         let now = crate::clock::rfc3339(app.clock.now());
-        for a in &artefacts {
-            let Some(format) = ingest::format_of(a) else {
-                continue;
-            };
-            let r = tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(ingest::ingest(
-                    ctx.store.as_ref(),
-                    &mut tl,
-                    a,
-                    format,
-                    ingest::LoadOptions {
-                        geoip: geoip.as_mut(),
-                        inflate: app.config.inflate,
-                    },
-                    &now,
-                ))
-            })
-            .map_err(|source| LogsError::Load {
-                artefact: a.id.to_string(),
-                source: Box::new(source),
-            })?;
-            timeline.push(r);
-        }
+        let items: Vec<(&Artefact, Format)> = artefacts
+            .iter()
+            .filter_map(|a| ingest::format_of(a).map(|f| (a, f)))
+            .collect();
+        // A new case's first load is a bulk run, as `logs index` makes it:
+        // indexes built once at the end, parsing beside loading.
+        tl.begin_bulk().map_err(LogsError::Index)?;
+        timeline = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(ingest::ingest_many(
+                ctx.store.as_ref(),
+                &mut tl,
+                &items,
+                ingest::LoadOptions {
+                    geoip: geoip.as_mut(),
+                    inflate: app.config.inflate,
+                },
+                &now,
+            ))
+        })
+        .map_err(|source| LogsError::LoadCase {
+            case: case.clone(),
+            source: Box::new(source),
+        })?;
         tl.end_bulk().map_err(LogsError::Index)?;
     }
     Ok(LogsCollected {
