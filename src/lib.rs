@@ -17,6 +17,7 @@
 //! | [`process`] | disk images read in place from the evidence (`custody process`): a stored image through its seek table, the catalogue of files a responder reads first, the scan of one image over the `custody-disk` readers, derived files re-read from their parent |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility (feature `aws`) |
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications (feature `serve`) |
+//! | [`ui`] | the analysts' workspace in the browser: cases, overview, the timeline explorer, events with their provenance; stars, tags and comments as signed ledger entries; analysts with argon2 passwords or bearer tokens, CSRF-protected sessions (feature `serve`) |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings (feature `timeline`) |
 //! | [`detect`] | Sigma rules (rsigma-parser, rsigma-eval) and indicator lists evaluated over the original records of a case's log artefacts; custody's own rules from `detection_rules/` (feature `timeline`) |
 //! | [`inflate`] | how far compressed log input may expand: the `[decompress]` setting, read in every build, enforced by the timeline's parsers |
@@ -70,6 +71,8 @@ pub mod serve;
 pub mod store;
 #[cfg(feature = "timeline")]
 pub mod timeline;
+#[cfg(feature = "serve")]
+pub mod ui;
 
 pub use engine::App;
 

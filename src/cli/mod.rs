@@ -13,6 +13,7 @@
 //! | [`ledger`] | `ledger init`, `checkpoint`, `prove`, `consistency`, `verify`, `export`, `verify-bundle`, `rotate-key`, `record` |
 //! | [`respond`] | `isolate`, `release`, `respond` (feature `aws`) |
 //! | [`serve`] | `serve`: the webhook server and the jobs it runs (feature `serve`) |
+//! | [`ui`] | `ui`: the analysts' workspace on the local case store; `ui hash-password` (feature `serve`) |
 //! | [`readiness`] | `readiness run`, `history`, `report` (feature `readiness`) |
 //! | [`logs`] | `logs import`, `index`; `cloudtrail`, `lookup`, `vpc-flow`, `s3-access` with `aws` too (feature `timeline`) |
 //! | [`timeline`] | `timeline`, `pivot`, `findings` (feature `timeline`) |
@@ -53,6 +54,8 @@ pub mod serve;
 pub mod store;
 #[cfg(feature = "timeline")]
 pub mod timeline;
+#[cfg(feature = "serve")]
+pub mod ui;
 pub mod verify;
 
 use std::io::IsTerminal;
@@ -152,6 +155,10 @@ pub enum Command {
     /// The alert webhook server: alerts in, isolation and collection out.
     #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
+    /// The analysts' workspace in a browser, on this machine's cases:
+    /// overview, timeline explorer, stars, tags and comments in the ledger.
+    #[cfg(feature = "serve")]
+    Ui(ui::UiArgs),
     /// Readiness audits: can this account be investigated now, and the trend.
     #[cfg(feature = "readiness")]
     #[command(subcommand)]
@@ -318,6 +325,8 @@ pub async fn run(cli: Cli, cancel: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
         Command::Respond(args) => respond::run_respond(&env, args).await,
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(&env, args).await,
+        #[cfg(feature = "serve")]
+        Command::Ui(args) => ui::run(&env, args).await,
         #[cfg(feature = "readiness")]
         Command::Readiness(cmd) => readiness::run(&env, cmd).await,
         #[cfg(feature = "timeline")]

@@ -40,7 +40,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> anyhow::Result<Outcome> {
 }
 
 /// SIGTERM (or Ctrl-C, which the binary also turns into a cancel).
-async fn terminated() {
+pub(super) async fn terminated() {
     #[cfg(unix)]
     {
         if let Ok(mut term) =

@@ -6,11 +6,12 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::{Env, Outcome};
+use crate::engine::search::{self, SearchError, SearchRequest, SearchResults};
 use crate::ids::CaseId;
 use crate::sanitize::{CsvCells, term};
 use crate::timeline::findings::{self, Finding};
-use crate::timeline::query::{self, Field, Query};
-use crate::timeline::store::{Bucket, Facet, Row, Seen, Timeline, TimelineError};
+use crate::timeline::query::{self, Query};
+use crate::timeline::store::{Row, Seen, Timeline};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -92,18 +93,6 @@ pub struct FindingsArgs {
     pub burst: usize,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct Results {
-    case: CaseId,
-    query: String,
-    total: u64,
-    rows: Vec<Row>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    facets: Vec<Facet>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    histogram: Option<Vec<Bucket>>,
-}
-
 pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome> {
     let tl = crate::engine::logs::existing_timeline(env, &a.case)?;
     if a.searches {
@@ -119,12 +108,6 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         }
     }
     let q = Query::parse(&text)?;
-    // `rule` and `technique` count detections' events, not a column.
-    let (detection_facets, column_facets): (Vec<String>, Vec<String>) =
-        facet_names.iter().cloned().partition(|f| {
-            crate::timeline::detections::FACETS.contains(&f.to_ascii_lowercase().as_str())
-        });
-    let fields = facet_fields(&column_facets)?;
     if let Some(name) = &a.save {
         anyhow::ensure!(
             !name.is_empty()
@@ -133,6 +116,7 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             "--save: a name of letters, digits, '-', '_' and '.'"
         );
+        search::check_facets(&facet_names).map_err(facets_flag)?;
         tl.save_search(
             name,
             &q.text,
@@ -146,46 +130,19 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
         Output::Timesketch => return export_timesketch(&tl, &q),
         Output::Table | Output::Json => {}
     }
-    // Each facet is a scan of its own: they run side by side, one
-    // connection each, while this one lists. A facet of a coded field
-    // counts every matching event, so the total comes with it rather than
-    // from one more scan.
-    let counted = fields.iter().any(|f| f.is_coded());
-    let (total, rows, facets) = std::thread::scope(|scope| {
-        let handles: Vec<_> = fields
-            .iter()
-            .map(|f| {
-                let q = &q;
-                let reader = tl.reader(q.is_time_range());
-                scope.spawn(move || reader.and_then(|r| r.facet(q, *f, a.top)))
-            })
-            .collect();
-        let total = (!counted).then(|| tl.count(&q)).transpose();
-        let rows = tl.rows(&q, a.limit, a.offset);
-        let facets: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(TimelineError::Panicked)))
-            .collect();
-        (total, rows, facets)
-    });
-    let rows = rows?;
-    let mut facets = facets.into_iter().collect::<Result<Vec<_>, _>>()?;
-    for f in &detection_facets {
-        facets.push(tl.detection_facet(&q, &f.to_ascii_lowercase(), a.top)?);
-    }
-    let total = match total?.or_else(|| facets.iter().find_map(|f| f.total)) {
-        Some(n) => n,
-        None => tl.count(&q)?,
-    };
-    let histogram = a.histogram.map(|b| tl.histogram(&q, b)).transpose()?;
-    let res = Results {
-        case: a.case,
-        query: q.text.clone(),
-        total,
-        rows,
-        facets,
-        histogram,
-    };
+    let res = search::search(
+        &tl,
+        &SearchRequest {
+            case: a.case,
+            query: q,
+            facets: facet_names,
+            top: a.top,
+            histogram: a.histogram,
+            limit: a.limit,
+            offset: a.offset,
+        },
+    )
+    .map_err(facets_flag)?;
     if a.format == Output::Json || env.json {
         super::write_stdout(format!("{}\n", serde_json::to_string_pretty(&res)?).as_bytes())?;
     } else {
@@ -214,23 +171,14 @@ fn list_searches(env: &Env, tl: &Timeline) -> anyhow::Result<Outcome> {
 }
 
 /// The fields `--facets` names, each one known.
-fn facet_fields(names: &[String]) -> anyhow::Result<Vec<Field>> {
-    names
-        .iter()
-        .map(|f| {
-            Field::from_name(f).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--facets: unknown field `{f}`; fields are {}, {}",
-                    query::FIELDS
-                        .iter()
-                        .map(|(f, _)| f.name())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    crate::timeline::detections::FACETS.join(", ")
-                )
-            })
-        })
-        .collect()
+/// A search error, with an unknown facet named as the flag's.
+fn facets_flag(e: SearchError) -> anyhow::Error {
+    match e {
+        SearchError::UnknownFacet { name, known } => {
+            anyhow::anyhow!("--facets: unknown field `{name}`; fields are {known}")
+        }
+        e => e.into(),
+    }
 }
 
 /// Every matching event as CSV on stdout.
@@ -402,7 +350,7 @@ fn row_line(r: &Row) -> String {
     )
 }
 
-fn human(res: &Results) -> String {
+fn human(res: &SearchResults) -> String {
     let mut s = format!("{} events match `{}`\n", res.total, term(&res.query));
     for r in &res.rows {
         s.push_str(&row_line(r));

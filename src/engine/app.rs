@@ -252,6 +252,21 @@ impl App {
         })
     }
 
+    /// Records what a named analyst did in the workspace: the analyst is
+    /// the actor (role `analyst`) and the reason.
+    pub fn analyst_recorder(&self, analyst: &str) -> Result<Recorder, AppError> {
+        let mut actor = self.actor("analyst");
+        actor.name = analyst.to_owned();
+        Ok(Recorder {
+            ledger: self.ledger()?,
+            actor,
+            reason: Reason::Manual {
+                operator: analyst.to_owned(),
+                note: None,
+            },
+        })
+    }
+
     /// What a collector needs, recording with `recorder`.
     pub async fn acquire_context(&self, recorder: Recorder) -> Result<AcquireContext, AppError> {
         Ok(AcquireContext {

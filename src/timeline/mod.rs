@@ -11,10 +11,13 @@
 //! - [`query`]: the query language.
 //! - [`ingest`]: loading a case's log artefacts, verified, into its timeline.
 //! - [`detections`]: what `custody detect` found, stored beside the events.
+//! - [`annotations`]: analysts' stars, tags and comments on events (each a
+//!   ledger entry first).
 //! - [`findings`]: shared sources, new-ASN sign-ins followed by inbox rules
 //!   or mail bursts, legacy sign-ins after a lockout.
 //! - [`geoip`]: ASN and country of source addresses from MaxMind databases.
 
+pub mod annotations;
 pub mod detections;
 pub mod findings;
 mod fts_build;

@@ -394,6 +394,13 @@ const DETECTIONS_SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS detect_runs(
       at TEXT NOT NULL, rules INTEGER NOT NULL, lists INTEGER NOT NULL, records INTEGER NOT NULL);";
 
+/// Analysts' marks (see [`super::annotations`]), made where missing like the detections'.
+const ANNOTATIONS_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS annotations(
+      id INTEGER PRIMARY KEY, event INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+      analyst TEXT NOT NULL, at TEXT NOT NULL, ledger INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS annotations_event ON annotations(event, id);";
+
 /// The full-text index: contentless (the text is in `details`), with
 /// deletes (a load cut short is undone).
 const FTS_TABLE: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
@@ -453,6 +460,7 @@ impl Timeline {
         // Detections have tables of their own, made where missing: queries
         // may name them before `custody detect` first ran.
         conn.execute_batch(DETECTIONS_SCHEMA).map_err(open_err)?;
+        conn.execute_batch(ANNOTATIONS_SCHEMA).map_err(open_err)?;
         let mut tl = Self {
             conn,
             path: path.to_path_buf(),
@@ -983,6 +991,16 @@ impl Timeline {
         .map(|(value, count)| FacetValue { value, count })
         .collect();
         Ok(top_values(values, top))
+    }
+
+    /// The first and last event time (µs), if there is any event.
+    pub fn span(&self) -> Result<Option<(i64, i64)>, TimelineError> {
+        let (first, last): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT min(time), max(time) FROM events", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        Ok(first.zip(last))
     }
 
     pub fn histogram(&self, q: &Query, bucket_us: i64) -> Result<Vec<Bucket>, TimelineError> {

@@ -10,6 +10,7 @@
 
 mod azure;
 mod azure_cli;
+mod browser;
 mod cli;
 mod common;
 mod containers;
@@ -34,6 +35,8 @@ mod serve_contract;
 mod serve_faults;
 mod timeline;
 mod trail_digest;
+mod ui;
+mod ui_browser;
 mod vectors;
 
 /// Microseconds-free RFC 3339 time of a Unix time in milliseconds.

@@ -61,6 +61,12 @@ pub enum Action {
     /// ledger vouches for (not written by its key holder) were moved to
     /// `set-aside/`; the detail names the file, its size and SHA-256.
     TailSetAside,
+    /// An analyst starred, tagged or commented an event of a case's
+    /// timeline, or took a star or tag back: the event, its place in the
+    /// evidence, the mark.
+    Annotated,
+    /// An analyst saved a search of a case's timeline: its name, query and facets.
+    SearchSaved,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,150 @@
+//! The analysts' workspace: cases, a case's overview, its timeline
+//! explored with facets and a histogram, each event with its provenance,
+//! and stars, tags and comments that are signed ledger entries naming the
+//! analyst. Server-rendered HTML from axum with one small script of our
+//! own; every value escaped, no inline script (the Content-Security-Policy
+//! forbids it), nothing fetched from elsewhere.
+//!
+//! - [`auth`]: analysts, sessions, CSRF tokens, roles.
+//! - [`pages`]: the HTML of each page.
+//! - [`handlers`]: the routes, reading through the engine and recording
+//!   analysts' actions in the ledger.
+
+pub mod auth;
+pub mod handlers;
+pub mod pages;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::App;
+use auth::{Access, AnalystConf, AnalystError};
+
+/// The `[ui]` table of a configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// Who may sign in; none: loopback only, as the operator.
+    #[serde(default)]
+    pub analysts: Vec<AnalystConf>,
+    /// Hours a session lasts.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+}
+
+fn default_session_hours() -> u64 {
+    12
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            analysts: Vec::new(),
+            session_hours: default_session_hours(),
+        }
+    }
+}
+
+/// A file holding only a `[ui]` table (for `custody ui --config`).
+#[derive(Debug, Deserialize)]
+struct UiFile {
+    #[serde(default)]
+    ui: UiConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UiError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid configuration")]
+    Parse {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error(transparent)]
+    Analyst(#[from] AnalystError),
+    #[error(
+        "no analyst is configured, so the workspace listens on loopback only; {0} is not a loopback address (configure [[ui.analysts]] to serve others)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("session_hours must be between 1 and 720")]
+    SessionHours,
+}
+
+impl UiConfig {
+    pub fn load(path: &Path) -> Result<Self, UiError> {
+        let text = std::fs::read_to_string(path).map_err(|source| UiError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let file: UiFile = toml::from_str(&text).map_err(|source| UiError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        file.ui.check()?;
+        Ok(file.ui)
+    }
+
+    pub fn check(&self) -> Result<(), UiError> {
+        auth::check_analysts(&self.analysts)?;
+        if !(1..=720).contains(&self.session_hours) {
+            return Err(UiError::SessionHours);
+        }
+        Ok(())
+    }
+
+    /// Refuses a non-loopback address when nobody can sign in.
+    pub fn check_bind(&self, addr: SocketAddr) -> Result<(), UiError> {
+        if self.analysts.is_empty() && !addr.ip().is_loopback() {
+            return Err(UiError::NotLoopback(addr));
+        }
+        Ok(())
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Ui {
+    pub app: App,
+    pub access: Access,
+}
+
+impl Ui {
+    pub fn new(app: App, config: &UiConfig) -> Arc<Self> {
+        let operator = app.config.operator.clone();
+        Arc::new(Self {
+            app,
+            access: Access::new(
+                config.analysts.clone(),
+                &operator,
+                Duration::from_secs(config.session_hours.saturating_mul(3600)),
+            ),
+        })
+    }
+}
+
+/// The workspace's routes.
+pub fn router(ui: Arc<Ui>) -> axum::Router {
+    handlers::routes().with_state(ui)
+}
+
+/// Serves the workspace on `listener` until `shutdown` completes.
+pub async fn serve(
+    ui: Arc<Ui>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(ui))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

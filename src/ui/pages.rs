@@ -1,0 +1,585 @@
+//! The HTML of each page, with maud: every value is escaped as it is
+//! written, and log values first have their control characters made
+//! visible (`crate::sanitize::term`), so a record holding markup, script or
+//! terminal escapes shows as the text it is.
+
+use axum::http::StatusCode;
+use maud::{DOCTYPE, Markup, html};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+
+use super::auth::{CSRF_FIELD, Role, Who};
+use crate::engine::search::SearchResults;
+use crate::evidence::case::CaseSummary;
+use crate::evidence::model::Artefact;
+use crate::ids::CaseId;
+use crate::sanitize::term;
+use crate::timeline::annotations::{Annotation, Standing};
+use crate::timeline::detections::Stored;
+use crate::timeline::store::{Facet, Row};
+
+/// The explorer's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExploreParams {
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub offset: usize,
+}
+
+/// What the explorer shows beside the rows.
+#[derive(Debug, Default)]
+pub struct Extras {
+    pub marks: std::collections::BTreeMap<i64, crate::timeline::annotations::Standing>,
+    /// The case's first and last event, and the histogram's bucket width.
+    pub span: Option<(i64, i64)>,
+    pub width_us: i64,
+    /// Saved searches with how many events each matches now.
+    pub saved: Vec<(crate::timeline::store::SavedSearch, Option<u64>)>,
+}
+
+/// What the overview shows of a case's timeline.
+#[derive(Debug)]
+pub struct CaseTimeline {
+    pub summary: SearchResults,
+    pub detections: Vec<Stored>,
+    pub marks: Vec<Annotation>,
+}
+
+fn layout(title: &str, who: Option<&Who>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · custody" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "custody" }
+                    nav aria-label="main" { a href="/" { "Cases" } }
+                    @if let Some(w) = who {
+                        span.who { (w.analyst) " (" (role_name(w.role)) ")" }
+                        @if let (Some(t), true) = (&w.csrf, w.signed_in) {
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name=(CSRF_FIELD) value=(t);
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main id="main" { (body) }
+            }
+        }
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::ReadOnly => "read-only",
+        Role::Investigator => "investigator",
+    }
+}
+
+pub fn login(token: &str, failed: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            h1 { "Sign in" }
+            @if let Some(f) = failed { p.error role="alert" { (f) } }
+            form.login method="post" action="/login" {
+                input type="hidden" name=(CSRF_FIELD) value=(token);
+                label for="name" { "Name" }
+                input id="name" name="name" autocomplete="username" required;
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub fn error(who: Option<&Who>, status: StatusCode, message: &str) -> Markup {
+    layout(
+        "Error",
+        who,
+        html! {
+            h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+            p.error role="alert" { (term(message)) }
+        },
+    )
+}
+
+/// Where an artefact came from, in one line.
+fn source_text(s: &crate::ledger::entry::Source) -> String {
+    let mut out = s.resource.clone();
+    for v in [&s.host, &s.path, &s.region, &s.account, &s.log_format]
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(" · ");
+        out.push_str(v);
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS.get(u).copied().unwrap_or("B"))
+    }
+}
+
+pub fn cases(who: &Who, list: &[CaseSummary]) -> Markup {
+    layout(
+        "Cases",
+        Some(who),
+        html! {
+            h1 { "Cases" }
+            @if list.is_empty() {
+                p { "No case yet: acquire evidence or import logs into one." }
+            } @else {
+                table.cases {
+                    thead { tr { th scope="col" { "Case" } th scope="col" { "Artefacts" } th scope="col" { "Raw" } th scope="col" { "Stored" } } }
+                    tbody {
+                        @for c in list {
+                            tr {
+                                td { a href=(format!("/cases/{}", c.case)) { (c.case) } }
+                                td.num { (c.artefacts) }
+                                td.num { (bytes(c.raw_bytes)) }
+                                td.num { (bytes(c.stored_bytes)) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn explorer_href(case: &CaseId, q: &str, offset: usize) -> String {
+    let mut s = format!(
+        "/cases/{case}/timeline?q={}",
+        utf8_percent_encode(q, NON_ALPHANUMERIC)
+    );
+    if offset > 0 {
+        s.push_str(&format!("&offset={offset}"));
+    }
+    s
+}
+
+/// `field:"value"`, when the query language can say it (no quote inside).
+fn term_for(field: &str, value: &str) -> Option<String> {
+    (!value.contains('"') && !value.is_empty()).then(|| format!("{field}:\"{value}\""))
+}
+
+fn with_term(q: &str, t: &str) -> String {
+    if q.trim().is_empty() {
+        t.to_owned()
+    } else {
+        format!("{} {t}", q.trim())
+    }
+}
+
+fn facet_list(case: &CaseId, q: &str, f: &Facet) -> Markup {
+    html! {
+        section.facet aria-label=(format!("facet {}", f.field)) {
+            h3 { (f.field) }
+            ul {
+                @for v in &f.values {
+                    li {
+                        @match v.value.as_deref().and_then(|val| term_for(&f.field, val).map(|t| (val, t))) {
+                            Some((val, t)) => {
+                                a.facet-value href=(explorer_href(case, &with_term(q, &t), 0))
+                                    data-exclude=(explorer_href(case, &with_term(q, &format!("-{t}")), 0))
+                                    title="click to keep, alt-click to exclude" {
+                                    (term(val))
+                                }
+                            }
+                            None => { span.muted { (v.value.as_deref().map_or("(none)".into(), term)) } }
+                        }
+                        " " span.count { (v.count) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn overview(
+    who: &Who,
+    case: &CaseId,
+    artefacts: &[Artefact],
+    tl: Option<&CaseTimeline>,
+) -> Markup {
+    layout(
+        &format!("Case {case}"),
+        Some(who),
+        html! {
+            h1 { "Case " (case) }
+            p { a href=(explorer_href(case, "", 0)) { "Explore the timeline" } }
+            h2 { "Artefacts" }
+            @if artefacts.is_empty() {
+                p { "No artefact recorded." }
+            } @else {
+                table.artefacts {
+                    thead { tr {
+                        th scope="col" { "Artefact" } th scope="col" { "Kind" } th scope="col" { "Source" }
+                        th scope="col" { "Raw size" } th scope="col" { "Raw SHA-256" }
+                        th scope="col" { "Stored size" } th scope="col" { "Stored SHA-256" }
+                        th scope="col" { span.visually-hidden { "Download" } }
+                    } }
+                    tbody {
+                        @for a in artefacts {
+                            tr {
+                                td.mono { (a.id) }
+                                td { (format!("{:?}", a.kind)) }
+                                td { (term(&source_text(&a.source))) }
+                                td.num { (bytes(a.raw.size)) }
+                                td.mono.hash { (a.raw.sha256) }
+                                td.num { (bytes(a.stored.size)) }
+                                td.mono.hash { (a.stored.sha256) }
+                                td {
+                                    form.inline method="post" action=(format!("/cases/{case}/artefacts/{}/download", a.id)) {
+                                        @if let Some(t) = &who.csrf { input type="hidden" name=(CSRF_FIELD) value=(t); }
+                                        button type="submit" aria-label=(format!("download {}", a.id)) { "Download" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @match tl {
+                None => { p { "This case has no timeline yet (custody logs import or logs index makes one)." } }
+                Some(t) => {
+                    h2 { "Timeline" }
+                    p { (t.summary.total) " events." }
+                    h2 { "Findings" }
+                    @if t.detections.is_empty() {
+                        p { "No detection stored (custody detect makes them)." }
+                    } @else {
+                        table.findings {
+                            thead { tr { th scope="col" { "Level" } th scope="col" { "Rule" } th scope="col" { "Actors" } th scope="col" { "Events" } } }
+                            tbody {
+                                @for d in &t.detections {
+                                    tr {
+                                        td { (d.level) }
+                                        td { a href=(explorer_href(case, &format!("rule:\"{}\"", d.rule.replace('"', "")), 0)) { (term(&d.title)) } }
+                                        td { (term(&d.actors.join(", "))) }
+                                        td.num { (d.rows.len()) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    div.facets {
+                        @for f in &t.summary.facets { (facet_list(case, "", f)) }
+                    }
+                    h2 { "Analysts' actions" }
+                    @if t.marks.is_empty() {
+                        p { "None yet." }
+                    } @else {
+                        table.marks {
+                            thead { tr { th scope="col" { "When" } th scope="col" { "Analyst" } th scope="col" { "Action" } th scope="col" { "Event" } th scope="col" { "Ledger entry" } } }
+                            tbody {
+                                @for m in &t.marks {
+                                    tr {
+                                        td { (m.at) }
+                                        td { (m.analyst) }
+                                        td { (m.kind) @if !m.value.is_empty() { ": " (term(&m.value)) } }
+                                        td { a href=(format!("/cases/{case}/events/{}", m.event)) { (m.event) } }
+                                        td.num { (m.ledger) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn search_form(case: &CaseId, q: &str) -> Markup {
+    html! {
+        form.search method="get" action=(format!("/cases/{case}/timeline")) role="search" {
+            label for="q" { "Query" }
+            input id="q" name="q" value=(q) size="80" placeholder="actor:alice action:New-InboxRule after:2021-06-01";
+            button type="submit" { "Search" }
+        }
+    }
+}
+
+pub fn explorer_error(who: &Who, case: &CaseId, p: &ExploreParams, message: &str) -> Markup {
+    layout(
+        &format!("Timeline of {case}"),
+        Some(who),
+        html! {
+            h1 { "Timeline of " a href=(format!("/cases/{case}")) { (case) } }
+            (search_form(case, &p.q))
+            p.error role="alert" { (term(message)) }
+        },
+    )
+}
+
+fn cell(v: Option<&str>) -> Markup {
+    html! { @if let Some(v) = v { (term(v)) } }
+}
+
+/// The histogram as SVG bars, each a link to its bucket; `app.js` turns a
+/// drag across it into a time window (the data attributes say how).
+fn histogram(case: &CaseId, q: &str, res: &SearchResults, x: &Extras) -> Markup {
+    let (Some(buckets), Some((first, last))) = (&res.histogram, x.span) else {
+        return html! {};
+    };
+    let w = x.width_us.max(1);
+    let origin = first.div_euclid(w) * w;
+    let slots = usize::try_from((last.div_euclid(w) * w - origin) / w + 1)
+        .unwrap_or(1)
+        .clamp(1, 400);
+    let top = buckets.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+    const WIDTH: f64 = 800.0;
+    const HEIGHT: f64 = 80.0;
+    let bar = WIDTH / slots as f64;
+    html! {
+        figure.histogram {
+            svg id="histogram" role="group" aria-label="events over time; drag to pick a time window"
+                viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) width="800" height="80"
+                data-origin=(origin) data-width=(w) data-slots=(slots)
+                data-href=(explorer_href(case, q, 0)) data-q=(q) {
+                @for b in buckets {
+                    @if let Some(start) = crate::timeline::query::instant(&b.start) {
+                        @let i = ((start - origin) / w) as f64;
+                        @let h = (b.count as f64 / top as f64 * (HEIGHT - 2.0)).max(1.0);
+                        @let window = format!(
+                            "after:{} before:{}",
+                            crate::timeline::query::show_time(start),
+                            crate::timeline::query::show_time(start + w)
+                        );
+                        a href=(explorer_href(case, &with_term(q, &window), 0)) aria-label=(format!("{}: {} events", b.start, b.count)) {
+                            rect x=(format!("{:.2}", i * bar)) y=(format!("{:.2}", HEIGHT - h))
+                                width=(format!("{:.2}", (bar - 1.0).max(1.0))) height=(format!("{h:.2}")) {
+                                title { (b.start) ": " (b.count) }
+                            }
+                        }
+                    }
+                }
+            }
+            figcaption.muted {
+                (crate::timeline::query::show_time(origin)) " to "
+                (crate::timeline::query::show_time(origin + w * slots as i64)) ", "
+                (w / 60_000_000) " minutes a bar"
+            }
+        }
+    }
+}
+
+fn saved_list(who: &Who, case: &CaseId, q: &str, x: &Extras) -> Markup {
+    html! {
+        section.saved aria-label="saved searches" {
+            h3 { "Saved searches" }
+            @if x.saved.is_empty() { p.muted { "None yet." } }
+            ul {
+                @for (s, n) in &x.saved {
+                    li {
+                        a href=(explorer_href(case, &s.query, 0)) title=(s.query) { (s.name) }
+                        " " span.count { @match n { Some(n) => { (n) }, None => { "?" } } }
+                    }
+                }
+            }
+            @if who.role == Role::Investigator {
+                form.save method="post" action=(format!("/cases/{case}/searches")) {
+                    @if let Some(t) = &who.csrf { input type="hidden" name=(CSRF_FIELD) value=(t); }
+                    input type="hidden" name="q" value=(q);
+                    label for="save-name" { "Save this search as" }
+                    input id="save-name" name="name" maxlength="64" pattern="[A-Za-z0-9._-]+" required;
+                    button type="submit" { "Save" }
+                }
+            }
+        }
+    }
+}
+
+pub fn explorer(
+    who: &Who,
+    case: &CaseId,
+    p: &ExploreParams,
+    res: &SearchResults,
+    x: &Extras,
+    page_rows: usize,
+) -> Markup {
+    let marks = &x.marks;
+    let shown_to = p.offset + res.rows.len();
+    layout(
+        &format!("Timeline of {case}"),
+        Some(who),
+        html! {
+            h1 { "Timeline of " a href=(format!("/cases/{case}")) { (case) } }
+            (search_form(case, &p.q))
+            (histogram(case, &p.q, res, x))
+            div.explorer {
+                aside.facets aria-label="facets" {
+                    (saved_list(who, case, &p.q, x))
+                    @for f in &res.facets { (facet_list(case, &p.q, f)) }
+                }
+                section.results aria-label="results" {
+                    p.total { span id="total" { (res.total) } " events"
+                        @if !res.rows.is_empty() { ", " (p.offset + 1) "–" (shown_to) " shown" } }
+                    table.rows {
+                        thead { tr {
+                            th scope="col" { span.visually-hidden { "Starred" } }
+                            th scope="col" { "Time" } th scope="col" { "Source" } th scope="col" { "Actor" }
+                            th scope="col" { "Action" } th scope="col" { "Outcome" } th scope="col" { "Address" }
+                            th scope="col" { "Message" }
+                        } }
+                        tbody {
+                            @for r in &res.rows {
+                                @let m = marks.get(&r.id);
+                                tr data-event=(r.id) {
+                                    td { @if m.is_some_and(|m| m.starred) { span.star title="starred" { "★" } } }
+                                    td.mono { a href=(format!("/cases/{case}/events/{}", r.id)) { (r.time) } }
+                                    td { (r.source) }
+                                    td { (cell(r.actor.as_deref())) }
+                                    td { (term(&r.action)) }
+                                    td { (cell(r.outcome.as_deref())) }
+                                    td.mono { (cell(r.ip.as_deref())) }
+                                    td.message {
+                                        (term(&r.message))
+                                        @if let Some(m) = m { @for t in &m.tags { " " span.tag { (term(t)) } } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    nav.pages aria-label="pages" {
+                        @if p.offset > 0 {
+                            a rel="prev" href=(explorer_href(case, &p.q, p.offset.saturating_sub(page_rows))) { "Previous" }
+                        }
+                        @if (shown_to as u64) < res.total {
+                            " " a rel="next" href=(explorer_href(case, &p.q, shown_to)) { "Next" }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn mark_form(case: &CaseId, id: i64, csrf: Option<&str>, body: Markup) -> Markup {
+    html! {
+        form.mark method="post" action=(format!("/cases/{case}/events/{id}/marks")) {
+            @if let Some(t) = csrf { input type="hidden" name=(CSRF_FIELD) value=(t); }
+            (body)
+        }
+    }
+}
+
+pub fn event(
+    who: &Who,
+    case: &CaseId,
+    r: &Row,
+    marks: &[Annotation],
+    standing: &Standing,
+) -> Markup {
+    let fields: [(&str, Option<String>); 12] = [
+        ("time", Some(r.time.clone())),
+        ("source", Some(r.source.clone())),
+        ("account", r.account.clone()),
+        ("actor", r.actor.clone()),
+        ("action", Some(r.action.clone())),
+        ("outcome", r.outcome.clone()),
+        ("ip", r.ip.clone()),
+        ("asn", r.asn.map(|a| format!("AS{a}"))),
+        ("as_org", r.as_org.clone()),
+        ("country", r.country.clone()),
+        ("user_agent", r.user_agent.clone()),
+        ("target", r.target.clone()),
+    ];
+    let csrf = who.csrf.as_deref();
+    layout(
+        &format!("Event {}", r.id),
+        Some(who),
+        html! {
+            h1 { "Event " (r.id) " of " a href=(format!("/cases/{case}")) { (case) }
+                @if standing.starred { " " span.star title="starred" { "★" } } }
+            p.message { (term(&r.message)) }
+            @if !standing.tags.is_empty() {
+                p { "Tags: " @for t in &standing.tags { span.tag { (term(t)) } " " } }
+            }
+            h2 { "Fields" }
+            dl.fields {
+                @for (name, value) in &fields {
+                    @if let Some(v) = value {
+                        dt { (name) }
+                        dd {
+                            @match term_for(name, v) {
+                                Some(t) if matches!(*name, "actor" | "ip" | "account") => {
+                                    a href=(explorer_href(case, &t, 0)) title="pivot" { (term(v)) }
+                                }
+                                _ => { (term(v)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !r.attributes.is_empty() {
+                h2 { "Attributes" }
+                dl.fields {
+                    @for (k, v) in &r.attributes { dt { (term(k)) } dd { (term(v)) } }
+                }
+            }
+            h2 { "Provenance" }
+            dl.fields {
+                dt { "artefact" } dd.mono { (r.artefact) }
+                dt { "member" } dd.mono { (term(&r.member)) }
+                dt { "position" } dd.mono { (term(&r.locator)) }
+                @if let Some(id) = &r.record_id { dt { "record id" } dd.mono { (term(id)) } }
+            }
+            h2 { "Analysts' marks" }
+            @if marks.is_empty() { p { "None yet." } } @else {
+                ul.marks {
+                    @for m in marks {
+                        li {
+                            span.mono { (m.at) } " " strong { (m.analyst) } " " (m.kind)
+                            @if !m.value.is_empty() { ": " span.value { (term(&m.value)) } }
+                            " " span.muted { "(ledger entry " (m.ledger) ")" }
+                        }
+                    }
+                }
+            }
+            @if who.role == Role::Investigator {
+                div.actions {
+                    (mark_form(case, r.id, csrf, html! {
+                        input type="hidden" name="kind" value=(if standing.starred { "unstar" } else { "star" });
+                        button id="star" type="submit" { (if standing.starred { "Unstar" } else { "Star" }) }
+                    }))
+                    (mark_form(case, r.id, csrf, html! {
+                        input type="hidden" name="kind" value="tag";
+                        label for="tag" { "Tag" }
+                        input id="tag" name="value" maxlength="64" required;
+                        button type="submit" { "Add tag" }
+                    }))
+                    (mark_form(case, r.id, csrf, html! {
+                        input type="hidden" name="kind" value="comment";
+                        label for="comment" { "Comment" }
+                        textarea id="comment" name="value" rows="3" maxlength="4000" required {}
+                        button type="submit" { "Comment" }
+                    }))
+                }
+            }
+        },
+    )
+}

@@ -1,0 +1,742 @@
+//! `custody ui` as a process, over HTTP: who may sign in and how, what a
+//! state change needs (an investigator, the session's CSRF token), hostile
+//! log values shown as text under a strict Content-Security-Policy, and
+//! every mark a ledger entry naming the analyst that `ledger verify` covers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+
+use sha2::Digest as _;
+
+use crate::common::{Home, stderr};
+
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const READER_PASSWORD: &str = "reader's own passphrase";
+pub(crate) const TOKEN: &str = "automation-token-0123456789";
+pub(crate) const READER_TOKEN: &str = "reader-token-9876543210";
+
+/// Values a hostile record carries: markup, script, an attribute break-out
+/// and terminal escapes.
+pub(crate) const HOSTILE_AGENT: &str =
+    "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
+pub(crate) const HOSTILE_USER: &str = "\"><svg onload=alert(1)>\u{1b}]0;pwned\u{7}\u{1b}[2J";
+
+pub(crate) struct Workspace {
+    child: Child,
+    pub(crate) addr: String,
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A case `web` holding a CloudTrail file with two ordinary records and
+/// one hostile one.
+pub(crate) fn seed_case(home: &Home) {
+    let records = serde_json::json!({ "Records": [
+        record("e1", "2024-06-01T08:00:00Z", "alice", "ConsoleLogin", "198.51.100.7", "Mozilla/5.0"),
+        record("e2", "2024-06-01T08:05:00Z", "bob", "CreateUser", "203.0.113.9", "aws-cli/2.15"),
+        record("e3", "2024-06-01T08:10:00Z", HOSTILE_USER, "GetObject", "192.0.2.66", HOSTILE_AGENT),
+    ]});
+    let path = home.path().join("trail.json");
+    std::fs::write(&path, serde_json::to_vec(&records).unwrap()).unwrap();
+    let out = home.run(&[
+        "logs",
+        "import",
+        "--case",
+        "web",
+        "--format",
+        "cloudtrail",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn record(
+    id: &str,
+    time: &str,
+    user: &str,
+    name: &str,
+    ip: &str,
+    agent: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "eventVersion": "1.08", "eventID": id, "eventTime": time, "eventName": name,
+        "eventSource": "iam.amazonaws.com", "awsRegion": "us-east-1",
+        "sourceIPAddress": ip, "userAgent": agent,
+        "userIdentity": { "type": "IAMUser", "userName": user,
+                          "arn": format!("arn:aws:iam::111122223333:user/{user}") },
+    })
+}
+
+/// The `[ui]` file: an investigator who signs in with a password (and has
+/// a token), a read-only analyst with a password and a token.
+pub(crate) fn analysts_config(home: &Home) -> std::path::PathBuf {
+    let hash = custody::ui::auth::hash_password(PASSWORD).unwrap();
+    let reader_hash = custody::ui::auth::hash_password(READER_PASSWORD).unwrap();
+    let digest = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
+    let path = home.path().join("ui.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[ui]
+session_hours = 1
+
+[[ui.analysts]]
+name = "ines"
+role = "investigator"
+password_hash = "{hash}"
+token_sha256 = "{}"
+
+[[ui.analysts]]
+name = "rory"
+role = "read_only"
+password_hash = "{reader_hash}"
+token_sha256 = "{}"
+"#,
+            digest(TOKEN),
+            digest(READER_TOKEN)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub(crate) fn start(home: &Home, config: Option<&std::path::Path>) -> Workspace {
+    let mut cmd = home.cmd();
+    cmd.args(["ui", "--listen", "127.0.0.1:0"]);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
+    Workspace {
+        child,
+        addr: v["listening"].as_str().unwrap().to_owned(),
+    }
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+}
+
+impl Reply {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// `name=value` of a cookie this reply sets.
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned)
+    }
+}
+
+/// One HTTP/1.1 request, the whole reply read.
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The first `value` of a hidden input named `name` in a page.
+pub(crate) fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+/// Signs in; the session cookie (`name=value`).
+pub(crate) fn sign_in(addr: &str, name: &str, password: &str) -> String {
+    let page = http(addr, "GET", "/login", &[], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let login = page.cookie("custody_login").expect("the form's cookie");
+    let token = hidden(&page.body, "csrf");
+    let r = http(
+        addr,
+        "POST",
+        "/login",
+        &[("Cookie", login)],
+        &form(&[("name", name), ("password", password), ("csrf", &token)]),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    r.cookie("custody_session").expect("a session")
+}
+
+/// The events of case `web` as the API gives them, by CloudTrail event id.
+fn event_ids(addr: &str, auth: &[(&str, String)]) -> std::collections::BTreeMap<String, i64> {
+    let r = http(addr, "GET", "/api/cases/web/search?q=", auth, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["record_id"].as_str().unwrap().to_owned(),
+                r["id"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn ledger_entries(home: &Home) -> Vec<serde_json::Value> {
+    let dir = home.path().join("ledger");
+    let text = std::fs::read_to_string(dir.join("entries.jsonl"))
+        .unwrap_or_else(|e| panic!("the ledger's entries in {}: {e}", dir.display()));
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn sign_in_is_needed_and_its_form_cannot_be_forged() {
+    let home = Home::new();
+    seed_case(&home);
+    let config = analysts_config(&home);
+    let ws = start(&home, Some(&config));
+    let a = ws.addr.as_str();
+
+    // No session: the pages send to the sign-in form, the API refuses.
+    let r = http(a, "GET", "/cases/web", &[], "");
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    assert_eq!(http(a, "GET", "/api/cases/web/search", &[], "").status, 401);
+
+    // A sign-in posted without the form's own cookie (from another site) is refused.
+    let page = http(a, "GET", "/login", &[], "");
+    let token = hidden(&page.body, "csrf");
+    let forged = http(
+        a,
+        "POST",
+        "/login",
+        &[],
+        &form(&[("name", "ines"), ("password", PASSWORD), ("csrf", &token)]),
+    );
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(forged.cookie("custody_session").is_none());
+
+    // A wrong password, or a name nobody has, gets no session and the same words.
+    let login = page.cookie("custody_login").unwrap();
+    for (name, pw) in [("ines", "wrong"), ("nobody", PASSWORD)] {
+        let r = http(
+            a,
+            "POST",
+            "/login",
+            &[("Cookie", login.clone())],
+            &form(&[("name", name), ("password", pw), ("csrf", &token)]),
+        );
+        assert_eq!(r.status, 401, "{name}");
+        assert!(r.body.contains("The name or the password is wrong."));
+        assert!(r.cookie("custody_session").is_none());
+    }
+
+    // The right one: a session cookie only scripts cannot read, never sent cross-site.
+    let r = http(
+        a,
+        "POST",
+        "/login",
+        &[("Cookie", login)],
+        &form(&[("name", "ines"), ("password", PASSWORD), ("csrf", &token)]),
+    );
+    assert_eq!(r.status, 303);
+    let set = r
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("custody_session="))
+        .unwrap()
+        .to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(set.contains(attr), "{attr} missing from {set}");
+    }
+    let session = r.cookie("custody_session").unwrap();
+    let page = http(a, "GET", "/cases/web", &[("Cookie", session.clone())], "");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("ines (investigator)"));
+
+    // Signing out ends the session (with its CSRF token only).
+    let csrf = hidden(&page.body, "csrf");
+    let out = http(
+        a,
+        "POST",
+        "/logout",
+        &[("Cookie", session.clone())],
+        &form(&[("csrf", &csrf)]),
+    );
+    assert_eq!(out.status, 303);
+    assert_eq!(
+        http(a, "GET", "/cases/web", &[("Cookie", session)], "").status,
+        303
+    );
+}
+
+#[test]
+fn hostile_values_are_text_under_a_strict_policy() {
+    let home = Home::new();
+    seed_case(&home);
+    let config = analysts_config(&home);
+    let ws = start(&home, Some(&config));
+    let a = ws.addr.as_str();
+    let session = sign_in(a, "rory", READER_PASSWORD);
+    let ids = event_ids(a, &[("Cookie", session.clone())]);
+    for path in [
+        "/cases/web".to_owned(),
+        "/cases/web/timeline?q=".to_owned(),
+        "/cases/web/timeline?q=action%3AGetObject".to_owned(),
+        format!("/cases/web/events/{}", ids["e3"]),
+    ] {
+        let r = http(a, "GET", &path, &[("Cookie", session.clone())], "");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'")
+                && csp.contains("default-src 'none'")
+                && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        for bad in [
+            "<script>document",
+            "<img src=x",
+            "<svg onload",
+            "\u{1b}",
+            "\u{7}",
+        ] {
+            assert!(!r.body.contains(bad), "{path} carries {bad:?} unescaped");
+        }
+        // The only script is the workspace's own file.
+        assert_eq!(r.body.matches("<script").count(), 1, "{path}");
+        assert!(
+            r.body
+                .contains("<script src=\"/assets/app.js\" defer></script>")
+        );
+    }
+    let event = http(
+        a,
+        "GET",
+        &format!("/cases/web/events/{}", ids["e3"]),
+        &[("Cookie", session)],
+        "",
+    );
+    assert!(
+        event.body.contains("&lt;script&gt;document.title="),
+        "the agent is shown as text"
+    );
+    assert!(
+        event.body.contains("\\u{1b}]0;pwned\\u{7}"),
+        "terminal escapes are shown, not sent"
+    );
+}
+
+#[test]
+fn marks_need_an_investigator_and_the_token_and_each_is_a_verified_ledger_entry() {
+    let home = Home::new();
+    seed_case(&home);
+    let config = analysts_config(&home);
+    let ws = start(&home, Some(&config));
+    let a = ws.addr.as_str();
+    let session = sign_in(a, "ines", PASSWORD);
+    let ids = event_ids(a, &[("Cookie", session.clone())]);
+    let e1 = ids["e1"];
+    let marks = format!("/cases/web/events/{e1}/marks");
+    let page = http(
+        a,
+        "GET",
+        &format!("/cases/web/events/{e1}"),
+        &[("Cookie", session.clone())],
+        "",
+    );
+    let csrf = hidden(&page.body, "csrf");
+    let before = ledger_entries(&home).len();
+
+    // Without the session's token, or with another: refused, nothing recorded.
+    for sent in ["", "0000"] {
+        let r = http(
+            a,
+            "POST",
+            &marks,
+            &[("Cookie", session.clone())],
+            &form(&[("kind", "star"), ("csrf", sent)]),
+        );
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("CSRF"));
+    }
+    // A read-only analyst, by session or by token: refused.
+    let reader = sign_in(a, "rory", READER_PASSWORD);
+    let reader_page = http(
+        a,
+        "GET",
+        &format!("/cases/web/events/{e1}"),
+        &[("Cookie", reader.clone())],
+        "",
+    );
+    assert!(
+        !reader_page.body.contains("action=\"/cases/web/events"),
+        "no forms for a reader"
+    );
+    let reader_csrf = hidden(&reader_page.body, "csrf");
+    let r = http(
+        a,
+        "POST",
+        &marks,
+        &[("Cookie", reader)],
+        &form(&[("kind", "star"), ("csrf", &reader_csrf)]),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("read-only"));
+    let r = http(
+        a,
+        "POST",
+        &marks,
+        &[("Authorization", format!("Bearer {READER_TOKEN}"))],
+        &form(&[("kind", "star")]),
+    );
+    assert_eq!(r.status, 403);
+    // Bad marks: named.
+    let r = http(
+        a,
+        "POST",
+        &marks,
+        &[("Cookie", session.clone())],
+        &form(&[("kind", "tag"), ("value", ""), ("csrf", &csrf)]),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("empty tag"));
+    assert_eq!(
+        ledger_entries(&home).len(),
+        before,
+        "nothing refused was recorded"
+    );
+
+    // Star, tag and comment from the browser session; a comment by token.
+    for (kind, value) in [
+        ("star", ""),
+        ("tag", "initial-access"),
+        ("comment", "first sign-in from 198.51.100.7"),
+    ] {
+        let r = http(
+            a,
+            "POST",
+            &marks,
+            &[("Cookie", session.clone())],
+            &form(&[("kind", kind), ("value", value), ("csrf", &csrf)]),
+        );
+        assert_eq!(r.status, 303, "{kind}: {}", r.body);
+    }
+    let r = http(
+        a,
+        "POST",
+        &marks,
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        &form(&[("kind", "comment"), ("value", "by automation")]),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+
+    let entries = ledger_entries(&home);
+    let annotated: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "annotated")
+        .collect();
+    assert_eq!(annotated.len(), 4, "{entries:#?}");
+    for e in &annotated {
+        assert_eq!(e["actor"]["name"], "ines");
+        assert_eq!(e["actor"]["role"], "analyst");
+        assert_eq!(e["case"], "web");
+        assert_eq!(e["detail"]["event"], e1);
+        assert_eq!(e["detail"]["record_id"], "e1");
+    }
+    let kinds: Vec<_> = annotated
+        .iter()
+        .map(|e| e["detail"]["mark"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["star", "tag", "comment", "comment"]);
+
+    // The page shows them, each naming its entry; the explorer shows the star and tag.
+    let page = http(
+        a,
+        "GET",
+        &format!("/cases/web/events/{e1}"),
+        &[("Cookie", session.clone())],
+        "",
+    );
+    assert!(page.body.contains("initial-access") && page.body.contains("by automation"));
+    assert!(page.body.contains("Unstar"));
+    let list = http(
+        a,
+        "GET",
+        "/cases/web/timeline?q=",
+        &[("Cookie", session.clone())],
+        "",
+    );
+    assert!(
+        list.body.contains("title=\"starred\"")
+            && list
+                .body
+                .contains("<span class=\"tag\">initial-access</span>")
+    );
+    let overview = http(a, "GET", "/cases/web", &[("Cookie", session)], "");
+    assert!(
+        overview.body.contains("Analysts' actions")
+            && overview.body.contains("comment: by automation")
+    );
+
+    drop(ws);
+    let verify = home.run(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+#[test]
+fn without_analysts_it_answers_on_loopback_only_as_the_operator() {
+    let home = Home::new();
+    seed_case(&home);
+    let out = home.run(&["ui", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("loopback only"), "{}", stderr(&out));
+
+    let ws = start(&home, None);
+    let first = http(&ws.addr, "GET", "/", &[], "");
+    assert_eq!(first.status, 200);
+    let session = first
+        .cookie("custody_session")
+        .expect("the operator's session");
+    assert!(!first.body.contains("Sign out"));
+    let ids = event_ids(&ws.addr, &[("Cookie", session.clone())]);
+    let page = http(
+        &ws.addr,
+        "GET",
+        &format!("/cases/web/events/{}", ids["e2"]),
+        &[("Cookie", session.clone())],
+        "",
+    );
+    let csrf = hidden(&page.body, "csrf");
+    let r = http(
+        &ws.addr,
+        "POST",
+        &format!("/cases/web/events/{}/marks", ids["e2"]),
+        &[("Cookie", session)],
+        &form(&[("kind", "star"), ("csrf", &csrf)]),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    // A bad configuration is named before anything listens.
+    let bad = home.path().join("bad.toml");
+    std::fs::write(&bad, "[ui]\n[[ui.analysts]]\nname = \"x\"\nrole = \"investigator\"\npassword_hash = \"hunter2\"\n").unwrap();
+    let out = home.run(&["ui", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("password_hash is not an argon2 PHC string"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn saved_searches_and_downloads_are_ledger_entries_and_a_tampered_artefact_is_refused() {
+    let home = Home::new();
+    seed_case(&home);
+    let config = analysts_config(&home);
+    let ws = start(&home, Some(&config));
+    let a = ws.addr.as_str();
+    let session = sign_in(a, "ines", PASSWORD);
+    let cookie = || vec![("Cookie", session.clone())];
+
+    // The explorer: a histogram of the case, each bar a link to its window.
+    let page = http(
+        a,
+        "GET",
+        "/cases/web/timeline?q=action%3AConsoleLogin",
+        &cookie(),
+        "",
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<svg id=\"histogram\""), "{}", page.body);
+    assert_eq!(
+        page.body.matches("<rect").count(),
+        1,
+        "one bucket holds the one sign-in"
+    );
+    let csrf = hidden(&page.body, "csrf");
+
+    // Saving a search: refused without the token or with a bad name, then kept.
+    let save = |body: String| http(a, "POST", "/cases/web/searches", &cookie(), &body);
+    assert_eq!(
+        save(form(&[("name", "logins"), ("q", "action:ConsoleLogin")])).status,
+        403
+    );
+    let bad = save(form(&[("name", "no spaces"), ("q", "x"), ("csrf", &csrf)]));
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("a search&#39;s name") || bad.body.contains("a search's name"),
+        "{}",
+        bad.body
+    );
+    let r = save(form(&[
+        ("name", "logins"),
+        ("q", "action:ConsoleLogin"),
+        ("csrf", &csrf),
+    ]));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = http(a, "GET", "/cases/web/timeline?q=", &cookie(), "");
+    assert!(
+        page.body
+            .contains(">logins</a> <span class=\"count\">1</span>"),
+        "{}",
+        page.body
+    );
+
+    // Downloading the artefact: the bytes imported, their digest in a header, an entry.
+    let overview = http(a, "GET", "/cases/web", &cookie(), "");
+    let id = overview
+        .body
+        .split("/artefacts/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let path = format!("/cases/web/artefacts/{id}/download");
+    assert_eq!(
+        http(a, "POST", &path, &cookie(), &form(&[("csrf", "")])).status,
+        403,
+        "no token"
+    );
+    let r = http(a, "POST", &path, &cookie(), &form(&[("csrf", &csrf)]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let original = std::fs::read(home.path().join("trail.json")).unwrap();
+    assert_eq!(r.body.as_bytes(), &original[..]);
+    assert_eq!(
+        r.header("x-custody-raw-sha256"),
+        Some(hex::encode(sha2::Sha256::digest(&original)).as_str())
+    );
+
+    let entries = ledger_entries(&home);
+    let saved: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "search_saved")
+        .collect();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(
+        (
+            saved[0]["actor"]["name"].as_str(),
+            saved[0]["detail"]["query"].as_str()
+        ),
+        (Some("ines"), Some("action:ConsoleLogin"))
+    );
+    let exported: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "exported")
+        .collect();
+    assert_eq!(exported.len(), 1);
+    assert_eq!(exported[0]["actor"]["name"], "ines");
+    assert_eq!(exported[0]["evidence"]["artefact"], id.as_str());
+
+    // The stored object altered: the download is refused, nothing recorded.
+    let stored = walk(&home.store_dir())
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&id) && !p.to_string_lossy().contains("manifest"))
+        .expect("the stored object");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&stored, bytes).unwrap();
+    let r = http(a, "POST", &path, &cookie(), &form(&[("csrf", &csrf)]));
+    assert_eq!(r.status, 500);
+    assert!(
+        r.body.to_lowercase().contains("sha-256") || r.body.contains("digest"),
+        "{}",
+        r.body
+    );
+    let after = ledger_entries(&home);
+    assert_eq!(
+        after.iter().filter(|e| e["action"] == "exported").count(),
+        1,
+        "no entry for a refused download"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
