@@ -155,6 +155,17 @@ impl App {
         })
     }
 
+    /// This context with a ledger of its own, opened on first use and
+    /// closed (its writer's lock released) when the last clone is dropped:
+    /// for a long-running process that records now and then beside other
+    /// commands (the workspace on a local store).
+    #[must_use]
+    pub fn detached(&self) -> Self {
+        let mut app = self.clone();
+        app.ledger = Arc::new(OnceLock::new());
+        app
+    }
+
     /// [`App::ledger`], with whether it was being created when it failed.
     fn open_ledger(&self) -> Result<SharedLedger, (bool, LedgerError)> {
         if let Some(l) = self.ledger.get() {

@@ -12,6 +12,7 @@
 //! | [`detect`] | Sigma rules and indicator lists over a case's timeline, the detections stored beside its events (feature `timeline`) |
 //! | [`logs`] | logs into a case and its timeline: exported files, and the AWS sources (feature `timeline`) |
 //! | [`process`] | disk images of a case, read in place, into derived artefacts and its timeline (feature `timeline`) |
+//! | [`record`] | one event's original record read again from the store, both digests checked (feature `timeline`) |
 //! | [`search`] | a case's timeline searched: rows, total, facets, histogram, for the command line and the workspace (feature `timeline`) |
 //! | [`trail`] | CloudTrail's integrity chain (digest signatures, links, log file hashes) checked on a case's trail bundles, the report stored as a derived artefact (feature `timeline`) |
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
@@ -25,6 +26,8 @@ pub mod detect;
 pub mod logs;
 #[cfg(feature = "timeline")]
 pub mod process;
+#[cfg(feature = "timeline")]
+pub mod record;
 pub mod request;
 #[cfg(feature = "aws")]
 pub mod response;

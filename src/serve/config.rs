@@ -204,6 +204,9 @@ struct File {
     rules: Vec<Rule>,
     #[serde(default, rename = "audit")]
     audits: Vec<super::schedule::AuditSpec>,
+    /// The analysts' workspace, served beside the API.
+    #[serde(default)]
+    ui: Option<crate::ui::UiConfig>,
 }
 
 /// A configured source.
@@ -227,6 +230,8 @@ pub struct ServeConfig {
     pub notify: BTreeMap<String, NotifyTarget>,
     /// Readiness audits on schedules.
     pub audits: Vec<super::schedule::Scheduled>,
+    /// The analysts' workspace (`[ui]`), served on the same address.
+    pub ui: Option<crate::ui::UiConfig>,
 }
 
 impl ServeConfig {
@@ -262,6 +267,11 @@ impl ServeConfig {
         check_server(&file.server, &sources).map_err(bad)?;
         let notify = notify_targets(&file.rules, &sources, env).map_err(bad)?;
         let audits = audits(file.audits, env).map_err(bad)?;
+        if let Some(ui) = &file.ui {
+            ui.check()
+                .and_then(|()| ui.check_bind(file.server.bind))
+                .map_err(|e| bad(format!("[ui]: {e}")))?;
+        }
         Ok(Self {
             server: file.server,
             sources,
@@ -269,6 +279,7 @@ impl ServeConfig {
             read_token,
             notify,
             audits,
+            ui: file.ui,
         })
     }
 
@@ -542,6 +553,35 @@ mod tests {
             c.source("gd").and_then(|s| s.auth.clone()),
             Some(Auth::Hmac { .. })
         ));
+    }
+
+    #[test]
+    fn the_workspace_is_configured_and_checked_with_the_server() {
+        let gd = "[[source]]\nname = \"gd\"\nkind = \"guardduty\"\nauth = \"hmac\"\nsecret_env = \"SECRET\"\n";
+        let c = parse(&format!("[server]\nbind = \"127.0.0.1:9000\"\n{gd}[ui]\n")).expect("parses");
+        assert!(c.ui.is_some_and(|u| u.analysts.is_empty()));
+        assert!(
+            parse(&format!("[server]\nbind = \"127.0.0.1:9000\"\n{gd}"))
+                .expect("parses")
+                .ui
+                .is_none()
+        );
+        // Nobody could sign in, and the address is not loopback: refused.
+        let e = parse(&format!("[server]\nbind = \"0.0.0.0:9000\"\n{gd}[ui]\n")).unwrap_err();
+        assert!(e.contains("[ui]") && e.contains("loopback only"), "{e}");
+        let e = parse(&format!(
+            "[server]\nbind = \"0.0.0.0:9000\"\n{gd}[ui]\n[[ui.analysts]]\nname = \"a\"\nrole = \"investigator\"\npassword_hash = \"plain\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("password_hash is not an argon2 PHC string"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[server]\nbind = \"127.0.0.1:9000\"\n{gd}[ui]\nsession_hours = 0\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("session_hours"), "{e}");
     }
 
     #[test]

@@ -106,6 +106,10 @@ impl Server {
             staging: config.server.staging.clone(),
         });
         let audits = config.audits.clone();
+        let ui = config
+            .ui
+            .as_ref()
+            .map(|c| crate::ui::Ui::new(app.clone(), c));
         let shared = Arc::new(Shared {
             config,
             queue,
@@ -117,6 +121,7 @@ impl Server {
             draining: AtomicBool::new(false),
             cancel: app.cancel.clone(),
             recording: Readiness::new(Arc::new(runner::LedgerRecording(app.clone()))),
+            ui,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let compaction = tokio::spawn(compact(shared.clone(), stop_rx.clone()));

@@ -157,6 +157,8 @@ pub struct Shared {
     pub cancel: Arc<AtomicBool>,
     /// Whether jobs can record in the ledger now.
     pub recording: Readiness,
+    /// The analysts' workspace, when `[ui]` is configured.
+    pub ui: Option<Arc<crate::ui::Ui>>,
 }
 
 /// Whether the ledger can take entries now.
@@ -272,7 +274,8 @@ pub async fn serve(
 
 /// The router.
 pub fn router(state: AppState) -> axum::Router {
-    axum::Router::new()
+    let ui = state.ui.clone();
+    let api = axum::Router::new()
         .route("/v1/alerts/{source}", post(post_alert))
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/cases/{id}", get(get_case))
@@ -286,9 +289,14 @@ pub fn router(state: AppState) -> axum::Router {
                 "no such endpoint".into(),
             )
         })
-        .layer(axum::middleware::from_fn(request_span))
+        .with_state(state);
+    // The workspace's pages share the listener, its limits and its spans.
+    let all = match ui {
+        Some(ui) => api.merge(crate::ui::router(ui)),
+        None => api,
+    };
+    all.layer(axum::middleware::from_fn(request_span))
         .layer(axum::middleware::from_fn(conn::track))
-        .with_state(state)
 }
 
 /// The route template a request's span is named by, also left in the
@@ -855,6 +863,7 @@ mod tests {
             draining: AtomicBool::new(false),
             cancel: Arc::new(AtomicBool::new(false)),
             recording: Readiness::with_recheck(switch.clone(), Duration::ZERO),
+            ui: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -409,6 +409,7 @@ mod tests {
             draining: AtomicBool::new(false),
             cancel: Arc::new(AtomicBool::new(false)),
             recording: Readiness::new(Arc::new(AlwaysRecording)),
+            ui: None,
         });
         tx.send(job.clone()).expect("send");
         let runner = Arc::new(runner);

@@ -44,9 +44,12 @@ pub fn routes() -> axum::Router<Shared> {
         .route("/cases/{case}/timeline", get(explorer))
         .route("/cases/{case}/events/{id}", get(event))
         .route("/cases/{case}/events/{id}/marks", post(mark))
+        .route("/cases/{case}/events/{id}/raw", get(raw))
         .route("/cases/{case}/searches", post(save_search))
         .route("/cases/{case}/artefacts/{id}/download", post(download))
+        .route("/api/cases", get(api_cases))
         .route("/api/cases/{case}/search", get(api_search))
+        .route("/api/openapi.json", get(openapi))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
         .layer(axum::middleware::from_fn(security_headers))
@@ -420,6 +423,33 @@ async fn explorer(
     }
 }
 
+async fn openapi() -> Response {
+    asset("application/json", include_str!("assets/openapi.json"))
+}
+
+fn api_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn api_cases(State(ui): State<Shared>, headers: HeaderMap) -> Response {
+    if ui.access.who(&headers).is_none() {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "sign in, or send an analyst's bearer token",
+        );
+    }
+    let listed = match ui.app.store().await {
+        Ok(store) => crate::evidence::case::list_cases(store.as_ref())
+            .await
+            .map_err(|e| error_chain(&e)),
+        Err(e) => Err(error_chain(&e)),
+    };
+    match listed {
+        Ok(list) => axum::Json(list).into_response(),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
 async fn api_search(
     State(ui): State<Shared>,
     Path(case): Path<String>,
@@ -484,6 +514,86 @@ async fn event(
         ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
     }
+}
+
+/// The event's original record, read again from the store with both
+/// digests checked: a view of evidence, so a ledger entry names who looked.
+async fn raw(
+    State(ui): State<Shared>,
+    Path((case, id)): Path<(String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let (who, cookie) = match gate(&ui, &headers) {
+        Ok(w) => w,
+        Err(r) => return r.into_response(),
+    };
+    let case = match parse_case(&case) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
+    };
+    let ui2 = ui.clone();
+    let case2 = case.clone();
+    let row = blocking(move || {
+        let tl = crate::engine::logs::existing_timeline(&ui2.app, &case2)
+            .map_err(|e| error_chain(&e))?;
+        Ok(tl.rows_by_id(&[id]).map_err(|e| error_chain(&e))?.pop())
+    })
+    .await;
+    let row = match row {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                Some(&who),
+                &format!("case {case} has no event {id}"),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
+    };
+    let record = match crate::engine::record::raw_record(&ui.app, &case, &row).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                Some(&who),
+                &format!(
+                    "artefact {} holds no record at {} {}",
+                    row.artefact, row.member, row.locator
+                ),
+            );
+        }
+        Err(e) => {
+            tracing::error!(%case, event = id, "a record could not be read back");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(&who),
+                &error_chain(&e),
+            );
+        }
+    };
+    let detail = serde_json::json!({
+        "via": "workspace record view",
+        "event": id,
+        "artefact": record.artefact,
+        "member": record.member,
+        "locator": record.locator,
+        "checked": { "raw_sha256": record.raw_sha256, "stored_sha256": record.stored_sha256 },
+    });
+    let (ui2, case2, analyst) = (ui.clone(), case.clone(), who.analyst.clone());
+    let recorded = blocking(move || {
+        ui2.record(
+            &analyst,
+            &case2,
+            crate::ledger::entry::Action::Accessed,
+            None,
+            detail,
+        )
+    })
+    .await;
+    if let Err(e) = recorded {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e);
+    }
+    page(pages::raw_record(&who, &case, id, &record), cookie)
 }
 
 #[derive(Deserialize)]
@@ -565,28 +675,21 @@ async fn mark(
             return Ok(None);
         };
         // The ledger first: a mark the ledger does not hold is not kept.
-        let recorder = ui2
-            .app
-            .analyst_recorder(&analyst)
-            .map_err(|e| error_chain(&e))?;
-        let receipt = recorder
-            .record(
-                Some(&case2),
-                crate::ledger::entry::Action::Annotated,
-                None,
-                None,
-                Some(serde_json::json!({
-                    "event": id,
-                    "mark": mark.name(),
-                    "value": value,
-                    "artefact": row.artefact,
-                    "member": row.member,
-                    "locator": row.locator,
-                    "record_id": row.record_id,
-                })),
-            )
-            .map_err(|e| error_chain(&e))?;
-        let index = receipt.indexes.first().copied().unwrap_or(0);
+        let index = ui2.record(
+            &analyst,
+            &case2,
+            crate::ledger::entry::Action::Annotated,
+            None,
+            serde_json::json!({
+                "event": id,
+                "mark": mark.name(),
+                "value": value,
+                "artefact": row.artefact,
+                "member": row.member,
+                "locator": row.locator,
+                "record_id": row.record_id,
+            }),
+        )?;
         let at = crate::clock::rfc3339(ui2.app.clock.now());
         tl.annotate(id, mark, &value, &analyst, &at, index)
             .map_err(|e| error_chain(&e))?;
@@ -683,17 +786,13 @@ async fn save_search(
             .map_err(|e| error_chain(&e))?;
         let facets: Vec<String> = FACETS.iter().map(|f| (*f).to_owned()).collect();
         // The ledger first: a search the ledger does not hold is not saved.
-        ui2.app
-            .analyst_recorder(&analyst)
-            .map_err(|e| error_chain(&e))?
-            .record(
-                Some(&case2),
-                crate::ledger::entry::Action::SearchSaved,
-                None,
-                None,
-                Some(serde_json::json!({ "name": name2, "query": query.text, "facets": facets })),
-            )
-            .map_err(|e| error_chain(&e))?;
+        ui2.record(
+            &analyst,
+            &case2,
+            crate::ledger::entry::Action::SearchSaved,
+            None,
+            serde_json::json!({ "name": name2, "query": query.text, "facets": facets }),
+        )?;
         let at = crate::clock::rfc3339(ui2.app.clock.now());
         tl.save_search(&name2, &query.text, &facets, &at)
             .map_err(|e| error_chain(&e))?;
@@ -748,23 +847,25 @@ async fn download(
             return fail(error_chain(&e));
         }
     };
-    let recorded = ui
-        .app
-        .analyst_recorder(&who.analyst)
-        .map_err(|e| error_chain(&e))
-        .and_then(|r| {
-            r.record(
-                Some(&case),
-                crate::ledger::entry::Action::Exported,
-                Some(a.evidence_ref()),
-                None,
-                Some(serde_json::json!({
-                    "via": "workspace download",
-                    "checked": ["raw_sha256", "stored_sha256"],
-                })),
-            )
-            .map_err(|e| error_chain(&e))
-        });
+    let (ui2, case2, analyst, evidence) = (
+        ui.clone(),
+        case.clone(),
+        who.analyst.clone(),
+        a.evidence_ref(),
+    );
+    let recorded = blocking(move || {
+        ui2.record(
+            &analyst,
+            &case2,
+            crate::ledger::entry::Action::Exported,
+            Some(evidence),
+            serde_json::json!({
+                "via": "workspace download",
+                "checked": ["raw_sha256", "stored_sha256"],
+            }),
+        )
+    })
+    .await;
     if let Err(e) = recorded {
         return fail(e);
     }

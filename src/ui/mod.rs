@@ -117,10 +117,26 @@ impl UiConfig {
 pub struct Ui {
     pub app: App,
     pub access: Access,
+    /// Whether the ledger is opened for each action and closed after it
+    /// (`custody ui`, beside other commands), rather than held (the server).
+    per_action: bool,
+    /// One action's ledger at a time, when opened per action.
+    recording: std::sync::Mutex<()>,
 }
 
 impl Ui {
+    /// The workspace of a server, which holds the ledger open.
     pub fn new(app: App, config: &UiConfig) -> Arc<Self> {
+        Self::build(app, config, false)
+    }
+
+    /// The workspace on its own (`custody ui`): the ledger is opened for
+    /// each action and closed after it, so other commands can write it.
+    pub fn standalone(app: App, config: &UiConfig) -> Arc<Self> {
+        Self::build(app, config, true)
+    }
+
+    fn build(app: App, config: &UiConfig, per_action: bool) -> Arc<Self> {
         let operator = app.config.operator.clone();
         Arc::new(Self {
             app,
@@ -129,7 +145,50 @@ impl Ui {
                 &operator,
                 Duration::from_secs(config.session_hours.saturating_mul(3600)),
             ),
+            per_action,
+            recording: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Records one analyst's action in the ledger; blocking.
+    pub fn record(
+        &self,
+        analyst: &str,
+        case: &crate::ids::CaseId,
+        action: crate::ledger::entry::Action,
+        evidence: Option<crate::ledger::entry::EvidenceRef>,
+        detail: serde_json::Value,
+    ) -> Result<u64, String> {
+        let chain = |e: &dyn std::error::Error| {
+            let mut s = e.to_string();
+            let mut cur = e.source();
+            while let Some(c) = cur {
+                s.push_str(": ");
+                s.push_str(&c.to_string());
+                cur = c.source();
+            }
+            s
+        };
+        let _one = if self.per_action {
+            Some(
+                self.recording
+                    .lock()
+                    .map_err(|_| "the ledger's lock was poisoned".to_owned())?,
+            )
+        } else {
+            None
+        };
+        let app = if self.per_action {
+            self.app.detached()
+        } else {
+            self.app.clone()
+        };
+        let receipt = app
+            .analyst_recorder(analyst)
+            .map_err(|e| chain(&e))?
+            .record(Some(case), action, evidence, None, Some(detail))
+            .map_err(|e| chain(&e))?;
+        Ok(receipt.indexes.first().copied().unwrap_or(0))
     }
 }
 

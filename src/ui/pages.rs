@@ -478,6 +478,36 @@ pub fn explorer(
     )
 }
 
+pub fn raw_record(
+    who: &Who,
+    case: &CaseId,
+    id: i64,
+    r: &crate::engine::record::RawRecord,
+) -> Markup {
+    layout(
+        &format!("Record of event {id}"),
+        Some(who),
+        html! {
+            h1 { "Record of " a href=(format!("/cases/{case}/events/{id}")) { "event " (id) } }
+            p.verified {
+                "Read again from the store; both digests of artefact " span.mono { (r.artefact) } " checked: raw SHA-256 "
+                span.mono.hash { (r.raw_sha256) } ", stored SHA-256 " span.mono.hash { (r.stored_sha256) } "."
+            }
+            dl.fields {
+                dt { "member" } dd.mono { (term(&r.member)) }
+                dt { "position" } dd.mono { (term(&r.locator)) }
+            }
+            @if r.binary { p.muted { "The record is not UTF-8; shown with replacement characters." } }
+            h2 { "As written" }
+            pre.record id="record" { (crate::sanitize::term_lines(&r.text)) }
+            @if let Some(j) = &r.json {
+                h2 { "As JSON, indented" }
+                pre.record { (crate::sanitize::term_lines(j)) }
+            }
+        },
+    )
+}
+
 fn mark_form(case: &CaseId, id: i64, csrf: Option<&str>, body: Markup) -> Markup {
     html! {
         form.mark method="post" action=(format!("/cases/{case}/events/{id}/marks")) {
@@ -542,6 +572,7 @@ pub fn event(
                 }
             }
             h2 { "Provenance" }
+            p { a id="raw" href=(format!("/cases/{case}/events/{}/raw", r.id)) { "The original record, read again from the evidence" } }
             dl.fields {
                 dt { "artefact" } dd.mono { (r.artefact) }
                 dt { "member" } dd.mono { (term(&r.member)) }
