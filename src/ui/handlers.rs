@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::Ui;
 use super::auth::{self, CSRF_HEADER, LOGIN_COOKIE, Role, SESSION_COOKIE, Who};
 use super::pages::{self, ExploreParams, Extras};
+use super::{Ui, error_chain};
 use crate::engine::search::{self, SearchRequest};
 use crate::ids::CaseId;
 use crate::timeline::annotations::Mark;
@@ -130,15 +130,18 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(format!("the work stopped: {e}")))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+/// The analyst of a page request and the case it names, or the response
+/// that says why not (to sign in; no such case).
+fn page_case(
+    ui: &Ui,
+    headers: &HeaderMap,
+    case: &str,
+) -> Result<(Who, Option<String>, CaseId), Box<Response>> {
+    let (who, cookie) = gate(ui, headers).map_err(|r| Box::new(r.into_response()))?;
+    match parse_case(case) {
+        Ok(c) => Ok((who, cookie, c)),
+        Err(e) => Err(Box::new(error(StatusCode::NOT_FOUND, Some(&who), &e))),
     }
-    s
 }
 
 fn parse_case(s: &str) -> Result<CaseId, String> {
@@ -267,13 +270,9 @@ async fn overview(
     Path(case): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (who, cookie) = match gate(&ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
+    let (who, cookie, case) = match page_case(&ui, &headers, &case) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let artefacts = match ui.app.store().await {
         Ok(store) => crate::evidence::case::artefacts(store.as_ref(), &case)
@@ -403,13 +402,9 @@ async fn explorer(
     UrlQuery(p): UrlQuery<ExploreParams>,
     headers: HeaderMap,
 ) -> Response {
-    let (who, cookie) = match gate(&ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
-    };
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
+    let (who, cookie, case) = match page_case(&ui, &headers, &case) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     match run_search(&ui, case.clone(), &p, PAGE_ROWS).await {
         Ok((res, extras)) => page(
@@ -479,30 +474,47 @@ async fn api_search(
     }
 }
 
+/// An event's row with its marks and how they stand, if the case has it.
+async fn event_row(
+    ui: &Shared,
+    case: &CaseId,
+    id: i64,
+) -> Result<
+    Option<(
+        crate::timeline::store::Row,
+        Vec<crate::timeline::annotations::Annotation>,
+        crate::timeline::annotations::Standing,
+    )>,
+    String,
+> {
+    let (ui2, case2) = (ui.clone(), case.clone());
+    blocking(move || {
+        let tl = crate::engine::logs::existing_timeline(&ui2.app, &case2)
+            .map_err(|e| error_chain(&e))?;
+        let Some(row) = tl.rows_by_id(&[id]).map_err(|e| error_chain(&e))?.pop() else {
+            return Ok(None);
+        };
+        let marks = tl.annotations(id).map_err(|e| error_chain(&e))?;
+        let standing = tl.standing(&[id]).map_err(|e| error_chain(&e))?;
+        Ok(Some((
+            row,
+            marks,
+            standing.into_values().next().unwrap_or_default(),
+        )))
+    })
+    .await
+}
+
 async fn event(
     State(ui): State<Shared>,
     Path((case, id)): Path<(String, i64)>,
     headers: HeaderMap,
 ) -> Response {
-    let (who, cookie) = match gate(&ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
+    let (who, cookie, case) = match page_case(&ui, &headers, &case) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
-    };
-    let ui2 = ui.clone();
-    let case2 = case.clone();
-    let found = blocking(move || {
-        let tl = crate::engine::logs::existing_timeline(&ui2.app, &case2)
-            .map_err(|e| error_chain(&e))?;
-        let row = tl.rows_by_id(&[id]).map_err(|e| error_chain(&e))?.pop();
-        let marks = tl.annotations(id).map_err(|e| error_chain(&e))?;
-        let standing = tl.standing(&[id]).map_err(|e| error_chain(&e))?;
-        Ok(row.map(|r| (r, marks, standing.into_values().next().unwrap_or_default())))
-    })
-    .await;
+    let found = event_row(&ui, &case, id).await;
     match found {
         Ok(Some((row, marks, standing))) => {
             page(pages::event(&who, &case, &row, &marks, &standing), cookie)
@@ -523,24 +535,12 @@ async fn raw(
     Path((case, id)): Path<(String, i64)>,
     headers: HeaderMap,
 ) -> Response {
-    let (who, cookie) = match gate(&ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r.into_response(),
+    let (who, cookie, case) = match page_case(&ui, &headers, &case) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
-    };
-    let ui2 = ui.clone();
-    let case2 = case.clone();
-    let row = blocking(move || {
-        let tl = crate::engine::logs::existing_timeline(&ui2.app, &case2)
-            .map_err(|e| error_chain(&e))?;
-        Ok(tl.rows_by_id(&[id]).map_err(|e| error_chain(&e))?.pop())
-    })
-    .await;
-    let row = match row {
-        Ok(Some(r)) => r,
+    let row = match event_row(&ui, &case, id).await {
+        Ok(Some((r, _, _))) => r,
         Ok(None) => {
             return error(
                 StatusCode::NOT_FOUND,

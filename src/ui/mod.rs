@@ -159,16 +159,6 @@ impl Ui {
         evidence: Option<crate::ledger::entry::EvidenceRef>,
         detail: serde_json::Value,
     ) -> Result<u64, String> {
-        let chain = |e: &dyn std::error::Error| {
-            let mut s = e.to_string();
-            let mut cur = e.source();
-            while let Some(c) = cur {
-                s.push_str(": ");
-                s.push_str(&c.to_string());
-                cur = c.source();
-            }
-            s
-        };
         let _one = if self.per_action {
             Some(
                 self.recording
@@ -185,11 +175,23 @@ impl Ui {
         };
         let receipt = app
             .analyst_recorder(analyst)
-            .map_err(|e| chain(&e))?
+            .map_err(|e| error_chain(&e))?
             .record(Some(case), action, evidence, None, Some(detail))
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| error_chain(&e))?;
         Ok(receipt.indexes.first().copied().unwrap_or(0))
     }
+}
+
+/// An error and its causes, in one line, for a page or a log.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// The workspace's routes.

@@ -113,6 +113,11 @@ pub(crate) fn start(home: &Home, config: Option<&std::path::Path>) -> Workspace 
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
+    listening(cmd)
+}
+
+/// Runs `cmd` (a server that prints `{"listening": ADDR}` first) until dropped.
+fn listening(mut cmd: std::process::Command) -> Workspace {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -127,6 +132,23 @@ pub(crate) fn start(home: &Home, config: Option<&std::path::Path>) -> Workspace 
         child,
         addr: v["listening"].as_str().unwrap().to_owned(),
     }
+}
+
+/// `custody serve` in `home` with a bearer source `edr` and `extra` after it.
+fn serve(home: &Home, extra: &str) -> Workspace {
+    let config = home.path().join("serve.toml");
+    std::fs::write(&config, serve_config("127.0.0.1:0", extra)).unwrap();
+    let mut cmd = home.cmd();
+    cmd.env("TEST_EDR_TOKEN", "edr-token")
+        .args(["serve", "--config"])
+        .arg(&config);
+    listening(cmd)
+}
+
+fn serve_config(bind: &str, extra: &str) -> String {
+    format!(
+        "[server]\nbind = \"{bind}\"\n\n[[source]]\nname = \"edr\"\nkind = \"generic\"\nauth = \"bearer\"\nsecret_env = \"TEST_EDR_TOKEN\"\n\n{extra}"
+    )
 }
 
 pub(crate) struct Reply {
@@ -802,32 +824,10 @@ fn the_webhook_server_serves_the_workspace_with_ui_in_its_configuration() {
     seed_case(&home);
     // The analysts of the workspace's own file, as the server's [ui] table.
     let ui_table = std::fs::read_to_string(analysts_config(&home)).unwrap();
-    let config = home.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nbind = \"127.0.0.1:0\"\n\n[[source]]\nname = \"edr\"\nkind = \"generic\"\nauth = \"bearer\"\nsecret_env = \"TEST_EDR_TOKEN\"\n\n[[rule]]\nname = \"record\"\nsource = \"edr\"\naction = \"record\"\n{ui_table}"
-        ),
-    )
-    .unwrap();
-    let mut child = home
-        .cmd()
-        .env("TEST_EDR_TOKEN", "edr-token")
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
-    let ws = Workspace {
-        child,
-        addr: v["listening"].as_str().unwrap().to_owned(),
-    };
+    let ws = serve(
+        &home,
+        &format!("[[rule]]\nname = \"record\"\nsource = \"edr\"\naction = \"record\"\n{ui_table}"),
+    );
     let a = ws.addr.as_str();
     // The API is where it was; the pages beside it, signed in as configured.
     assert_eq!(http(a, "GET", "/healthz", &[], "").status, 200);
@@ -846,11 +846,8 @@ fn the_webhook_server_serves_the_workspace_with_ui_in_its_configuration() {
     drop(ws);
 
     // A server on every address whose [ui] names nobody is refused at start.
-    std::fs::write(
-        &config,
-        "[server]\nbind = \"0.0.0.0:0\"\n\n[[source]]\nname = \"edr\"\nkind = \"generic\"\nauth = \"bearer\"\nsecret_env = \"TEST_EDR_TOKEN\"\n\n[ui]\n",
-    )
-    .unwrap();
+    let config = home.path().join("serve.toml");
+    std::fs::write(&config, serve_config("0.0.0.0:0", "[ui]\n")).unwrap();
     let out = home
         .cmd()
         .env("TEST_EDR_TOKEN", "edr-token")
@@ -935,26 +932,7 @@ fn a_mark_while_another_process_holds_the_ledger_fails_saying_so_and_nothing_is_
     );
     let csrf = hidden(&page.body, "csrf");
     // The webhook server in the same home holds the ledger while it runs.
-    let config = home.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        "[server]\nbind = \"127.0.0.1:0\"\n\n[[source]]\nname = \"edr\"\nkind = \"generic\"\nauth = \"bearer\"\nsecret_env = \"TEST_EDR_TOKEN\"\n",
-    )
-    .unwrap();
-    let mut server = home
-        .cmd()
-        .env("TEST_EDR_TOKEN", "edr-token")
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("listening"), "{line}");
+    let server = serve(&home, "");
     let before = ledger_entries(&home).len();
     let r = http(
         &ws.addr,
@@ -967,8 +945,7 @@ fn a_mark_while_another_process_holds_the_ledger_fails_saying_so_and_nothing_is_
             ("csrf", &csrf),
         ]),
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert_eq!(r.status, 500, "{}", r.body);
     assert!(r.body.contains("in use by another process"), "{}", r.body);
     assert_eq!(ledger_entries(&home).len(), before);
