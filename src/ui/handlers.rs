@@ -639,27 +639,9 @@ async fn mark(
     headers: HeaderMap,
     Form(f): Form<MarkForm>,
 ) -> Response {
-    let Some(who) = ui.access.who(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, None, "sign in first");
-    };
-    if !csrf_ok(&who, &headers, &f.csrf) {
-        tracing::warn!(analyst = %who.analyst, "a change without its CSRF token was refused");
-        return error(
-            StatusCode::FORBIDDEN,
-            Some(&who),
-            "refused: the request did not carry this session's CSRF token",
-        );
-    }
-    if who.role != Role::Investigator {
-        return error(
-            StatusCode::FORBIDDEN,
-            Some(&who),
-            "refused: a read-only analyst changes nothing",
-        );
-    }
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
+    let (who, case) = match investigator_change(&ui, &headers, &f.csrf, &case) {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     let (mark, value) = match check_mark(&f.kind, &f.value) {
         Ok(m) => m,
@@ -739,26 +721,36 @@ fn may_change(who: Option<Who>, headers: &HeaderMap, csrf: &str) -> Result<Who, 
     Ok(who)
 }
 
+/// An investigator's change to a case, with its CSRF token, or why not.
+fn investigator_change(
+    ui: &Ui,
+    headers: &HeaderMap,
+    csrf: &str,
+    case: &str,
+) -> Result<(Who, CaseId), Box<Response>> {
+    let who = may_change(ui.access.who(headers), headers, csrf)?;
+    if who.role != Role::Investigator {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            Some(&who),
+            "refused: a read-only analyst changes nothing",
+        )));
+    }
+    match parse_case(case) {
+        Ok(c) => Ok((who, c)),
+        Err(e) => Err(Box::new(error(StatusCode::NOT_FOUND, Some(&who), &e))),
+    }
+}
+
 async fn save_search(
     State(ui): State<Shared>,
     Path(case): Path<String>,
     headers: HeaderMap,
     Form(f): Form<SaveForm>,
 ) -> Response {
-    let who = match may_change(ui.access.who(&headers), &headers, &f.csrf) {
-        Ok(w) => w,
+    let (who, case) = match investigator_change(&ui, &headers, &f.csrf, &case) {
+        Ok(x) => x,
         Err(r) => return *r,
-    };
-    if who.role != Role::Investigator {
-        return error(
-            StatusCode::FORBIDDEN,
-            Some(&who),
-            "refused: a read-only analyst changes nothing",
-        );
-    }
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
     };
     let name = f.name.trim().to_owned();
     if name.is_empty()
