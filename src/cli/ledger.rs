@@ -7,10 +7,9 @@ use base64::Engine as _;
 use clap::Subcommand;
 
 use super::{Env, Outcome};
-use crate::evidence::case;
 use crate::ids::CaseId;
-use crate::ledger::verify::{self, bundle};
-use crate::ledger::{Ledger, checkpoint_name, default_origin, read_entries, write_atomic};
+use crate::ledger::verify;
+use crate::ledger::{Ledger, checkpoint_name, default_origin};
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
@@ -268,151 +267,18 @@ fn print_report(env: &Env, r: &verify::Report, what: &str) -> anyhow::Result<()>
     })
 }
 
-const BUNDLE_README: &str = "\
-A custody case bundle. Everything here can be checked without custody:
-
-case                       the case this bundle is of
-checkpoint                 the log's signed checkpoint (C2SP signed-note over a C2SP tlog-checkpoint body)
-verifier.key               the log's initial note verifier key, the trust anchor:
-                           <name>+<hex key id>+<base64(0x01 || Ed25519 public key)>
-rotations/<index>.json     each key rotation of the log (its new_verifier_key), byte for byte
-rotations/<index>.tlog-proof  its inclusion proof against the checkpoint of size index + 1,
-                           which the key it retires signed
-key-history.txt            every verifier key the log has used, oldest first (informative)
-entries/<index>.json       each of the case's log entries, byte for byte (RFC 8785 canonical JSON, no newline)
-proofs/<index>.tlog-proof  a C2SP tlog-proof of that entry: index, RFC 9162 inclusion proof, checkpoint
-manifests/<artefact>.json  the artefact records the entries refer to
-
-To verify, pin the initial verifier key you obtained from the log's operator (not this copy's):
-1. Key chain: start with the initial key. For each rotation in index order, its proof's checkpoint
-   must be of size index + 1 and signed by the current key (c2sp.org/signed-note), the rotation
-   entry must be included in it (SHA-256(0x00 || entry bytes), RFC 9162 section 2.1.3.2) and name
-   the current key as old_verifier_key; its new_verifier_key then signs checkpoints of size
-   index + 2 and above. A key named by a rotation that no such checkpoint covers is not trusted.
-2. Each checkpoint (the bundle's and every proof's) must be signed by the key in force at its size.
-3. Each entry must be included in its proof's checkpoint, and be of the case named in `case`.
-4. Within the case, \"prev\" is the index of the case's previous entry: the first entry has no
-   prev, each later one names the one before it, so an entry missing at the start or in between
-   shows. The last entry is the signed record of this export (action exported), whose detail
-   counts the case's entries before it, so entries cut from the end show too.
-Each artefact's stored object has the SHA-256 in its manifest (stored.sha256) and decompresses
-with zstd -d to bytes whose SHA-256 is raw.sha256.
-";
-
 async fn export(env: &Env, case_id: &CaseId, out: &std::path::Path) -> anyhow::Result<()> {
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!("{} exists and is not empty", out.display());
-    }
     let recorder = env.recorder()?;
-    let before = recorder
-        .case_entries(case_id)
-        .context("cannot read the ledger")?;
-    if before.is_empty() {
-        bail!("the ledger has no entries for case {case_id}");
-    }
-    // The export's own signed record comes first and ends the bundle: it
-    // counts the entries before it, so a verifier sees entries cut from the end.
-    recorder
-        .record(
-            Some(case_id),
-            crate::ledger::entry::Action::Exported,
-            None,
-            None,
-            Some(serde_json::json!({ "bundle": out, "entries": before.len() })),
-        )
-        .context("cannot record the export in the ledger")?;
-    let entries = recorder
-        .case_entries(case_id)
-        .context("cannot read the ledger")?;
-    for d in [
-        bundle::ENTRIES,
-        bundle::PROOFS,
-        bundle::MANIFESTS,
-        bundle::ROTATIONS,
-    ] {
-        crate::ledger::create_private_dir(&out.join(d))
-            .with_context(|| format!("cannot create {}", out.join(d).display()))?;
-    }
-    let (checkpoint, initial, history, proofs, rotations) =
-        recorder.ledger.with(|l| -> anyhow::Result<_> {
-            let proofs = entries
-                .iter()
-                .map(|(i, _, _)| l.prove(*i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut history = vec![l.meta().initial_verifier_key.clone()];
-            let lines = read_entries(&l.paths().entries())?;
-            let mut rotations = Vec::new();
-            for r in l.rotations() {
-                history.push(r.new.clone());
-                let size = r.index + 1;
-                let cp_path = l.paths().checkpoints().join(checkpoint_name(size));
-                let note = std::fs::read(&cp_path)
-                    .with_context(|| format!("cannot read {}", cp_path.display()))?;
-                let proof = crate::ledger::proof::TlogProof {
-                    index: r.index,
-                    hashes: l.tree().inclusion_proof(r.index, size)?,
-                    checkpoint: note,
-                    extra: None,
-                };
-                let line = usize::try_from(r.index)
-                    .ok()
-                    .and_then(|i| lines.get(i))
-                    .with_context(|| format!("the rotation at entry {} is missing", r.index))?;
-                rotations.push((r.index, line.clone(), proof));
-            }
-            Ok((
-                l.latest_checkpoint().note.clone(),
-                l.meta().initial_verifier_key.clone(),
-                history,
-                proofs,
-                rotations,
-            ))
-        })?;
-    write_atomic(&out.join(bundle::CASE), format!("{case_id}\n").as_bytes())?;
-    write_atomic(&out.join(bundle::CHECKPOINT), &checkpoint)?;
-    write_atomic(
-        &out.join(bundle::VERIFIER_KEY),
-        format!("{initial}\n").as_bytes(),
-    )?;
-    write_atomic(
-        &out.join(bundle::KEY_HISTORY),
-        (history.join("\n") + "\n").as_bytes(),
-    )?;
-    write_atomic(&out.join(bundle::README), BUNDLE_README.as_bytes())?;
-    for (i, bytes, p) in &rotations {
-        write_atomic(&out.join(format!("{}/{i}.json", bundle::ROTATIONS)), bytes)?;
-        write_atomic(
-            &out.join(format!("{}/{i}.tlog-proof", bundle::ROTATIONS)),
-            &p.to_bytes(),
-        )?;
-    }
-    for ((i, bytes, _), p) in entries.iter().zip(&proofs) {
-        write_atomic(&out.join(format!("{}/{i}.json", bundle::ENTRIES)), bytes)?;
-        write_atomic(
-            &out.join(format!("{}/{i}.tlog-proof", bundle::PROOFS)),
-            &p.to_bytes(),
-        )?;
-    }
-    let store = env.store().await?;
-    let mut manifests = 0;
-    if let Ok(list) = case::artefacts(store.as_ref(), case_id).await {
-        for a in list {
-            write_atomic(
-                &out.join(format!("{}/{}.json", bundle::MANIFESTS, a.id)),
-                &a.to_json(),
-            )?;
-            manifests += 1;
-        }
-    }
-    let report = serde_json::json!({ "case": case_id, "dir": out, "entries": entries.len(), "manifests": manifests });
+    let made =
+        crate::engine::bundle::export(env, &recorder, case_id, out, &out.display().to_string())
+            .await
+            .with_context(|| format!("cannot export case {case_id} to {}", out.display()))?;
+    let (entries, manifests) = (made.entries, made.manifests);
+    let report = serde_json::json!({ "case": case_id, "dir": out, "entries": entries, "manifests": manifests });
     env.print(&report, || {
         format!(
             "bundle of case {case_id}: {} entries, {manifests} manifests in {}\n",
-            entries.len(),
+            entries,
             out.display()
         )
     })

@@ -140,6 +140,7 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
             histogram: a.histogram,
             limit: a.limit,
             offset: a.offset,
+            budget: None,
         },
     )
     .map_err(facets_flag)?;

@@ -7,6 +7,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`app`] | [`App`]: settings, clock, cancellation, ledger, store and AWS clients |
+//! | [`bundle`] | a case's bundle of ledger entries, proofs, checkpoint, keys and manifests, for offline verification |
 //! | [`request`] | typed requests and their validation into plans |
 //! | [`acquire`] | collectors from requests, and acquisitions into a case |
 //! | [`detect`] | Sigma rules and indicator lists over a case's timeline, the detections stored beside its events (feature `timeline`) |
@@ -16,10 +17,12 @@
 //! | [`search`] | a case's timeline searched: rows, total, facets, histogram, for the command line and the workspace (feature `timeline`) |
 //! | [`trail`] | CloudTrail's integrity chain (digest signatures, links, log file hashes) checked on a case's trail bundles, the report stored as a derived artefact (feature `timeline`) |
 //! | [`response`] | respond, isolate and release on an EC2 instance (feature `aws`) |
+//! | [`verify`] | a case verified (artefacts, derived artefacts, ledger entries) and the outcome recorded |
 //! | [`workload`] | isolate and release a Lambda function or an ECS task (feature `aws`) |
 
 pub mod acquire;
 pub mod app;
+pub mod bundle;
 #[cfg(feature = "timeline")]
 pub mod detect;
 #[cfg(feature = "timeline")]
@@ -35,6 +38,7 @@ pub mod response;
 pub mod search;
 #[cfg(feature = "timeline")]
 pub mod trail;
+pub mod verify;
 #[cfg(feature = "aws")]
 pub mod workload;
 

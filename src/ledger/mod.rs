@@ -1032,20 +1032,28 @@ impl Recorder {
 
     /// The entries of one case, each with its index, read from the ledger's file.
     pub fn case_entries(&self, case: &CaseId) -> Result<Vec<(u64, Vec<u8>, Entry)>, LedgerError> {
-        let path = self.ledger.with(|l| l.paths.entries());
-        let mut out = Vec::new();
-        for (i, line) in read_entries(&path)?.into_iter().enumerate() {
-            let index = i as u64;
-            // The positional reader skips other cases' entries cheaply; ours get the full parse.
-            if scan::scan(&line).is_ok_and(|f| f.case.is_some_and(|c| c != case.as_str())) {
-                continue;
-            }
-            let e =
-                Entry::parse(&line).map_err(|source| LedgerError::BadEntry { index, source })?;
-            if e.case.as_ref() == Some(case) {
-                out.push((index, line, e));
-            }
-        }
-        Ok(out)
+        case_entries_in(&self.ledger.with(|l| l.paths.entries()), case)
     }
+}
+
+/// The entries of `case` in the entries file at `path`, with their index
+/// and bytes, read without opening the ledger (no lock taken: a reader
+/// beside the process that writes it sees every complete line).
+pub fn case_entries_in(
+    path: &Path,
+    case: &CaseId,
+) -> Result<Vec<(u64, Vec<u8>, Entry)>, LedgerError> {
+    let mut out = Vec::new();
+    for (i, line) in read_entries(path)?.into_iter().enumerate() {
+        let index = i as u64;
+        // The positional reader skips other cases' entries cheaply; ours get the full parse.
+        if scan::scan(&line).is_ok_and(|f| f.case.is_some_and(|c| c != case.as_str())) {
+            continue;
+        }
+        let e = Entry::parse(&line).map_err(|source| LedgerError::BadEntry { index, source })?;
+        if e.case.as_ref() == Some(case) {
+            out.push((index, line, e));
+        }
+    }
+    Ok(out)
 }

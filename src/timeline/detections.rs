@@ -274,7 +274,20 @@ impl Timeline {
         by: &str,
         top: usize,
     ) -> Result<super::store::Facet, TimelineError> {
-        let (cond, mut params) = q.to_sql();
+        self.detection_facet_in("", "events", q.to_sql(), by, top)
+    }
+
+    /// [`Self::detection_facet`] over `events`, a table or a view `with`
+    /// defines (a sample: see [`super::sample`]), under the query's
+    /// condition and parameters.
+    pub(super) fn detection_facet_in(
+        &self,
+        with: &str,
+        events: &str,
+        (cond, mut params): (String, Vec<rusqlite::types::Value>),
+        by: &str,
+        top: usize,
+    ) -> Result<super::store::Facet, TimelineError> {
         let key = if by == "technique" {
             "lower(j.value)"
         } else {
@@ -294,9 +307,9 @@ impl Timeline {
             i64::try_from(top).unwrap_or(i64::MAX),
         ));
         let sql = format!(
-            "SELECT {key}, count(DISTINCT r.event) FROM detection_rows r
+            "{with} SELECT {key}, count(DISTINCT r.event) FROM detection_rows r
                JOIN detections d ON d.id = r.detection{tags}
-             WHERE r.event IN (SELECT id FROM events WHERE {cond}) {only}
+             WHERE r.event IN (SELECT id FROM {events} WHERE {cond}) {only}
              GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?{}",
             params.len()
         );
@@ -313,6 +326,7 @@ impl Timeline {
             field: by.to_owned(),
             values,
             total: None,
+            estimated: false,
         })
     }
 

@@ -9,6 +9,7 @@
 //! - `fts_build`: a bulk load's full-text index, built on a thread and in
 //!   a file of its own, then copied into the timeline.
 //! - [`query`]: the query language.
+//! - [`sample`]: a broad query's counts estimated from a sample of the case.
 //! - [`ingest`]: loading a case's log artefacts, verified, into its timeline.
 //! - [`detections`]: what `custody detect` found, stored beside the events.
 //! - [`annotations`]: analysts' stars, tags and comments on events (each a
@@ -25,6 +26,7 @@ pub mod geoip;
 pub mod ingest;
 pub mod parse;
 pub mod query;
+pub mod sample;
 pub mod store;
 
 use std::net::IpAddr;

@@ -403,7 +403,25 @@ impl Query {
 
     /// The SQL condition over `events` (never empty: `1` matches all) and its parameters.
     pub fn to_sql(&self) -> (String, Vec<rusqlite::types::Value>) {
+        self.sql(None)
+    }
+
+    /// [`Self::to_sql`] for events within the id ranges of the table
+    /// `ranges` (columns `lo`, `hi`): full-text terms look only there, so a
+    /// sample does not read a common word's every match.
+    pub fn to_sql_within(&self, ranges: &str) -> (String, Vec<rusqlite::types::Value>) {
+        self.sql(Some(ranges))
+    }
+
+    fn sql(&self, ranges: Option<&str>) -> (String, Vec<rusqlite::types::Value>) {
         use rusqlite::types::Value as V;
+        let fts = |n: usize| match ranges {
+            None => format!("SELECT rowid FROM events_fts WHERE events_fts MATCH ?{n}"),
+            Some(t) => format!(
+                "SELECT events_fts.rowid FROM {t} CROSS JOIN events_fts WHERE events_fts MATCH ?{n} \
+                 AND events_fts.rowid BETWEEN {t}.lo AND {t}.hi"
+            ),
+        };
         let mut params: Vec<V> = Vec::new();
         let mut ands: Vec<String> = Vec::new();
         let mut groups: Vec<(Field, Vec<String>)> = Vec::new();
@@ -509,17 +527,11 @@ impl Query {
         }
         if !words.is_empty() {
             params.push(V::Text(words.join(" AND ")));
-            ands.push(format!(
-                "id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?{})",
-                params.len()
-            ));
+            ands.push(format!("id IN ({})", fts(params.len())));
         }
         if !unwords.is_empty() {
             params.push(V::Text(unwords.join(" OR ")));
-            ands.push(format!(
-                "id NOT IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?{})",
-                params.len()
-            ));
+            ands.push(format!("id NOT IN ({})", fts(params.len())));
         }
         if ands.is_empty() {
             return ("1".to_owned(), params);

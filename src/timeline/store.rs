@@ -231,6 +231,9 @@ pub struct Facet {
     /// otherwise scan for again.
     #[serde(skip)]
     pub total: Option<u64>,
+    /// Counted on a sample of the case and scaled (see [`super::sample`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -243,6 +246,15 @@ pub struct FacetValue {
 pub struct Bucket {
     pub start: String,
     pub count: u64,
+}
+
+/// An artefact's load into the timeline (see [`Timeline::ingested`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    pub format: String,
+    pub events: u64,
+    pub problems: u64,
+    pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -837,6 +849,32 @@ impl Timeline {
         self.select(&sql, params)
     }
 
+    /// [`Self::rows`] read by walking the time index and testing each
+    /// event, for a query that keeps a good share of the case: the first
+    /// rows come at once, where an index on the query's own terms would
+    /// find every match and sort them all for the first hundred.
+    pub fn rows_walking_time(
+        &self,
+        q: &Query,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Row>, TimelineError> {
+        let (cond, mut params) = q.to_sql();
+        params.push(rusqlite::types::Value::Integer(
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ));
+        params.push(rusqlite::types::Value::Integer(
+            i64::try_from(offset).unwrap_or(0),
+        ));
+        let n = params.len();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events INDEXED BY events_time JOIN details USING (id)
+             WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
+            n - 1
+        );
+        self.select(&sql, params)
+    }
+
     /// Events by id, in time order.
     pub fn rows_by_id(&self, ids: &[i64]) -> Result<Vec<Row>, TimelineError> {
         let mut out = Vec::with_capacity(ids.len());
@@ -957,6 +995,7 @@ impl Timeline {
             field: field.name().to_owned(),
             values,
             total,
+            estimated: false,
         })
     }
 
@@ -993,13 +1032,37 @@ impl Timeline {
         Ok(top_values(values, top))
     }
 
+    /// Each artefact loaded into the timeline, by id: its format, events,
+    /// problems and state (`done`; anything else is a load cut short).
+    pub fn ingested(&self) -> Result<BTreeMap<String, Ingested>, TimelineError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT artefact, format, events, problems, state FROM ingested")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Ingested {
+                    format: r.get(1)?,
+                    events: count(r.get(2)?),
+                    problems: count(r.get(3)?),
+                    state: r.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The first and last event time (µs), if there is any event.
     pub fn span(&self) -> Result<Option<(i64, i64)>, TimelineError> {
-        let (first, last): (Option<i64>, Option<i64>) =
-            self.conn
-                .query_row("SELECT min(time), max(time) FROM events", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+        let (first, last): (Option<i64>, Option<i64>) = self
+            .conn
+            // One aggregate a subquery: SQLite reads a min or a max off
+            // the index only when it is the query's sole aggregate.
+            .query_row(
+                "SELECT (SELECT min(time) FROM events), (SELECT max(time) FROM events)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
         Ok(first.zip(last))
     }
 
@@ -1176,7 +1239,7 @@ fn place_text(artefact: &str, member: &str, locator: &str) -> String {
 }
 
 /// The `top` commonest values, ties by value.
-fn top_values(mut values: Vec<FacetValue>, top: usize) -> Vec<FacetValue> {
+pub(super) fn top_values(mut values: Vec<FacetValue>, top: usize) -> Vec<FacetValue> {
     values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     values.truncate(top);
     values
@@ -1189,7 +1252,7 @@ fn count(n: i64) -> u64 {
 /// Groups that differ only in ASCII case made one, as the query's field
 /// terms match them (`actor:ALICE@contoso.com` finds `alice@contoso.com`);
 /// the group shows the spelling with the most weight.
-fn fold_case<T>(
+pub(super) fn fold_case<T>(
     groups: Vec<(Option<String>, T)>,
     weight: impl Fn(&T) -> u64,
     merge: impl Fn(&mut T, T),

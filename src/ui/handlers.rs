@@ -21,7 +21,7 @@ use crate::ids::CaseId;
 use crate::timeline::annotations::Mark;
 use crate::timeline::query::Query;
 
-type Shared = Arc<Ui>;
+pub(super) type Shared = Arc<Ui>;
 
 /// What pages may load: our own script and style, nothing else, no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -33,6 +33,10 @@ const MAX_COMMENT: usize = 4000;
 /// Rows per page of the explorer.
 const PAGE_ROWS: usize = 100;
 /// The facets the explorer shows.
+/// How long a page's exact counts may take before a sample of the case
+/// stands in for them (`exact=1` asks for them however long they take).
+const BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub const FACETS: &[&str] = &["action", "actor", "ip", "asn", "source", "outcome", "rule"];
 
 pub fn routes() -> axum::Router<Shared> {
@@ -52,10 +56,9 @@ pub fn routes() -> axum::Router<Shared> {
         .route("/api/openapi.json", get(openapi))
         .route("/assets/app.css", get(css))
         .route("/assets/app.js", get(js))
-        .layer(axum::middleware::from_fn(security_headers))
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
+pub(super) async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     for (k, v) in [
@@ -97,7 +100,7 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 
 /// The analyst behind a page request, or where to send them. With no
 /// analyst configured, a first visit opens the operator's session.
-fn gate(ui: &Ui, headers: &HeaderMap) -> Result<(Who, Option<String>), Redirect> {
+pub(super) fn gate(ui: &Ui, headers: &HeaderMap) -> Result<(Who, Option<String>), Redirect> {
     if let Some(who) = ui.access.who(headers) {
         return Ok((who, None));
     }
@@ -109,7 +112,7 @@ fn gate(ui: &Ui, headers: &HeaderMap) -> Result<(Who, Option<String>), Redirect>
 }
 
 /// A page, with the session cookie a first visit opened.
-fn page(markup: maud::Markup, cookie: Option<String>) -> Response {
+pub(super) fn page(markup: maud::Markup, cookie: Option<String>) -> Response {
     let mut res = markup.into_response();
     if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         res.headers_mut().append(header::SET_COOKIE, c);
@@ -117,12 +120,12 @@ fn page(markup: maud::Markup, cookie: Option<String>) -> Response {
     res
 }
 
-fn error(status: StatusCode, who: Option<&Who>, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, who: Option<&Who>, message: &str) -> Response {
     (status, pages::error(who, status, message)).into_response()
 }
 
 /// Runs blocking timeline work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     tokio::task::spawn_blocking(f)
@@ -132,7 +135,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The analyst of a page request and the case it names, or the response
 /// that says why not (to sign in; no such case).
-fn page_case(
+pub(super) fn page_case(
     ui: &Ui,
     headers: &HeaderMap,
     case: &str,
@@ -144,7 +147,7 @@ fn page_case(
     }
 }
 
-fn parse_case(s: &str) -> Result<CaseId, String> {
+pub(super) fn parse_case(s: &str) -> Result<CaseId, String> {
     s.parse::<CaseId>()
         .map_err(|e| format!("not a case id: {e}"))
 }
@@ -211,9 +214,9 @@ async fn login(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<Login
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(super) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 async fn logout(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
@@ -259,8 +262,12 @@ async fn cases(State(ui): State<Shared>, headers: HeaderMap) -> Response {
             .map_err(|e| error_chain(&e)),
         Err(e) => Err(error_chain(&e)),
     };
+    let ui2 = ui.clone();
+    let activity = blocking(move || Ok(super::ledger_view::case_activity(&ui2.app.ledger_paths())))
+        .await
+        .unwrap_or_default();
     match listed {
-        Ok(list) => page(pages::cases(&who, &list), cookie),
+        Ok(list) => page(pages::cases(&who, &list, &activity), cookie),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
     }
 }
@@ -286,11 +293,14 @@ async fn overview(
     };
     let ui2 = ui.clone();
     let case2 = case.clone();
-    let timeline = blocking(move || {
+    let loaded = blocking(move || {
+        let ledger = super::ledger_view::CaseLedger::read(&ui2.app.ledger_paths(), &case2);
         let Ok(tl) = crate::engine::logs::existing_timeline(&ui2.app, &case2) else {
-            return Ok(None);
+            return Ok((None, ledger));
         };
         let e = |e: crate::engine::search::SearchError| error_chain(&e);
+        let span = tl.span().map_err(|e| error_chain(&e))?;
+        let width_us = bucket_width(span);
         let summary = search::search(
             &tl,
             &SearchRequest {
@@ -298,23 +308,40 @@ async fn overview(
                 query: Query::parse("").map_err(|e| e.to_string())?,
                 facets: ["actor", "ip", "asn", "action"].map(String::from).to_vec(),
                 top: 10,
-                histogram: None,
+                histogram: Some(width_us),
                 limit: 0,
                 offset: 0,
+                budget: Some(BUDGET),
             },
         )
         .map_err(e)?;
         let detections = tl.detections().map_err(|e| error_chain(&e))?;
-        let marks = tl.recent_annotations(50).map_err(|e| error_chain(&e))?;
-        Ok(Some(pages::CaseTimeline {
-            summary,
-            detections,
-            marks,
-        }))
+        let ingested = tl.ingested().map_err(|e| error_chain(&e))?;
+        Ok((
+            Some(pages::CaseTimeline {
+                summary,
+                detections,
+                ingested,
+                span,
+                width_us,
+            }),
+            ledger,
+        ))
     })
     .await;
-    match timeline {
-        Ok(t) => page(pages::overview(&who, &case, &artefacts, t.as_ref()), cookie),
+    match loaded {
+        Ok((timeline, ledger)) => page(
+            pages::overview(
+                &who,
+                &case,
+                &pages::Overview {
+                    artefacts,
+                    timeline,
+                    ledger,
+                },
+            ),
+            cookie,
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
     }
 }
@@ -352,6 +379,7 @@ async fn run_search(
     let query = Query::parse(&p.q).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     let ui2 = ui.clone();
     let offset = p.offset;
+    let exact = p.exact;
     blocking(move || {
         let tl =
             crate::engine::logs::existing_timeline(&ui2.app, &case).map_err(|e| error_chain(&e))?;
@@ -367,6 +395,7 @@ async fn run_search(
                 histogram: Some(width_us),
                 limit,
                 offset,
+                budget: (!exact).then_some(BUDGET),
             },
         )
         .map_err(|e| error_chain(&e))?;
@@ -378,7 +407,9 @@ async fn run_search(
             .map_err(|e| error_chain(&e))?
             .into_iter()
             .map(|s| {
-                let n = Query::parse(&s.query).ok().and_then(|q| tl.count(&q).ok());
+                let n = Query::parse(&s.query)
+                    .ok()
+                    .and_then(|q| search::count_within(&tl, &q, BUDGET).ok());
                 (s, n)
             })
             .collect();
@@ -702,7 +733,11 @@ struct SaveForm {
 }
 
 /// Who may change something, or why not.
-fn may_change(who: Option<Who>, headers: &HeaderMap, csrf: &str) -> Result<Who, Box<Response>> {
+pub(super) fn may_change(
+    who: Option<Who>,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Who, Box<Response>> {
     let Some(who) = who else {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
@@ -722,7 +757,7 @@ fn may_change(who: Option<Who>, headers: &HeaderMap, csrf: &str) -> Result<Who, 
 }
 
 /// An investigator's change to a case, with its CSRF token, or why not.
-fn investigator_change(
+pub(super) fn investigator_change(
     ui: &Ui,
     headers: &HeaderMap,
     csrf: &str,

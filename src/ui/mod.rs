@@ -9,9 +9,16 @@
 //! - [`pages`]: the HTML of each page.
 //! - [`handlers`]: the routes, reading through the engine and recording
 //!   analysts' actions in the ledger.
+//! - [`evidence`]: the evidence page, ledger entries and their proofs, the
+//!   case bundle, and verification on demand.
+//! - [`ledger_view`]: what the ledger says of a case (checkpoint, entries,
+//!   each artefact's verification state), read without opening it.
 
 pub mod auth;
+pub mod evidence;
+pub mod evidence_pages;
 pub mod handlers;
+pub mod ledger_view;
 pub mod pages;
 
 use std::net::SocketAddr;
@@ -159,6 +166,22 @@ impl Ui {
         evidence: Option<crate::ledger::entry::EvidenceRef>,
         detail: serde_json::Value,
     ) -> Result<u64, String> {
+        self.with_recorder(analyst, |_, recorder| {
+            let receipt = recorder
+                .record(Some(case), action, evidence, None, Some(detail))
+                .map_err(|e| error_chain(&e))?;
+            Ok(receipt.indexes.first().copied().unwrap_or(0))
+        })
+    }
+
+    /// Runs `f` with a recorder naming `analyst` (and the app it came
+    /// from); blocking. In `custody ui` the ledger is opened for `f` alone
+    /// and closed after, one action at a time.
+    pub fn with_recorder<T>(
+        &self,
+        analyst: &str,
+        f: impl FnOnce(&App, &crate::ledger::Recorder) -> Result<T, String>,
+    ) -> Result<T, String> {
         let _one = if self.per_action {
             Some(
                 self.recording
@@ -173,12 +196,8 @@ impl Ui {
         } else {
             self.app.clone()
         };
-        let receipt = app
-            .analyst_recorder(analyst)
-            .map_err(|e| error_chain(&e))?
-            .record(Some(case), action, evidence, None, Some(detail))
-            .map_err(|e| error_chain(&e))?;
-        Ok(receipt.indexes.first().copied().unwrap_or(0))
+        let recorder = app.analyst_recorder(analyst).map_err(|e| error_chain(&e))?;
+        f(&app, &recorder)
     }
 }
 
@@ -196,7 +215,10 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// The workspace's routes.
 pub fn router(ui: Arc<Ui>) -> axum::Router {
-    handlers::routes().with_state(ui)
+    handlers::routes()
+        .merge(evidence::routes())
+        .layer(axum::middleware::from_fn(handlers::security_headers))
+        .with_state(ui)
 }
 
 /// Serves the workspace on `listener` until `shutdown` completes.

@@ -9,10 +9,12 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use super::auth::{CSRF_FIELD, Role, Who};
+use super::ledger_view::{ArtefactState, CaseLedger, action_name};
 use crate::engine::search::SearchResults;
 use crate::evidence::case::CaseSummary;
 use crate::evidence::model::Artefact;
 use crate::ids::CaseId;
+use crate::ledger::entry::{Action, Entry};
 use crate::sanitize::term;
 use crate::timeline::annotations::{Annotation, Standing};
 use crate::timeline::detections::Stored;
@@ -25,6 +27,22 @@ pub struct ExploreParams {
     pub q: String,
     #[serde(default)]
     pub offset: usize,
+    /// Exact counts however long they take, rather than estimates for a
+    /// broad query.
+    #[serde(default, deserialize_with = "flag")]
+    pub exact: bool,
+}
+
+/// `exact=1` (or `true`, `on`) from a query string.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "" | "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(serde::de::Error::custom(format!(
+            "`exact` is 1 or 0, not `{s}`"
+        ))),
+    }
 }
 
 /// What the explorer shows beside the rows.
@@ -35,7 +53,10 @@ pub struct Extras {
     pub span: Option<(i64, i64)>,
     pub width_us: i64,
     /// Saved searches with how many events each matches now.
-    pub saved: Vec<(crate::timeline::store::SavedSearch, Option<u64>)>,
+    pub saved: Vec<(
+        crate::timeline::store::SavedSearch,
+        Option<crate::engine::search::Counted>,
+    )>,
 }
 
 /// What the overview shows of a case's timeline.
@@ -43,10 +64,22 @@ pub struct Extras {
 pub struct CaseTimeline {
     pub summary: SearchResults,
     pub detections: Vec<Stored>,
-    pub marks: Vec<Annotation>,
+    /// Each artefact loaded into the timeline.
+    pub ingested: std::collections::BTreeMap<String, crate::timeline::store::Ingested>,
+    /// The case's first and last event, and the histogram's bucket width.
+    pub span: Option<(i64, i64)>,
+    pub width_us: i64,
 }
 
-fn layout(title: &str, who: Option<&Who>, body: Markup) -> Markup {
+/// Everything the overview shows.
+#[derive(Debug)]
+pub struct Overview {
+    pub artefacts: Vec<Artefact>,
+    pub timeline: Option<CaseTimeline>,
+    pub ledger: CaseLedger,
+}
+
+pub(super) fn layout(title: &str, who: Option<&Who>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -115,7 +148,7 @@ pub fn error(who: Option<&Who>, status: StatusCode, message: &str) -> Markup {
 }
 
 /// Where an artefact came from, in one line.
-fn source_text(s: &crate::ledger::entry::Source) -> String {
+pub(super) fn source_text(s: &crate::ledger::entry::Source) -> String {
     let mut out = s.resource.clone();
     for v in [&s.host, &s.path, &s.region, &s.account, &s.log_format]
         .into_iter()
@@ -127,7 +160,7 @@ fn source_text(s: &crate::ledger::entry::Source) -> String {
     out
 }
 
-fn bytes(n: u64) -> String {
+pub(super) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -142,7 +175,11 @@ fn bytes(n: u64) -> String {
     }
 }
 
-pub fn cases(who: &Who, list: &[CaseSummary]) -> Markup {
+pub fn cases(
+    who: &Who,
+    list: &[CaseSummary],
+    activity: &std::collections::BTreeMap<String, (String, Option<bool>)>,
+) -> Markup {
     layout(
         "Cases",
         Some(who),
@@ -152,14 +189,24 @@ pub fn cases(who: &Who, list: &[CaseSummary]) -> Markup {
                 p { "No case yet: acquire evidence or import logs into one." }
             } @else {
                 table.cases {
-                    thead { tr { th scope="col" { "Case" } th scope="col" { "Artefacts" } th scope="col" { "Raw" } th scope="col" { "Stored" } } }
+                    thead { tr {
+                        th scope="col" { "Case" } th scope="col" { "Artefacts" } th scope="col" { "Raw" } th scope="col" { "Stored" }
+                        th scope="col" { "Last activity" } th scope="col" { "Last verification" }
+                    } }
                     tbody {
                         @for c in list {
+                            @let seen = activity.get(&c.case.to_string());
                             tr {
                                 td { a href=(format!("/cases/{}", c.case)) { (c.case) } }
                                 td.num { (c.artefacts) }
                                 td.num { (bytes(c.raw_bytes)) }
                                 td.num { (bytes(c.stored_bytes)) }
+                                td.mono { (seen.map_or("", |s| s.0.as_str())) }
+                                td { @match seen.and_then(|s| s.1) {
+                                    Some(true) => { span.verified { "in order" } },
+                                    Some(false) => { strong.error { "problems found" } },
+                                    None => { span.muted { "never" } },
+                                } }
                             }
                         }
                     }
@@ -180,6 +227,23 @@ pub fn explorer_href(case: &CaseId, q: &str, offset: usize) -> String {
     s
 }
 
+/// An exact URL of the explorer: counts made however long they take.
+fn exact_href(case: &CaseId, q: &str, offset: usize) -> String {
+    format!("{}&exact=1", explorer_href(case, q, offset))
+}
+
+/// A count, an estimate marked as one and rounded to three significant
+/// digits, since more would claim a precision the sample does not have.
+fn shown_count(n: u64, estimated: bool) -> Markup {
+    if !estimated {
+        return html! { (n) };
+    }
+    let digits = n.checked_ilog10().unwrap_or(0);
+    let unit = 10u64.pow(digits.saturating_sub(2));
+    let rounded = (n + unit / 2) / unit * unit;
+    html! { abbr title="estimated from a sample of the case" { "≈" (rounded) } }
+}
+
 /// `field:"value"`, when the query language can say it (no quote inside).
 fn term_for(field: &str, value: &str) -> Option<String> {
     (!value.contains('"') && !value.is_empty()).then(|| format!("{field}:\"{value}\""))
@@ -196,7 +260,7 @@ fn with_term(q: &str, t: &str) -> String {
 fn facet_list(case: &CaseId, q: &str, f: &Facet) -> Markup {
     html! {
         section.facet aria-label=(format!("facet {}", f.field)) {
-            h3 { (f.field) }
+            h3 { (f.field) @if f.estimated { " " span.muted { "(estimated)" } } }
             ul {
                 @for v in &f.values {
                     li {
@@ -210,7 +274,7 @@ fn facet_list(case: &CaseId, q: &str, f: &Facet) -> Markup {
                             }
                             None => { span.muted { (v.value.as_deref().map_or("(none)".into(), term)) } }
                         }
-                        " " span.count { (v.count) }
+                        " " span.count { (shown_count(v.count, f.estimated)) }
                     }
                 }
             }
@@ -218,20 +282,27 @@ fn facet_list(case: &CaseId, q: &str, f: &Facet) -> Markup {
     }
 }
 
-pub fn overview(
-    who: &Who,
-    case: &CaseId,
-    artefacts: &[Artefact],
-    tl: Option<&CaseTimeline>,
-) -> Markup {
+pub fn overview(who: &Who, case: &CaseId, o: &Overview) -> Markup {
+    let derived_from: std::collections::BTreeMap<String, usize> = o
+        .artefacts
+        .iter()
+        .filter_map(|a| a.derived.as_ref())
+        .fold(Default::default(), |mut m, d| {
+            *m.entry(d.parent.to_string()).or_default() += 1;
+            m
+        });
     layout(
         &format!("Case {case}"),
         Some(who),
         html! {
             h1 { "Case " (case) }
-            p { a href=(explorer_href(case, "", 0)) { "Explore the timeline" } }
+            nav.case aria-label="case" {
+                a href=(explorer_href(case, "", 0)) { "Explore the timeline" }
+                " · " a href=(format!("/cases/{case}/evidence")) { "Evidence and ledger" }
+            }
+            (custody_section(who, case, &o.ledger))
             h2 { "Artefacts" }
-            @if artefacts.is_empty() {
+            @if o.artefacts.is_empty() {
                 p { "No artefact recorded." }
             } @else {
                 table.artefacts {
@@ -239,10 +310,11 @@ pub fn overview(
                         th scope="col" { "Artefact" } th scope="col" { "Kind" } th scope="col" { "Source" }
                         th scope="col" { "Raw size" } th scope="col" { "Raw SHA-256" }
                         th scope="col" { "Stored size" } th scope="col" { "Stored SHA-256" }
+                        th scope="col" { "Verification" } th scope="col" { "Processing" }
                         th scope="col" { span.visually-hidden { "Download" } }
                     } }
                     tbody {
-                        @for a in artefacts {
+                        @for a in &o.artefacts {
                             tr {
                                 td.mono { (a.id) }
                                 td { (format!("{:?}", a.kind)) }
@@ -251,6 +323,8 @@ pub fn overview(
                                 td.mono.hash { (a.raw.sha256) }
                                 td.num { (bytes(a.stored.size)) }
                                 td.mono.hash { (a.stored.sha256) }
+                                td { (artefact_state(&o.ledger.artefact_state(&a.id))) }
+                                td { (processing(a, &derived_from, o.timeline.as_ref())) }
                                 td {
                                     form.inline method="post" action=(format!("/cases/{case}/artefacts/{}/download", a.id)) {
                                         @if let Some(t) = &who.csrf { input type="hidden" name=(CSRF_FIELD) value=(t); }
@@ -262,11 +336,12 @@ pub fn overview(
                     }
                 }
             }
-            @match tl {
+            @match &o.timeline {
                 None => { p { "This case has no timeline yet (custody logs import or logs index makes one)." } }
                 Some(t) => {
                     h2 { "Timeline" }
-                    p { (t.summary.total) " events." }
+                    p { (shown_count(t.summary.total, false)) " events." }
+                    (histogram(case, "", &t.summary, &Extras { span: t.span, width_us: t.width_us, ..Extras::default() }))
                     h2 { "Findings" }
                     @if t.detections.is_empty() {
                         p { "No detection stored (custody detect makes them)." }
@@ -288,22 +363,23 @@ pub fn overview(
                     div.facets {
                         @for f in &t.summary.facets { (facet_list(case, "", f)) }
                     }
-                    h2 { "Analysts' actions" }
-                    @if t.marks.is_empty() {
-                        p { "None yet." }
-                    } @else {
-                        table.marks {
-                            thead { tr { th scope="col" { "When" } th scope="col" { "Analyst" } th scope="col" { "Action" } th scope="col" { "Event" } th scope="col" { "Ledger entry" } } }
-                            tbody {
-                                @for m in &t.marks {
-                                    tr {
-                                        td { (m.at) }
-                                        td { (m.analyst) }
-                                        td { (m.kind) @if !m.value.is_empty() { ": " (term(&m.value)) } }
-                                        td { a href=(format!("/cases/{case}/events/{}", m.event)) { (m.event) } }
-                                        td.num { (m.ledger) }
-                                    }
-                                }
+                }
+            }
+            h2 { "Analysts' actions" }
+            @let mine: Vec<_> = o.ledger.analysts().take(50).collect();
+            @if mine.is_empty() {
+                p { "None yet." }
+            } @else {
+                table.actions {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Analyst" } th scope="col" { "Action" } th scope="col" { "What" } th scope="col" { "Ledger entry" } } }
+                    tbody {
+                        @for (i, e) in mine {
+                            tr {
+                                td.mono { (e.time) }
+                                td { (term(&e.actor.name)) }
+                                td { (action_name(e.action)) }
+                                td { (entry_what(case, e)) }
+                                td.num { a href=(format!("/cases/{case}/evidence#entry-{i}")) { (i) } }
                             }
                         }
                     }
@@ -311,6 +387,115 @@ pub fn overview(
             }
         },
     )
+}
+
+/// The ledger's health for a case: the latest checkpoint, the case's last
+/// verification, and (for an investigator) a verification now.
+fn custody_section(who: &Who, case: &CaseId, l: &CaseLedger) -> Markup {
+    html! {
+        section.custody aria-label="custody" {
+            h2 { "Custody" }
+            @if let Some(p) = &l.problem { p.error role="alert" { "The ledger cannot be read: " (term(p)) } }
+            @match &l.checkpoint {
+                Some(cp) => p {
+                    "Latest signed checkpoint: " (cp.size) " entries, root " span.mono.hash { (cp.root) }
+                    " (log " span.mono { (term(&cp.origin)) } ")."
+                },
+                None => p { "No ledger yet." },
+            }
+            @match l.last_verification() {
+                Some((i, e)) => {
+                    @let ok = l.last_verification_ok() == Some(true);
+                    p class=(if ok { "verified" } else { "error" }) {
+                        "Last verified " span.mono { (e.time) } " by " (term(&e.actor.name)) ": "
+                        @if ok { "every artefact and ledger entry in order" } @else { strong { "problems found" } }
+                        @if let Some(d) = &e.detail {
+                            " (" (d.get("artefacts").and_then(serde_json::Value::as_u64).unwrap_or(0)) " artefacts, "
+                            (d.get("failed").and_then(serde_json::Value::as_u64).unwrap_or(0)) " failed, "
+                            (d.get("ledger_problems").and_then(serde_json::Value::as_u64).unwrap_or(0)) " ledger problems)"
+                        }
+                        "; ledger entry " a href=(format!("/cases/{case}/evidence#entry-{i}")) { (i) } "."
+                    }
+                }
+                None => { p { "Never verified (custody verify " (case) ", or Verify now)." } }
+            }
+            @if who.role == Role::Investigator {
+                form.inline method="post" action=(format!("/cases/{case}/verify")) {
+                    @if let Some(t) = &who.csrf { input type="hidden" name=(CSRF_FIELD) value=(t); }
+                    button type="submit" { "Verify now" }
+                    " " span.muted { "reads every artefact again from the store; the result is a ledger entry naming you" }
+                }
+            }
+        }
+    }
+}
+
+fn artefact_state(s: &ArtefactState) -> Markup {
+    match s {
+        ArtefactState::Verified { at, .. } => {
+            html! { span.verified title=(format!("both digests matched on {at}")) { "verified" } }
+        }
+        ArtefactState::Failed { at, .. } => {
+            html! { strong.error title=(format!("found wrong on {at}")) { "FAILED" } }
+        }
+        ArtefactState::Unknown { at, .. } => {
+            html! { span.muted title=(format!("the verification of {at} failed without naming artefacts")) { "see custody verify" } }
+        }
+        ArtefactState::NotVerified => html! { span.muted { "not verified since acquired" } },
+    }
+}
+
+/// Where an artefact stands in processing: derived from a parent, the
+/// parent of derived artefacts, and its load into the timeline.
+fn processing(
+    a: &Artefact,
+    derived_from: &std::collections::BTreeMap<String, usize>,
+    tl: Option<&CaseTimeline>,
+) -> Markup {
+    let loaded = tl.and_then(|t| t.ingested.get(&a.id.to_string()));
+    html! {
+        @if let Some(d) = &a.derived {
+            "derived from " span.mono { (d.parent) } " (" (term(&d.volume)) ", " (term(&d.fs))
+            @if let Some(p) = &d.path { " " span.mono { (term(p)) } } ")"
+            br;
+        }
+        @if let Some(n) = derived_from.get(&a.id.to_string()) { (n) " derived artefacts" br; }
+        @match loaded {
+            Some(i) if i.state == "done" => { "in the timeline: " (i.events) " events"
+                @if i.problems > 0 { ", " (i.problems) " problems" } }
+            Some(i) => { span.error { "timeline load cut short (" (term(&i.state)) ")" } }
+            None => {}
+        }
+    }
+}
+
+/// An entry's detail, in a few words.
+pub(super) fn entry_what(case: &CaseId, e: &Entry) -> Markup {
+    let d = e.detail.as_ref();
+    let s = |k: &str| {
+        d.and_then(|d| d.get(k))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let event = d
+        .and_then(|d| d.get("event"))
+        .and_then(serde_json::Value::as_i64);
+    html! {
+        @match e.action {
+            Action::Annotated => {
+                (s("mark")) @if !s("value").is_empty() { ": " (term(s("value"))) }
+                @if let Some(id) = event { " on " a href=(format!("/cases/{case}/events/{id}")) { "event " (id) } }
+            }
+            Action::SearchSaved => { "saved search " (term(s("name"))) ": " span.mono { (term(s("query"))) } }
+            Action::Verified => { @if d.and_then(|d| d.get("ok")).and_then(serde_json::Value::as_bool) == Some(true) { "verification: in order" } @else { "verification: problems found" } }
+            _ => {
+                @if let Some(r) = &e.evidence { "artefact " span.mono { (r.artefact) } " " }
+                @if let Some(id) = event { a href=(format!("/cases/{case}/events/{id}")) { "event " (id) } " " }
+                @if !s("via").is_empty() { "(" (term(s("via"))) ")" }
+                @if !s("bundle").is_empty() { "bundle (" (term(s("bundle"))) ")" }
+            }
+        }
+    }
 }
 
 fn search_form(case: &CaseId, q: &str) -> Markup {
@@ -382,6 +567,7 @@ fn histogram(case: &CaseId, q: &str, res: &SearchResults, x: &Extras) -> Markup 
                 (crate::timeline::query::show_time(origin)) " to "
                 (crate::timeline::query::show_time(origin + w * slots as i64)) ", "
                 (w / 60_000_000) " minutes a bar"
+                @if res.estimate.as_ref().is_some_and(|e| e.histogram) { "; bars estimated from a sample" }
             }
         }
     }
@@ -396,7 +582,7 @@ fn saved_list(who: &Who, case: &CaseId, q: &str, x: &Extras) -> Markup {
                 @for (s, n) in &x.saved {
                     li {
                         a href=(explorer_href(case, &s.query, 0)) title=(s.query) { (s.name) }
-                        " " span.count { @match n { Some(n) => { (n) }, None => { "?" } } }
+                        " " span.count { @match n { Some(n) => { (shown_count(n.events, n.estimated)) }, None => { "?" } } }
                     }
                 }
             }
@@ -423,6 +609,14 @@ pub fn explorer(
 ) -> Markup {
     let marks = &x.marks;
     let shown_to = p.offset + res.rows.len();
+    // Paging keeps an exact count exact.
+    let page_href = |offset| {
+        if p.exact {
+            exact_href(case, &p.q, offset)
+        } else {
+            explorer_href(case, &p.q, offset)
+        }
+    };
     layout(
         &format!("Timeline of {case}"),
         Some(who),
@@ -436,8 +630,16 @@ pub fn explorer(
                     @for f in &res.facets { (facet_list(case, &p.q, f)) }
                 }
                 section.results aria-label="results" {
-                    p.total { span id="total" { (res.total) } " events"
+                    p.total { span id="total" { (shown_count(res.total, res.estimate.as_ref().is_some_and(|e| e.total))) } " events"
                         @if !res.rows.is_empty() { ", " (p.offset + 1) "–" (shown_to) " shown" } }
+                    @if let Some(sample) = res.estimate.as_ref().and_then(|e| e.sample) {
+                        p.estimate {
+                            "Counts marked ≈ are estimated from " (sample.events) " of the case's " (sample.of)
+                            " events, read in runs spread over the whole case: this query keeps too many events to count them all at once. "
+                            a href=(exact_href(case, &p.q, p.offset)) { "Count exactly" }
+                            " (may take a while)."
+                        }
+                    }
                     table.rows {
                         thead { tr {
                             th scope="col" { span.visually-hidden { "Starred" } }
@@ -466,10 +668,10 @@ pub fn explorer(
                     }
                     nav.pages aria-label="pages" {
                         @if p.offset > 0 {
-                            a rel="prev" href=(explorer_href(case, &p.q, p.offset.saturating_sub(page_rows))) { "Previous" }
+                            a rel="prev" href=(page_href(p.offset.saturating_sub(page_rows))) { "Previous" }
                         }
                         @if (shown_to as u64) < res.total {
-                            " " a rel="next" href=(explorer_href(case, &p.q, shown_to)) { "Next" }
+                            " " a rel="next" href=(page_href(shown_to)) { "Next" }
                         }
                     }
                 }
@@ -613,4 +815,35 @@ pub fn event(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_estimate_shows_as_one_with_three_significant_digits() {
+        let shown = |n, e| shown_count(n, e).into_string();
+        assert_eq!(shown(9_712_345, false), "9712345");
+        let est = shown(9_712_345, true);
+        assert!(est.contains(">≈9710000<"), "{est}");
+        assert!(est.contains("estimated from a sample"), "{est}");
+        assert!(shown(9_716_000, true).contains(">≈9720000<"));
+        assert!(shown(999_600, true).contains(">≈1000000<"));
+        assert!(shown(42, true).contains(">≈42<"));
+        assert!(shown(0, true).contains(">≈0<"));
+    }
+
+    #[test]
+    fn exact_takes_only_a_yes_or_a_no() {
+        let parse = |q: &str| {
+            let uri: axum::http::Uri = format!("/t?{q}").parse().expect("uri");
+            axum::extract::Query::<ExploreParams>::try_from_uri(&uri).map(|p| p.0.exact)
+        };
+        assert_eq!(parse("q=x&exact=1").ok(), Some(true));
+        assert_eq!(parse("q=x&exact=0").ok(), Some(false));
+        assert_eq!(parse("q=x").ok(), Some(false));
+        let err = parse("q=x&exact=maybe").expect_err("refused").body_text();
+        assert!(err.contains("`exact` is 1 or 0, not `maybe`"), "{err}");
+    }
 }

@@ -155,6 +155,8 @@ pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: String,
+    /// The body as sent (a tar, a download).
+    pub(crate) bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -207,6 +209,11 @@ pub(crate) fn http(
     s.write_all(req.as_bytes()).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4);
+    let bytes = out.get(split..).unwrap_or_default().to_vec();
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -223,6 +230,7 @@ pub(crate) fn http(
         status,
         headers,
         body: body.to_owned(),
+        bytes,
     }
 }
 
@@ -960,4 +968,237 @@ fn a_mark_while_another_process_holds_the_ledger_fails_saying_so_and_nothing_is_
         !page.body.contains("while the server runs"),
         "a mark the ledger lacks is not shown"
     );
+}
+
+/// The ledger entries of `home`, byte for byte.
+fn ledger_lines(home: &Home) -> Vec<Vec<u8>> {
+    std::fs::read(home.path().join("ledger").join("entries.jsonl"))
+        .unwrap()
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn entries_proofs_the_bundle_and_verification_are_checkable_and_on_the_record() {
+    use base64::Engine as _;
+    let home = Home::new();
+    seed_case(&home);
+    let config = analysts_config(&home);
+    let ws = start(&home, Some(&config));
+    let a = ws.addr.as_str();
+    let ines = vec![("Cookie", sign_in(a, "ines", PASSWORD))];
+    let rory = vec![("Cookie", sign_in(a, "rory", READER_PASSWORD))];
+
+    // Every entry of the case, each with its bytes and an inclusion proof.
+    let page = http(a, "GET", "/cases/web/evidence", &ines, "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = hidden(&page.body, "csrf");
+    let lines = ledger_lines(&home);
+    let of_case: Vec<u64> = ledger_entries(&home)
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["case"] == "web")
+        .map(|(i, _)| i as u64)
+        .collect();
+    assert!(!of_case.is_empty());
+    for i in &of_case {
+        assert!(
+            page.body.contains(&format!("id=\"entry-{i}\"")),
+            "entry {i}"
+        );
+    }
+    let i = of_case[0];
+    let entry = http(a, "GET", &format!("/cases/web/ledger/{i}"), &rory, "");
+    assert_eq!(entry.status, 200);
+    assert_eq!(entry.bytes, lines[i as usize], "the entry byte for byte");
+    let proof = http(a, "GET", &format!("/cases/web/ledger/{i}/proof"), &rory, "");
+    assert_eq!(proof.status, 200, "{}", proof.body);
+    let p = custody::ledger::proof::TlogProof::parse(&proof.bytes).expect("a tlog-proof");
+    assert_eq!(p.index, i);
+    let note = String::from_utf8(p.checkpoint.clone()).unwrap();
+    let mut body = note.lines().skip(1);
+    let size: u64 = body.next().unwrap().parse().unwrap();
+    let root: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(body.next().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    custody::ledger::merkle::verify_inclusion(
+        i,
+        size,
+        &custody::ledger::merkle::leaf_hash(&lines[i as usize]),
+        &p.hashes,
+        &custody::ledger::merkle::Hash(root),
+    )
+    .expect("the entry is included under the proof's checkpoint");
+    // Another case's entry is not served under this one.
+    let other = http(
+        a,
+        "GET",
+        &format!("/cases/elsewhere/ledger/{i}/proof"),
+        &rory,
+        "",
+    );
+    assert_eq!(other.status, 404);
+    assert!(
+        other.body.contains("not an entry of case elsewhere"),
+        "{}",
+        other.body
+    );
+
+    // The bundle: a copy any analyst may take, with the token; checkable offline.
+    assert_eq!(
+        http(
+            a,
+            "POST",
+            "/cases/web/bundle",
+            &rory,
+            &form(&[("csrf", "")])
+        )
+        .status,
+        403
+    );
+    let rory_csrf = hidden(
+        &http(a, "GET", "/cases/web/evidence", &rory, "").body,
+        "csrf",
+    );
+    let tar = http(
+        a,
+        "POST",
+        "/cases/web/bundle",
+        &rory,
+        &form(&[("csrf", &rory_csrf)]),
+    );
+    assert_eq!(tar.status, 200, "{}", tar.body);
+    assert_eq!(tar.header("content-type"), Some("application/x-tar"));
+    let out = tempfile::tempdir().unwrap();
+    tar::Archive::new(&tar.bytes[..])
+        .unpack(out.path())
+        .unwrap();
+    let bundle = out.path().join("web-bundle");
+    let check = home.run(&["ledger", "verify-bundle", bundle.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let exported = ledger_entries(&home)
+        .into_iter()
+        .rfind(|e| e["action"] == "exported")
+        .expect("the export's entry");
+    assert_eq!(exported["actor"]["name"], "rory");
+    assert_eq!(exported["detail"]["bundle"], "workspace download by rory");
+
+    // Verifying now: an investigator's, with the token; the outcome an entry.
+    assert_eq!(
+        http(
+            a,
+            "POST",
+            "/cases/web/verify",
+            &rory,
+            &form(&[("csrf", &rory_csrf)])
+        )
+        .status,
+        403,
+        "a read-only analyst"
+    );
+    assert_eq!(
+        http(
+            a,
+            "POST",
+            "/cases/web/verify",
+            &ines,
+            &form(&[("csrf", "")])
+        )
+        .status,
+        403,
+        "no token"
+    );
+    let done = http(
+        a,
+        "POST",
+        "/cases/web/verify",
+        &ines,
+        &form(&[("csrf", &csrf)]),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("matched both its digests"),
+        "{}",
+        done.body
+    );
+    let v = ledger_entries(&home).into_iter().last().unwrap();
+    assert_eq!(
+        (v["action"].as_str(), v["actor"]["name"].as_str()),
+        (Some("verified"), Some("ines"))
+    );
+    assert_eq!(v["detail"]["ok"], true);
+    let overview = http(a, "GET", "/cases/web", &ines, "");
+    assert!(
+        overview.body.contains("Latest signed checkpoint"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview
+            .body
+            .contains("every artefact and ledger entry in order")
+    );
+    assert!(
+        overview.body.contains(">verified</span>"),
+        "{}",
+        overview.body
+    );
+    assert!(
+        overview.body.contains("in the timeline: 3 events"),
+        "{}",
+        overview.body
+    );
+
+    // The stored object altered: the verification says which, and so does the overview.
+    let id = exported_artefact(&overview.body);
+    let stored = walk(&home.store_dir())
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&id) && !p.to_string_lossy().contains("manifest"))
+        .expect("the stored object");
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&stored, bytes).unwrap();
+    let done = http(
+        a,
+        "POST",
+        "/cases/web/verify",
+        &ines,
+        &form(&[("csrf", &csrf)]),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("Problems found: 1 artefacts failed"),
+        "{}",
+        done.body
+    );
+    let v = ledger_entries(&home).into_iter().last().unwrap();
+    assert_eq!(v["detail"]["ok"], false);
+    assert_eq!(v["detail"]["failed_artefacts"], serde_json::json!([id]));
+    let overview = http(a, "GET", "/cases/web", &ines, "");
+    assert!(
+        overview.body.contains(">FAILED</strong>"),
+        "{}",
+        overview.body
+    );
+    assert!(overview.body.contains("problems found"));
+    drop(ws);
+    let verify = home.run(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}
+
+/// The first artefact id an overview offers for download.
+fn exported_artefact(overview: &str) -> String {
+    overview
+        .split("/artefacts/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
 }

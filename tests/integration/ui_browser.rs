@@ -110,6 +110,18 @@ async fn an_analyst_investigates_in_the_browser_and_every_action_is_on_the_recor
         .unwrap();
     b.wait_for("table.artefacts", WAIT).await.unwrap();
     serious(&b, "overview").await;
+    // The evidence page, its entries and their proofs.
+    b.find("a[href='/cases/web/evidence']")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_for("table.entries a[href$='/proof']", WAIT)
+        .await
+        .unwrap();
+    serious(&b, "evidence").await;
+    b.goto(&format!("{base}/cases/web")).await.unwrap();
     b.find("a[href^='/cases/web/timeline']")
         .await
         .unwrap()

@@ -66,6 +66,56 @@ pub fn ual_csv(bytes: &[u8], sink: &mut dyn Sink) {
     let record_id = column(&["RecordId"]);
     let record_type = column(&["RecordType"]);
 
+    csv_rows(
+        &mut reader,
+        bytes,
+        headers.len(),
+        sink,
+        |record, _raw, locator, sink| {
+            let field = |i: Option<usize>| {
+                i.and_then(|i| record.get(i))
+                    .map(|f| String::from_utf8_lossy(f).trim().to_owned())
+                    .filter(|f| !f.is_empty())
+            };
+            let Some(text) = field(Some(audit_data)) else {
+                sink.problem(problem(locator, "AuditData is empty"));
+                return;
+            };
+            let data = match parse_audit_data(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    sink.problem(problem(
+                        locator,
+                        format!("AuditData is not valid JSON: {e}"),
+                    ));
+                    return;
+                }
+            };
+            let columns = UalColumns {
+                creation_date: field(creation_date),
+                user: field(user),
+                operation: field(operation),
+                record_id: field(record_id),
+                record_type: field(record_type),
+            };
+            // AuditData is the record; the other columns repeat parts of it.
+            emit(&data, text.as_bytes(), locator, sink, &|v| {
+                ual_event(v, &columns)
+            });
+        },
+    );
+}
+
+/// Each data row of a CSV export read from memory, with its raw bytes and
+/// its place (`row N (line L)`), to `each`. A row whose field count is not
+/// the header's, and CSV the reader cannot step past, are problems.
+pub(super) fn csv_rows(
+    reader: &mut csv::Reader<&[u8]>,
+    bytes: &[u8],
+    width: usize,
+    sink: &mut dyn Sink,
+    mut each: impl FnMut(&csv::ByteRecord, &[u8], String, &mut dyn Sink),
+) {
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
     let mut lines = LineCounter::default();
@@ -86,50 +136,22 @@ pub fn ual_csv(bytes: &[u8], sink: &mut dyn Sink) {
         row += 1;
         // The reader's own line number lags by one after a CRLF (it counts
         // the `\n` as the start of the next record): count from the offset.
-        let start = record.position().map_or(0, csv::Position::byte);
-        let line = lines.line_of(bytes, usize::try_from(start).unwrap_or(usize::MAX));
-        let locator = format!("row {row} (line {line})");
-        if record.len() != headers.len() {
+        let start =
+            usize::try_from(record.position().map_or(0, csv::Position::byte)).unwrap_or(usize::MAX);
+        let end = usize::try_from(reader.position().byte()).unwrap_or(usize::MAX);
+        let raw = bytes.get(start..end).unwrap_or_default().trim_ascii_end();
+        let locator = format!("row {row} (line {})", lines.line_of(bytes, start));
+        if record.len() != width {
             sink.problem(problem(
                 locator,
                 format!(
-                    "{} fields where the header has {}: the row is cut or malformed",
+                    "{} fields where the header has {width}: the row is cut or malformed",
                     record.len(),
-                    headers.len()
                 ),
             ));
             continue;
         }
-        let field = |i: Option<usize>| {
-            i.and_then(|i| record.get(i))
-                .map(|f| String::from_utf8_lossy(f).trim().to_owned())
-                .filter(|f| !f.is_empty())
-        };
-        let Some(text) = field(Some(audit_data)) else {
-            sink.problem(problem(locator, "AuditData is empty"));
-            continue;
-        };
-        let data = match parse_audit_data(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                sink.problem(problem(
-                    locator,
-                    format!("AuditData is not valid JSON: {e}"),
-                ));
-                continue;
-            }
-        };
-        let columns = UalColumns {
-            creation_date: field(creation_date),
-            user: field(user),
-            operation: field(operation),
-            record_id: field(record_id),
-            record_type: field(record_type),
-        };
-        // AuditData is the record; the other columns repeat parts of it.
-        emit(&data, text.as_bytes(), locator, sink, &|v| {
-            ual_event(v, &columns)
-        });
+        each(&record, raw, locator, sink);
     }
 }
 

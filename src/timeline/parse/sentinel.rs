@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time};
 
-use super::microsoft::{self, LineCounter};
+use super::microsoft::{self, csv_rows};
 use super::{Record, Sink, aws, problem, time_us, to_us};
 use crate::timeline::Event;
 
@@ -419,52 +419,26 @@ fn read_csv(bytes: &[u8], table: &Table, sink: &mut dyn Sink) {
         sink.problem(problem("line 1", why));
         return;
     }
-    let mut record = csv::ByteRecord::new();
-    let mut row_n = 0u64;
-    let mut lines = LineCounter::default();
-    loop {
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                sink.problem(problem(
-                    format!("row {}", row_n + 1),
-                    format!("unreadable CSV: {e}"),
-                ));
-                break;
-            }
-        }
-        row_n += 1;
-        let start =
-            usize::try_from(record.position().map_or(0, csv::Position::byte)).unwrap_or(usize::MAX);
-        let end = usize::try_from(reader.position().byte()).unwrap_or(usize::MAX);
-        let raw = bytes.get(start..end).unwrap_or_default().trim_ascii_end();
-        let line = lines.line_of(bytes, start);
-        let locator = format!("row {row_n} (line {line})");
-        if record.len() != headers.len() {
-            sink.problem(problem(
-                locator,
-                format!(
-                    "{} fields where the header has {}: the row is cut or malformed",
-                    record.len(),
-                    headers.len()
-                ),
-            ));
-            continue;
-        }
-        let row = Row {
-            cols: names
-                .iter()
-                .zip(record.iter())
-                .map(|((name, offset_s), cell)| Column {
-                    name: name.clone(),
-                    value: Value::String(String::from_utf8_lossy(cell).into_owned()),
-                    offset_s: *offset_s,
-                })
-                .collect(),
-        };
-        emit(table, &row, raw, locator, sink);
-    }
+    csv_rows(
+        &mut reader,
+        bytes,
+        headers.len(),
+        sink,
+        |record, raw, locator, sink| {
+            let row = Row {
+                cols: names
+                    .iter()
+                    .zip(record.iter())
+                    .map(|((name, offset_s), cell)| Column {
+                        name: name.clone(),
+                        value: Value::String(String::from_utf8_lossy(cell).into_owned()),
+                        offset_s: *offset_s,
+                    })
+                    .collect(),
+            };
+            emit(table, &row, raw, locator, sink);
+        },
+    );
 }
 
 fn read_json(bytes: &[u8], table: &Table, sink: &mut dyn Sink) {
