@@ -79,7 +79,7 @@ impl Server {
     pub fn open(app: App, config: ServeConfig) -> Result<Self, ServeError> {
         app.ledger()?;
         let queue = Queue::open(
-            &app.config.home.join("serve").join("queue.jsonl"),
+            &Queue::path_in(&app.config.home),
             app.clock.clone(),
             time::Duration::hours(i64::try_from(config.server.case_window_hours).unwrap_or(24)),
         )?;

@@ -242,6 +242,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Queue {
+    /// Where `custody serve` keeps its queue under a custody home.
+    pub fn path_in(home: &Path) -> std::path::PathBuf {
+        home.join("serve").join("queue.jsonl")
+    }
+
+    /// The jobs in the queue file at `path` as it stands, oldest first,
+    /// read without opening the queue: nothing is written or cut, so a
+    /// reader (the workspace) may look while the server appends. A torn
+    /// last record is left out; no file is no job.
+    pub fn snapshot(path: &Path) -> Result<Vec<Job>, QueueError> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(QueueError::Open {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut state = State::default();
+        replay(&mut file, path, &mut state)?;
+        let State {
+            mut jobs, order, ..
+        } = state;
+        Ok(order.iter().filter_map(|id| jobs.remove(id)).collect())
+    }
+
     /// Opens (or creates) the queue file at `path` and replays it.
     pub fn open(
         path: &Path,

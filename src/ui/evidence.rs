@@ -10,7 +10,8 @@ use axum::routing::{get, post};
 
 use super::evidence_pages;
 use super::handlers::{
-    CsrfForm, Shared, blocking, error, investigator_change, may_change, page, page_case, parse_case,
+    CsrfForm, Shared, blocking, case_artefacts, error, investigator_change, may_change, page,
+    page_case, parse_case,
 };
 use super::ledger_view::CaseLedger;
 use super::{Ui, error_chain};
@@ -34,18 +35,8 @@ async fn evidence(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let artefacts = match ui.app.store().await {
-        Ok(store) => crate::evidence::case::artefacts(store.as_ref(), &case)
-            .await
-            .or_else(|e| match e {
-                // A case only the ledger knows (logs not yet stored) still has entries.
-                crate::evidence::case::EvidenceError::NoSuchCase { .. } => Ok(Vec::new()),
-                e => Err(error_chain(&e)),
-            }),
-        Err(e) => Err(error_chain(&e)),
-    };
-    let artefacts = match artefacts {
-        Ok(a) => a,
+    let artefacts = match case_artefacts(&ui, &case).await {
+        Ok(a) => a.unwrap_or_default(),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
     };
     let (ui2, case2) = (ui.clone(), case.clone());

@@ -281,18 +281,25 @@ async fn overview(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let artefacts = match ui.app.store().await {
-        Ok(store) => crate::evidence::case::artefacts(store.as_ref(), &case)
-            .await
-            .map_err(|e| error_chain(&e)),
-        Err(e) => Err(error_chain(&e)),
-    };
-    let artefacts = match artefacts {
+    let artefacts = match case_artefacts(&ui, &case).await {
         Ok(a) => a,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
     };
     let ui2 = ui.clone();
     let case2 = case.clone();
+    let (ui3, case3) = (ui.clone(), case.clone());
+    let jobs = blocking(move || {
+        crate::serve::queue::Queue::snapshot(&crate::serve::queue::Queue::path_in(
+            &ui3.app.config.home,
+        ))
+        .map_err(|e| error_chain(&e))
+    })
+    .await
+    .map(|all| all.into_iter().filter(|j| j.case == case3).collect());
+    let jobs: Vec<_> = match jobs {
+        Ok(j) => j,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
+    };
     let loaded = blocking(move || {
         let ledger = super::ledger_view::CaseLedger::read(&ui2.app.ledger_paths(), &case2);
         let Ok(tl) = crate::engine::logs::existing_timeline(&ui2.app, &case2) else {
@@ -330,19 +337,45 @@ async fn overview(
     })
     .await;
     match loaded {
+        Ok((None, ledger))
+            if artefacts.is_none() && ledger.entries.is_empty() && jobs.is_empty() =>
+        {
+            error(
+                StatusCode::NOT_FOUND,
+                Some(&who),
+                &format!(
+                    "no case {case}: nothing in the store, the ledger, the timelines or the jobs"
+                ),
+            )
+        }
         Ok((timeline, ledger)) => page(
             pages::overview(
                 &who,
                 &case,
                 &pages::Overview {
-                    artefacts,
+                    artefacts: artefacts.unwrap_or_default(),
                     timeline,
                     ledger,
+                    jobs,
                 },
             ),
             cookie,
         ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
+    }
+}
+
+/// A case's artefacts; `None` when the store has no such case (one only
+/// the ledger, a timeline or a job knows, such as a record-only alert's).
+pub(super) async fn case_artefacts(
+    ui: &Ui,
+    case: &CaseId,
+) -> Result<Option<Vec<crate::evidence::model::Artefact>>, String> {
+    let store = ui.app.store().await.map_err(|e| error_chain(&e))?;
+    match crate::evidence::case::artefacts(store.as_ref(), case).await {
+        Ok(a) => Ok(Some(a)),
+        Err(crate::evidence::case::EvidenceError::NoSuchCase { .. }) => Ok(None),
+        Err(e) => Err(error_chain(&e)),
     }
 }
 

@@ -13,12 +13,15 @@
 //!   case bundle, and verification on demand.
 //! - [`ledger_view`]: what the ledger says of a case (checkpoint, entries,
 //!   each artefact's verification state), read without opening it.
+//! - [`operations`]: the webhook server's jobs and the readiness audits.
 
 pub mod auth;
 pub mod evidence;
 pub mod evidence_pages;
 pub mod handlers;
 pub mod ledger_view;
+pub mod operations;
+pub mod operations_pages;
 pub mod pages;
 
 use std::net::SocketAddr;
@@ -217,6 +220,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 pub fn router(ui: Arc<Ui>) -> axum::Router {
     handlers::routes()
         .merge(evidence::routes())
+        .merge(operations::routes())
         .layer(axum::middleware::from_fn(handlers::security_headers))
         .with_state(ui)
 }

@@ -16,6 +16,7 @@ use crate::evidence::model::Artefact;
 use crate::ids::CaseId;
 use crate::ledger::entry::{Action, Entry};
 use crate::sanitize::term;
+use crate::serve::queue::Job;
 use crate::timeline::annotations::{Annotation, Standing};
 use crate::timeline::detections::Stored;
 use crate::timeline::store::{Facet, Row};
@@ -71,12 +72,53 @@ pub struct CaseTimeline {
     pub width_us: i64,
 }
 
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A job's rows: its alert and its steps, for a page or the overview.
+pub(super) fn job_table(jobs: &[&Job]) -> Markup {
+    html! {
+        table.jobs {
+            thead { tr {
+                th scope="col" { "Received" } th scope="col" { "Job" } th scope="col" { "Source" }
+                th scope="col" { "Alert" } th scope="col" { "Case" } th scope="col" { "State" } th scope="col" { "Steps" }
+            } }
+            tbody {
+                @for j in jobs {
+                    tr {
+                        td.mono { (rfc3339(j.received)) }
+                        td.mono { (term(&j.id)) }
+                        td { (term(&j.source)) }
+                        td.mono { (term(&j.alert_id)) }
+                        td { a href=(format!("/cases/{}", j.case)) { (j.case) } }
+                        td { (j.state.as_str()) }
+                        td {
+                            details {
+                                summary { (j.steps.len()) " steps" }
+                                ol.steps {
+                                    @for s in &j.steps { li.mono { (term(&s.to_string())) } }
+                                }
+                                p { "The alert:" }
+                                pre.record { (crate::sanitize::term_lines(&serde_json::to_string_pretty(&j.alert).unwrap_or_default())) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Everything the overview shows.
 #[derive(Debug)]
 pub struct Overview {
     pub artefacts: Vec<Artefact>,
     pub timeline: Option<CaseTimeline>,
     pub ledger: CaseLedger,
+    /// The webhook server's jobs for the case, oldest first.
+    pub jobs: Vec<crate::serve::queue::Job>,
 }
 
 pub(super) fn layout(title: &str, who: Option<&Who>, body: Markup) -> Markup {
@@ -93,7 +135,7 @@ pub(super) fn layout(title: &str, who: Option<&Who>, body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/" { "custody" }
-                    nav aria-label="main" { a href="/" { "Cases" } }
+                    nav aria-label="main" { a href="/" { "Cases" } " " a href="/jobs" { "Jobs" } " " a href="/readiness" { "Readiness" } }
                     @if let Some(w) = who {
                         span.who { (w.analyst) " (" (role_name(w.role)) ")" }
                         @if let (Some(t), true) = (&w.csrf, w.signed_in) {
@@ -364,6 +406,10 @@ pub fn overview(who: &Who, case: &CaseId, o: &Overview) -> Markup {
                         @for f in &t.summary.facets { (facet_list(case, "", f)) }
                     }
                 }
+            }
+            @if !o.jobs.is_empty() {
+                h2 { "Jobs" }
+                (job_table(&o.jobs.iter().rev().collect::<Vec<_>>()))
             }
             h2 { "Analysts' actions" }
             @let mine: Vec<_> = o.ledger.analysts().take(50).collect();

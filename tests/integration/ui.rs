@@ -198,7 +198,10 @@ pub(crate) fn http(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
-    if !body.is_empty() {
+    let typed = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !typed {
         req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
     }
     for (k, v) in headers {
@@ -1201,4 +1204,128 @@ fn exported_artefact(overview: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+#[test]
+fn jobs_and_readiness_show_what_the_server_and_the_audits_keep() {
+    use custody::readiness::history::{History, Run, Scope, StoredFinding};
+    use custody::readiness::{Finding, Status};
+    let home = Home::new();
+    seed_case(&home);
+    let ui_table = std::fs::read_to_string(analysts_config(&home)).unwrap();
+    let ws = serve(
+        &home,
+        &format!("[[rule]]\nname = \"record\"\nsource = \"edr\"\naction = \"record\"\n{ui_table}"),
+    );
+    let a = ws.addr.as_str();
+    let session = vec![("Cookie", sign_in(a, "rory", READER_PASSWORD))];
+    let empty = http(a, "GET", "/jobs", &session, "");
+    assert_eq!(empty.status, 200);
+    assert!(empty.body.contains("No job"), "{}", empty.body);
+
+    // An alert whose title is hostile: its job, steps and alert, as text.
+    let alert = serde_json::json!({
+        "id": "alert-7", "time": "2026-11-30T10:00:00Z", "severity": 5,
+        "title": HOSTILE_AGENT, "entities": { "instances": ["i-0123456789abcdef0"] }
+    });
+    let r = http(
+        a,
+        "POST",
+        "/v1/alerts/edr",
+        &[
+            ("Authorization", "Bearer edr-token".to_owned()),
+            ("Content-Type", "application/json".to_owned()),
+        ],
+        &alert.to_string(),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let accepted: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let (job, case) = (
+        accepted["accepted"][0]["job"].as_str().unwrap().to_owned(),
+        accepted["accepted"][0]["case"].as_str().unwrap().to_owned(),
+    );
+    let mut page = http(a, "GET", "/jobs", &session, "");
+    for _ in 0..100 {
+        if page.body.contains("<td>done</td>") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        page = http(a, "GET", "/jobs", &session, "");
+    }
+    assert!(page.body.contains(&job), "{}", page.body);
+    assert!(page.body.contains("alert-7"));
+    assert!(page.body.contains("<td>done</td>"), "{}", page.body);
+    assert!(!page.body.contains("<script>document"), "the alert is text");
+    assert!(
+        page.body.contains("&lt;script&gt;document.title"),
+        "{}",
+        page.body
+    );
+    let overview = http(a, "GET", &format!("/cases/{case}"), &session, "");
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    assert!(overview.body.contains("<h2>Jobs</h2>") && overview.body.contains(&job));
+    let none = http(a, "GET", "/cases/no-such-case", &session, "");
+    assert_eq!(none.status, 404);
+    assert!(none.body.contains("no case no-such-case"), "{}", none.body);
+
+    // Readiness: nothing yet, then two days of runs as the audit stores them.
+    let r = http(a, "GET", "/readiness", &session, "");
+    assert!(r.body.contains("No readiness run yet"), "{}", r.body);
+    let mut h = History::open(&History::path_in(home.path())).unwrap();
+    let day = |d: u8| {
+        time::OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(2026, time::Month::November, d).unwrap(),
+            time::Time::MIDNIGHT,
+        )
+    };
+    let run = |d: u8, score: f64| Run {
+        id: 0,
+        started: day(d),
+        finished: day(d),
+        tool_version: "test".into(),
+        catalogue_version: "1".into(),
+        scope: Scope {
+            providers: vec!["aws".into()],
+            accounts: vec!["123456789012".into()],
+            regions: vec!["eu-west-1".into()],
+        },
+        identity: "arn:aws:iam::123456789012:role/audit".into(),
+        score: Some(score),
+        ready: score >= 80.0,
+        pillars: serde_json::json!({}),
+    };
+    let finding = |status, evidence: &str| StoredFinding {
+        finding: Finding::new(
+            "cloudtrail.enabled",
+            "123456789012",
+            "eu-west-1",
+            "main",
+            status,
+            evidence,
+        ),
+        remediation: "Turn the trail back on".into(),
+    };
+    h.record(&run(1, 90.0), &[finding(Status::Pass, "logging")])
+        .unwrap();
+    h.record(&run(2, 60.0), &[finding(Status::Fail, HOSTILE_USER)])
+        .unwrap();
+    let r = http(a, "GET", "/readiness", &session, "");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("2026-11-01") && r.body.contains("2026-11-02"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(">90.0<") && r.body.contains(">60.0<"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<td>regressed</td>"), "{}", r.body);
+    assert!(r.body.contains("Turn the trail back on"));
+    assert!(!r.body.contains("<svg onload"), "the evidence is text");
+    assert!(
+        !r.body.contains('\u{1b}'),
+        "terminal escapes are shown, not sent"
+    );
 }

@@ -121,6 +121,11 @@ async fn an_analyst_investigates_in_the_browser_and_every_action_is_on_the_recor
         .await
         .unwrap();
     serious(&b, "evidence").await;
+    for (path, name) in [("/jobs", "jobs"), ("/readiness", "readiness")] {
+        b.goto(&format!("{base}{path}")).await.unwrap();
+        b.wait_for("main h1", WAIT).await.unwrap();
+        serious(&b, name).await;
+    }
     b.goto(&format!("{base}/cases/web")).await.unwrap();
     b.find("a[href^='/cases/web/timeline']")
         .await
