@@ -139,7 +139,7 @@ pub async fn run_timeline(env: &Env, a: TimelineArgs) -> anyhow::Result<Outcome>
             top: a.top,
             histogram: a.histogram,
             limit: a.limit,
-            offset: a.offset,
+            from: crate::timeline::store::Page::Offset(a.offset),
             budget: None,
         },
     )

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::ids::CaseId;
 use crate::timeline::query::{self, Field, Query};
 use crate::timeline::sample::{Sampled, Stopper};
-use crate::timeline::store::{Bucket, Facet, Row, Timeline, TimelineError};
+use crate::timeline::store::{Bucket, Cursor, Facet, Page, Row, Timeline, TimelineError};
 
 /// What to search and what to count.
 #[derive(Debug, Clone)]
@@ -25,7 +25,8 @@ pub struct SearchRequest {
     /// Bucket width of the histogram, in microseconds.
     pub histogram: Option<i64>,
     pub limit: usize,
-    pub offset: usize,
+    /// Where the rows start: an offset, or just after (or before) an event.
+    pub from: Page,
     /// How long the exact counts may take; past it they are estimated
     /// from a sample of the case (see [`crate::timeline::sample`]). `None`:
     /// exact, however long.
@@ -42,6 +43,10 @@ pub struct SearchResults {
     pub facets: Vec<Facet>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histogram: Option<Vec<Bucket>>,
+    /// The place after the last row (`TIME_US.ID`) when the page is full:
+    /// the next page is `after` it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// Which counts are estimates, and from what sample; absent when every
     /// count is exact.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +138,12 @@ pub fn search(tl: &Timeline, req: &SearchRequest) -> Result<SearchResults, Searc
     // no match in the sample the share is unknown, and the planner decides.
     let walk_time = sampled.as_ref().is_some_and(|s| {
         let m = u128::from(s.total());
-        let want = u128::try_from(req.offset.saturating_add(req.limit)).unwrap_or(u128::MAX);
+        // From a cursor the walk starts at its place on the index.
+        let skip = match req.from {
+            Page::Offset(o) => o,
+            Page::After(_) | Page::Before(_) => 0,
+        };
+        let want = u128::try_from(skip.saturating_add(req.limit)).unwrap_or(u128::MAX);
         !s.is_whole() && m > 0 && want.saturating_mul(u128::from(s.population)) / m <= LONGEST_WALK
     });
     let exact = exact_parts(tl, req, &fields, &detection_facets, budget, walk_time)?;
@@ -169,7 +179,7 @@ pub fn search(tl: &Timeline, req: &SearchRequest) -> Result<SearchResults, Searc
         facets.push(f.clone());
     }
     // Fewer rows than asked from the start: they are all of them.
-    let whole_page = req.offset == 0 && exact.rows.len() < req.limit;
+    let whole_page = req.from == Page::Offset(0) && exact.rows.len() < req.limit;
     let total = match (exact.total, &sampled) {
         (Some(n), _) => n,
         (None, _) if whole_page => exact.rows.len() as u64,
@@ -193,10 +203,16 @@ pub fn search(tl: &Timeline, req: &SearchRequest) -> Result<SearchResults, Searc
         }
         (None, None) => None,
     };
+    let next = exact
+        .rows
+        .last()
+        .filter(|_| req.limit > 0 && exact.rows.len() >= req.limit)
+        .map(|r| Cursor::of(r).to_string());
     Ok(SearchResults {
         case: req.case.clone(),
         query: q.text.clone(),
         total,
+        next,
         rows: exact.rows,
         facets,
         histogram,
@@ -278,11 +294,7 @@ fn exact_parts(
         let histogram = histogram_reader
             .zip(req.histogram)
             .map(|(r, b)| scope.spawn(move || r.histogram(q, b)));
-        let rows = if walk_time {
-            tl.rows_walking_time(q, req.limit, req.offset)
-        } else {
-            tl.rows(q, req.limit, req.offset)
-        };
+        let rows = tl.page(q, req.limit, &req.from, walk_time);
         let facets: Vec<_> = handles.into_iter().map(joined).collect();
         let total = total.map(joined);
         let histogram = histogram.map(joined);
@@ -393,7 +405,7 @@ mod tests {
                 top: 10,
                 histogram: Some(3_600_000_000),
                 limit: 20,
-                offset: 40,
+                from: Page::Offset(40),
                 budget,
             };
             let exact = search(&tl, &req(None)).expect("exact");

@@ -755,6 +755,56 @@ pub async fn read_verified(
     Ok(bytes)
 }
 
+/// An artefact's raw bytes written to `out` as they decode, then both
+/// digests checked: `out` holds the artefact only if this returns `Ok`.
+/// For a consumer that cannot wait for the whole (a download of a disk
+/// image) and can still refuse what it got when the check fails.
+pub async fn stream_verified<W: Write + Send + 'static>(
+    store: &dyn EvidenceStore,
+    a: &Artefact,
+    out: W,
+) -> Result<W, EvidenceError> {
+    let key = object_key(&a.case, &a.id)?;
+    // As in `read_verified`: a tampered object may decode to far more.
+    let limited = Limited {
+        inner: out,
+        left: a.raw.size.saturating_add(1),
+    };
+    let (got, Limited { inner, .. }) = seekable::read_back(store, &key, limited).await?;
+    let problems = mismatches(a, &got);
+    if !problems.is_empty() {
+        return Err(EvidenceError::ExportMismatch {
+            artefact: a.id.clone(),
+            problems: problems.join("; "),
+        });
+    }
+    Ok(inner)
+}
+
+/// A writer that passes on at most `left` bytes and then refuses more.
+struct Limited<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: Write> Write for Limited<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("more bytes than the artefact holds"));
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.write(buf.get(..n).unwrap_or(buf))?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A buffer that takes at most `limit` bytes and then refuses more.
 struct Bounded {
     buf: Vec<u8>,

@@ -431,6 +431,52 @@ mod tests {
     }
 
     #[test]
+    fn pages_from_a_place_are_the_rows_after_or_before_it() {
+        use crate::timeline::store::{Cursor, Page};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tl = case(dir.path());
+        for text in ["", "action:PutObject", "-action:GetObject", "PutObject"] {
+            let q = Query::parse(text).expect("query");
+            let all = tl.rows(&q, 100_000, 0).expect("rows");
+            for walk in [false, true] {
+                for k in [0usize, 37, 1_000, all.len() - 2] {
+                    let after = tl
+                        .page(&q, 50, &Page::After(Cursor::of(&all[k])), walk)
+                        .expect("after");
+                    let want = &all[k + 1..(k + 51).min(all.len())];
+                    assert_eq!(after, want, "{text} after {k}");
+                    let before = tl
+                        .page(&q, 50, &Page::Before(Cursor::of(&all[k + 1])), walk)
+                        .expect("before");
+                    assert_eq!(
+                        before,
+                        &all[(k + 1).saturating_sub(50)..=k],
+                        "{text} before {k}"
+                    );
+                }
+            }
+        }
+        // Events of one instant are ordered by id, so none is skipped or repeated.
+        let q = Query::default();
+        let same: Vec<_> = tl.rows(&q, 3, 0).expect("rows");
+        assert_eq!(
+            tl.page(
+                &q,
+                2,
+                &Page::After(Cursor {
+                    time_us: same[0].time_us,
+                    id: same[0].id - 1
+                }),
+                false
+            )
+            .expect("page"),
+            same[..2]
+        );
+        assert!("12.x".parse::<Cursor>().unwrap_err().contains("TIME_US.ID"));
+        assert!("12".parse::<Cursor>().is_err());
+    }
+
+    #[test]
     fn full_text_terms_in_a_sample_look_only_within_its_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let tl = case(dir.path());

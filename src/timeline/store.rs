@@ -248,6 +248,54 @@ pub struct Bucket {
     pub count: u64,
 }
 
+/// An event's place in the timeline's order: its time, then its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub time_us: i64,
+    pub id: i64,
+}
+
+impl Cursor {
+    pub fn of(row: &Row) -> Self {
+        Self {
+            time_us: row.time_us,
+            id: row.id,
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.time_us, self.id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a place in the timeline (TIME_US.ID, as a page's links give it)")
+        };
+        let (t, i) = s.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            time_us: t.parse().map_err(|_| bad())?,
+            id: i.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Where a page of rows starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// After this many matching events.
+    Offset(usize),
+    /// Just after an event, going forward.
+    After(Cursor),
+    /// Just before an event, going back.
+    Before(Cursor),
+}
+
 /// An artefact's load into the timeline (see [`Timeline::ingested`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ingested {
@@ -834,19 +882,7 @@ impl Timeline {
 
     /// Matching events in time order, from `offset`, at most `limit`.
     pub fn rows(&self, q: &Query, limit: usize, offset: usize) -> Result<Vec<Row>, TimelineError> {
-        let (cond, mut params) = q.to_sql();
-        params.push(rusqlite::types::Value::Integer(
-            i64::try_from(limit).unwrap_or(i64::MAX),
-        ));
-        params.push(rusqlite::types::Value::Integer(
-            i64::try_from(offset).unwrap_or(0),
-        ));
-        let n = params.len();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {JOINED} WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
-            n - 1
-        );
-        self.select(&sql, params)
+        self.page(q, limit, &Page::Offset(offset), false)
     }
 
     /// [`Self::rows`] read by walking the time index and testing each
@@ -859,20 +895,62 @@ impl Timeline {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<Row>, TimelineError> {
+        self.page(q, limit, &Page::Offset(offset), true)
+    }
+
+    /// At most `limit` matching events in time order from `from`, along
+    /// the time index when `walk_time` (see [`Self::rows_walking_time`]).
+    /// A cursor costs the same on the millionth page as on the first; an
+    /// offset reads every event before it.
+    pub fn page(
+        &self,
+        q: &Query,
+        limit: usize,
+        from: &Page,
+        walk_time: bool,
+    ) -> Result<Vec<Row>, TimelineError> {
+        use rusqlite::types::Value as V;
         let (cond, mut params) = q.to_sql();
-        params.push(rusqlite::types::Value::Integer(
-            i64::try_from(limit).unwrap_or(i64::MAX),
-        ));
-        params.push(rusqlite::types::Value::Integer(
-            i64::try_from(offset).unwrap_or(0),
-        ));
-        let n = params.len();
+        let events = if walk_time {
+            "events INDEXED BY events_time JOIN details USING (id)"
+        } else {
+            JOINED
+        };
+        let mut push = |v: i64| {
+            params.push(V::Integer(v));
+            params.len()
+        };
+        let (seek, order, offset) = match *from {
+            Page::Offset(o) => (String::new(), "", o),
+            Page::After(Cursor { time_us, id }) => {
+                let (t, i) = (push(time_us), push(id));
+                (
+                    format!(" AND time >= ?{t} AND (time > ?{t} OR id > ?{i})"),
+                    "",
+                    0,
+                )
+            }
+            Page::Before(Cursor { time_us, id }) => {
+                let (t, i) = (push(time_us), push(id));
+                (
+                    format!(" AND time <= ?{t} AND (time < ?{t} OR id < ?{i})"),
+                    " DESC",
+                    0,
+                )
+            }
+        };
+        let l = push(i64::try_from(limit).unwrap_or(i64::MAX));
+        let o = push(i64::try_from(offset).unwrap_or(i64::MAX));
         let sql = format!(
-            "SELECT {COLUMNS} FROM events INDEXED BY events_time JOIN details USING (id)
-             WHERE {cond} ORDER BY time, id LIMIT ?{} OFFSET ?{n}",
-            n - 1
+            "SELECT {COLUMNS} FROM {events} WHERE ({cond}){seek}
+             ORDER BY time{order}, id{order} LIMIT ?{l} OFFSET ?{o}"
         );
-        self.select(&sql, params)
+        let mut rows = self.select(&sql, params)?;
+        if order.is_empty() {
+            return Ok(rows);
+        }
+        rows.reverse();
+        Ok(rows)
     }
 
     /// Events by id, in time order.

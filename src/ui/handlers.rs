@@ -263,11 +263,43 @@ async fn cases(State(ui): State<Shared>, headers: HeaderMap) -> Response {
         Err(e) => Err(error_chain(&e)),
     };
     let ui2 = ui.clone();
-    let activity = blocking(move || Ok(super::ledger_view::case_activity(&ui2.app.ledger_paths())))
-        .await
-        .unwrap_or_default();
+    let (activity, jobs) = blocking(move || {
+        let activity = super::ledger_view::case_activity(&ui2.app.ledger_paths());
+        let jobs = crate::serve::queue::Queue::snapshot(&crate::serve::queue::Queue::path_in(
+            &ui2.app.config.home,
+        ))
+        .map_err(|e| error_chain(&e))?
+        .into_iter()
+        .fold(std::collections::BTreeMap::new(), |mut m, j| {
+            *m.entry(j.case.to_string()).or_insert(0usize) += 1;
+            m
+        });
+        Ok((activity, jobs))
+    })
+    .await
+    .unwrap_or_default();
+    // Cases only the ledger or a job knows (a record-only alert's) too.
+    let listed = listed.map(|mut list| {
+        let known: std::collections::BTreeSet<String> =
+            list.iter().map(|c| c.case.to_string()).collect();
+        let others: std::collections::BTreeSet<&String> = activity
+            .keys()
+            .chain(jobs.keys())
+            .filter(|c| !known.contains(*c))
+            .collect();
+        list.extend(others.into_iter().filter_map(|c| {
+            Some(crate::evidence::case::CaseSummary {
+                case: c.parse().ok()?,
+                artefacts: 0,
+                raw_bytes: 0,
+                stored_bytes: 0,
+            })
+        }));
+        list.sort_by(|a, b| a.case.as_str().cmp(b.case.as_str()));
+        list
+    });
     match listed {
-        Ok(list) => page(pages::cases(&who, &list, &activity), cookie),
+        Ok(list) => page(pages::cases(&who, &list, &activity, &jobs), cookie),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e),
     }
 }
@@ -317,7 +349,7 @@ async fn overview(
                 top: 10,
                 histogram: Some(width_us),
                 limit: 0,
-                offset: 0,
+                from: crate::timeline::store::Page::Offset(0),
                 budget: Some(BUDGET),
             },
         )
@@ -410,8 +442,8 @@ async fn run_search(
     limit: usize,
 ) -> Result<(search::SearchResults, Extras), (StatusCode, String)> {
     let query = Query::parse(&p.q).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let from = p.page().map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     let ui2 = ui.clone();
-    let offset = p.offset;
     let exact = p.exact;
     blocking(move || {
         let tl =
@@ -427,7 +459,7 @@ async fn run_search(
                 top: 10,
                 histogram: Some(width_us),
                 limit,
-                offset,
+                from,
                 budget: (!exact).then_some(BUDGET),
             },
         )
@@ -899,6 +931,9 @@ async fn download(
             &format!("case {case} holds no artefact {id}"),
         );
     };
+    if a.raw.size > ui.check_first {
+        return super::download::stream(ui.clone(), who, case, a, store);
+    }
     // Both digests are checked on the way out: what leaves is what was recorded.
     let bytes = match crate::evidence::case::read_verified(store.as_ref(), &a).await {
         Ok(b) => b,

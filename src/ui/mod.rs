@@ -16,6 +16,7 @@
 //! - [`operations`]: the webhook server's jobs and the readiness audits.
 
 pub mod auth;
+mod download;
 pub mod evidence;
 pub mod evidence_pages;
 pub mod handlers;
@@ -44,10 +45,21 @@ pub struct UiConfig {
     /// Hours a session lasts.
     #[serde(default = "default_session_hours")]
     pub session_hours: u64,
+    /// Artefacts up to this many MiB are read whole and checked against
+    /// both digests before their first byte is sent (a mismatch is an
+    /// error page). Larger ones stream, checked on the way out: a mismatch
+    /// cuts the transfer short, so the client never holds a complete copy
+    /// of altered bytes, and no ledger entry is written.
+    #[serde(default = "default_check_first_mib")]
+    pub check_first_mib: u64,
 }
 
 fn default_session_hours() -> u64 {
     12
+}
+
+fn default_check_first_mib() -> u64 {
+    64
 }
 
 impl Default for UiConfig {
@@ -55,6 +67,7 @@ impl Default for UiConfig {
         Self {
             analysts: Vec::new(),
             session_hours: default_session_hours(),
+            check_first_mib: default_check_first_mib(),
         }
     }
 }
@@ -132,6 +145,8 @@ pub struct Ui {
     per_action: bool,
     /// One action's ledger at a time, when opened per action.
     recording: std::sync::Mutex<()>,
+    /// Bytes up to which a download is checked whole before it is sent.
+    pub check_first: u64,
 }
 
 impl Ui {
@@ -157,6 +172,7 @@ impl Ui {
             ),
             per_action,
             recording: std::sync::Mutex::new(()),
+            check_first: config.check_first_mib.saturating_mul(1 << 20),
         })
     }
 

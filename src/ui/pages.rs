@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::auth::{CSRF_FIELD, Role, Who};
 use super::ledger_view::{ArtefactState, CaseLedger, action_name};
-use crate::engine::search::SearchResults;
+use crate::engine::search::{Sample, SearchResults};
 use crate::evidence::case::CaseSummary;
 use crate::evidence::model::Artefact;
 use crate::ids::CaseId;
@@ -19,7 +19,7 @@ use crate::sanitize::term;
 use crate::serve::queue::Job;
 use crate::timeline::annotations::{Annotation, Standing};
 use crate::timeline::detections::Stored;
-use crate::timeline::store::{Facet, Row};
+use crate::timeline::store::{Cursor, Facet, Page, Row};
 
 /// The explorer's query string.
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +32,25 @@ pub struct ExploreParams {
     /// broad query.
     #[serde(default, deserialize_with = "flag")]
     pub exact: bool,
+    /// The rows just after this event (`TIME_US.ID`), as Next links give it.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// The rows just before this event, as Previous links give it.
+    #[serde(default)]
+    pub before: Option<String>,
+}
+
+impl ExploreParams {
+    /// Where the rows start: a cursor, else the offset.
+    pub fn page(&self) -> Result<Page, String> {
+        let cursor = |s: &str| s.parse::<Cursor>();
+        match (&self.after, &self.before) {
+            (Some(_), Some(_)) => Err("give `after` or `before`, not both".to_owned()),
+            (Some(a), None) => Ok(Page::After(cursor(a)?)),
+            (None, Some(b)) => Ok(Page::Before(cursor(b)?)),
+            (None, None) => Ok(Page::Offset(self.offset)),
+        }
+    }
 }
 
 /// `exact=1` (or `true`, `on`) from a query string.
@@ -221,6 +240,7 @@ pub fn cases(
     who: &Who,
     list: &[CaseSummary],
     activity: &std::collections::BTreeMap<String, (String, Option<bool>)>,
+    jobs: &std::collections::BTreeMap<String, usize>,
 ) -> Markup {
     layout(
         "Cases",
@@ -233,7 +253,7 @@ pub fn cases(
                 table.cases {
                     thead { tr {
                         th scope="col" { "Case" } th scope="col" { "Artefacts" } th scope="col" { "Raw" } th scope="col" { "Stored" }
-                        th scope="col" { "Last activity" } th scope="col" { "Last verification" }
+                        th scope="col" { "Jobs" } th scope="col" { "Last activity" } th scope="col" { "Last verification" }
                     } }
                     tbody {
                         @for c in list {
@@ -243,6 +263,7 @@ pub fn cases(
                                 td.num { (c.artefacts) }
                                 td.num { (bytes(c.raw_bytes)) }
                                 td.num { (bytes(c.stored_bytes)) }
+                                td.num { (jobs.get(&c.case.to_string()).copied().unwrap_or(0)) }
                                 td.mono { (seen.map_or("", |s| s.0.as_str())) }
                                 td { @match seen.and_then(|s| s.1) {
                                     Some(true) => { span.verified { "in order" } },
@@ -276,14 +297,40 @@ fn exact_href(case: &CaseId, q: &str, offset: usize) -> String {
 
 /// A count, an estimate marked as one and rounded to three significant
 /// digits, since more would claim a precision the sample does not have.
-fn shown_count(n: u64, estimated: bool) -> Markup {
+/// With its sample, the estimate carries its margin: about 2/√k of it for
+/// k matching events seen (95%, were the sample's events drawn one by one;
+/// runs of consecutive events can only widen it).
+fn shown_count(n: u64, estimated: bool, sample: Option<Sample>) -> Markup {
     if !estimated {
         return html! { (n) };
     }
     let digits = n.checked_ilog10().unwrap_or(0);
     let unit = 10u64.pow(digits.saturating_sub(2));
     let rounded = (n + unit / 2) / unit * unit;
-    html! { abbr title="estimated from a sample of the case" { "≈" (rounded) } }
+    let seen = sample
+        .filter(|s| s.of > 0)
+        .map(|s| n as f64 * s.events as f64 / s.of as f64);
+    let (title, margin) = match (seen, sample) {
+        (Some(k), _) if k >= 1.0 => {
+            let m = (2.0 / k.sqrt() * 100.0).round();
+            (
+                format!("estimated from {k:.0} matching events of a sample; about ±{m}% (95%)"),
+                (m >= 10.0).then_some(m),
+            )
+        }
+        (_, Some(s)) if s.events > 0 => (
+            format!(
+                "no matching event in a sample of {}: fewer than about {} in the case (95%)",
+                s.events,
+                3 * s.of / s.events
+            ),
+            None,
+        ),
+        _ => ("estimated from a sample of the case".to_owned(), None),
+    };
+    html! {
+        abbr title=(title) { "≈" (rounded) @if let Some(m) = margin { " ±" (m) "%" } }
+    }
 }
 
 /// `field:"value"`, when the query language can say it (no quote inside).
@@ -299,7 +346,7 @@ fn with_term(q: &str, t: &str) -> String {
     }
 }
 
-fn facet_list(case: &CaseId, q: &str, f: &Facet) -> Markup {
+fn facet_list(case: &CaseId, q: &str, f: &Facet, sample: Option<Sample>) -> Markup {
     html! {
         section.facet aria-label=(format!("facet {}", f.field)) {
             h3 { (f.field) @if f.estimated { " " span.muted { "(estimated)" } } }
@@ -316,7 +363,7 @@ fn facet_list(case: &CaseId, q: &str, f: &Facet) -> Markup {
                             }
                             None => { span.muted { (v.value.as_deref().map_or("(none)".into(), term)) } }
                         }
-                        " " span.count { (shown_count(v.count, f.estimated)) }
+                        " " span.count { (shown_count(v.count, f.estimated, sample)) }
                     }
                 }
             }
@@ -382,7 +429,7 @@ pub fn overview(who: &Who, case: &CaseId, o: &Overview) -> Markup {
                 None => { p { "This case has no timeline yet (custody logs import or logs index makes one)." } }
                 Some(t) => {
                     h2 { "Timeline" }
-                    p { (shown_count(t.summary.total, false)) " events." }
+                    p { (t.summary.total) " events." }
                     (histogram(case, "", &t.summary, &Extras { span: t.span, width_us: t.width_us, ..Extras::default() }))
                     h2 { "Findings" }
                     @if t.detections.is_empty() {
@@ -403,7 +450,7 @@ pub fn overview(who: &Who, case: &CaseId, o: &Overview) -> Markup {
                         }
                     }
                     div.facets {
-                        @for f in &t.summary.facets { (facet_list(case, "", f)) }
+                        @for f in &t.summary.facets { (facet_list(case, "", f, t.summary.estimate.as_ref().and_then(|e| e.sample))) }
                     }
                 }
             }
@@ -628,7 +675,7 @@ fn saved_list(who: &Who, case: &CaseId, q: &str, x: &Extras) -> Markup {
                 @for (s, n) in &x.saved {
                     li {
                         a href=(explorer_href(case, &s.query, 0)) title=(s.query) { (s.name) }
-                        " " span.count { @match n { Some(n) => { (shown_count(n.events, n.estimated)) }, None => { "?" } } }
+                        " " span.count { @match n { Some(n) => { (shown_count(n.events, n.estimated, None)) }, None => { "?" } } }
                     }
                 }
             }
@@ -654,15 +701,34 @@ pub fn explorer(
     page_rows: usize,
 ) -> Markup {
     let marks = &x.marks;
-    let shown_to = p.offset + res.rows.len();
-    // Paging keeps an exact count exact.
-    let page_href = |offset| {
-        if p.exact {
-            exact_href(case, &p.q, offset)
+    let sample = res.estimate.as_ref().and_then(|e| e.sample);
+    let from = p.page().unwrap_or(Page::Offset(0));
+    // Links keep the query, and an exact count exact.
+    let href = |page: &str| {
+        let base = if p.exact {
+            exact_href(case, &p.q, 0)
         } else {
-            explorer_href(case, &p.q, offset)
-        }
+            explorer_href(case, &p.q, 0)
+        };
+        format!("{base}{page}")
     };
+    let full = res.rows.len() >= page_rows;
+    // Rows after the last (there are when this page is full, or when it
+    // came back from a later one), and before the first.
+    let next = res
+        .rows
+        .last()
+        .filter(|_| full || matches!(from, Page::Before(_)))
+        .map(|r| href(&format!("&after={}", Cursor::of(r))));
+    let prev = res
+        .rows
+        .first()
+        .filter(|_| match from {
+            Page::Offset(o) => o > 0,
+            Page::After(_) => true,
+            Page::Before(_) => full,
+        })
+        .map(|r| href(&format!("&before={}", Cursor::of(r))));
     layout(
         &format!("Timeline of {case}"),
         Some(who),
@@ -673,16 +739,24 @@ pub fn explorer(
             div.explorer {
                 aside.facets aria-label="facets" {
                     (saved_list(who, case, &p.q, x))
-                    @for f in &res.facets { (facet_list(case, &p.q, f)) }
+                    @for f in &res.facets { (facet_list(case, &p.q, f, sample)) }
                 }
                 section.results aria-label="results" {
-                    p.total { span id="total" { (shown_count(res.total, res.estimate.as_ref().is_some_and(|e| e.total))) } " events"
-                        @if !res.rows.is_empty() { ", " (p.offset + 1) "–" (shown_to) " shown" } }
+                    p.total { span id="total" { (shown_count(res.total, res.estimate.as_ref().is_some_and(|e| e.total), sample)) } " events"
+                        @match (from, res.rows.first(), res.rows.last()) {
+                            (Page::Offset(o), Some(_), _) => { ", " (o + 1) "–" (o + res.rows.len()) " shown" }
+                            (_, Some(a), Some(b)) => { ", " (res.rows.len()) " shown, " (a.time) " to " (b.time) }
+                            _ => {}
+                        } }
                     @if let Some(sample) = res.estimate.as_ref().and_then(|e| e.sample) {
                         p.estimate {
                             "Counts marked ≈ are estimated from " (sample.events) " of the case's " (sample.of)
                             " events, read in runs spread over the whole case: this query keeps too many events to count them all at once. "
-                            a href=(exact_href(case, &p.q, p.offset)) { "Count exactly" }
+                            a href=(match from {
+                                Page::Offset(o) => exact_href(case, &p.q, o),
+                                Page::After(c) => format!("{}&after={c}", exact_href(case, &p.q, 0)),
+                                Page::Before(c) => format!("{}&before={c}", exact_href(case, &p.q, 0)),
+                            }) { "Count exactly" }
                             " (may take a while)."
                         }
                     }
@@ -713,12 +787,9 @@ pub fn explorer(
                         }
                     }
                     nav.pages aria-label="pages" {
-                        @if p.offset > 0 {
-                            a rel="prev" href=(page_href(p.offset.saturating_sub(page_rows))) { "Previous" }
-                        }
-                        @if (shown_to as u64) < res.total {
-                            " " a rel="next" href=(page_href(shown_to)) { "Next" }
-                        }
+                        @if from != Page::Offset(0) { a rel="first" href=(href("")) { "First" } " " }
+                        @if let Some(h) = &prev { a rel="prev" href=(h) { "Previous" } }
+                        @if let Some(h) = &next { " " a rel="next" href=(h) { "Next" } }
                     }
                 }
             }
@@ -820,7 +891,7 @@ pub fn event(
                 }
             }
             h2 { "Provenance" }
-            p { a id="raw" href=(format!("/cases/{case}/events/{}/raw", r.id)) { "The original record, read again from the evidence" } }
+            p { a id="raw" href=(format!("/cases/{case}/events/{}/raw", r.id)) { "Re-verify: the original record, read again from the store with both digests of its artefact checked" } }
             dl.fields {
                 dt { "artefact" } dd.mono { (r.artefact) }
                 dt { "member" } dd.mono { (term(&r.member)) }
@@ -869,7 +940,7 @@ mod tests {
 
     #[test]
     fn an_estimate_shows_as_one_with_three_significant_digits() {
-        let shown = |n, e| shown_count(n, e).into_string();
+        let shown = |n, e| shown_count(n, e, None).into_string();
         assert_eq!(shown(9_712_345, false), "9712345");
         let est = shown(9_712_345, true);
         assert!(est.contains(">≈9710000<"), "{est}");
@@ -878,6 +949,23 @@ mod tests {
         assert!(shown(999_600, true).contains(">≈1000000<"));
         assert!(shown(42, true).contains(">≈42<"));
         assert!(shown(0, true).contains(">≈0<"));
+        // With its sample: the margin, inline once it is wide.
+        let sample = Some(Sample {
+            events: 65_536,
+            of: 10_000_000,
+        });
+        let wide = shown_count(30_000, true, sample).into_string();
+        assert!(
+            wide.contains("≈30000 ±") && wide.contains("%") && wide.contains("(95%)"),
+            "{wide}"
+        );
+        let narrow = shown_count(5_000_000, true, sample).into_string();
+        assert!(
+            narrow.contains(">≈5000000<") && narrow.contains("about ±1%"),
+            "{narrow}"
+        );
+        let none = shown_count(0, true, sample).into_string();
+        assert!(none.contains("fewer than about 457"), "{none}");
     }
 
     #[test]

@@ -1264,6 +1264,14 @@ fn jobs_and_readiness_show_what_the_server_and_the_audits_keep() {
     let overview = http(a, "GET", &format!("/cases/{case}"), &session, "");
     assert_eq!(overview.status, 200, "{}", overview.body);
     assert!(overview.body.contains("<h2>Jobs</h2>") && overview.body.contains(&job));
+    let cases = http(a, "GET", "/", &session, "");
+    assert!(
+        cases
+            .body
+            .contains(&format!("<a href=\"/cases/{case}\">{case}</a>")),
+        "a case only a job knows is listed: {}",
+        cases.body
+    );
     let none = http(a, "GET", "/cases/no-such-case", &session, "");
     assert_eq!(none.status, 404);
     assert!(none.body.contains("no case no-such-case"), "{}", none.body);
@@ -1328,4 +1336,79 @@ fn jobs_and_readiness_show_what_the_server_and_the_audits_keep() {
         !r.body.contains('\u{1b}'),
         "terminal escapes are shown, not sent"
     );
+}
+
+#[test]
+fn a_large_download_streams_checked_and_an_altered_one_is_cut_short_unrecorded() {
+    let home = Home::new();
+    // Every download streams here: none is held whole first.
+    let config = analysts_config(&home);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "session_hours = 1",
+            "session_hours = 1\ncheck_first_mib = 0",
+        ),
+    )
+    .unwrap();
+    let src = home.path().join("image.bin");
+    let original = crate::common::mixed_bytes(5 << 20, 9);
+    std::fs::write(&src, &original).unwrap();
+    let report = home.json(&["acquire", "file", src.to_str().unwrap(), "--case", "big"]);
+    let a = &report["artefacts"][0];
+    let id = a["id"].as_str().unwrap().to_owned();
+    let stored = home.store_dir().join(a["stored"]["key"].as_str().unwrap());
+    let ws = start(&home, Some(&config));
+    let addr = ws.addr.as_str();
+    let session = vec![("Cookie", sign_in(addr, "rory", READER_PASSWORD))];
+    let csrf = hidden(&http(addr, "GET", "/cases/big", &session, "").body, "csrf");
+    let path = format!("/cases/big/artefacts/{id}/download");
+    let exported = |home: &Home| {
+        ledger_entries(home)
+            .iter()
+            .filter(|e| e["action"] == "exported")
+            .count()
+    };
+
+    let r = http(addr, "POST", &path, &session, &form(&[("csrf", &csrf)]));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some((5u64 << 20).to_string().as_str())
+    );
+    assert!(
+        r.bytes == original,
+        "the bytes acquired, {} of {}",
+        r.bytes.len(),
+        original.len()
+    );
+    let entry = ledger_entries(&home).into_iter().last().unwrap();
+    assert_eq!(
+        (entry["action"].as_str(), entry["actor"]["name"].as_str()),
+        (Some("exported"), Some("rory"))
+    );
+    assert_eq!(entry["detail"]["streamed"], true);
+
+    // One byte of the stored object flipped near its end: most of the
+    // bytes may leave before the check fails, the transfer never completes.
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let at = bytes.len() - 64;
+    bytes[at] ^= 0x01;
+    std::fs::write(&stored, bytes).unwrap();
+    let r = http(addr, "POST", &path, &session, &form(&[("csrf", &csrf)]));
+    assert_eq!(
+        r.status, 200,
+        "the headers left before the check could fail"
+    );
+    assert!(
+        r.bytes.len() < original.len(),
+        "cut short: {} of {} bytes",
+        r.bytes.len(),
+        original.len()
+    );
+    assert_eq!(exported(&home), 1, "no entry for a download cut short");
+    drop(ws);
+    let verify = home.run(&["ledger", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
 }
