@@ -62,7 +62,7 @@ pub async fn run(env: &Env, args: UiArgs) -> anyhow::Result<Outcome> {
         )
         .as_bytes(),
     )?;
-    let ui = Ui::standalone(env.app.clone(), &config);
+    let ui = Ui::standalone(env.app.clone(), &config).context("cannot set up the workspace")?;
     crate::ui::serve(ui, listener, super::serve::terminated())
         .await
         .context("the workspace stopped")?;

@@ -52,6 +52,8 @@ pub enum ServeError {
     Address(#[source] std::io::Error),
     #[error("the server stopped")]
     Stopped(#[source] std::io::Error),
+    #[error("cannot set up the workspace")]
+    Ui(#[source] crate::ui::UiError),
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then lets the
@@ -109,7 +111,9 @@ impl Server {
         let ui = config
             .ui
             .as_ref()
-            .map(|c| crate::ui::Ui::new(app.clone(), c));
+            .map(|c| crate::ui::Ui::new(app.clone(), c))
+            .transpose()
+            .map_err(ServeError::Ui)?;
         let shared = Arc::new(Shared {
             config,
             queue,

@@ -45,6 +45,13 @@ pub struct AnalystConf {
     /// SHA-256 (hex) of the analyst's bearer token.
     #[serde(default)]
     pub token_sha256: Option<String>,
+    /// The analyst's subject (`sub`) at the `[ui.oidc]` provider.
+    #[serde(default)]
+    pub oidc_subject: Option<String>,
+    /// The analyst's email at the `[ui.oidc]` provider, taken only when
+    /// the provider says it is verified.
+    #[serde(default)]
+    pub oidc_email: Option<String>,
 }
 
 impl std::fmt::Debug for AnalystConf {
@@ -69,9 +76,11 @@ pub enum AnalystError {
     #[error("analyst {0:?}: token_sha256 must be 64 hex digits")]
     Token(String),
     #[error(
-        "analyst {0:?}: neither a password_hash nor a token_sha256, so they could never sign in"
+        "analyst {0:?}: no password_hash, token_sha256, oidc_subject or oidc_email, so they could never sign in"
     )]
     NoCredential(String),
+    #[error("analysts {0:?} and {1:?} have the same oidc_subject or oidc_email")]
+    SameIdentity(String, String),
 }
 
 /// Checks every analyst's entry once, at start.
@@ -99,8 +108,23 @@ pub fn check_analysts(list: &[AnalystConf]) -> Result<(), AnalystError> {
         {
             return Err(AnalystError::Token(a.name.clone()));
         }
-        if a.password_hash.is_none() && a.token_sha256.is_none() {
+        if a.password_hash.is_none()
+            && a.token_sha256.is_none()
+            && a.oidc_subject.is_none()
+            && a.oidc_email.is_none()
+        {
             return Err(AnalystError::NoCredential(a.name.clone()));
+        }
+    }
+    // One identity at the provider is one analyst: never the first of two.
+    for (i, a) in list.iter().enumerate() {
+        for b in list.iter().skip(i + 1) {
+            let same_subject = a.oidc_subject.is_some() && a.oidc_subject == b.oidc_subject;
+            let same_email = matches!((&a.oidc_email, &b.oidc_email),
+                (Some(x), Some(y)) if x.eq_ignore_ascii_case(y));
+            if same_subject || same_email {
+                return Err(AnalystError::SameIdentity(a.name.clone(), b.name.clone()));
+            }
         }
     }
     Ok(())
@@ -128,6 +152,9 @@ pub struct Who {
     /// of a workspace without analysts).
     pub signed_in: bool,
 }
+
+/// Sessions held at once, at most.
+const MAX_SESSIONS: usize = 10_000;
 
 #[derive(Debug, Clone)]
 struct Session {
@@ -269,9 +296,24 @@ impl Access {
         Some((self.open(who.clone()), who))
     }
 
-    fn open(&self, who: Who) -> String {
+    /// A new session for `who`; its id for the cookie.
+    pub fn open(&self, who: Who) -> String {
         let id = token();
         if let Ok(mut s) = self.sessions.lock() {
+            // Sign-ins cannot grow memory without bound: past the cap the
+            // expired go, then the session closest to its end.
+            if s.len() >= MAX_SESSIONS {
+                let now = Instant::now();
+                s.retain(|_, x| x.expires > now);
+            }
+            if s.len() >= MAX_SESSIONS
+                && let Some(oldest) = s
+                    .iter()
+                    .min_by_key(|(_, x)| x.expires)
+                    .map(|(k, _)| k.clone())
+            {
+                s.remove(&oldest);
+            }
             s.insert(
                 id.clone(),
                 Session {
@@ -304,6 +346,8 @@ mod tests {
             role,
             password_hash: password.map(|p| hash_password(p).unwrap()),
             token_sha256: token.map(|t| hex::encode(Sha256::digest(t.as_bytes()))),
+            oidc_subject: None,
+            oidc_email: None,
         }
     }
 
@@ -423,11 +467,50 @@ mod tests {
             check_analysts(&[bad]),
             Err(AnalystError::Token("ana".into()))
         );
-        let mut bad = ok;
+        let mut bad = ok.clone();
         bad.token_sha256 = None;
         assert_eq!(
             check_analysts(&[bad]),
             Err(AnalystError::NoCredential("ana".into()))
         );
+        // An identity at the provider alone is a credential; one shared is not.
+        let mut a = ok.clone();
+        a.token_sha256 = None;
+        a.oidc_email = Some("Ana@Example.org".into());
+        assert_eq!(check_analysts(std::slice::from_ref(&a)), Ok(()));
+        let mut b = ok;
+        b.name = "bob".into();
+        b.oidc_email = Some("ana@example.org".into());
+        assert_eq!(
+            check_analysts(&[a, b]),
+            Err(AnalystError::SameIdentity("ana".into(), "bob".into()))
+        );
+    }
+
+    #[test]
+    fn sessions_are_capped_and_the_oldest_goes_first() {
+        let access = Access::new(
+            vec![analyst("ana", Role::ReadOnly, None, Some("t"))],
+            "op",
+            Duration::from_secs(60),
+        );
+        let who = Who {
+            analyst: "ana".into(),
+            role: Role::ReadOnly,
+            csrf: Some(token()),
+            signed_in: true,
+        };
+        let first = access.open(who.clone());
+        let second = access.open(who.clone());
+        for _ in 2..MAX_SESSIONS {
+            access.open(who.clone());
+        }
+        let with = |id: &str| headers(&[("cookie", &format!("{SESSION_COOKIE}={id}"))]);
+        assert!(access.who(&with(&first)).is_some());
+        let newest = access.open(who);
+        assert!(access.who(&with(&first)).is_none(), "the oldest went");
+        assert!(access.who(&with(&second)).is_some());
+        assert!(access.who(&with(&newest)).is_some());
+        assert_eq!(access.sessions.lock().unwrap().len(), MAX_SESSIONS);
     }
 }

@@ -158,7 +158,7 @@ async fn login_page(State(ui): State<Shared>) -> Response {
     }
     let token = auth::token();
     page(
-        pages::login(&token, None),
+        pages::login(&token, None, ui.oidc.as_ref().map(|o| o.label())),
         Some(auth::set_cookie(LOGIN_COOKIE, &token, None)),
     )
 }
@@ -204,7 +204,11 @@ async fn login(State(ui): State<Shared>, headers: HeaderMap, Form(f): Form<Login
             tracing::warn!("a sign-in failed");
             let token = auth::token();
             let mut res = page(
-                pages::login(&token, Some("The name or the password is wrong.")),
+                pages::login(
+                    &token,
+                    Some("The name or the password is wrong."),
+                    ui.oidc.as_ref().map(|o| o.label()),
+                ),
                 Some(auth::set_cookie(LOGIN_COOKIE, &token, None)),
             );
             *res.status_mut() = StatusCode::UNAUTHORIZED;

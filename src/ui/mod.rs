@@ -14,6 +14,7 @@
 //! - [`ledger_view`]: what the ledger says of a case (checkpoint, entries,
 //!   each artefact's verification state), read without opening it.
 //! - [`operations`]: the webhook server's jobs and the readiness audits.
+//! - [`oidc`]: sign-in through an OpenID Connect identity provider.
 
 pub mod auth;
 mod download;
@@ -21,6 +22,7 @@ pub mod evidence;
 pub mod evidence_pages;
 pub mod handlers;
 pub mod ledger_view;
+pub mod oidc;
 pub mod operations;
 pub mod operations_pages;
 pub mod pages;
@@ -52,6 +54,9 @@ pub struct UiConfig {
     /// of altered bytes, and no ledger entry is written.
     #[serde(default = "default_check_first_mib")]
     pub check_first_mib: u64,
+    /// Sign-in through an OpenID Connect provider, beside passwords.
+    #[serde(default)]
+    pub oidc: Option<oidc::OidcConfig>,
 }
 
 fn default_session_hours() -> u64 {
@@ -68,6 +73,7 @@ impl Default for UiConfig {
             analysts: Vec::new(),
             session_hours: default_session_hours(),
             check_first_mib: default_check_first_mib(),
+            oidc: None,
         }
     }
 }
@@ -102,6 +108,12 @@ pub enum UiError {
     NotLoopback(SocketAddr),
     #[error("session_hours must be between 1 and 720")]
     SessionHours,
+    #[error(
+        "analyst {0:?} signs in through OpenID Connect (oidc_subject or oidc_email) but there is no [ui.oidc] provider"
+    )]
+    NoProvider(String),
+    #[error(transparent)]
+    Oidc(#[from] oidc::OidcError),
 }
 
 impl UiConfig {
@@ -122,6 +134,20 @@ impl UiConfig {
         auth::check_analysts(&self.analysts)?;
         if !(1..=720).contains(&self.session_hours) {
             return Err(UiError::SessionHours);
+        }
+        match &self.oidc {
+            Some(o) => oidc::check(o, &self.analysts)?,
+            None => {
+                // Someone configured to sign in only through a provider
+                // that is not there could never get in: say so at start.
+                if let Some(a) = self.analysts.iter().find(|a| {
+                    (a.oidc_subject.is_some() || a.oidc_email.is_some())
+                        && a.password_hash.is_none()
+                        && a.token_sha256.is_none()
+                }) {
+                    return Err(UiError::NoProvider(a.name.clone()));
+                }
+            }
         }
         Ok(())
     }
@@ -147,23 +173,28 @@ pub struct Ui {
     recording: std::sync::Mutex<()>,
     /// Bytes up to which a download is checked whole before it is sent.
     pub check_first: u64,
+    /// The identity provider, when `[ui.oidc]` names one.
+    pub oidc: Option<oidc::Oidc>,
+    /// The analysts as configured (the provider's sign-ins are matched to them).
+    pub analysts: Vec<AnalystConf>,
 }
 
 impl Ui {
     /// The workspace of a server, which holds the ledger open.
-    pub fn new(app: App, config: &UiConfig) -> Arc<Self> {
+    pub fn new(app: App, config: &UiConfig) -> Result<Arc<Self>, UiError> {
         Self::build(app, config, false)
     }
 
     /// The workspace on its own (`custody ui`): the ledger is opened for
     /// each action and closed after it, so other commands can write it.
-    pub fn standalone(app: App, config: &UiConfig) -> Arc<Self> {
+    pub fn standalone(app: App, config: &UiConfig) -> Result<Arc<Self>, UiError> {
         Self::build(app, config, true)
     }
 
-    fn build(app: App, config: &UiConfig, per_action: bool) -> Arc<Self> {
+    fn build(app: App, config: &UiConfig, per_action: bool) -> Result<Arc<Self>, UiError> {
         let operator = app.config.operator.clone();
-        Arc::new(Self {
+        let oidc = config.oidc.clone().map(oidc::Oidc::new).transpose()?;
+        Ok(Arc::new(Self {
             app,
             access: Access::new(
                 config.analysts.clone(),
@@ -173,7 +204,9 @@ impl Ui {
             per_action,
             recording: std::sync::Mutex::new(()),
             check_first: config.check_first_mib.saturating_mul(1 << 20),
-        })
+            oidc,
+            analysts: config.analysts.clone(),
+        }))
     }
 
     /// Records one analyst's action in the ledger; blocking.
@@ -235,6 +268,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// The workspace's routes.
 pub fn router(ui: Arc<Ui>) -> axum::Router {
     handlers::routes()
+        .merge(oidc::routes())
         .merge(evidence::routes())
         .merge(operations::routes())
         .layer(axum::middleware::from_fn(handlers::security_headers))

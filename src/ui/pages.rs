@@ -178,13 +178,17 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-pub fn login(token: &str, failed: Option<&str>) -> Markup {
+/// The sign-in page; `provider` names the `[ui.oidc]` provider when there is one.
+pub fn login(token: &str, failed: Option<&str>, provider: Option<&str>) -> Markup {
     layout(
         "Sign in",
         None,
         html! {
             h1 { "Sign in" }
-            @if let Some(f) = failed { p.error role="alert" { (f) } }
+            @if let Some(f) = failed { p.error role="alert" { (term(f)) } }
+            @if let Some(p) = provider {
+                p { a.button href="/login/oidc" { "Sign in with " (p) } }
+            }
             form.login method="post" action="/login" {
                 input type="hidden" name=(CSRF_FIELD) value=(token);
                 label for="name" { "Name" }
@@ -195,6 +199,30 @@ pub fn login(token: &str, failed: Option<&str>) -> Markup {
             }
         },
     )
+}
+
+/// After a sign-in at the identity provider: on to the cases. A page, not
+/// a redirect, so the browser's next request starts here and carries the
+/// same-site session cookie that a redirect chain begun at the provider
+/// would leave behind.
+pub fn signed_in(analyst: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="0;url=/";
+                title { "Signed in · custody" }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body {
+                main id="main" {
+                    h1 { "Signed in" }
+                    p { "Signed in as " (analyst) ". " a href="/" { "Go to the cases" } }
+                }
+            }
+        }
+    }
 }
 
 pub fn error(who: Option<&Who>, status: StatusCode, message: &str) -> Markup {

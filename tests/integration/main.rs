@@ -37,6 +37,7 @@ mod timeline;
 mod trail_digest;
 mod ui;
 mod ui_browser;
+mod ui_oidc;
 mod vectors;
 
 /// Microseconds-free RFC 3339 time of a Unix time in milliseconds.

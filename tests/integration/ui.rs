@@ -117,7 +117,7 @@ pub(crate) fn start(home: &Home, config: Option<&std::path::Path>) -> Workspace 
 }
 
 /// Runs `cmd` (a server that prints `{"listening": ADDR}` first) until dropped.
-fn listening(mut cmd: std::process::Command) -> Workspace {
+pub(crate) fn listening(mut cmd: std::process::Command) -> Workspace {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
