@@ -16,6 +16,7 @@
 //! | [`engine`] | the one engine behind every entry point: the `App` context, typed requests validated into plans, and the acquisitions and responses they run |
 //! | [`process`] | disk images read in place from the evidence (`custody process`): a stored image through its seek table, the catalogue of files a responder reads first, the scan of one image over the `custody-disk` readers, derived files re-read from their parent |
 //! | [`respond`] | reversible isolation of an EC2 instance, and the whole response in the order of volatility (feature `aws`) |
+//! | [`queue`] | the webhook server's durable job queue: accepted alerts and their steps, fsynced before they are acknowledged, replayed on start; read without opening it by the workspace (feature `serve`) |
 //! | [`serve`] | the alert webhook server: authenticated HTTP API, durable job queue, playbooks, workers, scheduled audits and notifications (feature `serve`) |
 //! | [`ui`] | the analysts' workspace in the browser: cases, overview, the timeline explorer, events with their provenance; stars, tags and comments as signed ledger entries; analysts with argon2 passwords or bearer tokens, CSRF-protected sessions (feature `serve`) |
 //! | [`timeline`] | logs into one timeline per case: parsers of every supported log format, the embedded timeline database (SQLite with FTS5), the query language, GeoIP enrichment, pivots and findings (feature `timeline`) |
@@ -61,6 +62,8 @@ pub mod mirror;
 pub mod private_fs;
 pub mod process;
 pub mod progress;
+#[cfg(feature = "serve")]
+pub mod queue;
 #[cfg(feature = "readiness")]
 pub mod readiness;
 #[cfg(feature = "aws")]

@@ -10,7 +10,7 @@
 //! - [`auth`]: HMAC signatures with a replay window, or bearer tokens.
 //! - [`conn`]: connection limits and deadlines, so unauthenticated
 //!   connections cannot crowd out alerts.
-//! - [`queue`]: the durable, de-duplicating job queue alerts are written to
+//! - [`crate::queue`]: the durable, de-duplicating job queue alerts are written to
 //!   before they are acknowledged.
 //! - [`playbook`]: which action an alert gets; the first matching rule decides.
 //! - [`worker`]: a bounded number of jobs at once, each carried out by a
@@ -24,7 +24,6 @@ pub mod config;
 pub mod conn;
 pub mod notify;
 pub mod playbook;
-pub mod queue;
 pub mod runner;
 pub mod schedule;
 pub mod server;
@@ -34,8 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::App;
+use crate::queue::{self, Queue};
 use config::ServeConfig;
-use queue::Queue;
 use server::{Metrics, Readiness, Shared};
 
 /// Why the server could not start or stopped.

@@ -6,7 +6,6 @@
 use async_trait::async_trait;
 
 use super::playbook::{Action, Rule};
-use super::queue::Job;
 use super::server::Recording;
 use super::worker::{JobError, JobRunner};
 use crate::alert::Alert;
@@ -18,6 +17,7 @@ use crate::engine::{App, AppError, EngineError};
 use crate::ids::CaseId;
 use crate::ledger::entry::{Action as LedgerAction, Reason};
 use crate::ledger::{LedgerError, Recorder};
+use crate::queue::Job;
 use crate::readiness::audit::{AuditOptions, Audited};
 
 /// The ledger's readiness, as intake asks for it.

@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 use super::auth::{Auth, AuthError};
 use super::config::ServeConfig;
 use super::conn::{self, Peer};
-use super::queue::{JobState, Queue, Submit};
+use crate::queue::{JobState, Queue, Submit};
 
 /// 16 MiB: how much of a refused request's body is read and thrown away
 /// so that its sender reads the answer (a 413, say) instead of a reset

@@ -17,9 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::playbook::{self, Rule};
-use super::queue::{Job, JobState};
 use super::server::Shared;
 use crate::alert::Alert;
+use crate::queue::{Job, JobState};
 
 /// 1 s: a disk freed by deleting a file is usable at once.
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -338,8 +338,8 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
+    use crate::queue::{Queue, Submit};
     use crate::serve::config::ServeConfig;
-    use crate::serve::queue::{Queue, Submit};
     use crate::serve::server::{AlwaysRecording, Metrics, Readiness};
 
     /// Fails the first `unrecorded` runs as a ledger that cannot commit

@@ -269,15 +269,14 @@ async fn cases(State(ui): State<Shared>, headers: HeaderMap) -> Response {
     let ui2 = ui.clone();
     let (activity, jobs) = blocking(move || {
         let activity = super::ledger_view::case_activity(&ui2.app.ledger_paths());
-        let jobs = crate::serve::queue::Queue::snapshot(&crate::serve::queue::Queue::path_in(
-            &ui2.app.config.home,
-        ))
-        .map_err(|e| error_chain(&e))?
-        .into_iter()
-        .fold(std::collections::BTreeMap::new(), |mut m, j| {
-            *m.entry(j.case.to_string()).or_insert(0usize) += 1;
-            m
-        });
+        let jobs =
+            crate::queue::Queue::snapshot(&crate::queue::Queue::path_in(&ui2.app.config.home))
+                .map_err(|e| error_chain(&e))?
+                .into_iter()
+                .fold(std::collections::BTreeMap::new(), |mut m, j| {
+                    *m.entry(j.case.to_string()).or_insert(0usize) += 1;
+                    m
+                });
         Ok((activity, jobs))
     })
     .await
@@ -325,10 +324,8 @@ async fn overview(
     let case2 = case.clone();
     let (ui3, case3) = (ui.clone(), case.clone());
     let jobs = blocking(move || {
-        crate::serve::queue::Queue::snapshot(&crate::serve::queue::Queue::path_in(
-            &ui3.app.config.home,
-        ))
-        .map_err(|e| error_chain(&e))
+        crate::queue::Queue::snapshot(&crate::queue::Queue::path_in(&ui3.app.config.home))
+            .map_err(|e| error_chain(&e))
     })
     .await
     .map(|all| all.into_iter().filter(|j| j.case == case3).collect());

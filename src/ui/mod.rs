@@ -10,10 +10,13 @@
 //! - [`handlers`]: the routes, reading through the engine and recording
 //!   analysts' actions in the ledger.
 //! - [`evidence`]: the evidence page, ledger entries and their proofs, the
-//!   case bundle, and verification on demand.
+//!   case bundle, and verification on demand; [`evidence_pages`] their HTML.
+//! - `download`: an artefact's bytes streamed to the browser, checked
+//!   against both digests on the way out.
 //! - [`ledger_view`]: what the ledger says of a case (checkpoint, entries,
 //!   each artefact's verification state), read without opening it.
-//! - [`operations`]: the webhook server's jobs and the readiness audits.
+//! - [`operations`]: the webhook server's jobs and the readiness audits;
+//!   [`operations_pages`] their HTML.
 //! - [`oidc`]: sign-in through an OpenID Connect identity provider.
 
 pub mod auth;

@@ -12,7 +12,7 @@ use axum::routing::get;
 use super::error_chain;
 use super::handlers::{Shared, blocking, error, gate, page};
 use super::operations_pages;
-use crate::serve::queue::{Job, Queue};
+use crate::queue::{Job, Queue};
 
 pub fn routes() -> axum::Router<Shared> {
     axum::Router::new()

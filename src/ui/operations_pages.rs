@@ -5,8 +5,8 @@ use maud::{Markup, html};
 
 use super::auth::Who;
 use super::pages::{job_table, layout, rfc3339};
+use crate::queue::Job;
 use crate::sanitize::term;
-use crate::serve::queue::Job;
 
 /// Jobs a page lists at most, newest first.
 pub const JOBS_SHOWN: usize = 500;

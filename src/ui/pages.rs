@@ -15,8 +15,8 @@ use crate::evidence::case::CaseSummary;
 use crate::evidence::model::Artefact;
 use crate::ids::CaseId;
 use crate::ledger::entry::{Action, Entry};
+use crate::queue::Job;
 use crate::sanitize::term;
-use crate::serve::queue::Job;
 use crate::timeline::annotations::{Annotation, Standing};
 use crate::timeline::detections::Stored;
 use crate::timeline::store::{Cursor, Facet, Page, Row};
@@ -137,7 +137,7 @@ pub struct Overview {
     pub timeline: Option<CaseTimeline>,
     pub ledger: CaseLedger,
     /// The webhook server's jobs for the case, oldest first.
-    pub jobs: Vec<crate::serve::queue::Job>,
+    pub jobs: Vec<crate::queue::Job>,
 }
 
 pub(super) fn layout(title: &str, who: Option<&Who>, body: Markup) -> Markup {
