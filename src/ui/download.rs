@@ -1,4 +1,6 @@
-//! A large artefact's download, streamed: the raw bytes leave as they
+//! An artefact's download. Up to `check_first` bytes it is read whole and
+//! both digests checked before the first byte leaves. A larger one is
+//! streamed: the raw bytes leave as they
 //! decode from the store, a few MiB in flight at most, and both digests are
 //! checked as they pass. The ledger entry (`exported`) is written once the
 //! last byte has matched, before the transfer is allowed to end; a mismatch,
@@ -53,7 +55,87 @@ impl Write for ToClient {
     }
 }
 
-pub fn stream(
+/// The response headers of a download of `a` (`length` when known first).
+fn headers(a: &Artefact, length: Option<u64>) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    let mut put = |k: header::HeaderName, v: String| {
+        if let Ok(v) = header::HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    put(header::CONTENT_TYPE, "application/octet-stream".into());
+    put(
+        header::CONTENT_DISPOSITION,
+        format!("attachment; filename=\"{}.raw\"", a.id),
+    );
+    if let Some(n) = length {
+        put(header::CONTENT_LENGTH, n.to_string());
+    }
+    put(
+        header::HeaderName::from_static("x-custody-raw-sha256"),
+        a.raw.sha256.clone(),
+    );
+    h
+}
+
+/// Writes the download's ledger entry naming the analyst; off the async threads.
+async fn record(
+    ui: &Arc<Ui>,
+    analyst: &str,
+    case: &CaseId,
+    a: &Artefact,
+    streamed: bool,
+) -> Result<u64, String> {
+    let (ui, case, analyst, evidence) = (
+        ui.clone(),
+        case.clone(),
+        analyst.to_owned(),
+        a.evidence_ref(),
+    );
+    let mut detail = serde_json::json!({
+        "via": "workspace download",
+        "checked": ["raw_sha256", "stored_sha256"],
+    });
+    if let (true, Some(d)) = (streamed, detail.as_object_mut()) {
+        d.insert("streamed".into(), true.into());
+    }
+    tokio::task::spawn_blocking(move || {
+        ui.record(
+            &analyst,
+            &case,
+            crate::ledger::entry::Action::Exported,
+            Some(evidence),
+            detail,
+        )
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the work stopped: {e}")))
+}
+
+/// The download of `a`: whole and checked when small, else streamed.
+pub async fn send(
+    ui: Arc<Ui>,
+    who: Who,
+    case: CaseId,
+    a: Artefact,
+    store: Arc<dyn EvidenceStore>,
+) -> Result<Response, String> {
+    if a.raw.size > ui.check_first {
+        return Ok(stream(ui, who, case, a, store));
+    }
+    // Both digests are checked on the way out: what leaves is what was recorded.
+    let bytes = crate::evidence::case::read_verified(store.as_ref(), &a)
+        .await
+        .map_err(|e| {
+            tracing::error!(%case, artefact = %a.id, "a download failed its digests");
+            error_chain(&e)
+        })?;
+    record(&ui, &who.analyst, &case, &a, false).await?;
+    tracing::info!(analyst = %who.analyst, %case, artefact = %a.id, "artefact downloaded");
+    Ok((headers(&a, None), bytes).into_response())
+}
+
+fn stream(
     ui: Arc<Ui>,
     who: Who,
     case: CaseId,
@@ -61,18 +143,7 @@ pub fn stream(
     store: Arc<dyn EvidenceStore>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Chunk>(IN_FLIGHT);
-    let headers = [
-        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-        (
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}.raw\"", a.id),
-        ),
-        (header::CONTENT_LENGTH, a.raw.size.to_string()),
-        (
-            header::HeaderName::from_static("x-custody-raw-sha256"),
-            a.raw.sha256.clone(),
-        ),
-    ];
+    let headers = headers(&a, Some(a.raw.size));
     tokio::spawn(async move {
         let out = ToClient {
             tx: tx.clone(),
@@ -88,28 +159,7 @@ pub fn stream(
         };
         // The last bytes wait for the entry: the transfer ends only once
         // the ledger names who took the copy.
-        let (ui2, case2, analyst, evidence) = (
-            ui.clone(),
-            case.clone(),
-            who.analyst.clone(),
-            a.evidence_ref(),
-        );
-        let recorded = tokio::task::spawn_blocking(move || {
-            ui2.record(
-                &analyst,
-                &case2,
-                crate::ledger::entry::Action::Exported,
-                Some(evidence),
-                serde_json::json!({
-                    "via": "workspace download",
-                    "checked": ["raw_sha256", "stored_sha256"],
-                    "streamed": true,
-                }),
-            )
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the work stopped: {e}")));
-        if let Err(e) = recorded {
+        if let Err(e) = record(&ui, &who.analyst, &case, &a, true).await {
             return cut(format!("the download's ledger entry: {e}")).await;
         }
         if tx.send(Ok(Bytes::from(rest))).await.is_ok() {

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 
 use super::evidence_pages;
 use super::handlers::{
-    CsrfForm, Shared, blocking, case_artefacts, error, investigator_change, may_change, page,
-    page_case, parse_case,
+    CsrfForm, Shared, analyst_request, blocking, case_artefacts, error, investigator_change, page,
+    page_case,
 };
 use super::ledger_view::CaseLedger;
 use super::{Ui, error_chain};
@@ -143,13 +143,9 @@ async fn bundle(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     // Every analyst may take a copy; the ledger names who did.
-    let who = match may_change(ui.access.who(&headers), &headers, &f.csrf) {
+    let (who, case) = match analyst_request(&ui, &headers, &f.csrf, &case) {
         Ok(w) => w,
         Err(r) => return *r,
-    };
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
     };
     let (ui2, case2, analyst) = (ui.clone(), case.clone(), who.analyst.clone());
     let made = blocking(move || tar_bundle(&ui2, &case2, &analyst)).await;

@@ -829,7 +829,7 @@ pub(super) fn investigator_change(
     csrf: &str,
     case: &str,
 ) -> Result<(Who, CaseId), Box<Response>> {
-    let who = may_change(ui.access.who(headers), headers, csrf)?;
+    let (who, case) = analyst_request(ui, headers, csrf, case)?;
     if who.role != Role::Investigator {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
@@ -837,6 +837,18 @@ pub(super) fn investigator_change(
             "refused: a read-only analyst changes nothing",
         )));
     }
+    Ok((who, case))
+}
+
+/// Any analyst's recorded request on a case (a download, an export), with
+/// its CSRF token, or why not.
+pub(super) fn analyst_request(
+    ui: &Ui,
+    headers: &HeaderMap,
+    csrf: &str,
+    case: &str,
+) -> Result<(Who, CaseId), Box<Response>> {
+    let who = may_change(ui.access.who(headers), headers, csrf)?;
     match parse_case(case) {
         Ok(c) => Ok((who, c)),
         Err(e) => Err(Box::new(error(StatusCode::NOT_FOUND, Some(&who), &e))),
@@ -908,13 +920,9 @@ async fn download(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     // Reading is every analyst's; the ledger names who took a copy.
-    let who = match may_change(ui.access.who(&headers), &headers, &f.csrf) {
+    let (who, case) = match analyst_request(&ui, &headers, &f.csrf, &case) {
         Ok(w) => w,
         Err(r) => return *r,
-    };
-    let case = match parse_case(&case) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::NOT_FOUND, Some(&who), &e),
     };
     let fail = |e: String| error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e);
     let store = match ui.app.store().await {
@@ -932,55 +940,10 @@ async fn download(
             &format!("case {case} holds no artefact {id}"),
         );
     };
-    if a.raw.size > ui.check_first {
-        return super::download::stream(ui.clone(), who, case, a, store);
-    }
-    // Both digests are checked on the way out: what leaves is what was recorded.
-    let bytes = match crate::evidence::case::read_verified(store.as_ref(), &a).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!(%case, artefact = %a.id, "a download failed its digests");
-            return fail(error_chain(&e));
-        }
-    };
-    let (ui2, case2, analyst, evidence) = (
-        ui.clone(),
-        case.clone(),
-        who.analyst.clone(),
-        a.evidence_ref(),
-    );
-    let recorded = blocking(move || {
-        ui2.record(
-            &analyst,
-            &case2,
-            crate::ledger::entry::Action::Exported,
-            Some(evidence),
-            serde_json::json!({
-                "via": "workspace download",
-                "checked": ["raw_sha256", "stored_sha256"],
-            }),
-        )
-    })
-    .await;
-    if let Err(e) = recorded {
-        return fail(e);
-    }
-    tracing::info!(analyst = %who.analyst, %case, artefact = %a.id, "artefact downloaded");
-    (
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}.raw\"", a.id),
-            ),
-            (
-                header::HeaderName::from_static("x-custody-raw-sha256"),
-                a.raw.sha256.clone(),
-            ),
-        ],
-        bytes,
-    )
-        .into_response()
+    let (w, c) = (who.clone(), case.clone());
+    super::download::send(ui, w, c, a, store)
+        .await
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, Some(&who), &e))
 }
 
 #[cfg(test)]
