@@ -331,6 +331,11 @@ impl Access {
         }
     }
 
+    /// The analysts as configured (a provider's sign-ins are matched to them).
+    pub fn analysts(&self) -> &[AnalystConf] {
+        &self.analysts
+    }
+
     pub fn lifetime(&self) -> Duration {
         self.lifetime
     }

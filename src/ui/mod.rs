@@ -178,8 +178,6 @@ pub struct Ui {
     pub check_first: u64,
     /// The identity provider, when `[ui.oidc]` names one.
     pub oidc: Option<oidc::Oidc>,
-    /// The analysts as configured (the provider's sign-ins are matched to them).
-    pub analysts: Vec<AnalystConf>,
 }
 
 impl Ui {
@@ -208,7 +206,6 @@ impl Ui {
             recording: std::sync::Mutex::new(()),
             check_first: config.check_first_mib.saturating_mul(1 << 20),
             oidc,
-            analysts: config.analysts.clone(),
         }))
     }
 

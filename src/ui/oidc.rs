@@ -550,7 +550,7 @@ async fn callback(
         })),
         (None, Some(state), Some(code)) => {
             let cookie = auth::cookie(&headers, STATE_COOKIE);
-            oidc.finish(&state, cookie.as_deref(), &code, &ui.analysts)
+            oidc.finish(&state, cookie.as_deref(), &code, ui.access.analysts())
                 .await
         }
         _ => Err(OidcError::State),
