@@ -10,10 +10,12 @@
 //! block's SHA-256 is checked against the checksum the API returns (a
 //! mismatch is fetched again, then refused). Blocks arrive out of order but
 //! are handed to the pipeline in order, never-written blocks as zeros, so the
-//! artefact is the exact raw image of the volume. Of the blocks requested,
-//! only the next few have their bodies read; buffers are reused
-//! ([`crate::evidence::pool`]), so memory is bounded by those few, whatever
-//! the window and the volume size.
+//! artefact is the exact raw image of the volume. The window counts requests
+//! only: a run of zero blocks travels with the fetch after it, so the next
+//! requests are already out while the pipeline hashes through the run. Of
+//! the blocks requested, only the next few have their bodies read; buffers
+//! are reused ([`crate::evidence::pool`]), so memory is bounded by those
+//! few, whatever the window and the volume size.
 //!
 //! Alongside the image, a block manifest: the SHA-256 of every block, in
 //! order, as a second artefact, and the RFC 6962 Merkle root over them,
@@ -59,7 +61,8 @@ use crate::ledger::merkle::{CompactRange, leaf_hash};
 
 /// AWS's EBS direct block size: 512 KiB.
 pub const BLOCK_SIZE: u64 = 512 * 1024;
-/// Blocks requested ahead of the one the pipeline needs next.
+/// Block requests ahead of the one the pipeline needs next (zero blocks
+/// between them take no place in the window).
 pub const DEFAULT_WINDOW: usize = 8;
 /// Of those, the blocks whose bodies are read ahead: the others wait with
 /// their answers' headers in, their bytes in the kernel's socket buffers
@@ -1160,6 +1163,54 @@ impl Walk {
     }
 }
 
+/// One request of the window: a block to fetch and the zero blocks before
+/// it, as runs of indices (a delta's zeros need not be adjacent); or zeros
+/// alone, at the end of the image or when a run list grows long.
+struct Item {
+    zeros: Vec<std::ops::Range<u64>>,
+    fetch: Option<(u64, String)>,
+}
+
+/// Zero runs one item holds at most: the walk of a delta with many
+/// scattered zero blocks and no fetch among them is cut into several items
+/// rather than held whole.
+const MAX_ZERO_RUNS: usize = 4096;
+
+/// The next item of the walk, starting with `carry` when set.
+async fn next_item(walk: &mut Walk, carry: &mut Option<Slot>) -> Option<Result<Item, EbsError>> {
+    let mut zeros: Vec<std::ops::Range<u64>> = Vec::new();
+    loop {
+        let slot = match carry.take() {
+            Some(s) => s,
+            None => match walk.step().await {
+                Some(Ok(s)) => s,
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            },
+        };
+        match slot {
+            Slot::Fetch(i, t) => {
+                return Some(Ok(Item {
+                    zeros,
+                    fetch: Some((i, t)),
+                }));
+            }
+            Slot::Zero(i) => {
+                let runs = zeros.len();
+                match zeros.last_mut() {
+                    Some(run) if run.end == i => run.end += 1,
+                    _ if runs >= MAX_ZERO_RUNS => {
+                        *carry = Some(Slot::Zero(i));
+                        return Some(Ok(Item { zeros, fetch: None }));
+                    }
+                    _ => zeros.push(i..i + 1),
+                }
+            }
+        }
+    }
+    (!zeros.is_empty()).then_some(Ok(Item { zeros, fetch: None }))
+}
+
 /// Where the image's blocks go, in order: the block manifest, its Merkle
 /// range, and the pipeline.
 struct Sink<'a> {
@@ -1287,23 +1338,25 @@ async fn produce(
             }
         }
     }
-    let rest = futures::stream::unfold(walk, |mut w| async move {
-        let slot = w.step().await?;
-        // After an error the walk ends.
-        if slot.is_err() {
-            w.page.clear();
-            w.token = None;
-            w.next = w.end;
-            w.dense = false;
-        }
-        Some((slot, w))
-    });
-    let slots = futures::stream::iter(first.map(Ok)).chain(rest);
+    // Zero blocks ride with the fetch after them, so the window counts
+    // requests only: a run of never-written blocks never leaves the service
+    // idle while the pipeline hashes through it.
+    let items = futures::stream::unfold(
+        (walk, first, false),
+        |(mut w, mut carry, ended)| async move {
+            if ended {
+                return None;
+            }
+            let item = next_item(&mut w, &mut carry).await?;
+            let ended = item.is_err();
+            Some((item, (w, carry, ended)))
+        },
+    );
     let window = fetcher.window;
     let (consumed_tx, consumed) = tokio::sync::watch::channel(0u64);
     let mut seq = 0u64;
-    let blocks = slots
-        .map(|slot| {
+    let blocks = items
+        .map(|item| {
             let f = fetcher.clone();
             let counts = counts.clone();
             let gate = Gate {
@@ -1312,22 +1365,34 @@ async fn produce(
             };
             seq += 1;
             async move {
-                match slot? {
-                    Slot::Zero(i) => Ok((i, Bytes::from_static(&ZEROS), zero_digest)),
-                    Slot::Fetch(i, t) => {
+                let Item { zeros, fetch } = item?;
+                let block = match fetch {
+                    None => None,
+                    Some((i, t)) => {
                         counts.written.fetch_add(1, Ordering::Relaxed);
                         let (data, digest) = f.fetch(i, t, gate).await?;
-                        Ok::<_, EbsError>((i, data, digest))
+                        Some((i, data, digest))
                     }
-                }
+                };
+                Ok::<_, EbsError>((zeros, block))
             }
         })
         .buffered(window);
     let mut blocks = std::pin::pin!(blocks);
     let mut handed = 0u64;
-    while let Some(block) = blocks.next().await {
-        let (index, data, digest) = block?;
-        if !sink.put(index, data, &digest).await? {
+    while let Some(item) = blocks.next().await {
+        let (zeros, block) = item?;
+        for i in zeros.into_iter().flatten() {
+            if !sink
+                .put(i, Bytes::from_static(&ZEROS), &zero_digest)
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        if let Some((index, data, digest)) = block
+            && !sink.put(index, data, &digest).await?
+        {
             return Ok(());
         }
         handed += 1;
@@ -1442,8 +1507,8 @@ mod tests {
         }
     }
 
-    /// Walks canned pages: the first is the layout's, the rest are fetched.
-    async fn walk(pages: Vec<Page>, end: u64, dense: bool) -> Vec<Result<String, String>> {
+    /// A walk over canned pages: the first is the layout's, the rest are fetched.
+    fn walker(pages: Vec<Page>, end: u64, dense: bool) -> Walk {
         let mut pages: VecDeque<Page> = pages.into();
         // The layout's page comes through Lister::page, which sorts it.
         let mut first = pages.pop_front().expect("a first page");
@@ -1451,7 +1516,7 @@ mod tests {
         let conf = aws_sdk_ebs::Config::builder()
             .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
             .build();
-        let mut w = Walk {
+        Walk {
             next: 0,
             end,
             dense,
@@ -1464,7 +1529,12 @@ mod tests {
                 base: None,
                 canned: Some(Arc::new(Mutex::new(pages))),
             },
-        };
+        }
+    }
+
+    /// Walks canned pages slot by slot.
+    async fn walk(pages: Vec<Page>, end: u64, dense: bool) -> Vec<Result<String, String>> {
+        let mut w = walker(pages, end, dense);
         let mut out = Vec::new();
         while let Some(slot) = w.step().await {
             let failed = slot.is_err();
@@ -1491,6 +1561,65 @@ mod tests {
             got,
             ok(&["f0", "z1", "z2", "z3", "z4", "f5", "z6", "f7", "z8", "z9"])
         );
+    }
+
+    /// Walks canned pages item by item: each item's zero runs, then its fetch.
+    /// Runs as (start, end) pairs.
+    async fn items(w: &mut Walk) -> Vec<(Vec<(u64, u64)>, Option<u64>)> {
+        let mut carry = None;
+        let mut out = Vec::new();
+        while let Some(item) = next_item(w, &mut carry).await {
+            let item = item.expect("item");
+            let runs = item.zeros.iter().map(|r| (r.start, r.end)).collect();
+            out.push((runs, item.fetch.map(|(i, _)| i)));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn zero_blocks_ride_with_the_fetch_after_them() {
+        let mut w = walker(vec![page(&[5, 0], true), page(&[7], false)], 10, true);
+        assert_eq!(
+            items(&mut w).await,
+            vec![
+                (vec![], Some(0)),
+                (vec![(1, 5)], Some(5)),
+                (vec![(6, 7)], Some(7)),
+                (vec![(8, 10)], None),
+            ]
+        );
+        // A volume of a million blocks with one written is two items.
+        let mut w = walker(vec![page(&[999_999], false)], 1_000_000, true);
+        assert_eq!(
+            items(&mut w).await,
+            vec![(vec![(0, 999_999)], Some(999_999))]
+        );
+    }
+
+    #[tokio::test]
+    async fn scattered_zero_blocks_of_a_delta_are_cut_into_bounded_items() {
+        // A delta listing every other block, none with data, then one block.
+        let n = MAX_ZERO_RUNS as u64 + 10;
+        let mut listed = Page {
+            blocks: (0..n).map(|k| (2 * k, None)).collect(),
+            ..page(&[], false)
+        };
+        listed.blocks.push((2 * n, Some("t".into())));
+        let got = items(&mut walker(vec![listed], 4 * n, false)).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0.len(), MAX_ZERO_RUNS);
+        assert_eq!(got[0].1, None);
+        assert_eq!(
+            got[1].0.first(),
+            Some(&(2 * MAX_ZERO_RUNS as u64, 2 * MAX_ZERO_RUNS as u64 + 1))
+        );
+        assert_eq!(got[1].0.len(), 10);
+        assert_eq!(got[1].1, Some(2 * n));
+        let zeros: Vec<u64> = got
+            .iter()
+            .flat_map(|(z, _)| z.iter().flat_map(|&(a, b)| a..b))
+            .collect();
+        assert_eq!(zeros, (0..n).map(|k| 2 * k).collect::<Vec<_>>());
     }
 
     #[tokio::test]

@@ -282,15 +282,24 @@ fn read_frames(
         if cancel.load(Ordering::Relaxed) {
             return Err(PipelineError::Interrupted { offset });
         }
-        // read_to_end into spare capacity: no zeroing of a buffer about to be overwritten.
-        let mut buf = pool.take();
-        let n = (&mut source)
-            .take(frame_size as u64)
-            .read_to_end(&mut buf)
-            .map_err(|source| PipelineError::Read {
-                offset: offset + buf.len() as u64,
-                source,
-            })?;
+        // A pooled buffer keeps its bytes: filled by `read`, not zeroed first.
+        let mut buf = pool.take_filled(frame_size);
+        let mut n = 0;
+        while n < frame_size {
+            let rest = buf.get_mut(n..).unwrap_or_default();
+            match source.read(rest) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(PipelineError::Read {
+                        offset: offset + n as u64,
+                        source,
+                    });
+                }
+            }
+        }
+        buf.truncate(n);
         // An empty source still gets one (empty) frame so the object is a valid zstd stream.
         if n == 0 && index > 0 {
             break;

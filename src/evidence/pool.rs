@@ -54,6 +54,20 @@ impl BufPool {
 
     /// `buf` as [`Bytes`] that give the buffer back to the pool when the
     /// last of them (clones and slices included) is dropped.
+    /// A buffer of `len` bytes to be overwritten: a reused one keeps the
+    /// bytes it held (only a shortfall is zeroed), so filling it costs no
+    /// pass of zeroing. Whoever fills it truncates it to what was written.
+    pub fn take_filled(&self, len: usize) -> Vec<u8> {
+        let reused = self.inner.free.lock().ok().and_then(|mut f| f.pop());
+        let mut v = reused.unwrap_or_else(|| Vec::with_capacity(self.inner.size.max(len)));
+        if v.len() > len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0);
+        }
+        v
+    }
+
     pub fn freeze(&self, buf: Vec<u8>) -> Bytes {
         Bytes::from_owner(Pooled {
             buf,
@@ -119,6 +133,23 @@ mod tests {
         let again = pool.take();
         assert!(again.is_empty(), "handed out empty");
         assert_eq!(again.as_ptr(), at, "the same memory");
+    }
+
+    #[test]
+    fn a_filled_buffer_is_reused_at_the_asked_length() {
+        let pool = BufPool::new(16, 2);
+        let fresh = pool.take_filled(12);
+        assert_eq!(fresh, vec![0u8; 12], "a new buffer is zeroed");
+        let at = fresh.as_ptr();
+        let mut v = fresh;
+        v.copy_from_slice(b"abcdefghijkl");
+        drop(pool.freeze(v));
+        let shorter = pool.take_filled(4);
+        assert_eq!((&shorter[..], shorter.as_ptr()), (&b"abcd"[..], at));
+        drop(pool.freeze(shorter));
+        // Longer than what it last held: the old bytes, then zeros.
+        let longer = pool.take_filled(6);
+        assert_eq!(&longer[..], b"abcd\0\0");
     }
 
     #[test]
