@@ -42,24 +42,22 @@ impl BufPool {
     /// An empty buffer with room for the pool's size: a returned one when
     /// there is one.
     pub fn take(&self) -> Vec<u8> {
-        let reused = self.inner.free.lock().ok().and_then(|mut f| f.pop());
-        match reused {
-            Some(mut v) => {
-                v.clear();
-                v
-            }
-            None => Vec::with_capacity(self.inner.size),
-        }
+        let mut v = self.reused_or_new(self.inner.size);
+        v.clear();
+        v
     }
 
-    /// `buf` as [`Bytes`] that give the buffer back to the pool when the
-    /// last of them (clones and slices included) is dropped.
+    /// A kept buffer as it was given back, or a new one of `capacity`.
+    fn reused_or_new(&self, capacity: usize) -> Vec<u8> {
+        let reused = self.inner.free.lock().ok().and_then(|mut f| f.pop());
+        reused.unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
     /// A buffer of `len` bytes to be overwritten: a reused one keeps the
     /// bytes it held (only a shortfall is zeroed), so filling it costs no
     /// pass of zeroing. Whoever fills it truncates it to what was written.
     pub fn take_filled(&self, len: usize) -> Vec<u8> {
-        let reused = self.inner.free.lock().ok().and_then(|mut f| f.pop());
-        let mut v = reused.unwrap_or_else(|| Vec::with_capacity(self.inner.size.max(len)));
+        let mut v = self.reused_or_new(self.inner.size.max(len));
         if v.len() > len {
             v.truncate(len);
         } else {
@@ -68,6 +66,8 @@ impl BufPool {
         v
     }
 
+    /// `buf` as [`Bytes`] that give the buffer back to the pool when the
+    /// last of them (clones and slices included) is dropped.
     pub fn freeze(&self, buf: Vec<u8>) -> Bytes {
         Bytes::from_owner(Pooled {
             buf,
