@@ -347,6 +347,7 @@ async fn acquire_unrecorded(
         raw_digest: Some(running.raw_digest()),
         resume,
         keep_partial,
+        stored_digests: Some(running.stored_digests()),
     };
     let put = ctx.store.put_with(&key, stream, &meta).await;
     let finished = running.finish().await;

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
 use crate::progress::Progress;
+use crate::store::PrefixDigests;
 
 /// 2 MiB of raw bytes per zstd frame: large enough that a frame boundary
 /// costs well under 1% of ratio at level 1 (whose window is 512 KiB), small
@@ -165,6 +166,7 @@ pub use crate::store::EvidenceStream;
 pub struct Running {
     result: tokio::sync::oneshot::Receiver<Result<PipelineOutput, PipelineError>>,
     raw_digest: Arc<std::sync::OnceLock<(u64, String)>>,
+    stored_digests: Arc<PrefixDigests>,
 }
 
 impl Running {
@@ -172,6 +174,12 @@ impl Running {
     /// chunk is sent: a store that commits at the end can record them.
     pub fn raw_digest(&self) -> Arc<std::sync::OnceLock<(u64, String)>> {
         self.raw_digest.clone()
+    }
+
+    /// The SHA-256 of the stored bytes so far, published at the end of
+    /// each chunk before it is sent.
+    pub fn stored_digests(&self) -> Arc<PrefixDigests> {
+        self.stored_digests.clone()
     }
 
     /// Waits for every stage to end. Call after the store has consumed the stream.
@@ -244,8 +252,14 @@ pub fn start(
 
     let raw_digest = Arc::new(std::sync::OnceLock::new());
     let digest_cell = raw_digest.clone();
+    let stored_digests = Arc::new(PrefixDigests::default());
+    let prefixes = stored_digests.clone();
     thread::spawn(move || {
-        let out = write_frames(done_rxs, &store_tx, reader, hasher, workers, &digest_cell);
+        let digests = Digests {
+            raw: &digest_cell,
+            stored: &prefixes,
+        };
+        let out = write_frames(done_rxs, &store_tx, reader, hasher, workers, &digests);
         if let Err(e) = &out {
             // Tell the store to discard what it has: the source did not end cleanly.
             let _ = store_tx.blocking_send(Err(io::Error::other(e.to_string())));
@@ -261,6 +275,7 @@ pub fn start(
         Running {
             result: result_rx,
             raw_digest,
+            stored_digests,
         },
     )
 }
@@ -382,13 +397,19 @@ fn is_zeros(b: &[u8]) -> bool {
     words.iter().all(|w| u128::from_ne_bytes(*w) == 0) && rest.iter().all(|&x| x == 0)
 }
 
+/// What the writer publishes for the store while the stream is still running.
+struct Digests<'a> {
+    raw: &'a std::sync::OnceLock<(u64, String)>,
+    stored: &'a PrefixDigests,
+}
+
 fn write_frames(
     done_rxs: Vec<Receiver<Result<(u32, Bytes), PipelineError>>>,
     store_tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
     reader: thread::JoinHandle<ReadResult>,
     hasher: thread::JoinHandle<(u64, String)>,
     workers: Vec<thread::JoinHandle<()>>,
-    raw_digest: &std::sync::OnceLock<(u64, String)>,
+    digests: &Digests<'_>,
 ) -> Result<PipelineOutput, PipelineError> {
     let mut table = zeekstd::SeekTable::new();
     let mut stored = Sha256::new();
@@ -397,6 +418,9 @@ fn write_frames(
     let mut send = |bytes: Bytes| -> Result<(), PipelineError> {
         stored.update(&bytes);
         stored_size += bytes.len() as u64;
+        digests
+            .stored
+            .publish(stored_size, stored.clone().finalize().into());
         store_tx
             .blocking_send(Ok(bytes))
             .map_err(|_| PipelineError::StoreGone)
@@ -438,7 +462,7 @@ fn write_frames(
         return Err(e);
     }
     let source_end = read?;
-    let _ = raw_digest.set((raw_size, raw_sha256.clone()));
+    let _ = digests.raw.set((raw_size, raw_sha256.clone()));
 
     let mut ser = table.into_serializer();
     let mut tail = vec![0u8; ser.encoded_len()];

@@ -40,7 +40,8 @@ pub struct Header {
 pub struct Part {
     pub part: i32,
     pub size: u64,
-    /// Base64 SHA-256 of the part, as S3 checks it.
+    /// Base64 SHA-256 of the part, as S3 checks it; in the local store's
+    /// journals, of the object's bytes from its start to the part's end.
     pub sha256: String,
     pub etag: String,
 }

@@ -136,7 +136,14 @@ impl EvidenceStore for LocalStore {
     ) -> Result<StoredObject, StoreError> {
         match &meta.resume {
             Some(spec) if meta.keep_partial => {
-                super::local_resume::put(&self.files(), key, body, spec).await
+                super::local_resume::put(
+                    &self.files(),
+                    key,
+                    body,
+                    spec,
+                    meta.stored_digests.clone(),
+                )
+                .await
             }
             _ => self.put(key, body).await,
         }
@@ -348,10 +355,11 @@ mod tests {
 mod resume_tests {
     use std::io::Read as _;
     use std::os::unix::fs::FileExt as _;
+    use std::sync::Arc;
 
     use super::*;
-    use crate::store::PutMeta;
     use crate::store::journal::ResumeSpec;
+    use crate::store::{PrefixDigests, PutMeta};
 
     const MIB: usize = 1 << 20;
 
@@ -497,6 +505,92 @@ mod resume_tests {
             inode,
             "the object is the interrupted put's file, completed"
         );
+    }
+
+    /// `bytes` in chunks of one MiB, each preceded by the SHA-256 of the
+    /// prefix it ends, published as the pipeline publishes it; then `end`.
+    fn publishing(
+        bytes: &[u8],
+        end: Option<io::Error>,
+        digests: Arc<PrefixDigests>,
+    ) -> EvidenceStream {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut at = 0u64;
+        let chunks: Vec<Bytes> = bytes.chunks(MIB).map(Bytes::copy_from_slice).collect();
+        let s = futures::stream::iter(chunks)
+            .map(move |c| {
+                h.update(&c);
+                at += c.len() as u64;
+                digests.publish(at, h.clone().finalize().into());
+                Ok(c)
+            })
+            .chain(futures::stream::iter(end.map(Err)));
+        Box::pin(s)
+    }
+
+    #[tokio::test]
+    async fn checkpoints_hold_prefix_digests_from_the_producer_or_from_the_file() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let all = data(40 * MIB, 17);
+        let prefix = |n: usize| {
+            base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha256::digest(all.get(..n * MIB).expect("in range")))
+        };
+        // Published: taken as they are. Not published (a producer far
+        // ahead of the writer): the writer hashes the file back, once.
+        for publish in [true, false] {
+            let f = Fixture::new(if publish { "pub" } else { "nopub" });
+            let digests = Arc::new(PrefixDigests::default());
+            let mut m = f.m.clone();
+            m.stored_digests = Some(digests.clone());
+            let cut = Some(io::Error::other("cut"));
+            let sent = all.get(..36 * MIB).expect("in range");
+            let b = if publish {
+                publishing(sent, cut, digests)
+            } else {
+                body(sent, cut)
+            };
+            f.store
+                .put_with(&f.key, b, &m)
+                .await
+                .expect_err("the source failed");
+            let journal = crate::store::journal::read(&f.home.path().join("uploads/a.jsonl"))
+                .expect("read")
+                .expect("a journal");
+            let parts: Vec<_> = journal
+                .parts
+                .values()
+                .map(|p| (p.size, p.sha256.clone()))
+                .collect();
+            assert_eq!(
+                parts,
+                [(16 * MIB as u64, prefix(16)), (16 * MIB as u64, prefix(32))],
+                "published: {publish}"
+            );
+            assert_eq!(prefix_bytes(&f.store, &f.key, &m).await.len(), 32 * MIB);
+            let again = Arc::new(PrefixDigests::default());
+            m.stored_digests = Some(again.clone());
+            f.store
+                .put_with(&f.key, publishing(&all, None, again), &m)
+                .await
+                .expect("put");
+            assert!(f.store.get_bytes(&f.key).await.expect("get") == all);
+        }
+    }
+
+    #[test]
+    fn prefix_digests_keep_the_newest_and_drop_what_was_passed() {
+        let d = PrefixDigests::default();
+        for end in 1..=100u64 {
+            d.publish(end * 10, [end as u8; 32]);
+        }
+        assert_eq!(d.take(30), None, "only the newest 64 are kept");
+        assert_eq!(d.take(370), Some([37; 32]));
+        assert_eq!(d.take(365), None, "a passed end is gone");
+        assert_eq!(d.take(1000), Some([100; 32]));
+        assert_eq!(d.take(1001), None);
     }
 
     #[tokio::test]

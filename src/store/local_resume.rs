@@ -7,6 +7,9 @@
 //! the partial file, and each part is a checkpoint of it, recorded only
 //! after an fdatasync that covers it, so a part never names bytes that are
 //! not on disk. The fdatasyncs run beside the writes, not between them.
+//! A checkpoint holds the SHA-256 of the file's first bytes up to it, which
+//! the pipeline publishes as it hashes the stored bytes for the artefact's
+//! digest ([`super::PutMeta::stored_digests`]): the bytes are hashed once.
 //!
 //! The rerun gives the source the prefix whose parts still hash as
 //! journalled (`EvidenceStore::resumed_prefix`), and the source reads its
@@ -29,7 +32,15 @@ use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use super::journal::{self, Header, Part, ResumeSpec};
-use super::{EvidenceStream, ObjectKey, StoreError, StoredObject, StoredPrefix};
+use super::{EvidenceStream, ObjectKey, PrefixDigests, StoreError, StoredObject, StoredPrefix};
+
+/// Marks the journals whose parts hold prefix digests: a journal of an
+/// earlier version (a digest per part) is another put's, not resumed.
+const CHECKPOINT_FORMAT: &str = "checkpoints: SHA-256 of the prefix";
+
+fn settings(spec: &ResumeSpec) -> String {
+    format!("{}; {CHECKPOINT_FORMAT}", spec.settings)
+}
 
 /// Stored bytes between two checkpoints: at most this much is written
 /// again after a crash.
@@ -142,7 +153,7 @@ fn left(files: &Files, key: &ObjectKey, spec: &ResumeSpec) -> io::Result<Option<
     // with these settings; anything else is not this put's.
     if h.location != files.location
         || h.key != key.as_str()
-        || h.settings != spec.settings
+        || h.settings != settings(spec)
         || !h.upload_id.starts_with(PARTIAL_PREFIX)
         || h.upload_id.contains('/')
     {
@@ -163,24 +174,31 @@ fn left(files: &Files, key: &ObjectKey, spec: &ResumeSpec) -> io::Result<Option<
     Ok(Some(Left { path, parts }))
 }
 
-/// Bytes from the file's start whose parts hash as journalled.
+/// Feeds the file's bytes from `from` to `to` to `h`.
+fn hash_range(file: &File, h: &mut Sha256, from: u64, to: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = from;
+    while pos < to {
+        let n = usize::try_from((to - pos).min(buf.len() as u64)).unwrap_or(buf.len());
+        let b = buf.get_mut(..n).unwrap_or_default();
+        file.read_exact_at(b, pos)?;
+        h.update(&*b);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Bytes from the file's start up to the last checkpoint whose prefix
+/// hashes as journalled.
 fn checked(file: &File, parts: &[Part]) -> u64 {
     let mut at = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut h = Sha256::new();
     for p in parts {
-        let mut h = Sha256::new();
-        let mut pos = at;
         let end = at.saturating_add(p.size);
-        while pos < end {
-            let n = usize::try_from((end - pos).min(buf.len() as u64)).unwrap_or(0);
-            let Some(b) = buf.get_mut(..n) else { return at };
-            if file.read_exact_at(b, pos).is_err() {
-                return at;
-            }
-            h.update(&*b);
-            pos += n as u64;
+        if hash_range(file, &mut h, at, end).is_err() {
+            return at;
         }
-        if b64(h.finalize()) != p.sha256 {
+        if b64(h.clone().finalize()) != p.sha256 {
             tracing::warn!(
                 part = p.part,
                 "a part of an interrupted put does not hash as journalled; it and what follows are read again from the source"
@@ -229,6 +247,7 @@ pub(super) async fn put(
     key: &ObjectKey,
     mut body: EvidenceStream,
     spec: &ResumeSpec,
+    digests: Option<Arc<PrefixDigests>>,
 ) -> Result<StoredObject, StoreError> {
     let final_path = files.path(key);
     let dir = files.dir_of(key);
@@ -281,7 +300,7 @@ pub(super) async fn put(
             files.location.clone(),
             key.to_string(),
             upload_id,
-            spec.settings.clone(),
+            settings(spec),
         ),
         old_ends: old
             .iter()
@@ -293,7 +312,9 @@ pub(super) async fn put(
         diverged: old.is_empty(),
         pos: 0,
         part_start: 0,
-        part_hash: Sha256::new(),
+        // Without the producer's digests the writer hashes what it is given.
+        own_hash: digests.is_none().then(Sha256::new),
+        digests,
         done: Vec::new(),
         checkpoints: None,
         scratch: Vec::new(),
@@ -385,7 +406,10 @@ struct Writer {
     diverged: bool,
     pos: u64,
     part_start: u64,
-    part_hash: Sha256,
+    /// The SHA-256 of the bytes so far, when the writer hashes them itself.
+    own_hash: Option<Sha256>,
+    /// The producer's prefix digests, when it publishes them.
+    digests: Option<Arc<PrefixDigests>>,
     /// Parts completed so far, in order.
     done: Vec<Part>,
     checkpoints: Option<(SyncSender<Part>, std::thread::JoinHandle<()>)>,
@@ -444,7 +468,9 @@ impl Writer {
                 .write_all_at(c, self.pos)
                 .map_err(|e| ("write", e))?;
         }
-        self.part_hash.update(c);
+        if let Some(h) = &mut self.own_hash {
+            h.update(c);
+        }
         self.pos += len;
         let close = if self.diverged {
             self.pos - self.part_start >= CHECKPOINT
@@ -457,11 +483,43 @@ impl Writer {
         Ok(())
     }
 
+    /// The SHA-256 of the first `pos` bytes. `None` only when the
+    /// producer's digest is gone and the file cannot be read back: that
+    /// checkpoint then never checks, and a rerun resumes before it.
+    fn prefix_digest(&mut self) -> Option<[u8; 32]> {
+        if let Some(h) = &self.own_hash {
+            return Some(h.clone().finalize().into());
+        }
+        if let Some(d) = self.digests.as_ref().and_then(|d| d.take(self.pos)) {
+            return Some(d);
+        }
+        // The producer ran too far ahead of this writer: hash what the file
+        // holds, once, and every byte after it as it comes.
+        tracing::warn!(
+            at = self.pos,
+            "the stored bytes' digest is no longer published at this checkpoint; hashing the partial file instead"
+        );
+        let mut h = Sha256::new();
+        match hash_range(&self.file, &mut h, 0, self.pos) {
+            Ok(()) => {
+                let d = h.clone().finalize().into();
+                self.own_hash = Some(h);
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the partial file back: this checkpoint will not resume");
+                self.digests = None;
+                None
+            }
+        }
+    }
+
     fn close_part(&mut self) {
+        let sha256 = self.prefix_digest().map(b64).unwrap_or_default();
         let part = Part {
             part: i32::try_from(self.done.len() + 1).unwrap_or(i32::MAX),
             size: self.pos - self.part_start,
-            sha256: b64(self.part_hash.finalize_reset()),
+            sha256,
             etag: String::new(),
         };
         // A part closed while still comparing is the earlier attempt's,

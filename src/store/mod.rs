@@ -152,6 +152,43 @@ pub struct PutMeta {
     /// keeps it, with `resume`'s journal, when the source fails or the put
     /// is dropped. Other sources would only read themselves again.
     pub keep_partial: bool,
+    /// The producer's running SHA-256 of the stored bytes at each chunk's
+    /// end: a store that checkpoints what it wrote takes its checkpoints'
+    /// digests from here rather than hashing every byte a second time.
+    pub stored_digests: Option<Arc<PrefixDigests>>,
+}
+
+/// SHA-256 of a stream's first bytes at the end of its latest chunks,
+/// published by the producer, which hashes the stream anyway, before it
+/// sends each chunk. Only the newest are kept: a consumer asks for the end
+/// of a chunk it has just received, a few chunks behind the producer.
+#[derive(Debug, Default)]
+pub struct PrefixDigests {
+    ends: std::sync::Mutex<std::collections::VecDeque<(u64, [u8; 32])>>,
+}
+
+impl PrefixDigests {
+    /// Chunks a consumer may lag behind and still find its digest.
+    const KEPT: usize = 64;
+
+    /// The digest of the stream's first `end` bytes.
+    pub fn publish(&self, end: u64, digest: [u8; 32]) {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        if ends.len() == Self::KEPT {
+            ends.pop_front();
+        }
+        ends.push_back((end, digest));
+    }
+
+    /// The digest of the first `end` bytes, if it is still kept; those of
+    /// shorter prefixes are dropped.
+    pub fn take(&self, end: u64) -> Option<[u8; 32]> {
+        let mut ends = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        while ends.front().is_some_and(|(e, _)| *e < end) {
+            ends.pop_front();
+        }
+        ends.front().filter(|(e, _)| *e == end).map(|(_, d)| *d)
+    }
 }
 
 /// The stored bytes an interrupted put holds, checked against its journal:
