@@ -508,7 +508,6 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the partial file back: this checkpoint will not resume");
-                self.digests = None;
                 None
             }
         }
