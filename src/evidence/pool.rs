@@ -58,11 +58,7 @@ impl BufPool {
     /// pass of zeroing. Whoever fills it truncates it to what was written.
     pub fn take_filled(&self, len: usize) -> Vec<u8> {
         let mut v = self.reused_or_new(self.inner.size.max(len));
-        if v.len() > len {
-            v.truncate(len);
-        } else {
-            v.resize(len, 0);
-        }
+        v.resize(len, 0);
         v
     }
 

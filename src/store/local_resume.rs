@@ -174,9 +174,8 @@ fn left(files: &Files, key: &ObjectKey, spec: &ResumeSpec) -> io::Result<Option<
     Ok(Some(Left { path, parts }))
 }
 
-/// Feeds the file's bytes from `from` to `to` to `h`.
-fn hash_range(file: &File, h: &mut Sha256, from: u64, to: u64) -> io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
+/// Feeds the file's bytes from `from` to `to` to `h`, read through `buf`.
+fn hash_range(file: &File, h: &mut Sha256, buf: &mut [u8], from: u64, to: u64) -> io::Result<()> {
     let mut pos = from;
     while pos < to {
         let n = usize::try_from((to - pos).min(buf.len() as u64)).unwrap_or(buf.len());
@@ -193,9 +192,10 @@ fn hash_range(file: &File, h: &mut Sha256, from: u64, to: u64) -> io::Result<()>
 fn checked(file: &File, parts: &[Part]) -> u64 {
     let mut at = 0u64;
     let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
     for p in parts {
         let end = at.saturating_add(p.size);
-        if hash_range(file, &mut h, at, end).is_err() {
+        if hash_range(file, &mut h, &mut buf, at, end).is_err() {
             return at;
         }
         if b64(h.clone().finalize()) != p.sha256 {
@@ -500,7 +500,7 @@ impl Writer {
             "the stored bytes' digest is no longer published at this checkpoint; hashing the partial file instead"
         );
         let mut h = Sha256::new();
-        match hash_range(&self.file, &mut h, 0, self.pos) {
+        match hash_range(&self.file, &mut h, &mut vec![0u8; 1 << 20], 0, self.pos) {
             Ok(()) => {
                 let d = h.clone().finalize().into();
                 self.own_hash = Some(h);
