@@ -1,7 +1,8 @@
 //! Shared helpers: the custody binary in a throw-away home, emulator endpoints.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The endpoint in `var`, or `None` outside CI (with a message). In CI a
 /// missing emulator is a failure: a skipped test there would hide it.
@@ -272,4 +273,42 @@ pub async fn seed_blocks(endpoint: &str, gib: i64, blocks: &[(usize, &[u8])]) ->
         .await
         .expect("complete snapshot");
     id
+}
+
+/// A server (`custody serve`, `custody ui`) at the address it printed; killed when dropped.
+pub struct Listening {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `cmd`, a server that prints `{"listening": ADDR}` as its first
+/// line, with its stderr discarded.
+pub fn listening(cmd: &mut Command) -> Listening {
+    listening_or(cmd.stderr(Stdio::null()), |line| format!("{line:?}"))
+}
+
+/// [`listening`], with `cmd`'s stderr as the caller set it; `explain`
+/// turns a first line that is not the address into the panic message.
+pub fn listening_or(cmd: &mut Command, explain: impl FnOnce(&str) -> String) -> Listening {
+    let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    // Built first, so that a server that does not start is killed as well.
+    let mut server = Listening {
+        child,
+        addr: String::new(),
+    };
+    let mut line = String::new();
+    BufReader::new(server.child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("{}", explain(&line)));
+    server.addr = v["listening"].as_str().unwrap().to_owned();
+    server
 }

@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 
 use crate::common::{Home, aws_conf as conf, emulator};
 
@@ -12,17 +11,7 @@ const SECRET: &str = "gd-test-secret";
 const TOKEN: &str = "generic-test-token";
 const NOTIFY_SECRET: &str = "notify-test-secret";
 
-pub(crate) struct Server {
-    child: Child,
-    pub(crate) addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub(crate) type Server = crate::common::Listening;
 
 fn config(home: &Home, extra: &str) -> std::path::PathBuf {
     let path = home.path().join("serve.toml");
@@ -87,22 +76,10 @@ fn start_cmd(home: &Home, mut cmd: std::process::Command, endpoint: Option<&str>
     if let Some(e) = endpoint {
         cmd.args(["--endpoint-url", e]);
     }
-    let mut child = cmd
-        .args(["serve", "--config"])
-        .arg(home.path().join("serve.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
-    Server {
-        child,
-        addr: v["listening"].as_str().unwrap().to_owned(),
-    }
+    crate::common::listening(
+        cmd.args(["serve", "--config"])
+            .arg(home.path().join("serve.toml")),
+    )
 }
 
 /// One HTTP/1.1 request; returns the status and the body.

@@ -12,10 +12,9 @@
 //! fails, loudly, rather than pass without having run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,43 +58,23 @@ impl Drop for Tmpfs {
     }
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Server = crate::common::Listening;
 
 fn start(home: &Home, config: &Path, log: &Path) -> Server {
-    let mut child = home
-        .cmd()
-        .env("TEST_FAULT_SECRET", SECRET)
-        .env("TEST_FAULT_READ", READ)
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-        panic!(
-            "the server did not start: {line:?}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        )
-    });
-    Server {
-        child,
-        addr: v["listening"].as_str().unwrap().to_owned(),
-    }
+    crate::common::listening_or(
+        home.cmd()
+            .env("TEST_FAULT_SECRET", SECRET)
+            .env("TEST_FAULT_READ", READ)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stderr(std::fs::File::create(log).unwrap()),
+        |line| {
+            format!(
+                "the server did not start: {line:?}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        },
+    )
 }
 
 /// One request; the status and body, or why there was none.

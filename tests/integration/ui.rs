@@ -3,9 +3,8 @@
 //! log values shown as text under a strict Content-Security-Policy, and
 //! every mark a ledger entry naming the analyst that `ledger verify` covers.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
 
 use sha2::Digest as _;
 
@@ -22,17 +21,7 @@ pub(crate) const HOSTILE_AGENT: &str =
     "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">";
 pub(crate) const HOSTILE_USER: &str = "\"><svg onload=alert(1)>\u{1b}]0;pwned\u{7}\u{1b}[2J";
 
-pub(crate) struct Workspace {
-    child: Child,
-    pub(crate) addr: String,
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub(crate) type Workspace = crate::common::Listening;
 
 /// A case `web` holding a CloudTrail file with two ordinary records and
 /// one hostile one.
@@ -113,25 +102,7 @@ pub(crate) fn start(home: &Home, config: Option<&std::path::Path>) -> Workspace 
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
-    listening(cmd)
-}
-
-/// Runs `cmd` (a server that prints `{"listening": ADDR}` first) until dropped.
-pub(crate) fn listening(mut cmd: std::process::Command) -> Workspace {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?}"));
-    Workspace {
-        child,
-        addr: v["listening"].as_str().unwrap().to_owned(),
-    }
+    crate::common::listening(&mut cmd)
 }
 
 /// `custody serve` in `home` with a bearer source `edr` and `extra` after it.
@@ -142,7 +113,7 @@ fn serve(home: &Home, extra: &str) -> Workspace {
     cmd.env("TEST_EDR_TOKEN", "edr-token")
         .args(["serve", "--config"])
         .arg(&config);
-    listening(cmd)
+    crate::common::listening(&mut cmd)
 }
 
 fn serve_config(bind: &str, extra: &str) -> String {

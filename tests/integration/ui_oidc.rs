@@ -14,8 +14,8 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde_json::json;
 use sha2::Digest as _;
 
-use crate::common::Home;
-use crate::ui::{Reply, http, listening, seed_case};
+use crate::common::{Home, listening};
+use crate::ui::{Reply, http, seed_case};
 
 const CLIENT: &str = "custody-workspace";
 const SECRET: &str = "client-secret-of-the-test";
@@ -267,7 +267,7 @@ fn an_analyst_signs_in_at_the_provider_and_a_forged_or_replayed_sign_in_is_refus
     cmd.env("TEST_OIDC_SECRET", SECRET)
         .args(["ui", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg);
-    let ws = listening(cmd);
+    let ws = listening(&mut cmd);
     let a = ws.addr.as_str();
     let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": "k1" });
 
