@@ -44,8 +44,6 @@ pub enum LogsError {
         .home.display()
     )]
     NoTimeline { case: CaseId, home: PathBuf },
-    #[error("cannot index the timeline")]
-    Index(#[source] TimelineError),
     #[error("cannot load artefact {artefact} into the timeline")]
     Load {
         artefact: String,
@@ -233,30 +231,20 @@ pub async fn collect_and_load_recorded(
     if !load.no_index && !artefacts.is_empty() {
         let mut tl = open_timeline(app, &case)?;
         let now = crate::clock::rfc3339(app.clock.now());
-        let items: Vec<(&Artefact, Format)> = artefacts
-            .iter()
-            .filter_map(|a| ingest::format_of(a).map(|f| (a, f)))
-            .collect();
-        // A new case's first load is a bulk run, as `logs index` makes it:
-        // indexes built once at the end, parsing beside loading.
-        tl.begin_bulk().map_err(LogsError::Index)?;
-        timeline = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(ingest::ingest_many(
+        // A bulk run, as `logs index` makes it.
+        timeline = load_blocking(
+            &case,
+            ingest::ingest_bulk(
                 ctx.store.as_ref(),
                 &mut tl,
-                &items,
+                &artefacts,
                 ingest::LoadOptions {
                     geoip: geoip.as_mut(),
                     inflate: app.config.inflate,
                 },
                 &now,
-            ))
-        })
-        .map_err(|source| LogsError::LoadCase {
-            case: case.clone(),
-            source: Box::new(source),
-        })?;
-        tl.end_bulk().map_err(LogsError::Index)?;
+            ),
+        )?;
     }
     Ok(LogsCollected {
         case,
@@ -264,6 +252,20 @@ pub async fn collect_and_load_recorded(
         timeline,
         failures,
     })
+}
+
+/// Runs a load of `case`'s timeline to its end on this thread: the
+/// timeline's SQLite connection stays on it.
+fn load_blocking(
+    case: &CaseId,
+    load: impl std::future::Future<Output = Result<Vec<IngestReport>, IngestError>>,
+) -> Result<Vec<IngestReport>, LogsError> {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(load)).map_err(
+        |source| LogsError::LoadCase {
+            case: case.clone(),
+            source: Box::new(source),
+        },
+    )
 }
 
 /// Loads the case's log artefacts not in its timeline yet; `rebuild`
@@ -287,8 +289,9 @@ pub async fn index_case(
         open_timeline(app, case)?
     };
     let now = crate::clock::rfc3339(app.clock.now());
-    let reports = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(ingest::ingest_case(
+    let reports = load_blocking(
+        case,
+        ingest::ingest_case(
             store.as_ref(),
             &mut tl,
             case,
@@ -297,12 +300,8 @@ pub async fn index_case(
                 inflate: app.config.inflate,
             },
             &now,
-        ))
-    })
-    .map_err(|source| LogsError::LoadCase {
-        case: case.clone(),
-        source: Box::new(source),
-    })?;
+        ),
+    )?;
     Ok(LogsCollected {
         case: case.clone(),
         artefacts: Vec::new(),

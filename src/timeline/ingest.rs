@@ -317,6 +317,18 @@ pub async fn ingest_case(
             artefact: format!("(the list of case {case_id})"),
             source,
         })?;
+    ingest_bulk(store, tl, &artefacts, opts, now).await
+}
+
+/// Loads the log artefacts among `artefacts` (the others are passed over)
+/// as one bulk run: parsing beside loading, the indexes built once at the end.
+pub async fn ingest_bulk(
+    store: &dyn EvidenceStore,
+    tl: &mut Timeline,
+    artefacts: &[Artefact],
+    opts: LoadOptions<'_>,
+    now: &str,
+) -> Result<Vec<IngestReport>, IngestError> {
     let items: Vec<(&Artefact, Format)> = artefacts
         .iter()
         .filter_map(|a| format_of(a).map(|f| (a, f)))
